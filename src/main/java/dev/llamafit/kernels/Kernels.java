@@ -1,0 +1,93 @@
+// The compute kernels every layer calls: one interface, a readable scalar reference and SIMD backends.
+package dev.llamafit.kernels;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * Compute kernels over off-heap fp32 data (unless a method says otherwise).
+ *
+ * <p>Conventions: matrices are row-major; every {@code …Off} argument is an offset in <em>elements</em> of
+ * the segment's element type (floats unless stated), every {@code ld…} is a row stride in elements. Segments
+ * hold little-endian data (the platform order on every supported machine). Kernels never allocate from the
+ * ledger; temporary packing buffers are thread-local and small.
+ *
+ * <p>{@link ScalarKernels} is the specification: plain loops written to be read. Other backends must agree
+ * with it to within float rounding (see KernelsAgreementTest). Multi-threaded kernels run on the fixed
+ * {@link Parallel} pool; called from inside a pool task they run on the calling thread (no nesting).
+ */
+public interface Kernels {
+
+    /** A short name for logs and benchmark reports, e.g. "vector(AVX-512, 16 lanes)". */
+    String name();
+
+    /**
+     * General matrix multiply: {@code C = alpha·op(A)·op(B) + beta·C}, with C of shape [m, n], op(A) [m, k],
+     * op(B) [k, n]. {@code op(X)} is X or Xᵀ. With {@code transA}, A is stored [k, m]; with {@code transB},
+     * B is stored [n, k]. When {@code beta == 0}, C's previous contents are ignored (NaN in C does not leak).
+     * Forward passes use A·Bᵀ (activations × weightᵀ), backward passes A·B and Aᵀ·B.
+     */
+    void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
+              MemorySegment a, long aOff, int lda,
+              MemorySegment b, long bOff, int ldb,
+              float beta, MemorySegment c, long cOff, int ldc);
+
+    /**
+     * RMSNorm per row (Zhang and Sennrich 2019, as in LLaMA): {@code out[r,i] = x[r,i] / sqrt(mean_i(x[r,i]²) + eps) · weight[i]}.
+     * x and out are [rows, dim] contiguous; out may alias x.
+     */
+    void rmsnorm(MemorySegment out, long outOff, MemorySegment x, long xOff, MemorySegment weight, long wOff,
+                 int rows, int dim, float eps);
+
+    /** Numerically stable softmax, in place, over {@code len} contiguous elements. */
+    void softmax(MemorySegment x, long off, int len);
+
+    /** {@code out[i] = x[i] · sigmoid(x[i])} for n elements; out may alias x. */
+    void silu(MemorySegment out, long outOff, MemorySegment x, long xOff, long n);
+
+    /** SwiGLU's gating: {@code out[i] = silu(gate[i]) · up[i]} for n elements; out may alias gate or up. */
+    void swiglu(MemorySegment out, long outOff, MemorySegment gate, long gateOff, MemorySegment up, long upOff, long n);
+
+    /**
+     * Rotary position embedding, rotate-half convention (Hugging Face LLaMA): for each row r (a token),
+     * each head h and i &lt; D/2, with x1 = x[i], x2 = x[i + D/2], c = cos[pos[r], i], s = sin[pos[r], i]:
+     * {@code x[i] = x1·c − x2·s; x[i + D/2] = x2·c + x1·s}. In place.
+     *
+     * @param x        [rows, heads·headDim] with row stride {@code ldx}
+     * @param cos      [maxPositions, headDim/2] table, contiguous
+     * @param sin      same shape as cos
+     * @param positions one position per row
+     */
+    void rope(MemorySegment x, long xOff, int ldx, int rows, int heads, int headDim,
+              MemorySegment cos, MemorySegment sin, int[] positions);
+
+    /** {@code y[i] += x[i]} for n elements. */
+    void add(MemorySegment y, long yOff, MemorySegment x, long xOff, long n);
+
+    /** {@code y[i] += alpha · x[i]} for n elements. */
+    void axpy(float alpha, MemorySegment x, long xOff, MemorySegment y, long yOff, long n);
+
+    /** {@code x[i] *= alpha} for n elements. */
+    void scale(MemorySegment x, long off, long n, float alpha);
+
+    /** Dot product of n elements. */
+    float dot(MemorySegment x, long xOff, MemorySegment y, long yOff, int n);
+
+    /**
+     * Embedding gather: row {@code ids[t]} of {@code table} ([V, dim] of the given storage type) to row t of
+     * out ([ids.length, dim] fp32). Ids are checked against {@code vocab}.
+     */
+    void embedding(MemorySegment out, long outOff, MemorySegment table, dev.llamafit.tensor.DType tableType,
+                   int vocab, int dim, int[] ids);
+
+    /** IEEE half (binary16) to fp32; {@code srcOff} counts 2-byte elements. */
+    void f16ToF32(MemorySegment src, long srcOff, MemorySegment dst, long dstOff, long n);
+
+    /** bfloat16 to fp32 (exact: the upper 16 bits); {@code srcOff} counts 2-byte elements. */
+    void bf16ToF32(MemorySegment src, long srcOff, MemorySegment dst, long dstOff, long n);
+
+    /** fp32 to IEEE half, round to nearest even, overflow to ±Inf. */
+    void f32ToF16(MemorySegment src, long srcOff, MemorySegment dst, long dstOff, long n);
+
+    /** fp32 to bfloat16, round to nearest even; NaN stays NaN. */
+    void f32ToBf16(MemorySegment src, long srcOff, MemorySegment dst, long dstOff, long n);
+}
