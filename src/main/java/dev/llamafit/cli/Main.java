@@ -1,2 +1,62 @@
+// The llamafit command line: subcommands, exit codes, and user-facing error messages.
 package dev.llamafit.cli;
-public final class Main { public static void main(String[] a) { System.out.println("hi"); } }
+
+import java.io.PrintWriter;
+
+import dev.llamafit.io.InputException;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/**
+ * Entry point. Exit codes: 0 ok, 1 runtime failure, 2 bad usage or input (DESIGN §8). User errors print
+ * one line without a stack trace; {@code LLAMAFIT_DEBUG=1} adds the trace for runtime failures.
+ */
+@Command(name = "llamafit", mixinStandardHelpOptions = true, version = "llamafit 0.1.0",
+        description = "Fine-tune and run LLaMA-architecture models with measured memory-saving techniques.",
+        subcommands = {GenerateCommand.class, TokenizeCommand.class, InspectCommand.class, ConvertCommand.class,
+                BenchCommand.class, CommandLine.HelpCommand.class})
+public final class Main implements Runnable {
+    public static final int OK = 0;
+    public static final int RUNTIME_FAILURE = 1;
+    public static final int BAD_INPUT = 2;
+
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public void run() {
+        spec.commandLine().usage(System.out);
+    }
+
+    public static void main(String[] args) {
+        System.exit(run(args, new PrintWriter(System.out, true), new PrintWriter(System.err, true)));
+    }
+
+    /** Runs the command line and returns the exit code (tests call this). */
+    public static int run(String[] args, PrintWriter out, PrintWriter err) {
+        CommandLine cl = new CommandLine(new Main());
+        cl.setOut(out);
+        cl.setErr(err);
+        cl.setExecutionExceptionHandler((ex, commandLine, parseResult) -> {
+            if (ex instanceof InputException) {
+                err.println("llamafit: error: " + ex.getMessage());
+                return BAD_INPUT;
+            }
+            if (ex instanceof IllegalArgumentException) {
+                err.println("llamafit: error: " + ex.getMessage());
+                return BAD_INPUT;
+            }
+            err.println("llamafit: failed: " + ex);
+            if (System.getenv("LLAMAFIT_DEBUG") != null) ex.printStackTrace(err);
+            else err.println("(set LLAMAFIT_DEBUG=1 for the stack trace)");
+            return RUNTIME_FAILURE;
+        });
+        cl.setParameterExceptionHandler((ex, a) -> {
+            err.println("llamafit: error: " + ex.getMessage());
+            CommandLine.UnmatchedArgumentException.printSuggestions(ex, err);
+            err.println("Try 'llamafit " + (ex.getCommandLine().getCommandName().equals("llamafit") ? "" : ex.getCommandLine().getCommandName() + " ") + "--help'.");
+            return BAD_INPUT;
+        });
+        return cl.execute(args);
+    }
+}

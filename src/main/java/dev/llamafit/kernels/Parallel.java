@@ -68,6 +68,28 @@ public final class Parallel {
         }
     }
 
+    /** A body over one chunk: its index (below {@link #threads()}) and its half-open range. */
+    @FunctionalInterface
+    public interface ChunkBody {
+        void run(int chunk, int from, int to);
+    }
+
+    /**
+     * As {@link #forRange(int, RangeBody)}, also passing each chunk's index, so a chunk can use its own slice
+     * of a shared scratch buffer sized {@code threads() × per-chunk}.
+     */
+    public static void forChunks(int n, ChunkBody body) {
+        if (n <= 0) return;
+        int chunks = Math.min(THREADS, n);
+        if (chunks == 1 || IN_POOL.get()) {
+            body.run(0, 0, n);
+            return;
+        }
+        forRange(chunks, (from, to) -> {
+            for (int c = from; c < to; c++) body.run(c, (int) ((long) n * c / chunks), (int) ((long) n * (c + 1) / chunks));
+        });
+    }
+
     private static ThreadFactory daemonFactory() {
         return r -> {
             Thread t = new Thread(() -> {

@@ -1,0 +1,104 @@
+// `llamafit generate`: stream a continuation of a prompt with greedy or sampled decoding.
+package dev.llamafit.cli;
+
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.Callable;
+
+import dev.llamafit.io.Json;
+import dev.llamafit.io.ModelFolder;
+import dev.llamafit.io.tokenizer.Tokenizer;
+import dev.llamafit.io.tokenizer.Tokenizers;
+import dev.llamafit.kernels.KernelBackends;
+import dev.llamafit.kernels.Kernels;
+import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.model.Generator;
+import dev.llamafit.model.LlamaModel;
+import dev.llamafit.model.Sampler;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+
+@Command(name = "generate", mixinStandardHelpOptions = true,
+        description = "Generate text from a prompt (streams tokens as they are produced).")
+final class GenerateCommand implements Callable<Integer> {
+    @Spec CommandSpec spec;
+
+    @Option(names = "--model", required = true, description = "Hugging Face model folder (config.json, safetensors, tokenizer).")
+    Path model;
+
+    @Option(names = "--prompt", defaultValue = "", description = "Prompt text (default: empty, start from BOS).")
+    String prompt;
+
+    @Option(names = "--max-new-tokens", defaultValue = "128", description = "Stop after this many new tokens (default: ${DEFAULT-VALUE}).")
+    int maxNewTokens;
+
+    @Option(names = "--temperature", defaultValue = "0.8", description = "Sampling temperature; 0 = greedy (default: ${DEFAULT-VALUE}).")
+    double temperature;
+
+    @Option(names = "--top-p", defaultValue = "1.0", description = "Nucleus sampling threshold in (0, 1] (default: ${DEFAULT-VALUE}, off).")
+    double topP;
+
+    @Option(names = "--top-k", defaultValue = "0", description = "Keep only the k most likely tokens; 0 = off (default: ${DEFAULT-VALUE}).")
+    int topK;
+
+    @Option(names = "--seed", defaultValue = "42", description = "Random seed for sampling (default: ${DEFAULT-VALUE}).")
+    long seed;
+
+    @Option(names = "--no-bos", description = "Do not prepend the BOS token.")
+    boolean noBos;
+
+    @Option(names = "--json", description = "Print one JSON object (prompt_ids, ids, text, tokens_per_s) instead of streaming.")
+    boolean json;
+
+    @Override
+    public Integer call() {
+        if (maxNewTokens < 0) throw new IllegalArgumentException("--max-new-tokens must be >= 0, got " + maxNewTokens);
+        Sampler sampler = new Sampler(temperature, topK, topP, seed);
+        PrintWriter out = spec.commandLine().getOut();
+        MemoryLedger ledger = MemoryLedger.global();
+        Kernels kernels = KernelBackends.get();
+        Tokenizer tokenizer = Tokenizers.load(model);
+        try (ModelFolder folder = ModelFolder.open(model, ledger, kernels);
+             LlamaModel llama = folder.newModel(kernels, ledger)) {
+            int[] promptIds = tokenizer.encode(prompt, !noBos && tokenizer.addBosByDefault());
+            if (promptIds.length == 0)
+                throw new IllegalArgumentException("empty prompt and no BOS token: nothing to condition on");
+            Set<Integer> eos = new java.util.HashSet<>(folder.config().eosTokenIds());
+            eos.addAll(tokenizer.eosIds());
+            Tokenizer.StreamDecoder decoder = tokenizer.newStreamDecoder();
+            StringBuilder text = new StringBuilder();
+            List<Integer> generated = new ArrayList<>();
+            Generator.Result r = new Generator(llama, sampler, eos).generate(promptIds, maxNewTokens, id -> {
+                generated.add(id);
+                String piece = decoder.next(id);
+                text.append(piece);
+                if (!json) {
+                    out.print(piece);
+                    out.flush();
+                }
+            });
+            if (json) {
+                Map<String, Object> o = new LinkedHashMap<>();
+                o.put("prompt_ids", promptIds);
+                o.put("ids", generated);
+                o.put("text", text.toString());
+                o.put("tokens_per_s", r.decodeTokensPerSecond());
+                o.put("prefill_tokens_per_s", r.prefillTokensPerSecond());
+                o.put("stop_reason", r.stopReason());
+                out.println(Json.write(o));
+            } else {
+                out.println();
+                System.err.printf("[%d prompt tokens, %d generated, prefill %.1f tok/s, decode %.1f tok/s, stop: %s]%n",
+                        promptIds.length, generated.size(), r.prefillTokensPerSecond(), r.decodeTokensPerSecond(), r.stopReason());
+            }
+        }
+        return Main.OK;
+    }
+}

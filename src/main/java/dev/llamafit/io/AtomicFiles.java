@@ -1,0 +1,64 @@
+// Atomic file writes: temporary file in the same folder, fsync, rename, fsync the folder.
+package dev.llamafit.io;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+
+/**
+ * Writes that never leave a half-written file under the final name: a crash at any moment leaves either
+ * the old file or the new one (DESIGN §8).
+ */
+public final class AtomicFiles {
+    private AtomicFiles() {}
+
+    /** A body that writes the whole content to an open channel. */
+    @FunctionalInterface
+    public interface Writer {
+        void write(FileChannel channel) throws IOException;
+    }
+
+    public static void writeString(Path target, String content) throws IOException {
+        byte[] bytes = content.getBytes(StandardCharsets.UTF_8);
+        write(target, ch -> {
+            ByteBuffer b = ByteBuffer.wrap(bytes);
+            while (b.hasRemaining()) ch.write(b);
+        });
+    }
+
+    /** Writes through {@code body} to a temporary sibling, forces it to disk, and renames it over {@code target}. */
+    public static void write(Path target, Writer body) throws IOException {
+        Path dir = target.toAbsolutePath().getParent();
+        Files.createDirectories(dir);
+        Path tmp = Files.createTempFile(dir, "." + target.getFileName() + ".", ".tmp");
+        try {
+            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
+                body.write(ch);
+                ch.force(true);
+            }
+            try {
+                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            } catch (AtomicMoveNotSupportedException e) {
+                Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
+            }
+            fsyncDirectory(dir);
+        } finally {
+            Files.deleteIfExists(tmp);
+        }
+    }
+
+    /** Makes a rename durable; not every platform allows opening a directory, which is then skipped. */
+    public static void fsyncDirectory(Path dir) {
+        try (FileChannel ch = FileChannel.open(dir, StandardOpenOption.READ)) {
+            ch.force(true);
+        } catch (IOException | UnsupportedOperationException ignored) {
+            // Best effort: the rename itself is atomic; only its durability across power loss is at stake.
+        }
+    }
+}

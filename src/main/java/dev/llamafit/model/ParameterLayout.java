@@ -1,0 +1,78 @@
+// The list of a model's parameter tensors (Hugging Face names and shapes), computed from its config.
+package dev.llamafit.model;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+import dev.llamafit.tensor.DType;
+import dev.llamafit.tensor.Shape;
+import dev.llamafit.tensor.TensorSpec;
+
+/**
+ * Every parameter of a LLaMA-family model as a {@link TensorSpec}, in Hugging Face naming
+ * ({@code model.layers.{i}.self_attn.q_proj.weight}, …). With tied embeddings the LM head is not listed:
+ * it is the embedding matrix. Loaders check files against this list, the planner sums it.
+ */
+public final class ParameterLayout {
+    public static final String EMBED = "model.embed_tokens.weight";
+    public static final String NORM = "model.norm.weight";
+    public static final String LM_HEAD = "lm_head.weight";
+
+    private final List<TensorSpec> specs;
+
+    private ParameterLayout(List<TensorSpec> specs) { this.specs = Collections.unmodifiableList(specs); }
+
+    /** The layout of {@code config} with every parameter stored as {@code dtype}. */
+    public static ParameterLayout of(LlamaConfig config, DType dtype) {
+        int c = config.hiddenSize(), f = config.intermediateSize(), v = config.vocabSize();
+        int qDim = config.qDim(), kvDim = config.kvDim();
+        List<TensorSpec> s = new ArrayList<>();
+        s.add(new TensorSpec(EMBED, Shape.of(v, c), dtype, "embedding"));
+        for (int l = 0; l < config.numLayers(); l++) {
+            String p = layerPrefix(l);
+            s.add(new TensorSpec(p + "input_layernorm.weight", Shape.of(c), dtype, "norm"));
+            linear(s, p + "self_attn.q_proj", qDim, c, config.qkvBias(), dtype, "attention");
+            linear(s, p + "self_attn.k_proj", kvDim, c, config.qkvBias(), dtype, "attention");
+            linear(s, p + "self_attn.v_proj", kvDim, c, config.qkvBias(), dtype, "attention");
+            linear(s, p + "self_attn.o_proj", c, qDim, config.oBias(), dtype, "attention");
+            s.add(new TensorSpec(p + "post_attention_layernorm.weight", Shape.of(c), dtype, "norm"));
+            linear(s, p + "mlp.gate_proj", f, c, config.mlpBias(), dtype, "mlp");
+            linear(s, p + "mlp.up_proj", f, c, config.mlpBias(), dtype, "mlp");
+            linear(s, p + "mlp.down_proj", c, f, config.mlpBias(), dtype, "mlp");
+        }
+        s.add(new TensorSpec(NORM, Shape.of(c), dtype, "norm"));
+        if (!config.tieWordEmbeddings()) s.add(new TensorSpec(LM_HEAD, Shape.of(v, c), dtype, "lm_head"));
+        return new ParameterLayout(s);
+    }
+
+    public static String layerPrefix(int layer) { return "model.layers." + layer + "."; }
+
+    private static void linear(List<TensorSpec> s, String name, int out, int in, boolean bias, DType dtype, String component) {
+        s.add(new TensorSpec(name + ".weight", Shape.of(out, in), dtype, component));
+        if (bias) s.add(new TensorSpec(name + ".bias", Shape.of(out), dtype, component));
+    }
+
+    public List<TensorSpec> specs() { return specs; }
+
+    public long parameterCount() {
+        long n = 0;
+        for (TensorSpec t : specs) n = Math.addExact(n, t.elements());
+        return n;
+    }
+
+    public long bytes() {
+        long n = 0;
+        for (TensorSpec t : specs) n = Math.addExact(n, t.bytes());
+        return n;
+    }
+
+    /** Parameter counts by component (embedding, attention, mlp, norm, lm_head), in layout order. */
+    public Map<String, Long> countsByComponent() {
+        Map<String, Long> m = new LinkedHashMap<>();
+        for (TensorSpec t : specs) m.merge(t.component(), t.elements(), Math::addExact);
+        return m;
+    }
+}

@@ -1,0 +1,48 @@
+// A linear layer y = x·Wᵀ + b over fp32 weights stored [out, in] as in PyTorch and safetensors.
+package dev.llamafit.nn;
+
+import java.lang.foreign.MemorySegment;
+
+import dev.llamafit.kernels.Kernels;
+import dev.llamafit.tensor.DType;
+import dev.llamafit.tensor.Tensor;
+
+/** A dense layer. Weight [out, in] (row-major, as Hugging Face stores it), optional bias [out]. */
+public final class Linear {
+    private final Tensor weight; // [out, in]
+    private final Tensor bias;   // [out] or null
+    private final int in;
+    private final int out;
+
+    public Linear(Tensor weight, Tensor bias) {
+        if (weight.dtype() != DType.F32 || weight.shape().rank() != 2)
+            throw new IllegalArgumentException("Linear needs an F32 [out, in] weight, got " + weight);
+        this.weight = weight;
+        this.out = Math.toIntExact(weight.shape().dim(0));
+        this.in = Math.toIntExact(weight.shape().dim(1));
+        if (bias != null && (bias.dtype() != DType.F32 || bias.elements() != out))
+            throw new IllegalArgumentException("bias " + bias + " does not match weight " + weight);
+        this.bias = bias;
+    }
+
+    public int in() { return in; }
+
+    public int out() { return out; }
+
+    public Tensor weight() { return weight; }
+
+    public Tensor bias() { return bias; }
+
+    /**
+     * y[rows, out] = x[rows, in] · Wᵀ + b.
+     *
+     * @param x [rows, in] at element offset xOff, contiguous rows
+     * @param y [rows, out] at element offset yOff, contiguous rows; overwritten
+     */
+    public void forward(Kernels k, MemorySegment x, long xOff, int rows, MemorySegment y, long yOff) {
+        k.gemm(false, true, rows, out, in, 1f, x, xOff, in, weight.segment(), 0, in, 0f, y, yOff, out);
+        if (bias != null) {
+            for (int r = 0; r < rows; r++) k.add(y, yOff + (long) r * out, bias.segment(), 0, out);
+        }
+    }
+}
