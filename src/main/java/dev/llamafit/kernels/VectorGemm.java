@@ -1,0 +1,294 @@
+// Blocked, packed fp32 GEMM on the Vector API: the matrix multiply behind VectorKernels.gemm.
+package dev.llamafit.kernels;
+
+import static dev.llamafit.tensor.Tensor.F32_LE;
+
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteOrder;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * SGEMM in the Goto/BLIS shape: for each column block of C (NC) and depth block (KC) pack op(B) into
+ * KC×NR micro-panels; for each row block (MC) pack op(A) into MR×KC micro-panels; an MR×NR register
+ * tile (8 rows × 2 vectors = 16 accumulators) then runs FMAs over the packed panels. Packing absorbs
+ * all four transposition variants, the strides and offsets, so the micro-kernel sees one layout.
+ * Threads split C into row stripes (or column stripes when C is wide), each with its own packing
+ * buffers, so workers never share writable memory.
+ *
+ * <p>Rows of C that are too few to fill a register tile (decode: m = 1) with B stored [n, k] skip packing
+ * and run one dot product per output, parallel over n: that case is bound by reading the weights once.
+ */
+final class VectorGemm {
+    private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
+    private static final int L = S.length();
+    private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+
+    /** Register tile: MR rows of C by NR columns (two vectors). 16 accumulators + 2 B vectors + 1 broadcast fit 32 zmm. */
+    static final int MR = 8;
+    static final int NR = 2 * L;
+    /** Depth block: an MR×KC A panel (8 KiB) and a KC×NR B panel (32 KiB at 16 lanes) stay in L1/L2. */
+    static final int KC = 256;
+    /** Row block: the packed MC×KC A block (96 KiB) lives in L2. */
+    static final int MC = 96;
+    /** Column block: the packed KC×NC B block (1 MiB) is streamed from L2/L3 once per row block. */
+    static final int NC = 1024;
+    /** Below this many rows of C a register tile would be mostly padding; use dot products instead. */
+    static final int SKINNY_ROWS = 4;
+    /** Work below which splitting across threads costs more than it saves (flops). */
+    private static final long MIN_FLOPS_PER_TASK = 1L << 21;
+
+    /** Per-thread packing buffers: packed A block, packed B block, one row copy, one C tile. */
+    private static final class Buffers {
+        final float[] a = new float[MC * KC];
+        final float[] b = new float[KC * NC];
+        final float[] row = new float[Math.max(KC, 1)];
+        final float[] tile = new float[MR * NR];
+    }
+
+    private static final ThreadLocal<Buffers> BUFFERS = ThreadLocal.withInitial(Buffers::new);
+
+    private VectorGemm() {}
+
+    /** See {@link Kernels#gemm}; C is [m, n], op(A) [m, k], op(B) [k, n]. */
+    static void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                     MemorySegment a, long aOff, int lda,
+                     MemorySegment b, long bOff, int ldb,
+                     float beta, MemorySegment c, long cOff, int ldc) {
+        if (m <= 0 || n <= 0) return;
+        if (k <= 0 || alpha == 0f) {
+            scaleC(m, n, beta, c, cOff, ldc);
+            return;
+        }
+        long flops = 2L * m * n * k;
+        if (m <= SKINNY_ROWS && !transA && transB) {
+            int grain = (int) Math.max(1, MIN_FLOPS_PER_TASK / Math.max(1, 2L * m * k));
+            Parallel.forRange(n, grain, (j0, j1) -> skinnyNT(j0, j1, m, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc));
+            return;
+        }
+        if (m >= n) {
+            int units = (m + MR - 1) / MR;
+            int grain = (int) Math.max(1, MIN_FLOPS_PER_TASK / Math.max(1, flops / units));
+            Parallel.forRange(units, grain, (u0, u1) -> blocked(transA, transB, u0 * MR, Math.min(m, u1 * MR), 0, n, k, alpha,
+                    a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc));
+        } else {
+            int units = (n + NR - 1) / NR;
+            int grain = (int) Math.max(1, MIN_FLOPS_PER_TASK / Math.max(1, flops / units));
+            Parallel.forRange(units, grain, (u0, u1) -> blocked(transA, transB, 0, m, u0 * NR, Math.min(n, u1 * NR), k, alpha,
+                    a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc));
+        }
+    }
+
+    /** C[i0:i1, j0:j1] on the calling thread. */
+    private static void blocked(boolean transA, boolean transB, int i0, int i1, int j0, int j1, int k, float alpha,
+                                MemorySegment a, long aOff, int lda,
+                                MemorySegment b, long bOff, int ldb,
+                                float beta, MemorySegment c, long cOff, int ldc) {
+        Buffers buf = BUFFERS.get();
+        for (int jc = j0; jc < j1; jc += NC) {
+            int nc = Math.min(NC, j1 - jc);
+            for (int pc = 0; pc < k; pc += KC) {
+                int kc = Math.min(KC, k - pc);
+                // Only the first depth block applies beta; later blocks accumulate onto the partial result.
+                float betaHere = pc == 0 ? beta : 1f;
+                packB(transB, b, bOff, ldb, pc, kc, jc, nc, buf);
+                for (int ic = i0; ic < i1; ic += MC) {
+                    int mc = Math.min(MC, i1 - ic);
+                    packA(transA, a, aOff, lda, ic, mc, pc, kc, buf);
+                    for (int jr = 0; jr < nc; jr += NR) {
+                        int nr = Math.min(NR, nc - jr);
+                        for (int ir = 0; ir < mc; ir += MR) {
+                            int mr = Math.min(MR, mc - ir);
+                            microKernel(buf.a, ir * kc, buf.b, jr * kc, kc, buf.tile);
+                            writeBack(buf.tile, c, cOff + (long) (ic + ir) * ldc + jc + jr, ldc, alpha, betaHere, mr, nr);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /**
+     * The register tile: 16 accumulators over kc steps of one packed A panel ([kc][MR]) and one packed B panel
+     * ([kc][NR]). Kept as one straight-line method on purpose: split into helpers taking vectors, C2 stops
+     * keeping the accumulators in registers (DESIGN §4).
+     */
+    private static void microKernel(float[] pa, int ai, float[] pb, int bi, int kc, float[] tile) {
+        FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
+        FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
+        FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
+        FloatVector c30 = FloatVector.zero(S), c31 = FloatVector.zero(S);
+        FloatVector c40 = FloatVector.zero(S), c41 = FloatVector.zero(S);
+        FloatVector c50 = FloatVector.zero(S), c51 = FloatVector.zero(S);
+        FloatVector c60 = FloatVector.zero(S), c61 = FloatVector.zero(S);
+        FloatVector c70 = FloatVector.zero(S), c71 = FloatVector.zero(S);
+        for (int p = 0; p < kc; p++, ai += MR, bi += NR) {
+            FloatVector b0 = FloatVector.fromArray(S, pb, bi);
+            FloatVector b1 = FloatVector.fromArray(S, pb, bi + L);
+            FloatVector x = FloatVector.broadcast(S, pa[ai]);
+            c00 = x.fma(b0, c00); c01 = x.fma(b1, c01);
+            x = FloatVector.broadcast(S, pa[ai + 1]);
+            c10 = x.fma(b0, c10); c11 = x.fma(b1, c11);
+            x = FloatVector.broadcast(S, pa[ai + 2]);
+            c20 = x.fma(b0, c20); c21 = x.fma(b1, c21);
+            x = FloatVector.broadcast(S, pa[ai + 3]);
+            c30 = x.fma(b0, c30); c31 = x.fma(b1, c31);
+            x = FloatVector.broadcast(S, pa[ai + 4]);
+            c40 = x.fma(b0, c40); c41 = x.fma(b1, c41);
+            x = FloatVector.broadcast(S, pa[ai + 5]);
+            c50 = x.fma(b0, c50); c51 = x.fma(b1, c51);
+            x = FloatVector.broadcast(S, pa[ai + 6]);
+            c60 = x.fma(b0, c60); c61 = x.fma(b1, c61);
+            x = FloatVector.broadcast(S, pa[ai + 7]);
+            c70 = x.fma(b0, c70); c71 = x.fma(b1, c71);
+        }
+        c00.intoArray(tile, 0); c01.intoArray(tile, L);
+        c10.intoArray(tile, NR); c11.intoArray(tile, NR + L);
+        c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + L);
+        c30.intoArray(tile, 3 * NR); c31.intoArray(tile, 3 * NR + L);
+        c40.intoArray(tile, 4 * NR); c41.intoArray(tile, 4 * NR + L);
+        c50.intoArray(tile, 5 * NR); c51.intoArray(tile, 5 * NR + L);
+        c60.intoArray(tile, 6 * NR); c61.intoArray(tile, 6 * NR + L);
+        c70.intoArray(tile, 7 * NR); c71.intoArray(tile, 7 * NR + L);
+    }
+
+    /** C[r, col] = alpha·tile[r, col] + beta·C[r, col] for the mr×nr valid part of the tile; beta == 0 never reads C. */
+    private static void writeBack(float[] tile, MemorySegment c, long cIdx, int ldc, float alpha, float beta, int mr, int nr) {
+        for (int r = 0; r < mr; r++) {
+            long row = cIdx + (long) r * ldc;
+            int col = 0;
+            for (; col + L <= nr; col += L) {
+                FloatVector v = FloatVector.fromArray(S, tile, r * NR + col).mul(alpha);
+                long byteOff = (row + col) * 4;
+                if (beta != 0f) v = FloatVector.fromMemorySegment(S, c, byteOff, LE).mul(beta).add(v);
+                v.intoMemorySegment(c, byteOff, LE);
+            }
+            for (; col < nr; col++) {
+                float v = alpha * tile[r * NR + col];
+                if (beta != 0f) v += beta * c.getAtIndex(F32_LE, row + col);
+                c.setAtIndex(F32_LE, row + col, v);
+            }
+        }
+    }
+
+    /**
+     * Packs op(B)[pc:pc+kc, jc:jc+nc] as NR-wide micro-panels, each [kc][NR], zero-padding the last panel so
+     * the micro-kernel needs no edge cases.
+     */
+    private static void packB(boolean transB, MemorySegment b, long bOff, int ldb, int pc, int kc, int jc, int nc, Buffers buf) {
+        float[] pb = buf.b;
+        for (int jr = 0; jr < nc; jr += NR) {
+            int nr = Math.min(NR, nc - jr);
+            int base = jr * kc;
+            if (!transB) {
+                // B stored [k, n]: each depth step is a contiguous run of nr columns.
+                for (int p = 0; p < kc; p++) {
+                    long src = bOff + (long) (pc + p) * ldb + jc + jr;
+                    int dst = base + p * NR;
+                    if (nr == NR) {
+                        FloatVector.fromMemorySegment(S, b, src * 4, LE).intoArray(pb, dst);
+                        FloatVector.fromMemorySegment(S, b, (src + L) * 4, LE).intoArray(pb, dst + L);
+                    } else {
+                        for (int col = 0; col < nr; col++) pb[dst + col] = b.getAtIndex(F32_LE, src + col);
+                        for (int col = nr; col < NR; col++) pb[dst + col] = 0f;
+                    }
+                }
+            } else {
+                // B stored [n, k]: each column of op(B) is a contiguous row; copy it, then scatter with stride NR.
+                float[] row = buf.row;
+                for (int col = 0; col < NR; col++) {
+                    if (col < nr) {
+                        long src = bOff + (long) (jc + jr + col) * ldb + pc;
+                        MemorySegment.copy(b, F32_LE, src * 4, row, 0, kc);
+                        for (int p = 0; p < kc; p++) pb[base + p * NR + col] = row[p];
+                    } else {
+                        for (int p = 0; p < kc; p++) pb[base + p * NR + col] = 0f;
+                    }
+                }
+            }
+        }
+    }
+
+    /** Packs op(A)[ic:ic+mc, pc:pc+kc] as MR-tall micro-panels, each [kc][MR], zero-padded. */
+    private static void packA(boolean transA, MemorySegment a, long aOff, int lda, int ic, int mc, int pc, int kc, Buffers buf) {
+        float[] pa = buf.a;
+        for (int ir = 0; ir < mc; ir += MR) {
+            int mr = Math.min(MR, mc - ir);
+            int base = ir * kc;
+            if (!transA) {
+                // A stored [m, k]: each row of op(A) is contiguous; copy it, then scatter with stride MR.
+                float[] row = buf.row;
+                for (int r = 0; r < MR; r++) {
+                    if (r < mr) {
+                        long src = aOff + (long) (ic + ir + r) * lda + pc;
+                        MemorySegment.copy(a, F32_LE, src * 4, row, 0, kc);
+                        for (int p = 0; p < kc; p++) pa[base + p * MR + r] = row[p];
+                    } else {
+                        for (int p = 0; p < kc; p++) pa[base + p * MR + r] = 0f;
+                    }
+                }
+            } else {
+                // A stored [k, m]: each depth step holds mr contiguous rows of op(A).
+                for (int p = 0; p < kc; p++) {
+                    long src = aOff + (long) (pc + p) * lda + ic + ir;
+                    int dst = base + p * MR;
+                    if (mr == MR) {
+                        MemorySegment.copy(a, F32_LE, src * 4, pa, dst, MR);
+                    } else {
+                        for (int r = 0; r < mr; r++) pa[dst + r] = a.getAtIndex(F32_LE, src + r);
+                        for (int r = mr; r < MR; r++) pa[dst + r] = 0f;
+                    }
+                }
+            }
+        }
+    }
+
+    /** C[0:m, j0:j1] for few rows of A [m, k] and B stored [n, k]: one streaming dot product per output. */
+    private static void skinnyNT(int j0, int j1, int m, int k, float alpha,
+                                 MemorySegment a, long aOff, int lda,
+                                 MemorySegment b, long bOff, int ldb,
+                                 float beta, MemorySegment c, long cOff, int ldc) {
+        for (int j = j0; j < j1; j++) {
+            // Row j of B is read from memory once; the next rows of A find it in cache.
+            for (int i = 0; i < m; i++) {
+                float d = dot(a, aOff + (long) i * lda, b, bOff + (long) j * ldb, k);
+                long ci = cOff + (long) i * ldc + j;
+                float old = beta == 0f ? 0f : beta * c.getAtIndex(F32_LE, ci);
+                c.setAtIndex(F32_LE, ci, alpha * d + old);
+            }
+        }
+    }
+
+    /** Dot product of n floats with four independent accumulators to hide FMA latency. */
+    static float dot(MemorySegment x, long xOff, MemorySegment y, long yOff, int n) {
+        FloatVector s0 = FloatVector.zero(S), s1 = FloatVector.zero(S), s2 = FloatVector.zero(S), s3 = FloatVector.zero(S);
+        long xb = xOff * 4, yb = yOff * 4;
+        int i = 0;
+        for (; i + 4 * L <= n; i += 4 * L) {
+            long o = (long) i * 4;
+            s0 = FloatVector.fromMemorySegment(S, x, xb + o, LE).fma(FloatVector.fromMemorySegment(S, y, yb + o, LE), s0);
+            s1 = FloatVector.fromMemorySegment(S, x, xb + o + 4L * L, LE).fma(FloatVector.fromMemorySegment(S, y, yb + o + 4L * L, LE), s1);
+            s2 = FloatVector.fromMemorySegment(S, x, xb + o + 8L * L, LE).fma(FloatVector.fromMemorySegment(S, y, yb + o + 8L * L, LE), s2);
+            s3 = FloatVector.fromMemorySegment(S, x, xb + o + 12L * L, LE).fma(FloatVector.fromMemorySegment(S, y, yb + o + 12L * L, LE), s3);
+        }
+        for (; i + L <= n; i += L) {
+            long o = (long) i * 4;
+            s0 = FloatVector.fromMemorySegment(S, x, xb + o, LE).fma(FloatVector.fromMemorySegment(S, y, yb + o, LE), s0);
+        }
+        float sum = s0.add(s1).add(s2.add(s3)).reduceLanes(VectorOperators.ADD);
+        for (; i < n; i++) sum += x.getAtIndex(F32_LE, xOff + i) * y.getAtIndex(F32_LE, yOff + i);
+        return sum;
+    }
+
+    /** C = beta·C for the degenerate cases (k == 0 or alpha == 0); beta == 0 writes zeros without reading. */
+    private static void scaleC(int m, int n, float beta, MemorySegment c, long cOff, int ldc) {
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < n; j++) {
+                long ci = cOff + (long) i * ldc + j;
+                c.setAtIndex(F32_LE, ci, beta == 0f ? 0f : beta * c.getAtIndex(F32_LE, ci));
+            }
+        }
+    }
+}

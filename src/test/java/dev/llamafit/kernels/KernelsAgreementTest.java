@@ -1,0 +1,271 @@
+// VectorKernels must agree with the ScalarKernels specification on awkward sizes (DESIGN §4).
+package dev.llamafit.kernels;
+
+import static dev.llamafit.tensor.Tensor.F32_LE;
+import static dev.llamafit.tensor.Tensor.I16_LE;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.SplittableRandom;
+
+import dev.llamafit.tensor.DType;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Test;
+
+class KernelsAgreementTest {
+    static final int[] SIZES = {1, 3, 7, 13, 31, 207, 702, 1024};
+    static final float EPS = Math.ulp(1f);
+    static final Kernels SCALAR = new ScalarKernels();
+    static final Kernels VECTOR = new VectorKernels();
+    static final Arena ARENA = Arena.ofShared();
+
+    @AfterAll
+    static void close() { ARENA.close(); }
+
+    static MemorySegment random(long n, long seed) {
+        MemorySegment s = ARENA.allocate(Math.max(1, n) * 4, 64);
+        SplittableRandom r = new SplittableRandom(seed);
+        for (long i = 0; i < n; i++) s.setAtIndex(F32_LE, i, (float) (r.nextDouble() * 2 - 1));
+        return s;
+    }
+
+    static MemorySegment copy(MemorySegment s) {
+        MemorySegment c = ARENA.allocate(s.byteSize(), 64);
+        c.copyFrom(s);
+        return c;
+    }
+
+    @Test
+    void gemmAgreesOnAllVariantsAndAwkwardShapes() {
+        int cases = 0;
+        for (int m : SIZES) for (int n : SIZES) for (int k : SIZES) {
+            long work = (long) m * n * k;
+            // The scalar reference is slow; keep the big corners only where one or two dimensions are small.
+            if (work > 1_500_000) continue;
+            for (int variant = 0; variant < 4; variant++) {
+                int beta = (m + n + k + variant) % 3;
+                gemmCase(variant >= 2, (variant & 1) == 1, m, n, k, variant % 2 == 0 ? 1f : -0.75f,
+                        beta == 0 ? 0f : beta == 1 ? 1f : 0.5f, cases++);
+            }
+        }
+        // A few large shapes on every variant, incl. the forward pass's [T, C]·[F, C]ᵀ shape.
+        int[][] big = {{1024, 31, 31}, {702, 207, 13}, {13, 1024, 207}, {207, 702, 31}, {64, 702, 207}};
+        for (int[] s : big) for (int variant = 0; variant < 4; variant++) {
+            gemmCase(variant >= 2, (variant & 1) == 1, s[0], s[1], s[2], 1.25f, variant % 2 == 0 ? 0f : 1f, cases++);
+        }
+        assertTrue(cases > 100, "too few gemm cases ran: " + cases);
+    }
+
+    /** C [m, n] = alpha·op(A)·op(B) + beta·C with padded strides and odd offsets; C holds NaN when beta == 0. */
+    static void gemmCase(boolean transA, boolean transB, int m, int n, int k, float alpha, float beta, long seed) {
+        int aRows = transA ? k : m, aCols = transA ? m : k, bRows = transB ? n : k, bCols = transB ? k : n;
+        int lda = aCols + 5, ldb = bCols + 2, ldc = n + 3;
+        long aOff = 3, bOff = 11, cOff = 7;
+        MemorySegment a = random(aOff + (long) aRows * lda, seed * 3 + 1);
+        MemorySegment b = random(bOff + (long) bRows * ldb, seed * 3 + 2);
+        MemorySegment c0 = random(cOff + (long) m * ldc, seed * 3 + 3);
+        if (beta == 0f) {
+            for (long i = 0; i < c0.byteSize() / 4; i++) c0.setAtIndex(F32_LE, i, Float.NaN);
+        }
+        MemorySegment cs = copy(c0), cv = copy(c0);
+        SCALAR.gemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, cs, cOff, ldc);
+        VECTOR.gemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, cv, cOff, ldc);
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < n; j++) {
+                double mag = 0;
+                for (int p = 0; p < k; p++) {
+                    float x = a.getAtIndex(F32_LE, aOff + (transA ? (long) p * lda + i : (long) i * lda + p));
+                    float y = b.getAtIndex(F32_LE, bOff + (transB ? (long) j * ldb + p : (long) p * ldb + j));
+                    mag += Math.abs((double) x * y);
+                }
+                long ci = cOff + (long) i * ldc + j;
+                mag = Math.abs(alpha) * mag + (beta == 0f ? 0 : Math.abs(beta * c0.getAtIndex(F32_LE, ci)));
+                float s = cs.getAtIndex(F32_LE, ci), v = cv.getAtIndex(F32_LE, ci);
+                double tol = 2.0 * (k + 2) * EPS * mag + 1e-30;
+                if (!(Math.abs(s - v) <= tol)) {
+                    fail(String.format("gemm transA=%b transB=%b m=%d n=%d k=%d alpha=%s beta=%s: C[%d,%d] scalar %s vector %s tol %s",
+                            transA, transB, m, n, k, alpha, beta, i, j, s, v, tol));
+                }
+            }
+        }
+        // Nothing outside C's [m, n] window may change (padding columns and the offset prefix).
+        for (long i = 0; i < cv.byteSize() / 4; i++) {
+            long rel = i - cOff;
+            boolean inside = rel >= 0 && rel / ldc < m && rel % ldc < n;
+            if (!inside) {
+                assertEquals(Float.floatToRawIntBits(c0.getAtIndex(F32_LE, i)), Float.floatToRawIntBits(cv.getAtIndex(F32_LE, i)),
+                        "gemm wrote outside C at element " + i + " (m=" + m + " n=" + n + " k=" + k + ")");
+            }
+        }
+    }
+
+    @Test
+    void gemmWithZeroDepthScalesC() {
+        MemorySegment c = random(6, 5), cs = copy(c);
+        VECTOR.gemm(false, true, 2, 3, 0, 1f, c, 0, 1, c, 0, 1, 2f, c, 0, 3);
+        SCALAR.gemm(false, true, 2, 3, 0, 1f, cs, 0, 1, cs, 0, 1, 2f, cs, 0, 3);
+        for (int i = 0; i < 6; i++) assertEquals(cs.getAtIndex(F32_LE, i), c.getAtIndex(F32_LE, i));
+    }
+
+    static void assertClose(MemorySegment expected, MemorySegment actual, long n, double relTol, String what) {
+        for (long i = 0; i < n; i++) {
+            float e = expected.getAtIndex(F32_LE, i), a = actual.getAtIndex(F32_LE, i);
+            if (Float.isNaN(e) && Float.isNaN(a)) continue;
+            double tol = relTol * Math.max(Math.abs(e), Float.MIN_NORMAL);
+            if (!(Math.abs(e - a) <= tol)) fail(what + ": element " + i + " of " + n + ": scalar " + e + " vector " + a);
+        }
+    }
+
+    @Test
+    void elementwiseKernelsAgree() {
+        for (int n : SIZES) {
+            MemorySegment x = random(n, n), y = random(n, n + 100);
+            MemorySegment s = copy(y), v = copy(y);
+            SCALAR.add(s, 0, x, 0, n);
+            VECTOR.add(v, 0, x, 0, n);
+            assertClose(s, v, n, 0, "add n=" + n);
+            SCALAR.axpy(-0.3f, x, 0, s, 0, n);
+            VECTOR.axpy(-0.3f, x, 0, v, 0, n);
+            assertClose(s, v, n, 0, "axpy n=" + n);
+            SCALAR.scale(s, 0, n, 1.7f);
+            VECTOR.scale(v, 0, n, 1.7f);
+            assertClose(s, v, n, 0, "scale n=" + n);
+            float ds = SCALAR.dot(x, 0, y, 0, n), dv = VECTOR.dot(x, 0, y, 0, n);
+            double mag = 0;
+            for (int i = 0; i < n; i++) mag += Math.abs(x.getAtIndex(F32_LE, i) * y.getAtIndex(F32_LE, i));
+            assertTrue(Math.abs(ds - dv) <= 2 * n * EPS * mag, "dot n=" + n + ": " + ds + " vs " + dv);
+
+            MemorySegment os = ARENA.allocate(n * 4L), ov = ARENA.allocate(n * 4L);
+            SCALAR.silu(os, 0, x, 0, n);
+            VECTOR.silu(ov, 0, x, 0, n);
+            assertClose(os, ov, n, 4 * EPS, "silu n=" + n);
+            SCALAR.swiglu(os, 0, x, 0, y, 0, n);
+            VECTOR.swiglu(ov, 0, x, 0, y, 0, n);
+            assertClose(os, ov, n, 4 * EPS, "swiglu n=" + n);
+            // In place, as the MLP uses it (out aliases gate).
+            MemorySegment gs = copy(x), gv = copy(x);
+            SCALAR.swiglu(gs, 0, gs, 0, y, 0, n);
+            VECTOR.swiglu(gv, 0, gv, 0, y, 0, n);
+            assertClose(gs, gv, n, 4 * EPS, "swiglu in place n=" + n);
+        }
+    }
+
+    @Test
+    void siluHandlesLargeMagnitudes() {
+        MemorySegment x = ARENA.allocate(4 * 32);
+        for (int i = 0; i < 32; i++) x.setAtIndex(F32_LE, i, (i % 2 == 0 ? 1 : -1) * (float) Math.pow(2, i % 9 * 2));
+        MemorySegment s = ARENA.allocate(4 * 32), v = ARENA.allocate(4 * 32);
+        SCALAR.silu(s, 0, x, 0, 32);
+        VECTOR.silu(v, 0, x, 0, 32);
+        assertClose(s, v, 32, 4 * EPS, "silu extremes");
+    }
+
+    @Test
+    void rmsnormAgrees() {
+        for (int dim : SIZES) {
+            int rows = 3;
+            MemorySegment x = random((long) rows * dim, dim), w = random(dim, dim + 7);
+            MemorySegment s = ARENA.allocate(rows * dim * 4L), v = ARENA.allocate(rows * dim * 4L);
+            SCALAR.rmsnorm(s, 0, x, 0, w, 0, rows, dim, 1e-5f);
+            VECTOR.rmsnorm(v, 0, x, 0, w, 0, rows, dim, 1e-5f);
+            assertClose(s, v, (long) rows * dim, 4 * (dim + 4) * EPS, "rmsnorm dim=" + dim);
+            MemorySegment inPlace = copy(x);
+            VECTOR.rmsnorm(inPlace, 0, inPlace, 0, w, 0, rows, dim, 1e-5f);
+            assertClose(v, inPlace, (long) rows * dim, 0, "rmsnorm in place dim=" + dim);
+        }
+    }
+
+    @Test
+    void softmaxAgreesAndHandlesMinusInfinity() {
+        for (int n : SIZES) {
+            MemorySegment x = random(n, 40 + n);
+            for (int i = 0; i < n; i += 3) x.setAtIndex(F32_LE, i, Float.NEGATIVE_INFINITY); // causal-mask style
+            if (n > 1) x.setAtIndex(F32_LE, 1, 30f);
+            MemorySegment s = copy(x), v = copy(x);
+            SCALAR.softmax(s, 0, n);
+            VECTOR.softmax(v, 0, n);
+            assertClose(s, v, n, 1e-6, "softmax n=" + n);
+            double sum = 0;
+            for (int i = 0; i < n; i++) {
+                float p = v.getAtIndex(F32_LE, i);
+                if (i % 3 == 0 && n > 1) assertEquals(0f, p, "softmax of -Inf must be 0 (n=" + n + ")");
+                sum += p;
+            }
+            // n == 1 holds only -Inf: NaN, as in PyTorch.
+            if (n > 1) assertEquals(1.0, sum, 1e-5, "softmax sum n=" + n);
+        }
+    }
+
+    @Test
+    void ropeAgrees() {
+        int rows = 5, heads = 3, maxPos = 40;
+        for (int headDim : new int[] {2, 6, 14, 64, 128}) {
+            int half = headDim / 2, ldx = heads * headDim + 9;
+            MemorySegment x = random((long) rows * ldx, headDim);
+            MemorySegment cos = random((long) maxPos * half, 1), sin = random((long) maxPos * half, 2);
+            int[] pos = {0, 7, 39, 3, 3};
+            MemorySegment s = copy(x), v = copy(x);
+            SCALAR.rope(s, 0, ldx, rows, heads, headDim, cos, sin, pos);
+            VECTOR.rope(v, 0, ldx, rows, heads, headDim, cos, sin, pos);
+            assertClose(s, v, (long) rows * ldx, 0, "rope headDim=" + headDim);
+        }
+    }
+
+    @Test
+    void conversionsAgree() {
+        for (int n : SIZES) {
+            MemorySegment f = random(n, 77 + n);
+            SplittableRandom r = new SplittableRandom(n);
+            for (int i = 0; i < n; i += 5) f.setAtIndex(F32_LE, i, Float.intBitsToFloat(r.nextInt()));
+            if (n > 2) f.setAtIndex(F32_LE, 2, Float.intBitsToFloat(0x7F800001)); // signalling NaN
+            MemorySegment hs = ARENA.allocate(n * 2L), hv = ARENA.allocate(n * 2L);
+            SCALAR.f32ToBf16(f, 0, hs, 0, n);
+            VECTOR.f32ToBf16(f, 0, hv, 0, n);
+            SCALAR.f32ToF16(f, 0, hs, 0, 0); // no-op: n == 0 must be fine
+            for (int i = 0; i < n; i++) assertEquals(hs.getAtIndex(I16_LE, i), hv.getAtIndex(I16_LE, i), "f32ToBf16 n=" + n + " i=" + i);
+            MemorySegment fs = ARENA.allocate(n * 4L), fv = ARENA.allocate(n * 4L);
+            SCALAR.bf16ToF32(hs, 0, fs, 0, n);
+            VECTOR.bf16ToF32(hs, 0, fv, 0, n);
+            for (int i = 0; i < n; i++) {
+                assertEquals(Float.floatToRawIntBits(fs.getAtIndex(F32_LE, i)), Float.floatToRawIntBits(fv.getAtIndex(F32_LE, i)), "bf16ToF32 i=" + i);
+            }
+            SCALAR.f32ToF16(f, 0, hs, 0, n);
+            VECTOR.f32ToF16(f, 0, hv, 0, n);
+            for (int i = 0; i < n; i++) assertEquals(hs.getAtIndex(I16_LE, i), hv.getAtIndex(I16_LE, i), "f32ToF16 i=" + i);
+        }
+    }
+
+    @Test
+    void embeddingAgreesAndRejectsBadIds() {
+        int vocab = 13, dim = 31;
+        MemorySegment table = random((long) vocab * dim, 9);
+        MemorySegment half = ARENA.allocate(vocab * dim * 2L);
+        SCALAR.f32ToBf16(table, 0, half, 0, (long) vocab * dim);
+        int[] ids = {0, 12, 5, 5};
+        for (DType t : new DType[] {DType.F32, DType.BF16, DType.F16}) {
+            MemorySegment src = t == DType.F32 ? table : half;
+            if (t == DType.F16) SCALAR.f32ToF16(table, 0, half, 0, (long) vocab * dim);
+            MemorySegment s = ARENA.allocate(ids.length * dim * 4L), v = ARENA.allocate(ids.length * dim * 4L);
+            SCALAR.embedding(s, 0, src, t, vocab, dim, ids);
+            VECTOR.embedding(v, 0, src, t, vocab, dim, ids);
+            assertClose(s, v, (long) ids.length * dim, 0, "embedding " + t);
+            for (int j = 0; j < dim; j++) {
+                float want = t == DType.F32 ? table.getAtIndex(F32_LE, 12L * dim + j)
+                        : t == DType.F16 ? Float.float16ToFloat(half.getAtIndex(I16_LE, 12L * dim + j))
+                        : ScalarKernels.bf16ToFloat(half.getAtIndex(I16_LE, 12L * dim + j));
+                assertEquals(want, v.getAtIndex(F32_LE, (long) dim + j));
+            }
+        }
+        MemorySegment out = ARENA.allocate(dim * 4L);
+        for (Kernels k : new Kernels[] {SCALAR, VECTOR}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> k.embedding(out, 0, table, DType.F32, vocab, dim, new int[] {13}));
+            assertTrue(e.getMessage().contains("token id 13") && e.getMessage().contains("[0, 13)"), e.getMessage());
+            assertThrows(IllegalArgumentException.class, () -> k.embedding(out, 0, table, DType.F32, vocab, dim, new int[] {-1}));
+        }
+    }
+}
