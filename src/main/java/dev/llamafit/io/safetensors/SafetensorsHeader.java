@@ -4,6 +4,7 @@ package dev.llamafit.io.safetensors;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
@@ -176,10 +177,10 @@ record SafetensorsHeader(List<Entry> entries, Map<String, String> metadata) {
             for (long d : dims) elements = Math.multiplyExact(elements, d);
             needBytes = dtype.bytesFor(elements);
         } catch (ArithmeticException e) {
-            throw InputException.at(file, where, "shape " + java.util.Arrays.toString(dims) + " overflows a 64-bit size");
+            throw InputException.at(file, where, "shape " + Arrays.toString(dims) + " overflows a 64-bit size");
         }
         if (needBytes != end - begin) {
-            throw InputException.at(file, where + ", byte " + (dataStart + begin), "shape " + java.util.Arrays.toString(dims)
+            throw InputException.at(file, where + ", byte " + (dataStart + begin), "shape " + Arrays.toString(dims)
                     + " of " + dtype.safetensorsName() + " needs " + needBytes + " bytes, but data_offsets ["
                     + begin + ", " + end + "] span " + (end - begin));
         }

@@ -5,6 +5,7 @@ import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -141,7 +142,7 @@ public final class SafetensorsWriter {
     private static void writeFile(Path file, List<Named> tensors, Map<String, String> metadata) throws IOException {
         byte[] header = header(tensors, metadata);
         AtomicFile.write(file, channel -> {
-            ByteBuffer prefix = ByteBuffer.allocate(SafetensorsHeader.PREFIX_BYTES).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            ByteBuffer prefix = ByteBuffer.allocate(SafetensorsHeader.PREFIX_BYTES).order(ByteOrder.LITTLE_ENDIAN);
             prefix.putLong(0, header.length);
             writeAll(channel, prefix);
             writeAll(channel, ByteBuffer.wrap(header));
