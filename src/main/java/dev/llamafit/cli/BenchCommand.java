@@ -1,0 +1,224 @@
+// `llamafit bench`: kernel and end-to-end throughput, reported against references measured in the same run.
+package dev.llamafit.cli;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.PrintWriter;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+import com.fasterxml.jackson.databind.JsonNode;
+
+import dev.llamafit.io.Json;
+import dev.llamafit.kernels.BandwidthProbe;
+import dev.llamafit.kernels.GemmBenchmark;
+import dev.llamafit.kernels.KernelBackends;
+import dev.llamafit.kernels.Kernels;
+import dev.llamafit.kernels.Parallel;
+import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.model.KvCache;
+import dev.llamafit.model.LlamaConfig;
+import dev.llamafit.model.LlamaModel;
+import dev.llamafit.model.ParameterLayout;
+import dev.llamafit.model.RandomModels;
+import dev.llamafit.model.Sampler;
+import dev.llamafit.tensor.DType;
+import dev.llamafit.tensor.Tensor;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+
+@Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks (not tests): kernels and generation.",
+        subcommands = {BenchCommand.Gemm.class, BenchCommand.Generate.class})
+final class BenchCommand implements Runnable {
+    @Spec CommandSpec spec;
+
+    @Override
+    public void run() { spec.commandLine().usage(spec.commandLine().getOut()); }
+
+    /** Where bench/ scripts live: the launcher passes the repository root as llamafit.home. */
+    static Path scriptPath(String name) {
+        return Path.of(System.getProperty("llamafit.home", ".")).resolve("bench").resolve(name);
+    }
+
+    @Command(name = "gemm", mixinStandardHelpOptions = true,
+            description = "fp32 GEMM GFLOPS (C = A·Bᵀ, the forward pass's layout) against PyTorch's torch.matmul in the same run.")
+    static final class Gemm implements Callable<Integer> {
+        @Spec CommandSpec spec;
+
+        @Option(names = "--sizes", split = ",", defaultValue = "1024,2048", description = "Square sizes (default: ${DEFAULT-VALUE}).")
+        int[] sizes;
+
+        @Option(names = "--runs", defaultValue = "5", description = "Timed runs per size; the best is reported (default: ${DEFAULT-VALUE}).")
+        int runs;
+
+        @Option(names = "--reference", defaultValue = "torch", description = "Reference to measure too: torch or none (default: ${DEFAULT-VALUE}).")
+        String reference;
+
+        @Option(names = "--python", defaultValue = "/usr/bin/python3", description = "Python with PyTorch (default: ${DEFAULT-VALUE}).")
+        String python;
+
+        @Option(names = "--json", description = "Print one JSON object.")
+        boolean json;
+
+        @Override
+        public Integer call() throws Exception {
+            Kernels k = KernelBackends.get();
+            List<GemmBenchmark.Result> ours = new GemmBenchmark(k, MemoryLedger.global()).runSquare(sizes, 2, runs);
+            Map<Integer, Double> torch = reference.equals("torch") ? torchGemm(python, sizes, runs) : Map.of();
+            List<Map<String, Object>> rows = new ArrayList<>();
+            for (GemmBenchmark.Result r : ours) {
+                Map<String, Object> row = new LinkedHashMap<>();
+                row.put("size", r.m());
+                row.put("gflops", round(r.gflops()));
+                Double t = torch.get(r.m());
+                if (t != null) {
+                    row.put("torch_gflops", round(t));
+                    row.put("ratio_vs_torch", round(r.gflops() / t));
+                }
+                rows.add(row);
+            }
+            PrintWriter out = spec.commandLine().getOut();
+            if (json) {
+                Map<String, Object> o = new LinkedHashMap<>();
+                o.put("bench", "gemm");
+                o.put("backend", k.name());
+                o.put("threads", Parallel.threads());
+                o.put("results", rows);
+                out.println(Json.write(o));
+            } else {
+                out.printf("fp32 GEMM, %s, %d threads (best of %d)%n", k.name(), Parallel.threads(), runs);
+                for (Map<String, Object> row : rows)
+                    out.printf(Locale.ROOT, "  %5d³  %8.1f GFLOPS%s%n", row.get("size"), row.get("gflops"),
+                            row.containsKey("torch_gflops") ? String.format(Locale.ROOT, "   torch %8.1f GFLOPS   ratio %.2f×",
+                                    row.get("torch_gflops"), row.get("ratio_vs_torch")) : "");
+            }
+            return Main.OK;
+        }
+    }
+
+    /** Runs bench/torch_gemm.py with the same thread count; returns GFLOPS by size. */
+    static Map<Integer, Double> torchGemm(String python, int[] sizes, int runs) throws IOException, InterruptedException {
+        Path script = scriptPath("torch_gemm.py");
+        if (!Files.isRegularFile(script)) throw new IllegalStateException("reference script not found: " + script);
+        List<String> cmd = new ArrayList<>(List.of(python, script.toString(), "--threads", String.valueOf(Parallel.threads()),
+                "--runs", String.valueOf(runs), "--sizes"));
+        StringBuilder s = new StringBuilder();
+        for (int size : sizes) s.append(s.isEmpty() ? "" : ",").append(size);
+        cmd.add(s.toString());
+        Map<Integer, Double> out = new LinkedHashMap<>();
+        for (JsonNode n : runJsonLines(cmd)) out.put(n.get("size").asInt(), n.get("gflops").asDouble());
+        return out;
+    }
+
+    static List<JsonNode> runJsonLines(List<String> cmd) throws IOException, InterruptedException {
+        Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+        List<JsonNode> lines = new ArrayList<>();
+        try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
+            for (String line; (line = r.readLine()) != null; )
+                if (line.startsWith("{")) lines.add(Json.MAPPER.readTree(line));
+        }
+        int rc = p.waitFor();
+        if (rc != 0) throw new IllegalStateException("reference " + String.join(" ", cmd) + " exited with " + rc);
+        return lines;
+    }
+
+    static double round(double v) { return Math.round(v * 100) / 100.0; }
+
+    @Command(name = "generate", mixinStandardHelpOptions = true,
+            description = "Prefill and decode tokens/s of a random-weight stories15M-shaped model (fp32), and decode's weight"
+                    + " bandwidth as a fraction of a memory-bandwidth probe run in the same bench.")
+    static final class Generate implements Callable<Integer> {
+        @Spec CommandSpec spec;
+
+        @Option(names = "--shape", defaultValue = "stories15M", description = "Model shape: stories15M or stories42M (default: ${DEFAULT-VALUE}).")
+        String shape;
+
+        @Option(names = "--prompt-tokens", defaultValue = "128", description = "Prefill length (default: ${DEFAULT-VALUE}).")
+        int promptTokens;
+
+        @Option(names = "--new-tokens", defaultValue = "128", description = "Decoded tokens (default: ${DEFAULT-VALUE}).")
+        int newTokens;
+
+        @Option(names = "--runs", defaultValue = "3", description = "Repetitions; the best is reported (default: ${DEFAULT-VALUE}).")
+        int runs;
+
+        @Option(names = "--json", description = "Print one JSON object.")
+        boolean json;
+
+        @Override
+        public Integer call() {
+            LlamaConfig c = switch (shape) {
+                case "stories15M" -> RandomModels.stories15M();
+                case "stories42M" -> RandomModels.stories42M();
+                default -> throw new IllegalArgumentException("unknown --shape '" + shape + "' (stories15M, stories42M)");
+            };
+            if (promptTokens < 1 || newTokens < 1 || promptTokens + newTokens > c.maxPositions())
+                throw new IllegalArgumentException("--prompt-tokens + --new-tokens must be within 2.." + c.maxPositions());
+            MemoryLedger ledger = MemoryLedger.global();
+            Kernels k = KernelBackends.get();
+            Map<String, Tensor> w = RandomModels.weights(c, ledger, 7, 0.02);
+            double bestPrefill = 0, bestDecode = 0;
+            try (LlamaModel model = new LlamaModel(c, w, k, ledger)) {
+                int[] prompt = new int[promptTokens];
+                java.util.SplittableRandom rnd = new java.util.SplittableRandom(1);
+                for (int i = 0; i < prompt.length; i++) prompt[i] = rnd.nextInt(c.vocabSize());
+                for (int run = 0; run < runs + 1; run++) { // the first run warms up the JIT
+                    try (KvCache cache = model.newCache(1, promptTokens + newTokens)) {
+                        long t0 = System.nanoTime();
+                        Tensor logits = model.forward(new int[][] {prompt}, cache, LlamaModel.Logits.LAST);
+                        int next = Sampler.argmax(logits.toFloatArray());
+                        long t1 = System.nanoTime();
+                        for (int i = 0; i < newTokens; i++) {
+                            logits = model.forward(new int[][] {{next}}, cache, LlamaModel.Logits.LAST);
+                            next = Sampler.argmax(logits.toFloatArray());
+                        }
+                        long t2 = System.nanoTime();
+                        if (run == 0) continue;
+                        bestPrefill = Math.max(bestPrefill, promptTokens / ((t1 - t0) / 1e9));
+                        bestDecode = Math.max(bestDecode, newTokens / ((t2 - t1) / 1e9));
+                    }
+                }
+            } finally {
+                w.values().forEach(Tensor::close);
+            }
+            // Per decoded token every weight matrix is read once; with tied embeddings the LM head is the
+            // embedding matrix, read whole (the embedding lookup itself reads one row).
+            long weightBytes = ParameterLayout.of(c, DType.F32).bytes();
+            double effectiveGBs = weightBytes * bestDecode / 1e9;
+            BandwidthProbe.Result probe = BandwidthProbe.measure(ledger, 512L << 20, 5);
+            Map<String, Object> o = new LinkedHashMap<>();
+            o.put("bench", "generate");
+            o.put("shape", shape);
+            o.put("backend", k.name());
+            o.put("threads", Parallel.threads());
+            o.put("prompt_tokens", promptTokens);
+            o.put("new_tokens", newTokens);
+            o.put("prefill_tokens_per_s", round(bestPrefill));
+            o.put("decode_tokens_per_s", round(bestDecode));
+            o.put("weight_bytes_per_token", weightBytes);
+            o.put("decode_weight_gb_per_s", round(effectiveGBs));
+            o.put("probe_gb_per_s", round(probe.gbPerSecond()));
+            o.put("bandwidth_fraction", round(effectiveGBs / probe.gbPerSecond()));
+            PrintWriter out = spec.commandLine().getOut();
+            if (json) {
+                out.println(Json.write(o));
+            } else {
+                out.printf(Locale.ROOT, "%s (random fp32 weights, %,d bytes), %s, %d threads%n", shape, weightBytes, k.name(), Parallel.threads());
+                out.printf(Locale.ROOT, "  prefill %d tokens: %10.1f tokens/s%n", promptTokens, bestPrefill);
+                out.printf(Locale.ROOT, "  decode  %d tokens: %10.1f tokens/s   weights read at %.1f GB/s = %.0f%% of the %.1f GB/s probe%n",
+                        newTokens, bestDecode, effectiveGBs, 100 * effectiveGBs / probe.gbPerSecond(), probe.gbPerSecond());
+            }
+            return Main.OK;
+        }
+    }
+}

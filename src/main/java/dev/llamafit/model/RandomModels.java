@@ -1,0 +1,53 @@
+// Builds models with random weights in memory, for benchmarks and memory experiments on realistic shapes.
+package dev.llamafit.model;
+
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+import dev.llamafit.memory.Category;
+import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.tensor.DType;
+import dev.llamafit.tensor.Tensor;
+import dev.llamafit.tensor.TensorSpec;
+
+/** Random-weight models shaped like known checkpoints (e.g. llama2.c's stories15M). */
+public final class RandomModels {
+    private RandomModels() {}
+
+    /** stories15M's shape: dim 288, 6 layers, 6 heads, F 768, Llama 2 vocabulary (32000), context 256, tied. */
+    public static LlamaConfig stories15M() {
+        return new LlamaConfig("llama", 288, 768, 6, 6, 6, 48, 32000, 256, 1e-5, 10000.0,
+                new RopeScaling.None(), true, false, false, false, 0, 1, List.of(2));
+    }
+
+    /** stories42M's shape: dim 512, 8 layers, 8 heads, F 1376, vocabulary 32000, context 1024, tied. */
+    public static LlamaConfig stories42M() {
+        return new LlamaConfig("llama", 512, 1376, 8, 8, 8, 64, 32000, 1024, 1e-5, 10000.0,
+                new RopeScaling.None(), true, false, false, false, 0, 1, List.of(2));
+    }
+
+    /**
+     * fp32 weights for {@code config}: norms 1, everything else N(0, std²), filed under {@code weights}.
+     * The caller closes the tensors.
+     */
+    public static Map<String, Tensor> weights(LlamaConfig config, MemoryLedger ledger, long seed, double std) {
+        SplittableRandom random = new SplittableRandom(seed);
+        Map<String, Tensor> w = new LinkedHashMap<>();
+        for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) {
+            Tensor t = Tensor.allocate(ledger, Category.WEIGHTS, spec.name(), DType.F32, spec.shape());
+            boolean norm = spec.component().equals("norm");
+            for (long i = 0; i < t.elements(); i++)
+                t.setFloat(i, norm ? 1f : (float) (gaussian(random) * std));
+            w.put(spec.name(), t);
+        }
+        return w;
+    }
+
+    private static double gaussian(SplittableRandom r) {
+        // Box-Muller: SplittableRandom has no nextGaussian in every JDK version's interface.
+        double u = 1 - r.nextDouble(), v = r.nextDouble();
+        return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+    }
+}
