@@ -1,6 +1,8 @@
 // Writes tensors as safetensors files (single or sharded with an index), atomically and streaming.
 package dev.llamafit.io.safetensors;
 
+import dev.llamafit.io.AtomicFiles;
+
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
@@ -29,7 +31,7 @@ import dev.llamafit.tensor.Tensor;
  * Writes the safetensors format (https://github.com/huggingface/safetensors): u64 little-endian header length, the
  * JSON header padded with spaces so the data section starts at a multiple of 8 (as the reference writer pads), then
  * the tensors' bytes back to back in the given order. Tensor data is streamed from each tensor's segment to the
- * file; only the header is built in memory. Every file is written atomically ({@link AtomicFile}).
+ * file; only the header is built in memory. Every file is written atomically ({@link AtomicFiles}).
  */
 public final class SafetensorsWriter {
     /** Tensor bytes go to the file in pieces of at most this size, so no piece needs a large buffer. */
@@ -110,7 +112,7 @@ public final class SafetensorsWriter {
         index.put("weight_map", weightMap);
         byte[] json = JSON.writer(SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(index);
         Path indexPath = dir.resolve(Safetensors.INDEX_FILE);
-        AtomicFile.write(indexPath, channel -> {
+        AtomicFiles.write(indexPath, channel -> {
             writeAll(channel, ByteBuffer.wrap(json));
             writeAll(channel, ByteBuffer.wrap(new byte[] {'\n'}));
         });
@@ -141,7 +143,7 @@ public final class SafetensorsWriter {
 
     private static void writeFile(Path file, List<Named> tensors, Map<String, String> metadata) throws IOException {
         byte[] header = header(tensors, metadata);
-        AtomicFile.write(file, channel -> {
+        AtomicFiles.write(file, channel -> {
             ByteBuffer prefix = ByteBuffer.allocate(SafetensorsHeader.PREFIX_BYTES).order(ByteOrder.LITTLE_ENDIAN);
             prefix.putLong(0, header.length);
             writeAll(channel, prefix);
