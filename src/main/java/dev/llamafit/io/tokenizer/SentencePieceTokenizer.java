@@ -259,6 +259,7 @@ public final class SentencePieceTokenizer extends ByteDecoding {
 
     @Override
     public boolean isSpecial(int id) {
+        checkId(id);
         return types[id] == CONTROL;
     }
 
