@@ -46,8 +46,8 @@ public final class HfTokenizer extends ByteDecoding {
     private final HfComponents.Normalizer normalizer; // null: none
     private final HfComponents.PreTokenizer preTokenizer; // null: the segment is one word
     private final HfDecoder decoder;
-    private final Pattern addedTokens;                // null: none
-    private final List<Integer> addedGroupIds = new ArrayList<>(); // capture group i+1 -> added token id
+    private final AddedTokens rawAdded;               // tokens matched in the raw input; null: none
+    private final AddedTokens normalizedAdded;        // "normalized": true tokens, matched after normalising
     private final int bosId;
     private final byte[][] tokenBytes;                // [V] decoded bytes when not the first token
     private final ConcurrentHashMap<String, int[]> cache = new ConcurrentHashMap<>();
@@ -108,7 +108,12 @@ public final class HfTokenizer extends ByteDecoding {
         normalizer = nullOr(root.path("normalizer")) == null ? null : HfComponents.normalizer(file, root.get("normalizer"), "normalizer");
         preTokenizer = nullOr(root.path("pre_tokenizer")) == null ? null : HfComponents.preTokenizer(file, root.get("pre_tokenizer"), "pre_tokenizer");
         decoder = HfDecoder.parse(file, root.get("decoder"));
-        addedTokens = addedTokenPattern(addedList);
+        // tokenizers' AddedVocabulary: tokens with "normalized": false are found in the raw text; the others
+        // are normalised themselves (a Prepend normaliser turns "<s>" into "▁<s>") and found in normalised text.
+        List<JsonNode> raw = new ArrayList<>(), normalized = new ArrayList<>();
+        for (JsonNode t : addedList) (normalizer != null && t.path("normalized").asBoolean(!t.path("special").asBoolean(false)) ? normalized : raw).add(t);
+        rawAdded = AddedTokens.of(raw, null);
+        normalizedAdded = AddedTokens.of(normalized, normalizer);
         bosId = templateBos(root.path("post_processor"));
         tokenBytes = new byte[pieces.length][];
         for (int id = 0; id < pieces.length; id++) tokenBytes[id] = decoder.bytes(pieces[id], false);
@@ -172,23 +177,51 @@ public final class HfTokenizer extends ByteDecoding {
     }
 
     /**
-     * One alternative per added token, longest first so that the leftmost match is also the longest (as
-     * tokenizers' leftmost-longest Aho-Corasick); group i+1 captures token i without its lstrip/rstrip space.
+     * Added tokens as one regex: one alternative per token, longest first so that the leftmost match is also
+     * the longest (as tokenizers' leftmost-longest Aho-Corasick); group i+1 captures token i's text, without
+     * the whitespace that lstrip/rstrip let it swallow.
      */
-    private Pattern addedTokenPattern(List<JsonNode> added) {
-        List<JsonNode> sorted = new ArrayList<>(added);
-        sorted.removeIf(t -> t.path("content").asText().isEmpty());
-        if (sorted.isEmpty()) return null;
-        sorted.sort(Comparator.comparingInt((JsonNode t) -> t.path("content").asText().length()).reversed());
-        StringBuilder regex = new StringBuilder();
-        for (JsonNode t : sorted) {
-            if (!regex.isEmpty()) regex.append('|');
-            if (t.path("lstrip").asBoolean(false)) regex.append("\\s*");
-            regex.append('(').append(Pattern.quote(t.path("content").asText())).append(')');
-            if (t.path("rstrip").asBoolean(false)) regex.append("\\s*");
-            addedGroupIds.add(t.path("id").asInt());
+    private record AddedTokens(Pattern pattern, int[] groupIds) {
+        static AddedTokens of(List<JsonNode> tokens, HfComponents.Normalizer normalizer) {
+            record Entry(String text, JsonNode token) {}
+            List<Entry> entries = new ArrayList<>();
+            for (JsonNode t : tokens) {
+                String text = t.path("content").asText();
+                if (normalizer != null) text = normalizer.apply(text);
+                if (!text.isEmpty()) entries.add(new Entry(text, t));
+            }
+            if (entries.isEmpty()) return null;
+            entries.sort(Comparator.comparingInt((Entry e) -> e.text().length()).reversed());
+            StringBuilder regex = new StringBuilder();
+            int[] ids = new int[entries.size()];
+            for (int i = 0; i < entries.size(); i++) {
+                JsonNode t = entries.get(i).token();
+                if (i > 0) regex.append('|');
+                if (t.path("lstrip").asBoolean(false)) regex.append("\\s*");
+                regex.append('(').append(Pattern.quote(entries.get(i).text())).append(')');
+                if (t.path("rstrip").asBoolean(false)) regex.append("\\s*");
+                ids[i] = t.path("id").asInt();
+            }
+            return new AddedTokens(Pattern.compile(regex.toString(), Pattern.UNICODE_CHARACTER_CLASS), ids);
         }
-        return Pattern.compile(regex.toString(), Pattern.UNICODE_CHARACTER_CLASS);
+
+        /** Calls {@code text} for each stretch between tokens (with whether it starts the input) and adds token ids. */
+        void split(String input, boolean atStart, IntList out, TextConsumer text) {
+            Matcher m = pattern.matcher(input);
+            int last = 0;
+            while (m.find()) {
+                if (m.start() > last) text.accept(input.substring(last, m.start()), atStart && last == 0, out);
+                int group = 1;
+                while (m.group(group) == null) group++;
+                out.add(groupIds[group - 1]);
+                last = m.end();
+            }
+            if (last < input.length()) text.accept(input.substring(last), atStart && last == 0, out);
+        }
+    }
+
+    private interface TextConsumer {
+        void accept(String text, boolean atStart, IntList out);
     }
 
     /** The BOS of a TemplateProcessing post-processor (maybe inside a Sequence) whose "single" starts with one. */
@@ -216,25 +249,18 @@ public final class HfTokenizer extends ByteDecoding {
     public int[] encode(String text, boolean addBos) {
         IntList out = new IntList(text.length() / 3 + 2);
         if (addBos && bosId >= 0) out.add(bosId);
-        if (addedTokens == null) {
-            encodeSegment(text, true, out);
-            return out.toArray();
-        }
-        Matcher m = addedTokens.matcher(text);
-        int last = 0;
-        while (m.find()) {
-            if (m.start() > last) encodeSegment(text.substring(last, m.start()), last == 0, out);
-            int group = 1;
-            while (m.group(group) == null) group++;
-            out.add(addedGroupIds.get(group - 1));
-            last = m.end();
-        }
-        if (last < text.length()) encodeSegment(text.substring(last), last == 0, out);
+        if (rawAdded == null) encodeSegment(text, true, out);
+        else rawAdded.split(text, true, out, this::encodeSegment);
         return out.toArray();
     }
 
     private void encodeSegment(String segment, boolean atStart, IntList out) {
         String normalized = normalizer == null ? segment : normalizer.apply(segment);
+        if (normalizedAdded == null) preTokenize(normalized, atStart, out);
+        else normalizedAdded.split(normalized, atStart, out, this::preTokenize);
+    }
+
+    private void preTokenize(String normalized, boolean atStart, IntList out) {
         if (normalized.isEmpty()) return;
         if (preTokenizer == null) {
             out.addAll(word(normalized));

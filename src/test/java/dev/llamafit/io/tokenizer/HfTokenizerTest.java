@@ -110,13 +110,15 @@ class HfTokenizerTest {
     static final String LLAMA3_REGEX = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}"
             + "| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
-    /** Ids 0..255 are the 256 bytes (id = byte value) as GPT-2 chars; then a few merges. */
+    /** Ids 0..255 are the 256 bytes (id = byte value) as GPT-2 chars, 256..261 six merges, 262/263 special tokens. */
     static ObjectNode byteLevelJson() {
         ObjectNode root = JSON.createObjectNode();
         root.put("version", "1.0");
         ArrayNode added = root.putArray("added_tokens");
-        added.addObject().put("id", 300).put("content", "<|begin_of_text|>").put("special", true);
-        added.addObject().put("id", 301).put("content", "<|eot_id|>").put("special", true);
+        for (String[] t : new String[][] {{"262", "<|begin_of_text|>"}, {"263", "<|eot_id|>"}}) {
+            added.addObject().put("id", Integer.parseInt(t[0])).put("content", t[1]).put("single_word", false)
+                    .put("lstrip", false).put("rstrip", false).put("normalized", false).put("special", true);
+        }
         root.putNull("normalizer");
         ObjectNode pre = root.putObject("pre_tokenizer");
         pre.put("type", "Sequence");
@@ -128,8 +130,16 @@ class HfTokenizerTest {
         steps.addObject().put("type", "ByteLevel").put("add_prefix_space", false).put("trim_offsets", true).put("use_regex", false);
         ObjectNode post = root.putObject("post_processor");
         post.put("type", "TemplateProcessing");
-        post.putArray("single").addObject().putObject("SpecialToken").put("id", "<|begin_of_text|>").put("type_id", 0);
-        post.putObject("special_tokens").putObject("<|begin_of_text|>").put("id", "<|begin_of_text|>").putArray("ids").add(300);
+        ArrayNode single = post.putArray("single");
+        single.addObject().putObject("SpecialToken").put("id", "<|begin_of_text|>").put("type_id", 0);
+        single.addObject().putObject("Sequence").put("id", "A").put("type_id", 0);
+        ArrayNode pair = post.putArray("pair");
+        pair.addAll(single.deepCopy());
+        pair.addObject().putObject("Sequence").put("id", "B").put("type_id", 1);
+        ObjectNode bos = post.putObject("special_tokens").putObject("<|begin_of_text|>");
+        bos.put("id", "<|begin_of_text|>");
+        bos.putArray("ids").add(262);
+        bos.putArray("tokens").add("<|begin_of_text|>");
         root.putObject("decoder").put("type", "ByteLevel").put("add_prefix_space", true).put("trim_offsets", true).put("use_regex", true);
         ObjectNode model = root.putObject("model");
         model.put("type", "BPE").putNull("unk_token").put("fuse_unk", false).put("byte_fallback", false).put("ignore_merges", false);
@@ -154,18 +164,18 @@ class HfTokenizerTest {
     @Test
     void byteLevelHandComputed(@TempDir Path dir) throws IOException {
         HfTokenizer tok = byteLevel(dir);
-        assertEquals(302, tok.vocabSize());
-        assertEquals(300, tok.bosId());
+        assertEquals(264, tok.vocabSize());
+        assertEquals(262, tok.bosId());
         assertEquals("Ġ", tok.piece(' '));
         assertEquals("Ċ", tok.piece('\n'));
         // "the" -> t, he ; " theme" -> Ġt, he -> Ġthe, m, e
-        assertArrayEquals(new int[] {300, 't', 257, 258, 'm', 'e'}, tok.encode("the theme", true));
+        assertArrayEquals(new int[] {262, 't', 257, 258, 'm', 'e'}, tok.encode("the theme", true));
         // Llama 3's regex splits digits in groups of three: "123","45" -> [12, 3], [4, 5] (not 12, 34, 5).
         assertArrayEquals(new int[] {259, '3', '4', '5'}, tok.encode("12345", false));
         assertArrayEquals(new int[] {259, '3', '4'}, tok.encode("1234", false), "\"123\",\"4\": the 3 and 4 never meet");
         assertArrayEquals(new int[] {260}, tok.encode("34", false));
         // Newlines: "\n\n" is one split and merges; special tokens pass through whole.
-        assertArrayEquals(new int[] {'a', 261, 301}, tok.encode("a\n\n<|eot_id|>", false));
+        assertArrayEquals(new int[] {'a', 261, 263}, tok.encode("a\n\n<|eot_id|>", false));
         assertEquals("a\n\n", tok.decode(tok.encode("a\n\n<|eot_id|>", true)));
     }
 
