@@ -269,6 +269,12 @@ public final class SentencePieceTokenizer extends ByteDecoding {
         return pieces[id];
     }
 
+    /** The sentencepiece_model.proto type of {@code id} ({@link #NORMAL} … {@link #BYTE}). */
+    byte pieceType(int id) {
+        checkId(id);
+        return types[id];
+    }
+
     /** The merge score of {@code id} (sentencepiece: higher merges first). */
     public float score(int id) {
         checkId(id);

@@ -70,6 +70,14 @@ class HfTokenizerReferenceTest {
     }
 
     @Test
+    void llama2JsonMatchesTokenizers(@TempDir Path dir) throws IOException {
+        Path file = HfTokenizerTest.llama2Json(dir);
+        try (HuggingFaceTokenizer theirs = reference(file)) {
+            compare(HfTokenizer.load(file), theirs, texts());
+        }
+    }
+
+    @Test
     void byteLevelMatchesTokenizers(@TempDir Path dir) throws IOException {
         HfTokenizer ours = HfTokenizerTest.byteLevel(dir);
         List<String> texts = texts();

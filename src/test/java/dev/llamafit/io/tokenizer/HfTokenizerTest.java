@@ -200,6 +200,78 @@ class HfTokenizerTest {
         assertEquals("🙂", stream.next(ids[3]));
     }
 
+    // ---- Llama 2 as a tokenizer.json (byte fallback, 32000 pieces) --------------------------------------
+
+    /**
+     * Writes Llama 2's tokenizer.model as the tokenizer.json that transformers' converter makes: merges are
+     * every split of a piece into two pieces, ordered by the piece's score (then left id, right id).
+     */
+    static Path llama2Json(Path dir) throws IOException {
+        SentencePieceTokenizer sp = SentencePieceTokenizerTest.llama2();
+        ObjectNode root = JSON.createObjectNode();
+        root.put("version", "1.0");
+        ArrayNode added = root.putArray("added_tokens");
+        for (int id = 0; id < 3; id++) {
+            added.addObject().put("id", id).put("content", sp.piece(id)).put("single_word", false).put("lstrip", false)
+                    .put("rstrip", false).put("normalized", false).put("special", true);
+        }
+        ObjectNode normalizer = root.putObject("normalizer");
+        normalizer.put("type", "Sequence");
+        ArrayNode ns = normalizer.putArray("normalizers");
+        ns.addObject().put("type", "Prepend").put("prepend", "▁");
+        ObjectNode replace = ns.addObject().put("type", "Replace");
+        replace.putObject("pattern").put("String", " ");
+        replace.put("content", "▁");
+        root.putNull("pre_tokenizer");
+        ObjectNode decoder = root.putObject("decoder");
+        decoder.put("type", "Sequence");
+        ArrayNode ds = decoder.putArray("decoders");
+        ObjectNode dr = ds.addObject().put("type", "Replace");
+        dr.putObject("pattern").put("String", "▁");
+        dr.put("content", " ");
+        ds.addObject().put("type", "ByteFallback");
+        ds.addObject().put("type", "Fuse");
+        ds.addObject().put("type", "Strip").put("content", " ").put("start", 1).put("stop", 0);
+        ObjectNode model = root.putObject("model");
+        model.put("type", "BPE").putNull("dropout").put("unk_token", "<unk>").putNull("continuing_subword_prefix")
+                .putNull("end_of_word_suffix").put("fuse_unk", true).put("byte_fallback", true).put("ignore_merges", false);
+        ObjectNode vocab = model.putObject("vocab");
+        for (int id = 0; id < sp.vocabSize(); id++) vocab.put(sp.piece(id), id);
+        record Merge(float score, int left, int right, String text) {}
+        List<Merge> merges = new ArrayList<>();
+        for (int id = 0; id < sp.vocabSize(); id++) {
+            if (sp.pieceType(id) != SentencePieceTokenizer.NORMAL) continue;
+            String piece = sp.piece(id);
+            for (int i = piece.offsetByCodePoints(0, 1); i < piece.length(); i = piece.offsetByCodePoints(i, 1)) {
+                var l = sp.tokenId(piece.substring(0, i));
+                var r = sp.tokenId(piece.substring(i));
+                if (l.isPresent() && r.isPresent()) merges.add(new Merge(sp.score(id), l.getAsInt(), r.getAsInt(), piece.substring(0, i) + " " + piece.substring(i)));
+            }
+        }
+        merges.sort(java.util.Comparator.comparingDouble((Merge m) -> -m.score()).thenComparingInt(Merge::left).thenComparingInt(Merge::right));
+        ArrayNode list = model.putArray("merges");
+        for (Merge m : merges) list.add(m.text());
+        Path file = dir.resolve("tokenizer.json");
+        JSON.writeValue(file.toFile(), root);
+        return file;
+    }
+
+    @Test
+    void llama2JsonPassesLlamaSpmVectors(@TempDir Path dir) throws IOException {
+        HfTokenizer tok = HfTokenizer.load(llama2Json(dir));
+        assertEquals(32000, tok.vocabSize());
+        List<String> failures = new ArrayList<>();
+        for (var c : SentencePieceTokenizerTest.llamaSpmCases()) {
+            int[] got = tok.encode(c.text(), false);
+            if (!Arrays.equals(c.expected(), got)) {
+                failures.add("case " + c.index() + " " + SentencePieceTokenizerTest.quote(c.text()) + "\n  expected "
+                        + Arrays.toString(c.expected()) + "\n  got      " + Arrays.toString(got));
+            }
+            assertEquals(c.text(), tok.decode(tok.encode(c.text(), true)), SentencePieceTokenizerTest.quote(c.text()));
+        }
+        assertTrue(failures.isEmpty(), failures.size() + " cases fail:\n" + String.join("\n", failures));
+    }
+
     // ---- errors -----------------------------------------------------------------------------------------
 
     @Test
