@@ -70,6 +70,16 @@ class HfTokenizerReferenceTest {
     }
 
     @Test
+    void gpt2StyleMatchesTokenizers(@TempDir Path dir) throws IOException {
+        HfTokenizer ours = HfTokenizerTest.byteLevel(dir, true);
+        List<String> texts = texts();
+        texts.addAll(List.of("Grüße aus Köln — naïve café", "1234567 12 1", "I'M HERE'S 'RE", "x\r\n\r\ny", "   spaces   "));
+        try (HuggingFaceTokenizer theirs = reference(dir.resolve("tokenizer.json"))) {
+            compare(ours, theirs, texts);
+        }
+    }
+
+    @Test
     void llama2JsonMatchesTokenizers(@TempDir Path dir) throws IOException {
         Path file = HfTokenizerTest.llama2Json(dir);
         try (HuggingFaceTokenizer theirs = reference(file)) {

@@ -112,6 +112,11 @@ class HfTokenizerTest {
 
     /** Ids 0..255 are the 256 bytes (id = byte value) as GPT-2 chars, 256..261 six merges, 262/263 special tokens. */
     static ObjectNode byteLevelJson() {
+        return byteLevelJson(false);
+    }
+
+    /** {@code gpt2}: GPT-2's own pre-tokenizer, ByteLevel(add_prefix_space, use_regex), instead of Llama 3's Split. */
+    static ObjectNode byteLevelJson(boolean gpt2) {
         ObjectNode root = JSON.createObjectNode();
         root.put("version", "1.0");
         ArrayNode added = root.putArray("added_tokens");
@@ -120,7 +125,11 @@ class HfTokenizerTest {
                     .put("lstrip", false).put("rstrip", false).put("normalized", false).put("special", true);
         }
         root.putNull("normalizer");
-        ObjectNode pre = root.putObject("pre_tokenizer");
+        if (gpt2) {
+            root.putObject("pre_tokenizer").put("type", "ByteLevel").put("add_prefix_space", true)
+                    .put("trim_offsets", true).put("use_regex", true);
+        }
+        ObjectNode pre = gpt2 ? JSON.createObjectNode() : root.putObject("pre_tokenizer");
         pre.put("type", "Sequence");
         ArrayNode steps = pre.putArray("pretokenizers");
         ObjectNode split = steps.addObject();
@@ -156,9 +165,38 @@ class HfTokenizerTest {
     }
 
     static HfTokenizer byteLevel(Path dir) throws IOException {
+        return byteLevel(dir, false);
+    }
+
+    static HfTokenizer byteLevel(Path dir, boolean gpt2) throws IOException {
         Path file = dir.resolve("tokenizer.json");
-        JSON.writeValue(file.toFile(), byteLevelJson());
+        JSON.writeValue(file.toFile(), byteLevelJson(gpt2));
         return HfTokenizer.load(file);
+    }
+
+    @Test
+    void gpt2PreTokenizerHandComputed(@TempDir Path dir) throws IOException {
+        HfTokenizer tok = byteLevel(dir, true);
+        // add_prefix_space: "the" becomes " the" -> Ġt, he -> Ġthe; GPT-2's regex keeps digits together.
+        assertArrayEquals(new int[] {258}, tok.encode("the", false));
+        assertArrayEquals(new int[] {' ', 259, 260, '5'}, tok.encode("12345", false));
+        assertEquals("the 12345", tok.decode(tok.encode("the 12345", false)).strip());
+    }
+
+    /** A third of a novel in one call: round trip, and no quadratic blow-up on long segments. */
+    @Test
+    void encodesANovel(@TempDir Path dir) throws IOException {
+        String novel = Files.readString(SharedData.require("datasets/text/austen_emma.txt")).substring(0, 300_000);
+        for (Tokenizer tok : List.of(tinyStories(), HfTokenizer.load(llama2Json(dir)), byteLevel(dir),
+                SentencePieceTokenizerTest.llama2())) {
+            long start = System.nanoTime();
+            int[] ids = tok.encode(novel, true);
+            long encodeNanos = System.nanoTime() - start;
+            String back = tok.decode(ids);
+            System.out.printf("%s: %d chars -> %d tokens in %.0f ms%n", tok.getClass().getSimpleName(), novel.length(),
+                    ids.length, encodeNanos / 1e6);
+            if (!(tok instanceof HfTokenizer h && h.vocabSize() == 2048)) assertEquals(novel, back);
+        }
     }
 
     @Test
