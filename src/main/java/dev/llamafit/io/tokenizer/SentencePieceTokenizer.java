@@ -88,7 +88,9 @@ public final class SentencePieceTokenizer extends ByteDecoding {
      * Loads a llama2.c {@code tokenizer.bin}: int32 max_token_length, then per token float32 score, int32
      * byte length, UTF-8 bytes (little-endian; llama2.c {@code tokenizer.py} export). Spaces in pieces are
      * stored as ' ' and turned back into ▁ here; ids 0/1/2 are unk/bos/eos. {@code vocabSize} &lt;= 0 means
-     * "read tokens to the end of the file".
+     * "read tokens to the end of the file". The file carries no normaliser settings; Llama 2's are used
+     * (dummy prefix, byte fallback, whitespace kept as is), so a model trained with
+     * remove_extra_whitespaces (tok512.model is) encodes runs of spaces differently from its .model file.
      */
     public static SentencePieceTokenizer loadLlama2c(Path file, int vocabSize) {
         byte[] data = readAll(file);
@@ -259,6 +261,7 @@ public final class SentencePieceTokenizer extends ByteDecoding {
 
     @Override
     public boolean isSpecial(int id) {
+        checkId(id);
         return types[id] == CONTROL;
     }
 
@@ -266,6 +269,12 @@ public final class SentencePieceTokenizer extends ByteDecoding {
     public String piece(int id) {
         checkId(id);
         return pieces[id];
+    }
+
+    /** The sentencepiece_model.proto type of {@code id} ({@link #NORMAL} … {@link #BYTE}). */
+    byte pieceType(int id) {
+        checkId(id);
+        return types[id];
     }
 
     /** The merge score of {@code id} (sentencepiece: higher merges first). */
