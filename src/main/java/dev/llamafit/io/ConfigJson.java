@@ -17,6 +17,10 @@ import dev.llamafit.model.RopeScaling;
  * LlamaConfig, MistralConfig and Qwen2Config, with their defaults where a field is optional.
  */
 public final class ConfigJson {
+    /** Fields without a default in transformers' configs that llamafit needs. */
+    private static final List<String> REQUIRED = List.of("hidden_size", "intermediate_size", "num_hidden_layers",
+            "num_attention_heads", "vocab_size");
+
     private ConfigJson() {}
 
     public static LlamaConfig read(Path file) {
@@ -37,6 +41,11 @@ public final class ConfigJson {
         String act = root.path("hidden_act").asText("silu");
         if (!act.equals("silu"))
             throw InputException.at(file, "hidden_act '" + act + "' is not supported (LLaMA-family models use silu)");
+        List<String> missing = new ArrayList<>();
+        for (String f : REQUIRED) if (!root.hasNonNull(f)) missing.add("'" + f + "'");
+        if (!missing.isEmpty())
+            throw InputException.at(file, "missing required field" + (missing.size() > 1 ? "s " : " ") + String.join(", ", missing)
+                    + " for model_type '" + type + "'");
         try {
             int hidden = requiredInt(root, "hidden_size", file);
             int heads = requiredInt(root, "num_attention_heads", file);
