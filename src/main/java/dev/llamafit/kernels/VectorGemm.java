@@ -56,7 +56,10 @@ final class VectorGemm {
 
     private VectorGemm() {}
 
-    /** See {@link Kernels#gemm}; C is [m, n], op(A) [m, k], op(B) [k, n]. */
+    /**
+     * See {@link Kernels#gemm}; C is [m, n], op(A) [m, k], op(B) [k, n]. With k == 0 or alpha == 0, A and B are
+     * not read and C = beta·C, as in BLAS and in {@link ScalarKernels}.
+     */
     static void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
                      MemorySegment a, long aOff, int lda,
                      MemorySegment b, long bOff, int ldb,
