@@ -53,6 +53,6 @@ public final class KernelBackends {
         }
     }
 
-    /** Constructed reflectively-free but only after the module check, so its classes load only when usable. */
+    /** Kept in its own method so VectorKernels (and the incubator classes) load only after the module check passed. */
     private static Kernels newVector() { return new VectorKernels(); }
 }

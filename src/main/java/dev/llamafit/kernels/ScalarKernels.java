@@ -35,7 +35,8 @@ public final class ScalarKernels implements Kernels {
                     long ci = cOff + (long) i * ldc + j;
                     // beta == 0 must not read C: it may hold NaN or garbage.
                     float old = beta == 0f ? 0f : beta * c.getAtIndex(F32_LE, ci);
-                    c.setAtIndex(F32_LE, ci, alpha * sum + old);
+                    // alpha == 0 means "no product" (the BLAS convention): Inf or NaN in A or B does not reach C.
+                    c.setAtIndex(F32_LE, ci, (alpha == 0f ? 0f : alpha * sum) + old);
                 }
             }
         });

@@ -56,7 +56,10 @@ final class VectorGemm {
 
     private VectorGemm() {}
 
-    /** See {@link Kernels#gemm}; C is [m, n], op(A) [m, k], op(B) [k, n]. */
+    /**
+     * See {@link Kernels#gemm}; C is [m, n], op(A) [m, k], op(B) [k, n]. With k == 0 or alpha == 0, A and B are
+     * not read and C = beta·C, as in BLAS and in {@link ScalarKernels}.
+     */
     static void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
                      MemorySegment a, long aOff, int lda,
                      MemorySegment b, long bOff, int ldb,
@@ -261,6 +264,14 @@ final class VectorGemm {
                                  MemorySegment b, long bOff, int ldb,
                                  float beta, MemorySegment c, long cOff, int ldc, float[] out) {
         int j = j0;
+        if (m < 4) {
+            for (; j + 8 <= j1; j += 8) {
+                for (int i = 0; i < m; i++) {
+                    dotTile1x8(a, aOff + (long) i * lda, b, bOff + (long) j * ldb, ldb, k, out);
+                    storeDots(out, 1, 8, c, cOff + (long) i * ldc + j, ldc, alpha, beta);
+                }
+            }
+        }
         for (; j + 4 <= j1; j += 4) {
             int i = 0;
             for (; i + 4 <= m; i += 4) {
@@ -356,6 +367,35 @@ final class VectorGemm {
         for (; p < k; p++) {
             float x = a.getAtIndex(F32_LE, aIdx + p);
             for (int q = 0; q < 4; q++) out[q] += x * b.getAtIndex(F32_LE, bIdx + (long) q * ldb + p);
+        }
+    }
+
+    /** out[q] = dot(A row, B row q) for 8 rows of B: eight weight rows streaming at once keep more reads in flight. */
+    private static void dotTile1x8(MemorySegment a, long aIdx, MemorySegment b, long bIdx, int ldb, int k, float[] out) {
+        FloatVector s0 = FloatVector.zero(S), s1 = FloatVector.zero(S), s2 = FloatVector.zero(S), s3 = FloatVector.zero(S);
+        FloatVector s4 = FloatVector.zero(S), s5 = FloatVector.zero(S), s6 = FloatVector.zero(S), s7 = FloatVector.zero(S);
+        long a0 = aIdx * 4, ld = 4L * ldb;
+        long b0 = bIdx * 4, b1 = b0 + ld, b2 = b1 + ld, b3 = b2 + ld, b4 = b3 + ld, b5 = b4 + ld, b6 = b5 + ld, b7 = b6 + ld;
+        int p = 0;
+        for (; p + L <= k; p += L) {
+            long o = 4L * p;
+            FloatVector x = FloatVector.fromMemorySegment(S, a, a0 + o, LE);
+            s0 = x.fma(FloatVector.fromMemorySegment(S, b, b0 + o, LE), s0);
+            s1 = x.fma(FloatVector.fromMemorySegment(S, b, b1 + o, LE), s1);
+            s2 = x.fma(FloatVector.fromMemorySegment(S, b, b2 + o, LE), s2);
+            s3 = x.fma(FloatVector.fromMemorySegment(S, b, b3 + o, LE), s3);
+            s4 = x.fma(FloatVector.fromMemorySegment(S, b, b4 + o, LE), s4);
+            s5 = x.fma(FloatVector.fromMemorySegment(S, b, b5 + o, LE), s5);
+            s6 = x.fma(FloatVector.fromMemorySegment(S, b, b6 + o, LE), s6);
+            s7 = x.fma(FloatVector.fromMemorySegment(S, b, b7 + o, LE), s7);
+        }
+        out[0] = s0.reduceLanes(VectorOperators.ADD); out[1] = s1.reduceLanes(VectorOperators.ADD);
+        out[2] = s2.reduceLanes(VectorOperators.ADD); out[3] = s3.reduceLanes(VectorOperators.ADD);
+        out[4] = s4.reduceLanes(VectorOperators.ADD); out[5] = s5.reduceLanes(VectorOperators.ADD);
+        out[6] = s6.reduceLanes(VectorOperators.ADD); out[7] = s7.reduceLanes(VectorOperators.ADD);
+        for (; p < k; p++) {
+            float x = a.getAtIndex(F32_LE, aIdx + p);
+            for (int q = 0; q < 8; q++) out[q] += x * b.getAtIndex(F32_LE, bIdx + (long) q * ldb + p);
         }
     }
 

@@ -111,6 +111,19 @@ class KernelsAgreementTest {
         for (int i = 0; i < 6; i++) assertEquals(cs.getAtIndex(F32_LE, i), c.getAtIndex(F32_LE, i));
     }
 
+    @Test
+    void gemmWithZeroAlphaIgnoresNaNInOperands() {
+        MemorySegment a = random(6, 1), c = random(4, 2);
+        a.setAtIndex(F32_LE, 0, Float.NaN);
+        MemorySegment cs = copy(c), cv = copy(c);
+        SCALAR.gemm(false, true, 2, 2, 3, 0f, a, 0, 3, a, 0, 3, 0.5f, cs, 0, 2);
+        VECTOR.gemm(false, true, 2, 2, 3, 0f, a, 0, 3, a, 0, 3, 0.5f, cv, 0, 2);
+        for (int i = 0; i < 4; i++) {
+            assertEquals(0.5f * c.getAtIndex(F32_LE, i), cs.getAtIndex(F32_LE, i));
+            assertEquals(0.5f * c.getAtIndex(F32_LE, i), cv.getAtIndex(F32_LE, i));
+        }
+    }
+
     static void assertClose(MemorySegment expected, MemorySegment actual, long n, double relTol, String what) {
         for (long i = 0; i < n; i++) {
             float e = expected.getAtIndex(F32_LE, i), a = actual.getAtIndex(F32_LE, i);
