@@ -43,6 +43,12 @@ final class VectorGemm {
     static final int SKINNY_ROWS = 32;
     /** Work below which splitting across threads costs more than it saves (flops). */
     private static final long MIN_FLOPS_PER_TASK = 1L << 21;
+    /**
+     * Skinny products (decode) are bound by reading B, not by FLOPs: a chunk that streams ~64 KiB of weights
+     * already outweighs the pool's sub-microsecond handoff, and splitting every decode GEMV keeps all cores
+     * reading (and the workers spinning instead of parking between kernels).
+     */
+    private static final long MIN_SKINNY_FLOPS_PER_TASK = 1L << 15;
 
     /** Per-thread packing buffers: packed A block, packed B block, rows awaiting transposition, one C tile. */
     private static final class Buffers {
@@ -71,7 +77,7 @@ final class VectorGemm {
         }
         long flops = 2L * m * n * k;
         if (m <= SKINNY_ROWS && !transA && transB) {
-            int grain = (int) Math.max(1, MIN_FLOPS_PER_TASK / Math.max(1, 2L * m * k));
+            int grain = (int) Math.max(1, MIN_SKINNY_FLOPS_PER_TASK / Math.max(1, 2L * m * k));
             Parallel.forRange(n, grain, (j0, j1) -> skinnyNT(j0, j1, m, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc,
                     BUFFERS.get().tile));
             return;

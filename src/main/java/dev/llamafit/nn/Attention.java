@@ -18,6 +18,8 @@ public final class Attention {
     private final int kvHeads;   // KvH
     private final int headDim;   // D
     private final int window;    // 0 = unlimited
+    /** Below this many query rows, P·V is accumulated row by row instead of through a GEMM. */
+    private static final int SMALL_T = 8;
 
     public Attention(int heads, int kvHeads, int headDim, int window) {
         this.heads = heads;
@@ -66,8 +68,22 @@ public final class Attention {
                     for (int j = pos + 1; j < kvLen; j++) scratch.setAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT, row + j, 0f);
                 }
                 // out_h[t, D] = P[t, kvLen] · v_h[kvLen, D]
-                k.gemm(false, false, t, headDim, kvLen, 1f, scratch, sOff, kvLen, values.segment(), vOff, values.strideT(),
-                        0f, att, qOff, qDim);
+                if (t < SMALL_T) {
+                    // Decode: a GEMM with one row would pack V for nothing; accumulate p_j · v_j directly.
+                    for (int i = 0; i < t; i++) {
+                        long o = qOff + (long) i * qDim;
+                        long row = sOff + (long) i * kvLen;
+                        att.asSlice(o * 4, (long) headDim * 4).fill((byte) 0);
+                        int pos = startPos + i;
+                        int lo = window > 0 ? Math.max(0, pos - window + 1) : 0;
+                        for (int j = lo; j <= pos; j++)
+                            k.axpy(scratch.getAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT, row + j), values.segment(),
+                                    vOff + (long) j * values.strideT(), att, o, headDim);
+                    }
+                } else {
+                    k.gemm(false, false, t, headDim, kvLen, 1f, scratch, sOff, kvLen, values.segment(), vOff, values.strideT(),
+                            0f, att, qOff, qDim);
+                }
             }
         });
     }
