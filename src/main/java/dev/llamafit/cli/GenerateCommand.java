@@ -77,13 +77,17 @@ final class GenerateCommand implements Callable<Integer> {
             List<Integer> generated = new ArrayList<>();
             Generator.Result r = new Generator(llama, sampler, eos).generate(promptIds, maxNewTokens, id -> {
                 generated.add(id);
-                String piece = decoder.next(id);
+                // Special tokens (EOS, BOS, control pieces) stay in `ids` but are not printed as text.
+                String piece = tokenizer.isSpecial(id) ? "" : decoder.next(id);
                 text.append(piece);
                 if (!json) {
                     out.print(piece);
                     out.flush();
                 }
             });
+            String tail = decoder.flush();
+            text.append(tail);
+            if (!json) out.print(tail);
             if (json) {
                 Map<String, Object> o = new LinkedHashMap<>();
                 o.put("prompt_ids", promptIds);
