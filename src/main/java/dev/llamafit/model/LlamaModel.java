@@ -141,9 +141,7 @@ public final class LlamaModel implements AutoCloseable {
         for (int l = 0; l < blocks.size(); l++) {
             Block blk = blocks.get(l);
             blk.attnNorm().forward(k, x, 0, n, xn, 0);
-            blk.q().forward(k, xn, 0, n, q, 0);
-            blk.k().forward(k, xn, 0, n, kk, 0);
-            blk.v().forward(k, xn, 0, n, v, 0);
+            Linear.forwardFused(k, xn, 0, n, new Linear[] {blk.q(), blk.k(), blk.v()}, new MemorySegment[] {q, kk, v});
             rope.apply(k, q, 0, config.qDim(), n, config.numHeads(), positions);
             rope.apply(k, kk, 0, kvDim, n, config.numKvHeads(), positions);
             Attention.KvView keys, values;

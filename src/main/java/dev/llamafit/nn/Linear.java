@@ -4,6 +4,7 @@ package dev.llamafit.nn;
 import java.lang.foreign.MemorySegment;
 
 import dev.llamafit.kernels.Kernels;
+import dev.llamafit.kernels.Parallel;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Tensor;
 
@@ -44,5 +45,33 @@ public final class Linear {
         if (bias != null) {
             for (int r = 0; r < rows; r++) k.add(y, yOff + (long) r * out, bias.segment(), 0, out);
         }
+    }
+
+    /**
+     * Several layers reading the same input (q/k/v, or gate/up) in one parallel pass: the pool splits their
+     * concatenated output columns, so a decode step hands work to the threads once instead of once per layer.
+     * Each {@code ys[i]} is [rows, layers[i].out()], contiguous rows.
+     */
+    public static void forwardFused(Kernels k, MemorySegment x, long xOff, int rows, Linear[] layers, MemorySegment[] ys) {
+        int in = layers[0].in;
+        int total = 0;
+        for (Linear l : layers) {
+            if (l.in != in) throw new IllegalArgumentException("fused layers must share their input width");
+            total += l.out;
+        }
+        Parallel.forRange(total, 64, (from, to) -> {
+            int base = 0;
+            for (int i = 0; i < layers.length; i++) {
+                Linear l = layers[i];
+                int j0 = Math.max(from - base, 0), j1 = Math.min(to - base, l.out);
+                if (j0 < j1) {
+                    k.gemm(false, true, rows, j1 - j0, in, 1f, x, xOff, in, l.weight.segment(), (long) j0 * in, in,
+                            0f, ys[i], j0, l.out);
+                    if (l.bias != null)
+                        for (int r = 0; r < rows; r++) k.add(ys[i], (long) r * l.out + j0, l.bias.segment(), j0, j1 - j0);
+                }
+                base += l.out;
+            }
+        });
     }
 }

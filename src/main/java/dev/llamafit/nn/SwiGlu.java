@@ -33,8 +33,7 @@ public final class SwiGlu {
      */
     public void forward(Kernels k, MemorySegment x, long xOff, int rows,
                         MemorySegment hGate, MemorySegment hUp, MemorySegment out, long outOff) {
-        gate.forward(k, x, xOff, rows, hGate, 0);
-        up.forward(k, x, xOff, rows, hUp, 0);
+        Linear.forwardFused(k, x, xOff, rows, new Linear[] {gate, up}, new MemorySegment[] {hGate, hUp});
         k.swiglu(hGate, 0, hGate, 0, hUp, 0, (long) rows * gate.out());
         down.forward(k, hGate, 0, rows, out, outOff);
     }
