@@ -1,0 +1,102 @@
+// AdamW with PyTorch's torch.optim.AdamW semantics: decoupled weight decay, bias correction, no amsgrad.
+package dev.llamafit.optim;
+
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+
+import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.tensor.Tensor;
+
+/**
+ * AdamW (Loshchilov &amp; Hutter, "Decoupled Weight Decay Regularization", 2019) exactly as torch.optim.AdamW
+ * (PyTorch 1.13, amsgrad=False, maximize=False) computes it, per parameter, with step t = steps() + 1:
+ * <pre>
+ *   p ← p·(1 − lr·wd)                        decoupled decay, before the moments (wd = 0 when !param.decay)
+ *   m ← β1·m + (1 − β1)·g
+ *   v ← β2·v + (1 − β2)·g²
+ *   p ← p − lr/(1 − β1^t) · m / (√v / √(1 − β2^t) + eps)
+ * </pre>
+ * The scalars are computed in double, as Python does, then rounded to float, as ATen does when it receives
+ * them; m and v are F32 (8 bytes per trainable parameter), allocated lazily on the first step under
+ * {@code Category.OPTIMIZER}, for the parameters passed only.
+ */
+public final class AdamW implements Optimizer {
+    /** Hyper-parameters; PyTorch's defaults are (0.9, 0.999, 1e-8, 0.01). */
+    public record Config(double beta1, double beta2, double eps, double weightDecay) {
+        public Config {
+            if (!(beta1 >= 0 && beta1 < 1)) throw new IllegalArgumentException("AdamW beta1 must be in [0, 1), got " + beta1);
+            if (!(beta2 >= 0 && beta2 < 1)) throw new IllegalArgumentException("AdamW beta2 must be in [0, 1), got " + beta2);
+            if (!(eps >= 0 && Double.isFinite(eps))) throw new IllegalArgumentException("AdamW eps must be finite and >= 0, got " + eps);
+            if (!(weightDecay >= 0 && Double.isFinite(weightDecay))) {
+                throw new IllegalArgumentException("AdamW weight decay must be finite and >= 0, got " + weightDecay);
+            }
+        }
+    }
+
+    private static final List<String> KINDS = List.of("exp_avg", "exp_avg_sq");
+
+    private final Config config;
+    private final StateStore store;
+    private long steps;
+
+    public AdamW(Config config, MemoryLedger ledger) {
+        this.config = Objects.requireNonNull(config, "config");
+        this.store = new StateStore(Objects.requireNonNull(ledger, "ledger"), KINDS);
+    }
+
+    public AdamW(double beta1, double beta2, double eps, double weightDecay, MemoryLedger ledger) {
+        this(new Config(beta1, beta2, eps, weightDecay), ledger);
+    }
+
+    public Config config() { return config; }
+
+    @Override
+    public void step(List<Param> params, double lr) {
+        if (!(lr >= 0 && Double.isFinite(lr))) throw new IllegalArgumentException("learning rate must be finite and >= 0, got " + lr);
+        store.checkParams(params, steps);
+        long t = steps + 1;
+        // torch/optim/adamw.py (_single_tensor_adamw): bias corrections and step size in Python floats.
+        double bc1 = 1 - Math.pow(config.beta1(), t);
+        double bc2 = 1 - Math.pow(config.beta2(), t);
+        double stepSize = lr / bc1;
+        UpdateKernels kernels = UpdateKernels.get();
+        for (Param p : params) {
+            double wd = p.decay() ? config.weightDecay() : 0.0;
+            var c = new UpdateKernels.AdamCoefficients((float) (1 - lr * wd), (float) config.beta1(), (float) (1 - config.beta1()),
+                    (float) config.beta2(), (float) (1 - config.beta2()), (float) -stepSize, (float) Math.sqrt(bc2), (float) config.eps());
+            Tensor[] s = store.of(p);
+            var pv = p.value().segment();
+            var g = p.grad().segment();
+            var m = s[0].segment();
+            var v = s[1].segment();
+            UpdateKernels.forBlocks(p.elements(), (from, to) -> kernels.adamw(pv, g, m, v, from, to, c));
+        }
+        steps = t;
+    }
+
+    @Override
+    public long steps() { return steps; }
+
+    @Override
+    public Map<String, Tensor> state() { return store.snapshot(); }
+
+    @Override
+    public void loadState(Map<String, Tensor> state, long steps) {
+        if (steps < 0) throw new IllegalArgumentException("optimizer steps must be >= 0, got " + steps);
+        store.load(state);
+        this.steps = steps;
+    }
+
+    @Override
+    public void loadState(Map<String, Tensor> state, long steps, List<Param> params) {
+        loadState(state, steps);
+        store.checkParams(params, steps);
+    }
+
+    @Override
+    public long stateBytes(List<Param> params) { return store.bytesFor(params); }
+
+    @Override
+    public void close() { store.close(); }
+}
