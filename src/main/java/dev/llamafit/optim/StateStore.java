@@ -131,7 +131,8 @@ final class StateStore implements AutoCloseable {
                 }
             }
         }
-        freeAll();
+        // Copy first, free the old state after: the caller may pass this optimizer's own state() back in.
+        Map<String, Tensor[]> copied = new LinkedHashMap<>();
         for (Map.Entry<String, Tensor[]> e : incoming.entrySet()) {
             Tensor[] copies = new Tensor[kinds.size()];
             for (int k = 0; k < copies.length; k++) {
@@ -139,8 +140,10 @@ final class StateStore implements AutoCloseable {
                 copies[k] = Tensor.allocate(ledger, Category.OPTIMIZER, kinds.get(k) + "/" + e.getKey(), DType.F32, src.shape());
                 copies[k].segment().copyFrom(src.segment());
             }
-            byParam.put(e.getKey(), copies);
+            copied.put(e.getKey(), copies);
         }
+        freeAll();
+        byParam.putAll(copied);
         checkLeftovers = true;
     }
 

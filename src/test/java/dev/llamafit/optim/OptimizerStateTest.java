@@ -155,6 +155,11 @@ class OptimizerStateTest {
                 wrong.close();
                 wrong2.close();
             }
+            // Loading an optimizer's own live state back into it is safe (copies are made before the old state is freed).
+            float[] before = good.get("exp_avg/w1").toFloatArray();
+            opt.loadState(opt.state(), 1, ps);
+            assertArrayEquals(before, opt.state().get("exp_avg/w1").toFloatArray());
+            assertEquals(8L * 52, ledger.currentBytes(Category.OPTIMIZER));
             try (Sgd plain = new Sgd(0, 0, ledger)) {
                 expect("expected no entries", () -> plain.loadState(good, 1));
             }
