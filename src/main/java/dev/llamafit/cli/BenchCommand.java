@@ -38,7 +38,7 @@ import picocli.CommandLine.Spec;
 import picocli.CommandLine.Model.CommandSpec;
 
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks (not tests): kernels and generation.",
-        subcommands = {BenchCommand.Gemm.class, BenchCommand.Generate.class})
+        subcommands = {BenchCommand.Gemm.class, BenchCommand.Generate.class, BenchTrainCommand.class})
 final class BenchCommand implements Runnable {
     @Spec CommandSpec spec;
 
@@ -128,7 +128,14 @@ final class BenchCommand implements Runnable {
     }
 
     static List<JsonNode> runJsonLines(List<String> cmd) throws IOException, InterruptedException {
-        Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+        return runJsonLines(cmd, Map.of());
+    }
+
+    /** Runs a reference script and collects the JSON objects it prints, one per line. */
+    static List<JsonNode> runJsonLines(List<String> cmd, Map<String, String> env) throws IOException, InterruptedException {
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT);
+        pb.environment().putAll(env);
+        Process p = pb.start();
         List<JsonNode> lines = new ArrayList<>();
         try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
             for (String line; (line = r.readLine()) != null; )

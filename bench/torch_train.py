@@ -1,0 +1,121 @@
+#!/usr/bin/python3
+"""PyTorch reference for `llamafit bench train`: full fp32 AdamW fine-tuning steps of a random LLaMA.
+
+Usage: /usr/bin/python3 bench/torch_train.py --threads 2 --dim 288 --layers 6 --heads 6 --kv-heads 6 \
+           --ffn 768 --vocab 32000 --batch 8 --seq 256 --steps 3
+Prints one JSON line: tokens_per_s (best step after a warm-up step), step_seconds, peak_rss_bytes.
+
+The model is the standard eager formulation (nn.Linear layers, RMSNorm, rotate-half RoPE, causal softmax
+attention with GQA, SwiGLU, tied embeddings, F.cross_entropy over full logits) with torch.optim.AdamW —
+what a plain PyTorch fine-tuning loop does on CPU.
+"""
+import argparse
+import json
+import math
+import resource
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim, eps=1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class Block(nn.Module):
+    def __init__(self, a):
+        super().__init__()
+        d, h, kvh = a.dim, a.heads, a.kv_heads
+        self.h, self.kvh, self.hd = h, kvh, d // h
+        self.attn_norm, self.mlp_norm = RMSNorm(d), RMSNorm(d)
+        self.q = nn.Linear(d, h * self.hd, bias=False)
+        self.k = nn.Linear(d, kvh * self.hd, bias=False)
+        self.v = nn.Linear(d, kvh * self.hd, bias=False)
+        self.o = nn.Linear(h * self.hd, d, bias=False)
+        self.gate = nn.Linear(d, a.ffn, bias=False)
+        self.up = nn.Linear(d, a.ffn, bias=False)
+        self.down = nn.Linear(a.ffn, d, bias=False)
+
+    def forward(self, x, cos, sin, mask):
+        B, T, _ = x.shape
+        h = self.attn_norm(x)
+        q = self.q(h).view(B, T, self.h, self.hd).transpose(1, 2)
+        k = self.k(h).view(B, T, self.kvh, self.hd).transpose(1, 2)
+        v = self.v(h).view(B, T, self.kvh, self.hd).transpose(1, 2)
+        q, k = rope(q, cos, sin), rope(k, cos, sin)
+        if self.kvh != self.h:
+            k = k.repeat_interleave(self.h // self.kvh, dim=1)
+            v = v.repeat_interleave(self.h // self.kvh, dim=1)
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(self.hd)
+        att = torch.softmax(att.masked_fill(mask, float("-inf")), dim=-1)
+        y = (att @ v).transpose(1, 2).reshape(B, T, -1)
+        x = x + self.o(y)
+        h = self.mlp_norm(x)
+        return x + self.down(F.silu(self.gate(h)) * self.up(h))
+
+
+def rope(x, cos, sin):
+    d = x.shape[-1]
+    x1, x2 = x[..., : d // 2], x[..., d // 2:]
+    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+
+
+class Llama(nn.Module):
+    def __init__(self, a):
+        super().__init__()
+        self.embed = nn.Embedding(a.vocab, a.dim)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        self.blocks = nn.ModuleList([Block(a) for _ in range(a.layers)])
+        self.norm = RMSNorm(a.dim)
+        hd = a.dim // a.heads
+        inv = 1.0 / (10000.0 ** (torch.arange(0, hd, 2).float() / hd))
+        f = torch.outer(torch.arange(a.seq).float(), inv)
+        emb = torch.cat([f, f], dim=-1)
+        self.register_buffer("cos", emb.cos()[None, None])
+        self.register_buffer("sin", emb.sin()[None, None])
+        self.register_buffer("mask", torch.triu(torch.ones(a.seq, a.seq, dtype=torch.bool), 1))
+
+    def forward(self, ids, labels):
+        x = self.embed(ids)
+        for b in self.blocks:
+            x = b(x, self.cos, self.sin, self.mask)
+        logits = self.norm(x) @ self.embed.weight.T  # tied embeddings
+        return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for name, default in (("threads", 2), ("dim", 288), ("layers", 6), ("heads", 6), ("kv-heads", 6), ("ffn", 768),
+                          ("vocab", 32000), ("batch", 8), ("seq", 256), ("steps", 3)):
+        ap.add_argument("--" + name, type=int, default=default)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    model = Llama(a)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
+    ids = torch.randint(0, a.vocab, (a.batch, a.seq + 1))
+    best = float("inf")
+    for step in range(a.steps + 1):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=False)
+        loss = model(ids[:, :-1], ids[:, 1:])
+        loss.backward()
+        opt.step()
+        dt = time.perf_counter() - t0
+        if step > 0:
+            best = min(best, dt)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"tokens_per_s": round(a.batch * a.seq / best, 2), "step_seconds": round(best, 4),
+                      "peak_rss_bytes": rss, "loss": round(loss.item(), 4), "torch": torch.__version__}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+// Per-step training metrics: OUTPUT/metrics.jsonl (one object per step) and the loss curve OUTPUT/loss.png.
+package dev.llamafit.train;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+import org.knowm.xchart.BitmapEncoder;
+import org.knowm.xchart.XYChart;
+import org.knowm.xchart.XYChartBuilder;
+import org.knowm.xchart.style.markers.SeriesMarkers;
+
+import com.fasterxml.jackson.databind.JsonNode;
+
+import dev.llamafit.io.AtomicFiles;
+import dev.llamafit.io.Json;
+
+/**
+ * Appends one JSON object per optimizer step to {@code metrics.jsonl} and redraws {@code loss.png}. On resume,
+ * lines after the checkpoint's step are dropped, so the file always describes one consistent run.
+ */
+public final class Metrics {
+    public static final String FILE = "metrics.jsonl";
+    public static final String PLOT = "loss.png";
+
+    /** One step's record. {@code evalLoss} is NaN when the step did not evaluate. */
+    public record Step(long step, double loss, double lr, double gradNorm, double tokensPerSecond, double evalLoss) {
+        Map<String, Object> toJson() {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("step", step);
+            m.put("loss", loss);
+            m.put("lr", lr);
+            m.put("grad_norm", gradNorm);
+            m.put("tokens_per_s", tokensPerSecond);
+            if (!Double.isNaN(evalLoss)) m.put("eval_loss", evalLoss);
+            return m;
+        }
+    }
+
+    private final Path file;
+    private final Path plot;
+    private final List<Step> steps = new ArrayList<>();
+
+    /** Opens the run's metrics, keeping the records up to {@code keepThroughStep} (−1: start afresh). */
+    public Metrics(Path runDir, long keepThroughStep) throws IOException {
+        this.file = runDir.resolve(FILE);
+        this.plot = runDir.resolve(PLOT);
+        if (keepThroughStep >= 0 && Files.isRegularFile(file)) {
+            for (String line : Files.readAllLines(file)) {
+                if (line.isBlank()) continue;
+                JsonNode n = Json.MAPPER.readTree(line);
+                long s = n.get("step").asLong();
+                if (s <= keepThroughStep)
+                    steps.add(new Step(s, n.get("loss").asDouble(), n.get("lr").asDouble(), n.get("grad_norm").asDouble(),
+                            n.get("tokens_per_s").asDouble(), n.has("eval_loss") ? n.get("eval_loss").asDouble() : Double.NaN));
+            }
+        }
+        rewrite();
+    }
+
+    public void record(Step s) throws IOException {
+        steps.add(s);
+        Files.writeString(file, Json.writeCompact(s.toJson()) + "\n", java.nio.file.StandardOpenOption.APPEND,
+                java.nio.file.StandardOpenOption.CREATE);
+    }
+
+    /** The records so far, oldest first. */
+    public List<Step> steps() { return List.copyOf(steps); }
+
+    private void rewrite() throws IOException {
+        StringBuilder sb = new StringBuilder();
+        for (Step s : steps) sb.append(Json.writeCompact(s.toJson())).append('\n');
+        AtomicFiles.writeString(file, sb.toString());
+    }
+
+    /** Draws train loss (and eval loss where measured) against step into loss.png, atomically. */
+    public void plot() throws IOException {
+        if (steps.isEmpty()) return;
+        System.setProperty("java.awt.headless", "true");
+        XYChart chart = new XYChartBuilder().width(800).height(500).title("llamafit training loss")
+                .xAxisTitle("step").yAxisTitle("loss").build();
+        chart.getStyler().setMarkerSize(3);
+        double[] x = new double[steps.size()], y = new double[steps.size()];
+        List<Double> ex = new ArrayList<>(), ey = new ArrayList<>();
+        for (int i = 0; i < steps.size(); i++) {
+            x[i] = steps.get(i).step();
+            y[i] = steps.get(i).loss();
+            if (!Double.isNaN(steps.get(i).evalLoss())) {
+                ex.add((double) steps.get(i).step());
+                ey.add(steps.get(i).evalLoss());
+            }
+        }
+        chart.addSeries("train", x, y).setMarker(SeriesMarkers.NONE);
+        if (!ex.isEmpty()) chart.addSeries("eval", ex, ey).setMarker(SeriesMarkers.CIRCLE);
+        Path tmp = plot.resolveSibling("." + PLOT + ".tmp.png");
+        BitmapEncoder.saveBitmap(chart, tmp.toString(), BitmapEncoder.BitmapFormat.PNG);
+        Files.move(tmp, plot, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+    }
+}
