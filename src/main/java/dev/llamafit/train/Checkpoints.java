@@ -39,6 +39,11 @@ public final class Checkpoints {
     private static final Pattern NAME = Pattern.compile("step-(\\d{8})");
     /** Checkpoints kept after a save (the newest ones); older ones are deleted. */
     public static final int KEEP = 2;
+    /**
+     * Crash-safety tests set {@code -Dllamafit.test.haltInCheckpoint=STEP} in a child JVM to die (Runtime.halt:
+     * no finally blocks or shutdown hooks, as under SIGKILL) half-way through writing that step's checkpoint.
+     */
+    private static final long HALT_IN_CHECKPOINT = Long.getLong("llamafit.test.haltInCheckpoint", -1);
 
     private Checkpoints() {}
 
@@ -53,6 +58,7 @@ public final class Checkpoints {
         Files.createDirectory(tmp);
         try {
             SafetensorsWriter.write(tmp.resolve(MODEL), weights, Map.of("format", "pt", "llamafit", "checkpoint"));
+            if (HALT_IN_CHECKPOINT == step) Runtime.getRuntime().halt(137); // test hook: a kill mid-checkpoint
             SafetensorsWriter.write(tmp.resolve(OPTIMIZER), optimizerState, Map.of("llamafit", "optimizer"));
             AtomicFiles.writeString(tmp.resolve(STATE), Json.write(trainerState) + "\n"); // last: marks the folder complete
             AtomicFiles.fsyncDirectory(tmp);

@@ -1,0 +1,88 @@
+package dev.llamafit.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import dev.llamafit.testing.SharedData;
+
+/** `train` and `eval` reject bad data and flags with exit code 2 and a message naming the file and line. */
+class TrainBadInputTest {
+    @TempDir Path tmp;
+
+    BadInputTest.Run train(Path data, String... extra) {
+        Path model = SharedData.require("models/tinystories-656k");
+        java.util.List<String> args = new java.util.ArrayList<>(java.util.List.of("train", "--model", model.toString(), "--data",
+                data.toString(), "--output", tmp.resolve("out").toString(), "--steps", "1", "--seq-len", "32", "--batch-size", "1"));
+        args.addAll(java.util.List.of(extra));
+        return BadInputTest.run(args.toArray(String[]::new));
+    }
+
+    @Test
+    void malformedJsonLine() throws IOException {
+        Path f = tmp.resolve("bad.jsonl");
+        Files.writeString(f, "{\"instruction\": \"a\", \"output\": \"b\"}\n{\"instruction\": \"c\", \"output\": }\n");
+        BadInputTest.assertBadInput(train(f), "bad.jsonl:2");
+    }
+
+    @Test
+    void recordMissingOutput() throws IOException {
+        Path f = tmp.resolve("missing.jsonl");
+        Files.writeString(f, "{\"instruction\": \"a\", \"output\": \"b\"}\n{\"instruction\": \"c\"}\n");
+        BadInputTest.assertBadInput(train(f), "missing.jsonl:2", "output");
+    }
+
+    @Test
+    void skippingBadRecordsTrains() throws IOException {
+        Path f = tmp.resolve("mixed.jsonl");
+        StringBuilder sb = new StringBuilder();
+        for (int i = 0; i < 4; i++) sb.append("{\"instruction\": \"say hi ").append(i).append("\", \"output\": \"hi there friend\"}\n");
+        sb.append("{\"instruction\": \"c\"}\n");
+        Files.writeString(f, sb.toString());
+        BadInputTest.Run r = train(f, "--skip-bad-records");
+        assertEquals(0, r.code(), r.err());
+    }
+
+    @Test
+    void emptyDataset() throws IOException {
+        Path f = tmp.resolve("empty.txt");
+        Files.writeString(f, "");
+        BadInputTest.assertBadInput(train(f), "empty.txt");
+    }
+
+    @Test
+    void sequenceLengthAboveTheModelsMaximum() throws IOException {
+        Path data = SharedData.require("datasets/text/tinystories_sample.txt");
+        Path model = SharedData.require("models/tinystories-656k");
+        BadInputTest.Run r = BadInputTest.run("train", "--model", model.toString(), "--data", data.toString(), "--output",
+                tmp.resolve("o").toString(), "--steps", "1", "--seq-len", "4096");
+        BadInputTest.assertBadInput(r, "4096", "512");
+    }
+
+    @Test
+    void unknownFlagValue() {
+        Path data = SharedData.require("datasets/text/tinystories_sample.txt");
+        BadInputTest.Run r = train(data, "--optimizer", "adam");
+        assertEquals(2, r.code());
+        assertTrue(r.err().contains("adam"), r.err());
+    }
+
+    @Test
+    void evalReportsLossAndPerplexity() throws Exception {
+        Path data = SharedData.require("datasets/text/tinystories_sample.txt");
+        Path model = SharedData.require("models/tinystories-656k");
+        BadInputTest.Run r = BadInputTest.run("eval", "--model", model.toString(), "--data", data.toString(), "--seq-len", "128", "--json");
+        assertEquals(0, r.code(), r.err());
+        var o = dev.llamafit.io.Json.MAPPER.readTree(r.out());
+        double loss = o.get("loss").asDouble();
+        assertTrue(loss > 0.5 && loss < 4, "a trained model's loss on its own domain: " + loss);
+        assertEquals(Math.exp(loss), o.get("perplexity").asDouble(), 1e-6 * Math.exp(loss));
+        assertTrue(o.get("tokens").asLong() > 500);
+    }
+}

@@ -1,0 +1,88 @@
+package dev.llamafit.train;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import com.fasterxml.jackson.databind.JsonNode;
+
+import dev.llamafit.io.Json;
+import dev.llamafit.kernels.KernelBackends;
+import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.testing.SharedData;
+
+/** The trainer on the real tinystories-656k model: learning, exact resume, crash safety. */
+class TrainerTest {
+    @TempDir Path tmp;
+
+    static TrainOptions options(Path model, Path data, Path out, long steps, long saveEvery, Path resume) {
+        return new TrainOptions(model, data, out, steps, 0, 2, 2, 32, 2e-3, "cosine", 3, 0.01, 1.0, "adamw",
+                0, saveEvery, resume, 7, null, 0, false, false);
+    }
+
+    static Trainer.Result train(TrainOptions o) throws IOException {
+        return new Trainer(o, KernelBackends.get(), new MemoryLedger(), new PrintStream(new ByteArrayOutputStream())).run();
+    }
+
+    static List<Double> losses(Path run) throws IOException {
+        List<Double> out = new ArrayList<>();
+        for (String line : Files.readAllLines(run.resolve(Metrics.FILE))) out.add(Json.MAPPER.readTree(line).get("loss").asDouble());
+        return out;
+    }
+
+    @Test
+    void resumedRunReproducesTheUninterruptedOneBitForBit() throws IOException {
+        Path model = SharedData.require("models/tinystories-656k");
+        Path data = SharedData.require("datasets/text/tinystories_sample.txt");
+        Path straight = tmp.resolve("straight"), split = tmp.resolve("split");
+        train(options(model, data, straight, 20, 0, null));
+        train(options(model, data, split, 10, 10, null));
+        // The second half is asked for as 20 steps in total: --steps counts from the start of the run.
+        train(options(model, data, split, 20, 10, split));
+        List<Double> a = losses(straight), b = losses(split);
+        assertEquals(20, a.size());
+        assertEquals(20, b.size(), "metrics.jsonl holds the whole run once");
+        for (int i = 0; i < 20; i++)
+            assertEquals(Double.doubleToLongBits(a.get(i)), Double.doubleToLongBits(b.get(i)), "step " + (i + 1) + ": " + a.get(i) + " vs " + b.get(i));
+        assertTrue(Files.isRegularFile(split.resolve("final/model.safetensors")));
+        assertTrue(Files.isRegularFile(split.resolve(Metrics.PLOT)));
+    }
+
+    @Test
+    void fineTuningLowersTheLossAndTheFinalFolderLoads() throws IOException {
+        Path model = SharedData.require("models/tinystories-656k");
+        Path data = SharedData.require("datasets/text/tinystories_sample.txt");
+        Path out = tmp.resolve("run");
+        Trainer.Result r = train(new TrainOptions(model, data, out, 30, 0, 4, 1, 64, 1e-3, "cosine", 3, 0.0, 1.0, "adamw",
+                10, 0, null, 1, null, 0.2, false, false));
+        List<Double> l = losses(out);
+        double first = (l.get(0) + l.get(1) + l.get(2)) / 3, last = (l.get(27) + l.get(28) + l.get(29)) / 3;
+        assertTrue(last < first - 0.1, "loss should fall: first steps " + first + ", last steps " + last);
+        assertTrue(Double.isFinite(r.evalLoss()));
+        JsonNode evalLine = Json.MAPPER.readTree(Files.readAllLines(out.resolve(Metrics.FILE)).get(9));
+        assertTrue(evalLine.has("eval_loss"), "eval every 10 steps is recorded: " + evalLine);
+        for (String f : new String[] {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"})
+            assertTrue(Files.isRegularFile(out.resolve("final").resolve(f)), f);
+    }
+
+    @Test
+    void overfittingOneBatchDrivesTheLossBelowPointOne() throws IOException {
+        Path model = SharedData.require("models/tinystories-656k");
+        Path data = tmp.resolve("one.txt");
+        Files.writeString(data, "Tom had a red ball. He liked to throw it high in the sky and catch it with both hands.");
+        Path out = tmp.resolve("overfit");
+        Trainer.Result r = train(new TrainOptions(model, data, out, 60, 0, 1, 1, 16, 3e-3, "constant", 0, 0.0, 1.0, "adamw",
+                0, 0, null, 1, null, 0, false, false));
+        assertTrue(r.lastLoss() < 0.1, "final loss " + r.lastLoss());
+    }
+}
