@@ -54,37 +54,37 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
         int n = rows(), c = config.hiddenSize(), f = config.intermediateSize();
         String p = blockPrefix(layer);
         return List.of(
-                act(p + "x_in", Shape.of(n, c), "block input (residual stream)"),
-                act(p + "xn_attn", Shape.of(n, c), "attention norm output"),
-                act(p + "inv_rms_attn", Shape.of(n), "attention norm 1/rms"),
-                act(p + "q", Shape.of(n, config.qDim()), "q after RoPE"),
-                act(p + "k", Shape.of(n, config.kvDim()), "k after RoPE"),
-                act(p + "v", Shape.of(n, config.kvDim()), "v"),
-                act(p + "probs", Shape.of(batch, config.numHeads(), seqLen, seqLen), "attention probabilities (eager)"),
-                act(p + "att", Shape.of(n, config.qDim()), "attention output"),
-                act(p + "x_mid", Shape.of(n, c), "residual after attention"),
-                act(p + "xn_mlp", Shape.of(n, c), "mlp norm output"),
-                act(p + "inv_rms_mlp", Shape.of(n), "mlp norm 1/rms"),
-                act(p + "gate", Shape.of(n, f), "gate pre-activation"),
-                act(p + "up", Shape.of(n, f), "up projection"),
-                act(p + "h", Shape.of(n, f), "silu(gate)·up"));
+                act(p + "x_in", Shape.of(n, c), "residual"),
+                act(p + "xn_attn", Shape.of(n, c), "norm"),
+                act(p + "inv_rms_attn", Shape.of(n), "norm"),
+                act(p + "q", Shape.of(n, config.qDim()), "attention"),
+                act(p + "k", Shape.of(n, config.kvDim()), "attention"),
+                act(p + "v", Shape.of(n, config.kvDim()), "attention"),
+                act(p + "probs", Shape.of(batch, config.numHeads(), seqLen, seqLen), "attention"),
+                act(p + "att", Shape.of(n, config.qDim()), "attention"),
+                act(p + "x_mid", Shape.of(n, c), "residual"),
+                act(p + "xn_mlp", Shape.of(n, c), "norm"),
+                act(p + "inv_rms_mlp", Shape.of(n), "norm"),
+                act(p + "gate", Shape.of(n, f), "mlp"),
+                act(p + "up", Shape.of(n, f), "mlp"),
+                act(p + "h", Shape.of(n, f), "mlp"));
     }
 
     /** The final norm's input and output, shared backward buffers, and workspace. */
     public List<ActivationLayout.Slot> headSlots() {
         int n = rows(), c = config.hiddenSize(), f = config.intermediateSize();
         return List.of(
-                act("final.x", Shape.of(n, c), "last block output"),
-                act("final.xn", Shape.of(n, c), "final norm output"),
-                act("final.inv_rms", Shape.of(n), "final norm 1/rms"),
-                act("grad.x", Shape.of(n, c), "backward: residual stream gradient"),
-                act("grad.xn", Shape.of(n, c), "backward: norm output gradient"),
-                act("grad.att", Shape.of(n, config.qDim()), "backward: attention output gradient"),
+                act("final.x", Shape.of(n, c), "residual"),
+                act("final.xn", Shape.of(n, c), "norm"),
+                act("final.inv_rms", Shape.of(n), "norm"),
+                act("grad.x", Shape.of(n, c), "backward"),
+                act("grad.xn", Shape.of(n, c), "backward"),
+                act("grad.att", Shape.of(n, config.qDim()), "backward"),
                 act("grad.q", Shape.of(n, config.qDim()), "backward"),
                 act("grad.k", Shape.of(n, config.kvDim()), "backward"),
                 act("grad.v", Shape.of(n, config.kvDim()), "backward"),
-                act("grad.h", Shape.of(n, f), "backward: mlp hidden gradient"),
-                act("grad.up", Shape.of(n, f), "backward: up projection gradient"),
+                act("grad.h", Shape.of(n, f), "backward"),
+                act("grad.up", Shape.of(n, f), "backward"),
                 new ActivationLayout.Slot(new TensorSpec("attention_backward_scratch",
                         Shape.of(threads, Attention.backwardScratchPerChunk(seqLen)), DType.F32, "attention"), Category.WORKSPACE),
                 new ActivationLayout.Slot(new TensorSpec("loss_logits",
@@ -116,6 +116,7 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
     /** The RoPE cos/sin tables the step allocates under workspace besides {@link #slots()} (not batch-dependent). */
     public long ropeTableBytes() { return Rope.tableBytes(config.headDim(), config.maxPositions()); }
 
+    /** component: residual, norm, attention, mlp or backward (scratch shared by all blocks), for per-component reports. */
     private static ActivationLayout.Slot act(String name, Shape shape, String component) {
         return new ActivationLayout.Slot(new TensorSpec(name, shape, DType.F32, component), Category.ACTIVATIONS);
     }
