@@ -9,6 +9,8 @@ SwiGLU MLP) in float64, without sharing any code with the Java engine. Outputs, 
   src/test/resources/fixtures/<name>/config.json, model.safetensors   tiny random models
   src/test/resources/fixtures/<name>/expected.json                    input ids
   src/test/resources/fixtures/<name>/expected.safetensors             logits [B, T, V] (F32)
+  src/test/resources/fixtures/<name>/expected_grads.safetensors       d(mean loss)/d(parameter), every parameter
+  (expected.json also holds "labels" [B, T] with some -100 = ignored, and "loss", the mean cross-entropy)
   src/test/resources/fixtures/tinystories-656k-greedy.json            40 greedy tokens from BOS
 """
 import argparse
@@ -212,6 +214,11 @@ def write_fixture(name, cfg, seed):
     p = {k: v.to(torch.float32).to(torch.float64) for k, v in p.items()}
     ids = torch.randint(0, cfg["vocab_size"], (2, 9), generator=gen)
     logits = forward(p, cfg, ids)
+    # Training reference, drawn after everything above so the older outputs stay bit-identical.
+    labels = torch.randint(0, cfg["vocab_size"], (2, 9), generator=gen)
+    labels[torch.rand((2, 9), generator=gen) < 0.25] = -100
+    labels[0, 0] = -100
+    loss, grads = loss_and_grads(p, cfg, ids, labels)
     d = os.path.join(OUT, name)
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, "config.json"), "w") as f:
@@ -220,8 +227,21 @@ def write_fixture(name, cfg, seed):
     write_safetensors(os.path.join(d, "expected.safetensors"), {"logits": logits})
     with open(os.path.join(d, "expected.json"), "w") as f:
         json.dump({"input_ids": ids.tolist(), "logits_shape": list(logits.shape),
-                   "generator": "scripts/make_fixtures.py (PyTorch %s, float64)" % torch.__version__}, f, indent=1)
-    print(f"{name}: logits {list(logits.shape)}, max |logit| {logits.abs().max():.3f}")
+                   "generator": "scripts/make_fixtures.py (PyTorch %s, float64)" % torch.__version__,
+                   "labels": labels.tolist(), "loss": loss}, f, indent=1)
+    write_safetensors(os.path.join(d, "expected_grads.safetensors"), grads)
+    print(f"{name}: logits {list(logits.shape)}, max |logit| {logits.abs().max():.3f}, loss {loss:.6f}")
+
+
+def loss_and_grads(p, cfg, ids, labels):
+    """Mean cross-entropy over labels != -100 and its gradient for every parameter (float64 autograd).
+    With tied embeddings the forward reads the embedding twice (input and head): autograd sums both uses."""
+    leaves = {k: v.clone().requires_grad_(True) for k, v in p.items()}
+    logits = forward(leaves, cfg, ids)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                             ignore_index=-100, reduction="mean")
+    loss.backward()
+    return float(loss), {k: v.grad for k, v in leaves.items()}
 
 
 def greedy_tinystories(shared):

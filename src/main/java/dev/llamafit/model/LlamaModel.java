@@ -74,7 +74,7 @@ public final class LlamaModel implements AutoCloseable {
         return new Linear(w.get(name + ".weight"), w.get(name + ".bias"));
     }
 
-    private static Rope newRope(LlamaConfig c, MemoryLedger ledger) {
+    static Rope newRope(LlamaConfig c, MemoryLedger ledger) {
         double[] inv;
         double positionScale = 1;
         switch (c.ropeScaling()) {

@@ -87,4 +87,98 @@ public final class Attention {
             }
         });
     }
+
+    /** Floats of scratch one backward chunk needs: a [T, T] matrix for dP, then dS. */
+    public static long backwardScratchPerChunk(int t) { return (long) t * t; }
+
+    /**
+     * Training forward over a whole sequence (positions 0..T−1, no cache): as {@link #forward}, and saves the
+     * softmax probabilities P[B, H, T, T], which backward needs. This is eager attention's memory cost, s² per
+     * head; masked entries (future, or outside the window) are stored as exact zeros.
+     *
+     * @param q      [B·T, H·D], rotated
+     * @param keys   [B·T, KvH·D], rotated
+     * @param values [B·T, KvH·D]
+     * @param probs  [B, H, T, T] at element offset probsOff, written
+     * @param att    [B·T, H·D], written
+     */
+    public void forwardTraining(Kernels k, int batch, int t, MemorySegment q, MemorySegment keys, MemorySegment values,
+                                MemorySegment probs, long probsOff, MemorySegment att) {
+        int qDim = heads * headDim, kvDim = kvHeads * headDim, group = heads / kvHeads;
+        float scale = (float) (1.0 / Math.sqrt(headDim));
+        Parallel.forChunks(batch * heads, (chunk, from, to) -> {
+            for (int bh = from; bh < to; bh++) {
+                int b = bh / heads, h = bh % heads, kvh = h / group;
+                long qOff = (long) b * t * qDim + (long) h * headDim;
+                long kvOff = (long) b * t * kvDim + (long) kvh * headDim;
+                long pOff = probsOff + (long) bh * t * t;
+                // S[T, T] = q_h · k_hᵀ / √D, then row-wise masked softmax in place.
+                k.gemm(false, true, t, t, headDim, scale, q, qOff, qDim, keys, kvOff, kvDim, 0f, probs, pOff, t);
+                for (int i = 0; i < t; i++) {
+                    int lo = lowest(i);
+                    long row = pOff + (long) i * t;
+                    for (int j = 0; j < lo; j++) probs.setAtIndex(F32, row + j, 0f);
+                    k.softmax(probs, row + lo, i - lo + 1);
+                    for (int j = i + 1; j < t; j++) probs.setAtIndex(F32, row + j, 0f);
+                }
+                // out_h[T, D] = P · v_h
+                k.gemm(false, false, t, headDim, t, 1f, probs, pOff, t, values, kvOff, kvDim, 0f, att, qOff, qDim);
+            }
+        });
+    }
+
+    /** First key position query i may attend to. */
+    private int lowest(int i) { return window > 0 ? Math.max(0, i - window + 1) : 0; }
+
+    /**
+     * Backward of {@link #forwardTraining}. Per head: dP = dOut·Vᵀ, dV += Pᵀ·dOut; softmax backward
+     * dS = P ⊙ (dP − rowsum(P ⊙ dP)); dQ = dS·K/√D, dK += dSᵀ·Q/√D. Work is split over (batch, KV head) so the
+     * query heads of one group, which all add into the same dK/dV slice, run on one thread, without races.
+     *
+     * @param dAtt    [B·T, H·D], gradient of the attention output
+     * @param dQ      [B·T, H·D], written (gradient of the rotated q)
+     * @param dK      [B·T, KvH·D], written
+     * @param dV      [B·T, KvH·D], written
+     * @param scratch at least {@code Parallel.threads() × backwardScratchPerChunk(T)} floats
+     */
+    public void backward(Kernels k, int batch, int t, MemorySegment q, MemorySegment keys, MemorySegment values,
+                         MemorySegment probs, long probsOff, MemorySegment dAtt,
+                         MemorySegment dQ, MemorySegment dK, MemorySegment dV, MemorySegment scratch) {
+        int qDim = heads * headDim, kvDim = kvHeads * headDim, group = heads / kvHeads;
+        float scale = (float) (1.0 / Math.sqrt(headDim));
+        long perChunk = backwardScratchPerChunk(t);
+        Parallel.forChunks(batch * kvHeads, (chunk, from, to) -> {
+            long sOff = chunk * perChunk;
+            for (int bk = from; bk < to; bk++) {
+                int b = bk / kvHeads, kvh = bk % kvHeads;
+                long kvOff = (long) b * t * kvDim + (long) kvh * headDim;
+                for (int g = 0; g < group; g++) {
+                    int h = kvh * group + g;
+                    float first = g == 0 ? 0f : 1f; // the group's first head overwrites dK/dV, the others add
+                    long qOff = (long) b * t * qDim + (long) h * headDim;
+                    long pOff = probsOff + ((long) b * heads + h) * t * t;
+                    // dP[T, T] = dOut_h · v_hᵀ
+                    k.gemm(false, true, t, t, headDim, 1f, dAtt, qOff, qDim, values, kvOff, kvDim, 0f, scratch, sOff, t);
+                    // dV_kvh[T, D] += Pᵀ · dOut_h
+                    k.gemm(true, false, t, headDim, t, 1f, probs, pOff, t, dAtt, qOff, qDim, first, dV, kvOff, kvDim);
+                    for (int i = 0; i < t; i++) {
+                        int lo = lowest(i);
+                        long pr = pOff + (long) i * t, sr = sOff + (long) i * t;
+                        double dot = 0;
+                        for (int j = lo; j <= i; j++) dot += probs.getAtIndex(F32, pr + j) * scratch.getAtIndex(F32, sr + j);
+                        float dotF = (float) dot;
+                        for (int j = 0; j < lo; j++) scratch.setAtIndex(F32, sr + j, 0f);
+                        for (int j = lo; j <= i; j++)
+                            scratch.setAtIndex(F32, sr + j, probs.getAtIndex(F32, pr + j) * (scratch.getAtIndex(F32, sr + j) - dotF));
+                        for (int j = i + 1; j < t; j++) scratch.setAtIndex(F32, sr + j, 0f);
+                    }
+                    // dQ_h[T, D] = dS · k_h / √D ; dK_kvh[T, D] += dSᵀ · q_h / √D
+                    k.gemm(false, false, t, headDim, t, scale, scratch, sOff, t, keys, kvOff, kvDim, 0f, dQ, qOff, qDim);
+                    k.gemm(true, false, t, headDim, t, scale, scratch, sOff, t, q, qOff, qDim, first, dK, kvOff, kvDim);
+                }
+            }
+        });
+    }
+
+    private static final java.lang.foreign.ValueLayout.OfFloat F32 = dev.llamafit.tensor.Tensor.F32_LE;
 }

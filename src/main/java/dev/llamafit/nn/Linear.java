@@ -48,6 +48,28 @@ public final class Linear {
     }
 
     /**
+     * Backward of {@link #forward}: dX[rows, in] = dY·W (overwritten, or added to with {@code accumulateDx}),
+     * dWeight[out, in] += dYᵀ·X, dBias[out] += Σ_rows dY. Parameter gradients always accumulate, so micro-batches
+     * add up and q/k/v (or gate/up) sharing one input can each add their part of dX.
+     *
+     * @param x       [rows, in], the forward's input (saved)
+     * @param dY      [rows, out], gradient of the loss with respect to y
+     * @param dX      [rows, in], or null when the input needs no gradient
+     * @param dWeight [out, in] F32, or null for a frozen weight
+     * @param dBias   [out] F32, or null (no bias, or frozen)
+     */
+    public void backward(Kernels k, MemorySegment x, long xOff, MemorySegment dY, long dYOff, int rows,
+                         MemorySegment dX, long dXOff, boolean accumulateDx, Tensor dWeight, Tensor dBias) {
+        if (dX != null)
+            k.gemm(false, false, rows, in, out, 1f, dY, dYOff, out, weight.segment(), 0, in,
+                    accumulateDx ? 1f : 0f, dX, dXOff, in);
+        if (dWeight != null)
+            k.gemm(true, false, out, in, rows, 1f, dY, dYOff, out, x, xOff, in, 1f, dWeight.segment(), 0, in);
+        if (dBias != null)
+            for (int r = 0; r < rows; r++) k.add(dBias.segment(), 0, dY, dYOff + (long) r * out, out);
+    }
+
+    /**
      * Several layers reading the same input (q/k/v, or gate/up) in one parallel pass: the pool splits their
      * concatenated output columns, so a decode step hands work to the threads once instead of once per layer.
      * Each {@code ys[i]} is [rows, layers[i].out()], contiguous rows.

@@ -4,6 +4,7 @@ package dev.llamafit.nn;
 import java.lang.foreign.MemorySegment;
 
 import dev.llamafit.kernels.Kernels;
+import dev.llamafit.kernels.Parallel;
 import dev.llamafit.memory.Category;
 import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.tensor.DType;
@@ -75,6 +76,35 @@ public final class Rope implements AutoCloseable {
             if (p < 0 || p >= maxPositions)
                 throw new IllegalArgumentException("position " + p + " outside the model's range 0.." + (maxPositions - 1));
         k.rope(x, xOff, ldx, rows, heads, headDim, cos.segment(), sin.segment(), positions);
+    }
+
+    /**
+     * Backward of {@link #apply}: the rotation by θ is orthogonal, so its gradient is the rotation by −θ:
+     * {@code dx1 = dy1·c + dy2·s; dx2 = dy2·c − dy1·s}. In place on dX[rows, heads·D] (row stride ldx).
+     * A plain loop: O(rows·heads·D), negligible next to the projections' GEMMs.
+     */
+    public void backward(MemorySegment dX, long dXOff, int ldx, int rows, int heads, int[] positions) {
+        int half = headDim / 2;
+        MemorySegment cs = cos.segment(), sn = sin.segment();
+        Parallel.forRange(rows, 16, (from, to) -> {
+            for (int r = from; r < to; r++) {
+                long table = (long) positions[r] * half;
+                for (int h = 0; h < heads; h++) {
+                    long base = dXOff + (long) r * ldx + (long) h * headDim;
+                    for (int i = 0; i < half; i++) {
+                        float d1 = dX.getAtIndex(Tensor.F32_LE, base + i), d2 = dX.getAtIndex(Tensor.F32_LE, base + i + half);
+                        float c = cs.getAtIndex(Tensor.F32_LE, table + i), s = sn.getAtIndex(Tensor.F32_LE, table + i);
+                        dX.setAtIndex(Tensor.F32_LE, base + i, d1 * c + d2 * s);
+                        dX.setAtIndex(Tensor.F32_LE, base + i + half, d2 * c - d1 * s);
+                    }
+                }
+            }
+        });
+    }
+
+    /** Bytes of the cos/sin tables a Rope allocates under {@code workspace}, for layouts and the planner. */
+    public static long tableBytes(int headDim, int maxPositions) {
+        return Math.multiplyExact(2L * maxPositions, (long) (headDim / 2) * 4);
     }
 
     @Override

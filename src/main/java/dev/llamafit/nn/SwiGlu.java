@@ -4,6 +4,8 @@ package dev.llamafit.nn;
 import java.lang.foreign.MemorySegment;
 
 import dev.llamafit.kernels.Kernels;
+import dev.llamafit.kernels.Parallel;
+import dev.llamafit.tensor.Tensor;
 
 /** LLaMA's gated MLP: gate, up [F, C] and down [C, F] projections. */
 public final class SwiGlu {
@@ -37,4 +39,52 @@ public final class SwiGlu {
         k.swiglu(hGate, 0, hGate, 0, hUp, 0, (long) rows * gate.out());
         down.forward(k, hGate, 0, rows, out, outOff);
     }
+
+    /**
+     * Training forward: as {@link #forward}, keeping what backward needs: the gate's pre-activation g, the up
+     * projection u and h = silu(g)·u (the down projection's input, for its weight gradient).
+     *
+     * @param x    [rows, C]
+     * @param gate [rows, F] written: g
+     * @param up   [rows, F] written: u
+     * @param h    [rows, F] written: silu(g)·u
+     * @param out  [rows, C] written; must not alias x
+     */
+    public void forwardTraining(Kernels k, MemorySegment x, long xOff, int rows, MemorySegment gate, MemorySegment up,
+                                MemorySegment h, MemorySegment out, long outOff) {
+        Linear.forwardFused(k, x, xOff, rows, new Linear[] {this.gate, this.up}, new MemorySegment[] {gate, up});
+        k.swiglu(h, 0, gate, 0, up, 0, (long) rows * this.gate.out());
+        down.forward(k, h, 0, rows, out, outOff);
+    }
+
+    /** Parameter gradients of the three projections (entries null for frozen ones). */
+    public record Grads(Tensor dGateW, Tensor dGateB, Tensor dUpW, Tensor dUpB, Tensor dDownW, Tensor dDownB) {}
+
+    /**
+     * Backward of {@link #forwardTraining}. With s = σ(g): d silu(g)/dg = s·(1 + g·(1 − s)), so
+     * dg = dh·u·s·(1 + g(1 − s)) and du = dh·silu(g).
+     *
+     * @param dOut [rows, C]
+     * @param dH   [rows, F] scratch; holds dg afterwards
+     * @param dUp  [rows, F] scratch; holds du afterwards
+     * @param dX   [rows, C] written (gate's and up's contributions summed)
+     */
+    public void backward(Kernels k, MemorySegment x, long xOff, int rows, MemorySegment gate, MemorySegment up, MemorySegment h,
+                         MemorySegment dOut, long dOutOff, MemorySegment dH, MemorySegment dUp, MemorySegment dX, long dXOff,
+                         Grads grads) {
+        down.backward(k, h, 0, dOut, dOutOff, rows, dH, 0, false, grads.dDownW(), grads.dDownB());
+        long n = (long) rows * this.gate.out();
+        Parallel.forRange(Math.toIntExact(n), 4096, (from, to) -> {
+            for (long i = from; i < to; i++) {
+                float g = gate.getAtIndex(F32, i), u = up.getAtIndex(F32, i), dh = dH.getAtIndex(F32, i);
+                float sg = 1f / (1f + (float) Math.exp(-g));
+                dUp.setAtIndex(F32, i, dh * g * sg);
+                dH.setAtIndex(F32, i, dh * u * sg * (1f + g * (1f - sg)));
+            }
+        });
+        this.gate.backward(k, x, xOff, dH, 0, rows, dX, dXOff, false, grads.dGateW(), grads.dGateB());
+        this.up.backward(k, x, xOff, dUp, 0, rows, dX, dXOff, true, grads.dUpW(), grads.dUpB());
+    }
+
+    private static final java.lang.foreign.ValueLayout.OfFloat F32 = Tensor.F32_LE;
 }
