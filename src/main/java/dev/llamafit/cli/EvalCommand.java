@@ -50,7 +50,7 @@ final class EvalCommand implements Callable<Integer> {
             LoadedDataset d = Datasets.load(data, tokenizer, model, new DataOptions(seqLen, trainOnPrompt, false, null, Map.of()));
             int padId = tokenizer.eosId() >= 0 ? tokenizer.eosId() : 0;
             TrainingStep.Loss loss;
-            try (TrainingStep step = TrainingStep.forEvaluation(folder.config(), folder.weights(), k, ledger, batchSize, seqLen)) {
+            try (TrainingStep step = new TrainingStep(folder.config(), folder.weights(), k, ledger, batchSize, seqLen)) {
                 loss = Trainer.evaluate(step, d.examples(), batchSize, seqLen, padId);
             }
             double mean = loss.mean();
