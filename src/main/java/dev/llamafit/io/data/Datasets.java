@@ -8,6 +8,8 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 
+import com.fasterxml.jackson.databind.JsonNode;
+
 import dev.llamafit.io.InputException;
 import dev.llamafit.io.tokenizer.Tokenizer;
 
@@ -38,14 +40,21 @@ public final class Datasets {
             List<Example> ex = TextPacker.load(file, tok, o.seqLen());
             result = summarise(ex, problems, 0, 0, DataFormat.TEXT);
         } else {
-            List<JsonRecords.Raw> records = JsonRecords.read(file, problems);
-            if (format == null) format = !records.isEmpty() && records.getFirst().node().has("messages") ? DataFormat.CHAT : DataFormat.ALPACA;
+            List<JsonRecords.Raw> records = JsonRecords.read(file);
+            if (format == null) {
+                JsonNode first = records.stream().map(JsonRecords.Raw::node).filter(n -> n != null).findFirst().orElse(null);
+                format = first != null && first.has("messages") ? DataFormat.CHAT : DataFormat.ALPACA;
+            }
             ChatTemplate template = format == DataFormat.CHAT
                     ? JinjaChatTemplate.load(modelDir, tok).<ChatTemplate>map(t -> t).orElseGet(() -> new ChatTemplate.Default(tok.addBosByDefault()))
                     : null;
             List<Example> ex = new ArrayList<>(records.size());
             int truncated = 0, empty = 0;
             for (JsonRecords.Raw raw : records) {
+                if (raw.syntaxError() != null) {
+                    problems.report(raw.position(), raw.syntaxError());
+                    continue;
+                }
                 List<Segment> parts;
                 try {
                     parts = format == DataFormat.CHAT ? ChatFormat.segments(raw, tok, template, o, problems)

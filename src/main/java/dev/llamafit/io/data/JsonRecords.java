@@ -32,7 +32,11 @@ final class JsonRecords {
     /**
      * A record and where it is: "line 12" (JSONL) or "record 7 (line 40)" (array, record index from 0).
      */
-    record Raw(JsonNode node, String position) {}
+    record Raw(JsonNode node, String position, String syntaxError) {
+        Raw(JsonNode node, String position) {
+            this(node, position, null);
+        }
+    }
 
     /** Collects bad records: throws at the first unless skipping, else counts them and keeps the first reasons. */
     static final class Problems {
@@ -54,13 +58,13 @@ final class JsonRecords {
         }
     }
 
-    static List<Raw> read(Path file, Problems problems) {
+    static List<Raw> read(Path file) {
         try {
             long size = Files.size(file);
             if (size > Json.MAX_FILE_BYTES)
                 throw InputException.at(file, "file of " + size + " bytes is too large for a JSON dataset (limit "
                         + Json.MAX_FILE_BYTES + ")");
-            return firstChar(file) == '[' ? readArray(file) : readLines(file, problems);
+            return firstChar(file) == '[' ? readArray(file) : readLines(file);
         } catch (NoSuchFileException e) {
             throw InputException.at(file, "file not found");
         } catch (IOException e) {
@@ -96,7 +100,7 @@ final class JsonRecords {
         return out;
     }
 
-    private static List<Raw> readLines(Path file, Problems problems) throws IOException {
+    private static List<Raw> readLines(Path file) throws IOException {
         List<Raw> out = new ArrayList<>();
         try (BufferedReader r = Files.newBufferedReader(file, StandardCharsets.UTF_8)) {
             String line;
@@ -109,9 +113,9 @@ final class JsonRecords {
                     out.add(new Raw(Json.MAPPER.readTree(line), "line " + lineNo));
                 } catch (JsonProcessingException e) {
                     JsonLocation loc = e.getLocation();
-                    problems.report("line " + lineNo + (loc == null ? "" : ", column " + loc.getColumnNr()),
-                            "malformed JSON: " + e.getOriginalMessage()
-                                    + " (hint: JSONL needs one complete JSON object per line)");
+                    // Reported when the record's turn comes, so reasons stay in file order.
+                    out.add(new Raw(null, "line " + lineNo + (loc == null ? "" : ", column " + loc.getColumnNr()),
+                            "malformed JSON: " + e.getOriginalMessage() + " (hint: JSONL needs one complete JSON object per line)"));
                 }
             }
         }
