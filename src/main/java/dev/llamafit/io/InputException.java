@@ -19,11 +19,20 @@ public class InputException extends RuntimeException {
         super(message, cause);
     }
 
-    /** "FILE: message" or "FILE: POSITION: message". */
+    private static final java.util.regex.Pattern LINE = java.util.regex.Pattern.compile("line (\\d+)(?:, column (\\d+))?");
+
+    /**
+     * "FILE: message" or "FILE: POSITION: message". A position "line N" or "line N, column C" is written the
+     * way compilers do, "FILE:N: message" and "FILE:N:C: message", so editors and terminals can jump to it.
+     */
     public static InputException at(Path file, String position, String message) {
-        String where = file == null ? "" : file + ": ";
-        if (position != null && !position.isEmpty()) where += position + ": ";
-        return new InputException(where + message);
+        String where = file == null ? "" : file.toString();
+        if (position != null && !position.isEmpty()) {
+            java.util.regex.Matcher m = LINE.matcher(position);
+            if (file != null && m.matches()) where += ":" + m.group(1) + (m.group(2) != null ? ":" + m.group(2) : "");
+            else where += (where.isEmpty() ? "" : ": ") + position;
+        }
+        return new InputException(where.isEmpty() ? message : where + ": " + message);
     }
 
     public static InputException at(Path file, String message) {

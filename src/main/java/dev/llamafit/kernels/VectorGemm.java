@@ -321,14 +321,14 @@ final class VectorGemm {
             x = FloatVector.fromMemorySegment(S, a, a3 + o, LE);
             s30 = x.fma(y0, s30); s31 = x.fma(y1, s31); s32 = x.fma(y2, s32); s33 = x.fma(y3, s33);
         }
-        out[0] = s00.reduceLanes(VectorOperators.ADD); out[1] = s01.reduceLanes(VectorOperators.ADD);
-        out[2] = s02.reduceLanes(VectorOperators.ADD); out[3] = s03.reduceLanes(VectorOperators.ADD);
-        out[4] = s10.reduceLanes(VectorOperators.ADD); out[5] = s11.reduceLanes(VectorOperators.ADD);
-        out[6] = s12.reduceLanes(VectorOperators.ADD); out[7] = s13.reduceLanes(VectorOperators.ADD);
-        out[8] = s20.reduceLanes(VectorOperators.ADD); out[9] = s21.reduceLanes(VectorOperators.ADD);
-        out[10] = s22.reduceLanes(VectorOperators.ADD); out[11] = s23.reduceLanes(VectorOperators.ADD);
-        out[12] = s30.reduceLanes(VectorOperators.ADD); out[13] = s31.reduceLanes(VectorOperators.ADD);
-        out[14] = s32.reduceLanes(VectorOperators.ADD); out[15] = s33.reduceLanes(VectorOperators.ADD);
+        out[0] = VectorMath.sum(s00); out[1] = VectorMath.sum(s01);
+        out[2] = VectorMath.sum(s02); out[3] = VectorMath.sum(s03);
+        out[4] = VectorMath.sum(s10); out[5] = VectorMath.sum(s11);
+        out[6] = VectorMath.sum(s12); out[7] = VectorMath.sum(s13);
+        out[8] = VectorMath.sum(s20); out[9] = VectorMath.sum(s21);
+        out[10] = VectorMath.sum(s22); out[11] = VectorMath.sum(s23);
+        out[12] = VectorMath.sum(s30); out[13] = VectorMath.sum(s31);
+        out[14] = VectorMath.sum(s32); out[15] = VectorMath.sum(s33);
         for (; p < k; p++) {
             for (int r = 0; r < 4; r++) {
                 float x = a.getAtIndex(F32_LE, aIdx + (long) r * lda + p);
@@ -366,10 +366,10 @@ final class VectorGemm {
             s2 = x.fma(FloatVector.fromMemorySegment(S, b, b2 + o, LE), s2);
             s3 = x.fma(FloatVector.fromMemorySegment(S, b, b3 + o, LE), s3);
         }
-        out[0] = s0.add(t0).reduceLanes(VectorOperators.ADD);
-        out[1] = s1.add(t1).reduceLanes(VectorOperators.ADD);
-        out[2] = s2.add(t2).reduceLanes(VectorOperators.ADD);
-        out[3] = s3.add(t3).reduceLanes(VectorOperators.ADD);
+        out[0] = VectorMath.sum(s0.add(t0));
+        out[1] = VectorMath.sum(s1.add(t1));
+        out[2] = VectorMath.sum(s2.add(t2));
+        out[3] = VectorMath.sum(s3.add(t3));
         for (; p < k; p++) {
             float x = a.getAtIndex(F32_LE, aIdx + p);
             for (int q = 0; q < 4; q++) out[q] += x * b.getAtIndex(F32_LE, bIdx + (long) q * ldb + p);
@@ -395,10 +395,10 @@ final class VectorGemm {
             s6 = x.fma(FloatVector.fromMemorySegment(S, b, b6 + o, LE), s6);
             s7 = x.fma(FloatVector.fromMemorySegment(S, b, b7 + o, LE), s7);
         }
-        out[0] = s0.reduceLanes(VectorOperators.ADD); out[1] = s1.reduceLanes(VectorOperators.ADD);
-        out[2] = s2.reduceLanes(VectorOperators.ADD); out[3] = s3.reduceLanes(VectorOperators.ADD);
-        out[4] = s4.reduceLanes(VectorOperators.ADD); out[5] = s5.reduceLanes(VectorOperators.ADD);
-        out[6] = s6.reduceLanes(VectorOperators.ADD); out[7] = s7.reduceLanes(VectorOperators.ADD);
+        out[0] = VectorMath.sum(s0); out[1] = VectorMath.sum(s1);
+        out[2] = VectorMath.sum(s2); out[3] = VectorMath.sum(s3);
+        out[4] = VectorMath.sum(s4); out[5] = VectorMath.sum(s5);
+        out[6] = VectorMath.sum(s6); out[7] = VectorMath.sum(s7);
         for (; p < k; p++) {
             float x = a.getAtIndex(F32_LE, aIdx + p);
             for (int q = 0; q < 8; q++) out[q] += x * b.getAtIndex(F32_LE, bIdx + (long) q * ldb + p);
@@ -432,7 +432,7 @@ final class VectorGemm {
             long o = (long) i * 4;
             s0 = FloatVector.fromMemorySegment(S, x, xb + o, LE).fma(FloatVector.fromMemorySegment(S, y, yb + o, LE), s0);
         }
-        float sum = s0.add(s1).add(s2.add(s3)).reduceLanes(VectorOperators.ADD);
+        float sum = VectorMath.sum(s0.add(s1).add(s2.add(s3)));
         for (; i < n; i++) sum += x.getAtIndex(F32_LE, xOff + i) * y.getAtIndex(F32_LE, yOff + i);
         return sum;
     }

@@ -54,7 +54,7 @@ public final class VectorKernels implements Kernels {
                 FloatVector v = FloatVector.fromMemorySegment(S, x, (xr + i) * 4, LE);
                 acc = v.fma(v, acc);
             }
-            float ss = acc.reduceLanes(VectorOperators.ADD);
+            float ss = VectorMath.sum(acc);
             for (; i < dim; i++) {
                 float v = x.getAtIndex(F32_LE, xr + i);
                 ss += v * v;
@@ -83,11 +83,11 @@ public final class VectorKernels implements Kernels {
         FloatVector sumV = FloatVector.zero(S);
         i = 0;
         for (; i + L <= len; i += L) {
-            FloatVector e = FloatVector.fromMemorySegment(S, x, base + i * 4L, LE).sub(max).lanewise(VectorOperators.EXP);
+            FloatVector e = VectorMath.exp(FloatVector.fromMemorySegment(S, x, base + i * 4L, LE).sub(max));
             e.intoMemorySegment(x, base + i * 4L, LE);
             sumV = sumV.add(e);
         }
-        float sum = sumV.reduceLanes(VectorOperators.ADD);
+        float sum = VectorMath.sum(sumV);
         for (; i < len; i++) {
             float e = (float) Math.exp(x.getAtIndex(F32_LE, off + i) - max);
             x.setAtIndex(F32_LE, off + i, e);
@@ -105,7 +105,7 @@ public final class VectorKernels implements Kernels {
         long i = 0;
         for (; i + L <= n; i += L) {
             FloatVector v = FloatVector.fromMemorySegment(S, x, (xOff + i) * 4, LE);
-            v.div(v.neg().lanewise(VectorOperators.EXP).add(1f)).intoMemorySegment(out, (outOff + i) * 4, LE);
+            v.div(VectorMath.exp(v.neg()).add(1f)).intoMemorySegment(out, (outOff + i) * 4, LE);
         }
         for (; i < n; i++) out.setAtIndex(F32_LE, outOff + i, ScalarKernels.silu(x.getAtIndex(F32_LE, xOff + i)));
     }
@@ -116,7 +116,7 @@ public final class VectorKernels implements Kernels {
         for (; i + L <= n; i += L) {
             FloatVector g = FloatVector.fromMemorySegment(S, gate, (gateOff + i) * 4, LE);
             FloatVector u = FloatVector.fromMemorySegment(S, up, (upOff + i) * 4, LE);
-            g.div(g.neg().lanewise(VectorOperators.EXP).add(1f)).mul(u).intoMemorySegment(out, (outOff + i) * 4, LE);
+            g.div(VectorMath.exp(g.neg()).add(1f)).mul(u).intoMemorySegment(out, (outOff + i) * 4, LE);
         }
         for (; i < n; i++) {
             float g = gate.getAtIndex(F32_LE, gateOff + i), u = up.getAtIndex(F32_LE, upOff + i);

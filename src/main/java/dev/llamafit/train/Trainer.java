@@ -80,7 +80,7 @@ public final class Trainer {
             report(ev, o.evalData());
             evalExamples = ev.examples();
         } else if (o.evalSplit() > 0) {
-            Datasets.Split split = Datasets.split(trainExamples, o.evalSplit(), o.seed());
+            Batches.Split split = Batches.split(trainExamples, o.evalSplit(), o.seed());
             trainExamples = split.train();
             evalExamples = split.eval();
         }
@@ -114,7 +114,7 @@ public final class Trainer {
                     for (String name : f.names()) state.put(name, f.find(name).orElseThrow());
                     optimizer.loadState(state, resumeState.get("optimizer_steps").asLong());
                 }
-                batches.seek(new Batches.Position(resumeState.get("data_epoch").asLong(), resumeState.get("data_index").asLong()));
+                batches.seek(new Batches.Position(resumeState.get("data_epoch").asLong(), resumeState.get("data_batch").asLong()));
                 log.printf("resuming from %s at step %d%n", resumeFrom, startStep);
             }
             LrSchedule schedule = LrSchedule.parse(o.schedule(), o.lr(), o.warmup(), totalSteps);
@@ -164,7 +164,7 @@ public final class Trainer {
                     state.put("step", done);
                     state.put("optimizer_steps", optimizer.steps());
                     state.put("data_epoch", pos.epoch());
-                    state.put("data_index", pos.index());
+                    state.put("data_batch", pos.batch());
                     state.put("seed", o.seed());
                     state.put("total_steps", totalSteps);
                     state.put("model", o.model().toString());

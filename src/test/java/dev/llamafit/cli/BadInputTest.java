@@ -115,7 +115,7 @@ class BadInputTest {
     void malformedConfigJson() throws IOException {
         Path m = model();
         Files.writeString(m.resolve("config.json"), "{\"model_type\": \"llama\",\n \"hidden_size\": }");
-        assertBadInput(run("inspect", "--model", m.toString()), "config.json", "line 2");
+        assertBadInput(run("inspect", "--model", m.toString()), "config.json:2:");
     }
 
     @Test

@@ -19,7 +19,8 @@ class TrainBadInputTest {
     BadInputTest.Run train(Path data, String... extra) {
         Path model = SharedData.require("models/tinystories-656k");
         java.util.List<String> args = new java.util.ArrayList<>(java.util.List.of("train", "--model", model.toString(), "--data",
-                data.toString(), "--output", tmp.resolve("out").toString(), "--steps", "1", "--seq-len", "32", "--batch-size", "1"));
+                data.toString(), "--output", tmp.resolve("out").toString(), "--steps", "1", "--batch-size", "1"));
+        if (!java.util.List.of(extra).contains("--seq-len")) args.addAll(java.util.List.of("--seq-len", "32"));
         args.addAll(java.util.List.of(extra));
         return BadInputTest.run(args.toArray(String[]::new));
     }
@@ -45,7 +46,7 @@ class TrainBadInputTest {
         for (int i = 0; i < 4; i++) sb.append("{\"instruction\": \"say hi ").append(i).append("\", \"output\": \"hi there friend\"}\n");
         sb.append("{\"instruction\": \"c\"}\n");
         Files.writeString(f, sb.toString());
-        BadInputTest.Run r = train(f, "--skip-bad-records");
+        BadInputTest.Run r = train(f, "--skip-bad-records", "--seq-len", "128");
         assertEquals(0, r.code(), r.err());
     }
 

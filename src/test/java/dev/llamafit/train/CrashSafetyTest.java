@@ -18,7 +18,7 @@ import dev.llamafit.testing.SharedData;
 class CrashSafetyTest {
     @TempDir Path tmp;
 
-    static Process launch(Path model, Path data, Path out, long steps, String... jvmProps) throws Exception {
+    Process launch(Path model, Path data, Path out, long steps, String... jvmProps) throws Exception {
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED"));
         cmd.addAll(List.of(jvmProps));
@@ -43,10 +43,17 @@ class CrashSafetyTest {
         try (var s = Files.list(out.resolve(Checkpoints.DIR))) {
             assertTrue(s.anyMatch(f -> f.getFileName().toString().startsWith(".step-00000003.tmp")), "the torn write is a hidden temporary");
         }
-        // Resume through the library, as a user would with --resume.
+        // Resume (the CLI's defaults, as the child used them), then compare with a run that was never killed.
         TrainerTest.train(new TrainOptions(model, data, out, 6, 0, 2, 1, 32, 3e-4, "cosine", 0, 0.0, 1.0, "adamw",
                 0, 1, out, 3, null, 0, false, false));
         assertEquals("step-00000006", Checkpoints.list(out.resolve(Checkpoints.DIR)).getLast().getFileName().toString());
+        Path straight = tmp.resolve("straight");
+        TrainerTest.train(new TrainOptions(model, data, straight, 6, 0, 2, 1, 32, 3e-4, "cosine", 0, 0.0, 1.0, "adamw",
+                0, 0, null, 3, null, 0, false, false));
+        List<Double> a = TrainerTest.losses(straight), b = TrainerTest.losses(out);
+        assertEquals(6, b.size());
+        for (int i = 0; i < 6; i++)
+            assertEquals(Double.doubleToLongBits(a.get(i)), Double.doubleToLongBits(b.get(i)), "step " + (i + 1));
     }
 
     @Test

@@ -26,7 +26,8 @@ class TrainerTest {
     @TempDir Path tmp;
 
     static TrainOptions options(Path model, Path data, Path out, long steps, long saveEvery, Path resume) {
-        return new TrainOptions(model, data, out, steps, 0, 2, 2, 32, 2e-3, "cosine", 3, 0.01, 1.0, "adamw",
+        // A constant schedule (after warmup): the 10-step run's learning rates equal the 20-step run's first ten.
+        return new TrainOptions(model, data, out, steps, 0, 2, 2, 32, 2e-3, "constant", 3, 0.01, 1.0, "adamw",
                 0, saveEvery, resume, 7, null, 0, false, false);
     }
 

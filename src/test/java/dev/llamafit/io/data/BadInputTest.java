@@ -29,8 +29,15 @@ class BadInputTest {
         Path f = dir.resolve(name);
         Files.writeString(f, content);
         InputException e = assertThrows(InputException.class, () -> Datasets.load(f, tok, null, DataOptions.of(128)));
-        assertTrue(e.getMessage().startsWith(f + ": "), e.getMessage());
-        return e.getMessage().substring(f.toString().length() + 2);
+        String m = e.getMessage();
+        assertTrue(m.startsWith(f + ":"), m);
+        // FILE:LINE:COL: and FILE:LINE: (compiler style) read back as "line L, column C: " and "line L: ".
+        String rest = m.substring(f.toString().length());
+        java.util.regex.Matcher pos = java.util.regex.Pattern.compile("^:(\\d+)(?::(\\d+))?: ").matcher(rest);
+        if (pos.find())
+            return "line " + pos.group(1) + (pos.group(2) != null ? ", column " + pos.group(2) : "") + ": " + rest.substring(pos.end());
+        assertTrue(rest.startsWith(": "), m);
+        return rest.substring(2);
     }
 
     static final String GOOD = "{\"instruction\": \"a\", \"output\": \"b\"}\n";
@@ -91,8 +98,8 @@ class BadInputTest {
         assertEquals(5, d.examples().size());
         assertEquals(8, d.badRecords());
         assertEquals(LoadedDataset.MAX_REASONS, d.badReasons().size());
-        assertEquals(f + ": line 5: missing 'output' (an Alpaca record needs instruction and output; input is optional)", d.badReasons().get(0));
-        assertTrue(d.badReasons().get(1).startsWith(f + ": line 6, column 1: malformed JSON"), d.badReasons().get(1));
+        assertEquals(f + ":5: missing 'output' (an Alpaca record needs instruction and output; input is optional)", d.badReasons().get(0));
+        assertTrue(d.badReasons().get(1).startsWith(f + ":6:1: malformed JSON"), d.badReasons().get(1));
 
         Path allBad = dir.resolve("bad.jsonl");
         Files.writeString(allBad, "{\"output\": \"b\"}\n");

@@ -91,7 +91,7 @@ class ChatMaskTest {
                 {"messages": [{"role": "user", "content": "Hi"}, {"role": "user", "content": "Again"}, {"role": "assistant", "content": "Yes."}]}
                 """);
         InputException err = assertThrows(InputException.class, () -> Datasets.load(f, tok, m, DataOptions.of(256)));
-        assertTrue(err.getMessage().contains(f + ": line 2: chat template rejected the conversation: Conversation roles must alternate"),
+        assertTrue(err.getMessage().contains(f + ":2: chat template rejected the conversation: Conversation roles must alternate"),
                 err.getMessage());
 
         LoadedDataset d = Datasets.load(f, tok, m, DataOptions.of(256).withSkipBadRecords(true));

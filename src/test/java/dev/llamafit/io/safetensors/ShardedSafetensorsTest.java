@@ -119,6 +119,6 @@ class ShardedSafetensorsTest {
         Files.writeString(index, "{\"metadata\": {}}");
         assertInputError(index, () -> ShardedSafetensors.open(index, ledger), "weight_map");
         Files.writeString(index, "{\"weight_map\": {\"w\": \"x\",}");
-        assertInputError(index, () -> ShardedSafetensors.open(index, ledger), "malformed JSON", "line 1");
+        assertInputError(index, () -> ShardedSafetensors.open(index, ledger), "malformed JSON", "index.json:1:");
     }
 }

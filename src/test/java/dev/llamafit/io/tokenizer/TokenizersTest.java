@@ -65,6 +65,6 @@ class TokenizersTest {
         Files.copy(SharedData.require("models/stories260k/tok512.bin"), dir.resolve("tokenizer.bin"));
         Files.writeString(dir.resolve("config.json"), "{\n \"eos_token_id\": ,\n}");
         InputException e = assertThrows(InputException.class, () -> Tokenizers.load(dir));
-        assertTrue(e.getMessage().startsWith(dir.resolve("config.json") + ": line 2, column "), e.getMessage());
+        assertTrue(e.getMessage().startsWith(dir.resolve("config.json") + ":2:"), e.getMessage());
     }
 }
