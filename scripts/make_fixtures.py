@@ -244,6 +244,53 @@ def loss_and_grads(p, cfg, ids, labels):
     return float(loss), {k: v.grad for k, v in leaves.items()}
 
 
+TRAIN_RUN = {"steps": 10, "lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.1, "warmup": 3,
+             "schedule": "cosine", "max_grad_norm": 1.0}
+
+
+def train_run(name):
+    """Ten AdamW steps on one fixture's batch with torch.optim.AdamW, a warmup+cosine LambdaLR (transformers'
+    formula) and clip_grad_norm_: the loss before every step, the pre-clip norm and the lr. Norms and biases are
+    in a no-decay group, as llamafit's trainer does."""
+    d = os.path.join(OUT, name)
+    with open(os.path.join(d, "config.json")) as f:
+        cfg = json.load(f)
+    with open(os.path.join(d, "expected.json")) as f:
+        exp = json.load(f)
+    p, _ = read_safetensors(os.path.join(d, "model.safetensors"))
+    ids, labels = torch.tensor(exp["input_ids"]), torch.tensor(exp["labels"])
+    leaves = {k: v.clone().requires_grad_(True) for k, v in p.items()}
+    no_decay = [v for k, v in leaves.items() if "norm" in k or k.endswith(".bias")]
+    decay = [v for k, v in leaves.items() if not ("norm" in k or k.endswith(".bias"))]
+    r = TRAIN_RUN
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": r["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=r["lr"], betas=tuple(r["betas"]), eps=r["eps"])
+
+    def factor(step):
+        if step < r["warmup"]:
+            return step / max(1, r["warmup"])
+        progress = (step - r["warmup"]) / max(1, r["steps"] - r["warmup"])
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * 0.5 * 2.0 * progress)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    losses, norms, lrs = [], [], []
+    for _ in range(r["steps"]):
+        opt.zero_grad()
+        logits = forward(leaves, cfg, ids)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+        loss.backward()
+        norms.append(float(torch.nn.utils.clip_grad_norm_(list(leaves.values()), r["max_grad_norm"])))
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+        losses.append(float(loss))
+    out = dict(TRAIN_RUN, fixture=name, losses=losses, grad_norms=norms, lrs=lrs,
+               generator="scripts/make_fixtures.py (PyTorch %s, float64, torch.optim.AdamW)" % torch.__version__)
+    with open(os.path.join(d, "train_run.json"), "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"{name} 10 AdamW steps: loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+
+
 def greedy_tinystories(shared):
     folder = os.path.join(shared, "models", "tinystories-656k")
     with open(os.path.join(folder, "config.json")) as f:
@@ -268,4 +315,5 @@ if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     for i, (name, cfg) in enumerate(FIXTURES.items()):
         write_fixture(name, cfg, 1234 + i)
+        train_run(name)
     greedy_tinystories(args.shared)

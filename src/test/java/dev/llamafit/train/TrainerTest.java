@@ -86,4 +86,18 @@ class TrainerTest {
                 0, 0, null, 1, null, 0, false, false));
         assertTrue(r.lastLoss() < 0.1, "final loss " + r.lastLoss());
     }
+
+    @Test
+    void instructionAndChatDataTrainWithPromptsMasked() throws IOException {
+        Path model = SharedData.require("models/tinystories-656k");
+        for (String file : new String[] {"datasets/instruct/identity.json", "datasets/instruct/alpaca_en_demo_chat.jsonl"}) {
+            Path data = SharedData.require(file);
+            Path out = tmp.resolve(Path.of(file).getFileName().toString());
+            Trainer.Result r = train(new TrainOptions(model, data, out, 12, 0, 4, 1, 128, 2e-3, "constant", 2, 0.0, 1.0, "adamw",
+                    0, 0, null, 1, null, 0.1, false, false));
+            List<Double> l = losses(out);
+            assertTrue(l.getLast() < l.getFirst(), file + ": loss " + l.getFirst() + " -> " + l.getLast());
+            assertTrue(Double.isFinite(r.evalLoss()), file);
+        }
+    }
 }
