@@ -116,6 +116,10 @@ public final class Trainer {
                 }
                 batches.seek(new Batches.Position(resumeState.get("data_epoch").asLong(), resumeState.get("data_batch").asLong()));
                 log.printf("resuming from %s at step %d%n", resumeFrom, startStep);
+                long plannedTotal = resumeState.path("total_steps").asLong(totalSteps);
+                if (plannedTotal != totalSteps)
+                    log.printf("note: the run was planned for %d steps and now has %d; the %s schedule follows the new length%n",
+                            plannedTotal, totalSteps, o.schedule());
             }
             LrSchedule schedule = LrSchedule.parse(o.schedule(), o.lr(), o.warmup(), totalSteps);
             Metrics metrics = new Metrics(o.output(), resumeState == null ? -1 : startStep);
