@@ -80,7 +80,8 @@ final class BenchTrainCommand implements Callable<Integer> {
         MemoryLedger ledger = MemoryLedger.global();
         Kernels k = KernelBackends.get();
         // The machine's fp32 GEMM peak as llamafit reaches it, for the utilisation figure.
-        double peakGflops = new GemmBenchmark(k, ledger).run(1024, 1024, 1024, true, 2, 3).gflops();
+        GemmBenchmark gemm = new GemmBenchmark(k, ledger);
+        double peakGflops = Math.max(gemm.run(1024, 1024, 1024, true, 2, 5).gflops(), gemm.run(2048, 2048, 2048, true, 1, 3).gflops());
         long params = ParameterLayout.of(c, DType.F32).parameterCount();
         Map<String, Tensor> w = RandomModels.weights(c, ledger, 11, 0.02);
         double best = Double.MAX_VALUE;
