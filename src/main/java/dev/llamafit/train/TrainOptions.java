@@ -29,13 +29,18 @@ import java.nio.file.Path;
  * @param evalSplit      fraction of the training data held out for eval when evalData is null
  * @param trainOnPrompt  also train on prompt tokens of instruction/chat data
  * @param skipBadRecords skip malformed records instead of stopping
+ * @param lora           LoRA settings, or null for full fine-tuning
+ * @param adapter        an existing PEFT adapter folder to continue training (LoRA only), or null
+ * @param gradientCheckpointing keep only block inputs and recompute blocks in backward
+ * @param checkpointEvery with checkpointing, checkpoint every N-th block (1 = every block)
  */
 public record TrainOptions(
         Path model, Path data, Path output,
         long steps, double epochs, int batchSize, int gradAccum, int seqLen,
         double lr, String schedule, long warmup, double weightDecay, double maxGradNorm, String optimizer,
         long evalEvery, long saveEvery, Path resume, long seed,
-        Path evalData, double evalSplit, boolean trainOnPrompt, boolean skipBadRecords) {
+        Path evalData, double evalSplit, boolean trainOnPrompt, boolean skipBadRecords,
+        dev.llamafit.model.LoraConfig lora, Path adapter, boolean gradientCheckpointing, int checkpointEvery) {
 
     public TrainOptions {
         if (model == null || data == null || output == null) throw new IllegalArgumentException("--model, --data and --output are required");
@@ -53,6 +58,17 @@ public record TrainOptions(
         if (evalEvery < 0 || saveEvery < 0) throw new IllegalArgumentException("--eval-every and --save-every must be >= 0");
         if (!(evalSplit >= 0 && evalSplit < 1)) throw new IllegalArgumentException("--eval-split must be in [0, 1), got " + evalSplit);
         if (evalData != null && evalSplit > 0) throw new IllegalArgumentException("give --eval-data or --eval-split, not both");
+        if (adapter != null && lora == null) throw new IllegalArgumentException("--adapter needs LoRA training (--lora-r)");
+        if (checkpointEvery < 1) throw new IllegalArgumentException("--checkpoint-every must be >= 1, got " + checkpointEvery);
+    }
+
+    /** Full fine-tuning options as before LoRA and checkpointing existed (tests and library callers). */
+    public TrainOptions(Path model, Path data, Path output, long steps, double epochs, int batchSize, int gradAccum, int seqLen,
+                        double lr, String schedule, long warmup, double weightDecay, double maxGradNorm, String optimizer,
+                        long evalEvery, long saveEvery, Path resume, long seed, Path evalData, double evalSplit,
+                        boolean trainOnPrompt, boolean skipBadRecords) {
+        this(model, data, output, steps, epochs, batchSize, gradAccum, seqLen, lr, schedule, warmup, weightDecay, maxGradNorm,
+                optimizer, evalEvery, saveEvery, resume, seed, evalData, evalSplit, trainOnPrompt, skipBadRecords, null, null, false, 1);
     }
 
     /** Sequences per optimizer step (B·k). */
