@@ -18,6 +18,7 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 
 class RMSNorm(nn.Module):
@@ -28,6 +29,22 @@ class RMSNorm(nn.Module):
 
     def forward(self, x):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class LoRALinear(nn.Module):
+    """A frozen nn.Linear plus a trainable B·A, written by hand as PEFT does (A Kaiming-uniform a=sqrt(5), B zero)."""
+
+    def __init__(self, base, r, alpha):
+        super().__init__()
+        self.base = base
+        base.weight.requires_grad_(False)
+        self.lora_A = nn.Parameter(torch.empty(r, base.in_features))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.scale = alpha / r
+
+    def forward(self, x):
+        return self.base(x) + (x @ self.lora_A.T @ self.lora_B.T) * self.scale
 
 
 class Block(nn.Module):
@@ -83,10 +100,13 @@ class Llama(nn.Module):
         self.register_buffer("sin", emb.sin()[None, None])
         self.register_buffer("mask", torch.triu(torch.ones(a.seq, a.seq, dtype=torch.bool), 1))
 
-    def forward(self, ids, labels):
+    def forward(self, ids, labels, checkpointing=False):
         x = self.embed(ids)
         for b in self.blocks:
-            x = b(x, self.cos, self.sin, self.mask)
+            if checkpointing:
+                x = torch.utils.checkpoint.checkpoint(b, x, self.cos, self.sin, self.mask, use_reentrant=False)
+            else:
+                x = b(x, self.cos, self.sin, self.mask)
         logits = self.norm(x) @ self.embed.weight.T  # tied embeddings
         return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
 
@@ -96,17 +116,29 @@ def main():
     for name, default in (("threads", 2), ("dim", 288), ("layers", 6), ("heads", 6), ("kv-heads", 6), ("ffn", 768),
                           ("vocab", 32000), ("batch", 8), ("seq", 256), ("steps", 3)):
         ap.add_argument("--" + name, type=int, default=default)
+    ap.add_argument("--lora-r", type=int, default=0, help="0 = full fine-tuning")
+    ap.add_argument("--lora-alpha", type=float, default=16.0)
+    ap.add_argument("--lora-targets", default="q_proj,v_proj")
+    ap.add_argument("--checkpointing", action="store_true", help="torch.utils.checkpoint around every block")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     model = Llama(a)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
+    if a.lora_r > 0:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        names = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "gate_proj": "gate", "up_proj": "up", "down_proj": "down"}
+        for b in model.blocks:
+            for t in a.lora_targets.split(","):
+                setattr(b, names[t], LoRALinear(getattr(b, names[t]), a.lora_r, a.lora_alpha))
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
     ids = torch.randint(0, a.vocab, (a.batch, a.seq + 1))
     best = float("inf")
     for step in range(a.steps + 1):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=False)
-        loss = model(ids[:, :-1], ids[:, 1:])
+        loss = model(ids[:, :-1], ids[:, 1:], a.checkpointing)
         loss.backward()
         opt.step()
         dt = time.perf_counter() - t0
@@ -114,6 +146,7 @@ def main():
             best = min(best, dt)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"tokens_per_s": round(a.batch * a.seq / best, 2), "step_seconds": round(best, 4),
+                      "trainable_parameters": sum(p.numel() for p in params),
                       "peak_rss_bytes": rss, "loss": round(loss.item(), 4), "torch": torch.__version__}), flush=True)
 
 
