@@ -171,11 +171,7 @@ final class BenchCommand implements Runnable {
 
         @Override
         public Integer call() {
-            LlamaConfig c = switch (shape) {
-                case "stories15M" -> RandomModels.stories15M();
-                case "stories42M" -> RandomModels.stories42M();
-                default -> throw new IllegalArgumentException("unknown --shape '" + shape + "' (stories15M, stories42M)");
-            };
+            LlamaConfig c = RandomModels.byName(shape);
             if (promptTokens < 1 || newTokens < 1 || promptTokens + newTokens > c.maxPositions())
                 throw new IllegalArgumentException("--prompt-tokens + --new-tokens must be within 2.." + c.maxPositions());
             MemoryLedger ledger = MemoryLedger.global();

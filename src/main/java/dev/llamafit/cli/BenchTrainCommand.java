@@ -68,11 +68,7 @@ final class BenchTrainCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        LlamaConfig c = switch (shape) {
-            case "stories15M" -> RandomModels.stories15M();
-            case "stories42M" -> RandomModels.stories42M();
-            default -> throw new IllegalArgumentException("unknown --shape '" + shape + "' (stories15M, stories42M)");
-        };
+        LlamaConfig c = RandomModels.byName(shape);
         int batch = batchSize != null ? batchSize : shape.equals("stories15M") ? 8 : 4;
         if (seqLen > c.maxPositions()) throw new IllegalArgumentException("--seq-len above the shape's context " + c.maxPositions());
         if (!reference.equals("torch") && !reference.equals("none"))

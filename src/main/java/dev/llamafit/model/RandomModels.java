@@ -28,6 +28,15 @@ public final class RandomModels {
                 new RopeScaling.None(), true, false, false, false, 0, 1, List.of(2));
     }
 
+    /** A shape by name: stories15M or stories42M. */
+    public static LlamaConfig byName(String shape) {
+        return switch (shape) {
+            case "stories15M" -> stories15M();
+            case "stories42M" -> stories42M();
+            default -> throw new IllegalArgumentException("unknown --shape '" + shape + "' (stories15M, stories42M)");
+        };
+    }
+
     /**
      * fp32 weights for {@code config}: norms 1, everything else N(0, std²), filed under {@code weights}.
      * The caller closes the tensors.
