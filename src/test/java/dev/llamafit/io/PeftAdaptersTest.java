@@ -85,6 +85,13 @@ class PeftAdaptersTest {
                 float[] got = logits(folder, k, ledger, dir);
                 double diff = maxAbsDiff(expected, got);
                 assertTrue(diff < 1e-4, name + " with " + k.name() + ": max |Δlogit| vs PyTorch = " + diff);
+                // Merged (here) == unmerged (the reference's forward) to float32 rounding of the whole forward: within
+                // 2e-6·max|logit| (~16 ulps of the largest logit; logits reach 11.6). Observed: 2.4e-6..6.3e-6 with the
+                // vector kernels, 1.4e-5 with the scalar ones on tiny-llama-gqa-tied, so a flat 1e-5 would be too tight.
+                double maxLogit = 0;
+                for (float v : expected) maxLogit = Math.max(maxLogit, Math.abs(v));
+                assertTrue(diff <= 2e-6 * maxLogit, name + " with " + k.name() + ": merged vs unmerged max |Δlogit| = " + diff
+                        + " for max |logit| " + maxLogit);
                 assertTrue(maxAbsDiff(base, got) > 1, name + ": the adapter changes the logits noticeably");
             }
             assertEquals(0, ledger.currentBytes(Category.WEIGHTS), "merged tensors and adapter factors are freed");
