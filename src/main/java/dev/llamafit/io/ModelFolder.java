@@ -79,6 +79,30 @@ public final class ModelFolder implements AutoCloseable {
         }
     }
 
+    /**
+     * The model in {@code dir} with the PEFT LoRA adapter in {@code adapterDir} merged in memory (W + scale·B·A,
+     * see {@link PeftAdapters}): what {@code generate --adapter} and {@code eval --adapter} run. The adapted
+     * matrices are owned F32 copies (the file mapping is read-only); an F16/BF16 base's converted matrices they
+     * replace are freed, and the adapter's factors are freed once merged.
+     *
+     * @throws InputException if either folder is bad or the adapter does not fit the model
+     */
+    public static ModelFolder openWithAdapter(Path dir, Path adapterDir, MemoryLedger ledger, Kernels kernels) {
+        ModelFolder base = open(dir, ledger, kernels);
+        try (PeftAdapters.Adapter adapter = PeftAdapters.read(adapterDir, base.config, ledger)) {
+            dev.llamafit.peft.LoraMerge.Merged merged = PeftAdapters.merge(adapterDir, base.weights, adapter, kernels, ledger);
+            List<Tensor> owned = new ArrayList<>(merged.owned());
+            for (Tensor t : base.owned) {
+                if (merged.weights().containsValue(t)) owned.add(t);
+                else t.close();
+            }
+            return new ModelFolder(dir, base.config, base.source, new LinkedHashMap<>(merged.weights()), owned);
+        } catch (RuntimeException e) {
+            base.close();
+            throw e;
+        }
+    }
+
     /** With tied embeddings a file may store either name (tinystories-656k stores only lm_head.weight). */
     private static Optional<Tensor> find(TensorSource source, String name, LlamaConfig config) {
         Optional<Tensor> t = source.find(name);
