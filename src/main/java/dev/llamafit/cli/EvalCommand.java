@@ -31,6 +31,7 @@ final class EvalCommand implements Callable<Integer> {
     @Spec CommandSpec spec;
 
     @Option(names = "--model", required = true, description = "Hugging Face model folder.") Path model;
+    @Option(names = "--adapter", description = "PEFT LoRA adapter folder, merged into the weights in memory.") Path adapter;
     @Option(names = "--data", required = true, description = "Data file: .txt, Alpaca .json/.jsonl, or chat .jsonl.") Path data;
     @Option(names = "--seq-len", defaultValue = "256", description = "Tokens per sequence (default: ${DEFAULT-VALUE}).") int seqLen;
     @Option(names = "--batch-size", defaultValue = "4", description = "Sequences per batch (default: ${DEFAULT-VALUE}).") int batchSize;
@@ -43,7 +44,7 @@ final class EvalCommand implements Callable<Integer> {
         MemoryLedger ledger = MemoryLedger.global();
         Kernels k = KernelBackends.get();
         Tokenizer tokenizer = Tokenizers.load(model);
-        try (ModelFolder folder = ModelFolder.open(model, ledger, k)) {
+        try (ModelFolder folder = (adapter == null ? ModelFolder.open(model, ledger, k) : ModelFolder.openWithAdapter(model, adapter, ledger, k))) {
             if (seqLen > folder.config().maxPositions())
                 throw InputException.at(model.resolve("config.json"), "--seq-len " + seqLen + " exceeds max_position_embeddings "
                         + folder.config().maxPositions());

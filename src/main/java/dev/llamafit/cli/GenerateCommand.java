@@ -33,6 +33,9 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, description = "Hugging Face model folder (config.json, safetensors, tokenizer).")
     Path model;
 
+    @Option(names = "--adapter", description = "PEFT LoRA adapter folder, merged into the weights in memory.")
+    Path adapter;
+
     @Option(names = "--prompt", defaultValue = "", description = "Prompt text (default: empty, start from BOS).")
     String prompt;
 
@@ -65,7 +68,7 @@ final class GenerateCommand implements Callable<Integer> {
         MemoryLedger ledger = MemoryLedger.global();
         Kernels kernels = KernelBackends.get();
         Tokenizer tokenizer = Tokenizers.load(model);
-        try (ModelFolder folder = ModelFolder.open(model, ledger, kernels);
+        try (ModelFolder folder = (adapter == null ? ModelFolder.open(model, ledger, kernels) : ModelFolder.openWithAdapter(model, adapter, ledger, kernels));
              LlamaModel llama = folder.newModel(kernels, ledger)) {
             int[] promptIds = tokenizer.encode(prompt, !noBos && tokenizer.addBosByDefault());
             if (promptIds.length == 0)

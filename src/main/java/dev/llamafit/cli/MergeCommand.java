@@ -1,0 +1,30 @@
+// `llamafit merge`: fold a LoRA adapter into its base model and write a full Hugging Face folder.
+package dev.llamafit.cli;
+
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+
+import dev.llamafit.io.PeftAdapters;
+import dev.llamafit.kernels.KernelBackends;
+import dev.llamafit.memory.MemoryLedger;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+
+@Command(name = "merge", mixinStandardHelpOptions = true,
+        description = "Write W + scale·B·A for every adapted matrix into a full Hugging Face folder (refuses NaN/Inf).")
+final class MergeCommand implements Callable<Integer> {
+    @Spec CommandSpec spec;
+
+    @Option(names = "--model", required = true, description = "Base model folder.") Path model;
+    @Option(names = "--adapter", required = true, description = "PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors).") Path adapter;
+    @Option(names = "--output", required = true, description = "Output folder for the merged model.") Path output;
+
+    @Override
+    public Integer call() throws Exception {
+        PeftAdapters.mergeFolder(model, adapter, output, KernelBackends.get(), MemoryLedger.global());
+        spec.commandLine().getOut().printf("wrote merged model %s (base %s + adapter %s)%n", output, model, adapter);
+        return Main.OK;
+    }
+}
