@@ -7,8 +7,9 @@ import java.util.Map;
 import dev.llamafit.tensor.Tensor;
 
 /**
- * One block's saved tensors, N = B·T rows, named as in {@link TrainingLayout#blockSlots}. Gradient checkpointing
- * (a later layout) keeps only {@code xIn} per block and points the others at one shared, recomputed set.
+ * One block's tensors, N = B·T rows, named as in {@link TrainingLayout#blockSlots}. Each is the block's own saved
+ * buffer {@code layers.{l}.name} when the layout keeps it, else the shared {@code shared.name} that every block
+ * overwrites (a forward temporary, or under gradient checkpointing the set recomputed in backward).
  */
 record BlockActivations(
         MemorySegment xIn,        // [N, C] block input
@@ -24,20 +25,35 @@ record BlockActivations(
         MemorySegment invRmsMlp,  // [N]
         MemorySegment gate,       // [N, F] pre-activation
         MemorySegment up,         // [N, F]
-        MemorySegment h) {        // [N, F] silu(gate)·up
+        MemorySegment h,          // [N, F] silu(gate)·up
+        MemorySegment[] loraU,    // per module of LoraConfig.ALL_LINEAR: [N, r], null if not targeted
+        MemorySegment[] loraX) {  // per module: dropout(input) [N, in], null if not targeted or no dropout
 
-    /** The block's views into buffers allocated from {@link TrainingLayout#blockSlots(int)}. */
+    /** The block's views into buffers allocated from {@link TrainingLayout#blockSlots(int)} and sharedSlots(). */
     static BlockActivations of(Map<String, Tensor> buffers, int layer) {
         String p = TrainingLayout.blockPrefix(layer);
-        return new BlockActivations(get(buffers, p + "x_in"), get(buffers, p + "xn_attn"), get(buffers, p + "inv_rms_attn"),
-                get(buffers, p + "q"), get(buffers, p + "k"), get(buffers, p + "v"), get(buffers, p + "probs"),
-                get(buffers, p + "att"), get(buffers, p + "x_mid"), get(buffers, p + "xn_mlp"), get(buffers, p + "inv_rms_mlp"),
-                get(buffers, p + "gate"), get(buffers, p + "up"), get(buffers, p + "h"));
+        int m = LoraConfig.ALL_LINEAR.size();
+        MemorySegment[] u = new MemorySegment[m], x = new MemorySegment[m];
+        for (int i = 0; i < m; i++) {
+            String module = LoraConfig.ALL_LINEAR.get(i);
+            u[i] = find(buffers, p, module + ".lora_u");
+            x[i] = find(buffers, p, module + ".lora_x");
+        }
+        return new BlockActivations(get(buffers, p, "x_in"), get(buffers, p, "xn_attn"), get(buffers, p, "inv_rms_attn"),
+                get(buffers, p, "q"), get(buffers, p, "k"), get(buffers, p, "v"), get(buffers, p, "probs"),
+                get(buffers, p, "att"), get(buffers, p, "x_mid"), get(buffers, p, "xn_mlp"), get(buffers, p, "inv_rms_mlp"),
+                get(buffers, p, "gate"), get(buffers, p, "up"), get(buffers, p, "h"), u, x);
     }
 
-    private static MemorySegment get(Map<String, Tensor> buffers, String name) {
-        Tensor t = buffers.get(name);
-        if (t == null) throw new IllegalStateException("layout has no buffer " + name);
-        return t.segment();
+    private static MemorySegment find(Map<String, Tensor> buffers, String prefix, String name) {
+        Tensor t = buffers.get(prefix + name);
+        if (t == null) t = buffers.get(TrainingLayout.SHARED_PREFIX + name);
+        return t == null ? null : t.segment();
+    }
+
+    private static MemorySegment get(Map<String, Tensor> buffers, String prefix, String name) {
+        MemorySegment s = find(buffers, prefix, name);
+        if (s == null) throw new IllegalStateException("layout has no buffer " + prefix + name + " or " + TrainingLayout.SHARED_PREFIX + name);
+        return s;
     }
 }

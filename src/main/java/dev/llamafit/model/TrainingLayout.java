@@ -15,33 +15,69 @@ import dev.llamafit.tensor.TensorSpec;
 /**
  * Every buffer of a forward + backward step over B sequences of T tokens, fp32, N = B·T rows.
  *
- * <p>Saved activations are listed per block ({@link #blockSlots}), named {@code layers.{l}.…}, because that is
- * the unit gradient checkpointing changes: with it, a block keeps only {@code x_in} and one shared set is
- * recomputed in backward. Backward scratch (the {@code grad.*} buffers) is shared by all blocks: the backward
- * pass holds one block's gradients at a time. Per-thread scratch and the loss chunk are {@code workspace}.
- * {@link TrainingStep} allocates exactly {@link #slots()} and {@link #gradientSpecs()}, the planner sums them.
+ * <p>Saved activations are listed per block ({@link #blockSlots}), named {@code layers.{l}.…}. A tensor a block
+ * uses but does not save lives in one {@code shared.…} buffer that every block overwrites ({@link #sharedSlots}).
+ * Backward scratch (the {@code grad.*} buffers) is shared by all blocks: the backward pass holds one block's
+ * gradients at a time. Per-thread scratch and the loss chunk are {@code workspace}. {@link TrainingStep}
+ * allocates exactly {@link #slots()}, {@link #gradientSpecs()} and (LoRA) {@link #adapterSpecs()}; the planner
+ * sums the same lists.
  *
- * @param batch         B
- * @param seqLen        T
- * @param threads       parallel chunks that each get an attention-backward scratch [T, T]
- * @param lossChunkRows rows of logits the chunked cross-entropy holds at once
+ * <p><b>What a block saves.</b> Full fine-tuning: all 14 tensors of {@link BlockActivations}. With LoRA the base is
+ * frozen, so a tensor that only a base weight gradient reads is not kept:
+ * <ul>
+ * <li>always kept (input gradient needs them): x_in and inv_rms_attn (attention norm backward), q, k, v, probs
+ *     (attention backward), x_mid and inv_rms_mlp (MLP norm backward), gate and up (SwiGLU backward);</li>
+ * <li>the inputs of the linear layers, xn_attn (q/k/v), att (o), xn_mlp (gate/up) and h (down), are kept only when
+ *     an adapter reads them in backward, i.e. its module is targeted and lora_dropout = 0; otherwise they are
+ *     forward temporaries in {@code shared.*};</li>
+ * <li>per targeted module m: {@code layers.{l}.m.lora_u} [N, r] (for dB) and, with dropout, {@code
+ *     layers.{l}.m.lora_x} = dropout(input) [N, in] (for dA; the mask is regenerated from a seed, never stored).</li>
+ * </ul>
+ * Backward adds {@code grad.lora_du} [N, r] and, with dropout, {@code grad.lora_dx} [N, max in].
+ *
+ * <p><b>Gradient checkpointing</b> ({@code checkpointEvery} = N &gt; 0): block l is checkpointed iff l % N == 0
+ * (N = 1: every block; N = 2: blocks 0, 2, 4, …). A checkpointed block saves only {@code x_in}; its forward writes
+ * everything else into {@code shared.*}, which then holds the full set of a block (13 tensors, plus the adapter's
+ * u and dropout input under LoRA), and backward recomputes its forward there from x_in just before its backward.
+ * Other blocks save as without checkpointing.
+ *
+ * @param batch           B
+ * @param seqLen          T
+ * @param threads         parallel chunks that each get an attention-backward scratch [T, T]
+ * @param lossChunkRows   rows of logits the chunked cross-entropy holds at once
+ * @param lora            adapters on a frozen base, or null for full fine-tuning
+ * @param checkpointEvery 0: no gradient checkpointing; N &gt; 0: blocks with index % N == 0 are checkpointed
  */
-public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int threads, int lossChunkRows) {
+public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int threads, int lossChunkRows,
+                             LoraConfig lora, int checkpointEvery) {
     /** Default rows per loss chunk: [128, V] fp32 is 16 MB at V = 32000, big enough for an efficient GEMM. */
     public static final int DEFAULT_LOSS_CHUNK_ROWS = 128;
+    /** PEFT's prefix of adapter keys in adapter_model.safetensors. */
+    public static final String PEFT_PREFIX = "base_model.model.";
 
     public TrainingLayout {
         if (batch <= 0 || seqLen <= 0) throw new IllegalArgumentException("batch and seqLen must be > 0, got " + batch + ", " + seqLen);
         if (seqLen > config.maxPositions())
             throw new IllegalArgumentException("seqLen " + seqLen + " exceeds max_position_embeddings " + config.maxPositions());
         if (threads <= 0 || lossChunkRows <= 0) throw new IllegalArgumentException("threads and lossChunkRows must be > 0");
+        if (checkpointEvery < 0) throw new IllegalArgumentException("checkpointEvery must be >= 0 (0 = off), got " + checkpointEvery);
         Math.multiplyExact(batch, seqLen);
+    }
+
+    /** Full fine-tuning without checkpointing. */
+    public TrainingLayout(LlamaConfig config, int batch, int seqLen, int threads, int lossChunkRows) {
+        this(config, batch, seqLen, threads, lossChunkRows, null, 0);
     }
 
     /** The layout with this process's thread count and the default loss chunk (capped at N). */
     public static TrainingLayout of(LlamaConfig config, int batch, int seqLen) {
+        return of(config, batch, seqLen, null, 0);
+    }
+
+    /** As {@link #of(LlamaConfig, int, int)}, with LoRA (or null) and checkpointing every N blocks (0 = off). */
+    public static TrainingLayout of(LlamaConfig config, int batch, int seqLen, LoraConfig lora, int checkpointEvery) {
         return new TrainingLayout(config, batch, seqLen, dev.llamafit.kernels.Parallel.threads(),
-                Math.min(DEFAULT_LOSS_CHUNK_ROWS, Math.multiplyExact(batch, seqLen)));
+                Math.min(DEFAULT_LOSS_CHUNK_ROWS, Math.multiplyExact(batch, seqLen)), lora, checkpointEvery);
     }
 
     /** N = B·T. */
@@ -49,11 +85,74 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
 
     public static String blockPrefix(int layer) { return "layers." + layer + "."; }
 
-    /** What block {@code layer} saves in forward for its backward. */
-    public List<ActivationLayout.Slot> blockSlots(int layer) {
+    public static final String SHARED_PREFIX = "shared.";
+
+    /** Whether block {@code layer} keeps only its input and is recomputed in backward. */
+    public boolean checkpointed(int layer) { return checkpointEvery > 0 && layer % checkpointEvery == 0; }
+
+    // ---------------------------------------------------------------- linear modules and adapters
+
+    /** HF path of a LLaMA linear module inside a layer: self_attn.q_proj, …, mlp.down_proj. */
+    public static String modulePath(String module) {
+        return switch (module) {
+            case "gate_proj", "up_proj", "down_proj" -> "mlp." + module;
+            default -> "self_attn." + module;
+        };
+    }
+
+    /** Input width of a module: C, except o_proj (H·D) and down_proj (F). */
+    public static int moduleIn(LlamaConfig c, String module) {
+        return switch (module) {
+            case "o_proj" -> c.qDim();
+            case "down_proj" -> c.intermediateSize();
+            default -> c.hiddenSize();
+        };
+    }
+
+    /** Output width of a module. */
+    public static int moduleOut(LlamaConfig c, String module) {
+        return switch (module) {
+            case "q_proj" -> c.qDim();
+            case "k_proj", "v_proj" -> c.kvDim();
+            case "gate_proj", "up_proj" -> c.intermediateSize();
+            default -> c.hiddenSize();
+        };
+    }
+
+    /** The block tensor a module reads: xn_attn, att, xn_mlp or h. */
+    static String moduleInput(String module) {
+        return switch (module) {
+            case "q_proj", "k_proj", "v_proj" -> "xn_attn";
+            case "o_proj" -> "att";
+            case "gate_proj", "up_proj" -> "xn_mlp";
+            default -> "h";
+        };
+    }
+
+    /** PEFT key of an adapter matrix: base_model.model.model.layers.{l}.self_attn.q_proj.lora_A.weight ("A" or "B"). */
+    public static String adapterName(int layer, String module, String matrix) {
+        return PEFT_PREFIX + ParameterLayout.layerPrefix(layer) + modulePath(module) + ".lora_" + matrix + ".weight";
+    }
+
+    /** LoRA: A [r, in] and B [out, r] per targeted module of every layer, in layer then module order; empty otherwise. */
+    public List<TensorSpec> adapterSpecs() {
+        if (lora == null) return List.of();
+        List<TensorSpec> s = new ArrayList<>();
+        for (int l = 0; l < config.numLayers(); l++)
+            for (String m : lora.targets()) {
+                String component = modulePath(m).startsWith("mlp.") ? "mlp" : "attention";
+                s.add(new TensorSpec(adapterName(l, m, "A"), Shape.of(lora.rank(), moduleIn(config, m)), DType.F32, component));
+                s.add(new TensorSpec(adapterName(l, m, "B"), Shape.of(moduleOut(config, m), lora.rank()), DType.F32, component));
+            }
+        return List.copyOf(s);
+    }
+
+    // ---------------------------------------------------------------- activations
+
+    /** Every tensor a block's forward writes (besides its output), suffix names as in {@link BlockActivations}. */
+    private List<ActivationLayout.Slot> blockTensors(String p) {
         int n = rows(), c = config.hiddenSize(), f = config.intermediateSize();
-        String p = blockPrefix(layer);
-        return List.of(
+        List<ActivationLayout.Slot> s = new ArrayList<>(List.of(
                 act(p + "x_in", Shape.of(n, c), "residual"),
                 act(p + "xn_attn", Shape.of(n, c), "norm"),
                 act(p + "inv_rms_attn", Shape.of(n), "norm"),
@@ -67,13 +166,53 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
                 act(p + "inv_rms_mlp", Shape.of(n), "norm"),
                 act(p + "gate", Shape.of(n, f), "mlp"),
                 act(p + "up", Shape.of(n, f), "mlp"),
-                act(p + "h", Shape.of(n, f), "mlp"));
+                act(p + "h", Shape.of(n, f), "mlp")));
+        if (lora != null)
+            for (String m : lora.targets()) {
+                s.add(act(p + m + ".lora_u", Shape.of(n, lora.rank()), "lora"));
+                if (lora.dropout() > 0) s.add(act(p + m + ".lora_x", Shape.of(n, moduleIn(config, m)), "lora"));
+            }
+        return s;
+    }
+
+    /** Whether a non-checkpointed block keeps this tensor (suffix after the prefix) for backward; see the class comment. */
+    boolean saves(String suffix) {
+        if (lora == null) return true;
+        return switch (suffix) {
+            case "xn_attn", "att", "xn_mlp", "h" -> lora.dropout() == 0
+                    && lora.targets().stream().anyMatch(m -> moduleInput(m).equals(suffix));
+            default -> true;
+        };
+    }
+
+    /** What block {@code layer} saves in forward for its backward. */
+    public List<ActivationLayout.Slot> blockSlots(int layer) {
+        String p = blockPrefix(layer);
+        List<ActivationLayout.Slot> out = new ArrayList<>();
+        for (ActivationLayout.Slot s : blockTensors(p)) {
+            String suffix = s.spec().name().substring(p.length());
+            if (checkpointed(layer) ? suffix.equals("x_in") : saves(suffix)) out.add(s);
+        }
+        return List.copyOf(out);
+    }
+
+    /**
+     * The one set of block tensors that blocks use without keeping: with checkpointing, a block's full set but its
+     * input (checkpointed blocks run and are recomputed there); else, under LoRA, the unsaved linear inputs.
+     */
+    public List<ActivationLayout.Slot> sharedSlots() {
+        List<ActivationLayout.Slot> out = new ArrayList<>();
+        for (ActivationLayout.Slot s : blockTensors(SHARED_PREFIX)) {
+            String suffix = s.spec().name().substring(SHARED_PREFIX.length());
+            if (checkpointEvery > 0 ? !suffix.equals("x_in") : !saves(suffix)) out.add(s);
+        }
+        return List.copyOf(out);
     }
 
     /** The final norm's input and output, shared backward buffers, and workspace. */
     public List<ActivationLayout.Slot> headSlots() {
         int n = rows(), c = config.hiddenSize(), f = config.intermediateSize();
-        return List.of(
+        List<ActivationLayout.Slot> s = new ArrayList<>(List.of(
                 act("final.x", Shape.of(n, c), "residual"),
                 act("final.xn", Shape.of(n, c), "norm"),
                 act("final.inv_rms", Shape.of(n), "norm"),
@@ -88,25 +227,43 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
                 new ActivationLayout.Slot(new TensorSpec("attention_backward_scratch",
                         Shape.of(threads, Attention.backwardScratchPerChunk(seqLen)), DType.F32, "attention"), Category.WORKSPACE),
                 new ActivationLayout.Slot(new TensorSpec("loss_logits",
-                        Shape.of(CrossEntropy.scratchElements(lossChunkRows, config.vocabSize())), DType.F32, "lm_head"), Category.WORKSPACE));
+                        Shape.of(CrossEntropy.scratchElements(lossChunkRows, config.vocabSize())), DType.F32, "lm_head"), Category.WORKSPACE)));
+        if (lora != null) {
+            s.add(act("grad.lora_du", Shape.of(n, lora.rank()), "backward"));
+            if (lora.dropout() > 0) {
+                int maxIn = lora.targets().stream().mapToInt(m -> moduleIn(config, m)).max().orElseThrow();
+                s.add(act("grad.lora_dx", Shape.of(n, maxIn), "backward"));
+            }
+        }
+        return List.copyOf(s);
     }
 
-    /** Every activation and workspace buffer: all blocks, then the head's. */
+    /** Every activation and workspace buffer: all blocks, the shared block set, then the head's. */
     public List<ActivationLayout.Slot> slots() {
         List<ActivationLayout.Slot> all = new ArrayList<>();
         for (int l = 0; l < config.numLayers(); l++) all.addAll(blockSlots(l));
+        all.addAll(sharedSlots());
         all.addAll(headSlots());
         return List.copyOf(all);
     }
 
-    /** One fp32 gradient per parameter, same names and shapes as {@link ParameterLayout} (ledger: gradients). */
-    public List<TensorSpec> gradientSpecs() { return ParameterLayout.of(config, DType.F32).specs(); }
+    /**
+     * The fp32 gradients the step allocates (ledger: gradients): full fine-tuning, one per parameter, same names and
+     * shapes as {@link ParameterLayout}; LoRA, one per adapter matrix ({@link #adapterSpecs()}) and none for the
+     * frozen base.
+     */
+    public List<TensorSpec> gradientSpecs() {
+        return lora == null ? ParameterLayout.of(config, DType.F32).specs() : adapterSpecs();
+    }
 
-    /** Bytes of {@code category} in this layout (GRADIENTS counts {@link #gradientSpecs()}). */
+    /**
+     * Bytes of {@code category} this layout allocates: GRADIENTS counts {@link #gradientSpecs()}, WEIGHTS the
+     * adapters the step owns (the base weights are the caller's), the others {@link #slots()}.
+     */
     public long bytes(Category category) {
         long sum = 0;
-        if (category == Category.GRADIENTS) {
-            for (TensorSpec s : gradientSpecs()) sum = Math.addExact(sum, s.bytes());
+        if (category == Category.GRADIENTS || category == Category.WEIGHTS) {
+            for (TensorSpec s : category == Category.GRADIENTS ? gradientSpecs() : adapterSpecs()) sum = Math.addExact(sum, s.bytes());
             return sum;
         }
         for (ActivationLayout.Slot s : slots()) if (s.category() == category) sum = Math.addExact(sum, s.bytes());
@@ -116,7 +273,7 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
     /** The RoPE cos/sin tables the step allocates under workspace besides {@link #slots()} (not batch-dependent). */
     public long ropeTableBytes() { return Rope.tableBytes(config.headDim(), config.maxPositions()); }
 
-    /** component: residual, norm, attention, mlp or backward (scratch shared by all blocks), for per-component reports. */
+    /** component: residual, norm, attention, mlp, lora or backward (scratch shared by all blocks), for per-component reports. */
     private static ActivationLayout.Slot act(String name, Shape shape, String component) {
         return new ActivationLayout.Slot(new TensorSpec(name, shape, DType.F32, component), Category.ACTIVATIONS);
     }

@@ -29,21 +29,29 @@ import dev.llamafit.tensor.TensorSpec;
  * </pre>
  * Gradients accumulate (+=) across calls until {@link #zeroGradients()}. With tied embeddings the LM head's and the
  * embedding's weight gradient are the same tensor. Not thread-safe; one call at a time.
+ *
+ * <p>With {@link Options#lora()} the base weights are frozen: the step owns LoRA adapters A [r, in], B [out, r] per
+ * targeted module (PEFT init: A ~ U(−1/√in, 1/√in), B = 0, so the model starts as the base) filed under
+ * {@code weights}, and only their gradients exist. With gradient checkpointing, checkpointed blocks
+ * ({@link TrainingLayout#checkpointed}) are recomputed from their saved input just before their backward.
  */
 public final class TrainingStep implements AutoCloseable {
     private final LlamaConfig config;
     private final Kernels kernels;
     private final TrainingLayout layout;
     private final Map<String, Tensor> gradients;
+    private final Map<String, Tensor> adapters;  // LoRA A/B by PEFT name; empty for full fine-tuning
+    private final long seed;
+    private long calls;                           // forwardBackward calls so far: each draws fresh dropout masks
     private final Map<String, Tensor> buffers = new LinkedHashMap<>();
     private final Embedding embedding;
     private final List<Block> blocks = new ArrayList<>();
     private final List<BlockActivations> saved = new ArrayList<>();
     private final RmsNorm finalNorm;
-    private final Tensor dFinalNorm;
+    private final Tensor dFinalNorm; // [C], null when frozen
     private final CrossEntropy loss;
-    private final Tensor dHead;     // [V, C]: lm_head's gradient, or the embedding's when tied
-    private final Tensor dEmbedding; // [V, C]
+    private final Tensor dHead;     // [V, C]: lm_head's gradient, or the embedding's when tied; null when frozen
+    private final Tensor dEmbedding; // [V, C], null when frozen
     private final Rope rope;
     private final Attention attention;
     private final Block.Scratch scratch;
@@ -55,42 +63,83 @@ public final class TrainingStep implements AutoCloseable {
     }
 
     /**
+     * How to train: full fine-tuning or LoRA, and gradient checkpointing.
+     *
+     * @param lora                  adapters on a frozen base, or null for full fine-tuning
+     * @param gradientCheckpointing recompute checkpointed blocks in backward instead of saving their activations
+     * @param checkpointEvery       N ≥ 1: blocks with index % N == 0 are checkpointed (1 = every block); ignored when off
+     * @param seed                  adapter initialisation and dropout masks
+     */
+    public record Options(LoraConfig lora, boolean gradientCheckpointing, int checkpointEvery, long seed) {
+        public static final Options FULL = new Options(null, false, 1, 0);
+
+        public Options {
+            if (gradientCheckpointing && checkpointEvery < 1)
+                throw new IllegalArgumentException("checkpointEvery must be >= 1 with gradient checkpointing, got " + checkpointEvery);
+        }
+
+        /** The layout's checkpointEvery: 0 when checkpointing is off. */
+        public int checkpointInterval() { return gradientCheckpointing ? checkpointEvery : 0; }
+    }
+
+    /**
+     * Full fine-tuning.
+     *
      * @param weights owned, writable F32 tensors named as in {@link ParameterLayout} (tied: no lm_head); see {@link #ownedCopy}
      */
     public TrainingStep(LlamaConfig config, Map<String, Tensor> weights, Kernels k, MemoryLedger ledger, int batch, int seqLen) {
-        this(TrainingLayout.of(config, batch, seqLen), weights, k, ledger);
+        this(TrainingLayout.of(config, batch, seqLen), weights, k, ledger, 0);
+    }
+
+    /**
+     * @param weights F32 base weights; with LoRA they are only read (a read-only mapping will do)
+     */
+    public TrainingStep(LlamaConfig config, Map<String, Tensor> weights, Kernels k, MemoryLedger ledger, int batch, int seqLen,
+                        Options options) {
+        this(TrainingLayout.of(config, batch, seqLen, options.lora(), options.checkpointInterval()), weights, k, ledger, options.seed());
     }
 
     public TrainingStep(TrainingLayout layout, Map<String, Tensor> weights, Kernels k, MemoryLedger ledger) {
+        this(layout, weights, k, ledger, 0);
+    }
+
+    /** @param seed LoRA initialisation and dropout masks (unused by full fine-tuning without dropout) */
+    public TrainingStep(TrainingLayout layout, Map<String, Tensor> weights, Kernels k, MemoryLedger ledger, long seed) {
         this.config = layout.config();
         this.kernels = k;
         this.layout = layout;
-        for (TensorSpec spec : layout.gradientSpecs()) {
+        this.seed = seed;
+        for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) {
             Tensor t = weights.get(spec.name());
             if (t == null) throw new IllegalArgumentException("missing weight " + spec.name());
             if (t.dtype() != DType.F32 || !t.shape().equals(spec.shape()))
                 throw new IllegalArgumentException("weight " + spec.name() + " is " + t.dtype() + t.shape() + ", expected F32" + spec.shape());
         }
-        Map<String, Tensor> g = new LinkedHashMap<>();
+        Map<String, Tensor> g = new LinkedHashMap<>(), ad = new LinkedHashMap<>();
         Rope r = null;
         try {
+            for (TensorSpec spec : layout.adapterSpecs())
+                ad.put(spec.name(), Tensor.allocate(ledger, Category.WEIGHTS, spec.name(), DType.F32, spec.shape()));
             for (TensorSpec spec : layout.gradientSpecs())
                 g.put(spec.name(), Tensor.allocate(ledger, Category.GRADIENTS, spec.name(), DType.F32, spec.shape()));
             for (ActivationLayout.Slot s : layout.slots())
                 buffers.put(s.spec().name(), Tensor.allocate(ledger, s.category(), s.spec().name(), s.spec().dtype(), s.spec().shape()));
             r = LlamaModel.newRope(config, ledger);
         } catch (RuntimeException e) {
+            ad.values().forEach(Tensor::close);
             g.values().forEach(Tensor::close);
             buffers.values().forEach(Tensor::close);
             throw e;
         }
         this.gradients = Collections.unmodifiableMap(g);
+        this.adapters = Collections.unmodifiableMap(ad);
+        initAdapters();
         this.rope = r;
         this.attention = new Attention(config.numHeads(), config.numKvHeads(), config.headDim(), config.slidingWindow());
         this.embedding = new Embedding(weights.get(ParameterLayout.EMBED));
         this.dEmbedding = g.get(ParameterLayout.EMBED);
         for (int l = 0; l < config.numLayers(); l++) {
-            blocks.add(new Block(config, l, weights, g));
+            blocks.add(new Block(config, l, weights, g, layout.lora(), ad, g));
             saved.add(BlockActivations.of(buffers, l));
         }
         this.finalNorm = new RmsNorm(weights.get(ParameterLayout.NORM), config.rmsNormEps());
@@ -99,10 +148,55 @@ public final class TrainingStep implements AutoCloseable {
         this.loss = new CrossEntropy(weights.get(head), layout.lossChunkRows());
         this.dHead = g.get(head);
         this.scratch = new Block.Scratch(seg("grad.xn"), seg("grad.att"), seg("grad.q"), seg("grad.k"), seg("grad.v"),
-                seg("grad.h"), seg("grad.up"), seg("attention_backward_scratch"));
+                seg("grad.h"), seg("grad.up"), seg("attention_backward_scratch"), optSeg("grad.lora_du"), optSeg("grad.lora_dx"));
     }
 
     private MemorySegment seg(String name) { return buffers.get(name).segment(); }
+
+    private MemorySegment optSeg(String name) { return buffers.containsKey(name) ? buffers.get(name).segment() : null; }
+
+    /**
+     * PEFT's initialisation: A from nn.Linear's default, Kaiming-uniform with a = √5 over fan_in = in, i.e.
+     * U(−1/√in, 1/√in); B = 0, so the adapted model starts exactly as the base.
+     */
+    private void initAdapters() {
+        java.util.SplittableRandom rnd = new java.util.SplittableRandom(seed);
+        for (Tensor t : adapters.values()) {
+            if (t.name().contains(".lora_B.")) continue; // allocate() zero-fills
+            double bound = 1 / Math.sqrt(t.shape().dim(1));
+            for (long i = 0; i < t.elements(); i++) t.setFloat(i, (float) ((rnd.nextDouble() * 2 - 1) * bound));
+        }
+    }
+
+    /** LoRA A and B by PEFT key ({@link TrainingLayout#adapterName}), trainable, owned by this step; empty for full fine-tuning. */
+    public Map<String, Tensor> adapterWeights() { return adapters; }
+
+    /** The adapters' gradients, same keys; with LoRA this is all of {@link #gradients()}. */
+    public Map<String, Tensor> adapterGradients() { return layout.lora() == null ? Map.of() : gradients; }
+
+    /**
+     * Copies given adapter values (e.g. an adapter_model.safetensors) into this step's adapters. Every adapter must be
+     * given, with its exact shape; F16/BF16 are widened.
+     */
+    public void loadAdapter(Map<String, Tensor> given) {
+        if (layout.lora() == null) throw new IllegalStateException("this training step has no LoRA adapters (full fine-tuning)");
+        for (String name : given.keySet())
+            if (!adapters.containsKey(name))
+                throw new IllegalArgumentException("unexpected adapter tensor " + name + " (this step adapts " + layout.lora().targets()
+                        + " with r = " + layout.lora().rank() + "; keys look like " + adapters.keySet().iterator().next() + ")");
+        for (Tensor dst : adapters.values()) {
+            Tensor src = given.get(dst.name());
+            if (src == null) throw new IllegalArgumentException("missing adapter tensor " + dst.name());
+            if (!src.shape().equals(dst.shape()))
+                throw new IllegalArgumentException("adapter tensor " + dst.name() + " has shape " + src.shape() + ", expected " + dst.shape()
+                        + (src.shape().rank() == 2 && dst.name().contains("lora_A") ? " ([r, in])" : " ([out, r])"));
+        }
+        for (Tensor dst : adapters.values()) {
+            Tensor src = given.get(dst.name());
+            if (src.dtype() == DType.F32) MemorySegment.copy(src.segment(), 0, dst.segment(), 0, dst.bytes());
+            else for (long i = 0; i < dst.elements(); i++) dst.setFloat(i, src.getFloat(i));
+        }
+    }
 
     /**
      * Writable fp32 copies of {@code weights}, filed under {@code weights} in the ledger: training updates weights
@@ -129,7 +223,7 @@ public final class TrainingStep implements AutoCloseable {
 
     public TrainingLayout layout() { return layout; }
 
-    /** Same names and shapes as the weights, F32, category gradients. */
+    /** Full fine-tuning: same names and shapes as the weights; LoRA: the adapters' only. F32, category gradients. */
     public Map<String, Tensor> gradients() { return gradients; }
 
     /** Activation and workspace specs of this step (the planner sums the same lists: {@link TrainingLayout}). */
@@ -156,6 +250,7 @@ public final class TrainingStep implements AutoCloseable {
     public Loss forwardBackward(int[][] inputIds, int[][] labels, double normalizer) {
         if (!(normalizer > 0) || Double.isInfinite(normalizer))
             throw new IllegalArgumentException("normalizer must be a positive finite number, got " + normalizer);
+        calls++;
         return run(inputIds, labels, (float) (1.0 / normalizer), true);
     }
 
@@ -170,10 +265,12 @@ public final class TrainingStep implements AutoCloseable {
         int[] targets = flatten(labels, "labels", b, t);
         int[] positions = new int[n];
         for (int i = 0; i < n; i++) positions[i] = i % t;
-        Block.Context ctx = new Block.Context(kernels, rope, attention, config, b, t, positions);
+        long stepSeed = seed + 0x9E3779B97F4A7C15L * calls; // dropout masks: fresh per step, reproducible from the seed
+        Block.Context ctx = new Block.Context(kernels, rope, attention, config, b, t, positions, backward, stepSeed);
 
         embedding.forward(kernels, ids, saved.getFirst().xIn(), 0);
         for (int l = 0; l < blocks.size(); l++) {
+            // A checkpointed block's views point at the shared set, except x_in: only its input survives the next block.
             MemorySegment out = l + 1 < blocks.size() ? saved.get(l + 1).xIn() : seg("final.x");
             blocks.get(l).forward(ctx, saved.get(l), out);
         }
@@ -187,8 +284,13 @@ public final class TrainingStep implements AutoCloseable {
         MemorySegment dX = seg("grad.x");
         dX.fill((byte) 0); // the norm's backward adds into dX
         finalNorm.backward(xFinal, 0, invRms, 0, dXf, 0, n, dX, 0, dFinalNorm);
-        for (int l = blocks.size() - 1; l >= 0; l--) blocks.get(l).backward(ctx, saved.get(l), scratch, dX);
-        embedding.backward(kernels, ids, dX, 0, dEmbedding);
+        for (int l = blocks.size() - 1; l >= 0; l--) {
+            // Recompute into the shared set; the output (already saved as the next block's input) goes to dXn,
+            // scratch that this block's backward overwrites before reading.
+            if (layout.checkpointed(l)) blocks.get(l).forward(ctx, saved.get(l), scratch.dXn());
+            blocks.get(l).backward(ctx, saved.get(l), scratch, dX);
+        }
+        if (dEmbedding != null) embedding.backward(kernels, ids, dX, 0, dEmbedding);
         return new Loss(r.sum(), r.tokens());
     }
 
@@ -207,6 +309,7 @@ public final class TrainingStep implements AutoCloseable {
     public void close() {
         buffers.values().forEach(Tensor::close);
         gradients.values().forEach(Tensor::close);
+        adapters.values().forEach(Tensor::close);
         rope.close();
     }
 }

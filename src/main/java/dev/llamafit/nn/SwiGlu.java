@@ -73,7 +73,19 @@ public final class SwiGlu {
                          MemorySegment dOut, long dOutOff, MemorySegment dH, MemorySegment dUp, MemorySegment dX, long dXOff,
                          Grads grads) {
         down.backward(k, h, 0, dOut, dOutOff, rows, dH, 0, false, grads.dDownW(), grads.dDownB());
-        long n = (long) rows * this.gate.out();
+        activationBackward(gate, up, dH, dUp, (long) rows * this.gate.out());
+        this.gate.backward(k, x, xOff, dH, 0, rows, dX, dXOff, false, grads.dGateW(), grads.dGateB());
+        this.up.backward(k, x, xOff, dUp, 0, rows, dX, dXOff, true, grads.dUpW(), grads.dUpB());
+    }
+
+    /**
+     * Backward of h = silu(g)·u alone, for callers that run the projections themselves (LoRA-wrapped ones).
+     * With s = σ(g): dg = dh·u·s·(1 + g(1 − s)), du = dh·silu(g).
+     *
+     * @param dH  [n] dh on entry, dg on return
+     * @param dUp [n] written: du
+     */
+    public static void activationBackward(MemorySegment gate, MemorySegment up, MemorySegment dH, MemorySegment dUp, long n) {
         Parallel.forRange(Math.toIntExact(n), 4096, (from, to) -> {
             for (long i = from; i < to; i++) {
                 float g = gate.getAtIndex(F32, i), u = up.getAtIndex(F32, i), dh = dH.getAtIndex(F32, i);
@@ -82,8 +94,6 @@ public final class SwiGlu {
                 dH.setAtIndex(F32, i, dh * u * sg * (1f + g * (1f - sg)));
             }
         });
-        this.gate.backward(k, x, xOff, dH, 0, rows, dX, dXOff, false, grads.dGateW(), grads.dGateB());
-        this.up.backward(k, x, xOff, dUp, 0, rows, dX, dXOff, true, grads.dUpW(), grads.dUpB());
     }
 
     private static final java.lang.foreign.ValueLayout.OfFloat F32 = Tensor.F32_LE;
