@@ -11,6 +11,7 @@ import dev.llamafit.memory.ByteSize;
 import dev.llamafit.memory.Category;
 import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.memory.ProcessMemory;
+import dev.llamafit.model.LoraConfig;
 import dev.llamafit.train.TrainOptions;
 import dev.llamafit.train.Trainer;
 import picocli.CommandLine.Command;
@@ -19,7 +20,7 @@ import picocli.CommandLine.Spec;
 import picocli.CommandLine.Model.CommandSpec;
 
 @Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false,
-        description = "Fine-tune a model (full fine-tuning, fp32) on text, Alpaca or chat data.")
+        description = "Fine-tune a model (full or LoRA, fp32, optional gradient checkpointing) on text, Alpaca or chat data.")
 final class TrainCommand implements Callable<Integer> {
     enum OptimizerName { adamw, sgd }
 
@@ -49,18 +50,28 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--eval-split", defaultValue = "0", description = "Fraction of the data held out for evaluation, e.g. 0.05.") double evalSplit;
     @Option(names = "--train-on-prompt", description = "Also train on prompt tokens of instruction and chat data.") boolean trainOnPrompt;
     @Option(names = "--skip-bad-records", description = "Skip malformed records (and report how many) instead of stopping.") boolean skipBadRecords;
+    @Option(names = "--lora-r", defaultValue = "0", description = "LoRA rank; 0 = full fine-tuning (default: ${DEFAULT-VALUE}).") int loraR;
+    @Option(names = "--lora-alpha", defaultValue = "16", description = "LoRA alpha; scale = alpha/r (default: ${DEFAULT-VALUE}).") double loraAlpha;
+    @Option(names = "--lora-dropout", defaultValue = "0", description = "Dropout on the adapters' input (default: ${DEFAULT-VALUE}).") double loraDropout;
+    @Option(names = "--lora-targets", defaultValue = "q_proj,v_proj", description = "Adapted layers: comma list of q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj, or all-linear (default: ${DEFAULT-VALUE}).") String loraTargets;
+    @Option(names = "--use-rslora", description = "Scale adapters by alpha/√r (rsLoRA) instead of alpha/r.") boolean useRslora;
+    @Option(names = "--adapter", description = "Start LoRA training from this PEFT adapter folder.") Path adapter;
+    @Option(names = "--gradient-checkpointing", description = "Keep only block inputs; recompute each block in backward.") boolean gradientCheckpointing;
+    @Option(names = "--checkpoint-every", defaultValue = "1", description = "With --gradient-checkpointing: checkpoint every N-th block (default: ${DEFAULT-VALUE}).") int checkpointEvery;
 
     @Override
     public Integer call() throws Exception {
+        if (loraR < 0) throw new IllegalArgumentException("--lora-r must be >= 0, got " + loraR);
+        LoraConfig lora = loraR == 0 ? null : new LoraConfig(loraR, loraAlpha, loraDropout, LoraConfig.parseTargets(loraTargets), useRslora);
         TrainOptions o = new TrainOptions(model, data, output, steps, epochs, batchSize, gradAccum, seqLen, lr, schedule.name(),
                 warmup, weightDecay, maxGradNorm, optimizer.name(), evalEvery, saveEvery, resume, seed, evalData, evalSplit,
-                trainOnPrompt, skipBadRecords);
+                trainOnPrompt, skipBadRecords, lora, adapter, gradientCheckpointing, checkpointEvery);
         MemoryLedger ledger = MemoryLedger.global();
         Trainer.Result r = new Trainer(o, KernelBackends.get(), ledger, System.out).run();
         PrintWriter out = spec.commandLine().getOut();
         out.printf(Locale.ROOT, "trained %d steps in %.1f s (%,d tokens): loss %.4f -> %.4f%s%n", r.steps(), r.seconds(), r.tokens(),
                 r.firstLoss(), r.lastLoss(), Double.isNaN(r.evalLoss()) ? "" : String.format(Locale.ROOT, ", eval loss %.4f", r.evalLoss()));
-        out.printf("final model: %s%n", r.finalModel());
+        out.printf("%s: %s%n", lora == null ? "final model" : "adapter", r.finalModel());
         out.println("memory (ledger peak by category):");
         for (Category c : Category.values()) {
             long peak = r.memory().lines().get(c).peakBytes();

@@ -221,6 +221,15 @@ public final class TrainingStep implements AutoCloseable {
 
     public LlamaConfig config() { return config; }
 
+    /** forwardBackward calls so far; dropout masks derive from (seed, this count), so checkpoints store it. */
+    public long dropoutCalls() { return calls; }
+
+    /** Restores the count on resume, so the next step draws the masks an uninterrupted run would. */
+    public void setDropoutCalls(long calls) {
+        if (calls < 0) throw new IllegalArgumentException("negative call count " + calls);
+        this.calls = calls;
+    }
+
     public TrainingLayout layout() { return layout; }
 
     /** Full fine-tuning: same names and shapes as the weights; LoRA: the adapters' only. F32, category gradients. */

@@ -96,17 +96,36 @@ public final class Trainer {
         JsonNode resumeState = resumeFrom == null ? null : Checkpoints.readState(resumeFrom);
         long startStep = resumeState == null ? 0 : resumeState.get("step").asLong();
 
-        Map<String, Tensor> weights = loadWeights(config, resumeFrom);
-        List<Tensor> weightList = new ArrayList<>(weights.values());
-        try (TrainingStep step = new TrainingStep(config, weights, kernels, ledger, o.batchSize(), o.seqLen());
+        boolean lora = o.lora() != null;
+        // LoRA leaves the base frozen: it is read in place (memory-mapped F32, or converted once), never copied.
+        ModelFolder frozenBase = lora ? ModelFolder.open(o.model(), ledger, kernels) : null;
+        Map<String, Tensor> weights = lora ? frozenBase.weights() : loadWeights(config, resumeFrom);
+        List<Tensor> weightList = lora ? List.of() : new ArrayList<>(weights.values());
+        TrainingStep.Options stepOptions = new TrainingStep.Options(o.lora(), o.gradientCheckpointing(), o.checkpointEvery(), o.seed());
+        try (TrainingStep step = new TrainingStep(config, weights, kernels, ledger, o.batchSize(), o.seqLen(), stepOptions);
              Optimizer optimizer = o.optimizer().equals("adamw")
                      ? new AdamW(0.9, 0.999, 1e-8, o.weightDecay(), ledger)
                      : new Sgd(0.9, o.weightDecay(), ledger)) {
             List<Param> params = new ArrayList<>();
-            for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) {
-                boolean decay = !spec.component().equals("norm") && !spec.name().endsWith(".bias");
-                params.add(new Param(spec.name(), weights.get(spec.name()), step.gradients().get(spec.name()), decay));
+            if (lora) {
+                if (o.adapter() != null && resumeFrom == null) loadAdapterFolder(step, config);
+                for (Map.Entry<String, Tensor> e : step.adapterWeights().entrySet())
+                    params.add(new Param(e.getKey(), e.getValue(), step.adapterGradients().get(e.getKey()), true));
+            } else {
+                for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) {
+                    boolean decay = !spec.component().equals("norm") && !spec.name().endsWith(".bias");
+                    params.add(new Param(spec.name(), weights.get(spec.name()), step.gradients().get(spec.name()), decay));
+                }
             }
+            List<Tensor> trainable = params.stream().map(Param::value).toList();
+            if (lora && resumeFrom != null) {
+                try (SafetensorsFile f = SafetensorsFile.open(resumeFrom.resolve(Checkpoints.MODEL), ledger)) {
+                    Map<String, Tensor> saved = new LinkedHashMap<>();
+                    for (String name : f.names()) saved.put(name, f.find(name).orElseThrow());
+                    step.loadAdapter(saved);
+                }
+            }
+            if (resumeState != null) step.setDropoutCalls(resumeState.path("dropout_calls").asLong(0));
             Batches batches = new Batches(trainExamples, o.batchSize(), o.seqLen(), padId, o.seed(), true);
             if (resumeState != null) {
                 try (SafetensorsFile f = SafetensorsFile.open(resumeFrom.resolve(Checkpoints.OPTIMIZER), ledger)) {
@@ -173,20 +192,40 @@ public final class Trainer {
                     state.put("total_steps", totalSteps);
                     state.put("model", o.model().toString());
                     state.put("data", o.data().toString());
-                    Checkpoints.save(o.output(), done, weightList, new ArrayList<>(optimizer.state().values()), state);
+                    state.put("dropout_calls", step.dropoutCalls());
+                    if (lora) state.put("lora", dev.llamafit.io.PeftAdapters.configToJson(o.lora(), o.model().toString()));
+                    Checkpoints.save(o.output(), done, trainable, new ArrayList<>(optimizer.state().values()), state);
                     metrics.plot();
                 }
             }
             progress.close();
-            Path finalDir = o.output().resolve("final");
-            List<Tensor> toWrite = new ArrayList<>();
-            for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) toWrite.add(weights.get(spec.name()));
-            HfFolderWriter.write(finalDir, config, toWrite, o.model());
+            Path finalDir;
+            if (lora) {
+                // A LoRA run's product is the adapter, in PEFT's format; `llamafit merge` makes a full model of it.
+                finalDir = o.output().resolve("adapter");
+                dev.llamafit.io.PeftAdapters.write(finalDir, o.lora(), step.adapterWeights(), o.model().toString());
+            } else {
+                finalDir = o.output().resolve("final");
+                List<Tensor> toWrite = new ArrayList<>();
+                for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) toWrite.add(weights.get(spec.name()));
+                HfFolderWriter.write(finalDir, config, toWrite, o.model());
+            }
             metrics.plot();
             double secs = (System.nanoTime() - t0) / 1e9;
             return new Result(totalSteps - startStep, firstLoss, lastLoss, lastEval, tokensSeen, secs, finalDir, ledger.snapshot());
         } finally {
             weightList.forEach(Tensor::close);
+            if (frozenBase != null) frozenBase.close();
+        }
+    }
+
+    /** Starts LoRA training from an existing PEFT adapter, which must match --lora-r and --lora-targets. */
+    private void loadAdapterFolder(TrainingStep step, LlamaConfig config) {
+        try (dev.llamafit.io.PeftAdapters.Adapter a = dev.llamafit.io.PeftAdapters.read(o.adapter(), config, ledger)) {
+            if (a.config().rank() != o.lora().rank() || !a.config().targets().equals(o.lora().targets()))
+                throw InputException.at(o.adapter().resolve(dev.llamafit.io.PeftAdapters.CONFIG_FILE), "adapter has r " + a.config().rank()
+                        + " and targets " + a.config().targets() + ", but this run asks for r " + o.lora().rank() + " and " + o.lora().targets());
+            step.loadAdapter(a.weights());
         }
     }
 
