@@ -23,6 +23,7 @@ import dev.llamafit.memory.ByteSize;
 import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.memory.ProcessMemory;
 import dev.llamafit.model.LlamaConfig;
+import dev.llamafit.model.LoraConfig;
 import dev.llamafit.model.ParameterLayout;
 import dev.llamafit.model.RandomModels;
 import dev.llamafit.model.TrainingStep;
@@ -63,6 +64,15 @@ final class BenchTrainCommand implements Callable<Integer> {
     @Option(names = "--python", defaultValue = "/usr/bin/python3", description = "Python with PyTorch (default: ${DEFAULT-VALUE}).")
     String python;
 
+    @Option(names = "--lora-r", defaultValue = "0", description = "LoRA rank; 0 = full fine-tuning (default: ${DEFAULT-VALUE}).")
+    int loraR;
+
+    @Option(names = "--lora-targets", defaultValue = "q_proj,v_proj", description = "LoRA targets (default: ${DEFAULT-VALUE}).")
+    String loraTargets;
+
+    @Option(names = "--gradient-checkpointing", description = "Recompute every block in backward (both runtimes).")
+    boolean checkpointing;
+
     @Option(names = "--json", description = "Print one JSON object.")
     boolean json;
 
@@ -82,11 +92,20 @@ final class BenchTrainCommand implements Callable<Integer> {
         Map<String, Tensor> w = RandomModels.weights(c, ledger, 11, 0.02);
         double best = Double.MAX_VALUE;
         double loss = Double.NaN;
-        try (TrainingStep step = new TrainingStep(c, w, k, ledger, batch, seqLen);
+        LoraConfig lora = loraR > 0 ? new LoraConfig(loraR, 16, 0, LoraConfig.parseTargets(loraTargets), false) : null;
+        TrainingStep.Options options = new TrainingStep.Options(lora, checkpointing, 1, 5);
+        long trainable;
+        try (TrainingStep step = new TrainingStep(c, w, k, ledger, batch, seqLen, options);
              AdamW opt = new AdamW(0.9, 0.999, 1e-8, 0.0, ledger)) {
             List<Param> ps = new ArrayList<>();
-            for (TensorSpec s : ParameterLayout.of(c, DType.F32).specs())
-                ps.add(new Param(s.name(), w.get(s.name()), step.gradients().get(s.name()), true));
+            if (lora != null) {
+                for (var e : step.adapterWeights().entrySet())
+                    ps.add(new Param(e.getKey(), e.getValue(), step.adapterGradients().get(e.getKey()), true));
+            } else {
+                for (TensorSpec s : ParameterLayout.of(c, DType.F32).specs())
+                    ps.add(new Param(s.name(), w.get(s.name()), step.gradients().get(s.name()), true));
+            }
+            trainable = ps.stream().mapToLong(Param::elements).sum();
             SplittableRandom rnd = new SplittableRandom(3);
             int[][] ids = new int[batch][seqLen], labels = new int[batch][seqLen];
             for (int b = 0; b < batch; b++) {
@@ -108,7 +127,10 @@ final class BenchTrainCommand implements Callable<Integer> {
         double tokensPerSecond = batch * seqLen / best;
         // Model FLOPs per token (Kaplan et al. 2020; PaLM appendix B): 6·N for the matmuls of forward and
         // backward, plus 12·L·C·T for attention scores and their use (causal halving not applied, as PaLM).
-        double flopsPerToken = 6.0 * params + 12.0 * c.numLayers() * c.hiddenSize() * seqLen;
+        // LoRA skips the weight-gradient GEMMs of the frozen base (2·N of the 6·N); checkpointing adds a forward
+        // (2·N) that is recomputation, not model work, so it is not counted (the usual MFU convention).
+        double matmulFlops = lora == null ? 6.0 * params : 4.0 * params + 6.0 * trainable;
+        double flopsPerToken = matmulFlops + 12.0 * c.numLayers() * c.hiddenSize() * seqLen;
         double mfu = tokensPerSecond * flopsPerToken / (peakGflops * 1e9);
         long ledgerPeak = ledger.totalPeakBytes();
         long rss = ProcessMemory.peakRssBytes().orElse(-1);
@@ -121,6 +143,9 @@ final class BenchTrainCommand implements Callable<Integer> {
         o.put("batch_size", batch);
         o.put("seq_len", seqLen);
         o.put("parameters", params);
+        o.put("method", lora == null ? "full" : "lora r=" + loraR + " " + String.join(",", lora.targets()));
+        o.put("gradient_checkpointing", checkpointing);
+        o.put("trainable_parameters", trainable);
         o.put("loss", BenchCommand.round(loss));
         o.put("step_seconds", BenchCommand.round(best));
         o.put("tokens_per_s", BenchCommand.round(tokensPerSecond));
@@ -140,7 +165,8 @@ final class BenchTrainCommand implements Callable<Integer> {
         if (json) {
             out.println(Json.write(o));
         } else {
-            out.printf(Locale.ROOT, "%s, B %d, T %d, fp32 AdamW, %s, %d threads%n", shape, batch, seqLen, k.name(), Parallel.threads());
+            out.printf(Locale.ROOT, "%s, B %d, T %d, fp32 AdamW, %s%s, %s, %d threads%n", shape, batch, seqLen, o.get("method"),
+                    checkpointing ? " + gradient checkpointing" : "", k.name(), Parallel.threads());
             out.printf(Locale.ROOT, "  llamafit: %8.1f tokens/s  (step %.2f s, MFU %.0f%% of %.0f GFLOPS)  peak ledger %s, RSS %s%n",
                     tokensPerSecond, best, 100 * mfu, peakGflops, ByteSize.format(ledgerPeak), ByteSize.format(rss));
             if (o.containsKey("torch_tokens_per_s"))
@@ -158,6 +184,8 @@ final class BenchTrainCommand implements Callable<Integer> {
                 "--heads", String.valueOf(c.numHeads()), "--kv-heads", String.valueOf(c.numKvHeads()),
                 "--ffn", String.valueOf(c.intermediateSize()), "--vocab", String.valueOf(c.vocabSize()),
                 "--batch", String.valueOf(batch), "--seq", String.valueOf(seqLen), "--steps", String.valueOf(steps)));
+        if (loraR > 0) cmd.addAll(List.of("--lora-r", String.valueOf(loraR), "--lora-alpha", "16", "--lora-targets", loraTargets));
+        if (checkpointing) cmd.add("--checkpointing");
         Map<String, String> env = new LinkedHashMap<>();
         if (Files.isDirectory(OPENBLAS)) env.put("LD_LIBRARY_PATH", OPENBLAS.toString());
         List<JsonNode> lines = BenchCommand.runJsonLines(cmd, env);
