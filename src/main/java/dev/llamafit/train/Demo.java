@@ -127,8 +127,9 @@ public final class Demo {
         Set<String> used = new HashSet<>();
         List<SyntheticTasks.Example> evalA = SyntheticTasks.generate(TASK_A, o.evalExamples(), MIN_LETTERS, MAX_LETTERS, random, used);
         List<SyntheticTasks.Example> evalB = SyntheticTasks.generate(TASK_B, o.evalExamples(), MIN_LETTERS, MAX_LETTERS, random, used);
-        List<SyntheticTasks.Example> trainA = SyntheticTasks.generate(TASK_A, TRAIN_EXAMPLES, MIN_LETTERS, MAX_LETTERS, random, used);
-        List<SyntheticTasks.Example> trainB = SyntheticTasks.generate(TASK_B, TRAIN_EXAMPLES, MIN_LETTERS, MAX_LETTERS, random, used);
+        // One epoch at most: every training example is new to the model, and short runs (tests) stay fast.
+        List<SyntheticTasks.Example> trainA = SyntheticTasks.generate(TASK_A, trainCount(o.stepsPretrain()), MIN_LETTERS, MAX_LETTERS, random, used);
+        List<SyntheticTasks.Example> trainB = SyntheticTasks.generate(TASK_B, trainCount(o.stepsFinetune()), MIN_LETTERS, MAX_LETTERS, random, used);
         Path data = work.resolve("data");
         Files.createDirectories(data);
         Path fileA = data.resolve("task_a_" + TASK_A.word() + ".jsonl"), fileB = data.resolve("task_b_" + TASK_B.word() + ".jsonl");
@@ -195,6 +196,10 @@ public final class Demo {
             notes.add("the Trainer wrote no adapter/ folder: it does not apply LoRA yet, so phase 2 trained all weights at the LoRA learning rate");
         }
         return phase("finetune", method, data, used, r);
+    }
+
+    private static int trainCount(long steps) {
+        return (int) Math.min(TRAIN_EXAMPLES, Math.max(BATCH, steps * BATCH));
     }
 
     private static TrainOptions options(Path model, Path data, Path out, long steps, int seqLen, int batch, double lr, Path evalData, LoraConfig lora) {
