@@ -13,7 +13,8 @@ import picocli.CommandLine.Command;
  */
 @Command(name = "llamafit", mixinStandardHelpOptions = true, version = "llamafit 0.1.0",
         description = "Fine-tune and run LLaMA-architecture models with measured memory-saving techniques.",
-        subcommands = {GenerateCommand.class, TrainCommand.class, EvalCommand.class, TokenizeCommand.class, InspectCommand.class, ConvertCommand.class, MergeCommand.class,
+        subcommands = {DemoCommand.class, GenerateCommand.class, TrainCommand.class, EvalCommand.class, TokenizeCommand.class,
+                InspectCommand.class, ConvertCommand.class, MergeCommand.class,
                 BenchCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     public static final int OK = 0;

@@ -1,0 +1,193 @@
+// `llamafit demo`: builds, pretrains and LoRA-fine-tunes a tiny model on synthetic tasks and prints what it measured.
+package dev.llamafit.cli;
+
+import java.io.PrintStream;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+import dev.llamafit.io.Json;
+import dev.llamafit.kernels.KernelBackends;
+import dev.llamafit.memory.ByteSize;
+import dev.llamafit.memory.Category;
+import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.train.Demo;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+
+@Command(name = "demo", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Fine-tuning, end to end, with nothing to download: creates a tiny Llama with a character tokenizer,",
+                "pretrains it on one synthetic task (reverse letters), fine-tunes it with LoRA and gradient checkpointing",
+                "on a second (sort letters), and reports loss curves, accuracies before/after, adapter size and memory.",
+                "With --model and --data it fine-tunes a real model instead and reports held-out loss before/after."})
+final class DemoCommand implements Callable<Integer> {
+    @Spec CommandSpec spec;
+
+    @Option(names = "--work", description = "Folder for the model, data and runs (default: a new temporary folder, kept).") Path work;
+    @Option(names = "--seed", defaultValue = "1", description = "Seed for data, weights and data order (default: ${DEFAULT-VALUE}).") long seed;
+    @Option(names = "--steps-pretrain", defaultValue = "300", description = "Optimizer steps on task A (default: ${DEFAULT-VALUE}).") long stepsPretrain;
+    @Option(names = "--steps-finetune", defaultValue = "200", description = "Optimizer steps on task B or the real data (default: ${DEFAULT-VALUE}).") long stepsFinetune;
+    @Option(names = "--eval-examples", defaultValue = "100", description = "Held-out prompts per accuracy measurement (default: ${DEFAULT-VALUE}).") int evalExamples;
+    @Option(names = "--model", description = "Fine-tune this Hugging Face model folder instead (skips pretraining; needs --data).") Path model;
+    @Option(names = "--data", description = "Training data for --model (text, Alpaca or chat); 10% is held out for the loss.") Path data;
+    @Option(names = "--full-finetune-phase2", description = "TEMPORARY: if the trainer cannot do LoRA yet, run phase 2 as full fine-tuning.") boolean fullFinetunePhase2;
+    @Option(names = "--json", description = "Print one JSON object with every number instead of the text report.") boolean json;
+
+    @Override
+    public Integer call() throws Exception {
+        Path dir = work != null ? work : Files.createTempDirectory("llamafit-demo-");
+        Demo.Options o = new Demo.Options(dir, seed, stepsPretrain, stepsFinetune, model, data, evalExamples, fullFinetunePhase2);
+        PrintWriter out = spec.commandLine().getOut();
+        // Training progress goes to stderr under --json so stdout stays one JSON object.
+        PrintStream log = json ? System.err : System.out;
+        if (!json) out.printf("llamafit demo: working in %s%n", dir);
+        out.flush();
+        Demo.Report r = new Demo(o, KernelBackends.get(), MemoryLedger.global(), log).run();
+        if (json) out.println(Json.write(toJson(r)));
+        else printText(r, out);
+        return Main.OK;
+    }
+
+    static Map<String, Object> toJson(Demo.Report r) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("mode", r.mode());
+        m.put("work", r.work().toString());
+        m.put("base_model", r.baseModel().toString());
+        m.put("parameters", r.parameters());
+        List<Object> phases = new ArrayList<>();
+        for (Demo.Phase p : r.phases()) {
+            Map<String, Object> ph = new LinkedHashMap<>();
+            ph.put("name", p.name());
+            ph.put("method", p.method());
+            ph.put("data", p.data());
+            ph.put("steps", p.steps());
+            ph.put("seconds", p.seconds());
+            ph.put("first_loss", p.firstLoss());
+            ph.put("last_loss", p.lastLoss());
+            ph.put("eval_loss", finite(p.evalLoss()));
+            ph.put("losses", p.losses());
+            ph.put("loss_plot", p.lossPlot().toString());
+            ph.put("output", p.output().toString());
+            ph.put("final_model", p.finalModel().toString());
+            phases.add(ph);
+        }
+        m.put("phases", phases);
+        Map<String, Object> acc = new LinkedHashMap<>();
+        acc.put("task_a_after_pretrain", accuracy(r.taskAAfterPretrain()));
+        acc.put("task_b_before", accuracy(r.taskBBefore()));
+        acc.put("task_b_after", accuracy(r.taskBAfter()));
+        acc.put("task_a_after_finetune", accuracy(r.taskAAfterFinetune()));
+        m.put("accuracy", acc);
+        m.put("eval_loss_before", finite(r.evalLossBefore()));
+        m.put("eval_loss_after", finite(r.evalLossAfter()));
+        m.put("adapter_bytes", r.adapterBytes());
+        Map<String, Object> mem = new LinkedHashMap<>();
+        Map<String, Long> peaks = new LinkedHashMap<>();
+        r.ledgerPeakBytes().forEach((c, b) -> peaks.put(c.key(), b));
+        mem.put("ledger_peak_bytes", peaks);
+        mem.put("ledger_total_peak_bytes", r.ledgerTotalPeakBytes());
+        mem.put("peak_rss_bytes", r.peakRssBytes());
+        m.put("memory", mem);
+        m.put("seconds", r.seconds());
+        m.put("notes", r.notes());
+        return m;
+    }
+
+    private static Object accuracy(Demo.Accuracy a) {
+        if (a == null) return null;
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("task", a.task());
+        m.put("accuracy", a.fraction());
+        m.put("correct", a.correct());
+        m.put("total", a.total());
+        List<Object> samples = new ArrayList<>();
+        for (Demo.Sample s : a.samples()) samples.add(Map.of("prompt", s.prompt(), "expected", s.expected(), "generated", s.generated()));
+        m.put("samples", samples);
+        return m;
+    }
+
+    private static Double finite(double x) { return Double.isFinite(x) ? x : null; }
+
+    private static void printText(Demo.Report r, PrintWriter out) {
+        out.println();
+        out.printf(Locale.ROOT, "== llamafit demo (%s), %.1f s ==%n", r.mode(), r.seconds());
+        out.printf(Locale.ROOT, "model: %s (%,d parameters: C %d, L %d, H %d, KvH %d, F %d, V %d)%n", r.baseModel(), r.parameters(),
+                r.config().hiddenSize(), r.config().numLayers(), r.config().numHeads(), r.config().numKvHeads(),
+                r.config().intermediateSize(), r.config().vocabSize());
+        for (Demo.Phase p : r.phases()) {
+            out.printf(Locale.ROOT, "%n%s: %s on %s, %d steps in %.1f s, loss %.3f -> %.3f%s%n", p.name(), p.method(), p.data(), p.steps(),
+                    p.seconds(), p.firstLoss(), p.lastLoss(), Double.isNaN(p.evalLoss()) ? "" : String.format(Locale.ROOT, ", held-out loss %.3f", p.evalLoss()));
+            out.printf("  loss  %s%n", sparkline(p.losses(), 50));
+            out.printf("  %s%n", lossTable(p.losses()));
+            out.printf("  plot  %s%n", p.lossPlot());
+        }
+        out.println();
+        if (r.taskBAfter() != null) {
+            out.println("accuracy (exact match of greedy answers on held-out prompts):");
+            line(out, "task A (" + r.taskAAfterPretrain().task() + ") after pretraining", r.taskAAfterPretrain());
+            line(out, "task B (" + r.taskBBefore().task() + ") before fine-tuning", r.taskBBefore());
+            line(out, "task B (" + r.taskBAfter().task() + ") after fine-tuning", r.taskBAfter());
+            line(out, "task A (" + r.taskAAfterFinetune().task() + ") after fine-tuning", r.taskAAfterFinetune());
+            out.println("examples (task B, after fine-tuning):");
+            for (Demo.Sample s : r.taskBAfter().samples())
+                out.printf("  %-14s expected %-8s got %-8s %s%n", s.prompt(), s.expected(), s.generated(), s.expected().equals(s.generated()) ? "ok" : "wrong");
+        } else {
+            out.printf(Locale.ROOT, "held-out loss: %.4f before -> %.4f after fine-tuning%n", r.evalLossBefore(), r.evalLossAfter());
+        }
+        out.printf("adapter: %s%n", r.adapterBytes() == null ? "none written (phase 2 did not produce an adapter/ folder)"
+                : ByteSize.format(r.adapterBytes()) + " (" + r.adapterBytes() + " bytes) in " + r.phases().getLast().output().resolve("adapter"));
+        out.println("memory (ledger peak by category):");
+        for (Map.Entry<Category, Long> e : r.ledgerPeakBytes().entrySet())
+            if (e.getValue() > 0) out.printf("  %-14s %12s%n", e.getKey().key(), ByteSize.format(e.getValue()));
+        out.printf("  %-14s %12s%n", "total", ByteSize.format(r.ledgerTotalPeakBytes()));
+        if (r.peakRssBytes() != null) out.printf("  %-14s %12s%n", "process RSS", ByteSize.format(r.peakRssBytes()));
+        for (String n : r.notes()) out.printf("note: %s%n", n);
+        out.printf("work folder (kept): %s%n", r.work());
+    }
+
+    private static void line(PrintWriter out, String what, Demo.Accuracy a) {
+        out.printf(Locale.ROOT, "  %-40s %5.1f%%  (%d/%d)%n", what, 100 * a.fraction(), a.correct(), a.total());
+    }
+
+    /** Mean loss per bucket drawn with eight block heights, between the curve's own minimum and maximum. */
+    static String sparkline(List<Double> losses, int width) {
+        if (losses.isEmpty()) return "";
+        int n = Math.min(width, losses.size());
+        double[] v = new double[n];
+        for (int b = 0; b < n; b++) {
+            int from = (int) ((long) b * losses.size() / n), to = (int) ((long) (b + 1) * losses.size() / n);
+            double s = 0;
+            for (int i = from; i < to; i++) s += losses.get(i);
+            v[b] = s / (to - from);
+        }
+        double lo = Double.MAX_VALUE, hi = -Double.MAX_VALUE;
+        for (double x : v) {
+            lo = Math.min(lo, x);
+            hi = Math.max(hi, x);
+        }
+        String blocks = "▁▂▃▄▅▆▇█";
+        StringBuilder sb = new StringBuilder();
+        for (double x : v) sb.append(blocks.charAt(hi > lo ? (int) Math.round((x - lo) / (hi - lo) * 7) : 0));
+        return sb.toString();
+    }
+
+    /** The loss at the first step and at each quarter of the run. */
+    static String lossTable(List<Double> losses) {
+        if (losses.isEmpty()) return "";
+        StringBuilder sb = new StringBuilder();
+        for (int q = 0; q <= 4; q++) {
+            int i = q == 0 ? 0 : (int) Math.min(losses.size() - 1, (long) q * losses.size() / 4 - 1);
+            sb.append(String.format(Locale.ROOT, "step %d: %.3f", i + 1, losses.get(i)));
+            if (q < 4) sb.append("   ");
+        }
+        return sb.toString();
+    }
+}
