@@ -128,4 +128,22 @@ class TrainerTest {
         // The run evaluated the same data in the LoRA (unmerged) form at its end; the reloaded, merged adapter agrees.
         assertEquals(r.evalLoss(), adapted, 1e-4);
     }
+
+    @Test
+    void resumedLoraRunWithDropoutAndCheckpointingRepeatsTheUninterruptedOne() throws IOException {
+        Path model = SharedData.require("models/tinystories-656k");
+        Path data = SharedData.require("datasets/text/tinystories_sample.txt");
+        var lora = new dev.llamafit.model.LoraConfig(4, 8, 0.1, dev.llamafit.model.LoraConfig.ALL_LINEAR, true);
+        java.util.function.BiFunction<Path, long[], TrainOptions> opts = (out, a) -> new TrainOptions(model, data, out, a[0], 0, 2, 1, 32,
+                2e-3, "constant", 2, 0.0, 1.0, "adamw", 0, a[1], a[2] == 1 ? out : null, 9, null, 0, false, false, lora, null, true, 2);
+        Path straight = tmp.resolve("lora-straight"), split = tmp.resolve("lora-split");
+        train(opts.apply(straight, new long[] {12, 0, 0}));
+        train(opts.apply(split, new long[] {6, 6, 0}));
+        train(opts.apply(split, new long[] {12, 6, 1}));
+        List<Double> a = losses(straight), b = losses(split);
+        assertEquals(12, b.size());
+        for (int i = 0; i < 12; i++)
+            assertEquals(Double.doubleToLongBits(a.get(i)), Double.doubleToLongBits(b.get(i)), "step " + (i + 1));
+        assertTrue(Files.isRegularFile(split.resolve("adapter/adapter_model.safetensors")));
+    }
 }
