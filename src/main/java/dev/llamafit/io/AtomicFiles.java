@@ -56,6 +56,15 @@ public final class AtomicFiles {
         fsyncDirectory(dir);
     }
 
+    /** Copies {@code source} to {@code target} atomically (the file is small enough to hold in memory). */
+    public static void copy(Path source, Path target) throws IOException {
+        byte[] bytes = Files.readAllBytes(source);
+        write(target, ch -> {
+            ByteBuffer b = ByteBuffer.wrap(bytes);
+            while (b.hasRemaining()) ch.write(b);
+        });
+    }
+
     /** Makes a rename durable; not every platform allows opening a directory, which is then skipped. */
     public static void fsyncDirectory(Path dir) {
         try (FileChannel ch = FileChannel.open(dir, StandardOpenOption.READ)) {

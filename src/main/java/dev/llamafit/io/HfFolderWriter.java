@@ -34,13 +34,7 @@ public final class HfFolderWriter {
         if (source != null) {
             for (String f : TOKENIZER_FILES) {
                 Path src = source.resolve(f);
-                if (Files.isRegularFile(src)) {
-                    byte[] bytes = Files.readAllBytes(src);
-                    AtomicFiles.write(out.resolve(f), ch -> {
-                        var b = java.nio.ByteBuffer.wrap(bytes);
-                        while (b.hasRemaining()) ch.write(b);
-                    });
-                }
+                if (Files.isRegularFile(src)) AtomicFiles.copy(src, out.resolve(f));
             }
         }
     }

@@ -121,11 +121,7 @@ public final class Llama2cImporter {
     private static void copyTokenizer(Path tokenizer, Path out) throws IOException {
         String name = tokenizer.getFileName().toString();
         String target = name.endsWith(".model") ? "tokenizer.model" : name.endsWith(".json") ? "tokenizer.json" : "tokenizer.bin";
-        byte[] bytes = Files.readAllBytes(tokenizer);
-        AtomicFiles.write(out.resolve(target), ch -> {
-            var b = java.nio.ByteBuffer.wrap(bytes);
-            while (b.hasRemaining()) ch.write(b);
-        });
+        AtomicFiles.copy(tokenizer, out.resolve(target));
         // llama2.c tokenizers use <s> = 1 and </s> = 2, as the config says.
         Map<String, Object> tc = new LinkedHashMap<>();
         tc.put("add_bos_token", true);
