@@ -40,9 +40,7 @@ public final class Sampler {
     public int sample(float[] logits) {
         int v = logits.length;
         if (temperature == 0) return argmax(logits);
-        Integer[] order = new Integer[v];
-        for (int i = 0; i < v; i++) order[i] = i;
-        Arrays.sort(order, (a, b) -> Float.compare(logits[b], logits[a]) != 0 ? Float.compare(logits[b], logits[a]) : Integer.compare(a, b));
+        int[] order = descending(logits);
         int keep = topK > 0 ? Math.min(topK, v) : v;
         double max = logits[order[0]] / temperature;
         double[] p = new double[keep];
@@ -71,6 +69,23 @@ public final class Sampler {
             if (r < 0) return order[i];
         }
         return order[keep - 1];
+    }
+
+    /**
+     * Ids by descending logit, ties by ascending id: one primitive sort of (order-preserving float bits, id)
+     * packed into longs, instead of boxing 32k Integers per token.
+     */
+    static int[] descending(float[] logits) {
+        long[] keys = new long[logits.length];
+        for (int i = 0; i < logits.length; i++) {
+            int bits = Float.floatToIntBits(-logits[i]);
+            bits ^= (bits >> 31) & 0x7fffffff; // signed-int order now equals float order
+            keys[i] = ((long) bits << 32) | i;
+        }
+        Arrays.sort(keys);
+        int[] order = new int[keys.length];
+        for (int i = 0; i < keys.length; i++) order[i] = (int) keys[i];
+        return order;
     }
 
     public static int argmax(float[] z) {
