@@ -47,7 +47,12 @@ public final class PytorchProfile {
     /** Exact parameter counts from the config, split into what a quantiser may replace and what it keeps. */
     public record Counts(long total, long linearWeights, long other, long largestLayer, long largestLinear, long embedding, long lmHead) {}
 
-    public static Counts counts(LlamaConfig config) {
+    /** Memo of {@link #count}: a config's counts never change, and the recommender plans thousands of variants. */
+    private static final java.util.Map<LlamaConfig, Counts> COUNTS = new java.util.concurrent.ConcurrentHashMap<>();
+
+    public static Counts counts(LlamaConfig config) { return COUNTS.computeIfAbsent(config, PytorchProfile::count); }
+
+    private static Counts count(LlamaConfig config) {
         long total = 0, linear = 0, largestLinear = 0, embedding = 0, lmHead = 0;
         long[] perLayer = new long[config.numLayers()];
         for (TensorSpec s : ParameterLayout.of(config, DType.F32).specs()) {
