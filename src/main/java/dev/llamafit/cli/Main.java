@@ -13,7 +13,7 @@ import picocli.CommandLine.Command;
  */
 @Command(name = "llamafit", mixinStandardHelpOptions = true, version = "llamafit 0.1.0",
         description = "Fine-tune and run LLaMA-architecture models with measured memory-saving techniques.",
-        subcommands = {DemoCommand.class, GenerateCommand.class, TrainCommand.class, EvalCommand.class, TokenizeCommand.class,
+        subcommands = {DemoCommand.class, GenerateCommand.class, TrainCommand.class, PlanCommand.class, EvalCommand.class, TokenizeCommand.class,
                 InspectCommand.class, ConvertCommand.class, MergeCommand.class,
                 BenchCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {

@@ -1,0 +1,210 @@
+// `llamafit plan`: the memory breakdown of a training run before it starts, max batch / length, advice, the seed formula.
+package dev.llamafit.cli;
+
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+import dev.llamafit.io.ConfigJson;
+import dev.llamafit.io.InputException;
+import dev.llamafit.io.Json;
+import dev.llamafit.io.ModelFolder;
+import dev.llamafit.io.ModelPresets;
+import dev.llamafit.memory.ByteSize;
+import dev.llamafit.model.LlamaConfig;
+import dev.llamafit.model.LoraConfig;
+import dev.llamafit.plan.Column;
+import dev.llamafit.plan.Component;
+import dev.llamafit.plan.Device;
+import dev.llamafit.plan.Devices;
+import dev.llamafit.plan.FormulaSeed;
+import dev.llamafit.plan.MemoryPlan;
+import dev.llamafit.plan.Phase;
+import dev.llamafit.plan.PlanOptions;
+import dev.llamafit.plan.Planner;
+import dev.llamafit.plan.PytorchProfile;
+import dev.llamafit.plan.Recommender;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+
+@Command(name = "plan", mixinStandardHelpOptions = true, sortOptions = false,
+        description = "Plan the memory of a training run: breakdown by component and column, peak, headroom, max batch, advice.")
+final class PlanCommand implements Callable<Integer> {
+    @Spec CommandSpec spec;
+
+    @Option(names = "--model", required = true, description = "Model folder, config.json, or preset (" + "e.g. llama-3.1-8b; see --list-presets).") String model;
+    @Option(names = "--method", defaultValue = "full", description = "full, lora or qlora (default: ${DEFAULT-VALUE}).") String method;
+    @Option(names = "--lora-r", defaultValue = "8", description = "LoRA rank (default: ${DEFAULT-VALUE}).") int loraR;
+    @Option(names = "--lora-targets", defaultValue = "q_proj,v_proj", description = "Adapted layers, or all-linear (default: ${DEFAULT-VALUE}).") String loraTargets;
+    @Option(names = "--precision", defaultValue = "fp32", description = "fp32, bf16, fp16 or bf16-pure (default: ${DEFAULT-VALUE}).") String precision;
+    @Option(names = "--base-dtype", description = "Frozen base storage: int8 or nf4 (LoRA only).") String baseDtype;
+    @Option(names = "--optimizer", defaultValue = "adamw", description = "adamw, adamw8bit or sgd (default: ${DEFAULT-VALUE}).") String optimizer;
+    @Option(names = "--gradient-checkpointing", description = "Keep only block inputs; recompute blocks in backward.") boolean gc;
+    @Option(names = "--batch-size", defaultValue = "4", description = "Micro-batch per worker (default: ${DEFAULT-VALUE}).") int batchSize;
+    @Option(names = "--seq-len", defaultValue = "256", description = "Tokens per sequence (default: ${DEFAULT-VALUE}).") int seqLen;
+    @Option(names = "--zero", defaultValue = "0", description = "ZeRO stage 0..3 (default: ${DEFAULT-VALUE}).") int zero;
+    @Option(names = "--workers", defaultValue = "1", description = "Data-parallel workers / GPUs (default: ${DEFAULT-VALUE}).") int workers;
+    @Option(names = "--offload", defaultValue = "none", description = "none, cpu or disk (default: ${DEFAULT-VALUE}).") String offload;
+    @Option(names = "--runtime", description = "llamafit (CPU) or pytorch (CUDA); default: pytorch for a GPU device, else llamafit.") String runtime;
+    @Option(names = "--attention", description = "eager or flash (default: flash for pytorch, eager for llamafit).") String attention;
+    @Option(names = "--stack", defaultValue = "hf", description = "PyTorch stack conventions: hf or torchtune (default: ${DEFAULT-VALUE}).") String stack;
+    @Option(names = "--device", description = "Device preset: " + "a100-40gb, a100-80gb, h100-80gb, h200, l4, rtx3090, rtx4090, t4, v100-16gb, v100-32gb, cpu (default: cpu).") String device;
+    @Option(names = "--memory", description = "Memory per device instead of a preset, e.g. 24GiB.") String memory;
+    @Option(names = "--max-batch", description = "Also report the largest micro-batch that fits.") boolean maxBatch;
+    @Option(names = "--max-seq-len", description = "Also report the longest sequence that fits.") boolean maxSeqLen;
+    @Option(names = "--recommend", description = "Search techniques for plans that fit, ranked by expected slowdown.") boolean recommend;
+    @Option(names = "--formula", description = "Print a rule of thumb beside the component model: seed.") String formula;
+    @Option(names = "--json", description = "Print one JSON object.") boolean json;
+
+    @Override
+    public Integer call() {
+        LlamaConfig config = resolveModel(model);
+        Device dev = resolveDevice();
+        PlanOptions.Runtime rt = runtime != null ? PlanOptions.parse(PlanOptions.Runtime.class, "--runtime", runtime)
+                : dev.gpu() ? PlanOptions.Runtime.PYTORCH : PlanOptions.Runtime.LLAMAFIT;
+        PlanOptions.Attention att = attention != null ? PlanOptions.parse(PlanOptions.Attention.class, "--attention", attention)
+                : rt == PlanOptions.Runtime.PYTORCH ? PlanOptions.Attention.FLASH : PlanOptions.Attention.EAGER;
+        PlanOptions.Method m = PlanOptions.parse(PlanOptions.Method.class, "--method", method);
+        PlanOptions o = new PlanOptions(m, loraR, LoraConfig.parseTargets(loraTargets),
+                PlanOptions.parse(PlanOptions.Precision.class, "--precision", precision),
+                baseDtype == null ? null : PlanOptions.parse(PlanOptions.BaseDtype.class, "--base-dtype", baseDtype),
+                PlanOptions.parse(PlanOptions.Optim.class, "--optimizer", optimizer), gc, batchSize, seqLen, zero, workers,
+                PlanOptions.parse(PlanOptions.Offload.class, "--offload", offload), rt, att,
+                PlanOptions.parse(PlanOptions.Stack.class, "--stack", stack), false, false, true);
+        MemoryPlan plan = Planner.plan(config, o, dev);
+        Integer mb = maxBatch ? maxFitting(config, o, dev, true) : null;
+        Integer ml = maxSeqLen ? maxFitting(config, o, dev, false) : null;
+        List<Recommender.Recommendation> recs = recommend ? Recommender.recommend(config, o, dev, 8) : List.of();
+        FormulaSeed seed = null;
+        if (formula != null) {
+            if (!formula.equals("seed")) throw new IllegalArgumentException("--formula must be seed, got '" + formula + "'");
+            double bytes = o.baseDtype() == PlanOptions.BaseDtype.INT8 ? 1 : o.baseDtype() == PlanOptions.BaseDtype.NF4 ? 0.5 : o.precision().computeBytes();
+            seed = FormulaSeed.of(PytorchProfile.counts(config).total(), bytes, config, o.seqLen());
+        }
+        PrintWriter out = spec.commandLine().getOut();
+        if (json) out.println(Json.write(toJson(plan, mb, ml, recs, seed)));
+        else print(out, config, plan, mb, ml, recs, seed);
+        return Main.OK;
+    }
+
+    static LlamaConfig resolveModel(String model) {
+        Path p = Path.of(model);
+        if (Files.isDirectory(p)) return ModelFolder.readConfig(p);
+        if (Files.isRegularFile(p)) return ConfigJson.read(p);
+        if (model.contains("/") || model.endsWith(".json")) throw InputException.at(p, "no such model folder or config.json");
+        return ModelPresets.load(model);
+    }
+
+    Device resolveDevice() {
+        if (memory != null) {
+            long bytes = ByteSize.parse(memory);
+            if (bytes <= 0) throw new IllegalArgumentException("--memory must be > 0, got " + memory);
+            boolean gpu = device != null ? !device.equals("cpu") : runtime != null && runtime.equals("pytorch");
+            return gpu ? Device.gpu("custom", bytes) : Devices.cpu(bytes, dev.llamafit.kernels.Parallel.threads());
+        }
+        if (device == null || device.equalsIgnoreCase("cpu")) return Devices.cpu(physicalRam(), dev.llamafit.kernels.Parallel.threads());
+        return Devices.gpu(device);
+    }
+
+    static long physicalRam() {
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/meminfo")))
+                if (line.startsWith("MemTotal:")) return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
+        } catch (IOException | NumberFormatException e) {
+            // fall through
+        }
+        return Runtime.getRuntime().maxMemory();
+    }
+
+    /** Largest batch (or sequence length) that fits: doubling, then bisection. 0 when even 1 does not fit. */
+    static int maxFitting(LlamaConfig c, PlanOptions o, Device d, boolean batch) {
+        int limit = batch ? 1 << 16 : c.maxPositions();
+        java.util.function.IntPredicate fits = v -> Planner.plan(c, batch ? o.withBatch(v) : o.withSeqLen(v), d).fits();
+        if (!fits.test(1)) return 0;
+        int lo = 1, hi = 2;
+        while (hi <= limit && fits.test(hi)) { lo = hi; hi *= 2; }
+        hi = Math.min(hi, limit + 1);
+        while (hi - lo > 1) { int mid = (lo + hi) >>> 1; if (fits.test(mid)) lo = mid; else hi = mid; }
+        return lo;
+    }
+
+    static Map<String, Object> toJson(MemoryPlan p, Integer mb, Integer ml, List<Recommender.Recommendation> recs, FormulaSeed seed) {
+        Map<String, Object> j = new LinkedHashMap<>();
+        j.put("device", Map.of("name", p.device().name(), "memory_bytes", p.device().memoryBytes(), "peak_bytes", p.devicePeakBytes(),
+                "headroom_bytes", p.headroomBytes(), "peak_phase", p.peakPhase().key()));
+        j.put("host", Map.of("peak_bytes", p.hostPeakBytes()));
+        j.put("disk_bytes", p.diskBytes());
+        j.put("fits", p.fits());
+        j.put("runtime", PlanOptions.name(p.options().runtime()));
+        List<Map<String, Object>> comps = new ArrayList<>();
+        for (Component c : p.components()) {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("name", c.name());
+            m.put("column", c.column().key());
+            m.put("category", c.category().key());
+            m.put("bytes", c.bytes());
+            Map<String, Long> ph = new LinkedHashMap<>();
+            for (Phase f : Phase.values()) ph.put(f.key(), c.bytes(f));
+            m.put("bytes_by_phase", ph);
+            m.put("formula", c.formula());
+            comps.add(m);
+        }
+        j.put("components", comps);
+        Map<String, Long> phases = new LinkedHashMap<>();
+        for (Phase f : Phase.values()) phases.put(f.key(), p.bytes(Column.DEVICE, f, dev.llamafit.plan.Metric.NVIDIA_SMI));
+        j.put("device_bytes_by_phase", phases);
+        if (mb != null) j.put("max_batch_size", mb);
+        if (ml != null) j.put("max_seq_len", ml);
+        if (!recs.isEmpty()) {
+            List<Map<String, Object>> rs = new ArrayList<>();
+            for (Recommender.Recommendation r : recs)
+                rs.add(Map.of("slowdown", r.slowdown(), "peak_bytes", r.plan().devicePeakBytes(), "grad_accum", r.gradAccum(), "steps", r.steps()));
+            j.put("recommendations", rs);
+        }
+        if (seed != null) j.put("formula_seed", Map.of("fixed_gb", seed.fixedGb(), "per_sample_gb", seed.perSampleGb(),
+                "weights_gb", seed.weightsGb(), "gradients_gb", seed.gradientsGb(), "optimizer_gb", seed.optimizerGb(), "overhead_gb", seed.overheadGb()));
+        j.put("notes", p.notes());
+        return j;
+    }
+
+    static void print(PrintWriter out, LlamaConfig c, MemoryPlan p, Integer mb, Integer ml, List<Recommender.Recommendation> recs, FormulaSeed seed) {
+        PlanOptions o = p.options();
+        out.printf(Locale.ROOT, "plan: %s, %s, %s, B=%d T=%d%s, runtime %s, device %s (%s)%n", PlanOptions.name(o.method()), PlanOptions.name(o.precision()),
+                PlanOptions.name(o.optimizer()), o.batchSize(), o.seqLen(), o.gradientCheckpointing() ? ", checkpointing" : "",
+                PlanOptions.name(o.runtime()), p.device().name(), ByteSize.format(p.device().memoryBytes()));
+        out.printf("%-28s %12s %12s %12s  %s%n", "component", "device", "host", "disk", "category");
+        for (Component comp : p.components()) {
+            String[] cols = {"", "", ""};
+            cols[comp.column().ordinal()] = ByteSize.format(comp.bytes());
+            out.printf("%-28s %12s %12s %12s  %s%n", comp.name(), cols[0], cols[1], cols[2], comp.category().key());
+        }
+        for (Phase f : Phase.values())
+            out.printf("  at %-16s %12s%n", f.key(), ByteSize.format(p.bytes(Column.DEVICE, f, dev.llamafit.plan.Metric.NVIDIA_SMI)));
+        out.printf("peak %s (%s), host %s, disk %s; headroom %s: %s%n", ByteSize.format(p.devicePeakBytes()), p.peakPhase().key(),
+                ByteSize.format(p.hostPeakBytes()), ByteSize.format(p.diskBytes()), ByteSize.format(p.headroomBytes()), p.fits() ? "fits" : "DOES NOT FIT");
+        if (mb != null) out.println("max batch size: " + mb);
+        if (ml != null) out.println("max sequence length: " + ml);
+        for (String n : p.notes()) out.println("note: " + n);
+        if (seed != null) {
+            out.printf(Locale.ROOT, "formula seed: %.1f + %.1f + %.1f + %.1f = %.1f GB fixed, %.2f GB per %d-token sample; batch %d on this device%n",
+                    seed.weightsGb(), seed.gradientsGb(), seed.optimizerGb(), seed.overheadGb(), seed.fixedGb(), seed.perSampleGb(), o.seqLen(),
+                    seed.batch(FormulaSeed.asRuleReadsIt(p.device().memoryBytes() / 1e9)));
+            out.printf(Locale.ROOT, "component model: %.1f GB peak (%s)%n", p.devicePeakBytes() / 1e9, mb != null ? "max batch " + mb : "at B=" + o.batchSize());
+            out.println(FormulaSeed.differences());
+        }
+        int i = 1;
+        for (Recommender.Recommendation r : recs) {
+            out.printf(Locale.ROOT, "%d. ×%.2f time: %s%n", i++, r.slowdown(), String.join("; ", r.steps()));
+        }
+        if (!recs.isEmpty() || !p.fits()) { if (recs.isEmpty() && !p.fits()) out.println("try --recommend for plans that fit"); }
+    }
+}

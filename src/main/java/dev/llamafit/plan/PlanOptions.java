@@ -1,0 +1,156 @@
+// The technique options a memory plan (and, for the llamafit runtime, a training run) is computed for, validated together.
+package dev.llamafit.plan;
+
+import java.util.List;
+import java.util.Locale;
+
+import dev.llamafit.model.LlamaConfig;
+import dev.llamafit.model.LoraConfig;
+import dev.llamafit.model.TrainingLayout;
+
+/**
+ * What to plan: the training technique (method, precision, base dtype, optimizer, checkpointing), the micro-batch
+ * shape, data parallelism (ZeRO stage over N workers, offload) and the runtime it runs in. Cross-field rules that do
+ * not depend on the model are checked here; {@link #validateFor(LlamaConfig)} adds the ones that do (LoRA rank
+ * against matrix sizes, sequence length against the context).
+ *
+ * @param method                full, lora or qlora (qlora = LoRA on a 4-bit NF4 base)
+ * @param loraRank              r (LoRA/QLoRA only; ignored for full)
+ * @param loraTargets           adapted linear modules (LoRA/QLoRA only)
+ * @param precision             fp32; bf16/fp16 (half compute, fp32 master weights); bf16-pure (everything bf16)
+ * @param baseDtype             storage of the frozen base: null (= compute dtype), int8 or nf4
+ * @param optimizer             adamw, adamw8bit or sgd (momentum)
+ * @param gradientCheckpointing keep only block inputs and recompute blocks in backward
+ * @param batchSize             B, sequences per micro-batch per worker
+ * @param seqLen                T
+ * @param zero                  ZeRO stage 0..3 (3 = FSDP FULL_SHARD)
+ * @param workers               N data-parallel workers (GPUs)
+ * @param offload               none, cpu or disk (ZeRO-Offload / ZeRO-Infinity)
+ * @param runtime               llamafit (this engine, CPU) or pytorch (PyTorch on CUDA GPUs)
+ * @param attention             eager (materialises B·H·T² probabilities) or flash (SDPA/FlashAttention, no T² term)
+ * @param stack                 for runtime pytorch: which training stack's conventions (see {@link Stack})
+ * @param optimizerInBackward   step each parameter as soon as its gradient is ready and free it (torchtune)
+ * @param pagedOptimizer        optimizer states in CUDA unified memory (bitsandbytes paged optimizers): host column
+ * @param doubleQuant           NF4 with double-quantised block constants (QLoRA)
+ */
+public record PlanOptions(Method method, int loraRank, List<String> loraTargets, Precision precision, BaseDtype baseDtype,
+                          Optim optimizer, boolean gradientCheckpointing, int batchSize, int seqLen, int zero, int workers,
+                          Offload offload, Runtime runtime, Attention attention, Stack stack, boolean optimizerInBackward,
+                          boolean pagedOptimizer, boolean doubleQuant) {
+
+    public enum Method { FULL, LORA, QLORA }
+
+    public enum Precision {
+        FP32, BF16, FP16, BF16_PURE;
+
+        /** Bytes per element of activations and half weights: 4 for fp32, 2 otherwise. */
+        public int computeBytes() { return this == FP32 ? 4 : 2; }
+
+        public boolean mixed() { return this == BF16 || this == FP16; }
+    }
+
+    public enum BaseDtype { INT8, NF4 }
+
+    public enum Optim { ADAMW, ADAMW8BIT, SGD }
+
+    public enum Offload { NONE, CPU, DISK }
+
+    public enum Runtime { LLAMAFIT, PYTORCH }
+
+    public enum Attention { EAGER, FLASH }
+
+    /**
+     * PyTorch training stacks differ in conventions that change memory: HF = transformers + PEFT + bitsandbytes
+     * (+ accelerate / DeepSpeed): logits upcast to fp32 and a full cross-entropy, adapters kept in fp32, non-quantised
+     * parameters upcast to fp32 by prepare_model_for_kbit_training (unsharded QLoRA). TORCHTUNE: everything in the
+     * model dtype and a chunked cross-entropy (CEWithChunkedOutputLoss).
+     */
+    public enum Stack { HF, TORCHTUNE }
+
+    public PlanOptions {
+        if (method == null || precision == null || optimizer == null || offload == null || runtime == null || attention == null || stack == null)
+            throw new IllegalArgumentException("plan options need method, precision, optimizer, offload, runtime, attention and stack");
+        if (batchSize < 1) throw new IllegalArgumentException("--batch-size must be >= 1, got " + batchSize);
+        if (seqLen < 1) throw new IllegalArgumentException("--seq-len must be >= 1, got " + seqLen);
+        if (zero < 0 || zero > 3) throw new IllegalArgumentException("--zero must be 0, 1, 2 or 3, got " + zero);
+        if (workers < 1) throw new IllegalArgumentException("--workers must be >= 1, got " + workers);
+        if (method == Method.FULL) {
+            if (baseDtype != null)
+                throw new IllegalArgumentException("--base-dtype " + name(baseDtype) + " needs --method lora or qlora: int8/NF4 weights "
+                        + "cannot be trained directly (their gradients are not representable); train adapters on a frozen quantised base");
+            loraTargets = List.of();
+            loraRank = 0;
+        } else {
+            if (method == Method.QLORA) {
+                if (baseDtype == BaseDtype.INT8) throw new IllegalArgumentException("--method qlora means an NF4 base; for an int8 base use --method lora --base-dtype int8");
+                baseDtype = BaseDtype.NF4;
+            }
+            if (loraRank < 1) throw new IllegalArgumentException("--lora-r must be >= 1 for --method " + name(method) + ", got " + loraRank);
+            loraTargets = new LoraConfig(loraRank, 16, 0, loraTargets == null || loraTargets.isEmpty() ? List.of("q_proj", "v_proj") : loraTargets, false).targets();
+        }
+        if (zero > 0 && workers == 1 && offload == Offload.NONE)
+            throw new IllegalArgumentException("--zero " + zero + " shards over workers: give --workers N > 1 (or --offload cpu|disk)");
+        if (offload != Offload.NONE && zero == 0)
+            throw new IllegalArgumentException("--offload " + name(offload) + " moves ZeRO partitions: give --zero 1..3 (ZeRO-Offload) or 3 (ZeRO-Infinity, parameters)");
+        if (offload == Offload.DISK && zero != 3)
+            throw new IllegalArgumentException("--offload disk (ZeRO-Infinity NVMe) needs --zero 3");
+        if (runtime == Runtime.LLAMAFIT) {
+            String missing = null;
+            if (precision != Precision.FP32) missing = "--precision " + name(precision);
+            else if (baseDtype != null) missing = "--base-dtype " + name(baseDtype) + (method == Method.QLORA ? " (--method qlora)" : "");
+            else if (optimizer == Optim.ADAMW8BIT) missing = "--optimizer adamw8bit";
+            else if (zero != 0) missing = "--zero " + zero;
+            else if (workers != 1) missing = "--workers " + workers;
+            else if (offload != Offload.NONE) missing = "--offload " + name(offload);
+            else if (attention == Attention.FLASH) missing = "flash attention";
+            else if (optimizerInBackward) missing = "optimizer in backward";
+            else if (pagedOptimizer) missing = "paged optimizer states";
+            if (missing != null)
+                throw new IllegalArgumentException(missing + " is not implemented in the llamafit runtime yet (it trains fp32 full or LoRA, "
+                        + "AdamW/SGD, with optional gradient checkpointing, on one worker); plan it with --runtime pytorch");
+        }
+    }
+
+    /** Defaults: full fine-tuning, fp32, AdamW, B = 4, T = 256, one worker, llamafit runtime (train's defaults). */
+    public static PlanOptions defaults() {
+        return new PlanOptions(Method.FULL, 0, List.of(), Precision.FP32, null, Optim.ADAMW, false, 4, 256, 0, 1, Offload.NONE,
+                Runtime.LLAMAFIT, Attention.EAGER, Stack.HF, false, false, true);
+    }
+
+    /** Checks the rules that need the model: sequence length within the context, LoRA rank within every adapted matrix. */
+    public void validateFor(LlamaConfig config) {
+        if (seqLen > config.maxPositions())
+            throw new IllegalArgumentException("--seq-len " + seqLen + " exceeds the model's max_position_embeddings " + config.maxPositions());
+        for (String m : loraTargets) {
+            int in = TrainingLayout.moduleIn(config, m), out = TrainingLayout.moduleOut(config, m);
+            if (loraRank > Math.min(in, out))
+                throw new IllegalArgumentException("--lora-r " + loraRank + " exceeds the dimension of " + m + " (" + out + " × " + in
+                        + "): a rank-r update needs r <= min(out, in) = " + Math.min(in, out));
+        }
+    }
+
+    public boolean lora() { return method != Method.FULL; }
+
+    /** The engine's LoRA settings for this plan (alpha and dropout do not change memory with dropout 0), or null. */
+    public LoraConfig loraConfig() { return lora() ? new LoraConfig(loraRank, 16, 0, loraTargets, false) : null; }
+
+    public PlanOptions withBatch(int b) {
+        return new PlanOptions(method, loraRank, loraTargets, precision, baseDtype, optimizer, gradientCheckpointing, b, seqLen, zero, workers,
+                offload, runtime, attention, stack, optimizerInBackward, pagedOptimizer, doubleQuant);
+    }
+
+    public PlanOptions withSeqLen(int t) {
+        return new PlanOptions(method, loraRank, loraTargets, precision, baseDtype, optimizer, gradientCheckpointing, batchSize, t, zero, workers,
+                offload, runtime, attention, stack, optimizerInBackward, pagedOptimizer, doubleQuant);
+    }
+
+    /** The flag spelling of an enum constant: BF16_PURE -> bf16-pure. */
+    public static String name(Enum<?> e) { return e.name().toLowerCase(Locale.ROOT).replace('_', '-'); }
+
+    /** Parses a flag value into an enum constant, with the allowed values in the message. */
+    public static <E extends Enum<E>> E parse(Class<E> type, String flag, String value) {
+        for (E e : type.getEnumConstants()) if (name(e).equals(value.toLowerCase(Locale.ROOT))) return e;
+        List<String> names = java.util.Arrays.stream(type.getEnumConstants()).map(PlanOptions::name).toList();
+        throw new IllegalArgumentException(flag + " must be one of " + String.join(", ", names) + ", got '" + value + "'");
+    }
+}

@@ -1,0 +1,325 @@
+// The component model for training in PyTorch on CUDA GPUs: parameters, states, activations, allocator and context.
+package dev.llamafit.plan;
+
+import java.util.ArrayList;
+import java.util.List;
+
+import dev.llamafit.memory.Category;
+import dev.llamafit.model.LlamaConfig;
+import dev.llamafit.model.ParameterLayout;
+import dev.llamafit.model.TrainingLayout;
+import dev.llamafit.tensor.DType;
+import dev.llamafit.tensor.TensorSpec;
+import dev.llamafit.plan.PlanOptions.Method;
+import dev.llamafit.plan.PlanOptions.Offload;
+import dev.llamafit.plan.PlanOptions.Optim;
+import dev.llamafit.plan.PlanOptions.Precision;
+import dev.llamafit.plan.PlanOptions.Stack;
+
+/**
+ * Per-GPU memory of a PyTorch training step, as the maximum over {@link Phase}s. Sources (docs/PLANNER.md):
+ * <ul>
+ * <li>model states and their ZeRO partitioning: Rajbhandari et al. 2020 (ZeRO), mixed precision 2 + 2 + 12 bytes
+ *     per parameter; ZeRO-Offload (Ren et al. 2021) and ZeRO-Infinity (Rajbhandari et al. 2021) for offload;</li>
+ * <li>activations: Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models" §4.1,
+ *     recounted for LLaMA (RMSNorm, SwiGLU with three F-wide tensors, GQA, no dropout, no biases);</li>
+ * <li>NF4 and double quantisation: Dettmers et al. 2023 (QLoRA) §3; int8: Dettmers et al. 2022 (LLM.int8());
+ *     8-bit optimizers: Dettmers et al. 2022, block-wise quantisation with 2048-element blocks (bitsandbytes);</li>
+ * <li>allocator and context: PyTorch CUDA caching allocator semantics (torch.cuda.memory_allocated vs
+ *     memory_reserved), CUDA lazy module loading (CUDA 11.7+).</li>
+ * </ul>
+ * The model takes no per-case constants; the assumptions below are stated once and apply to every plan.
+ */
+public final class PytorchProfile {
+    /** Unused-but-cached share of the caching allocator at peak (reserved / allocated − 1). An assumption, see docs. */
+    public static final double ALLOCATOR_CACHE_FRACTION = 0.10;
+    /** NF4: 64 weights per block (QLoRA §3). */
+    public static final int NF4_BLOCK = 64;
+    /** Double quantisation: 256 first-level constants per second-level block (QLoRA §3). */
+    public static final int NF4_SECOND_BLOCK = 256;
+    /** bitsandbytes 8-bit optimizers quantise states in blocks of 2048 with an fp32 absmax per block. */
+    public static final int OPTIM8_BLOCK = 2048;
+    /** torchtune's CEWithChunkedOutputLoss splits the logits into 8 chunks. */
+    public static final int LOSS_CHUNKS = 8;
+
+    private PytorchProfile() {}
+
+    /** Exact parameter counts from the config, split into what a quantiser may replace and what it keeps. */
+    public record Counts(long total, long linearWeights, long other, long largestLayer, long largestLinear, long embedding, long lmHead) {}
+
+    /** Memo of {@link #count}: a config's counts never change, and the recommender plans thousands of variants. */
+    private static final java.util.Map<LlamaConfig, Counts> COUNTS = new java.util.concurrent.ConcurrentHashMap<>();
+
+    public static Counts counts(LlamaConfig config) { return COUNTS.computeIfAbsent(config, PytorchProfile::count); }
+
+    private static Counts count(LlamaConfig config) {
+        long total = 0, linear = 0, largestLinear = 0, embedding = 0, lmHead = 0;
+        long[] perLayer = new long[config.numLayers()];
+        for (TensorSpec s : ParameterLayout.of(config, DType.F32).specs()) {
+            total += s.elements();
+            boolean linearWeight = (s.component().equals("attention") || s.component().equals("mlp")) && s.name().endsWith(".weight");
+            if (linearWeight) { linear += s.elements(); largestLinear = Math.max(largestLinear, s.elements()); }
+            if (s.name().startsWith("model.layers.")) perLayer[Integer.parseInt(s.name().split("\\.")[2])] += s.elements();
+            if (s.name().equals(ParameterLayout.EMBED)) embedding = s.elements();
+            if (s.name().equals(ParameterLayout.LM_HEAD)) lmHead = s.elements();
+        }
+        long largestLayer = 0;
+        for (long n : perLayer) largestLayer = Math.max(largestLayer, n);
+        return new Counts(total, linear, total - linear, largestLayer, largestLinear, embedding, lmHead);
+    }
+
+    /** LoRA parameters: r·(in + out) per adapted matrix (Hu et al. 2021), in every layer. */
+    public static long loraParams(LlamaConfig config, PlanOptions o) {
+        long n = 0;
+        for (String m : o.loraTargets())
+            n += (long) o.loraRank() * (TrainingLayout.moduleIn(config, m) + TrainingLayout.moduleOut(config, m));
+        return Math.multiplyExact(n, (long) config.numLayers());
+    }
+
+    /** Bytes per quantised weight element including block constants (bits / 8). */
+    public static double quantisedBytesPerWeight(PlanOptions.BaseDtype dtype, boolean doubleQuant) {
+        return switch (dtype) {
+            // LLM.int8(): int8 weights; the per-row fp32 absmax is added separately (it scales with rows, not elements).
+            case INT8 -> 1.0;
+            // NF4: 4 bits + an fp32 absmax per 64 weights (0.5 bit), or, double-quantised, an 8-bit absmax per 64
+            // weights and an fp32 second-level constant per 256 blocks: 8/64 + 32/(64·256) = 0.127 bit (QLoRA §3).
+            case NF4 -> doubleQuant ? 0.5 + (1.0 + 4.0 / NF4_SECOND_BLOCK) / NF4_BLOCK : 0.5 + 4.0 / NF4_BLOCK;
+        };
+    }
+
+    public static MemoryPlan plan(LlamaConfig c, PlanOptions o, Device device) {
+        if (!device.gpu()) throw new IllegalArgumentException("the pytorch runtime plans CUDA GPUs; pick a GPU --device (or --runtime llamafit for the CPU)");
+        Counts n = counts(c);
+        int a = o.precision().computeBytes();
+        int workers = o.workers();
+        boolean quantised = o.baseDtype() != null;
+        boolean hf = o.stack() == Stack.HF;
+        List<Component> comps = new ArrayList<>();
+        List<String> notes = new ArrayList<>();
+
+        // ---- parameters: stored weights (frozen or trained), trainable count, their dtype
+        long trainable;
+        int trainDtype;          // bytes per trainable parameter as stored
+        double weightBytes;      // all stored weights, unsharded
+        double layerUnitBytes, headUnitBytes;
+        if (o.method() == Method.FULL) {
+            trainable = n.total();
+            trainDtype = o.precision() == Precision.FP32 ? 4 : 2;
+            weightBytes = (double) n.total() * trainDtype;
+            layerUnitBytes = (double) n.largestLayer() * trainDtype;
+            headUnitBytes = (double) Math.max(n.embedding(), n.lmHead()) * trainDtype;
+        } else {
+            trainable = loraParams(c, o);
+            // PEFT keeps adapters in fp32 under autocast (autocast_adapter_dtype); torchtune keeps the model dtype.
+            trainDtype = hf && o.precision() != Precision.BF16_PURE ? 4 : a;
+            // Unsharded QLoRA in the HF stack runs prepare_model_for_kbit_training, which upcasts every
+            // non-quantised parameter (embeddings, norms, LM head) to fp32; sharded runs keep quant_storage (bf16).
+            int otherDtype = quantised && hf && o.zero() < 3 ? 4 : a;
+            double perLinear = quantised ? quantisedBytesPerWeight(o.baseDtype(), o.doubleQuant()) : a;
+            double rowScales = o.baseDtype() == PlanOptions.BaseDtype.INT8 ? linearRows(c) * 4.0 : 0;
+            weightBytes = n.linearWeights() * perLinear + rowScales + (double) n.other() * otherDtype;
+            layerUnitBytes = n.largestLayer() * perLinear;
+            headUnitBytes = (double) Math.max(n.embedding(), n.lmHead()) * otherDtype;
+            comps.add(gpu("weights.adapters", Category.WEIGHTS, shard(trainable * (double) trainDtype, o.zero() >= 3, workers),
+                    "LoRA r·(in+out) per adapted matrix = " + trainable + " params × " + trainDtype + " B"));
+        }
+        boolean paramsOffloaded = o.zero() == 3 && o.offload() != Offload.NONE;
+        Column paramColumn = paramsOffloaded ? (o.offload() == Offload.DISK ? Column.DISK : Column.HOST) : Column.DEVICE;
+        comps.add(place("weights", paramColumn, Category.WEIGHTS, shard(weightBytes, o.zero() >= 3, workers),
+                weightsFormula(o, n) + (o.zero() >= 3 ? ", sharded over " + workers + " workers (ZeRO-3/FSDP)" : "")));
+        if (o.zero() >= 3) {
+            // ZeRO-3/FSDP all-gather one unit (a block, or the embedding / LM head) while the next is prefetched.
+            double unit = Math.max(layerUnitBytes, headUnitBytes);
+            comps.add(gpu("weights.gathered", Category.WEIGHTS, 2 * unit, "2 × largest all-gathered unit (current + prefetch)"));
+        }
+        if (quantised)
+            comps.add(new Component("weights.dequantised", Column.DEVICE, Category.WORKSPACE, Accounting.TENSOR,
+                    phases(n.largestLinear() * (double) a, n.largestLinear() * (double) a, n.largestLinear() * (double) a, 0),
+                    "largest linear weight dequantised to the compute dtype for its matmul"));
+
+        // ---- master weights, gradients, optimizer states (ZeRO: optimizer ≥1, gradients ≥2, parameters 3)
+        boolean master = o.precision().mixed() && trainDtype == 2;
+        Column stateColumn = o.offload() == Offload.NONE ? Column.DEVICE : o.offload() == Offload.CPU ? Column.HOST : Column.DISK;
+        if (master)
+            comps.add(place("master_weights", stateColumn, Category.MASTER_WEIGHTS, shard(trainable * 4.0, o.zero() >= 1, workers),
+                    "fp32 copy of the trainable parameters for mixed precision (ZeRO: 4 of the 16 bytes per parameter)"));
+        double gradBytes = trainable * (double) trainDtype;
+        Column gradColumn = o.offload() != Offload.NONE && o.zero() >= 2 ? Column.HOST : Column.DEVICE;
+        double gradShard = shard(gradBytes, o.zero() >= 2, workers);
+        double headGrad = o.method() == Method.FULL ? (double) Math.max(n.lmHead(), n.embedding()) * trainDtype : 0;
+        if (o.optimizerInBackward()) {
+            // Each parameter is stepped and its gradient freed as soon as it is complete: one tensor at a time.
+            double one = (double) Math.max(n.largestLinear(), Math.max(n.embedding(), n.lmHead())) * trainDtype;
+            if (o.method() != Method.FULL) one = gradBytes;
+            comps.add(new Component("gradients", Column.DEVICE, Category.GRADIENTS, Accounting.TENSOR, phases(0, one, one, 0),
+                    "optimizer in backward: only the tensor being stepped holds a gradient"));
+        } else {
+            comps.add(new Component("gradients", gradColumn, Category.GRADIENTS, Accounting.TENSOR,
+                    phases(0, Math.min(headGrad, gradShard), gradShard, gradShard),
+                    "trainable params × " + trainDtype + " B" + (o.zero() >= 2 ? ", partitioned (ZeRO-2/3)" : "")
+                            + "; freed after the step (zero_grad(set_to_none=True))"));
+            if (o.zero() >= 2 && workers > 1) {
+                double bucket = o.method() == Method.FULL ? Math.max(layerUnitBytes / (double) a * trainDtype, headGrad) : 0;
+                comps.add(new Component("gradients.unsharded_unit", Column.DEVICE, Category.GRADIENTS, Accounting.TENSOR,
+                        phases(0, bucket, bucket, 0), "one unit's full gradient before its reduce-scatter"));
+            }
+        }
+        double stateBytes = optimizerBytes(o.optimizer(), trainDtype) * trainable;
+        Column optColumn = o.pagedOptimizer() ? Column.HOST : stateColumn;
+        comps.add(place("optimizer", optColumn, Category.OPTIMIZER, shard(stateBytes, o.zero() >= 1, workers),
+                optimizerFormula(o.optimizer(), trainDtype) + (o.pagedOptimizer() ? " (paged: CUDA unified memory, evicted to the host)" : "")));
+        if (o.optimizer() == Optim.ADAMW && optColumn == Column.DEVICE && !o.optimizerInBackward()) {
+            // torch.optim.AdamW (foreach) materialises sqrt(v) for all tensors at once: one more state's worth.
+            double tmp = shard(trainable * (double) trainDtype, o.zero() >= 1, workers);
+            comps.add(new Component("optimizer.step_temporaries", Column.DEVICE, Category.WORKSPACE, Accounting.TENSOR,
+                    phases(0, 0, 0, tmp), "foreach AdamW: _foreach_sqrt(exp_avg_sq) temporary, one state's size"));
+        }
+
+        // ---- activations (per worker: N = B·T tokens)
+        Activations act = activations(c, o);
+        comps.add(new Component("activations", Column.DEVICE, Category.ACTIVATIONS, Accounting.TENSOR,
+                phases(act.forward, act.backwardHead, act.backward, 0), act.formula));
+        comps.add(new Component("logits_and_loss", Column.DEVICE, Category.ACTIVATIONS, Accounting.TENSOR,
+                phases(act.lossForward, act.lossBackward, 0, 0), act.lossFormula));
+
+        // ---- what the allocator and the driver add
+        long tensorPeak = 0;
+        MemoryPlan draft = new MemoryPlan(device, o, comps, notes);
+        tensorPeak = draft.peak(Column.DEVICE, Metric.ALLOCATED);
+        long cache = Math.round(tensorPeak * ALLOCATOR_CACHE_FRACTION);
+        comps.add(new Component("allocator_cache", Column.DEVICE, Category.WORKSPACE, Accounting.ALLOCATOR_CACHE,
+                phases(cache, cache, cache, cache), "caching allocator: blocks reserved but not in use, "
+                + Math.round(ALLOCATOR_CACHE_FRACTION * 100) + "% of the allocated peak (reserved − allocated)"));
+        comps.add(new Component("cuda_context", Column.DEVICE, Category.WORKSPACE, Accounting.OUTSIDE_ALLOCATOR,
+                phases(device.contextBytes(), device.contextBytes(), device.contextBytes(), device.contextBytes()),
+                "CUDA context and kernel images (nvidia-smi only)"));
+        notes.add("per GPU; torch.cuda.max_memory_allocated ≈ " + dev.llamafit.memory.ByteSize.format(tensorPeak)
+                + ", max_memory_reserved ≈ +" + Math.round(ALLOCATOR_CACHE_FRACTION * 100) + "%, nvidia-smi adds the CUDA context");
+        return new MemoryPlan(device, o, comps, notes);
+    }
+
+    /** Activation bytes at each moment, per worker. */
+    record Activations(double forward, double backwardHead, double backward, double lossForward, double lossBackward,
+                       String formula, String lossFormula) {}
+
+    /**
+     * Bytes one block saves for backward per token, for LLaMA (Korthikanti et al. 2022 §4.1 recounted): the residual
+     * inputs of both RMSNorms (2C), q (H·D), k and v (2·KvH·D), the attention output (H·D), the SwiGLU gate, up and
+     * silu(gate) (3F), and the inputs of the linear layers whose weights need a gradient: the two norm outputs (2C)
+     * and the SwiGLU product (F). LoRA freezes the base: a frozen Linear's input is kept only if its adapter reads it
+     * (PyTorch saves a matmul input only for a weight gradient). Eager attention adds B·H·T² probabilities per block.
+     */
+    public static double blockBytesPerToken(LlamaConfig c, PlanOptions o) {
+        int a = o.precision().computeBytes();
+        double el = 2.0 * c.hiddenSize() + c.qDim() + 2.0 * c.kvDim() + 3.0 * c.intermediateSize();
+        boolean full = o.method() == Method.FULL;
+        if (full || targets(o, "q_proj", "k_proj", "v_proj")) el += c.hiddenSize();
+        // Flash/SDPA saves its output for backward; eager attention saves probabilities and V instead.
+        if (o.attention() == PlanOptions.Attention.FLASH || full || targets(o, "o_proj")) el += c.qDim();
+        if (full || targets(o, "gate_proj", "up_proj")) el += c.hiddenSize();
+        if (full || targets(o, "down_proj")) el += c.intermediateSize();
+        double bytes = el * a;
+        if (!full) bytes += (double) o.loraTargets().size() * o.loraRank() * a; // x·Aᵀ per adapter, for dB
+        return bytes;
+    }
+
+    /** Eager attention per block and sequence: softmax output in fp32 (4 B) plus its cast to the compute dtype. */
+    public static double eagerAttentionBytesPerSequence(LlamaConfig c, PlanOptions o) {
+        int a = o.precision().computeBytes();
+        return (double) c.numHeads() * o.seqLen() * o.seqLen() * (4 + (a == 4 ? 0 : a));
+    }
+
+    static Activations activations(LlamaConfig c, PlanOptions o) {
+        int a = o.precision().computeBytes();
+        double tokens = (double) o.batchSize() * o.seqLen();
+        int layers = c.numLayers();
+        double block = blockBytesPerToken(c, o) * tokens;
+        if (o.attention() == PlanOptions.Attention.EAGER) block += eagerAttentionBytesPerSequence(c, o) * o.batchSize();
+        else block += 4.0 * c.numHeads() * tokens; // logsumexp, fp32
+        double residual = tokens * c.hiddenSize() * a;
+        // The last block's output (final norm input) and, when the LM head trains, the final norm's output.
+        double head = residual * (o.method() == Method.FULL ? 2 : 1);
+        // Backward through one block holds its input gradient and the largest intermediate gradients.
+        double blockTransient = tokens * (2.0 * c.hiddenSize() + 2.0 * c.intermediateSize()) * a;
+        double saved, backward;
+        String formula;
+        if (o.gradientCheckpointing()) {
+            saved = layers * residual + head;
+            backward = saved + block + blockTransient;
+            formula = String.format(java.util.Locale.ROOT, "checkpointing: L × N·C·%d B (block inputs) + one block recomputed (%.0f B/token) + backward temporaries", a, blockBytesPerToken(c, o));
+        } else {
+            saved = layers * block + head;
+            backward = saved + blockTransient;
+            formula = String.format(java.util.Locale.ROOT, "L × %.0f B/token%s (Korthikanti et al. 2022, recounted for LLaMA) + backward temporaries",
+                    blockBytesPerToken(c, o), o.attention() == PlanOptions.Attention.EAGER ? " + B·H·T²·" + (4 + (a == 4 ? 0 : a)) + " B eager attention" : "");
+        }
+        double nv = tokens * c.vocabSize();
+        double lossForward, lossBackward;
+        String lossFormula;
+        if (o.stack() == Stack.TORCHTUNE) {
+            // Chunked CE: the model-dtype logits stay (the compiled loss recomputes softmax per chunk); one fp32 chunk
+            // and its log-softmax exist at a time, and backward adds one chunk's gradient.
+            lossForward = nv * a + 2 * 4.0 * nv / LOSS_CHUNKS;
+            lossBackward = nv * a + (a + 2 * 4.0) * nv / LOSS_CHUNKS;
+            lossFormula = "chunked cross-entropy (" + LOSS_CHUNKS + " chunks): N·V·" + a + " B logits + per-chunk fp32 temporaries";
+        } else {
+            // transformers: logits (compute dtype) -> .float() -> shifted contiguous copy -> log_softmax (saved, fp32).
+            // Backward: d(log_softmax), d(shifted), while the saved log-softmax is still held.
+            lossForward = nv * ((a == 4 ? 0 : a) + 4 + 4 + 4);
+            lossBackward = nv * (4 + 4 + 4);
+            lossFormula = "full logits: N·V × (" + (a == 4 ? "" : a + " + ") + "4 fp32 upcast + 4 shifted copy + 4 log-softmax) in forward, 12 B in backward";
+        }
+        return new Activations(saved, saved, backward, lossForward, lossBackward, formula, lossFormula);
+    }
+
+    static boolean targets(PlanOptions o, String... modules) {
+        for (String m : modules) if (o.loraTargets().contains(m)) return true;
+        return false;
+    }
+
+    /** Output rows of all quantised linear weights (one int8 scale each). */
+    static long linearRows(LlamaConfig c) {
+        long perLayer = c.qDim() + 2L * c.kvDim() + c.hiddenSize() + 2L * c.intermediateSize() + c.hiddenSize();
+        return perLayer * c.numLayers();
+    }
+
+    /** Optimizer state bytes per trainable parameter whose dtype is {@code paramBytes}. */
+    public static double optimizerBytes(Optim optim, int paramBytes) {
+        return switch (optim) {
+            case ADAMW -> 2.0 * paramBytes;            // m and v in the parameter's dtype (fp32: 8 B; bf16-pure: 4 B)
+            case ADAMW8BIT -> 2.0 + 2 * 4.0 / OPTIM8_BLOCK; // two int8 states + an fp32 absmax per 2048-element block each
+            case SGD -> paramBytes;                    // one momentum buffer
+        };
+    }
+
+    static String optimizerFormula(Optim optim, int paramBytes) {
+        return switch (optim) {
+            case ADAMW -> "AdamW m, v: " + 2 * paramBytes + " B per trainable parameter";
+            case ADAMW8BIT -> "8-bit AdamW: 2 B + fp32 absmax per 2048-element block, per trainable parameter";
+            case SGD -> "SGD momentum: " + paramBytes + " B per trainable parameter";
+        };
+    }
+
+    static String weightsFormula(PlanOptions o, Counts n) {
+        if (o.method() == Method.FULL) return n.total() + " params × " + (o.precision() == Precision.FP32 ? 4 : 2) + " B";
+        if (o.baseDtype() == null) return "frozen base: " + n.total() + " params × " + o.precision().computeBytes() + " B";
+        return "frozen base: " + n.linearWeights() + " linear weights in " + PlanOptions.name(o.baseDtype())
+                + (o.baseDtype() == PlanOptions.BaseDtype.NF4 ? (o.doubleQuant() ? " (4.127 bits, double-quantised constants)" : " (4.5 bits)")
+                : " (1 B + fp32 row scale)") + " + " + n.other() + " others";
+    }
+
+    static double shard(double bytes, boolean sharded, int workers) { return sharded ? Math.ceil(bytes / workers) : bytes; }
+
+    static Component gpu(String name, Category cat, double bytes, String formula) {
+        return place(name, Column.DEVICE, cat, bytes, formula);
+    }
+
+    static Component place(String name, Column column, Category cat, double bytes, String formula) {
+        long b = Math.round(bytes);
+        return new Component(name, column, cat, Accounting.TENSOR, new long[]{b, b, b, b}, formula);
+    }
+
+    static long[] phases(double forward, double backwardHead, double backward, double step) {
+        return new long[]{Math.round(forward), Math.round(backwardHead), Math.round(backward), Math.round(step)};
+    }
+}

@@ -1,0 +1,104 @@
+// Searches technique combinations for plans that fit, ranked by expected slowdown, each explained in one line per change.
+package dev.llamafit.plan;
+
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Locale;
+
+import dev.llamafit.memory.ByteSize;
+import dev.llamafit.model.LlamaConfig;
+import dev.llamafit.plan.PlanOptions.Method;
+import dev.llamafit.plan.PlanOptions.Offload;
+import dev.llamafit.plan.PlanOptions.Optim;
+import dev.llamafit.plan.PlanOptions.Precision;
+import dev.llamafit.plan.PlanOptions.Runtime;
+
+/**
+ * Varies precision, method (LoRA/QLoRA), checkpointing, optimizer, ZeRO stage, offload and micro-batch (with gradient
+ * accumulation keeping the effective batch) around the requested options. For the llamafit runtime only what the
+ * engine implements (fp32, full/LoRA, checkpointing, AdamW/SGD, micro-batch) is searched. Slowdown factors are rough
+ * expectations, not measurements: stated here once and in docs/PLANNER.md.
+ */
+public final class Recommender {
+    /** One recommended plan: options, gradient accumulation steps, expected time factor vs the request, and why. */
+    public record Recommendation(PlanOptions options, int gradAccum, double slowdown, MemoryPlan plan, List<String> steps) {}
+
+    private Recommender() {}
+
+    public static List<Recommendation> recommend(LlamaConfig c, PlanOptions want, Device device, int limit) {
+        MemoryPlan base = Planner.plan(c, want, device);
+        boolean llamafit = want.runtime() == Runtime.LLAMAFIT;
+        List<Precision> precisions = llamafit ? List.of(Precision.FP32) : List.of(want.precision(), Precision.BF16, Precision.BF16_PURE);
+        List<Method> methods = llamafit ? List.of(Method.FULL, Method.LORA) : List.of(Method.FULL, Method.LORA, Method.QLORA);
+        List<Optim> optims = llamafit ? List.of(Optim.ADAMW, Optim.SGD) : List.of(Optim.ADAMW, Optim.ADAMW8BIT, Optim.SGD);
+        List<Integer> zeros = llamafit || want.workers() == 1 ? List.of(0) : List.of(0, 1, 2, 3);
+        List<Offload> offloads = llamafit ? List.of(Offload.NONE) : List.of(Offload.NONE, Offload.CPU);
+        List<Recommendation> out = new ArrayList<>();
+        for (Precision p : precisions.stream().distinct().toList())
+            for (Method m : methods)
+                for (boolean gc : List.of(false, true))
+                    for (Optim opt : optims)
+                        for (int z : zeros)
+                            for (Offload off : offloads)
+                                for (int b = want.batchSize(); b >= 1; b /= 2) {
+                                    PlanOptions o;
+                                    try {
+                                        int zero = off != Offload.NONE && z == 0 ? 2 : z;
+                                        o = new PlanOptions(m, m == Method.FULL ? 0 : Math.max(want.loraRank(), 8), want.loraTargets(), p,
+                                                m == Method.QLORA ? PlanOptions.BaseDtype.NF4 : null, opt, gc, b, want.seqLen(), zero, want.workers(),
+                                                off, want.runtime(), want.attention(), want.stack(), false, false, want.doubleQuant());
+                                        o.validateFor(c);
+                                    } catch (IllegalArgumentException e) {
+                                        continue;
+                                    }
+                                    MemoryPlan plan = Planner.plan(c, o, device);
+                                    if (!plan.fits()) continue;
+                                    int accum = (int) Math.ceil((double) want.batchSize() / b);
+                                    out.add(new Recommendation(o, accum, slowdown(want, o), plan, explain(c, want, o, base, plan, device, accum)));
+                                    break; // the largest micro-batch that fits is the fastest for this combination
+                                }
+        out.sort(Comparator.comparingDouble(Recommendation::slowdown).thenComparingLong(r -> r.plan().devicePeakBytes()));
+        return out.subList(0, Math.min(limit, out.size()));
+    }
+
+    /** Expected time per effective batch relative to the request (1.0 = as fast). */
+    static double slowdown(PlanOptions want, PlanOptions o) {
+        double s = 1;
+        if (o.gradientCheckpointing() && !want.gradientCheckpointing()) s *= 1.33;       // one more forward ≈ 1/3 of fwd+bwd
+        if (o.method() == Method.QLORA && want.method() != Method.QLORA) s *= 1.3;       // NF4 dequantisation per matmul
+        if (o.method() != want.method() && o.method() == Method.LORA) s *= 0.9;          // no base weight gradients (but a different model update)
+        if (o.method() == Method.FULL && want.method() != Method.FULL) s *= 1.1;
+        if (o.optimizer() == Optim.ADAMW8BIT && want.optimizer() != Optim.ADAMW8BIT) s *= 1.02;
+        if (o.optimizer() == Optim.SGD && want.optimizer() != Optim.SGD) s *= 1.05;      // usually needs more steps
+        if (o.precision() == Precision.FP32 && want.precision() != Precision.FP32) s *= 2.5; // no tensor cores
+        if (o.precision() != Precision.FP32 && want.precision() == Precision.FP32) s *= 0.5;
+        s *= 1 + 0.05 * Math.max(0, o.zero() - want.zero()) + (o.zero() == 3 && want.zero() != 3 ? 0.1 : 0);
+        if (o.offload() == Offload.CPU && want.offload() != Offload.CPU) s *= 2.0;       // PCIe-bound optimizer step
+        for (int b = want.batchSize(); b > o.batchSize(); b /= 2) s *= 1.08;               // smaller matmuls, more launches
+        return s;
+    }
+
+    static List<String> explain(LlamaConfig c, PlanOptions want, PlanOptions o, MemoryPlan base, MemoryPlan plan, Device device, int accum) {
+        List<String> steps = new ArrayList<>();
+        if (o.precision() != want.precision()) steps.add("precision " + PlanOptions.name(o.precision()) + ": half-width weights and activations"
+                + (o.precision() == Precision.BF16_PURE ? ", bf16 optimizer states (torchtune's default)" : ", fp32 master weights"));
+        if (o.method() != want.method()) steps.add("method " + PlanOptions.name(o.method()) + (o.method() == Method.FULL ? ": trains every weight"
+                : ": frozen " + (o.method() == Method.QLORA ? "NF4 " : "") + "base, adapters r=" + o.loraRank() + " only (gradients and states shrink to the adapters)"
+                + (o.method() == Method.QLORA ? ", about +30% compute for dequantisation" : "")));
+        if (o.gradientCheckpointing() != want.gradientCheckpointing()) steps.add(o.gradientCheckpointing()
+                ? "gradient checkpointing: keep block inputs only, about +33% compute" : "no gradient checkpointing: faster, saves every block");
+        if (o.optimizer() != want.optimizer()) steps.add("optimizer " + PlanOptions.name(o.optimizer()) + ": "
+                + (o.optimizer() == Optim.ADAMW8BIT ? "2 B of state per parameter instead of 8" : o.optimizer() == Optim.SGD ? "one momentum buffer instead of two" : "full AdamW"));
+        if (o.zero() != want.zero()) steps.add("ZeRO-" + o.zero() + " over " + o.workers() + " workers: "
+                + switch (o.zero()) { case 1 -> "optimizer states sharded"; case 2 -> "optimizer states and gradients sharded"; case 3 -> "parameters sharded too (all-gather per block)"; default -> "no sharding"; });
+        if (o.offload() != want.offload()) steps.add("offload " + PlanOptions.name(o.offload()) + ": optimizer states (and gradients/parameters at higher stages) in host RAM, PCIe-bound step");
+        if (o.batchSize() != want.batchSize()) steps.add(String.format(Locale.ROOT, "micro-batch %d × %d accumulation steps keeps the effective batch %d",
+                o.batchSize(), accum, want.batchSize()));
+        steps.add(String.format(Locale.ROOT, "peak %s of %s (%s than requested)", ByteSize.format(plan.devicePeakBytes()),
+                ByteSize.format(device.memoryBytes()), signed(plan.devicePeakBytes() - base.devicePeakBytes())));
+        return steps;
+    }
+
+    private static String signed(long delta) { return (delta <= 0 ? "−" + ByteSize.format(-delta) + " less" : "+" + ByteSize.format(delta) + " more").replace(" less", "").replace(" more", "") + (delta <= 0 ? " less" : " more"); }
+}

@@ -1,0 +1,191 @@
+// The PyTorch/CUDA profile against published measurements (calibration_cases.csv), each in its own metric and unit.
+package dev.llamafit.plan;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+import org.junit.jupiter.api.Test;
+
+import dev.llamafit.io.ModelPresets;
+import dev.llamafit.model.LlamaConfig;
+import dev.llamafit.model.LoraConfig;
+import dev.llamafit.plan.PlanOptions.Attention;
+import dev.llamafit.plan.PlanOptions.BaseDtype;
+import dev.llamafit.plan.PlanOptions.Method;
+import dev.llamafit.plan.PlanOptions.Offload;
+import dev.llamafit.plan.PlanOptions.Optim;
+import dev.llamafit.plan.PlanOptions.Precision;
+import dev.llamafit.plan.PlanOptions.Runtime;
+import dev.llamafit.plan.PlanOptions.Stack;
+
+/**
+ * Every row of calibration_cases.csv predicted from the row's stated inputs (model, method, precision, batch, sequence,
+ * parallelism, offload, stack) with no per-row constants, compared in the row's metric and unit. Tolerance ±15%
+ * (issue 5). Rows the model cannot yet predict within it are listed in {@link #KNOWN_OUTSIDE} with the reason, printed,
+ * and documented in docs/PLANNER.md; they are not silently dropped, and if one starts passing the test says so.
+ */
+class CalibrationTest {
+    static final double TOLERANCE = 0.15;
+    /** Rows outside the tolerance today, with why (see docs/PLANNER.md). */
+    static final Map<String, String> KNOWN_OUTSIDE = Map.of(
+            "peft-12", "FSDP screenshot 72-80 GB (90-98% used) vs ZeRO-3's 64 GB for the same run; FSDP's extra reserve is not modelled",
+            "peft-13", "FSDP + CPU param offload: 19.6 GB measured, 10.6 GB predicted; what stays on the GPU is not understood yet",
+            "tt-15", "405B QLoRA at the stated micro-batch 2: 16.9 GB of checkpoints alone; the config's default batch_size=1 gives ~47 GB");
+
+    record Row(String id, double measured, String unit, String metric) {}
+
+    record Prediction(double value, Metric metric) {}
+
+    static final List<String> Q_V = List.of("q_proj", "v_proj");
+    static final List<String> QKV = List.of("q_proj", "k_proj", "v_proj");
+
+    static PlanOptions opts(Method m, int r, List<String> targets, Precision p, BaseDtype base, Optim opt, boolean gc, int b, int t,
+                            int zero, int workers, Offload off, Attention att, Stack stack, boolean inBwd, boolean paged) {
+        return new PlanOptions(m, r, targets, p, base, opt, gc, b, t, zero, workers, off, Runtime.PYTORCH, att, stack, inBwd, paged, true);
+    }
+
+    /** The planner's value for a row, in bytes, and the metric it is read with. */
+    static Prediction predict(String id) {
+        LlamaConfig l2_70 = ModelPresets.load("llama-2-70b"), l31_8 = ModelPresets.load("llama-3.1-8b"),
+                l31_70 = ModelPresets.load("llama-3.1-70b"), l31_405 = ModelPresets.load("llama-3.1-405b"), l1_7 = ModelPresets.load("llama-7b");
+        Device h100 = Devices.gpu("h100-80gb"), a100 = Devices.gpu("a100-80gb"), a40 = Devices.gpu("a100-40gb"), r4090 = Devices.gpu("rtx4090");
+        Device a6000 = Device.gpu("rtx-a6000", 48L << 30);
+        // CUDA 11.2 (the HF rows) loads every kernel image at start-up: no lazy loading.
+        Device v100 = new Device("v100-16gb", 16L << 30, true, Device.EAGER_CONTEXT_BYTES, 1);
+        List<String> all = LoraConfig.ALL_LINEAR;
+        PlanOptions o;
+        LlamaConfig c;
+        Device d;
+        Metric metric;
+        switch (id) {
+            case "hf-bert-00" -> { return new Prediction(v100.contextBytes(), Metric.NVIDIA_SMI); }
+            case "hf-bert-01" -> { return new Prediction(v100.contextBytes() + 4.0 * bertLargeParams(), Metric.NVIDIA_SMI); }
+            case "peft-10" -> { c = l2_70; d = h100; metric = Metric.NVIDIA_SMI;
+                o = opts(Method.LORA, 8, all, Precision.BF16, null, Optim.ADAMW, true, 8, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.HF, false, false); }
+            case "peft-11" -> { c = l2_70; d = a40; metric = Metric.NVIDIA_SMI;
+                o = opts(Method.QLORA, 8, all, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 2, Offload.NONE, Attention.FLASH, Stack.HF, false, false); }
+            case "peft-12" -> { c = l2_70; d = h100; metric = Metric.NVIDIA_SMI;
+                o = opts(Method.LORA, 8, all, Precision.BF16, null, Optim.ADAMW, true, 8, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.HF, false, false); }
+            case "peft-13" -> { c = l2_70; d = r4090; metric = Metric.NVIDIA_SMI;
+                o = opts(Method.QLORA, 8, all, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 2, Offload.CPU, Attention.FLASH, Stack.HF, false, false); }
+            case "peft-14" -> { c = l2_70; d = a40; metric = Metric.NVIDIA_SMI;
+                o = opts(Method.QLORA, 8, all, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 2, Offload.NONE, Attention.FLASH, Stack.HF, false, false); }
+            case "tt-08" -> { c = l31_8; d = r4090; metric = Metric.ALLOCATED;
+                o = opts(Method.FULL, 0, List.of(), Precision.BF16_PURE, null, Optim.ADAMW8BIT, true, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, true, true); }
+            case "tt-09" -> { c = l31_8; d = a6000; metric = Metric.ALLOCATED;
+                o = opts(Method.FULL, 0, List.of(), Precision.BF16_PURE, null, Optim.ADAMW8BIT, false, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, true, true); }
+            case "tt-10" -> { c = l31_8; d = r4090; metric = Metric.ALLOCATED;
+                o = opts(Method.LORA, 8, Q_V, Precision.BF16_PURE, null, Optim.ADAMW, true, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, false, false); }
+            case "tt-11" -> { c = l31_8; d = a6000; metric = Metric.ALLOCATED;
+                o = opts(Method.LORA, 8, Q_V, Precision.BF16_PURE, null, Optim.ADAMW, false, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, false, false); }
+            case "tt-12" -> { c = l31_8; d = r4090; metric = Metric.ALLOCATED;
+                o = opts(Method.QLORA, 8, all, Precision.BF16_PURE, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, false, false); }
+            case "tt-13" -> { c = l31_70; d = a100; metric = Metric.ALLOCATED;
+                o = opts(Method.FULL, 0, List.of(), Precision.BF16_PURE, null, Optim.ADAMW, true, 2, 2048, 3, 8, Offload.CPU, Attention.FLASH, Stack.TORCHTUNE, true, false); }
+            case "tt-14" -> { c = l31_70; d = a100; metric = Metric.ALLOCATED;
+                o = opts(Method.LORA, 16, QKV, Precision.BF16_PURE, null, Optim.ADAMW, true, 2, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, false, false); }
+            case "tt-15" -> { c = l31_405; d = a100; metric = Metric.ALLOCATED;
+                o = opts(Method.QLORA, 16, all, Precision.BF16_PURE, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, false, false); }
+            case "ql-01" -> {
+                // The row states components; the first is the 4-bit base model (weights component alone).
+                o = opts(Method.QLORA, 64, all, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, false, 1, 512, 0, 1, Offload.NONE, Attention.FLASH, Stack.HF, false, false);
+                MemoryPlan p = Planner.plan(l1_7, o, a100);
+                long w = p.components().stream().filter(x -> x.name().equals("weights")).findFirst().orElseThrow().bytes();
+                return new Prediction(w, Metric.ALLOCATED);
+            }
+            default -> throw new IllegalArgumentException("no inputs for row " + id);
+        }
+        MemoryPlan p = Planner.plan(c, o, d);
+        return new Prediction(p.peak(Column.DEVICE, metric), metric);
+    }
+
+    /** bert-large-uncased + a 2-label head, counted from its architecture (BERT is not a LLaMA: no config preset). */
+    static double bertLargeParams() {
+        long h = 1024, f = 4096, v = 30522, layers = 24, pos = 512;
+        long emb = v * h + pos * h + 2 * h + 2 * h;
+        long layer = 4 * (h * h + h) + (h * f + f) + (f * h + h) + 2 * 2 * h;
+        long pooler = h * h + h, classifier = 2 * h + 2;
+        return emb + layers * layer + pooler + classifier;
+    }
+
+    static double toUnit(double bytes, String unit) {
+        return switch (unit) {
+            case "MiB" -> bytes / (1 << 20);
+            case "GiB" -> bytes / (1L << 30);
+            case "GB" -> bytes / 1e9;
+            case "MB" -> bytes / 1e6;
+            default -> throw new IllegalArgumentException("unit " + unit);
+        };
+    }
+
+    @Test
+    void publishedMeasurementsWithinTolerance() throws IOException {
+        List<Row> rows = rows();
+        assertTrue(rows.size() >= 16, "expected 16 calibration rows, read " + rows.size());
+        StringBuilder table = new StringBuilder(String.format(Locale.ROOT, "%-11s %10s %10s %6s %-5s %-11s %s%n",
+                "case", "measured", "predicted", "ratio", "unit", "metric", "status"));
+        List<String> failures = new ArrayList<>(), unexpectedPasses = new ArrayList<>();
+        for (Row r : rows) {
+            Prediction p = predict(r.id);
+            double predicted = toUnit(p.value, r.unit);
+            double ratio = predicted / r.measured;
+            boolean ok = Math.abs(ratio - 1) <= TOLERANCE;
+            String status = ok ? "ok" : KNOWN_OUTSIDE.containsKey(r.id) ? "KNOWN OUTSIDE: " + KNOWN_OUTSIDE.get(r.id) : "FAIL";
+            table.append(String.format(Locale.ROOT, "%-11s %10.1f %10.1f %6.3f %-5s %-11s %s%n", r.id, r.measured, predicted, ratio, r.unit,
+                    p.metric.name().toLowerCase(Locale.ROOT), status));
+            if (!ok && !KNOWN_OUTSIDE.containsKey(r.id)) failures.add(r.id);
+            if (ok && KNOWN_OUTSIDE.containsKey(r.id)) unexpectedPasses.add(r.id);
+        }
+        System.out.print(table);
+        assertTrue(failures.isEmpty(), "rows outside ±" + (int) (TOLERANCE * 100) + "%: " + failures + "\n" + table);
+        assertTrue(unexpectedPasses.isEmpty(), "rows listed as outside now pass; remove them from KNOWN_OUTSIDE: " + unexpectedPasses);
+    }
+
+    static List<Row> rows() throws IOException {
+        List<Row> out = new ArrayList<>();
+        try (InputStream in = CalibrationTest.class.getResourceAsStream("/planner/calibration_cases.csv")) {
+            List<String> lines = new String(in.readAllBytes(), StandardCharsets.UTF_8).lines().toList();
+            List<String> header = csv(lines.getFirst());
+            for (String line : lines.subList(1, lines.size())) {
+                if (line.isBlank()) continue;
+                List<String> f = csv(line);
+                Map<String, String> m = new LinkedHashMap<>();
+                for (int i = 0; i < header.size(); i++) m.put(header.get(i), i < f.size() ? f.get(i) : "");
+                out.add(new Row(m.get("case_id"), measured(m.get("measured_value")), m.get("unit"), m.get("metric")));
+            }
+        }
+        return out;
+    }
+
+    /** "64" -> 64; "72-80" (a range read off a screenshot) -> its midpoint; "5048 (4-bit base); …" -> the first figure. */
+    static double measured(String v) {
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("^\\s*([0-9.]+)(?:-([0-9.]+))?").matcher(v);
+        if (!m.find()) throw new IllegalArgumentException("unreadable measured value " + v);
+        double lo = Double.parseDouble(m.group(1));
+        return m.group(2) == null ? lo : (lo + Double.parseDouble(m.group(2))) / 2;
+    }
+
+    static List<String> csv(String line) {
+        List<String> out = new ArrayList<>();
+        StringBuilder cur = new StringBuilder();
+        boolean quoted = false;
+        for (int i = 0; i < line.length(); i++) {
+            char ch = line.charAt(i);
+            if (ch == '"') {
+                if (quoted && i + 1 < line.length() && line.charAt(i + 1) == '"') { cur.append('"'); i++; }
+                else quoted = !quoted;
+            } else if (ch == ',' && !quoted) { out.add(cur.toString()); cur.setLength(0); }
+            else cur.append(ch);
+        }
+        out.add(cur.toString());
+        return out;
+    }
+}

@@ -1,0 +1,90 @@
+// llamafit runtime: the plan equals the ledger's peaks of a real training step, per category, over a matrix of configs.
+package dev.llamafit.plan;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import dev.llamafit.io.ConfigJson;
+import dev.llamafit.kernels.KernelBackends;
+import dev.llamafit.kernels.Parallel;
+import dev.llamafit.memory.Category;
+import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.model.LlamaConfig;
+import dev.llamafit.model.ParameterLayout;
+import dev.llamafit.model.RandomModels;
+import dev.llamafit.model.TrainingStep;
+import dev.llamafit.optim.AdamW;
+import dev.llamafit.optim.Optimizer;
+import dev.llamafit.optim.Param;
+import dev.llamafit.optim.Sgd;
+import dev.llamafit.tensor.DType;
+import dev.llamafit.tensor.Tensor;
+import dev.llamafit.tensor.TensorSpec;
+
+/** Full / LoRA × checkpointing off/on × B ∈ {1, 2, 3} × two shapes (tiny GQA fixture, stories15M-like), and SGD. */
+class LedgerMatchTest {
+    static final int T = 16;
+
+
+    static List<Arguments> matrix() {
+        List<Arguments> a = new ArrayList<>();
+        for (String shape : List.of("tiny", "stories15M"))
+            for (boolean lora : List.of(false, true))
+                for (boolean gc : List.of(false, true))
+                    for (int b : List.of(1, 2, 3)) a.add(Arguments.of(shape, lora, gc, b, "adamw"));
+        a.add(Arguments.of("tiny", false, false, 2, "sgd"));
+        a.add(Arguments.of("tiny", true, true, 2, "sgd"));
+        return a;
+    }
+
+
+    static LlamaConfig shape(String name) {
+        return name.equals("tiny") ? ConfigJson.read(Path.of("src/test/resources/fixtures/tiny-llama-gqa-tied/config.json"))
+                : RandomModels.stories15M();
+    }
+
+    @ParameterizedTest(name = "{0} lora={1} gc={2} B={3} {4}")
+    @MethodSource("matrix")
+    void planEqualsLedger(String shapeName, boolean lora, boolean gc, int batch, String optimizer) {
+        LlamaConfig c = shape(shapeName);
+        PlanOptions o = new PlanOptions(lora ? PlanOptions.Method.LORA : PlanOptions.Method.FULL, lora ? 4 : 0,
+                lora ? List.of("q_proj", "k_proj", "v_proj", "o_proj", "down_proj") : List.of(), PlanOptions.Precision.FP32, null,
+                optimizer.equals("sgd") ? PlanOptions.Optim.SGD : PlanOptions.Optim.ADAMW, gc, batch, T, 0, 1, PlanOptions.Offload.NONE,
+                PlanOptions.Runtime.LLAMAFIT, PlanOptions.Attention.EAGER, PlanOptions.Stack.HF, false, false, true);
+        MemoryPlan plan = Planner.plan(c, o, Devices.cpu(64L << 30, Parallel.threads()));
+
+        MemoryLedger ledger = new MemoryLedger();
+        Map<String, Tensor> w = RandomModels.weights(c, ledger, 5, 0.05);
+        TrainingStep.Options so = new TrainingStep.Options(o.loraConfig(), gc, 1, 3);
+        try (TrainingStep step = new TrainingStep(c, w, KernelBackends.get(), ledger, batch, T, so);
+             Optimizer opt = optimizer.equals("sgd") ? new Sgd(0.9, 0, ledger) : new AdamW(0.9, 0.999, 1e-8, 0, ledger)) {
+            SplittableRandom r = new SplittableRandom(1);
+            int[][] ids = new int[batch][T], labels = new int[batch][T];
+            for (int i = 0; i < batch; i++)
+                for (int t = 0; t < T; t++) { ids[i][t] = r.nextInt(c.vocabSize()); labels[i][t] = r.nextInt(c.vocabSize()); }
+            List<Param> params = new ArrayList<>();
+            if (lora) step.adapterWeights().forEach((n, v) -> params.add(new Param(n, v, step.adapterGradients().get(n), true)));
+            else for (TensorSpec s : ParameterLayout.of(c, DType.F32).specs())
+                params.add(new Param(s.name(), w.get(s.name()), step.gradients().get(s.name()), true));
+            for (int i = 0; i < 2; i++) {
+                step.zeroGradients();
+                step.forwardBackward(ids, labels, batch * T);
+                opt.step(params, 1e-3);
+            }
+            for (Category cat : List.of(Category.WEIGHTS, Category.GRADIENTS, Category.OPTIMIZER, Category.ACTIVATIONS, Category.WORKSPACE))
+                assertEquals(ledger.peakBytes(cat), plan.categoryPeak(cat), cat.key() + " planned vs ledger peak");
+            assertEquals(ledger.totalPeakBytes(), plan.peak(Column.DEVICE, Metric.ALLOCATED), "total planned vs ledger peak");
+        } finally {
+            w.values().forEach(Tensor::close);
+        }
+    }
+}

@@ -1,0 +1,104 @@
+// `llamafit plan` end to end: presets, JSON fields, bad input exit codes, the seed formula, speed of --recommend.
+package dev.llamafit.plan;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.PrintWriter;
+import java.io.StringWriter;
+
+import org.junit.jupiter.api.Test;
+
+import com.fasterxml.jackson.databind.JsonNode;
+
+import dev.llamafit.cli.Main;
+import dev.llamafit.io.Json;
+import dev.llamafit.io.ModelPresets;
+
+class PlanCommandTest {
+    record Run(int code, String out, String err) {}
+
+    static Run run(String... args) {
+        StringWriter o = new StringWriter(), e = new StringWriter();
+        int code = Main.run(args, new PrintWriter(o, true), new PrintWriter(e, true));
+        return new Run(code, o.toString(), e.toString());
+    }
+
+    @Test
+    void jsonHasTheRequiredFieldsAndAnswersFast() throws Exception {
+        long t0 = System.nanoTime();
+        Run r = run("plan", "--model", "llama-3.1-8b", "--method", "lora", "--precision", "bf16", "--device", "a100-80gb",
+                "--gradient-checkpointing", "--batch-size", "2", "--seq-len", "2048", "--max-batch", "--max-seq-len", "--json");
+        double secs = (System.nanoTime() - t0) / 1e9;
+        assertEquals(0, r.code, r.err);
+        JsonNode j = Json.MAPPER.readTree(r.out);
+        assertTrue(j.path("device").path("peak_bytes").asLong() > 16e9, r.out);
+        assertTrue(j.path("host").has("peak_bytes"));
+        assertTrue(j.has("disk_bytes"));
+        assertTrue(j.path("fits").asBoolean());
+        assertTrue(j.path("components").size() > 4);
+        assertTrue(j.path("max_batch_size").asInt() >= 2);
+        assertTrue(j.path("max_seq_len").asInt() >= 2048);
+        assertTrue(secs < 1.5, "plan took " + secs + " s");
+    }
+
+    @Test
+    void tableForEveryPresetAndTheCpu() {
+        for (String name : ModelPresets.names()) {
+            Run r = run("plan", "--model", name, "--device", "h100-80gb", "--precision", "bf16", "--method", "qlora", "--lora-r", "16");
+            assertEquals(0, r.code, name + ": " + r.err);
+        }
+        Run cpu = run("plan", "--model", "src/test/resources/fixtures/tiny-llama-gqa-tied/config.json", "--memory", "24GiB", "--seq-len", "32");
+        assertEquals(0, cpu.code, cpu.err);
+        assertTrue(cpu.out.contains("fits"), cpu.out);
+    }
+
+    @Test
+    void badInputExitsWithTwo() {
+        Run r = run("plan", "--model", "llama-3-8b");
+        assertEquals(2, r.code);
+        assertTrue(r.err.contains("did you mean") && r.err.contains("llama-3.1-8b"), r.err);
+        r = run("plan", "--model", "llama-2-7b", "--base-dtype", "int8", "--device", "a100-80gb");
+        assertEquals(2, r.code);
+        assertTrue(r.err.contains("needs --method lora or qlora"), r.err);
+        r = run("plan", "--model", "llama-2-7b", "--precision", "bf16");
+        assertEquals(2, r.code);
+        assertTrue(r.err.contains("not implemented in the llamafit runtime yet"), r.err);
+        r = run("plan", "--model", "smollm-135m", "--method", "lora", "--lora-r", "1000", "--lora-targets", "k_proj");
+        assertEquals(2, r.code);
+        assertTrue(r.err.contains("exceeds the dimension of k_proj"), r.err);
+        r = run("plan", "--model", "llama-2-7b", "--memory", "lots");
+        assertEquals(2, r.code);
+        r = run("plan", "--model", "llama-2-7b", "--device", "a100");
+        assertEquals(2, r.code);
+        assertTrue(r.err.contains("a100-40gb"), r.err);
+    }
+
+    @Test
+    void seedFormulaReproducesItsExample() {
+        // LLaMA-6B in int8: "6B" parameters at LLaMA-7B's shape, 2048-token samples, an 80 GB A100.
+        FormulaSeed s = FormulaSeed.of(6e9, 1, ModelPresets.load("llama-7b"), 2048);
+        assertEquals(25.3, s.fixedGb(), 1e-9);
+        assertEquals(0.99, s.perSampleGb(), 0.005);
+        int batch = s.batch(FormulaSeed.asRuleReadsIt(80));
+        assertTrue(batch >= 48 && batch <= 50, "batch " + batch);
+        Run r = run("plan", "--model", "llama-7b", "--method", "lora", "--base-dtype", "int8", "--precision", "bf16", "--seq-len", "2048",
+                "--device", "a100-80gb", "--formula", "seed", "--max-batch");
+        assertEquals(0, r.code, r.err);
+        assertTrue(r.out.contains("formula seed") && r.out.contains("component model"), r.out);
+    }
+
+    @Test
+    void recommend70bOnEightGpusUnderFiveSeconds() {
+        long t0 = System.nanoTime();
+        Run r = run("plan", "--model", "llama-3.1-70b", "--precision", "bf16", "--device", "h100-80gb", "--workers", "8",
+                "--batch-size", "8", "--seq-len", "4096", "--recommend");
+        double secs = (System.nanoTime() - t0) / 1e9;
+        assertEquals(0, r.code, r.err);
+        assertTrue(r.out.contains("1. ×"), r.out);
+        assertTrue(secs < 5, "recommend took " + secs + " s");
+        Run l = run("plan", "--model", "llama-2-7b", "--memory", "16GiB", "--recommend");
+        assertEquals(0, l.code, l.err);
+        assertTrue(!l.out.contains("bf16") && !l.out.contains("zero"), "llamafit: only what the engine implements\n" + l.out);
+    }
+}
