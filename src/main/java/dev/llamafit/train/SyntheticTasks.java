@@ -60,21 +60,15 @@ public final class SyntheticTasks {
      * drawn first and then excluded never leaks into training. Distinct letters keep "sort" free of ties.
      */
     public static List<Example> generate(Task task, int count, int minLen, int maxLen, SplittableRandom random, Set<String> exclude) {
-        return generate(task, count, minLen, maxLen, LETTERS.length(), random, exclude);
-    }
-
-    /** As above, drawing letters from the first {@code alphabet} letters only (a smaller alphabet is an easier task). */
-    public static List<Example> generate(Task task, int count, int minLen, int maxLen, int alphabet, SplittableRandom random, Set<String> exclude) {
-        if (alphabet < 1 || alphabet > LETTERS.length()) throw new IllegalArgumentException("alphabet must be 1.." + LETTERS.length() + ", got " + alphabet);
-        if (minLen < 1 || maxLen < minLen || maxLen > alphabet)
-            throw new IllegalArgumentException("letter counts must satisfy 1 <= min <= max <= " + alphabet);
+        if (minLen < 1 || maxLen < minLen || maxLen > LETTERS.length())
+            throw new IllegalArgumentException("letter counts must satisfy 1 <= min <= max <= " + LETTERS.length());
         List<Example> out = new ArrayList<>(count);
         int attempts = 0;
         while (out.size() < count) {
             if (++attempts > 100 * count + 1000)
                 throw new IllegalArgumentException("cannot draw " + count + " distinct " + task.word + " examples of length " + minLen + ".." + maxLen);
             int len = minLen + random.nextInt(maxLen - minLen + 1);
-            String letters = distinctLetters(len, alphabet, random);
+            String letters = distinctLetters(len, random);
             if (!exclude.add(task.word + " " + letters)) continue;
             out.add(new Example(task.word + " " + letters, task.apply(letters)));
         }
@@ -84,8 +78,8 @@ public final class SyntheticTasks {
     /** Convenience for a fresh exclusion set. */
     public static Set<String> newExclusions() { return new HashSet<>(); }
 
-    private static String distinctLetters(int len, int alphabet, SplittableRandom random) {
-        char[] pool = LETTERS.substring(0, alphabet).toCharArray();
+    private static String distinctLetters(int len, SplittableRandom random) {
+        char[] pool = LETTERS.toCharArray();
         // Partial Fisher-Yates: the first len entries become a uniform draw without replacement.
         for (int i = 0; i < len; i++) {
             int j = i + random.nextInt(pool.length - i);
@@ -101,58 +95,16 @@ public final class SyntheticTasks {
      * template and trains on the answer only; the prompt is masked, as in instruction tuning.
      */
     public static void writeChatJsonl(Path file, List<Example> examples) throws IOException {
-        writeConversations(file, examples.stream().map(List::of).toList());
-    }
-
-    /** Chat JSONL with one record per conversation, each a run of user/assistant turns (every answer is trained). */
-    public static void writeConversations(Path file, List<List<Example>> conversations) throws IOException {
         StringBuilder sb = new StringBuilder();
-        for (List<Example> conversation : conversations) {
-            List<Map<String, Object>> messages = new ArrayList<>();
-            for (Example e : conversation) {
-                Map<String, Object> user = new LinkedHashMap<>(), assistant = new LinkedHashMap<>();
-                user.put("role", "user");
-                user.put("content", e.prompt());
-                assistant.put("role", "assistant");
-                assistant.put("content", e.answer());
-                messages.add(user);
-                messages.add(assistant);
-            }
-            sb.append(Json.writeCompact(Map.of("messages", messages))).append('\n');
+        for (Example e : examples) {
+            Map<String, Object> user = new LinkedHashMap<>(), assistant = new LinkedHashMap<>();
+            user.put("role", "user");
+            user.put("content", e.prompt());
+            assistant.put("role", "assistant");
+            assistant.put("content", e.answer());
+            sb.append(Json.writeCompact(Map.of("messages", List.of(user, assistant)))).append('\n');
         }
         AtomicFiles.writeString(file, sb.toString());
-    }
-
-    /**
-     * Tokens one question/answer turn takes under the default chat template with the demo's character tokenizer:
-     * {@code <|user|> \n prompt \n <|assistant|> \n answer </s>}, i.e. one per character plus six.
-     */
-    public static int turnTokens(Example e) {
-        return e.prompt().length() + e.answer().length() + 6;
-    }
-
-    /**
-     * Groups examples, in order, into conversations of several turns that fit {@code maxTokens} (BOS included).
-     * Only the answers are trained, so one question per sequence would leave most of a sequence prompt or
-     * padding; packing a few per sequence multiplies the trained tokens of every step at the same cost.
-     */
-    public static List<List<Example>> pack(List<Example> examples, int maxTokens) {
-        List<List<Example>> out = new ArrayList<>();
-        List<Example> current = new ArrayList<>();
-        int used = 1;
-        for (Example e : examples) {
-            int n = turnTokens(e);
-            if (1 + n > maxTokens) throw new IllegalArgumentException("example '" + e.prompt() + "' needs " + (1 + n) + " tokens, more than " + maxTokens);
-            if (used + n > maxTokens) {
-                out.add(current);
-                current = new ArrayList<>();
-                used = 1;
-            }
-            current.add(e);
-            used += n;
-        }
-        if (!current.isEmpty()) out.add(current);
-        return out;
     }
 
     /**

@@ -80,27 +80,6 @@ class DemoCommandTest {
     }
 
     @Test
-    void packedConversationsFitTheSequenceAndKeepEveryAnswer() throws Exception {
-        var random = new java.util.SplittableRandom(3);
-        List<SyntheticTasks.Example> ex = SyntheticTasks.generate(SyntheticTasks.Task.REVERSE, 50, 3, 5, random, SyntheticTasks.newExclusions());
-        var packed = SyntheticTasks.pack(ex, 64);
-        assertEquals(ex, packed.stream().flatMap(List::stream).toList());
-        assertTrue(packed.size() < ex.size() / 2, "several questions per sequence: " + packed.size());
-        Path model = tmp.resolve("m");
-        dev.llamafit.train.TinyBaseModel.write(model, dev.llamafit.train.TinyBaseModel.config(16, 1, 2, 1, 32, 64), 1,
-                dev.llamafit.memory.MemoryLedger.global());
-        Path file = tmp.resolve("packed.jsonl");
-        SyntheticTasks.writeConversations(file, packed);
-        Tokenizer tok = Tokenizers.load(model);
-        // The token arithmetic of pack() matches what the data pipeline renders: nothing is truncated, every answer is trained.
-        var d = dev.llamafit.io.data.Datasets.load(file, tok, model, new dev.llamafit.io.data.DataOptions(64, false, false, null, java.util.Map.of()));
-        assertEquals(0, d.truncated());
-        assertEquals(packed.size(), d.examples().size());
-        long answerTokens = ex.stream().mapToLong(e -> e.answer().length() + 1).sum();
-        assertEquals(answerTokens, d.trainedTokens());
-    }
-
-    @Test
     void theCharacterTokenizerGivesOneIdPerCharacterAndRoundTrips() throws Exception {
         Path work = tmp.resolve("tok");
         var config = dev.llamafit.train.TinyBaseModel.config(16, 1, 2, 1, 32, 64);
