@@ -33,18 +33,17 @@ final class DemoCommand implements Callable<Integer> {
 
     @Option(names = "--work", description = "Folder for the model, data and runs (default: a new temporary folder, kept).") Path work;
     @Option(names = "--seed", defaultValue = "1", description = "Seed for data, weights and data order (default: ${DEFAULT-VALUE}).") long seed;
-    @Option(names = "--steps-pretrain", defaultValue = "300", description = "Optimizer steps on task A (default: ${DEFAULT-VALUE}).") long stepsPretrain;
-    @Option(names = "--steps-finetune", defaultValue = "200", description = "Optimizer steps on task B or the real data (default: ${DEFAULT-VALUE}).") long stepsFinetune;
+    @Option(names = "--steps-pretrain", defaultValue = "500", description = "Optimizer steps on task A (default: ${DEFAULT-VALUE}).") long stepsPretrain;
+    @Option(names = "--steps-finetune", defaultValue = "400", description = "Optimizer steps on task B or the real data (default: ${DEFAULT-VALUE}).") long stepsFinetune;
     @Option(names = "--eval-examples", defaultValue = "100", description = "Held-out prompts per accuracy measurement (default: ${DEFAULT-VALUE}).") int evalExamples;
     @Option(names = "--model", description = "Fine-tune this Hugging Face model folder instead (skips pretraining; needs --data).") Path model;
     @Option(names = "--data", description = "Training data for --model (text, Alpaca or chat); 10% is held out for the loss.") Path data;
-    @Option(names = "--full-finetune-phase2", description = "TEMPORARY: if the trainer cannot do LoRA yet, run phase 2 as full fine-tuning.") boolean fullFinetunePhase2;
     @Option(names = "--json", description = "Print one JSON object with every number instead of the text report.") boolean json;
 
     @Override
     public Integer call() throws Exception {
         Path dir = work != null ? work : Files.createTempDirectory("llamafit-demo-");
-        Demo.Options o = new Demo.Options(dir, seed, stepsPretrain, stepsFinetune, model, data, evalExamples, fullFinetunePhase2);
+        Demo.Options o = new Demo.Options(dir, seed, stepsPretrain, stepsFinetune, model, data, evalExamples);
         PrintWriter out = spec.commandLine().getOut();
         // Training progress goes to stderr under --json so stdout stays one JSON object.
         PrintStream log = json ? System.err : System.out;
@@ -62,6 +61,7 @@ final class DemoCommand implements Callable<Integer> {
         m.put("work", r.work().toString());
         m.put("base_model", r.baseModel().toString());
         m.put("parameters", r.parameters());
+        m.put("trainable_parameters", r.trainableParameters());
         List<Object> phases = new ArrayList<>();
         for (Demo.Phase p : r.phases()) {
             Map<String, Object> ph = new LinkedHashMap<>();
@@ -70,35 +70,48 @@ final class DemoCommand implements Callable<Integer> {
             ph.put("data", p.data());
             ph.put("steps", p.steps());
             ph.put("seconds", p.seconds());
+            ph.put("trainable_parameters", p.trainableParameters());
             ph.put("first_loss", p.firstLoss());
             ph.put("last_loss", p.lastLoss());
             ph.put("eval_loss", finite(p.evalLoss()));
             ph.put("losses", p.losses());
             ph.put("loss_plot", p.lossPlot().toString());
             ph.put("output", p.output().toString());
-            ph.put("final_model", p.finalModel().toString());
+            ph.put("product", p.product().toString());
+            ph.put("ledger_peak_bytes", keyed(p.ledgerPeakBytes()));
+            ph.put("ledger_total_peak_bytes", p.ledgerTotalPeakBytes());
+            ph.put("peak_rss_bytes_so_far", p.peakRssBytes());
             phases.add(ph);
         }
         m.put("phases", phases);
-        Map<String, Object> acc = new LinkedHashMap<>();
-        acc.put("task_a_after_pretrain", accuracy(r.taskAAfterPretrain()));
-        acc.put("task_b_before", accuracy(r.taskBBefore()));
-        acc.put("task_b_after", accuracy(r.taskBAfter()));
-        acc.put("task_a_after_finetune", accuracy(r.taskAAfterFinetune()));
-        m.put("accuracy", acc);
+        if (r.taskBAfter() != null) {
+            Map<String, Object> acc = new LinkedHashMap<>();
+            acc.put("task_a_after_pretrain", accuracy(r.taskAAfterPretrain()));
+            acc.put("task_b_before", accuracy(r.taskBBefore()));
+            acc.put("task_b_after", accuracy(r.taskBAfter()));
+            acc.put("task_a_after_finetune", accuracy(r.taskAAfterFinetune()));
+            m.put("accuracy", acc);
+        } else {
+            m.put("accuracy", null);
+        }
         m.put("eval_loss_before", finite(r.evalLossBefore()));
         m.put("eval_loss_after", finite(r.evalLossAfter()));
-        m.put("adapter_bytes", r.adapterBytes());
-        Map<String, Object> mem = new LinkedHashMap<>();
-        Map<String, Long> peaks = new LinkedHashMap<>();
-        r.ledgerPeakBytes().forEach((c, b) -> peaks.put(c.key(), b));
-        mem.put("ledger_peak_bytes", peaks);
-        mem.put("ledger_total_peak_bytes", r.ledgerTotalPeakBytes());
-        mem.put("peak_rss_bytes", r.peakRssBytes());
-        m.put("memory", mem);
+        Map<String, Object> adapter = new LinkedHashMap<>();
+        adapter.put("path", r.adapter().toString());
+        adapter.put("bytes", r.adapterBytes());
+        adapter.put("trainable_parameters", r.trainableParameters());
+        m.put("adapter", adapter);
+        m.put("peak_rss_bytes", r.peakRssBytes());
+        m.put("wall_seconds", r.wallSeconds());
         m.put("seconds", r.seconds());
         m.put("notes", r.notes());
         return m;
+    }
+
+    private static Map<String, Long> keyed(Map<Category, Long> peaks) {
+        Map<String, Long> out = new LinkedHashMap<>();
+        peaks.forEach((c, b) -> out.put(c.key(), b));
+        return out;
     }
 
     private static Object accuracy(Demo.Accuracy a) {
@@ -123,8 +136,9 @@ final class DemoCommand implements Callable<Integer> {
                 r.config().hiddenSize(), r.config().numLayers(), r.config().numHeads(), r.config().numKvHeads(),
                 r.config().intermediateSize(), r.config().vocabSize());
         for (Demo.Phase p : r.phases()) {
-            out.printf(Locale.ROOT, "%n%s: %s on %s, %d steps in %.1f s, loss %.3f -> %.3f%s%n", p.name(), p.method(), p.data(), p.steps(),
-                    p.seconds(), p.firstLoss(), p.lastLoss(), Double.isNaN(p.evalLoss()) ? "" : String.format(Locale.ROOT, ", held-out loss %.3f", p.evalLoss()));
+            out.printf(Locale.ROOT, "%n%s: %s on %s, %d steps in %.1f s, %,d trainable parameters, loss %.3f -> %.3f%s%n", p.name(), p.method(),
+                    p.data(), p.steps(), p.seconds(), p.trainableParameters(), p.firstLoss(), p.lastLoss(),
+                    Double.isNaN(p.evalLoss()) ? "" : String.format(Locale.ROOT, ", held-out loss %.3f", p.evalLoss()));
             out.printf("  loss  %s%n", sparkline(p.losses(), 50));
             out.printf("  %s%n", lossTable(p.losses()));
             out.printf("  plot  %s%n", p.lossPlot());
@@ -134,21 +148,35 @@ final class DemoCommand implements Callable<Integer> {
             out.println("accuracy (exact match of greedy answers on held-out prompts):");
             line(out, "task A (" + r.taskAAfterPretrain().task() + ") after pretraining", r.taskAAfterPretrain());
             line(out, "task B (" + r.taskBBefore().task() + ") before fine-tuning", r.taskBBefore());
-            line(out, "task B (" + r.taskBAfter().task() + ") after fine-tuning", r.taskBAfter());
-            line(out, "task A (" + r.taskAAfterFinetune().task() + ") after fine-tuning", r.taskAAfterFinetune());
-            out.println("examples (task B, after fine-tuning):");
+            line(out, "task B (" + r.taskBAfter().task() + ") after LoRA fine-tuning", r.taskBAfter());
+            line(out, "task A (" + r.taskAAfterFinetune().task() + ") after LoRA fine-tuning", r.taskAAfterFinetune());
+            out.println("examples (task B, base + adapter):");
             for (Demo.Sample s : r.taskBAfter().samples())
                 out.printf("  %-14s expected %-8s got %-8s %s%n", s.prompt(), s.expected(), s.generated(), s.expected().equals(s.generated()) ? "ok" : "wrong");
         } else {
-            out.printf(Locale.ROOT, "held-out loss: %.4f before -> %.4f after fine-tuning%n", r.evalLossBefore(), r.evalLossAfter());
+            out.printf(Locale.ROOT, "held-out loss: %.4f before -> %.4f after LoRA fine-tuning (base + adapter)%n", r.evalLossBefore(), r.evalLossAfter());
         }
-        out.printf("adapter: %s%n", r.adapterBytes() == null ? "none written (phase 2 did not produce an adapter/ folder)"
-                : ByteSize.format(r.adapterBytes()) + " (" + r.adapterBytes() + " bytes) in " + r.phases().getLast().output().resolve("adapter"));
-        out.println("memory (ledger peak by category):");
-        for (Map.Entry<Category, Long> e : r.ledgerPeakBytes().entrySet())
-            if (e.getValue() > 0) out.printf("  %-14s %12s%n", e.getKey().key(), ByteSize.format(e.getValue()));
-        out.printf("  %-14s %12s%n", "total", ByteSize.format(r.ledgerTotalPeakBytes()));
-        if (r.peakRssBytes() != null) out.printf("  %-14s %12s%n", "process RSS", ByteSize.format(r.peakRssBytes()));
+        out.printf(Locale.ROOT, "adapter: %s (%,d bytes: adapter_config.json + adapter_model.safetensors) in %s%n",
+                ByteSize.format(r.adapterBytes()), r.adapterBytes(), r.adapter());
+        out.printf(Locale.ROOT, "  trainable parameters %,d of %,d (%.2f%%)%n", r.trainableParameters(), r.parameters(),
+                100.0 * r.trainableParameters() / r.parameters());
+        out.println("memory (ledger peak by category, per phase):");
+        out.printf("  %-14s", "");
+        for (Demo.Phase p : r.phases()) out.printf(" %18s", p.name() + " (" + p.method() + ")");
+        out.println();
+        for (Category c : Category.values()) {
+            if (r.phases().stream().allMatch(p -> p.ledgerPeakBytes().getOrDefault(c, 0L) == 0)) continue;
+            out.printf("  %-14s", c.key());
+            for (Demo.Phase p : r.phases()) out.printf(" %18s", ByteSize.format(p.ledgerPeakBytes().getOrDefault(c, 0L)));
+            out.println();
+        }
+        out.printf("  %-14s", "total");
+        for (Demo.Phase p : r.phases()) out.printf(" %18s", ByteSize.format(p.ledgerTotalPeakBytes()));
+        out.println();
+        if (r.peakRssBytes() != null) out.printf("  %-14s %12s (whole run)%n", "process RSS", ByteSize.format(r.peakRssBytes()));
+        StringBuilder times = new StringBuilder();
+        r.wallSeconds().forEach((k, v) -> { if (!k.equals("total")) times.append(String.format(Locale.ROOT, "%s %.1f s, ", k, v)); });
+        out.printf(Locale.ROOT, "wall time: %stotal %.1f s%n", times, r.seconds());
         for (String n : r.notes()) out.printf("note: %s%n", n);
         out.printf("work folder (kept): %s%n", r.work());
     }

@@ -46,7 +46,7 @@ public final class TinyBaseModel {
     }
 
     /**
-     * A tiny Llama (C 128, 4 layers, 4 heads of D 32, 2 KV heads, F 344, context 64) whose vocabulary is the
+     * A tiny Llama of the given shape (the demo: C 128, 2 layers, 4 heads of D 32, 2 KV heads, F 344, context 64) whose vocabulary is the
      * tokenizer's rounded up to a multiple of 16; ids past the tokenizer are never produced and merely unused rows.
      */
     public static LlamaConfig config(int hidden, int layers, int heads, int kvHeads, int ffn, int context) {

@@ -17,6 +17,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.llamafit.io.Json;
 import dev.llamafit.io.tokenizer.Tokenizer;
 import dev.llamafit.io.tokenizer.Tokenizers;
+import dev.llamafit.testing.SharedData;
 import dev.llamafit.train.SyntheticTasks;
 
 /** The structure of the demo's report on a few steps; the measured effect itself is the full demo's job. */
@@ -24,26 +25,34 @@ class DemoCommandTest {
     @TempDir Path tmp;
 
     @Test
-    void shortDemoReportsPhasesAccuraciesAndMemory() throws Exception {
+    void shortDemoReportsPhasesAccuraciesAdapterAndMemory() throws Exception {
         Path work = tmp.resolve("demo");
-        // --full-finetune-phase2 keeps this test green whether or not the Trainer does LoRA yet.
         BadInputTest.Run r = BadInputTest.run("demo", "--work", work.toString(), "--steps-pretrain", "3", "--steps-finetune", "2",
-                "--eval-examples", "4", "--full-finetune-phase2", "--json");
+                "--eval-examples", "4", "--json");
         assertEquals(0, r.code(), r.err());
         JsonNode o = Json.MAPPER.readTree(r.out());
         assertEquals("synthetic", o.get("mode").asText());
-        assertTrue(o.get("parameters").asLong() > 0);
+        long parameters = o.get("parameters").asLong();
+        assertTrue(parameters > 0);
 
         JsonNode phases = o.get("phases");
         assertEquals(2, phases.size());
         assertEquals("pretrain", phases.get(0).get("name").asText());
+        assertEquals("full", phases.get(0).get("method").asText());
+        assertEquals("lora", phases.get(1).get("method").asText());
         assertEquals(3, phases.get(0).get("losses").size());
         assertEquals(2, phases.get(1).get("losses").size());
+        assertEquals(parameters, phases.get(0).get("trainable_parameters").asLong());
         for (JsonNode p : phases) {
             assertTrue(Double.isFinite(p.get("first_loss").asDouble()) && Double.isFinite(p.get("last_loss").asDouble()));
             assertTrue(Files.isRegularFile(Path.of(p.get("loss_plot").asText())), "loss.png of " + p.get("name"));
-            assertTrue(Files.isRegularFile(Path.of(p.get("final_model").asText()).resolve("model.safetensors")));
+            assertTrue(p.get("ledger_peak_bytes").get("activations").asLong() > 0, p.toString());
         }
+        assertTrue(Files.isRegularFile(Path.of(phases.get(0).get("product").asText()).resolve("model.safetensors")));
+        // The pretraining phase holds gradients and AdamW moments for every weight; the LoRA phase only for the adapter.
+        JsonNode prePeak = phases.get(0).get("ledger_peak_bytes"), loraPeak = phases.get(1).get("ledger_peak_bytes");
+        assertTrue(loraPeak.get("gradients").asLong() < prePeak.get("gradients").asLong() / 4, loraPeak + " vs " + prePeak);
+        assertTrue(loraPeak.get("optimizer").asLong() < prePeak.get("optimizer").asLong() / 4, loraPeak + " vs " + prePeak);
 
         for (String k : List.of("task_a_after_pretrain", "task_b_before", "task_b_after", "task_a_after_finetune")) {
             JsonNode a = o.get("accuracy").get(k);
@@ -52,13 +61,21 @@ class DemoCommandTest {
             assertEquals(4, a.get("total").asInt(), k);
             assertFalse(a.get("samples").isEmpty(), k);
         }
-        assertTrue(o.has("adapter_bytes"), "adapter_bytes is present (null until the Trainer writes adapters)");
 
-        JsonNode mem = o.get("memory");
-        assertTrue(mem.get("ledger_peak_bytes").get("weights").asLong() > 0);
-        assertTrue(mem.get("ledger_peak_bytes").get("activations").asLong() > 0);
-        assertTrue(mem.get("ledger_total_peak_bytes").asLong() > 0);
-        assertTrue(mem.has("peak_rss_bytes"));
+        // Phase 2's product is a PEFT adapter, and the report counts exactly its two files.
+        JsonNode adapter = o.get("adapter");
+        Path adapterDir = Path.of(adapter.get("path").asText());
+        assertEquals(adapterDir, Path.of(phases.get(1).get("product").asText()));
+        assertEquals(Files.size(adapterDir.resolve("adapter_config.json")) + Files.size(adapterDir.resolve("adapter_model.safetensors")),
+                adapter.get("bytes").asLong());
+        long trainable = adapter.get("trainable_parameters").asLong();
+        assertEquals(trainable, phases.get(1).get("trainable_parameters").asLong());
+        assertTrue(trainable > 0 && trainable < parameters / 2, trainable + " of " + parameters);
+        // F32 adapter weights plus a small header and config.
+        assertTrue(adapter.get("bytes").asLong() >= 4 * trainable, adapter.toString());
+
+        assertTrue(o.has("peak_rss_bytes"));
+        assertTrue(o.get("wall_seconds").has("pretrain") && o.get("wall_seconds").has("finetune"));
         assertTrue(o.get("seconds").asDouble() > 0);
     }
 
@@ -77,6 +94,25 @@ class DemoCommandTest {
         assertTrue(tok.eosIds().contains(2));
         assertEquals("abcd", SyntheticTasks.Task.SORT.apply("dcba"));
         assertEquals("abcd", SyntheticTasks.Task.REVERSE.apply("dcba"));
+    }
+
+    @Test
+    void realModeFineTunesARealModelWithLoraAndReportsHeldOutLoss() throws Exception {
+        Path model = SharedData.require("models/tinystories-656k");
+        Path data = SharedData.require("datasets/instruct/identity.json");
+        BadInputTest.Run r = BadInputTest.run("demo", "--work", tmp.resolve("real").toString(), "--model", model.toString(),
+                "--data", data.toString(), "--steps-finetune", "3", "--json");
+        assertEquals(0, r.code(), r.err());
+        JsonNode o = Json.MAPPER.readTree(r.out());
+        assertEquals("real", o.get("mode").asText());
+        assertTrue(o.get("accuracy").isNull());
+        assertEquals(1, o.get("phases").size());
+        assertEquals("lora", o.get("phases").get(0).get("method").asText());
+        double before = o.get("eval_loss_before").asDouble(), after = o.get("eval_loss_after").asDouble();
+        assertTrue(Double.isFinite(before) && Double.isFinite(after), o.toString());
+        // After is measured on base + the written adapter; it must agree with the Trainer's own final eval of the live adapter.
+        assertEquals(o.get("phases").get(0).get("eval_loss").asDouble(), after, 1e-3);
+        assertTrue(Files.isRegularFile(Path.of(o.get("adapter").get("path").asText()).resolve("adapter_model.safetensors")));
     }
 
     @Test
