@@ -34,7 +34,7 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--work", description = "Folder for the model, data and runs (default: a new temporary folder, kept).") Path work;
     @Option(names = "--seed", defaultValue = "1", description = "Seed for data, weights and data order (default: ${DEFAULT-VALUE}).") long seed;
     @Option(names = "--steps-pretrain", defaultValue = "900", description = "Optimizer steps on task A (default: ${DEFAULT-VALUE}).") long stepsPretrain;
-    @Option(names = "--steps-finetune", defaultValue = "400", description = "Optimizer steps on task B or the real data (default: ${DEFAULT-VALUE}).") long stepsFinetune;
+    @Option(names = "--steps-finetune", defaultValue = "600", description = "Optimizer steps on task B or the real data (default: ${DEFAULT-VALUE}).") long stepsFinetune;
     @Option(names = "--eval-examples", defaultValue = "100", description = "Held-out prompts per accuracy measurement (default: ${DEFAULT-VALUE}).") int evalExamples;
     @Option(names = "--model", description = "Fine-tune this Hugging Face model folder instead (skips pretraining; needs --data).") Path model;
     @Option(names = "--data", description = "Training data for --model (text, Alpaca or chat); 10% is held out for the loss.") Path data;

@@ -105,7 +105,7 @@ public final class Demo {
     static final int MIN_LETTERS = 3, MAX_LETTERS = 4;
     static final int TRAIN_EXAMPLES = 20_000;
     static final int SEQ_LEN = 32, BATCH = 32;
-    static final double LR_PRETRAIN = 3e-3, LR_LORA = 4e-3;
+    static final double LR_PRETRAIN = 3e-3, LR_LORA = 6e-3;
     static final int REAL_SEQ_LEN = 128, REAL_BATCH = 4;
     static final double REAL_LR_LORA = 1e-3, REAL_EVAL_SPLIT = 0.1;
     static final LoraConfig LORA = new LoraConfig(16, 32, 0, LoraConfig.ALL_LINEAR, false);
