@@ -12,6 +12,17 @@ import dev.llamafit.memory.Category;
 import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.memory.ProcessMemory;
 import dev.llamafit.model.LoraConfig;
+import dev.llamafit.model.LlamaConfig;
+import dev.llamafit.io.InputException;
+import dev.llamafit.io.ModelFolder;
+import dev.llamafit.kernels.Parallel;
+import dev.llamafit.plan.Device;
+import dev.llamafit.plan.Devices;
+import dev.llamafit.plan.MemoryPlan;
+import dev.llamafit.plan.PlanOptions;
+import dev.llamafit.plan.Planner;
+import dev.llamafit.plan.Recommender;
+import java.util.List;
 import dev.llamafit.train.TrainOptions;
 import dev.llamafit.train.Trainer;
 import picocli.CommandLine.Command;
@@ -57,6 +68,8 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--use-rslora", description = "Scale adapters by alpha/√r (rsLoRA) instead of alpha/r.") boolean useRslora;
     @Option(names = "--adapter", description = "Start LoRA training from this PEFT adapter folder.") Path adapter;
     @Option(names = "--gradient-checkpointing", description = "Keep only block inputs; recompute each block in backward.") boolean gradientCheckpointing;
+    @Option(names = "--max-memory", description = "Stop before allocating if the plan exceeds this (default: physical RAM less 10%%), e.g. 8GiB.") String maxMemory;
+    @Option(names = "--force", description = "Train even when the plan exceeds --max-memory.") boolean force;
     @Option(names = "--checkpoint-every", defaultValue = "1", description = "With --gradient-checkpointing: checkpoint every N-th block (default: ${DEFAULT-VALUE}).") int checkpointEvery;
 
     @Override
@@ -66,19 +79,64 @@ final class TrainCommand implements Callable<Integer> {
         TrainOptions o = new TrainOptions(model, data, output, steps, epochs, batchSize, gradAccum, seqLen, lr, schedule.name(),
                 warmup, weightDecay, maxGradNorm, optimizer.name(), evalEvery, saveEvery, resume, seed, evalData, evalSplit,
                 trainOnPrompt, skipBadRecords, lora, adapter, gradientCheckpointing, checkpointEvery);
+        PrintWriter out = spec.commandLine().getOut();
+        MemoryPlan plan = gate(o, out);
         MemoryLedger ledger = MemoryLedger.global();
         Trainer.Result r = new Trainer(o, KernelBackends.get(), ledger, System.out).run();
-        PrintWriter out = spec.commandLine().getOut();
         out.printf(Locale.ROOT, "trained %d steps in %.1f s (%,d tokens): loss %.4f -> %.4f%s%n", r.steps(), r.seconds(), r.tokens(),
                 r.firstLoss(), r.lastLoss(), Double.isNaN(r.evalLoss()) ? "" : String.format(Locale.ROOT, ", eval loss %.4f", r.evalLoss()));
         out.printf("%s: %s%n", lora == null ? "final model" : "adapter", r.finalModel());
-        out.println("memory (ledger peak by category):");
+        out.println("memory: planned vs measured (ledger peak by category)");
+        out.printf("  %-14s %12s %12s%n", "category", "planned", "measured");
+        long plannedTotal = 0;
         for (Category c : Category.values()) {
             long peak = r.memory().lines().get(c).peakBytes();
-            if (peak > 0) out.printf("  %-14s %12s%n", c.key(), ByteSize.format(peak));
+            long planned = plan.categoryPeak(c);
+            plannedTotal += planned;
+            if (peak > 0 || planned > 0) out.printf("  %-14s %12s %12s%n", c.key(), ByteSize.format(planned), ByteSize.format(peak));
         }
-        out.printf("  %-14s %12s%n", "total", ByteSize.format(r.memory().totalPeakBytes()));
-        ProcessMemory.peakRssBytes().ifPresent(b -> out.printf("  %-14s %12s%n", "process RSS", ByteSize.format(b)));
+        out.printf("  %-14s %12s %12s%n", "total", ByteSize.format(plan.devicePeakBytes()), ByteSize.format(r.memory().totalPeakBytes()));
+        long baseline = JVM_BASELINE_BYTES;
+        ProcessMemory.peakRssBytes().ifPresent(b -> out.printf("  %-14s %12s %12s  (planned total + %s JVM baseline)%n", "process RSS",
+                ByteSize.format(plan.devicePeakBytes() + baseline), ByteSize.format(b), ByteSize.format(baseline)));
+        if (o.lora() == null)
+            out.println("  (full fine-tuning copies the weights while loading, so the measured weights peak includes the file mapping once)");
         return Main.OK;
+    }
+
+    /** What the JVM itself holds beyond the ledger (heap, code, metadata), measured with the serial GC on this tool. */
+    static final long JVM_BASELINE_BYTES = 256L << 20;
+
+    /**
+     * Plans the run with the same layouts the engine allocates from, and stops (exit 2) with the cheapest plans that
+     * would fit when the plan exceeds --max-memory, unless --force.
+     */
+    private MemoryPlan gate(TrainOptions o, PrintWriter out) {
+        LlamaConfig config = ModelFolder.readConfig(o.model());
+        if (o.seqLen() > config.maxPositions())
+            throw InputException.at(o.model().resolve("config.json"), "--seq-len " + o.seqLen()
+                    + " exceeds the model's max_position_embeddings " + config.maxPositions());
+        long limit = maxMemory != null ? ByteSize.parse(maxMemory) : PlanCommand.physicalRam() / 10 * 9;
+        if (limit <= 0) throw new IllegalArgumentException("--max-memory must be > 0, got " + maxMemory);
+        Device device = Devices.cpu(limit - JVM_BASELINE_BYTES, Parallel.threads());
+        PlanOptions p = new PlanOptions(o.lora() == null ? PlanOptions.Method.FULL : PlanOptions.Method.LORA,
+                o.lora() == null ? 0 : o.lora().rank(), o.lora() == null ? List.of() : o.lora().targets(), PlanOptions.Precision.FP32,
+                null, o.optimizer().equals("sgd") ? PlanOptions.Optim.SGD : PlanOptions.Optim.ADAMW, o.gradientCheckpointing(),
+                o.batchSize(), o.seqLen(), 0, 1, PlanOptions.Offload.NONE, PlanOptions.Runtime.LLAMAFIT, PlanOptions.Attention.EAGER,
+                PlanOptions.Stack.HF, false, false, true);
+        MemoryPlan plan = Planner.plan(config, p, device);
+        out.printf("plan: %s peak (+ %s JVM baseline) against --max-memory %s%s%n", ByteSize.format(plan.devicePeakBytes()),
+                ByteSize.format(JVM_BASELINE_BYTES), ByteSize.format(limit),
+                o.gradientCheckpointing() && o.checkpointEvery() > 1 ? " (planned as if every block were checkpointed)" : "");
+        if (!plan.fits() && !force) {
+            StringBuilder sb = new StringBuilder("the run needs " + ByteSize.format(plan.devicePeakBytes() + JVM_BASELINE_BYTES)
+                    + " but --max-memory is " + ByteSize.format(limit) + " (use --force to try anyway)");
+            List<Recommender.Recommendation> recs = Recommender.recommend(config, p, device, 3);
+            for (Recommender.Recommendation rec : recs)
+                sb.append("; try: ").append(String.join(", ", rec.steps())).append(" -> ").append(ByteSize.format(rec.plan().devicePeakBytes()));
+            if (recs.isEmpty()) sb.append("; no plan the llamafit runtime implements fits: lower --seq-len or use a smaller model");
+            throw new InputException(sb.toString());
+        }
+        return plan;
     }
 }

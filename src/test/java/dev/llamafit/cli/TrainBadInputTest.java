@@ -21,6 +21,7 @@ class TrainBadInputTest {
         java.util.List<String> args = new java.util.ArrayList<>(java.util.List.of("train", "--model", model.toString(), "--data",
                 data.toString(), "--output", tmp.resolve("out").toString(), "--steps", "1", "--batch-size", "1"));
         if (!java.util.List.of(extra).contains("--seq-len")) args.addAll(java.util.List.of("--seq-len", "32"));
+        if (java.util.List.of(extra).contains("--batch-size")) { int i = args.indexOf("--batch-size"); args.remove(i + 1); args.remove(i); }
         args.addAll(java.util.List.of(extra));
         return BadInputTest.run(args.toArray(String[]::new));
     }
@@ -85,5 +86,15 @@ class TrainBadInputTest {
         assertTrue(loss > 0.5 && loss < 4, "a trained model's loss on its own domain: " + loss);
         assertEquals(Math.exp(loss), o.get("perplexity").asDouble(), 1e-6 * Math.exp(loss));
         assertTrue(o.get("tokens").asLong() > 500);
+    }
+
+    @Test
+    void thePlanGatesTheRunUnlessForced() {
+        Path data = SharedData.require("datasets/text/tinystories_sample.txt");
+        BadInputTest.Run r = train(data, "--batch-size", "16", "--seq-len", "256", "--max-memory", "300MiB");
+        BadInputTest.assertBadInput(r, "--max-memory", "try:");
+        BadInputTest.Run forced = train(data, "--seq-len", "64", "--max-memory", "260MiB", "--force");
+        assertEquals(0, forced.code(), forced.err());
+        assertTrue(forced.out().contains("planned vs measured"), forced.out());
     }
 }
