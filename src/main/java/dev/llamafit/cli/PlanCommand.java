@@ -111,18 +111,8 @@ final class PlanCommand implements Callable<Integer> {
             boolean gpu = device != null ? !device.equals("cpu") : runtime != null && runtime.equals("pytorch");
             return gpu ? Device.gpu("custom", bytes) : Devices.cpu(bytes, dev.llamafit.kernels.Parallel.threads());
         }
-        if (device == null || device.equalsIgnoreCase("cpu")) return Devices.cpu(physicalRam(), dev.llamafit.kernels.Parallel.threads());
+        if (device == null || device.equalsIgnoreCase("cpu")) return Devices.cpu(dev.llamafit.memory.ProcessMemory.physicalRamBytes(), dev.llamafit.kernels.Parallel.threads());
         return Devices.gpu(device);
-    }
-
-    static long physicalRam() {
-        try {
-            for (String line : Files.readAllLines(Path.of("/proc/meminfo")))
-                if (line.startsWith("MemTotal:")) return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
-        } catch (IOException | NumberFormatException e) {
-            // fall through
-        }
-        return Runtime.getRuntime().maxMemory();
     }
 
     /** Largest batch (or sequence length) that fits: doubling, then bisection. 0 when even 1 does not fit. */

@@ -116,7 +116,7 @@ final class TrainCommand implements Callable<Integer> {
         if (o.seqLen() > config.maxPositions())
             throw InputException.at(o.model().resolve("config.json"), "--seq-len " + o.seqLen()
                     + " exceeds the model's max_position_embeddings " + config.maxPositions());
-        long limit = maxMemory != null ? ByteSize.parse(maxMemory) : PlanCommand.physicalRam() / 10 * 9;
+        long limit = maxMemory != null ? ByteSize.parse(maxMemory) : ProcessMemory.physicalRamBytes() / 10 * 9;
         if (limit <= 0) throw new IllegalArgumentException("--max-memory must be > 0, got " + maxMemory);
         Device device = Devices.cpu(limit - JVM_BASELINE_BYTES, Parallel.threads());
         PlanOptions p = new PlanOptions(o.lora() == null ? PlanOptions.Method.FULL : PlanOptions.Method.LORA,

@@ -18,6 +18,17 @@ public final class ProcessMemory {
     /** VmHWM: the peak resident bytes of the process so far. */
     public static OptionalLong peakRssBytes() { return field("VmHWM:"); }
 
+    /** MemTotal from /proc/meminfo: the machine's physical RAM; the JVM's max heap where that is unavailable. */
+    public static long physicalRamBytes() {
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/meminfo")))
+                if (line.startsWith("MemTotal:")) return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
+        } catch (IOException | NumberFormatException e) {
+            // Not Linux: fall back below.
+        }
+        return Runtime.getRuntime().maxMemory();
+    }
+
     private static OptionalLong field(String name) {
         try {
             for (String line : Files.readAllLines(STATUS)) {

@@ -41,15 +41,6 @@ import dev.llamafit.tensor.Tensor;
 import dev.llamafit.testing.SharedData;
 
 class PeftAdaptersTest {
-    static int[][] inputIds(Path dir) {
-        JsonNode ids = Json.read(dir.resolve("expected.json")).get("input_ids");
-        int[][] out = new int[ids.size()][];
-        for (int b = 0; b < ids.size(); b++) {
-            out[b] = new int[ids.get(b).size()];
-            for (int t = 0; t < out[b].length; t++) out[b][t] = ids.get(b).get(t).asInt();
-        }
-        return out;
-    }
 
     static float[] referenceLogits(Path fixture, MemoryLedger ledger) {
         try (SafetensorsFile f = SafetensorsFile.open(fixture.resolve("lora/expected_logits.safetensors"), ledger)) {
@@ -57,16 +48,9 @@ class PeftAdaptersTest {
         }
     }
 
-    static double maxAbsDiff(float[] a, float[] b) {
-        assertEquals(a.length, b.length);
-        double m = 0;
-        for (int i = 0; i < a.length; i++) m = Math.max(m, Math.abs((double) a[i] - b[i]));
-        return m;
-    }
-
     static float[] logits(ModelFolder folder, Kernels k, MemoryLedger ledger, Path fixture) {
         try (LlamaModel model = folder.newModel(k, ledger)) {
-            return model.forward(inputIds(fixture), null, LlamaModel.Logits.ALL).toFloatArray();
+            return model.forward(SharedData.inputIds(fixture), null, LlamaModel.Logits.ALL).toFloatArray();
         }
     }
 
@@ -83,7 +67,7 @@ class PeftAdaptersTest {
             }
             try (ModelFolder folder = ModelFolder.openWithAdapter(dir, dir.resolve("lora"), ledger, k)) {
                 float[] got = logits(folder, k, ledger, dir);
-                double diff = maxAbsDiff(expected, got);
+                double diff = SharedData.maxAbsDiff(expected, got);
                 assertTrue(diff < 1e-4, name + " with " + k.name() + ": max |Δlogit| vs PyTorch = " + diff);
                 // Merged (here) == unmerged (the reference's forward) to float32 rounding of the whole forward: within
                 // 2e-6·max|logit| (~16 ulps of the largest logit; logits reach 11.6). Observed: 2.4e-6..6.3e-6 with the
@@ -92,7 +76,7 @@ class PeftAdaptersTest {
                 for (float v : expected) maxLogit = Math.max(maxLogit, Math.abs(v));
                 assertTrue(diff <= 2e-6 * maxLogit, name + " with " + k.name() + ": merged vs unmerged max |Δlogit| = " + diff
                         + " for max |logit| " + maxLogit);
-                assertTrue(maxAbsDiff(base, got) > 1, name + ": the adapter changes the logits noticeably");
+                assertTrue(SharedData.maxAbsDiff(base, got) > 1, name + ": the adapter changes the logits noticeably");
             }
             assertEquals(0, ledger.currentBytes(Category.WEIGHTS), "merged tensors and adapter factors are freed");
         }
@@ -108,7 +92,7 @@ class PeftAdaptersTest {
         PeftAdapters.mergeFolder(dir, dir.resolve("lora"), out, k, ledger);
         assertTrue(Files.isRegularFile(out.resolve("config.json")));
         try (ModelFolder merged = ModelFolder.open(out, ledger, k)) {
-            double diff = maxAbsDiff(referenceLogits(dir, ledger), logits(merged, k, ledger, dir));
+            double diff = SharedData.maxAbsDiff(referenceLogits(dir, ledger), logits(merged, k, ledger, dir));
             assertTrue(diff < 1e-4, "merged folder: max |Δlogit| = " + diff);
         }
         InputException e = assertThrows(InputException.class, () -> PeftAdapters.mergeFolder(dir, dir.resolve("lora"), dir, k, ledger));

@@ -26,16 +26,6 @@ import dev.llamafit.testing.SharedData;
 class GoldenLogitsTest {
     static final List<String> FIXTURES = List.of("tiny-llama-gqa-tied", "tiny-llama3-untied", "tiny-qwen2", "tiny-mistral-window");
 
-    static int[][] inputIds(Path dir) {
-        JsonNode ids = Json.read(dir.resolve("expected.json")).get("input_ids");
-        int[][] out = new int[ids.size()][];
-        for (int b = 0; b < ids.size(); b++) {
-            out[b] = new int[ids.get(b).size()];
-            for (int t = 0; t < out[b].length; t++) out[b][t] = ids.get(b).get(t).asInt();
-        }
-        return out;
-    }
-
     static float[] expectedLogits(Path dir, MemoryLedger ledger) {
         try (SafetensorsFile f = SafetensorsFile.open(dir.resolve("expected.safetensors"), ledger)) {
             return f.find("logits").orElseThrow().toFloatArray();
@@ -50,9 +40,9 @@ class GoldenLogitsTest {
             MemoryLedger ledger = new MemoryLedger();
             try (ModelFolder folder = ModelFolder.open(dir, ledger, k); LlamaModel model = folder.newModel(k, ledger)) {
                 float[] expected = expectedLogits(dir, ledger);
-                float[] got = model.forward(inputIds(dir), null, LlamaModel.Logits.ALL).toFloatArray();
+                float[] got = model.forward(SharedData.inputIds(dir), null, LlamaModel.Logits.ALL).toFloatArray();
                 assertEquals(expected.length, got.length);
-                double maxAbs = maxAbsDiff(expected, got);
+                double maxAbs = SharedData.maxAbsDiff(expected, got);
                 assertTrue(maxAbs < 1e-4, name + " with " + k.name() + ": max |Δlogit| = " + maxAbs);
             }
         }
@@ -65,7 +55,7 @@ class GoldenLogitsTest {
         MemoryLedger ledger = new MemoryLedger();
         Kernels k = KernelBackends.get();
         try (ModelFolder folder = ModelFolder.open(dir, ledger, k); LlamaModel model = folder.newModel(k, ledger)) {
-            int[][] ids = inputIds(dir);
+            int[][] ids = SharedData.inputIds(dir);
             int b = ids.length, t = ids[0].length, v = folder.config().vocabSize();
             float[] full = model.forward(ids, null, LlamaModel.Logits.ALL).toFloatArray();
             // Prefill 3 tokens, then decode one at a time: every step's logits equal the full pass's.
@@ -90,12 +80,6 @@ class GoldenLogitsTest {
     private static void compareRow(float[] a, int aOff, float[] b, int bOff, int n, String what) {
         for (int i = 0; i < n; i++)
             assertEquals(a[aOff + i], b[bOff + i], 2e-5, what + " logit " + i);
-    }
-
-    static double maxAbsDiff(float[] a, float[] b) {
-        double m = 0;
-        for (int i = 0; i < a.length; i++) m = Math.max(m, Math.abs((double) a[i] - b[i]));
-        return m;
     }
 
     @org.junit.jupiter.api.Test

@@ -52,7 +52,7 @@ class GradientCheckpointingTest {
     void checkpointingChangesNoGradient(String name) {
         Path dir = SharedData.fixture(name);
         JsonNode base = Json.read(dir.resolve("expected.json"));
-        int[][] ids = TrainingGoldenTest.ints(base.get("input_ids")), labels = TrainingGoldenTest.ints(base.get("labels"));
+        int[][] ids = SharedData.ints(base.get("input_ids")), labels = SharedData.ints(base.get("labels"));
         long counted = Arrays.stream(labels).flatMapToInt(Arrays::stream).filter(l -> l != -100).count();
         List<LoraConfig> modes = Arrays.asList(null, new LoraConfig(4, 8, 0, List.of("q_proj", "v_proj", "o_proj", "down_proj"), false),
                 new LoraConfig(2, 4, 0.2, LoraConfig.ALL_LINEAR, true));
@@ -62,7 +62,7 @@ class GradientCheckpointingTest {
                 Map<String, float[]> on = gradients(dir, new TrainingStep.Options(lc, true, every, 5), ids, labels, counted);
                 assertEquals(off.keySet(), on.keySet());
                 for (String n : off.keySet()) {
-                    double scale = LoraTrainingTest.maxAbs(off.get(n)), err = LoraTrainingTest.maxAbsDiff(off.get(n), on.get(n));
+                    double scale = LoraTrainingTest.maxAbs(off.get(n)), err = SharedData.maxAbsDiff(off.get(n), on.get(n));
                     assertTrue(err <= 1e-6 * Math.max(scale, 1e-30), name + " " + (lc == null ? "full" : "LoRA " + lc.targets() + " p=" + lc.dropout())
                             + " every " + every + " d" + n + ": |Δ| = " + err + " (scale " + scale + ")");
                 }

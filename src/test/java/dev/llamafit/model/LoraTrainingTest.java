@@ -44,12 +44,6 @@ class LoraTrainingTest {
             for (long i = 0; i < t.elements(); i++) t.setFloat(i, (float) ((r.nextDouble() * 2 - 1) * 0.3));
     }
 
-    static double maxAbsDiff(float[] a, float[] b) {
-        double e = 0;
-        for (int i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i] - b[i]));
-        return e;
-    }
-
     static double maxAbs(float[] a) {
         double e = 0;
         for (float v : a) e = Math.max(e, Math.abs(v));
@@ -89,7 +83,7 @@ class LoraTrainingTest {
     void adapterGradientsMatchPyTorch(String name) {
         Path dir = SharedData.fixture(name);
         JsonNode base = Json.read(dir.resolve("expected.json")), expected = Json.read(dir.resolve("lora_grads/expected.json"));
-        int[][] ids = TrainingGoldenTest.ints(base.get("input_ids")), labels = TrainingGoldenTest.ints(base.get("labels"));
+        int[][] ids = SharedData.ints(base.get("input_ids")), labels = SharedData.ints(base.get("labels"));
         long counted = Arrays.stream(labels).flatMapToInt(Arrays::stream).filter(l -> l != -100).count();
         List<String> targets = new java.util.ArrayList<>();
         expected.get("target_modules").forEach(t -> targets.add(t.asText()));
@@ -112,7 +106,7 @@ class LoraTrainingTest {
                     assertEquals(grads.names(), step.gradients().keySet(), "gradients are the adapters' only");
                     for (String n : grads.names()) {
                         float[] want = grads.find(n).orElseThrow().toFloatArray(), got = step.gradients().get(n).toFloatArray();
-                        double err = maxAbsDiff(want, got);
+                        double err = SharedData.maxAbsDiff(want, got);
                         assertTrue(maxAbs(want) > 0, n + ": vacuous reference");
                         assertTrue(err < 1e-4, what + " d" + n + ": max |Δ| = " + err + " (max |grad| " + maxAbs(want) + ")");
                     }
@@ -141,7 +135,7 @@ class LoraTrainingTest {
             assertEquals(whole.sum(), sum, 1e-4 * Math.abs(whole.sum()));
             for (String n : big.gradients().keySet()) {
                 float[] a = big.gradients().get(n).toFloatArray(), b = small.gradients().get(n).toFloatArray();
-                double scale = maxAbs(a), err = maxAbsDiff(a, b);
+                double scale = maxAbs(a), err = SharedData.maxAbsDiff(a, b);
                 assertTrue(scale > 0, n);
                 assertTrue(err <= 1e-5 * scale + 1e-9, n + ": accumulated micro-batches differ by " + err + " (scale " + scale + ")");
             }

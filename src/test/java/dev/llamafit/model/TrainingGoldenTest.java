@@ -27,21 +27,12 @@ import dev.llamafit.testing.SharedData;
 
 class TrainingGoldenTest {
 
-    static int[][] ints(JsonNode rows) {
-        int[][] out = new int[rows.size()][];
-        for (int b = 0; b < rows.size(); b++) {
-            out[b] = new int[rows.get(b).size()];
-            for (int t = 0; t < out[b].length; t++) out[b][t] = rows.get(b).get(t).asInt();
-        }
-        return out;
-    }
-
     @ParameterizedTest
     @ValueSource(strings = {"tiny-llama-gqa-tied", "tiny-llama3-untied", "tiny-qwen2", "tiny-mistral-window"})
     void lossAndEveryGradientMatchPyTorch(String name) {
         Path dir = SharedData.fixture(name);
         JsonNode expected = Json.read(dir.resolve("expected.json"));
-        int[][] ids = ints(expected.get("input_ids")), labels = ints(expected.get("labels"));
+        int[][] ids = SharedData.ints(expected.get("input_ids")), labels = SharedData.ints(expected.get("labels"));
         long counted = 0;
         for (int[] row : labels) for (int l : row) if (l != -100) counted++;
         for (Kernels k : List.of(KernelBackends.get(), new ScalarKernels())) {

@@ -27,6 +27,28 @@ public final class SharedData {
         return p;
     }
 
+    /** An int matrix from a fixture's JSON (e.g. expected.json's "input_ids" or "labels"). */
+    public static int[][] ints(com.fasterxml.jackson.databind.JsonNode rows) {
+        int[][] out = new int[rows.size()][];
+        for (int b = 0; b < rows.size(); b++) {
+            out[b] = new int[rows.get(b).size()];
+            for (int t = 0; t < out[b].length; t++) out[b][t] = rows.get(b).get(t).asInt();
+        }
+        return out;
+    }
+
+    /** expected.json's "input_ids" of a fixture folder. */
+    public static int[][] inputIds(Path dir) {
+        return ints(dev.llamafit.io.Json.read(dir.resolve("expected.json")).get("input_ids"));
+    }
+
+    /** Largest |a[i] − b[i]|, in double. */
+    public static double maxAbsDiff(float[] a, float[] b) {
+        double m = 0;
+        for (int i = 0; i < a.length; i++) m = Math.max(m, Math.abs((double) a[i] - b[i]));
+        return m;
+    }
+
     /** A fixture folder under src/test/resources/fixtures. */
     public static Path fixture(String name) {
         return Path.of("src/test/resources/fixtures", name).toAbsolutePath();

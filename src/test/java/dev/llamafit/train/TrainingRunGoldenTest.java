@@ -30,14 +30,6 @@ import dev.llamafit.testing.SharedData;
 
 /** Ten AdamW steps with warmup, cosine decay and clipping reproduce torch.optim.AdamW (scripts/make_fixtures.py). */
 class TrainingRunGoldenTest {
-    static int[][] ints(JsonNode n) {
-        int[][] out = new int[n.size()][];
-        for (int i = 0; i < n.size(); i++) {
-            out[i] = new int[n.get(i).size()];
-            for (int j = 0; j < out[i].length; j++) out[i][j] = n.get(i).get(j).asInt();
-        }
-        return out;
-    }
 
     @ParameterizedTest
     @ValueSource(strings = {"tiny-llama-gqa-tied", "tiny-llama3-untied", "tiny-qwen2", "tiny-mistral-window"})
@@ -45,7 +37,7 @@ class TrainingRunGoldenTest {
         Path dir = SharedData.fixture(name);
         JsonNode run = Json.read(dir.resolve("train_run.json"));
         JsonNode exp = Json.read(dir.resolve("expected.json"));
-        int[][] ids = ints(exp.get("input_ids")), labels = ints(exp.get("labels"));
+        int[][] ids = SharedData.ints(exp.get("input_ids")), labels = SharedData.ints(exp.get("labels"));
         long tokens = 0;
         for (int[] row : labels) for (int l : row) if (l != -100) tokens++;
         MemoryLedger ledger = new MemoryLedger();
