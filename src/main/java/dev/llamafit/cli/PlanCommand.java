@@ -19,7 +19,6 @@ import dev.llamafit.io.ModelFolder;
 import dev.llamafit.io.ModelPresets;
 import dev.llamafit.memory.ByteSize;
 import dev.llamafit.model.LlamaConfig;
-import dev.llamafit.model.LoraConfig;
 import dev.llamafit.plan.Column;
 import dev.llamafit.plan.Component;
 import dev.llamafit.plan.Device;
@@ -32,6 +31,7 @@ import dev.llamafit.plan.Planner;
 import dev.llamafit.plan.PytorchProfile;
 import dev.llamafit.plan.Recommender;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 import picocli.CommandLine.Model.CommandSpec;
@@ -42,18 +42,7 @@ final class PlanCommand implements Callable<Integer> {
     @Spec CommandSpec spec;
 
     @Option(names = "--model", required = true, description = "Model folder, config.json, or preset (" + "e.g. llama-3.1-8b; see --list-presets).") String model;
-    @Option(names = "--method", defaultValue = "full", description = "full, lora or qlora (default: ${DEFAULT-VALUE}).") String method;
-    @Option(names = "--lora-r", defaultValue = "8", description = "LoRA rank (default: ${DEFAULT-VALUE}).") int loraR;
-    @Option(names = "--lora-targets", defaultValue = "q_proj,v_proj", description = "Adapted layers, or all-linear (default: ${DEFAULT-VALUE}).") String loraTargets;
-    @Option(names = "--precision", defaultValue = "fp32", description = "fp32, bf16, fp16 or bf16-pure (default: ${DEFAULT-VALUE}).") String precision;
-    @Option(names = "--base-dtype", description = "Frozen base storage: int8 or nf4 (LoRA only).") String baseDtype;
-    @Option(names = "--optimizer", defaultValue = "adamw", description = "adamw, adamw8bit or sgd (default: ${DEFAULT-VALUE}).") String optimizer;
-    @Option(names = "--gradient-checkpointing", description = "Keep only block inputs; recompute blocks in backward.") boolean gc;
-    @Option(names = "--batch-size", defaultValue = "4", description = "Micro-batch per worker (default: ${DEFAULT-VALUE}).") int batchSize;
-    @Option(names = "--seq-len", defaultValue = "256", description = "Tokens per sequence (default: ${DEFAULT-VALUE}).") int seqLen;
-    @Option(names = "--zero", defaultValue = "0", description = "ZeRO stage 0..3 (default: ${DEFAULT-VALUE}).") int zero;
-    @Option(names = "--workers", defaultValue = "1", description = "Data-parallel workers / GPUs (default: ${DEFAULT-VALUE}).") int workers;
-    @Option(names = "--offload", defaultValue = "none", description = "none, cpu or disk (default: ${DEFAULT-VALUE}).") String offload;
+    @Mixin TechniqueOptions technique;
     @Option(names = "--runtime", description = "llamafit (CPU) or pytorch (CUDA); default: pytorch for a GPU device, else llamafit.") String runtime;
     @Option(names = "--attention", description = "eager or flash (default: flash for pytorch, eager for llamafit).") String attention;
     @Option(names = "--stack", defaultValue = "hf", description = "PyTorch stack conventions: hf or torchtune (default: ${DEFAULT-VALUE}).") String stack;
@@ -73,13 +62,7 @@ final class PlanCommand implements Callable<Integer> {
                 : dev.gpu() ? PlanOptions.Runtime.PYTORCH : PlanOptions.Runtime.LLAMAFIT;
         PlanOptions.Attention att = attention != null ? PlanOptions.parse(PlanOptions.Attention.class, "--attention", attention)
                 : rt == PlanOptions.Runtime.PYTORCH ? PlanOptions.Attention.FLASH : PlanOptions.Attention.EAGER;
-        PlanOptions.Method m = PlanOptions.parse(PlanOptions.Method.class, "--method", method);
-        PlanOptions o = new PlanOptions(m, loraR, LoraConfig.parseTargets(loraTargets),
-                PlanOptions.parse(PlanOptions.Precision.class, "--precision", precision),
-                baseDtype == null ? null : PlanOptions.parse(PlanOptions.BaseDtype.class, "--base-dtype", baseDtype),
-                PlanOptions.parse(PlanOptions.Optim.class, "--optimizer", optimizer), gc, batchSize, seqLen, zero, workers,
-                PlanOptions.parse(PlanOptions.Offload.class, "--offload", offload), rt, att,
-                PlanOptions.parse(PlanOptions.Stack.class, "--stack", stack), false, false, true);
+        PlanOptions o = technique.toPlanOptions(rt, att, PlanOptions.parse(PlanOptions.Stack.class, "--stack", stack));
         MemoryPlan plan = Planner.plan(config, o, dev);
         Integer mb = maxBatch ? maxFitting(config, o, dev, true) : null;
         Integer ml = maxSeqLen ? maxFitting(config, o, dev, false) : null;
@@ -169,7 +152,7 @@ final class PlanCommand implements Callable<Integer> {
     static void print(PrintWriter out, LlamaConfig c, MemoryPlan p, Integer mb, Integer ml, List<Recommender.Recommendation> recs, FormulaSeed seed) {
         PlanOptions o = p.options();
         out.printf(Locale.ROOT, "plan: %s, %s, %s, B=%d T=%d%s, runtime %s, device %s (%s)%n", PlanOptions.name(o.method()), PlanOptions.name(o.precision()),
-                PlanOptions.name(o.optimizer()), o.batchSize(), o.seqLen(), o.gradientCheckpointing() ? ", checkpointing" : "",
+                PlanOptions.name(o.optimizer()), o.batchSize(), o.seqLen(), !o.gradientCheckpointing() ? "" : o.checkpointEvery() == 1 ? ", checkpointing" : ", checkpointing every " + o.checkpointEvery() + " blocks",
                 PlanOptions.name(o.runtime()), p.device().name(), ByteSize.format(p.device().memoryBytes()));
         out.printf("%-28s %12s %12s %12s  %s%n", "component", "device", "host", "disk", "category");
         for (Component comp : p.components()) {

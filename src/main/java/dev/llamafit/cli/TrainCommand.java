@@ -26,6 +26,7 @@ import java.util.List;
 import dev.llamafit.train.TrainOptions;
 import dev.llamafit.train.Trainer;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 import picocli.CommandLine.Model.CommandSpec;
@@ -33,26 +34,22 @@ import picocli.CommandLine.Model.CommandSpec;
 @Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false,
         description = "Fine-tune a model (full or LoRA, fp32, optional gradient checkpointing) on text, Alpaca or chat data.")
 final class TrainCommand implements Callable<Integer> {
-    enum OptimizerName { adamw, sgd }
-
     enum ScheduleName { constant, linear, cosine }
 
     @Spec CommandSpec spec;
 
+    @Mixin TechniqueOptions technique;
     @Option(names = "--model", required = true, description = "Hugging Face model folder to start from.") Path model;
     @Option(names = "--data", required = true, description = "Training data: .txt, Alpaca .json/.jsonl, or chat .jsonl.") Path data;
     @Option(names = "--output", required = true, description = "Run folder: checkpoints/, metrics.jsonl, loss.png, final/.") Path output;
     @Option(names = "--steps", defaultValue = "0", description = "Optimizer steps in the whole run (counted from its start).") long steps;
     @Option(names = "--epochs", defaultValue = "0", description = "Passes over the data, when --steps is not given.") double epochs;
-    @Option(names = "--batch-size", defaultValue = "4", description = "Sequences per micro-batch (default: ${DEFAULT-VALUE}).") int batchSize;
     @Option(names = "--grad-accum", defaultValue = "1", description = "Micro-batches per optimizer step (default: ${DEFAULT-VALUE}).") int gradAccum;
-    @Option(names = "--seq-len", defaultValue = "256", description = "Tokens per sequence (default: ${DEFAULT-VALUE}).") int seqLen;
     @Option(names = "--lr", defaultValue = "3e-4", description = "Peak learning rate (default: ${DEFAULT-VALUE}).") double lr;
     @Option(names = "--schedule", defaultValue = "cosine", description = "constant, linear or cosine, all with warmup (default: ${DEFAULT-VALUE}).") ScheduleName schedule;
     @Option(names = "--warmup", defaultValue = "0", description = "Warmup steps (default: ${DEFAULT-VALUE}).") long warmup;
     @Option(names = "--weight-decay", defaultValue = "0", description = "Weight decay, not applied to norms and biases (default: ${DEFAULT-VALUE}).") double weightDecay;
     @Option(names = "--max-grad-norm", defaultValue = "1.0", description = "Global gradient-norm clipping; 0 = off (default: ${DEFAULT-VALUE}).") double maxGradNorm;
-    @Option(names = "--optimizer", defaultValue = "adamw", description = "adamw or sgd (momentum 0.9) (default: ${DEFAULT-VALUE}).") OptimizerName optimizer;
     @Option(names = "--eval-every", defaultValue = "0", description = "Evaluate every N steps; 0 = at the end only (default: ${DEFAULT-VALUE}).") long evalEvery;
     @Option(names = "--save-every", defaultValue = "0", description = "Checkpoint every N steps; 0 = at the end only (default: ${DEFAULT-VALUE}).") long saveEvery;
     @Option(names = "--resume", description = "Continue from a run folder (its newest checkpoint) or a checkpoint folder.") Path resume;
@@ -61,26 +58,23 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--eval-split", defaultValue = "0", description = "Fraction of the data held out for evaluation, e.g. 0.05.") double evalSplit;
     @Option(names = "--train-on-prompt", description = "Also train on prompt tokens of instruction and chat data.") boolean trainOnPrompt;
     @Option(names = "--skip-bad-records", description = "Skip malformed records (and report how many) instead of stopping.") boolean skipBadRecords;
-    @Option(names = "--lora-r", defaultValue = "0", description = "LoRA rank; 0 = full fine-tuning (default: ${DEFAULT-VALUE}).") int loraR;
     @Option(names = "--lora-alpha", defaultValue = "16", description = "LoRA alpha; scale = alpha/r (default: ${DEFAULT-VALUE}).") double loraAlpha;
     @Option(names = "--lora-dropout", defaultValue = "0", description = "Dropout on the adapters' input (default: ${DEFAULT-VALUE}).") double loraDropout;
-    @Option(names = "--lora-targets", defaultValue = "q_proj,v_proj", description = "Adapted layers: comma list of q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj, or all-linear (default: ${DEFAULT-VALUE}).") String loraTargets;
     @Option(names = "--use-rslora", description = "Scale adapters by alpha/√r (rsLoRA) instead of alpha/r.") boolean useRslora;
     @Option(names = "--adapter", description = "Start LoRA training from this PEFT adapter folder.") Path adapter;
-    @Option(names = "--gradient-checkpointing", description = "Keep only block inputs; recompute each block in backward.") boolean gradientCheckpointing;
     @Option(names = "--max-memory", description = "Stop before allocating if the plan exceeds this (default: physical RAM less 10%%), e.g. 8GiB.") String maxMemory;
     @Option(names = "--force", description = "Train even when the plan exceeds --max-memory.") boolean force;
-    @Option(names = "--checkpoint-every", defaultValue = "1", description = "With --gradient-checkpointing: checkpoint every N-th block (default: ${DEFAULT-VALUE}).") int checkpointEvery;
 
     @Override
     public Integer call() throws Exception {
-        if (loraR < 0) throw new IllegalArgumentException("--lora-r must be >= 0, got " + loraR);
-        LoraConfig lora = loraR == 0 ? null : new LoraConfig(loraR, loraAlpha, loraDropout, LoraConfig.parseTargets(loraTargets), useRslora);
-        TrainOptions o = new TrainOptions(model, data, output, steps, epochs, batchSize, gradAccum, seqLen, lr, schedule.name(),
-                warmup, weightDecay, maxGradNorm, optimizer.name(), evalEvery, saveEvery, resume, seed, evalData, evalSplit,
-                trainOnPrompt, skipBadRecords, lora, adapter, gradientCheckpointing, checkpointEvery);
+        // One options record with `plan`: what the llamafit runtime does not implement is refused here, by name.
+        PlanOptions p = technique.toPlanOptions(PlanOptions.Runtime.LLAMAFIT, PlanOptions.Attention.EAGER, PlanOptions.Stack.HF);
+        LoraConfig lora = p.lora() ? new LoraConfig(p.loraRank(), loraAlpha, loraDropout, p.loraTargets(), useRslora) : null;
+        TrainOptions o = new TrainOptions(model, data, output, steps, epochs, p.batchSize(), gradAccum, p.seqLen(), lr, schedule.name(),
+                warmup, weightDecay, maxGradNorm, PlanOptions.name(p.optimizer()), evalEvery, saveEvery, resume, seed, evalData, evalSplit,
+                trainOnPrompt, skipBadRecords, lora, adapter, p.gradientCheckpointing(), p.checkpointEvery());
         PrintWriter out = spec.commandLine().getOut();
-        MemoryPlan plan = gate(o, out);
+        MemoryPlan plan = gate(o, p, out);
         MemoryLedger ledger = MemoryLedger.global();
         Trainer.Result r = new Trainer(o, KernelBackends.get(), ledger, System.out).run();
         out.printf(Locale.ROOT, "trained %d steps in %.1f s (%,d tokens): loss %.4f -> %.4f%s%n", r.steps(), r.seconds(), r.tokens(),
@@ -111,7 +105,7 @@ final class TrainCommand implements Callable<Integer> {
      * Plans the run with the same layouts the engine allocates from, and stops (exit 2) with the cheapest plans that
      * would fit when the plan exceeds --max-memory, unless --force.
      */
-    private MemoryPlan gate(TrainOptions o, PrintWriter out) {
+    private MemoryPlan gate(TrainOptions o, PlanOptions p, PrintWriter out) {
         LlamaConfig config = ModelFolder.readConfig(o.model());
         if (o.seqLen() > config.maxPositions())
             throw InputException.at(o.model().resolve("config.json"), "--seq-len " + o.seqLen()
@@ -119,15 +113,9 @@ final class TrainCommand implements Callable<Integer> {
         long limit = maxMemory != null ? ByteSize.parse(maxMemory) : ProcessMemory.physicalRamBytes() / 10 * 9;
         if (limit <= 0) throw new IllegalArgumentException("--max-memory must be > 0, got " + maxMemory);
         Device device = Devices.cpu(limit - JVM_BASELINE_BYTES, Parallel.threads());
-        PlanOptions p = new PlanOptions(o.lora() == null ? PlanOptions.Method.FULL : PlanOptions.Method.LORA,
-                o.lora() == null ? 0 : o.lora().rank(), o.lora() == null ? List.of() : o.lora().targets(), PlanOptions.Precision.FP32,
-                null, o.optimizer().equals("sgd") ? PlanOptions.Optim.SGD : PlanOptions.Optim.ADAMW, o.gradientCheckpointing(),
-                o.batchSize(), o.seqLen(), 0, 1, PlanOptions.Offload.NONE, PlanOptions.Runtime.LLAMAFIT, PlanOptions.Attention.EAGER,
-                PlanOptions.Stack.HF, false, false, true);
         MemoryPlan plan = Planner.plan(config, p, device);
-        out.printf("plan: %s peak (+ %s JVM baseline) against --max-memory %s%s%n", ByteSize.format(plan.devicePeakBytes()),
-                ByteSize.format(JVM_BASELINE_BYTES), ByteSize.format(limit),
-                o.gradientCheckpointing() && o.checkpointEvery() > 1 ? " (planned as if every block were checkpointed)" : "");
+        out.printf("plan: %s peak (+ %s JVM baseline) against --max-memory %s%n", ByteSize.format(plan.devicePeakBytes()),
+                ByteSize.format(JVM_BASELINE_BYTES), ByteSize.format(limit));
         if (!plan.fits() && !force) {
             StringBuilder sb = new StringBuilder("the run needs " + ByteSize.format(plan.devicePeakBytes() + JVM_BASELINE_BYTES)
                     + " but --max-memory is " + ByteSize.format(limit) + " (use --force to try anyway)");

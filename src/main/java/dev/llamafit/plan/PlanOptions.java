@@ -21,6 +21,7 @@ import dev.llamafit.model.TrainingLayout;
  * @param baseDtype             storage of the frozen base: null (= compute dtype), int8 or nf4
  * @param optimizer             adamw, adamw8bit or sgd (momentum)
  * @param gradientCheckpointing keep only block inputs and recompute blocks in backward
+ * @param checkpointEvery       with checkpointing: blocks with index % N == 0 are checkpointed (1 = every block)
  * @param batchSize             B, sequences per micro-batch per worker
  * @param seqLen                T
  * @param zero                  ZeRO stage 0..3 (3 = FSDP FULL_SHARD)
@@ -34,7 +35,7 @@ import dev.llamafit.model.TrainingLayout;
  * @param doubleQuant           NF4 with double-quantised block constants (QLoRA)
  */
 public record PlanOptions(Method method, int loraRank, List<String> loraTargets, Precision precision, BaseDtype baseDtype,
-                          Optim optimizer, boolean gradientCheckpointing, int batchSize, int seqLen, int zero, int workers,
+                          Optim optimizer, boolean gradientCheckpointing, int checkpointEvery, int batchSize, int seqLen, int zero, int workers,
                           Offload offload, Runtime runtime, Attention attention, Stack stack, boolean optimizerInBackward,
                           boolean pagedOptimizer, boolean doubleQuant) {
 
@@ -70,6 +71,7 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
     public PlanOptions {
         if (method == null || precision == null || optimizer == null || offload == null || runtime == null || attention == null || stack == null)
             throw new IllegalArgumentException("plan options need method, precision, optimizer, offload, runtime, attention and stack");
+        if (checkpointEvery < 1) throw new IllegalArgumentException("--checkpoint-every must be >= 1, got " + checkpointEvery);
         if (batchSize < 1) throw new IllegalArgumentException("--batch-size must be >= 1, got " + batchSize);
         if (seqLen < 1) throw new IllegalArgumentException("--seq-len must be >= 1, got " + seqLen);
         if (zero < 0 || zero > 3) throw new IllegalArgumentException("--zero must be 0, 1, 2 or 3, got " + zero);
@@ -113,7 +115,7 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
 
     /** Defaults: full fine-tuning, fp32, AdamW, B = 4, T = 256, one worker, llamafit runtime (train's defaults). */
     public static PlanOptions defaults() {
-        return new PlanOptions(Method.FULL, 0, List.of(), Precision.FP32, null, Optim.ADAMW, false, 4, 256, 0, 1, Offload.NONE,
+        return new PlanOptions(Method.FULL, 0, List.of(), Precision.FP32, null, Optim.ADAMW, false, 1, 4, 256, 0, 1, Offload.NONE,
                 Runtime.LLAMAFIT, Attention.EAGER, Stack.HF, false, false, true);
     }
 
@@ -131,16 +133,22 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
 
     public boolean lora() { return method != Method.FULL; }
 
+    /** The engine's checkpoint interval: 0 without checkpointing, else N (blocks with index % N == 0 keep only their input). */
+    public int checkpointInterval() { return gradientCheckpointing ? checkpointEvery : 0; }
+
+    /** How many of {@code layers} blocks are checkpointed. */
+    public int checkpointedBlocks(int layers) { return gradientCheckpointing ? (layers + checkpointEvery - 1) / checkpointEvery : 0; }
+
     /** The engine's LoRA settings for this plan (alpha and dropout do not change memory with dropout 0), or null. */
     public LoraConfig loraConfig() { return lora() ? new LoraConfig(loraRank, 16, 0, loraTargets, false) : null; }
 
     public PlanOptions withBatch(int b) {
-        return new PlanOptions(method, loraRank, loraTargets, precision, baseDtype, optimizer, gradientCheckpointing, b, seqLen, zero, workers,
+        return new PlanOptions(method, loraRank, loraTargets, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, b, seqLen, zero, workers,
                 offload, runtime, attention, stack, optimizerInBackward, pagedOptimizer, doubleQuant);
     }
 
     public PlanOptions withSeqLen(int t) {
-        return new PlanOptions(method, loraRank, loraTargets, precision, baseDtype, optimizer, gradientCheckpointing, batchSize, t, zero, workers,
+        return new PlanOptions(method, loraRank, loraTargets, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, t, zero, workers,
                 offload, runtime, attention, stack, optimizerInBackward, pagedOptimizer, doubleQuant);
     }
 

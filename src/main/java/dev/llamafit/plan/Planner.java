@@ -37,7 +37,7 @@ public final class Planner {
     public static TrainingLayout layout(LlamaConfig config, PlanOptions o, Device device) {
         return new TrainingLayout(config, o.batchSize(), o.seqLen(), device.threads(),
                 Math.min(TrainingLayout.DEFAULT_LOSS_CHUNK_ROWS, Math.multiplyExact(o.batchSize(), o.seqLen())),
-                o.loraConfig(), o.gradientCheckpointing() ? 1 : 0);
+                o.loraConfig(), o.checkpointInterval());
     }
 
     private static MemoryPlan llamafit(LlamaConfig config, PlanOptions o, Device device) {
@@ -68,7 +68,7 @@ public final class Planner {
         }
         c.add(Component.constant("activations", Column.DEVICE, Category.ACTIVATIONS, act,
                 "saved block tensors + shared block set + head and backward buffers, allocated once: Σ TrainingLayout.slots"
-                        + (o.gradientCheckpointing() ? " (checkpointing: blocks keep x_in only)" : "")));
+                        + (o.gradientCheckpointing() ? " (checkpointing: " + (o.checkpointEvery() == 1 ? "blocks keep" : "every " + o.checkpointEvery() + "-th block keeps") + " x_in only)" : "")));
         c.add(Component.constant("workspace", Column.DEVICE, Category.WORKSPACE, ws,
                 "per-thread attention scratch [threads, T²], loss chunk [rows, V], RoPE tables"));
         List<String> notes = new ArrayList<>();

@@ -244,7 +244,8 @@ public final class PytorchProfile {
         double saved, backward;
         String formula;
         if (o.gradientCheckpointing()) {
-            saved = layers * residual + head;
+            int ckpt = o.checkpointedBlocks(layers);
+            saved = ckpt * residual + (layers - ckpt) * block + head;
             backward = saved + block + blockTransient;
             formula = String.format(java.util.Locale.ROOT, "checkpointing: L × N·C·%d B (block inputs) + one block recomputed (%.0f B/token) + backward temporaries", a, blockBytesPerToken(c, o));
         } else {

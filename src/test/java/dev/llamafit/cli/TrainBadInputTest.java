@@ -97,4 +97,24 @@ class TrainBadInputTest {
         assertEquals(0, forced.code(), forced.err());
         assertTrue(forced.out().contains("planned vs measured"), forced.out());
     }
+
+    @Test
+    void techniquesTheRuntimeDoesNotImplementAreRefusedByName() {
+        Path data = SharedData.require("datasets/text/tinystories_sample.txt");
+        // `train` takes the same technique flags as `plan` (one mixin, one PlanOptions); the llamafit runtime names what it lacks.
+        for (String[] flags : new String[][]{{"--precision", "bf16"}, {"--method", "qlora"}, {"--optimizer", "adamw8bit"},
+                {"--zero", "2", "--workers", "2"}, {"--method", "lora", "--base-dtype", "nf4"}})
+            BadInputTest.assertBadInput(train(data, flags), flags[flags.length - 1], "not implemented in the llamafit runtime yet");
+        BadInputTest.assertBadInput(train(data, "--method", "full", "--lora-r", "8"), "--lora-r 8", "--method is full");
+        BadInputTest.assertBadInput(train(data, "--base-dtype", "int8"), "needs --method lora or qlora");
+    }
+
+    @Test
+    void methodLoraWithoutARankTrainsRankEight() throws IOException {
+        Path data = SharedData.require("datasets/text/tinystories_sample.txt");
+        BadInputTest.Run r = train(data, "--method", "lora");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().contains("adapter:"), r.out());
+        assertEquals(8, dev.llamafit.io.Json.MAPPER.readTree(tmp.resolve("out/adapter/adapter_config.json").toFile()).get("r").asInt());
+    }
 }

@@ -49,7 +49,7 @@ class CalibrationTest {
 
     static PlanOptions opts(Method m, int r, List<String> targets, Precision p, BaseDtype base, Optim opt, boolean gc, int b, int t,
                             int zero, int workers, Offload off, Attention att, Stack stack, boolean inBwd, boolean paged) {
-        return new PlanOptions(m, r, targets, p, base, opt, gc, b, t, zero, workers, off, Runtime.PYTORCH, att, stack, inBwd, paged, true);
+        return new PlanOptions(m, r, targets, p, base, opt, gc, 1, b, t, zero, workers, off, Runtime.PYTORCH, att, stack, inBwd, paged, true);
     }
 
     /** The planner's value for a row, in bytes, and the metric it is read with. */

@@ -30,7 +30,7 @@ import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Tensor;
 import dev.llamafit.tensor.TensorSpec;
 
-/** Full / LoRA × checkpointing off/on × B ∈ {1, 2, 3} × two shapes (tiny GQA fixture, stories15M-like), and SGD. */
+/** Full / LoRA × checkpointing off/on × B ∈ {1, 2, 3} × two shapes (tiny GQA fixture, stories15M-like), SGD, and --checkpoint-every N > 1. */
 class LedgerMatchTest {
     static final int T = 16;
 
@@ -40,9 +40,13 @@ class LedgerMatchTest {
         for (String shape : List.of("tiny", "stories15M"))
             for (boolean lora : List.of(false, true))
                 for (boolean gc : List.of(false, true))
-                    for (int b : List.of(1, 2, 3)) a.add(Arguments.of(shape, lora, gc, b, "adamw"));
-        a.add(Arguments.of("tiny", false, false, 2, "sgd"));
-        a.add(Arguments.of("tiny", true, true, 2, "sgd"));
+                    for (int b : List.of(1, 2, 3)) a.add(Arguments.of(shape, lora, gc, 1, b, "adamw"));
+        a.add(Arguments.of("tiny", false, false, 1, 2, "sgd"));
+        a.add(Arguments.of("tiny", true, true, 1, 2, "sgd"));
+        // --checkpoint-every N > 1: every N-th block keeps only its input, the others save everything.
+        a.add(Arguments.of("stories15M", false, true, 2, 2, "adamw"));
+        a.add(Arguments.of("stories15M", true, true, 4, 1, "adamw"));
+        a.add(Arguments.of("tiny", false, true, 2, 3, "adamw"));
         return a;
     }
 
@@ -52,19 +56,19 @@ class LedgerMatchTest {
                 : RandomModels.stories15M();
     }
 
-    @ParameterizedTest(name = "{0} lora={1} gc={2} B={3} {4}")
+    @ParameterizedTest(name = "{0} lora={1} gc={2} every={3} B={4} {5}")
     @MethodSource("matrix")
-    void planEqualsLedger(String shapeName, boolean lora, boolean gc, int batch, String optimizer) {
+    void planEqualsLedger(String shapeName, boolean lora, boolean gc, int every, int batch, String optimizer) {
         LlamaConfig c = shape(shapeName);
         PlanOptions o = new PlanOptions(lora ? PlanOptions.Method.LORA : PlanOptions.Method.FULL, lora ? 4 : 0,
                 lora ? List.of("q_proj", "k_proj", "v_proj", "o_proj", "down_proj") : List.of(), PlanOptions.Precision.FP32, null,
-                optimizer.equals("sgd") ? PlanOptions.Optim.SGD : PlanOptions.Optim.ADAMW, gc, batch, T, 0, 1, PlanOptions.Offload.NONE,
+                optimizer.equals("sgd") ? PlanOptions.Optim.SGD : PlanOptions.Optim.ADAMW, gc, every, batch, T, 0, 1, PlanOptions.Offload.NONE,
                 PlanOptions.Runtime.LLAMAFIT, PlanOptions.Attention.EAGER, PlanOptions.Stack.HF, false, false, true);
         MemoryPlan plan = Planner.plan(c, o, Devices.cpu(64L << 30, Parallel.threads()));
 
         MemoryLedger ledger = new MemoryLedger();
         Map<String, Tensor> w = RandomModels.weights(c, ledger, 5, 0.05);
-        TrainingStep.Options so = new TrainingStep.Options(o.loraConfig(), gc, 1, 3);
+        TrainingStep.Options so = new TrainingStep.Options(o.loraConfig(), gc, every, 3);
         try (TrainingStep step = new TrainingStep(c, w, KernelBackends.get(), ledger, batch, T, so);
              Optimizer opt = optimizer.equals("sgd") ? new Sgd(0.9, 0, ledger) : new AdamW(0.9, 0.999, 1e-8, 0, ledger)) {
             SplittableRandom r = new SplittableRandom(1);
