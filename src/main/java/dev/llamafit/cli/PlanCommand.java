@@ -46,6 +46,7 @@ final class PlanCommand implements Callable<Integer> {
     @Option(names = "--runtime", description = "llamafit (CPU) or pytorch (CUDA); default: pytorch for a GPU device, else llamafit.") String runtime;
     @Option(names = "--attention", description = "eager or flash (default: flash for pytorch, eager for llamafit).") String attention;
     @Option(names = "--stack", defaultValue = "hf", description = "PyTorch stack conventions: hf or torchtune (default: ${DEFAULT-VALUE}).") String stack;
+    @Option(names = "--sharding", defaultValue = "deepspeed", description = "With --zero: deepspeed (ZeRO) or fsdp (PyTorch FSDP) (default: ${DEFAULT-VALUE}).") String sharding;
     @Option(names = "--device", description = "Device preset: " + "a100-40gb, a100-80gb, h100-80gb, h200, l4, rtx3090, rtx4090, t4, v100-16gb, v100-32gb, cpu (default: cpu).") String device;
     @Option(names = "--memory", description = "Memory per device instead of a preset, e.g. 24GiB.") String memory;
     @Option(names = "--max-batch", description = "Also report the largest micro-batch that fits.") boolean maxBatch;
@@ -62,7 +63,8 @@ final class PlanCommand implements Callable<Integer> {
                 : dev.gpu() ? PlanOptions.Runtime.PYTORCH : PlanOptions.Runtime.LLAMAFIT;
         PlanOptions.Attention att = attention != null ? PlanOptions.parse(PlanOptions.Attention.class, "--attention", attention)
                 : rt == PlanOptions.Runtime.PYTORCH ? PlanOptions.Attention.FLASH : PlanOptions.Attention.EAGER;
-        PlanOptions o = technique.toPlanOptions(rt, att, PlanOptions.parse(PlanOptions.Stack.class, "--stack", stack));
+        PlanOptions o = technique.toPlanOptions(rt, att, PlanOptions.parse(PlanOptions.Stack.class, "--stack", stack),
+                PlanOptions.parse(PlanOptions.Sharding.class, "--sharding", sharding));
         MemoryPlan plan = Planner.plan(config, o, dev);
         Integer mb = maxBatch ? maxFitting(config, o, dev, true) : null;
         Integer ml = maxSeqLen ? maxFitting(config, o, dev, false) : null;
@@ -70,7 +72,8 @@ final class PlanCommand implements Callable<Integer> {
         FormulaSeed seed = null;
         if (formula != null) {
             if (!formula.equals("seed")) throw new IllegalArgumentException("--formula must be seed, got '" + formula + "'");
-            double bytes = o.baseDtype() == PlanOptions.BaseDtype.INT8 ? 1 : o.baseDtype() == PlanOptions.BaseDtype.NF4 ? 0.5 : o.precision().computeBytes();
+            double bytes = o.baseDtype() == null ? o.precision().computeBytes() : o.baseDtype() == PlanOptions.BaseDtype.INT8 ? 1
+                    : o.baseDtype() == PlanOptions.BaseDtype.NF4 ? 0.5 : o.baseDtype().floatBytes();
             seed = FormulaSeed.of(PytorchProfile.counts(config).total(), bytes, config, o.seqLen());
         }
         PrintWriter out = spec.commandLine().getOut();

@@ -19,8 +19,9 @@ final class TechniqueOptions {
     @Option(names = "--method", description = "full, lora or qlora (default: lora when --lora-r > 0 is given, else full).") String method;
     @Option(names = "--lora-r", description = "LoRA rank; 0 = full fine-tuning (default with --method lora|qlora: " + DEFAULT_LORA_RANK + ").") Integer loraR;
     @Option(names = "--lora-targets", defaultValue = "q_proj,v_proj", description = "Adapted layers: comma list of q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj, or all-linear (default: ${DEFAULT-VALUE}).") String loraTargets;
+    @Option(names = "--lora-dropout", defaultValue = "0", description = "Dropout on the adapters' input (default: ${DEFAULT-VALUE}).") double loraDropout;
     @Option(names = "--precision", defaultValue = "fp32", description = "fp32, bf16, fp16 or bf16-pure (default: ${DEFAULT-VALUE}).") String precision;
-    @Option(names = "--base-dtype", description = "Frozen base storage: int8 or nf4 (LoRA only).") String baseDtype;
+    @Option(names = "--base-dtype", description = "Frozen LoRA base storage: fp32, bf16, fp16 (as loaded), int8 or nf4 (default: the compute dtype).") String baseDtype;
     @Option(names = "--optimizer", defaultValue = "adamw", description = "adamw (AdamW), adamw8bit or sgd (momentum 0.9) (default: ${DEFAULT-VALUE}).") String optimizer;
     @Option(names = "--gradient-checkpointing", description = "Keep only block inputs; recompute each block in backward.") boolean gradientCheckpointing;
     @Option(names = "--checkpoint-every", defaultValue = "1", description = "With --gradient-checkpointing: checkpoint every N-th block (default: ${DEFAULT-VALUE}).") int checkpointEvery;
@@ -47,13 +48,13 @@ final class TechniqueOptions {
     List<String> targets() { return LoraConfig.parseTargets(loraTargets); }
 
     /** The one options record the planner (and the train gate) reads. */
-    PlanOptions toPlanOptions(PlanOptions.Runtime runtime, PlanOptions.Attention attention, PlanOptions.Stack stack) {
+    PlanOptions toPlanOptions(PlanOptions.Runtime runtime, PlanOptions.Attention attention, PlanOptions.Stack stack, PlanOptions.Sharding sharding) {
         PlanOptions.Method m = method();
-        return new PlanOptions(m, loraRank(), m == PlanOptions.Method.FULL ? List.of() : targets(),
+        return new PlanOptions(m, loraRank(), m == PlanOptions.Method.FULL ? List.of() : targets(), loraDropout,
                 PlanOptions.parse(PlanOptions.Precision.class, "--precision", precision),
                 baseDtype == null ? null : PlanOptions.parse(PlanOptions.BaseDtype.class, "--base-dtype", baseDtype),
                 PlanOptions.parse(PlanOptions.Optim.class, "--optimizer", optimizer), gradientCheckpointing, checkpointEvery,
                 batchSize, seqLen, zero, workers, PlanOptions.parse(PlanOptions.Offload.class, "--offload", offload),
-                runtime, attention, stack, false, false, true);
+                runtime, attention, stack, sharding, false, false, true);
     }
 }

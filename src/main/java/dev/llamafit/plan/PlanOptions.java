@@ -17,8 +17,10 @@ import dev.llamafit.model.TrainingLayout;
  * @param method                full, lora or qlora (qlora = LoRA on a 4-bit NF4 base)
  * @param loraRank              r (LoRA/QLoRA only; ignored for full)
  * @param loraTargets           adapted linear modules (LoRA/QLoRA only)
+ * @param loraDropout           dropout on the adapters' input (LoRA/QLoRA only): adapters then keep their own input copy
  * @param precision             fp32; bf16/fp16 (half compute, fp32 master weights); bf16-pure (everything bf16)
- * @param baseDtype             storage of the frozen base: null (= compute dtype), int8 or nf4
+ * @param baseDtype             storage of the frozen base: null (= compute dtype); fp32/bf16/fp16 (the dtype it is loaded in);
+ *                              int8 or nf4 (quantised)
  * @param optimizer             adamw, adamw8bit or sgd (momentum)
  * @param gradientCheckpointing keep only block inputs and recompute blocks in backward
  * @param checkpointEvery       with checkpointing: blocks with index % N == 0 are checkpointed (1 = every block)
@@ -30,13 +32,14 @@ import dev.llamafit.model.TrainingLayout;
  * @param runtime               llamafit (this engine, CPU) or pytorch (PyTorch on CUDA GPUs)
  * @param attention             eager (materialises B·H·T² probabilities) or flash (SDPA/FlashAttention, no T² term)
  * @param stack                 for runtime pytorch: which training stack's conventions (see {@link Stack})
+ * @param sharding              for runtime pytorch with --zero: DeepSpeed ZeRO or PyTorch FSDP (see {@link Sharding})
  * @param optimizerInBackward   step each parameter as soon as its gradient is ready and free it (torchtune)
  * @param pagedOptimizer        optimizer states in CUDA unified memory (bitsandbytes paged optimizers): host column
  * @param doubleQuant           NF4 with double-quantised block constants (QLoRA)
  */
-public record PlanOptions(Method method, int loraRank, List<String> loraTargets, Precision precision, BaseDtype baseDtype,
+public record PlanOptions(Method method, int loraRank, List<String> loraTargets, double loraDropout, Precision precision, BaseDtype baseDtype,
                           Optim optimizer, boolean gradientCheckpointing, int checkpointEvery, int batchSize, int seqLen, int zero, int workers,
-                          Offload offload, Runtime runtime, Attention attention, Stack stack, boolean optimizerInBackward,
+                          Offload offload, Runtime runtime, Attention attention, Stack stack, Sharding sharding, boolean optimizerInBackward,
                           boolean pagedOptimizer, boolean doubleQuant) {
 
     public enum Method { FULL, LORA, QLORA }
@@ -50,7 +53,14 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
         public boolean mixed() { return this == BF16 || this == FP16; }
     }
 
-    public enum BaseDtype { INT8, NF4 }
+    public enum BaseDtype {
+        FP32, BF16, FP16, INT8, NF4;
+
+        public boolean quantised() { return this == INT8 || this == NF4; }
+
+        /** Bytes per element of an unquantised base (0 for int8/NF4, which count their own block constants). */
+        public int floatBytes() { return this == FP32 ? 4 : this == BF16 || this == FP16 ? 2 : 0; }
+    }
 
     public enum Optim { ADAMW, ADAMW8BIT, SGD }
 
@@ -68,25 +78,39 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
      */
     public enum Stack { HF, TORCHTUNE }
 
+    /**
+     * Who shards under --zero: DEEPSPEED (ZeRO; in bf16/fp16 mode the engine casts the module to the half dtype, and
+     * fp32 master copies of the trainable parameters are kept beside it) or FSDP (PyTorch FullyShardedDataParallel with
+     * a MixedPrecision policy: shards stay in the dtype the model was loaded in, and are all-gathered in the compute
+     * dtype; for full fine-tuning the fp32 shards are the master weights).
+     */
+    public enum Sharding { DEEPSPEED, FSDP }
+
     public PlanOptions {
-        if (method == null || precision == null || optimizer == null || offload == null || runtime == null || attention == null || stack == null)
-            throw new IllegalArgumentException("plan options need method, precision, optimizer, offload, runtime, attention and stack");
+        if (method == null || precision == null || optimizer == null || offload == null || runtime == null || attention == null || stack == null || sharding == null)
+            throw new IllegalArgumentException("plan options need method, precision, optimizer, offload, runtime, attention, stack and sharding");
         if (checkpointEvery < 1) throw new IllegalArgumentException("--checkpoint-every must be >= 1, got " + checkpointEvery);
         if (batchSize < 1) throw new IllegalArgumentException("--batch-size must be >= 1, got " + batchSize);
         if (seqLen < 1) throw new IllegalArgumentException("--seq-len must be >= 1, got " + seqLen);
         if (zero < 0 || zero > 3) throw new IllegalArgumentException("--zero must be 0, 1, 2 or 3, got " + zero);
         if (workers < 1) throw new IllegalArgumentException("--workers must be >= 1, got " + workers);
         if (method == Method.FULL) {
-            if (baseDtype != null)
+            if (baseDtype != null && baseDtype.quantised())
                 throw new IllegalArgumentException("--base-dtype " + name(baseDtype) + " needs --method lora or qlora: int8/NF4 weights "
                         + "cannot be trained directly (their gradients are not representable); train adapters on a frozen quantised base");
+            if (baseDtype != null)
+                throw new IllegalArgumentException("--base-dtype " + name(baseDtype) + " is the storage of a frozen LoRA base (--method lora); "
+                        + "full fine-tuning keeps its weights as --precision says");
             loraTargets = List.of();
             loraRank = 0;
+            loraDropout = 0;
         } else {
             if (method == Method.QLORA) {
-                if (baseDtype == BaseDtype.INT8) throw new IllegalArgumentException("--method qlora means an NF4 base; for an int8 base use --method lora --base-dtype int8");
+                if (baseDtype != null && baseDtype != BaseDtype.NF4)
+                    throw new IllegalArgumentException("--method qlora means an NF4 base; for a " + name(baseDtype) + " base use --method lora --base-dtype " + name(baseDtype));
                 baseDtype = BaseDtype.NF4;
             }
+            if (!(loraDropout >= 0 && loraDropout < 1)) throw new IllegalArgumentException("--lora-dropout must be in [0, 1), got " + loraDropout);
             if (loraRank < 1) throw new IllegalArgumentException("--lora-r must be >= 1 for --method " + name(method) + ", got " + loraRank);
             loraTargets = new LoraConfig(loraRank, 16, 0, loraTargets == null || loraTargets.isEmpty() ? List.of("q_proj", "v_proj") : loraTargets, false).targets();
         }
@@ -99,7 +123,7 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
         if (runtime == Runtime.LLAMAFIT) {
             String missing = null;
             if (precision != Precision.FP32) missing = "--precision " + name(precision);
-            else if (baseDtype != null) missing = "--base-dtype " + name(baseDtype) + (method == Method.QLORA ? " (--method qlora)" : "");
+            else if (baseDtype != null && baseDtype != BaseDtype.FP32) missing = "--base-dtype " + name(baseDtype) + (method == Method.QLORA ? " (--method qlora)" : "");
             else if (optimizer == Optim.ADAMW8BIT) missing = "--optimizer adamw8bit";
             else if (zero != 0) missing = "--zero " + zero;
             else if (workers != 1) missing = "--workers " + workers;
@@ -115,8 +139,8 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
 
     /** Defaults: full fine-tuning, fp32, AdamW, B = 4, T = 256, one worker, llamafit runtime (train's defaults). */
     public static PlanOptions defaults() {
-        return new PlanOptions(Method.FULL, 0, List.of(), Precision.FP32, null, Optim.ADAMW, false, 1, 4, 256, 0, 1, Offload.NONE,
-                Runtime.LLAMAFIT, Attention.EAGER, Stack.HF, false, false, true);
+        return new PlanOptions(Method.FULL, 0, List.of(), 0, Precision.FP32, null, Optim.ADAMW, false, 1, 4, 256, 0, 1, Offload.NONE,
+                Runtime.LLAMAFIT, Attention.EAGER, Stack.HF, Sharding.DEEPSPEED, false, false, true);
     }
 
     /** Checks the rules that need the model: sequence length within the context, LoRA rank within every adapted matrix. */
@@ -139,17 +163,17 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
     /** How many of {@code layers} blocks are checkpointed. */
     public int checkpointedBlocks(int layers) { return gradientCheckpointing ? (layers + checkpointEvery - 1) / checkpointEvery : 0; }
 
-    /** The engine's LoRA settings for this plan (alpha and dropout do not change memory with dropout 0), or null. */
-    public LoraConfig loraConfig() { return lora() ? new LoraConfig(loraRank, 16, 0, loraTargets, false) : null; }
+    /** The engine's LoRA settings for this plan (alpha and rsLoRA do not change memory; dropout does), or null. */
+    public LoraConfig loraConfig() { return lora() ? new LoraConfig(loraRank, 16, loraDropout, loraTargets, false) : null; }
 
     public PlanOptions withBatch(int b) {
-        return new PlanOptions(method, loraRank, loraTargets, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, b, seqLen, zero, workers,
-                offload, runtime, attention, stack, optimizerInBackward, pagedOptimizer, doubleQuant);
+        return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, b, seqLen, zero, workers,
+                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant);
     }
 
     public PlanOptions withSeqLen(int t) {
-        return new PlanOptions(method, loraRank, loraTargets, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, t, zero, workers,
-                offload, runtime, attention, stack, optimizerInBackward, pagedOptimizer, doubleQuant);
+        return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, t, zero, workers,
+                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant);
     }
 
     /** The flag spelling of an enum constant: BF16_PURE -> bf16-pure. */

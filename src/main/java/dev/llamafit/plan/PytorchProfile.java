@@ -84,6 +84,7 @@ public final class PytorchProfile {
             // NF4: 4 bits + an fp32 absmax per 64 weights (0.5 bit), or, double-quantised, an 8-bit absmax per 64
             // weights and an fp32 second-level constant per 256 blocks: 8/64 + 32/(64·256) = 0.127 bit (QLoRA §3).
             case NF4 -> doubleQuant ? 0.5 + (1.0 + 4.0 / NF4_SECOND_BLOCK) / NF4_BLOCK : 0.5 + 4.0 / NF4_BLOCK;
+            case FP32, BF16, FP16 -> dtype.floatBytes();
         };
     }
 
@@ -92,7 +93,10 @@ public final class PytorchProfile {
         Counts n = counts(c);
         int a = o.precision().computeBytes();
         int workers = o.workers();
-        boolean quantised = o.baseDtype() != null;
+        boolean quantised = o.baseDtype() != null && o.baseDtype().quantised();
+        boolean fsdp = o.zero() > 0 && o.sharding() == PlanOptions.Sharding.FSDP;
+        // DeepSpeed in bf16/fp16 mode casts the whole module to the half dtype, whatever it was loaded in.
+        boolean deepspeedCast = o.zero() > 0 && o.sharding() == PlanOptions.Sharding.DEEPSPEED && o.precision() != Precision.FP32;
         boolean hf = o.stack() == Stack.HF;
         List<Component> comps = new ArrayList<>();
         List<String> notes = new ArrayList<>();
@@ -102,24 +106,30 @@ public final class PytorchProfile {
         int trainDtype;          // bytes per trainable parameter as stored
         double weightBytes;      // all stored weights, unsharded
         double layerUnitBytes, headUnitBytes;
+        double castTemp = 0;     // a frozen base wider than the compute dtype is cast per matmul (autocast does not cache frozen weights)
         if (o.method() == Method.FULL) {
             trainable = n.total();
-            trainDtype = o.precision() == Precision.FP32 ? 4 : 2;
+            // FSDP mixed precision keeps fp32 shards (they are the master weights) and gathers them in the compute dtype.
+            trainDtype = o.precision() == Precision.FP32 || fsdp && o.precision().mixed() ? 4 : 2;
             weightBytes = (double) n.total() * trainDtype;
-            layerUnitBytes = (double) n.largestLayer() * trainDtype;
-            headUnitBytes = (double) Math.max(n.embedding(), n.lmHead()) * trainDtype;
+            layerUnitBytes = (double) n.largestLayer() * Math.min(trainDtype, a);
+            headUnitBytes = (double) Math.max(n.embedding(), n.lmHead()) * Math.min(trainDtype, a);
         } else {
             trainable = loraParams(c, o);
             // PEFT keeps adapters in fp32 under autocast (autocast_adapter_dtype); torchtune keeps the model dtype.
             trainDtype = hf && o.precision() != Precision.BF16_PURE ? 4 : a;
             // Unsharded QLoRA in the HF stack runs prepare_model_for_kbit_training, which upcasts every
             // non-quantised parameter (embeddings, norms, LM head) to fp32; sharded runs keep quant_storage (bf16).
-            int otherDtype = quantised && hf && o.zero() < 3 ? 4 : a;
-            double perLinear = quantised ? quantisedBytesPerWeight(o.baseDtype(), o.doubleQuant()) : a;
+            // An unquantised base is stored as loaded (--base-dtype fp32|bf16|fp16, default the compute dtype).
+            int loaded = o.baseDtype() == null || quantised || deepspeedCast ? a : o.baseDtype().floatBytes();
+            int otherDtype = quantised && hf && o.zero() < 3 ? 4 : loaded;
+            double perLinear = quantised ? quantisedBytesPerWeight(o.baseDtype(), o.doubleQuant()) : loaded;
             double rowScales = o.baseDtype() == PlanOptions.BaseDtype.INT8 ? linearRows(c) * 4.0 : 0;
             weightBytes = n.linearWeights() * perLinear + rowScales + (double) n.other() * otherDtype;
-            layerUnitBytes = n.largestLayer() * perLinear;
-            headUnitBytes = (double) Math.max(n.embedding(), n.lmHead()) * otherDtype;
+            // FSDP's MixedPrecision all-gathers in the compute dtype; quantised shards travel packed.
+            layerUnitBytes = n.largestLayer() * (quantised ? perLinear : Math.min(loaded, a));
+            headUnitBytes = (double) Math.max(n.embedding(), n.lmHead()) * Math.min(otherDtype, a);
+            if (!quantised && loaded > a && !fsdp) castTemp = n.largestLinear() * (double) a;
             comps.add(gpu("weights.adapters", Category.WEIGHTS, shard(trainable * (double) trainDtype, o.zero() >= 3, workers),
                     "LoRA r·(in+out) per adapted matrix = " + trainable + " params × " + trainDtype + " B"));
         }
@@ -132,13 +142,16 @@ public final class PytorchProfile {
             double unit = Math.max(layerUnitBytes, headUnitBytes);
             comps.add(gpu("weights.gathered", Category.WEIGHTS, 2 * unit, "2 × largest all-gathered unit (current + prefetch)"));
         }
+        if (castTemp > 0)
+            comps.add(new Component("weights.cast", Column.DEVICE, Category.WORKSPACE, Accounting.TENSOR,
+                    phases(castTemp, castTemp, castTemp, 0), "largest frozen linear weight cast to the compute dtype for its matmul"));
         if (quantised)
             comps.add(new Component("weights.dequantised", Column.DEVICE, Category.WORKSPACE, Accounting.TENSOR,
                     phases(n.largestLinear() * (double) a, n.largestLinear() * (double) a, n.largestLinear() * (double) a, 0),
                     "largest linear weight dequantised to the compute dtype for its matmul"));
 
         // ---- master weights, gradients, optimizer states (ZeRO: optimizer ≥1, gradients ≥2, parameters 3)
-        boolean master = o.precision().mixed() && trainDtype == 2;
+        boolean master = o.precision().mixed() && trainDtype == 2;  // FSDP full FT: the fp32 shards are the master
         Column stateColumn = o.offload() == Offload.NONE ? Column.DEVICE : o.offload() == Offload.CPU ? Column.HOST : Column.DISK;
         if (master)
             comps.add(place("master_weights", stateColumn, Category.MASTER_WEIGHTS, shard(trainable * 4.0, o.zero() >= 1, workers),
@@ -213,12 +226,18 @@ public final class PytorchProfile {
         int a = o.precision().computeBytes();
         double el = 2.0 * c.hiddenSize() + c.qDim() + 2.0 * c.kvDim() + 3.0 * c.intermediateSize();
         boolean full = o.method() == Method.FULL;
-        if (full || targets(o, "q_proj", "k_proj", "v_proj")) el += c.hiddenSize();
+        // An adapter whose input is dropped out, or cast (PEFT keeps fp32 adapters under autocast: x.to(fp32), then
+        // autocast back to the compute dtype), saves its own copy of the input for dA (plus a 1-byte dropout mask);
+        // otherwise it saves the very tensor the frozen layer read, shared by the modules that read it.
+        boolean copies = !full && (o.loraDropout() > 0 || o.stack() == Stack.HF && o.precision().mixed());
+        if (full || !copies && targets(o, "q_proj", "k_proj", "v_proj")) el += c.hiddenSize();
         // Flash/SDPA saves its output for backward; eager attention saves probabilities and V instead.
-        if (o.attention() == PlanOptions.Attention.FLASH || full || targets(o, "o_proj")) el += c.qDim();
-        if (full || targets(o, "gate_proj", "up_proj")) el += c.hiddenSize();
-        if (full || targets(o, "down_proj")) el += c.intermediateSize();
+        if (o.attention() == PlanOptions.Attention.FLASH || full || !copies && targets(o, "o_proj")) el += c.qDim();
+        if (full || !copies && targets(o, "gate_proj", "up_proj")) el += c.hiddenSize();
+        if (full || !copies && targets(o, "down_proj")) el += c.intermediateSize();
         double bytes = el * a;
+        if (copies)
+            for (String m : o.loraTargets()) bytes += (double) TrainingLayout.moduleIn(c, m) * (a + (o.loraDropout() > 0 ? 1 : 0));
         if (!full) bytes += (double) o.loraTargets().size() * o.loraRank() * a; // x·Aᵀ per adapter, for dB
         return bytes;
     }
@@ -304,6 +323,9 @@ public final class PytorchProfile {
     static String weightsFormula(PlanOptions o, Counts n) {
         if (o.method() == Method.FULL) return n.total() + " params × " + (o.precision() == Precision.FP32 ? 4 : 2) + " B";
         if (o.baseDtype() == null) return "frozen base: " + n.total() + " params × " + o.precision().computeBytes() + " B";
+        if (!o.baseDtype().quantised()) return "frozen base as loaded: " + n.total() + " params × " + o.baseDtype().floatBytes() + " B"
+                + (o.zero() > 0 && o.sharding() == PlanOptions.Sharding.DEEPSPEED && o.precision() != Precision.FP32
+                ? " (DeepSpeed casts it to " + PlanOptions.name(o.precision()) + ": " + o.precision().computeBytes() + " B)" : "");
         return "frozen base: " + n.linearWeights() + " linear weights in " + PlanOptions.name(o.baseDtype())
                 + (o.baseDtype() == PlanOptions.BaseDtype.NF4 ? (o.doubleQuant() ? " (4.127 bits, double-quantised constants)" : " (4.5 bits)")
                 : " (1 B + fp32 row scale)") + " + " + n.other() + " others";

@@ -45,9 +45,10 @@ public final class Recommender {
                                     PlanOptions o;
                                     try {
                                         int zero = off != Offload.NONE && z == 0 ? 2 : z;
-                                        o = new PlanOptions(m, m == Method.FULL ? 0 : Math.max(want.loraRank(), 8), want.loraTargets(), p,
-                                                m == Method.QLORA ? PlanOptions.BaseDtype.NF4 : null, opt, gc, 1, b, want.seqLen(), zero, want.workers(),
-                                                off, want.runtime(), want.attention(), want.stack(), false, false, want.doubleQuant());
+                                        o = new PlanOptions(m, m == Method.FULL ? 0 : Math.max(want.loraRank(), 8), want.loraTargets(), want.loraDropout(), p,
+                                                m == Method.QLORA ? PlanOptions.BaseDtype.NF4 : m == Method.LORA && want.baseDtype() != PlanOptions.BaseDtype.NF4 ? want.baseDtype() : null,
+                                                opt, gc, 1, b, want.seqLen(), zero, want.workers(),
+                                                off, want.runtime(), want.attention(), want.stack(), want.sharding(), false, false, want.doubleQuant());
                                         o.validateFor(c);
                                     } catch (IllegalArgumentException e) {
                                         continue;

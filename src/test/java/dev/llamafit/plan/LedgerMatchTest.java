@@ -40,13 +40,16 @@ class LedgerMatchTest {
         for (String shape : List.of("tiny", "stories15M"))
             for (boolean lora : List.of(false, true))
                 for (boolean gc : List.of(false, true))
-                    for (int b : List.of(1, 2, 3)) a.add(Arguments.of(shape, lora, gc, 1, b, "adamw"));
-        a.add(Arguments.of("tiny", false, false, 1, 2, "sgd"));
-        a.add(Arguments.of("tiny", true, true, 1, 2, "sgd"));
+                    for (int b : List.of(1, 2, 3)) a.add(Arguments.of(shape, lora, gc, 1, b, "adamw", 0.0));
+        a.add(Arguments.of("tiny", false, false, 1, 2, "sgd", 0.0));
+        a.add(Arguments.of("tiny", true, true, 1, 2, "sgd", 0.0));
         // --checkpoint-every N > 1: every N-th block keeps only its input, the others save everything.
-        a.add(Arguments.of("stories15M", false, true, 2, 2, "adamw"));
-        a.add(Arguments.of("stories15M", true, true, 4, 1, "adamw"));
-        a.add(Arguments.of("tiny", false, true, 2, 3, "adamw"));
+        a.add(Arguments.of("stories15M", false, true, 2, 2, "adamw", 0.0));
+        a.add(Arguments.of("stories15M", true, true, 4, 1, "adamw", 0.0));
+        a.add(Arguments.of("tiny", false, true, 2, 3, "adamw", 0.0));
+        // LoRA dropout keeps dropout(input) per adapter (the mask is regenerated from a seed).
+        a.add(Arguments.of("stories15M", true, false, 1, 2, "adamw", 0.1));
+        a.add(Arguments.of("tiny", true, true, 1, 3, "adamw", 0.1));
         return a;
     }
 
@@ -56,14 +59,14 @@ class LedgerMatchTest {
                 : RandomModels.stories15M();
     }
 
-    @ParameterizedTest(name = "{0} lora={1} gc={2} every={3} B={4} {5}")
+    @ParameterizedTest(name = "{0} lora={1} gc={2} every={3} B={4} {5} dropout={6}")
     @MethodSource("matrix")
-    void planEqualsLedger(String shapeName, boolean lora, boolean gc, int every, int batch, String optimizer) {
+    void planEqualsLedger(String shapeName, boolean lora, boolean gc, int every, int batch, String optimizer, double dropout) {
         LlamaConfig c = shape(shapeName);
         PlanOptions o = new PlanOptions(lora ? PlanOptions.Method.LORA : PlanOptions.Method.FULL, lora ? 4 : 0,
-                lora ? List.of("q_proj", "k_proj", "v_proj", "o_proj", "down_proj") : List.of(), PlanOptions.Precision.FP32, null,
+                lora ? List.of("q_proj", "k_proj", "v_proj", "o_proj", "down_proj") : List.of(), dropout, PlanOptions.Precision.FP32, null,
                 optimizer.equals("sgd") ? PlanOptions.Optim.SGD : PlanOptions.Optim.ADAMW, gc, every, batch, T, 0, 1, PlanOptions.Offload.NONE,
-                PlanOptions.Runtime.LLAMAFIT, PlanOptions.Attention.EAGER, PlanOptions.Stack.HF, false, false, true);
+                PlanOptions.Runtime.LLAMAFIT, PlanOptions.Attention.EAGER, PlanOptions.Stack.HF, PlanOptions.Sharding.DEEPSPEED, false, false, true);
         MemoryPlan plan = Planner.plan(c, o, Devices.cpu(64L << 30, Parallel.threads()));
 
         MemoryLedger ledger = new MemoryLedger();
