@@ -101,4 +101,46 @@ class PlanCommandTest {
         assertEquals(0, l.code, l.err);
         assertTrue(!l.out.contains("bf16") && !l.out.contains("zero"), "llamafit: only what the engine implements\n" + l.out);
     }
+
+    static JsonNode json(String... args) throws Exception {
+        String[] all = java.util.stream.Stream.concat(java.util.Arrays.stream(args), java.util.stream.Stream.of("--json")).toArray(String[]::new);
+        Run r = run(all);
+        assertEquals(0, r.code, r.err);
+        return Json.MAPPER.readTree(r.out);
+    }
+
+    static long component(JsonNode plan, String name) {
+        for (JsonNode c : plan.path("components")) if (c.path("name").asText().equals(name)) return c.path("bytes").asLong();
+        return 0;
+    }
+
+    @Test
+    void fsdpKeepsTheLoadedDtypeWhileDeepSpeedCastsIt() throws Exception {
+        String[] base = {"plan", "--model", "llama-2-70b", "--method", "lora", "--lora-targets", "all-linear", "--precision", "bf16",
+                "--base-dtype", "fp32", "--device", "h100-80gb", "--zero", "3", "--workers", "8", "--gradient-checkpointing"};
+        JsonNode ds = json(concat(base, "--sharding", "deepspeed")), fsdp = json(concat(base, "--sharding", "fsdp"));
+        double ratio = (double) component(fsdp, "weights") / component(ds, "weights");
+        assertEquals(2.0, ratio, 0.01, "fp32 shards under FSDP vs DeepSpeed's bf16 cast");
+        // Unsharded: an fp32 base under autocast is cast per matmul (a temporary of the largest linear).
+        JsonNode single = json("plan", "--model", "llama-3.2-1b", "--method", "lora", "--precision", "bf16", "--base-dtype", "fp32", "--device", "a100-80gb");
+        assertTrue(component(single, "weights.cast") > 0, single.toString());
+    }
+
+    @Test
+    void loraDropoutAndCheckpointIntervalChangeActivations() throws Exception {
+        String[] base = {"plan", "--model", "llama-3.2-1b", "--method", "lora", "--lora-targets", "all-linear", "--precision", "bf16-pure",
+                "--device", "a100-80gb", "--seq-len", "1024", "--stack", "torchtune"};
+        long none = component(json(base), "activations"), dropout = component(json(concat(base, "--lora-dropout", "0.1")), "activations");
+        assertTrue(dropout > none, "dropout keeps a copy of each adapter's input: " + dropout + " vs " + none);
+        long every1 = component(json(concat(base, "--gradient-checkpointing")), "activations");
+        long every2 = component(json(concat(base, "--gradient-checkpointing", "--checkpoint-every", "2")), "activations");
+        assertTrue(every1 < every2 && every2 < none, every1 + " < " + every2 + " < " + none);
+        Run bad = run("plan", "--model", "llama-3.2-1b", "--base-dtype", "bf16", "--device", "a100-80gb");
+        assertEquals(2, bad.code);
+        assertTrue(bad.err.contains("frozen LoRA base"), bad.err);
+    }
+
+    static String[] concat(String[] a, String... b) {
+        return java.util.stream.Stream.concat(java.util.Arrays.stream(a), java.util.Arrays.stream(b)).toArray(String[]::new);
+    }
 }
