@@ -24,6 +24,7 @@ import dev.llamafit.plan.Component;
 import dev.llamafit.plan.Device;
 import dev.llamafit.plan.Devices;
 import dev.llamafit.plan.FormulaSeed;
+import dev.llamafit.plan.InferencePlanner;
 import dev.llamafit.plan.MemoryPlan;
 import dev.llamafit.plan.Phase;
 import dev.llamafit.plan.PlanOptions;
@@ -49,6 +50,8 @@ final class PlanCommand implements Callable<Integer> {
     @Option(names = "--sharding", defaultValue = "deepspeed", description = "With --zero: deepspeed (ZeRO) or fsdp (PyTorch FSDP) (default: ${DEFAULT-VALUE}).") String sharding;
     @Option(names = "--device", description = "Device preset: " + "a100-40gb, a100-80gb, h100-80gb, h200, l4, rtx3090, rtx4090, t4, v100-16gb, v100-32gb, cpu (default: cpu).") String device;
     @Option(names = "--memory", description = "Memory per device instead of a preset, e.g. 24GiB.") String memory;
+    @Option(names = "--inference", description = "Plan generation instead of training: --seq-len is the prompt, plus --max-new-tokens.") boolean inference;
+    @Option(names = "--max-new-tokens", defaultValue = "256", description = "With --inference: tokens generated after the prompt (default: ${DEFAULT-VALUE}).") int maxNewTokens;
     @Option(names = "--max-batch", description = "Also report the largest micro-batch that fits.") boolean maxBatch;
     @Option(names = "--max-seq-len", description = "Also report the longest sequence that fits.") boolean maxSeqLen;
     @Option(names = "--recommend", description = "Search techniques for plans that fit, ranked by expected slowdown.") boolean recommend;
@@ -63,11 +66,17 @@ final class PlanCommand implements Callable<Integer> {
                 : dev.gpu() ? PlanOptions.Runtime.PYTORCH : PlanOptions.Runtime.LLAMAFIT;
         PlanOptions.Attention att = attention != null ? PlanOptions.parse(PlanOptions.Attention.class, "--attention", attention)
                 : rt == PlanOptions.Runtime.PYTORCH ? PlanOptions.Attention.FLASH : PlanOptions.Attention.EAGER;
-        PlanOptions o = technique.toPlanOptions(rt, att, PlanOptions.parse(PlanOptions.Stack.class, "--stack", stack),
-                PlanOptions.parse(PlanOptions.Sharding.class, "--sharding", sharding));
-        MemoryPlan plan = Planner.plan(config, o, dev);
-        Integer mb = maxBatch ? maxFitting(config, o, dev, true) : null;
-        Integer ml = maxSeqLen ? maxFitting(config, o, dev, false) : null;
+        PlanOptions.Stack st = PlanOptions.parse(PlanOptions.Stack.class, "--stack", stack);
+        PlanOptions.Sharding sh = PlanOptions.parse(PlanOptions.Sharding.class, "--sharding", sharding);
+        PlanOptions.BaseDtype weightsDtype = inference ? technique.parsedBaseDtype() : null;
+        PlanOptions o = inference ? technique.toPlanOptions(rt, att, st, sh, null) : technique.toPlanOptions(rt, att, st, sh);
+        if (inference && (recommend || formula != null)) throw new IllegalArgumentException("--recommend and --formula plan training, not --inference");
+        java.util.function.Function<PlanOptions, MemoryPlan> planner = inference
+                ? x -> InferencePlanner.plan(config, x, weightsDtype, maxNewTokens, dev)
+                : x -> Planner.plan(config, x, dev);
+        MemoryPlan plan = planner.apply(o);
+        Integer mb = maxBatch ? maxFitting(config, o, planner, true) : null;
+        Integer ml = maxSeqLen ? maxFitting(config, o, planner, false) : null;
         List<Recommender.Recommendation> recs = recommend ? Recommender.recommend(config, o, dev, 8) : List.of();
         FormulaSeed seed = null;
         if (formula != null) {
@@ -77,8 +86,11 @@ final class PlanCommand implements Callable<Integer> {
             seed = FormulaSeed.of(PytorchProfile.counts(config).total(), bytes, config, o.seqLen());
         }
         PrintWriter out = spec.commandLine().getOut();
-        if (json) out.println(Json.write(toJson(plan, mb, ml, recs, seed)));
-        else print(out, config, plan, mb, ml, recs, seed);
+        if (json) {
+            Map<String, Object> j = toJson(plan, mb, ml, recs, seed);
+            j.put("mode", inference ? "inference" : "training");
+            out.println(Json.write(j));
+        } else print(out, config, plan, mb, ml, recs, seed, inference);
         return Main.OK;
     }
 
@@ -102,9 +114,9 @@ final class PlanCommand implements Callable<Integer> {
     }
 
     /** Largest batch (or sequence length) that fits: doubling, then bisection. 0 when even 1 does not fit. */
-    static int maxFitting(LlamaConfig c, PlanOptions o, Device d, boolean batch) {
+    static int maxFitting(LlamaConfig c, PlanOptions o, java.util.function.Function<PlanOptions, MemoryPlan> planner, boolean batch) {
         int limit = batch ? 1 << 16 : c.maxPositions();
-        java.util.function.IntPredicate fits = v -> Planner.plan(c, batch ? o.withBatch(v) : o.withSeqLen(v), d).fits();
+        java.util.function.IntPredicate fits = v -> planner.apply(batch ? o.withBatch(v) : o.withSeqLen(v)).fits();
         if (!fits.test(1)) return 0;
         int lo = 1, hi = 2;
         while (hi <= limit && fits.test(hi)) { lo = hi; hi *= 2; }
@@ -152,9 +164,12 @@ final class PlanCommand implements Callable<Integer> {
         return j;
     }
 
-    static void print(PrintWriter out, LlamaConfig c, MemoryPlan p, Integer mb, Integer ml, List<Recommender.Recommendation> recs, FormulaSeed seed) {
+    static void print(PrintWriter out, LlamaConfig c, MemoryPlan p, Integer mb, Integer ml, List<Recommender.Recommendation> recs, FormulaSeed seed,
+                      boolean inference) {
         PlanOptions o = p.options();
-        out.printf(Locale.ROOT, "plan: %s, %s, %s, B=%d T=%d%s, runtime %s, device %s (%s)%n", PlanOptions.name(o.method()), PlanOptions.name(o.precision()),
+        if (inference) out.printf(Locale.ROOT, "plan: inference, %s, B=%d prompt %d, runtime %s, device %s (%s)%n", PlanOptions.name(o.precision()),
+                o.batchSize(), o.seqLen(), PlanOptions.name(o.runtime()), p.device().name(), ByteSize.format(p.device().memoryBytes()));
+        else out.printf(Locale.ROOT, "plan: %s, %s, %s, B=%d T=%d%s, runtime %s, device %s (%s)%n", PlanOptions.name(o.method()), PlanOptions.name(o.precision()),
                 PlanOptions.name(o.optimizer()), o.batchSize(), o.seqLen(), !o.gradientCheckpointing() ? "" : o.checkpointEvery() == 1 ? ", checkpointing" : ", checkpointing every " + o.checkpointEvery() + " blocks",
                 PlanOptions.name(o.runtime()), p.device().name(), ByteSize.format(p.device().memoryBytes()));
         out.printf("%-28s %12s %12s %12s  %s%n", "component", "device", "host", "disk", "category");
@@ -163,9 +178,10 @@ final class PlanCommand implements Callable<Integer> {
             cols[comp.column().ordinal()] = ByteSize.format(comp.bytes());
             out.printf("%-28s %12s %12s %12s  %s%n", comp.name(), cols[0], cols[1], cols[2], comp.category().key());
         }
-        for (Phase f : Phase.values())
-            out.printf("  at %-16s %12s%n", f.key(), ByteSize.format(p.bytes(Column.DEVICE, f, dev.llamafit.plan.Metric.NVIDIA_SMI)));
-        out.printf("peak %s (%s), host %s, disk %s; headroom %s: %s%n", ByteSize.format(p.devicePeakBytes()), p.peakPhase().key(),
+        if (!inference)
+            for (Phase f : Phase.values())
+                out.printf("  at %-16s %12s%n", f.key(), ByteSize.format(p.bytes(Column.DEVICE, f, dev.llamafit.plan.Metric.NVIDIA_SMI)));
+        out.printf("peak %s (%s), host %s, disk %s; headroom %s: %s%n", ByteSize.format(p.devicePeakBytes()), inference ? "prefill" : p.peakPhase().key(),
                 ByteSize.format(p.hostPeakBytes()), ByteSize.format(p.diskBytes()), ByteSize.format(p.headroomBytes()), p.fits() ? "fits" : "DOES NOT FIT");
         if (mb != null) out.println("max batch size: " + mb);
         if (ml != null) out.println("max sequence length: " + ml);

@@ -49,10 +49,19 @@ final class TechniqueOptions {
 
     /** The one options record the planner (and the train gate) reads. */
     PlanOptions toPlanOptions(PlanOptions.Runtime runtime, PlanOptions.Attention attention, PlanOptions.Stack stack, PlanOptions.Sharding sharding) {
+        return toPlanOptions(runtime, attention, stack, sharding, parsedBaseDtype());
+    }
+
+    /** --base-dtype parsed, or null. */
+    PlanOptions.BaseDtype parsedBaseDtype() {
+        return baseDtype == null ? null : PlanOptions.parse(PlanOptions.BaseDtype.class, "--base-dtype", baseDtype);
+    }
+
+    PlanOptions toPlanOptions(PlanOptions.Runtime runtime, PlanOptions.Attention attention, PlanOptions.Stack stack, PlanOptions.Sharding sharding,
+                              PlanOptions.BaseDtype base) {
         PlanOptions.Method m = method();
         return new PlanOptions(m, loraRank(), m == PlanOptions.Method.FULL ? List.of() : targets(), loraDropout,
-                PlanOptions.parse(PlanOptions.Precision.class, "--precision", precision),
-                baseDtype == null ? null : PlanOptions.parse(PlanOptions.BaseDtype.class, "--base-dtype", baseDtype),
+                PlanOptions.parse(PlanOptions.Precision.class, "--precision", precision), base,
                 PlanOptions.parse(PlanOptions.Optim.class, "--optimizer", optimizer), gradientCheckpointing, checkpointEvery,
                 batchSize, seqLen, zero, workers, PlanOptions.parse(PlanOptions.Offload.class, "--offload", offload),
                 runtime, attention, stack, sharding, false, false, true);
