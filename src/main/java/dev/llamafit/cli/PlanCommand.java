@@ -90,7 +90,7 @@ final class PlanCommand implements Callable<Integer> {
             Map<String, Object> j = toJson(plan, mb, ml, recs, seed);
             j.put("mode", inference ? "inference" : "training");
             out.println(Json.write(j));
-        } else print(out, config, plan, mb, ml, recs, seed, inference);
+        } else print(out, config, plan, mb, ml, recs, seed, inference, recommend);
         return Main.OK;
     }
 
@@ -165,7 +165,7 @@ final class PlanCommand implements Callable<Integer> {
     }
 
     static void print(PrintWriter out, LlamaConfig c, MemoryPlan p, Integer mb, Integer ml, List<Recommender.Recommendation> recs, FormulaSeed seed,
-                      boolean inference) {
+                      boolean inference, boolean searched) {
         PlanOptions o = p.options();
         if (inference) out.printf(Locale.ROOT, "plan: inference, %s, B=%d prompt %d, runtime %s, device %s (%s)%n", PlanOptions.name(o.precision()),
                 o.batchSize(), o.seqLen(), PlanOptions.name(o.runtime()), p.device().name(), ByteSize.format(p.device().memoryBytes()));
@@ -197,6 +197,7 @@ final class PlanCommand implements Callable<Integer> {
         for (Recommender.Recommendation r : recs) {
             out.printf(Locale.ROOT, "%d. ×%.2f time: %s%n", i++, r.slowdown(), String.join("; ", r.steps()));
         }
-        if (!recs.isEmpty() || !p.fits()) { if (recs.isEmpty() && !p.fits()) out.println("try --recommend for plans that fit"); }
+        if (!recs.isEmpty() || !p.fits()) { if (recs.isEmpty() && !p.fits()) out.println(searched ? "--recommend: no searched plan fits" + (o.runtime() == PlanOptions.Runtime.LLAMAFIT
+                ? " (the llamafit runtime trains fp32 full or LoRA): lower --seq-len, use a smaller model or more memory" : "") : "try --recommend for plans that fit"); }
     }
 }

@@ -75,7 +75,7 @@ public final class Planner {
         if (!o.lora())
             notes.add("while loading, full fine-tuning holds the mapped checkpoint and its owned copy at once (+"
                     + dev.llamafit.memory.ByteSize.format(base) + " of mapped, evictable page cache for F32 files)");
-        notes.add("the JVM adds its own heap and code (not in the ledger): about 100-300 MiB");
+        notes.add("the JVM adds its own heap, code and data (not in the ledger): about 224 MiB measured with the launcher's flags");
         return new MemoryPlan(device, o, c, notes);
     }
 

@@ -101,5 +101,5 @@ public final class Recommender {
         return steps;
     }
 
-    private static String signed(long delta) { return (delta <= 0 ? "−" + ByteSize.format(-delta) + " less" : "+" + ByteSize.format(delta) + " more").replace(" less", "").replace(" more", "") + (delta <= 0 ? " less" : " more"); }
+    private static String signed(long delta) { return delta <= 0 ? ByteSize.format(-delta) + " less" : ByteSize.format(delta) + " more"; }
 }
