@@ -86,13 +86,7 @@ public final class InferencePlanner {
         comps.add(PytorchProfile.gpu("kv_cache", Category.KV_CACHE, kv, "2 × L × B × KvH·D × capacity × " + a + " B, capacity " + capacity));
         comps.add(PytorchProfile.gpu("activations", Category.ACTIVATIONS, block + logits, "one block's prefill temporaries + last-position logits"));
         if (dequant > 0) comps.add(PytorchProfile.gpu("weights.dequantised", Category.WORKSPACE, dequant, "largest linear dequantised for its matmul"));
-        MemoryPlan draft = new MemoryPlan(device, o, comps, List.of());
-        long cache = Math.round(draft.peak(Column.DEVICE, Metric.ALLOCATED) * PytorchProfile.ALLOCATOR_CACHE_FRACTION);
-        comps.add(new Component("allocator_cache", Column.DEVICE, Category.WORKSPACE, Accounting.ALLOCATOR_CACHE,
-                new long[]{cache, cache, cache, cache}, "caching allocator reserve, " + Math.round(PytorchProfile.ALLOCATOR_CACHE_FRACTION * 100) + "% of allocated"));
-        long ctx = device.contextBytes();
-        comps.add(new Component("cuda_context", Column.DEVICE, Category.WORKSPACE, Accounting.OUTSIDE_ALLOCATOR, new long[]{ctx, ctx, ctx, ctx},
-                "CUDA context and kernel images (nvidia-smi only)"));
+        PytorchProfile.addAllocatorAndContext(comps, device, o);
         return new MemoryPlan(device, o, comps, List.of("inference: prompt " + o.seqLen() + " + new tokens, KV capacity " + capacity));
     }
 }

@@ -196,19 +196,26 @@ public final class PytorchProfile {
                 phases(act.lossForward, act.lossBackward, 0, 0), act.lossFormula));
 
         // ---- what the allocator and the driver add
-        long tensorPeak = 0;
-        MemoryPlan draft = new MemoryPlan(device, o, comps, notes);
-        tensorPeak = draft.peak(Column.DEVICE, Metric.ALLOCATED);
+        long tensorPeak = addAllocatorAndContext(comps, device, o);
+        notes.add("per GPU; torch.cuda.max_memory_allocated ≈ " + dev.llamafit.memory.ByteSize.format(tensorPeak)
+                + ", max_memory_reserved ≈ +" + Math.round(ALLOCATOR_CACHE_FRACTION * 100) + "%, nvidia-smi adds the CUDA context");
+        return new MemoryPlan(device, o, comps, notes);
+    }
+
+    /**
+     * Appends what the caching allocator (its unused reserve, a share of the allocated peak of {@code comps}) and the
+     * driver (CUDA context) add, and returns that allocated peak.
+     */
+    static long addAllocatorAndContext(List<Component> comps, Device device, PlanOptions o) {
+        long tensorPeak = new MemoryPlan(device, o, comps, List.of()).peak(Column.DEVICE, Metric.ALLOCATED);
         long cache = Math.round(tensorPeak * ALLOCATOR_CACHE_FRACTION);
         comps.add(new Component("allocator_cache", Column.DEVICE, Category.WORKSPACE, Accounting.ALLOCATOR_CACHE,
                 phases(cache, cache, cache, cache), "caching allocator: blocks reserved but not in use, "
                 + Math.round(ALLOCATOR_CACHE_FRACTION * 100) + "% of the allocated peak (reserved − allocated)"));
+        long ctx = device.contextBytes();
         comps.add(new Component("cuda_context", Column.DEVICE, Category.WORKSPACE, Accounting.OUTSIDE_ALLOCATOR,
-                phases(device.contextBytes(), device.contextBytes(), device.contextBytes(), device.contextBytes()),
-                "CUDA context and kernel images (nvidia-smi only)"));
-        notes.add("per GPU; torch.cuda.max_memory_allocated ≈ " + dev.llamafit.memory.ByteSize.format(tensorPeak)
-                + ", max_memory_reserved ≈ +" + Math.round(ALLOCATOR_CACHE_FRACTION * 100) + "%, nvidia-smi adds the CUDA context");
-        return new MemoryPlan(device, o, comps, notes);
+                phases(ctx, ctx, ctx, ctx), "CUDA context and kernel images (nvidia-smi only)"));
+        return tensorPeak;
     }
 
     /** Activation bytes at each moment, per worker. */
