@@ -48,6 +48,7 @@ final class PlanCommand implements Callable<Integer> {
     @Option(names = "--attention", description = "eager or flash (default: flash for pytorch, eager for llamafit).") String attention;
     @Option(names = "--stack", defaultValue = "hf", description = "PyTorch stack conventions: hf or torchtune (default: ${DEFAULT-VALUE}).") String stack;
     @Option(names = "--sharding", defaultValue = "deepspeed", description = "With --zero: deepspeed (ZeRO) or fsdp (PyTorch FSDP) (default: ${DEFAULT-VALUE}).") String sharding;
+    @Option(names = "--shard-embeddings", description = "With --sharding fsdp: wrap the embedding and LM head as units of their own (torchtune's custom_sharded_layers) instead of leaving them in the root unit, which stays gathered through forward and backward.") boolean shardEmbeddings;
     @Option(names = "--device", description = "Device preset: " + "a100-40gb, a100-80gb, h100-80gb, h200, l4, rtx3090, rtx4090, t4, v100-16gb, v100-32gb, cpu (default: cpu).") String device;
     @Option(names = "--memory", description = "Memory per device instead of a preset, e.g. 24GiB.") String memory;
     @Option(names = "--inference", description = "Plan generation instead of training: --seq-len is the prompt, plus --max-new-tokens.") boolean inference;
@@ -69,7 +70,9 @@ final class PlanCommand implements Callable<Integer> {
         PlanOptions.Stack st = PlanOptions.parse(PlanOptions.Stack.class, "--stack", stack);
         PlanOptions.Sharding sh = PlanOptions.parse(PlanOptions.Sharding.class, "--sharding", sharding);
         PlanOptions.BaseDtype weightsDtype = inference ? technique.parsedBaseDtype() : null;
-        PlanOptions o = inference ? technique.toPlanOptions(rt, att, st, sh, null) : technique.toPlanOptions(rt, att, st, sh);
+        if (shardEmbeddings && (sh != PlanOptions.Sharding.FSDP || technique.zero != 3))
+            throw new IllegalArgumentException("--shard-embeddings wraps FSDP units: it needs --sharding fsdp --zero 3");
+        PlanOptions o = (inference ? technique.toPlanOptions(rt, att, st, sh, null) : technique.toPlanOptions(rt, att, st, sh)).withShardEmbeddings(shardEmbeddings);
         if (inference && (recommend || formula != null)) throw new IllegalArgumentException("--recommend and --formula plan training, not --inference");
         java.util.function.Function<PlanOptions, MemoryPlan> planner = inference
                 ? x -> InferencePlanner.plan(config, x, weightsDtype, maxNewTokens, dev)

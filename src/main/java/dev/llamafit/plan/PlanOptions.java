@@ -36,11 +36,14 @@ import dev.llamafit.model.TrainingLayout;
  * @param optimizerInBackward   step each parameter as soon as its gradient is ready and free it (torchtune)
  * @param pagedOptimizer        optimizer states in CUDA unified memory (bitsandbytes paged optimizers): host column
  * @param doubleQuant           NF4 with double-quantised block constants (QLoRA)
+ * @param shardEmbeddings       FSDP: the embedding and LM head are wrapped as units of their own (torchtune's
+ *                              custom_sharded_layers); otherwise they belong to the root unit, which FSDP keeps gathered
+ *                              from the start of forward to the end of backward
  */
 public record PlanOptions(Method method, int loraRank, List<String> loraTargets, double loraDropout, Precision precision, BaseDtype baseDtype,
                           Optim optimizer, boolean gradientCheckpointing, int checkpointEvery, int batchSize, int seqLen, int zero, int workers,
                           Offload offload, Runtime runtime, Attention attention, Stack stack, Sharding sharding, boolean optimizerInBackward,
-                          boolean pagedOptimizer, boolean doubleQuant) {
+                          boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings) {
 
     public enum Method { FULL, LORA, QLORA }
 
@@ -140,7 +143,7 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
     /** Defaults: full fine-tuning, fp32, AdamW, B = 4, T = 256, one worker, llamafit runtime (train's defaults). */
     public static PlanOptions defaults() {
         return new PlanOptions(Method.FULL, 0, List.of(), 0, Precision.FP32, null, Optim.ADAMW, false, 1, 4, 256, 0, 1, Offload.NONE,
-                Runtime.LLAMAFIT, Attention.EAGER, Stack.HF, Sharding.DEEPSPEED, false, false, true);
+                Runtime.LLAMAFIT, Attention.EAGER, Stack.HF, Sharding.DEEPSPEED, false, false, true, false);
     }
 
     /** Checks the rules that need the model: sequence length within the context, LoRA rank within every adapted matrix. */
@@ -168,12 +171,17 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
 
     public PlanOptions withBatch(int b) {
         return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, b, seqLen, zero, workers,
-                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant);
+                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings);
     }
 
     public PlanOptions withSeqLen(int t) {
         return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, t, zero, workers,
-                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant);
+                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings);
+    }
+
+    public PlanOptions withShardEmbeddings(boolean shard) {
+        return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen, zero, workers,
+                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shard);
     }
 
     /** The flag spelling of an enum constant: BF16_PURE -> bf16-pure. */

@@ -39,6 +39,13 @@ public final class PytorchProfile {
     public static final int NF4_SECOND_BLOCK = 256;
     /** bitsandbytes 8-bit optimizers quantise states in blocks of 2048 with an fp32 absmax per block. */
     public static final int OPTIM8_BLOCK = 2048;
+    /**
+     * DeepSpeed's default reduce_bucket_size (elements). With contiguous_gradients (the default) ZeRO allocates a gradient
+     * bucket of this many elements in the training dtype (stage 3: at start-up; stages 1-2: at the first backward).
+     * Configs that leave the value out (accelerate's generated config does) get this default; "auto" in an HF json
+     * config would set hidden².
+     */
+    public static final long DEEPSPEED_REDUCE_BUCKET = 500_000_000L;
     /** torchtune's CEWithChunkedOutputLoss splits the logits into 8 chunks. */
     public static final int LOSS_CHUNKS = 8;
 
@@ -105,7 +112,7 @@ public final class PytorchProfile {
         long trainable;
         int trainDtype;          // bytes per trainable parameter as stored
         double weightBytes;      // all stored weights, unsharded
-        double layerUnitBytes, headUnitBytes;
+        double layerUnitBytes, headUnitBytes, endsDtype; // endsDtype: bytes per embedding / LM-head element as gathered
         double castTemp = 0;     // a frozen base wider than the compute dtype is cast per matmul (autocast does not cache frozen weights)
         if (o.method() == Method.FULL) {
             trainable = n.total();
@@ -113,7 +120,8 @@ public final class PytorchProfile {
             trainDtype = o.precision() == Precision.FP32 || fsdp && o.precision().mixed() ? 4 : 2;
             weightBytes = (double) n.total() * trainDtype;
             layerUnitBytes = (double) n.largestLayer() * Math.min(trainDtype, a);
-            headUnitBytes = (double) Math.max(n.embedding(), n.lmHead()) * Math.min(trainDtype, a);
+            endsDtype = Math.min(trainDtype, a);
+            headUnitBytes = (double) Math.max(n.embedding(), n.lmHead()) * endsDtype;
         } else {
             trainable = loraParams(c, o);
             // PEFT keeps adapters in fp32 under autocast (autocast_adapter_dtype); torchtune keeps the model dtype.
@@ -128,7 +136,8 @@ public final class PytorchProfile {
             weightBytes = n.linearWeights() * perLinear + rowScales + (double) n.other() * otherDtype;
             // FSDP's MixedPrecision all-gathers in the compute dtype; quantised shards travel packed.
             layerUnitBytes = n.largestLayer() * (quantised ? perLinear : Math.min(loaded, a));
-            headUnitBytes = (double) Math.max(n.embedding(), n.lmHead()) * Math.min(otherDtype, a);
+            endsDtype = Math.min(otherDtype, a);
+            headUnitBytes = (double) Math.max(n.embedding(), n.lmHead()) * endsDtype;
             if (!quantised && loaded > a && !fsdp) castTemp = n.largestLinear() * (double) a;
             comps.add(gpu("weights.adapters", Category.WEIGHTS, shard(trainable * (double) trainDtype, o.zero() >= 3, workers),
                     "LoRA r·(in+out) per adapted matrix = " + trainable + " params × " + trainDtype + " B"));
@@ -138,9 +147,15 @@ public final class PytorchProfile {
         comps.add(place("weights", paramColumn, Category.WEIGHTS, shard(weightBytes, o.zero() >= 3, workers),
                 weightsFormula(o, n) + (o.zero() >= 3 ? ", sharded over " + workers + " workers (ZeRO-3/FSDP)" : "")));
         if (o.zero() >= 3) {
-            // ZeRO-3/FSDP all-gather one unit (a block, or the embedding / LM head) while the next is prefetched.
-            double unit = Math.max(layerUnitBytes, headUnitBytes);
-            comps.add(gpu("weights.gathered", Category.WEIGHTS, 2 * unit, "2 × largest all-gathered unit (current + prefetch)"));
+            // ZeRO-3/FSDP all-gather one unit (a block, or the embedding / LM head) while the next is prefetched, and
+            // free them after backward. FSDP wraps the decoder blocks; what is left (embedding, LM head, final norm)
+            // is the root unit, which FSDP never reshards after forward: it stays gathered until the end of backward.
+            boolean root = fsdp && !o.shardEmbeddings();
+            double unit = root ? layerUnitBytes : Math.max(layerUnitBytes, headUnitBytes);
+            double rootBytes = root ? (n.embedding() + n.lmHead() + (double) c.hiddenSize()) * endsDtype : 0;
+            double gathered = 2 * unit + rootBytes;
+            comps.add(new Component("weights.gathered", Column.DEVICE, Category.WEIGHTS, Accounting.TENSOR, phases(gathered, gathered, gathered, 0),
+                    "2 × largest all-gathered unit (current + prefetch)" + (root ? " + the FSDP root unit (embedding, LM head, final norm) held through forward and backward" : "")));
         }
         if (castTemp > 0)
             comps.add(new Component("weights.cast", Column.DEVICE, Category.WORKSPACE, Accounting.TENSOR,
@@ -176,6 +191,11 @@ public final class PytorchProfile {
                 comps.add(new Component("gradients.unsharded_unit", Column.DEVICE, Category.GRADIENTS, Accounting.TENSOR,
                         phases(0, bucket, bucket, 0), "one unit's full gradient before its reduce-scatter"));
             }
+        }
+        if (o.zero() > 0 && o.sharding() == PlanOptions.Sharding.DEEPSPEED) {
+            double bucket = DEEPSPEED_REDUCE_BUCKET * (double) a;
+            comps.add(new Component("gradients.reduce_bucket", Column.DEVICE, Category.WORKSPACE, Accounting.TENSOR, phases(bucket, bucket, bucket, bucket),
+                    "DeepSpeed contiguous gradient bucket: reduce_bucket_size (default 5e8) elements × " + a + " B"));
         }
         double stateBytes = optimizerBytes(o.optimizer(), trainDtype) * trainable;
         Column optColumn = o.pagedOptimizer() ? Column.HOST : stateColumn;
@@ -224,7 +244,7 @@ public final class PytorchProfile {
 
     /**
      * Bytes one block saves for backward per token, for LLaMA (Korthikanti et al. 2022 §4.1 recounted): the residual
-     * inputs of both RMSNorms (2C), q (H·D), k and v (2·KvH·D), the attention output (H·D), the SwiGLU gate, up and
+     * inputs of both RMSNorms (2C; in fp32 in the HF stack), q (H·D), k and v (2·KvH·D), the attention output (H·D), the SwiGLU gate, up and
      * silu(gate) (3F), and the inputs of the linear layers whose weights need a gradient: the two norm outputs (2C)
      * and the SwiGLU product (F). LoRA freezes the base: a frozen Linear's input is kept only if its adapter reads it
      * (PyTorch saves a matmul input only for a weight gradient). Eager attention adds B·H·T² probabilities per block.
@@ -243,6 +263,9 @@ public final class PytorchProfile {
         if (full || !copies && targets(o, "gate_proj", "up_proj")) el += c.hiddenSize();
         if (full || !copies && targets(o, "down_proj")) el += c.intermediateSize();
         double bytes = el * a;
+        // transformers' LlamaRMSNorm upcasts its input to fp32 and pow/mul save that fp32 copy, not the half input
+        // (torchtune's compiled norm saves the half input).
+        if (o.stack() == Stack.HF) bytes += 2.0 * c.hiddenSize() * (4 - a);
         if (copies)
             for (String m : o.loraTargets()) bytes += (double) TrainingLayout.moduleIn(c, m) * (a + (o.loraDropout() > 0 ? 1 : 0));
         if (!full) bytes += (double) o.loraTargets().size() * o.loraRank() * a; // x·Aᵀ per adapter, for dB

@@ -37,8 +37,9 @@ class CalibrationTest {
     static final double TOLERANCE = 0.15;
     /** Rows outside the tolerance today, with why (see docs/PLANNER.md). */
     static final Map<String, String> KNOWN_OUTSIDE = Map.of(
-            "peft-13", "FSDP + CPU param offload: 19.6 GB measured, 10.6 GB predicted; what stays on the GPU is not understood yet",
-            "tt-15", "405B QLoRA at the stated micro-batch 2: 16.9 GB of checkpoints alone; the config's default batch_size=1 gives ~47 GB");
+            "peft-13", "FSDP1 + CPU param offload: 12.3 GB predicted; the no-offload twin peft-14 is 0.93, so ~6 GB that stays on the GPU with offload is not modelled",
+            "tt-15", "infeasible as stated: at micro-batch 2 × 2048 the NF4 shards, the FSDP root unit and the checkpointed block inputs alone exceed 44.8 GB "
+                    + "(statedShapeOfTt15ExceedsItsMeasurement); the shipped config's batch_size 1 gives 1.15");
 
     record Row(String id, double measured, String unit, String metric) {}
 
@@ -50,7 +51,7 @@ class CalibrationTest {
 
     static PlanOptions opts(Method m, int r, List<String> targets, double dropout, Precision p, BaseDtype base, Optim opt, boolean gc, int b, int t,
                             int zero, int workers, Offload off, Attention att, Stack stack, Sharding sharding, boolean inBwd, boolean paged) {
-        return new PlanOptions(m, r, targets, dropout, p, base, opt, gc, 1, b, t, zero, workers, off, Runtime.PYTORCH, att, stack, sharding, inBwd, paged, true);
+        return new PlanOptions(m, r, targets, dropout, p, base, opt, gc, 1, b, t, zero, workers, off, Runtime.PYTORCH, att, stack, sharding, inBwd, paged, true, false);
     }
 
     /** The planner's value for a row, in bytes, and the metric it is read with. */
@@ -90,7 +91,9 @@ class CalibrationTest {
             case "tt-12" -> { c = l31_8; d = r4090; metric = Metric.ALLOCATED;
                 o = opts(Method.QLORA, 8, all, 0, Precision.BF16_PURE, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, false, false); }
             case "tt-13" -> { c = l31_70; d = a100; metric = Metric.ALLOCATED;
-                o = opts(Method.FULL, 0, List.of(), 0, Precision.BF16_PURE, null, Optim.ADAMW, true, 2, 2048, 3, 8, Offload.CPU, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, true, false); }
+                // 70B_full.yaml: custom_sharded_layers: ['tok_embeddings', 'output'] wraps both as units of their own.
+                o = opts(Method.FULL, 0, List.of(), 0, Precision.BF16_PURE, null, Optim.ADAMW, true, 2, 2048, 3, 8, Offload.CPU, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, true, false)
+                        .withShardEmbeddings(true); }
             case "tt-14" -> { c = l31_70; d = a100; metric = Metric.ALLOCATED;
                 o = opts(Method.LORA, 16, QKV, 0, Precision.BF16_PURE, null, Optim.ADAMW, true, 2, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, false, false); }
             case "tt-15" -> { c = l31_405; d = a100; metric = Metric.ALLOCATED;
@@ -125,6 +128,32 @@ class CalibrationTest {
             case "MB" -> bytes / 1e6;
             default -> throw new IllegalArgumentException("unit " + unit);
         };
+    }
+
+    /**
+     * tt-15 cannot have peaked at 44.8 GB at the shape the row states (405B QLoRA, micro-batch 2 × 2048, FSDP over 8 A100s,
+     * activation checkpointing): three terms that such a step holds at once already exceed it, counted here from the
+     * config alone, independently of the planner: each GPU's NF4 shard (4 bits + double-quantised block constants for the
+     * linear weights, bf16 for the rest, 1/8 of it), the root unit (embedding + LM head in bf16), which FSDP2 does not
+     * reshard after forward, and one bf16 block input per layer kept by checkpointing. The row is therefore listed in
+     * KNOWN_OUTSIDE rather than predicted at a batch chosen to match.
+     */
+    @Test
+    void statedShapeOfTt15ExceedsItsMeasurement() {
+        LlamaConfig c = ModelPresets.load("llama-3.1-405b");
+        long h = c.hiddenSize(), v = c.vocabSize();
+        long perLayerLinear = h * c.qDim() + 2 * h * c.kvDim() + c.qDim() * h + 3 * h * c.intermediateSize();
+        double linear = (double) perLayerLinear * c.numLayers();
+        double nf4 = 0.5 + (1 + 4.0 / 256) / 64;
+        double shard = (linear * nf4 + 2.0 * v * h * 2) / 8;
+        double root = 2.0 * v * h * 2;
+        double checkpoints = (double) c.numLayers() * 2 * 2048 * h * 2;
+        double lowerBound = shard + root + checkpoints;
+        assertTrue(lowerBound > 44.8e9 && lowerBound > 44.8 * (1L << 30),
+                String.format(Locale.ROOT, "shard %.1f GB + root %.1f GB + checkpoints %.1f GB = %.1f GB", shard / 1e9, root / 1e9, checkpoints / 1e9, lowerBound / 1e9));
+        double planned = Planner.plan(c, opts(Method.QLORA, 16, LoraConfig.ALL_LINEAR, 0, Precision.BF16_PURE, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048,
+                3, 8, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, false, false), Devices.gpu("a100-80gb")).peak(Column.DEVICE, Metric.ALLOCATED);
+        assertTrue(planned >= lowerBound, "the plan holds at least the certain terms: " + planned + " < " + lowerBound);
     }
 
     @Test

@@ -127,6 +127,29 @@ class PlanCommandTest {
     }
 
     @Test
+    void fsdpRootUnitStaysGatheredUnlessTheEmbeddingsAreWrapped() throws Exception {
+        // Llama 3.1 70B: embedding and LM head are 128256 × 8192 each; a block is far smaller than the pair.
+        String[] base = {"plan", "--model", "llama-3.1-70b", "--method", "lora", "--precision", "bf16-pure", "--stack", "torchtune",
+                "--device", "a100-80gb", "--zero", "3", "--workers", "8", "--gradient-checkpointing", "--batch-size", "2", "--seq-len", "2048"};
+        JsonNode root = json(concat(base, "--sharding", "fsdp")), wrapped = json(concat(base, "--sharding", "fsdp", "--shard-embeddings"));
+        long ends = 2L * 128256 * 8192 * 2;
+        long diff = component(root, "weights.gathered") - component(wrapped, "weights.gathered");
+        // Root: ends + 2 blocks; wrapped: 2 × max(block, one end). One end (2.1 GB) is larger than a block (1.7 GB).
+        assertTrue(diff > 0.2 * ends && diff < ends, "root unit adds the embedding and LM head: " + diff);
+        Run bad = run(concat(base, "--sharding", "deepspeed", "--shard-embeddings"));
+        assertEquals(2, bad.code, bad.out);
+        assertTrue(bad.err.contains("--sharding fsdp"), bad.err);
+    }
+
+    @Test
+    void deepSpeedHoldsItsGradientBucket() throws Exception {
+        String[] base = {"plan", "--model", "llama-2-7b", "--method", "lora", "--precision", "bf16", "--device", "a100-40gb",
+                "--zero", "3", "--workers", "2"};
+        assertEquals(500_000_000L * 2, component(json(concat(base, "--sharding", "deepspeed")), "gradients.reduce_bucket"));
+        assertEquals(0, component(json(concat(base, "--sharding", "fsdp")), "gradients.reduce_bucket"));
+    }
+
+    @Test
     void loraDropoutAndCheckpointIntervalChangeActivations() throws Exception {
         String[] base = {"plan", "--model", "llama-3.2-1b", "--method", "lora", "--lora-targets", "all-linear", "--precision", "bf16-pure",
                 "--device", "a100-80gb", "--seq-len", "1024", "--stack", "torchtune"};
