@@ -113,6 +113,7 @@ public final class PytorchProfile {
         int trainDtype;          // bytes per trainable parameter as stored
         double weightBytes;      // all stored weights, unsharded
         double layerUnitBytes, headUnitBytes, endsDtype; // endsDtype: bytes per embedding / LM-head element as gathered
+        double replicated = 0;   // quantisation constants that sharding leaves whole on every GPU
         double castTemp = 0;     // a frozen base wider than the compute dtype is cast per matmul (autocast does not cache frozen weights)
         if (o.method() == Method.FULL) {
             trainable = n.total();
@@ -139,6 +140,13 @@ public final class PytorchProfile {
             endsDtype = Math.min(otherDtype, a);
             headUnitBytes = (double) Math.max(n.embedding(), n.lmHead()) * endsDtype;
             if (!quantised && loaded > a && !fsdp) castTemp = n.largestLinear() * (double) a;
+            if (quantised && hf && o.zero() >= 3 && o.baseDtype() == PlanOptions.BaseDtype.NF4) {
+                // bitsandbytes keeps each layer's quant_state (block absmax, nested constants) as a module attribute,
+                // not a parameter: FSDP and ZeRO-3 shard, gather and offload only the packed 4-bit storage.
+                replicated = n.linearWeights() * (perLinear - 0.5);
+                weightBytes -= replicated;
+                layerUnitBytes = n.largestLayer() * 0.5;
+            }
             comps.add(gpu("weights.adapters", Category.WEIGHTS, shard(trainable * (double) trainDtype, o.zero() >= 3, workers),
                     "LoRA r·(in+out) per adapted matrix = " + trainable + " params × " + trainDtype + " B"));
         }
@@ -146,6 +154,9 @@ public final class PytorchProfile {
         Column paramColumn = paramsOffloaded ? (o.offload() == Offload.DISK ? Column.DISK : Column.HOST) : Column.DEVICE;
         comps.add(place("weights", paramColumn, Category.WEIGHTS, shard(weightBytes, o.zero() >= 3, workers),
                 weightsFormula(o, n) + (o.zero() >= 3 ? ", sharded over " + workers + " workers (ZeRO-3/FSDP)" : "")));
+        if (replicated > 0)
+            comps.add(gpu("weights.quant_state", Category.WEIGHTS, replicated,
+                    "bitsandbytes NF4 block constants: a module attribute, so every GPU holds all of them (not sharded, not offloaded)"));
         if (o.zero() >= 3) {
             // ZeRO-3/FSDP all-gather one unit (a block, or the embedding / LM head) while the next is prefetched, and
             // free them after backward. FSDP wraps the decoder blocks; what is left (embedding, LM head, final norm)

@@ -142,6 +142,23 @@ class PlanCommandTest {
     }
 
     @Test
+    void bitsandbytesQuantStateIsNeitherShardedNorOffloaded() throws Exception {
+        String[] base = {"plan", "--model", "llama-2-70b", "--method", "qlora", "--lora-targets", "all-linear", "--precision", "bf16",
+                "--device", "rtx4090", "--zero", "3", "--workers", "2", "--sharding", "fsdp", "--gradient-checkpointing", "--batch-size", "2", "--seq-len", "2048"};
+        JsonNode kept = json(base), offloaded = json(concat(base, "--offload", "cpu"));
+        long linear = PytorchProfile.counts(ModelPresets.load("llama-2-70b")).linearWeights();
+        long expected = Math.round(linear * (1 + 4.0 / 256) / 64); // 8-bit absmax per 64 weights + fp32 per 256 blocks
+        assertEquals(expected, component(kept, "weights.quant_state"), 2);
+        assertEquals(expected, component(offloaded, "weights.quant_state"), 2);
+        for (JsonNode c : offloaded.path("components")) {
+            if (c.path("name").asText().equals("weights.quant_state")) assertEquals("device", c.path("column").asText());
+            if (c.path("name").asText().equals("weights")) assertEquals("host", c.path("column").asText());
+        }
+        JsonNode torchtune = json(concat(base, "--stack", "torchtune"));
+        assertEquals(0, component(torchtune, "weights.quant_state"), "torchao's NF4 tensor shards its scalers with the data");
+    }
+
+    @Test
     void deepSpeedHoldsItsGradientBucket() throws Exception {
         String[] base = {"plan", "--model", "llama-2-7b", "--method", "lora", "--precision", "bf16", "--device", "a100-40gb",
                 "--zero", "3", "--workers", "2"};
