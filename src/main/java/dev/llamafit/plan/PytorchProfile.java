@@ -105,6 +105,9 @@ public final class PytorchProfile {
         // DeepSpeed in bf16/fp16 mode casts the whole module to the half dtype, whatever it was loaded in.
         boolean deepspeedCast = o.zero() > 0 && o.sharding() == PlanOptions.Sharding.DEEPSPEED && o.precision() != Precision.FP32;
         boolean hf = o.stack() == Stack.HF;
+        // Without DeepSpeed or FSDP, HF mixed precision is torch.amp autocast over the model as loaded: trained weights
+        // stay fp32 (no separate master) and autocast caches a half copy of each for the forward (HF docs: 6 B/param).
+        boolean amp = amp(o);
         List<Component> comps = new ArrayList<>();
         List<String> notes = new ArrayList<>();
 
@@ -118,7 +121,7 @@ public final class PytorchProfile {
         if (o.method() == Method.FULL) {
             trainable = n.total();
             // FSDP mixed precision keeps fp32 shards (they are the master weights) and gathers them in the compute dtype.
-            trainDtype = o.precision() == Precision.FP32 || fsdp && o.precision().mixed() ? 4 : 2;
+            trainDtype = o.precision() == Precision.FP32 || fsdp && o.precision().mixed() || amp ? 4 : 2;
             weightBytes = (double) n.total() * trainDtype;
             layerUnitBytes = (double) n.largestLayer() * Math.min(trainDtype, a);
             endsDtype = Math.min(trainDtype, a);
@@ -168,6 +171,13 @@ public final class PytorchProfile {
             comps.add(new Component("weights.gathered", Column.DEVICE, Category.WEIGHTS, Accounting.TENSOR, phases(gathered, gathered, gathered, 0),
                     "2 × largest all-gathered unit (current + prefetch)" + (root ? " + the FSDP root unit (embedding, LM head, final norm) held through forward and backward" : "")));
         }
+        if (o.method() == Method.FULL && amp) {
+            // Autocast caches the cast of every leaf that requires grad until the autocast region ends (the end of
+            // forward); the matmuls keep those copies for backward. Linear weights and the LM head (embedding is not cast).
+            double copies = (n.linearWeights() + (double) Math.max(n.lmHead(), c.tieWordEmbeddings() ? n.embedding() : 0)) * a;
+            comps.add(new Component("weights.autocast_copies", Column.DEVICE, Category.WORKSPACE, Accounting.TENSOR,
+                    phases(copies, copies, copies, 0), "torch.amp: half copies of the fp32 linear weights, cached in forward, held by backward"));
+        }
         if (castTemp > 0)
             comps.add(new Component("weights.cast", Column.DEVICE, Category.WORKSPACE, Accounting.TENSOR,
                     phases(castTemp, castTemp, castTemp, 0), "largest frozen linear weight cast to the compute dtype for its matmul"));
@@ -208,13 +218,14 @@ public final class PytorchProfile {
             comps.add(new Component("gradients.reduce_bucket", Column.DEVICE, Category.WORKSPACE, Accounting.TENSOR, phases(bucket, bucket, bucket, bucket),
                     "DeepSpeed contiguous gradient bucket: reduce_bucket_size (default 5e8) elements × " + a + " B"));
         }
-        double stateBytes = optimizerBytes(o.optimizer(), trainDtype) * trainable;
+        int stateDtype = master ? 4 : trainDtype; // with a master copy, the optimizer steps (and keeps its states in) fp32
+        double stateBytes = optimizerBytes(o.optimizer(), stateDtype) * trainable;
         Column optColumn = o.pagedOptimizer() ? Column.HOST : stateColumn;
         comps.add(place("optimizer", optColumn, Category.OPTIMIZER, shard(stateBytes, o.zero() >= 1, workers),
-                optimizerFormula(o.optimizer(), trainDtype) + (o.pagedOptimizer() ? " (paged: CUDA unified memory, evicted to the host)" : "")));
+                optimizerFormula(o.optimizer(), stateDtype) + (o.pagedOptimizer() ? " (paged: CUDA unified memory, evicted to the host)" : "")));
         if (o.optimizer() == Optim.ADAMW && optColumn == Column.DEVICE && !o.optimizerInBackward()) {
             // torch.optim.AdamW (foreach) materialises sqrt(v) for all tensors at once: one more state's worth.
-            double tmp = shard(trainable * (double) trainDtype, o.zero() >= 1, workers);
+            double tmp = shard(trainable * (double) stateDtype, o.zero() >= 1, workers);
             comps.add(new Component("optimizer.step_temporaries", Column.DEVICE, Category.WORKSPACE, Accounting.TENSOR,
                     phases(0, 0, 0, tmp), "foreach AdamW: _foreach_sqrt(exp_avg_sq) temporary, one state's size"));
         }
@@ -289,14 +300,22 @@ public final class PytorchProfile {
         return (double) c.numHeads() * o.seqLen() * o.seqLen() * (4 + (a == 4 ? 0 : a));
     }
 
+    /** HF mixed precision without DeepSpeed or FSDP: torch.amp autocast over the model in the dtype it was loaded in. */
+    static boolean amp(PlanOptions o) {
+        return o.stack() == Stack.HF && o.precision().mixed() && o.zero() == 0;
+    }
+
     static Activations activations(LlamaConfig c, PlanOptions o) {
         int a = o.precision().computeBytes();
+        // Under autocast over an fp32 model (full fine-tuning, or a base loaded in fp32) the embedding output is fp32 and
+        // so is the residual stream: block inputs and the final norm input are 4 B (matmul outputs stay half).
+        int r = amp(o) && (o.method() == Method.FULL || o.baseDtype() == PlanOptions.BaseDtype.FP32) ? 4 : a;
         double tokens = (double) o.batchSize() * o.seqLen();
         int layers = c.numLayers();
         double block = blockBytesPerToken(c, o) * tokens;
         if (o.attention() == PlanOptions.Attention.EAGER) block += eagerAttentionBytesPerSequence(c, o) * o.batchSize();
         else block += 4.0 * c.numHeads() * tokens; // logsumexp, fp32
-        double residual = tokens * c.hiddenSize() * a;
+        double residual = tokens * c.hiddenSize() * r;
         // The last block's output (final norm input) and, when the LM head trains, the final norm's output.
         double head = residual * (o.method() == Method.FULL ? 2 : 1);
         // Backward through one block holds its input gradient and the largest intermediate gradients.
@@ -307,7 +326,7 @@ public final class PytorchProfile {
             int ckpt = o.checkpointedBlocks(layers);
             saved = ckpt * residual + (layers - ckpt) * block + head;
             backward = saved + block + blockTransient;
-            formula = String.format(java.util.Locale.ROOT, "checkpointing: L × N·C·%d B (block inputs) + one block recomputed (%.0f B/token) + backward temporaries", a, blockBytesPerToken(c, o));
+            formula = String.format(java.util.Locale.ROOT, "checkpointing: L × N·C·%d B (block inputs) + one block recomputed (%.0f B/token) + backward temporaries", r, blockBytesPerToken(c, o));
         } else {
             saved = layers * block + head;
             backward = saved + blockTransient;

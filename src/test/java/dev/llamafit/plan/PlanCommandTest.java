@@ -159,6 +159,25 @@ class PlanCommandTest {
     }
 
     @Test
+    void mixedPrecisionStatesFollowTheStack() throws Exception {
+        long n = PytorchProfile.counts(ModelPresets.load("llama-3.2-1b")).total();
+        // HF without DeepSpeed/FSDP: torch.amp over the fp32 model. fp32 weights and gradients, fp32 AdamW, no master,
+        // plus autocast's half copies of the linear weights (the HF docs' 6 + 4 + 8 bytes per parameter).
+        JsonNode amp = json("plan", "--model", "llama-3.2-1b", "--precision", "bf16", "--device", "a100-80gb", "--batch-size", "1");
+        assertEquals(4 * n, component(amp, "weights"), 8);
+        assertEquals(0, component(amp, "master_weights"));
+        assertEquals(8 * n, component(amp, "optimizer"), 8);
+        assertTrue(component(amp, "weights.autocast_copies") > n, amp.toString());
+        // DeepSpeed casts the module to bf16 and keeps an fp32 master; AdamW steps the master, so its states are fp32.
+        JsonNode ds = json("plan", "--model", "llama-3.2-1b", "--precision", "bf16", "--device", "a100-80gb", "--batch-size", "1",
+                "--zero", "1", "--workers", "2");
+        assertEquals(2 * n, component(ds, "weights"), 8);
+        assertEquals(4 * n / 2, component(ds, "master_weights"), 8);
+        assertEquals(8 * n / 2, component(ds, "optimizer"), 8);
+        assertEquals(0, component(ds, "weights.autocast_copies"));
+    }
+
+    @Test
     void deepSpeedHoldsItsGradientBucket() throws Exception {
         String[] base = {"plan", "--model", "llama-2-7b", "--method", "lora", "--precision", "bf16", "--device", "a100-40gb",
                 "--zero", "3", "--workers", "2"};
