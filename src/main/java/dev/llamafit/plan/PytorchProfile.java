@@ -309,7 +309,9 @@ public final class PytorchProfile {
         int a = o.precision().computeBytes();
         // Under autocast over an fp32 model (full fine-tuning, or a base loaded in fp32) the embedding output is fp32 and
         // so is the residual stream: block inputs and the final norm input are 4 B (matmul outputs stay half).
-        int r = amp(o) && (o.method() == Method.FULL || o.baseDtype() == PlanOptions.BaseDtype.FP32) ? 4 : a;
+        // prepare_model_for_kbit_training upcasts an unsharded quantised model's embedding to fp32 (see plan()): the same.
+        int r = amp(o) && (o.method() == Method.FULL || o.baseDtype() == PlanOptions.BaseDtype.FP32
+                || o.baseDtype() != null && o.baseDtype().quantised()) ? 4 : a;
         double tokens = (double) o.batchSize() * o.seqLen();
         int layers = c.numLayers();
         double block = blockBytesPerToken(c, o) * tokens;
