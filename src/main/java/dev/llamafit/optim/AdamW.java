@@ -2,7 +2,6 @@
 package dev.llamafit.optim;
 
 import java.util.List;
-import java.util.Map;
 import java.util.Objects;
 
 import dev.llamafit.memory.MemoryLedger;
@@ -21,7 +20,7 @@ import dev.llamafit.tensor.Tensor;
  * them; m and v are F32 (8 bytes per trainable parameter), allocated lazily on the first step under
  * {@code Category.OPTIMIZER}, for the parameters passed only.
  */
-public final class AdamW implements Optimizer {
+public final class AdamW extends StoredStateOptimizer {
     /** Hyper-parameters; PyTorch's defaults are (0.9, 0.999, 1e-8, 0.01). */
     public record Config(double beta1, double beta2, double eps, double weightDecay) {
         public Config {
@@ -37,12 +36,10 @@ public final class AdamW implements Optimizer {
     private static final List<String> KINDS = List.of("exp_avg", "exp_avg_sq");
 
     private final Config config;
-    private final StateStore store;
-    private long steps;
 
     public AdamW(Config config, MemoryLedger ledger) {
+        super(ledger, KINDS);
         this.config = Objects.requireNonNull(config, "config");
-        this.store = new StateStore(Objects.requireNonNull(ledger, "ledger"), KINDS);
     }
 
     public AdamW(double beta1, double beta2, double eps, double weightDecay, MemoryLedger ledger) {
@@ -53,8 +50,7 @@ public final class AdamW implements Optimizer {
 
     @Override
     public void step(List<Param> params, double lr) {
-        if (!(lr >= 0 && Double.isFinite(lr))) throw new IllegalArgumentException("learning rate must be finite and >= 0, got " + lr);
-        store.checkParams(params, steps);
+        beginStep(params, lr);
         long t = steps + 1;
         // torch/optim/adamw.py (_single_tensor_adamw): bias corrections and step size in Python floats.
         double bc1 = 1 - Math.pow(config.beta1(), t);
@@ -74,29 +70,4 @@ public final class AdamW implements Optimizer {
         }
         steps = t;
     }
-
-    @Override
-    public long steps() { return steps; }
-
-    @Override
-    public Map<String, Tensor> state() { return store.snapshot(); }
-
-    @Override
-    public void loadState(Map<String, Tensor> state, long steps) {
-        if (steps < 0) throw new IllegalArgumentException("optimizer steps must be >= 0, got " + steps);
-        store.load(state);
-        this.steps = steps;
-    }
-
-    @Override
-    public void loadState(Map<String, Tensor> state, long steps, List<Param> params) {
-        loadState(state, steps);
-        store.checkParams(params, steps);
-    }
-
-    @Override
-    public long stateBytes(List<Param> params) { return store.bytesFor(params); }
-
-    @Override
-    public void close() { store.close(); }
 }

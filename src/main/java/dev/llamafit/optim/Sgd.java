@@ -2,11 +2,9 @@
 package dev.llamafit.optim;
 
 import java.util.List;
-import java.util.Map;
 import java.util.Objects;
 
 import dev.llamafit.memory.MemoryLedger;
-import dev.llamafit.tensor.Tensor;
 
 /**
  * Stochastic gradient descent exactly as torch.optim.SGD (PyTorch 1.13, maximize=False) computes it:
@@ -20,7 +18,7 @@ import dev.llamafit.tensor.Tensor;
  * The momentum buffer is F32 (4 bytes per trainable parameter) under {@code Category.OPTIMIZER}, allocated
  * lazily on the first step; with momentum 0 there is no state at all.
  */
-public final class Sgd implements Optimizer {
+public final class Sgd extends StoredStateOptimizer {
     /** Hyper-parameters. As in PyTorch, Nesterov needs momentum &gt; 0 and zero dampening. */
     public record Config(double momentum, double weightDecay, double dampening, boolean nesterov) {
         public Config {
@@ -37,12 +35,10 @@ public final class Sgd implements Optimizer {
     }
 
     private final Config config;
-    private final StateStore store;
-    private long steps;
 
     public Sgd(Config config, MemoryLedger ledger) {
-        this.config = Objects.requireNonNull(config, "config");
-        this.store = new StateStore(Objects.requireNonNull(ledger, "ledger"), config.momentum() != 0 ? List.of("momentum") : List.of());
+        super(ledger, Objects.requireNonNull(config, "config").momentum() != 0 ? List.of("momentum") : List.of());
+        this.config = config;
     }
 
     public Sgd(double momentum, double weightDecay, double dampening, boolean nesterov, MemoryLedger ledger) {
@@ -58,8 +54,7 @@ public final class Sgd implements Optimizer {
 
     @Override
     public void step(List<Param> params, double lr) {
-        if (!(lr >= 0 && Double.isFinite(lr))) throw new IllegalArgumentException("learning rate must be finite and >= 0, got " + lr);
-        store.checkParams(params, steps);
+        beginStep(params, lr);
         boolean useMomentum = config.momentum() != 0;
         UpdateKernels kernels = UpdateKernels.get();
         for (Param p : params) {
@@ -74,29 +69,4 @@ public final class Sgd implements Optimizer {
         }
         steps++;
     }
-
-    @Override
-    public long steps() { return steps; }
-
-    @Override
-    public Map<String, Tensor> state() { return store.snapshot(); }
-
-    @Override
-    public void loadState(Map<String, Tensor> state, long steps) {
-        if (steps < 0) throw new IllegalArgumentException("optimizer steps must be >= 0, got " + steps);
-        store.load(state);
-        this.steps = steps;
-    }
-
-    @Override
-    public void loadState(Map<String, Tensor> state, long steps, List<Param> params) {
-        loadState(state, steps);
-        store.checkParams(params, steps);
-    }
-
-    @Override
-    public long stateBytes(List<Param> params) { return store.bytesFor(params); }
-
-    @Override
-    public void close() { store.close(); }
 }

@@ -137,19 +137,16 @@ public final class PytorchProfile {
             int otherDtype = quantised && hf && o.zero() < 3 ? 4 : loaded;
             double perLinear = quantised ? quantisedBytesPerWeight(o.baseDtype(), o.doubleQuant()) : loaded;
             double rowScales = o.baseDtype() == PlanOptions.BaseDtype.INT8 ? linearRows(c) * 4.0 : 0;
-            weightBytes = n.linearWeights() * perLinear + rowScales + (double) n.other() * otherDtype;
+            // bitsandbytes keeps each layer's quant_state (block absmax, nested constants) as a module attribute, not a
+            // parameter: FSDP and ZeRO-3 shard, gather and offload only the packed 4-bit storage.
+            boolean bnbSharded = quantised && hf && o.zero() >= 3 && o.baseDtype() == PlanOptions.BaseDtype.NF4;
+            replicated = bnbSharded ? n.linearWeights() * (perLinear - 0.5) : 0;
+            weightBytes = n.linearWeights() * perLinear + rowScales + (double) n.other() * otherDtype - replicated;
             // FSDP's MixedPrecision all-gathers in the compute dtype; quantised shards travel packed.
-            layerUnitBytes = n.largestLayer() * (quantised ? perLinear : Math.min(loaded, a));
+            layerUnitBytes = n.largestLayer() * (bnbSharded ? 0.5 : quantised ? perLinear : Math.min(loaded, a));
             endsDtype = Math.min(otherDtype, a);
             headUnitBytes = (double) Math.max(n.embedding(), n.lmHead()) * endsDtype;
             if (!quantised && loaded > a && !fsdp) castTemp = n.largestLinear() * (double) a;
-            if (quantised && hf && o.zero() >= 3 && o.baseDtype() == PlanOptions.BaseDtype.NF4) {
-                // bitsandbytes keeps each layer's quant_state (block absmax, nested constants) as a module attribute,
-                // not a parameter: FSDP and ZeRO-3 shard, gather and offload only the packed 4-bit storage.
-                replicated = n.linearWeights() * (perLinear - 0.5);
-                weightBytes -= replicated;
-                layerUnitBytes = n.largestLayer() * 0.5;
-            }
             comps.add(gpu("weights.adapters", Category.WEIGHTS, shard(trainable * (double) trainDtype, o.zero() >= 3, workers),
                     "LoRA r·(in+out) per adapted matrix = " + trainable + " params × " + trainDtype + " B"));
         }
