@@ -26,6 +26,7 @@ import dev.llamafit.plan.Devices;
 import dev.llamafit.plan.FormulaSeed;
 import dev.llamafit.plan.InferencePlanner;
 import dev.llamafit.plan.MemoryPlan;
+import dev.llamafit.plan.Metric;
 import dev.llamafit.plan.Phase;
 import dev.llamafit.plan.PlanOptions;
 import dev.llamafit.plan.Planner;
@@ -49,6 +50,9 @@ final class PlanCommand implements Callable<Integer> {
     @Option(names = "--stack", defaultValue = "hf", description = "PyTorch stack conventions: hf or torchtune (default: ${DEFAULT-VALUE}).") String stack;
     @Option(names = "--sharding", defaultValue = "deepspeed", description = "With --zero: deepspeed (ZeRO) or fsdp (PyTorch FSDP) (default: ${DEFAULT-VALUE}).") String sharding;
     @Option(names = "--shard-embeddings", description = "With --sharding fsdp: wrap the embedding and LM head as units of their own (torchtune's custom_sharded_layers) instead of leaving them in the root unit, which stays gathered through forward and backward.") boolean shardEmbeddings;
+    @Option(names = "--optimizer-in-backward", description = "Step each parameter's optimizer as soon as its gradient is ready and free the gradient (torchtune's optimizer_in_bwd); pytorch runtime.") boolean optimizerInBackward;
+    @Option(names = "--paged-optimizer", description = "Optimizer states in CUDA unified memory, evicted to the host under pressure (bitsandbytes Paged*); pytorch runtime.") boolean pagedOptimizer;
+    @Option(names = "--no-double-quant", description = "NF4 without double quantisation of the block constants (bitsandbytes bnb_4bit_use_double_quant=False).") boolean noDoubleQuant;
     @Option(names = "--device", description = "Device preset: " + "a100-40gb, a100-80gb, h100-80gb, h200, l4, rtx3090, rtx4090, t4, v100-16gb, v100-32gb, cpu (default: cpu).") String device;
     @Option(names = "--memory", description = "Memory per device instead of a preset, e.g. 24GiB.") String memory;
     @Option(names = "--inference", description = "Plan generation instead of training: --seq-len is the prompt, plus --max-new-tokens.") boolean inference;
@@ -72,7 +76,10 @@ final class PlanCommand implements Callable<Integer> {
         PlanOptions.BaseDtype weightsDtype = inference ? technique.parsedBaseDtype() : null;
         if (shardEmbeddings && (sh != PlanOptions.Sharding.FSDP || technique.zero != 3))
             throw new IllegalArgumentException("--shard-embeddings wraps FSDP units: it needs --sharding fsdp --zero 3");
-        PlanOptions o = (inference ? technique.toPlanOptions(rt, att, st, sh, null) : technique.toPlanOptions(rt, att, st, sh)).withShardEmbeddings(shardEmbeddings);
+        if (noDoubleQuant && !"qlora".equals(technique.method) && !"nf4".equals(technique.baseDtype))
+            throw new IllegalArgumentException("--no-double-quant concerns NF4 block constants: it needs --method qlora or --base-dtype nf4");
+        PlanOptions o = (inference ? technique.toPlanOptions(rt, att, st, sh, null) : technique.toPlanOptions(rt, att, st, sh)).withShardEmbeddings(shardEmbeddings)
+                .withPytorchSettings(optimizerInBackward, pagedOptimizer, !noDoubleQuant);
         if (inference && (recommend || formula != null)) throw new IllegalArgumentException("--recommend and --formula plan training, not --inference");
         java.util.function.Function<PlanOptions, MemoryPlan> planner = inference
                 ? x -> InferencePlanner.plan(config, x, weightsDtype, maxNewTokens, dev)
@@ -130,8 +137,19 @@ final class PlanCommand implements Callable<Integer> {
 
     static Map<String, Object> toJson(MemoryPlan p, Integer mb, Integer ml, List<Recommender.Recommendation> recs, FormulaSeed seed) {
         Map<String, Object> j = new LinkedHashMap<>();
-        j.put("device", Map.of("name", p.device().name(), "memory_bytes", p.device().memoryBytes(), "peak_bytes", p.devicePeakBytes(),
-                "headroom_bytes", p.headroomBytes(), "peak_phase", p.peakPhase().key()));
+        Map<String, Object> devj = new LinkedHashMap<>();
+        devj.put("name", p.device().name());
+        devj.put("memory_bytes", p.device().memoryBytes());
+        devj.put("peak_bytes", p.devicePeakBytes());
+        devj.put("headroom_bytes", p.headroomBytes());
+        devj.put("peak_phase", p.peakPhase().key());
+        if (p.options().runtime() == PlanOptions.Runtime.PYTORCH) {
+            // The same peak as each PyTorch measurement reports it (peak_bytes is the nvidia-smi one).
+            devj.put("max_memory_allocated_bytes", p.peak(Column.DEVICE, Metric.ALLOCATED));
+            devj.put("max_memory_reserved_bytes", p.peak(Column.DEVICE, Metric.RESERVED));
+            devj.put("nvidia_smi_bytes", p.peak(Column.DEVICE, Metric.NVIDIA_SMI));
+        }
+        j.put("device", devj);
         j.put("host", Map.of("peak_bytes", p.hostPeakBytes()));
         j.put("disk_bytes", p.diskBytes());
         j.put("fits", p.fits());

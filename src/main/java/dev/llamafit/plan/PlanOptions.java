@@ -184,6 +184,12 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
                 offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shard);
     }
 
+    /** The same plan with PyTorch-side optimizer and quantisation settings (plan's --optimizer-in-backward, --paged-optimizer, --no-double-quant). */
+    public PlanOptions withPytorchSettings(boolean inBackward, boolean paged, boolean doubleQuantised) {
+        return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen, zero, workers,
+                offload, runtime, attention, stack, sharding, inBackward, paged, doubleQuantised, shardEmbeddings);
+    }
+
     /** The flag spelling of an enum constant: BF16_PURE -> bf16-pure. */
     public static String name(Enum<?> e) { return e.name().toLowerCase(Locale.ROOT).replace('_', '-'); }
 

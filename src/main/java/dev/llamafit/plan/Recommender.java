@@ -42,13 +42,15 @@ public final class Recommender {
                         for (int z : zeros)
                             for (Offload off : offloads)
                                 for (int b = want.batchSize(); b >= 1; b /= 2) {
+                                    // An optimizer stepped inside backward cannot accumulate gradients over micro-batches.
+                                    if (want.optimizerInBackward() && b < want.batchSize()) break;
                                     PlanOptions o;
                                     try {
                                         int zero = off != Offload.NONE && z == 0 ? 2 : z;
                                         o = new PlanOptions(m, m == Method.FULL ? 0 : Math.max(want.loraRank(), 8), want.loraTargets(), want.loraDropout(), p,
                                                 m == Method.QLORA ? PlanOptions.BaseDtype.NF4 : m == Method.LORA && want.baseDtype() != PlanOptions.BaseDtype.NF4 ? want.baseDtype() : null,
                                                 opt, gc, 1, b, want.seqLen(), zero, want.workers(),
-                                                off, want.runtime(), want.attention(), want.stack(), want.sharding(), false, false, want.doubleQuant(), want.shardEmbeddings());
+                                                off, want.runtime(), want.attention(), want.stack(), want.sharding(), want.optimizerInBackward(), want.pagedOptimizer(), want.doubleQuant(), want.shardEmbeddings());
                                         o.validateFor(c);
                                     } catch (IllegalArgumentException e) {
                                         continue;

@@ -1,0 +1,93 @@
+// The PyTorch profile against published measurements it was never fitted to, each run through `llamafit plan` as a user would.
+package dev.llamafit.plan;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+import org.junit.jupiter.api.Test;
+
+import com.fasterxml.jackson.databind.JsonNode;
+
+import dev.llamafit.cli.Main;
+import dev.llamafit.io.Json;
+
+/**
+ * src/test/resources/planner/heldout_cases.csv holds published peak-memory figures that were not used while building
+ * the PyTorch profile (torchtune's April 2024 tutorials and README table), each with the {@code llamafit plan} flags
+ * that express its run. Every row is planned through the command line and compared in its own metric and unit.
+ * Rows marked {@code ok} must stay within ±15% (the calibration tolerance); rows marked {@code outside} are printed
+ * with the reason and must still be outside, so that a row that starts to fit is noticed and its mark changed.
+ */
+class HeldOutTest {
+    static final Path CASES = Path.of("src/test/resources/planner/heldout_cases.csv");
+
+    record Case(String id, double measured, String unit, String metric, boolean expectOk, List<String> flags, String notes) {}
+
+    static List<Case> cases() throws Exception {
+        List<String> lines = Files.readAllLines(CASES, StandardCharsets.UTF_8);
+        List<String> header = CalibrationTest.csv(lines.getFirst());
+        List<Case> out = new ArrayList<>();
+        for (String line : lines.subList(1, lines.size())) {
+            if (line.isBlank()) continue;
+            List<String> f = CalibrationTest.csv(line);
+            Map<String, String> m = new LinkedHashMap<>();
+            for (int i = 0; i < header.size(); i++) m.put(header.get(i), i < f.size() ? f.get(i) : "");
+            String expect = m.get("expect");
+            if (!expect.equals("ok") && !expect.equals("outside")) throw new IllegalArgumentException(CASES + ": " + m.get("case_id") + ": expect must be ok or outside");
+            out.add(new Case(m.get("case_id"), Double.parseDouble(m.get("measured")), m.get("unit"), m.get("metric"), expect.equals("ok"),
+                    List.of(m.get("flags").trim().split("\\s+")), m.get("notes")));
+        }
+        return out;
+    }
+
+    /** The plan's peak in a row's metric, read from `plan --json` as a user would. */
+    static double planned(Case c) throws Exception {
+        List<String> args = new ArrayList<>(List.of("plan"));
+        args.addAll(c.flags);
+        args.add("--json");
+        StringWriter o = new StringWriter(), e = new StringWriter();
+        int code = Main.run(args.toArray(String[]::new), new PrintWriter(o, true), new PrintWriter(e, true));
+        assertEquals(0, code, c.id + ": " + e);
+        JsonNode device = Json.MAPPER.readTree(o.toString()).get("device");
+        String field = switch (c.metric) {
+            case "allocated" -> "max_memory_allocated_bytes";
+            case "reserved" -> "max_memory_reserved_bytes";
+            case "nvidia-smi" -> "nvidia_smi_bytes";
+            default -> throw new IllegalArgumentException(c.id + ": metric " + c.metric);
+        };
+        return device.get(field).asDouble();
+    }
+
+    @Test
+    void heldOutMeasurements() throws Exception {
+        List<Case> cases = cases();
+        assertTrue(cases.size() >= 10, "expected the held-out rows, read " + cases.size());
+        StringBuilder table = new StringBuilder(String.format(Locale.ROOT, "%-6s %9s %9s %6s %-4s %-9s %s%n", "case", "measured", "planned", "ratio", "unit", "metric", "status"));
+        List<String> failures = new ArrayList<>(), nowFitting = new ArrayList<>();
+        int ok = 0;
+        for (Case c : cases) {
+            double planned = CalibrationTest.toUnit(planned(c), c.unit), ratio = planned / c.measured;
+            boolean within = Math.abs(ratio - 1) <= CalibrationTest.TOLERANCE;
+            if (within) ok++;
+            if (c.expectOk && !within) failures.add(c.id);
+            if (!c.expectOk && within) nowFitting.add(c.id);
+            table.append(String.format(Locale.ROOT, "%-6s %9.2f %9.2f %6.3f %-4s %-9s %s%n", c.id, c.measured, planned, ratio,
+                    c.unit, c.metric, within ? "ok" : (c.expectOk ? "FAIL" : "outside: " + c.notes)));
+        }
+        table.append(ok).append(" of ").append(cases.size()).append(" held-out rows within ±").append((int) (CalibrationTest.TOLERANCE * 100)).append("%\n");
+        System.out.print(table);
+        assertTrue(failures.isEmpty(), "held-out rows outside ±15%: " + failures + "\n" + table);
+        assertTrue(nowFitting.isEmpty(), "rows marked outside now fit; mark them ok in " + CASES + ": " + nowFitting);
+    }
+}
