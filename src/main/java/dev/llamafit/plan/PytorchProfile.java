@@ -128,8 +128,9 @@ public final class PytorchProfile {
             headUnitBytes = (double) Math.max(n.embedding(), n.lmHead()) * endsDtype;
         } else {
             trainable = loraParams(c, o);
-            // PEFT keeps adapters in fp32 under autocast (autocast_adapter_dtype); torchtune keeps the model dtype.
-            trainDtype = hf && o.precision() != Precision.BF16_PURE ? 4 : a;
+            // PEFT keeps adapters in fp32 (get_peft_model's autocast_adapter_dtype, on by default), with or without
+            // autocast; torchtune keeps the model dtype.
+            trainDtype = hf ? 4 : a;
             // Unsharded QLoRA in the HF stack runs prepare_model_for_kbit_training, which upcasts every
             // non-quantised parameter (embeddings, norms, LM head) to fp32; sharded runs keep quant_storage (bf16).
             // An unquantised base is stored as loaded (--base-dtype fp32|bf16|fp16, default the compute dtype).
@@ -275,7 +276,9 @@ public final class PytorchProfile {
         // An adapter whose input is dropped out, or cast (PEFT keeps fp32 adapters under autocast: x.to(fp32), then
         // autocast back to the compute dtype), saves its own copy of the input for dA (plus a 1-byte dropout mask);
         // otherwise it saves the very tensor the frozen layer read, shared by the modules that read it.
-        boolean copies = !full && (o.loraDropout() > 0 || o.stack() == Stack.HF && o.precision().mixed());
+        boolean copies = !full && (o.loraDropout() > 0 || o.stack() == Stack.HF && o.precision() != Precision.FP32);
+        // Without autocast (bf16-pure) PEFT's x.to(fp32) is what the fp32 lora_A saves: 4 B per element, and x·Aᵀ is fp32.
+        int adapterIo = o.stack() == Stack.HF && o.precision() == Precision.BF16_PURE ? 4 : a;
         if (full || !copies && targets(o, "q_proj", "k_proj", "v_proj")) el += c.hiddenSize();
         // Flash/SDPA saves its output for backward; eager attention saves probabilities and V instead.
         if (o.attention() == PlanOptions.Attention.FLASH || full || !copies && targets(o, "o_proj")) el += c.qDim();
@@ -286,8 +289,8 @@ public final class PytorchProfile {
         // (torchtune's compiled norm saves the half input).
         if (o.stack() == Stack.HF) bytes += 2.0 * c.hiddenSize() * (4 - a);
         if (copies)
-            for (String m : o.loraTargets()) bytes += (double) TrainingLayout.moduleIn(c, m) * (a + (o.loraDropout() > 0 ? 1 : 0));
-        if (!full) bytes += (double) o.loraTargets().size() * o.loraRank() * a; // x·Aᵀ per adapter, for dB
+            for (String m : o.loraTargets()) bytes += (double) TrainingLayout.moduleIn(c, m) * (adapterIo + (o.loraDropout() > 0 ? 1 : 0));
+        if (!full) bytes += (double) o.loraTargets().size() * o.loraRank() * adapterIo; // x·Aᵀ per adapter, for dB
         return bytes;
     }
 

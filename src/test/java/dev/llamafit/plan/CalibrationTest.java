@@ -122,6 +122,7 @@ class CalibrationTest {
 
     static double toUnit(double bytes, String unit) {
         return switch (unit) {
+            case "B" -> bytes;
             case "MiB" -> bytes / (1 << 20);
             case "GiB" -> bytes / (1L << 30);
             case "GB" -> bytes / 1e9;
