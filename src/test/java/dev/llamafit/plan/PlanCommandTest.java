@@ -202,4 +202,33 @@ class PlanCommandTest {
     static String[] concat(String[] a, String... b) {
         return java.util.stream.Stream.concat(java.util.Arrays.stream(a), java.util.Arrays.stream(b)).toArray(String[]::new);
     }
+
+    @Test
+    void pytorchOptimizerAndQuantisationFlags() throws Exception {
+        String[] base = {"plan", "--model", "llama-3.1-8b", "--device", "rtx4090", "--precision", "bf16-pure", "--stack", "torchtune",
+                "--gradient-checkpointing", "--batch-size", "2", "--seq-len", "2048", "--json"};
+        JsonNode plain = Json.MAPPER.readTree(run(concat(base, "--method", "full")).out);
+        JsonNode lean = Json.MAPPER.readTree(run(concat(base, "--method", "full", "--optimizer", "adamw8bit", "--paged-optimizer", "--optimizer-in-backward")).out);
+        // Paged states leave the GPU column; in-backward steps free each gradient as soon as it is used.
+        assertTrue(lean.path("host").path("peak_bytes").asLong() > 0, lean.toString());
+        assertTrue(lean.path("device").path("peak_bytes").asLong() < plain.path("device").path("peak_bytes").asLong() - 20e9,
+                "paged 8-bit AdamW in backward saves the states and most gradients");
+        JsonNode dq = Json.MAPPER.readTree(run(concat(base, "--method", "qlora")).out);
+        JsonNode noDq = Json.MAPPER.readTree(run(concat(base, "--method", "qlora", "--no-double-quant")).out);
+        double linear = 6.98e9; // Llama 3.1 8B linear weights in the blocks
+        long extra = component(noDq, "weights") - component(dq, "weights");
+        assertEquals(linear * (4.0 / 64 - (1 + 4.0 / 256) / 64), extra, 0.02 * extra, "4.5 vs 4.127 bits per linear weight");
+        // The three counters PyTorch users read, in order; peak_bytes is the nvidia-smi one.
+        JsonNode d = dq.path("device");
+        assertTrue(d.path("max_memory_allocated_bytes").asLong() < d.path("max_memory_reserved_bytes").asLong());
+        assertTrue(d.path("max_memory_reserved_bytes").asLong() < d.path("nvidia_smi_bytes").asLong());
+        assertEquals(d.path("peak_bytes").asLong(), d.path("nvidia_smi_bytes").asLong());
+        // Not for the llamafit runtime, and no NF4 constants to leave single-quantised without an NF4 base.
+        Run cpu = run("plan", "--model", "llama-3.2-1b", "--optimizer-in-backward");
+        assertEquals(2, cpu.code);
+        assertTrue(cpu.err.contains("optimizer in backward is not implemented in the llamafit runtime"), cpu.err);
+        Run dqLora = run("plan", "--model", "llama-3.2-1b", "--device", "h100-80gb", "--method", "lora", "--no-double-quant");
+        assertEquals(2, dqLora.code);
+        assertTrue(dqLora.err.contains("--no-double-quant"), dqLora.err);
+    }
 }
