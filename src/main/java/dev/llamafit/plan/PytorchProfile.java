@@ -345,11 +345,15 @@ public final class PytorchProfile {
             lossBackward = nv * a + (a + 2 * 4.0) * nv / LOSS_CHUNKS;
             lossFormula = "chunked cross-entropy (" + LOSS_CHUNKS + " chunks): N·V·" + a + " B logits + per-chunk fp32 temporaries";
         } else {
-            // transformers: logits (compute dtype) -> .float() -> shifted contiguous copy -> log_softmax (saved, fp32).
-            // Backward: d(log_softmax), d(shifted), while the saved log-softmax is still held.
-            lossForward = nv * ((a == 4 ? 0 : a) + 4 + 4 + 4);
-            lossBackward = nv * (4 + 4 + 4);
-            lossFormula = "full logits: N·V × (" + (a == 4 ? "" : a + " + ") + "4 fp32 upcast + 4 shifted copy + 4 log-softmax) in forward, 12 B in backward";
+            // transformers (ForCausalLMLoss, since 4.48 it shifts the labels, not the logits): the model output keeps the
+            // logits in the compute dtype; the loss upcasts them (.float(), a no-op in fp32) and log_softmax saves its
+            // fp32 output; the upcast is dropped when the loss returns. Backward: the incoming gradient of the
+            // log-softmax and the one it produces, both fp32, while the saved output and the logits are still held.
+            int upcast = a == 4 ? 0 : 4;
+            lossForward = nv * (a + upcast + 4);
+            lossBackward = nv * (a + 4 + 4 + 4);
+            lossFormula = "full logits: N·V × (" + a + " logits" + (a == 4 ? "" : " + 4 fp32 upcast") + " + 4 log-softmax) in forward, "
+                    + "N·V × (" + a + " + 12) in backward";
         }
         return new Activations(saved, saved, backward, lossForward, lossBackward, formula, lossFormula);
     }
