@@ -148,11 +148,14 @@ public final class PytorchProfile {
             endsDtype = Math.min(otherDtype, a);
             headUnitBytes = (double) Math.max(n.embedding(), n.lmHead()) * endsDtype;
             if (!quantised && loaded > a && !fsdp) castTemp = n.largestLinear() * (double) a;
-            comps.add(gpu("weights.adapters", Category.WEIGHTS, shard(trainable * (double) trainDtype, o.zero() >= 3, workers),
-                    "LoRA r·(in+out) per adapted matrix = " + trainable + " params × " + trainDtype + " B"));
         }
         boolean paramsOffloaded = o.zero() == 3 && o.offload() != Offload.NONE;
         Column paramColumn = paramsOffloaded ? (o.offload() == Offload.DISK ? Column.DISK : Column.HOST) : Column.DEVICE;
+        // Parameter offload moves every sharded parameter, the adapters' included (they are FSDP/ZeRO-3 parameters
+        // like the base); each unit's adapters travel to the GPU with the unit when it is gathered.
+        if (o.method() != Method.FULL)
+            comps.add(place("weights.adapters", paramColumn, Category.WEIGHTS, shard(trainable * (double) trainDtype, o.zero() >= 3, workers),
+                    "LoRA r·(in+out) per adapted matrix = " + trainable + " params × " + trainDtype + " B"));
         comps.add(place("weights", paramColumn, Category.WEIGHTS, shard(weightBytes, o.zero() >= 3, workers),
                 weightsFormula(o, n) + (o.zero() >= 3 ? ", sharded over " + workers + " workers (ZeRO-3/FSDP)" : "")));
         if (replicated > 0)
