@@ -171,6 +171,14 @@ public final class PytorchProfile {
             double gathered = 2 * unit + rootBytes;
             comps.add(new Component("weights.gathered", Column.DEVICE, Category.WEIGHTS, Accounting.TENSOR, phases(gathered, gathered, gathered, 0),
                     "2 × largest all-gathered unit (current + prefetch)" + (root ? " + the FSDP root unit (embedding, LM head, final norm) held through forward and backward" : "")));
+            if (paramsOffloaded) {
+                // An offloaded shard lives in pinned host memory; before each all-gather it is copied to the GPU
+                // (FSDP1 pre_unshard: flat_param_to(device) on the pre-unshard stream, handed to the unshard stream
+                // with record_stream), so the current and the prefetched unit's shard copies are alive on the GPU.
+                double staging = 2 * unit / workers;
+                comps.add(new Component("weights.offload_staging", Column.DEVICE, Category.WEIGHTS, Accounting.TENSOR, phases(staging, staging, staging, 0),
+                        "2 × one unit's shard, copied host → GPU ahead of its all-gather"));
+            }
         }
         if (o.method() == Method.FULL && amp) {
             // Autocast caches the cast of every leaf that requires grad until the autocast region ends (the end of
