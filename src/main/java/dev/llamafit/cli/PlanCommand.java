@@ -48,7 +48,7 @@ final class PlanCommand implements Callable<Integer> {
     @Option(names = "--runtime", description = "llamafit (CPU) or pytorch (CUDA); default: pytorch for a GPU device, else llamafit.") String runtime;
     @Option(names = "--attention", description = "eager or flash (default: flash for pytorch, eager for llamafit).") String attention;
     @Option(names = "--stack", defaultValue = "hf", description = "PyTorch stack conventions: hf or torchtune (default: ${DEFAULT-VALUE}).") String stack;
-    @Option(names = "--sharding", defaultValue = "deepspeed", description = "With --zero: deepspeed (ZeRO) or fsdp (PyTorch FSDP) (default: ${DEFAULT-VALUE}).") String sharding;
+    @Option(names = "--sharding", defaultValue = "deepspeed", description = "With --zero: deepspeed (ZeRO) or fsdp (PyTorch FSDP); with --zero 0 and --workers > 1 also ddp (DistributedDataParallel, whose buckets copy the gradients) (default: ${DEFAULT-VALUE}).") String sharding;
     @Option(names = "--shard-embeddings", description = "With --sharding fsdp: wrap the embedding and LM head as units of their own (torchtune's custom_sharded_layers) instead of leaving them in the root unit, which stays gathered through forward and backward.") boolean shardEmbeddings;
     @Option(names = "--optimizer-in-backward", description = "Step each parameter's optimizer as soon as its gradient is ready and free the gradient (torchtune's optimizer_in_bwd); pytorch runtime.") boolean optimizerInBackward;
     @Option(names = "--paged-optimizer", description = "Optimizer states in CUDA unified memory, evicted to the host under pressure (bitsandbytes Paged*); pytorch runtime.") boolean pagedOptimizer;

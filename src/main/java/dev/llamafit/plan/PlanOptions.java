@@ -85,9 +85,11 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
      * Who shards under --zero: DEEPSPEED (ZeRO; in bf16/fp16 mode the engine casts the module to the half dtype, and
      * fp32 master copies of the trainable parameters are kept beside it) or FSDP (PyTorch FullyShardedDataParallel with
      * a MixedPrecision policy: shards stay in the dtype the model was loaded in, and are all-gathered in the compute
-     * dtype; for full fine-tuning the fp32 shards are the master weights).
+     * dtype; for full fine-tuning the fp32 shards are the master weights). DDP (torch DistributedDataParallel, what the
+     * HF Trainer uses on several GPUs without DeepSpeed or FSDP) shards nothing (--zero 0): every worker holds the whole
+     * model, and its all-reduce buckets hold a second copy of the gradients (gradient_as_bucket_view=False, the default).
      */
-    public enum Sharding { DEEPSPEED, FSDP }
+    public enum Sharding { DEEPSPEED, FSDP, DDP }
 
     public PlanOptions {
         if (method == null || precision == null || optimizer == null || offload == null || runtime == null || attention == null || stack == null || sharding == null)
@@ -119,6 +121,9 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
         }
         if (zero > 0 && workers == 1 && offload == Offload.NONE)
             throw new IllegalArgumentException("--zero " + zero + " shards over workers: give --workers N > 1 (or --offload cpu|disk)");
+        if (sharding == Sharding.DDP && zero != 0)
+            throw new IllegalArgumentException("--sharding ddp replicates the model on every worker: it takes --zero 0, got --zero " + zero
+                    + " (for sharding use --sharding deepspeed or fsdp)");
         if (offload != Offload.NONE && zero == 0)
             throw new IllegalArgumentException("--offload " + name(offload) + " moves ZeRO partitions: give --zero 1..3 (ZeRO-Offload) or 3 (ZeRO-Infinity, parameters)");
         if (offload == Offload.DISK && zero != 3)

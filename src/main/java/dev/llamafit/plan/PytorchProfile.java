@@ -222,6 +222,14 @@ public final class PytorchProfile {
                         phases(0, bucket, bucket, 0), "one unit's full gradient before its reduce-scatter"));
             }
         }
+        if (o.sharding() == PlanOptions.Sharding.DDP && workers > 1) {
+            // DistributedDataParallel's Reducer allocates its all-reduce buckets at construction, one flat tensor per
+            // bucket in the parameters' dtype, covering every trainable parameter; with gradient_as_bucket_view=False
+            // (the default, also accelerate's) the .grad tensors are separate, so the gradients exist twice.
+            comps.add(new Component("gradients.ddp_buckets", Column.DEVICE, Category.GRADIENTS, Accounting.TENSOR,
+                    phases(gradBytes, gradBytes, gradBytes, gradBytes), "DDP all-reduce buckets: a second copy of the gradients, "
+                    + trainable + " params × " + trainDtype + " B"));
+        }
         if (o.zero() > 0 && o.sharding() == PlanOptions.Sharding.DEEPSPEED) {
             double bucket = DEEPSPEED_REDUCE_BUCKET * (double) a;
             comps.add(new Component("gradients.reduce_bucket", Column.DEVICE, Category.WORKSPACE, Accounting.TENSOR, phases(bucket, bucket, bucket, bucket),

@@ -47,10 +47,13 @@ public final class Recommender {
                                     PlanOptions o;
                                     try {
                                         int zero = off != Offload.NONE && z == 0 ? 2 : z;
+                                        // DDP cannot shard: a ZeRO stage for a DDP run means moving it to FSDP.
+                                        PlanOptions.Sharding sharding = want.sharding() == PlanOptions.Sharding.DDP && zero > 0
+                                                ? PlanOptions.Sharding.FSDP : want.sharding();
                                         o = new PlanOptions(m, m == Method.FULL ? 0 : Math.max(want.loraRank(), 8), want.loraTargets(), want.loraDropout(), p,
                                                 m == Method.QLORA ? PlanOptions.BaseDtype.NF4 : m == Method.LORA && want.baseDtype() != PlanOptions.BaseDtype.NF4 ? want.baseDtype() : null,
                                                 opt, gc, 1, b, want.seqLen(), zero, want.workers(),
-                                                off, want.runtime(), want.attention(), want.stack(), want.sharding(), want.optimizerInBackward(), want.pagedOptimizer(), want.doubleQuant(), want.shardEmbeddings());
+                                                off, want.runtime(), want.attention(), want.stack(), sharding, want.optimizerInBackward(), want.pagedOptimizer(), want.doubleQuant(), want.shardEmbeddings());
                                         o.validateFor(c);
                                     } catch (IllegalArgumentException e) {
                                         continue;
@@ -95,6 +98,8 @@ public final class Recommender {
                 + (o.optimizer() == Optim.ADAMW8BIT ? "2 B of state per parameter instead of 8" : o.optimizer() == Optim.SGD ? "one momentum buffer instead of two" : "full AdamW"));
         if (o.zero() != want.zero()) steps.add("ZeRO-" + o.zero() + " over " + o.workers() + " workers: "
                 + switch (o.zero()) { case 1 -> "optimizer states sharded"; case 2 -> "optimizer states and gradients sharded"; case 3 -> "parameters sharded too (all-gather per block)"; default -> "no sharding"; });
+        if (o.sharding() != want.sharding()) steps.add(PlanOptions.name(o.sharding()) + " instead of " + PlanOptions.name(want.sharding())
+                + ": DDP replicates everything, sharding needs FSDP or DeepSpeed");
         if (o.offload() != want.offload()) steps.add("offload " + PlanOptions.name(o.offload()) + ": optimizer states (and gradients/parameters at higher stages) in host RAM, PCIe-bound step");
         if (o.batchSize() != want.batchSize()) steps.add(String.format(Locale.ROOT, "micro-batch %d × %d accumulation steps keeps the effective batch %d",
                 o.batchSize(), accum, want.batchSize()));

@@ -199,6 +199,27 @@ class PlanCommandTest {
         assertTrue(bad.err.contains("frozen LoRA base"), bad.err);
     }
 
+    @Test
+    void ddpBucketsCopyTheGradients() throws Exception {
+        String[] base = {"plan", "--model", "llama-3.2-1b", "--device", "a100-80gb", "--precision", "bf16", "--method", "full",
+                "--batch-size", "1", "--seq-len", "512", "--workers", "2", "--json"};
+        JsonNode noShard = Json.MAPPER.readTree(run(concat(base, "--sharding", "fsdp")).out);
+        JsonNode ddp = Json.MAPPER.readTree(run(concat(base, "--sharding", "ddp")).out);
+        // torch.amp full fine-tuning keeps fp32 weights and gradients; the buckets repeat the gradients in fp32.
+        long grads = component(ddp, "gradients");
+        assertEquals(PytorchProfile.counts(ModelPresets.load("llama-3.2-1b")).total() * 4L, grads, 8);
+        assertEquals(grads, component(ddp, "gradients.ddp_buckets"));
+        assertEquals(0, component(noShard, "gradients.ddp_buckets"));
+        Run zero = run("plan", "--model", "llama-3.2-1b", "--device", "a100-80gb", "--workers", "2", "--sharding", "ddp", "--zero", "2");
+        assertEquals(2, zero.code);
+        assertTrue(zero.err.contains("--sharding ddp replicates"), zero.err);
+        // Asked for ZeRO while on DDP, the recommender moves the run to FSDP and says so.
+        Run rec = run("plan", "--model", "llama-3.1-8b", "--device", "rtx4090", "--precision", "bf16", "--method", "full", "--workers", "4",
+                "--sharding", "ddp", "--batch-size", "1", "--seq-len", "1024", "--recommend");
+        assertEquals(0, rec.code, rec.err);
+        assertTrue(rec.out.contains("ZeRO-3 over 4 workers") && rec.out.contains("fsdp instead of ddp"), rec.out);
+    }
+
     static String[] concat(String[] a, String... b) {
         return java.util.stream.Stream.concat(java.util.Arrays.stream(a), java.util.Arrays.stream(b)).toArray(String[]::new);
     }
