@@ -52,6 +52,7 @@ final class PlanCommand implements Callable<Integer> {
     @Option(names = "--shard-embeddings", description = "With --sharding fsdp: wrap the embedding and LM head as units of their own (torchtune's custom_sharded_layers) instead of leaving them in the root unit, which stays gathered through forward and backward.") boolean shardEmbeddings;
     @Option(names = "--optimizer-in-backward", description = "Step each parameter's optimizer as soon as its gradient is ready and free the gradient (torchtune's optimizer_in_bwd); pytorch runtime.") boolean optimizerInBackward;
     @Option(names = "--paged-optimizer", description = "Optimizer states in CUDA unified memory, evicted to the host under pressure (bitsandbytes Paged*); pytorch runtime.") boolean pagedOptimizer;
+    @Option(names = "--loss", description = "full (the whole logits at once) or chunked (torchtune's CEWithChunkedOutputLoss) (default: chunked for --stack torchtune, else full).") String loss;
     @Option(names = "--no-double-quant", description = "NF4 without double quantisation of the block constants (bitsandbytes bnb_4bit_use_double_quant=False).") boolean noDoubleQuant;
     @Option(names = "--device", description = "Device preset: " + "a100-40gb, a100-80gb, h100-80gb, h200, l4, rtx3090, rtx4090, t4, v100-16gb, v100-32gb, cpu (default: cpu).") String device;
     @Option(names = "--memory", description = "Memory per device instead of a preset, e.g. 24GiB.") String memory;
@@ -79,7 +80,8 @@ final class PlanCommand implements Callable<Integer> {
         if (noDoubleQuant && !"qlora".equals(technique.method) && !"nf4".equals(technique.baseDtype))
             throw new IllegalArgumentException("--no-double-quant concerns NF4 block constants: it needs --method qlora or --base-dtype nf4");
         PlanOptions o = (inference ? technique.toPlanOptions(rt, att, st, sh, null) : technique.toPlanOptions(rt, att, st, sh)).withShardEmbeddings(shardEmbeddings)
-                .withPytorchSettings(optimizerInBackward, pagedOptimizer, !noDoubleQuant);
+                .withPytorchSettings(optimizerInBackward, pagedOptimizer, !noDoubleQuant)
+                .withLoss(loss == null ? null : PlanOptions.parse(PlanOptions.Loss.class, "--loss", loss));
         if (inference && (recommend || formula != null)) throw new IllegalArgumentException("--recommend and --formula plan training, not --inference");
         java.util.function.Function<PlanOptions, MemoryPlan> planner = inference
                 ? x -> InferencePlanner.plan(config, x, weightsDtype, maxNewTokens, dev)

@@ -39,11 +39,22 @@ import dev.llamafit.model.TrainingLayout;
  * @param shardEmbeddings       FSDP: the embedding and LM head are wrapped as units of their own (torchtune's
  *                              custom_sharded_layers); otherwise they belong to the root unit, which FSDP keeps gathered
  *                              from the start of forward to the end of backward
+ * @param loss                  how the PyTorch stack computes the loss over the vocabulary (see {@link Loss}); null = the
+ *                              stack's default (HF: full, torchtune: chunked)
  */
 public record PlanOptions(Method method, int loraRank, List<String> loraTargets, double loraDropout, Precision precision, BaseDtype baseDtype,
                           Optim optimizer, boolean gradientCheckpointing, int checkpointEvery, int batchSize, int seqLen, int zero, int workers,
                           Offload offload, Runtime runtime, Attention attention, Stack stack, Sharding sharding, boolean optimizerInBackward,
-                          boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings) {
+                          boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings, Loss loss) {
+
+    /** The same options with the stack's default loss. */
+    public PlanOptions(Method method, int loraRank, List<String> loraTargets, double loraDropout, Precision precision, BaseDtype baseDtype,
+                       Optim optimizer, boolean gradientCheckpointing, int checkpointEvery, int batchSize, int seqLen, int zero, int workers,
+                       Offload offload, Runtime runtime, Attention attention, Stack stack, Sharding sharding, boolean optimizerInBackward,
+                       boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings) {
+        this(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen,
+                zero, workers, offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, null);
+    }
 
     public enum Method { FULL, LORA, QLORA }
 
@@ -91,6 +102,13 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
      */
     public enum Sharding { DEEPSPEED, FSDP, DDP }
 
+    /**
+     * The loss over the vocabulary. FULL: the whole N × V logits at once (transformers' ForCausalLMLoss upcasts them to
+     * fp32; torchtune's plain CrossEntropyLoss gets fp32 logits from the model's output.float()). CHUNKED: torchtune's
+     * CEWithChunkedOutputLoss, the LM head applied per chunk and each chunk upcast only inside the loss.
+     */
+    public enum Loss { FULL, CHUNKED }
+
     public PlanOptions {
         if (method == null || precision == null || optimizer == null || offload == null || runtime == null || attention == null || stack == null || sharding == null)
             throw new IllegalArgumentException("plan options need method, precision, optimizer, offload, runtime, attention, stack and sharding");
@@ -121,6 +139,9 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
         }
         if (zero > 0 && workers == 1 && offload == Offload.NONE)
             throw new IllegalArgumentException("--zero " + zero + " shards over workers: give --workers N > 1 (or --offload cpu|disk)");
+        if (loss == null) loss = stack == Stack.TORCHTUNE ? Loss.CHUNKED : Loss.FULL;
+        if (loss == Loss.CHUNKED && stack != Stack.TORCHTUNE)
+            throw new IllegalArgumentException("--loss chunked is torchtune's CEWithChunkedOutputLoss: it needs --stack torchtune");
         if (sharding == Sharding.DDP && zero != 0)
             throw new IllegalArgumentException("--sharding ddp replicates the model on every worker: it takes --zero 0, got --zero " + zero
                     + " (for sharding use --sharding deepspeed or fsdp)");
@@ -176,23 +197,29 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
 
     public PlanOptions withBatch(int b) {
         return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, b, seqLen, zero, workers,
-                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings);
+                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss);
     }
 
     public PlanOptions withSeqLen(int t) {
         return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, t, zero, workers,
-                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings);
+                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss);
     }
 
     public PlanOptions withShardEmbeddings(boolean shard) {
         return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen, zero, workers,
-                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shard);
+                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shard, loss);
     }
 
     /** The same plan with PyTorch-side optimizer and quantisation settings (plan's --optimizer-in-backward, --paged-optimizer, --no-double-quant). */
     public PlanOptions withPytorchSettings(boolean inBackward, boolean paged, boolean doubleQuantised) {
         return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen, zero, workers,
-                offload, runtime, attention, stack, sharding, inBackward, paged, doubleQuantised, shardEmbeddings);
+                offload, runtime, attention, stack, sharding, inBackward, paged, doubleQuantised, shardEmbeddings, loss);
+    }
+
+    /** The same plan with another loss (plan's --loss); null = the stack's default. */
+    public PlanOptions withLoss(Loss l) {
+        return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen, zero, workers,
+                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, l);
     }
 
     /** The flag spelling of an enum constant: BF16_PURE -> bf16-pure. */

@@ -357,12 +357,19 @@ public final class PytorchProfile {
         double nv = tokens * c.vocabSize();
         double lossForward, lossBackward;
         String lossFormula;
-        if (o.stack() == Stack.TORCHTUNE) {
+        if (o.loss() == PlanOptions.Loss.CHUNKED) {
             // Chunked CE: the model-dtype logits stay (the compiled loss recomputes softmax per chunk); one fp32 chunk
             // and its log-softmax exist at a time, and backward adds one chunk's gradient.
             lossForward = nv * a + 2 * 4.0 * nv / LOSS_CHUNKS;
             lossBackward = nv * a + (a + 2 * 4.0) * nv / LOSS_CHUNKS;
             lossFormula = "chunked cross-entropy (" + LOSS_CHUNKS + " chunks): N·V·" + a + " B logits + per-chunk fp32 temporaries";
+        } else if (o.stack() == Stack.TORCHTUNE) {
+            // torchtune with a plain CrossEntropyLoss: the model returns output(h).float(), the recipe drops its
+            // reference before backward (log_softmax keeps only its fp32 output). Forward: fp32 logits + log-softmax,
+            // after the half logits were upcast; backward: log-softmax with its incoming and outgoing fp32 gradients.
+            lossForward = nv * Math.max(a + 4, 4 + 4);
+            lossBackward = nv * (4 + 4 + 4);
+            lossFormula = "full logits, model upcasts them: N·V × 8 B (fp32 logits + log-softmax) in forward, 12 B in backward";
         } else {
             // transformers (ForCausalLMLoss, since 4.48 it shifts the labels, not the logits): the model output keeps the
             // logits in the compute dtype; the loss upcasts them (.float(), a no-op in fp32) and log_softmax saves its

@@ -220,6 +220,20 @@ class PlanCommandTest {
         assertTrue(rec.out.contains("ZeRO-3 over 4 workers") && rec.out.contains("fsdp instead of ddp"), rec.out);
     }
 
+    @Test
+    void lossFlagChoosesFullOrChunkedLogits() throws Exception {
+        String[] base = {"plan", "--model", "llama-3.1-8b", "--device", "a100-80gb", "--precision", "bf16-pure", "--stack", "torchtune",
+                "--method", "lora", "--gradient-checkpointing", "--batch-size", "2", "--seq-len", "2048", "--json"};
+        long chunked = component(Json.MAPPER.readTree(run(base).out), "logits_and_loss");
+        long full = component(Json.MAPPER.readTree(run(concat(base, "--loss", "full")).out), "logits_and_loss");
+        double nv = 2.0 * 2048 * 128256;
+        assertEquals(12 * nv, full, 1e-6 * full, "fp32 log-softmax with both its gradients");
+        assertTrue(chunked < 4 * nv, "chunked keeps the bf16 logits and one fp32 chunk at a time: " + chunked);
+        Run hf = run("plan", "--model", "llama-3.1-8b", "--device", "a100-80gb", "--precision", "bf16", "--loss", "chunked");
+        assertEquals(2, hf.code);
+        assertTrue(hf.err.contains("--loss chunked is torchtune's"), hf.err);
+    }
+
     static String[] concat(String[] a, String... b) {
         return java.util.stream.Stream.concat(java.util.Arrays.stream(a), java.util.Arrays.stream(b)).toArray(String[]::new);
     }
