@@ -75,6 +75,8 @@ final class PlanCommand implements Callable<Integer> {
         PlanOptions.Stack st = PlanOptions.parse(PlanOptions.Stack.class, "--stack", stack);
         PlanOptions.Sharding sh = PlanOptions.parse(PlanOptions.Sharding.class, "--sharding", sharding);
         PlanOptions.BaseDtype weightsDtype = inference ? technique.parsedBaseDtype() : null;
+        if (inference && (optimizerInBackward || pagedOptimizer || loss != null || shardEmbeddings))
+            throw new IllegalArgumentException("--optimizer-in-backward, --paged-optimizer, --loss and --shard-embeddings describe training, not --inference");
         if (shardEmbeddings && (sh != PlanOptions.Sharding.FSDP || technique.zero != 3))
             throw new IllegalArgumentException("--shard-embeddings wraps FSDP units: it needs --sharding fsdp --zero 3");
         if (noDoubleQuant && !"qlora".equals(technique.method) && !"nf4".equals(technique.baseDtype))

@@ -72,6 +72,9 @@ class PlanCommandTest {
         r = run("plan", "--model", "llama-2-7b", "--device", "a100");
         assertEquals(2, r.code);
         assertTrue(r.err.contains("a100-40gb"), r.err);
+        r = run("plan", "--model", "llama-2-7b", "--device", "a100-80gb", "--inference", "--loss", "full");
+        assertEquals(2, r.code);
+        assertTrue(r.err.contains("describe training, not --inference"), r.err);
     }
 
     @Test
