@@ -292,9 +292,10 @@ public final class PytorchProfile {
         int a = o.precision().computeBytes();
         double el = 2.0 * c.hiddenSize() + c.qDim() + 2.0 * c.kvDim() + 3.0 * c.intermediateSize();
         boolean full = o.method() == Method.FULL;
-        // An adapter whose input is dropped out, or cast (PEFT keeps fp32 adapters under autocast: x.to(fp32), then
-        // autocast back to the compute dtype), saves its own copy of the input for dA (plus a 1-byte dropout mask);
-        // otherwise it saves the very tensor the frozen layer read, shared by the modules that read it.
+        // An adapter whose input is dropped out, or cast (PEFT's fp32 adapters over a half model: x.to(fp32), which
+        // autocast, when on, casts back to the compute dtype for the matmul), saves its own copy of the input for dA
+        // (plus a 1-byte dropout mask); otherwise it saves the very tensor the frozen layer read, shared by the modules
+        // that read it.
         boolean copies = !full && (o.loraDropout() > 0 || o.stack() == Stack.HF && o.precision() != Precision.FP32);
         // Without autocast (bf16-pure) PEFT's x.to(fp32) is what the fp32 lora_A saves: 4 B per element, and x·Aᵀ is fp32.
         int adapterIo = o.stack() == Stack.HF && o.precision() == Precision.BF16_PURE ? 4 : a;
