@@ -79,11 +79,12 @@ final class PlanCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--optimizer-in-backward, --paged-optimizer, --loss and --shard-embeddings describe training, not --inference");
         if (shardEmbeddings && (sh != PlanOptions.Sharding.FSDP || technique.zero != 3))
             throw new IllegalArgumentException("--shard-embeddings wraps FSDP units: it needs --sharding fsdp --zero 3");
-        if (noDoubleQuant && !"qlora".equals(technique.method) && !"nf4".equals(technique.baseDtype))
-            throw new IllegalArgumentException("--no-double-quant concerns NF4 block constants: it needs --method qlora or --base-dtype nf4");
         PlanOptions o = (inference ? technique.toPlanOptions(rt, att, st, sh, null) : technique.toPlanOptions(rt, att, st, sh)).withShardEmbeddings(shardEmbeddings)
                 .withPytorchSettings(optimizerInBackward, pagedOptimizer, !noDoubleQuant)
                 .withLoss(loss == null ? null : PlanOptions.parse(PlanOptions.Loss.class, "--loss", loss));
+        // The options resolve --method qlora to an NF4 base; inference carries the weights' dtype beside them.
+        if (noDoubleQuant && (inference ? weightsDtype : o.baseDtype()) != PlanOptions.BaseDtype.NF4)
+            throw new IllegalArgumentException("--no-double-quant concerns NF4 block constants: it needs --method qlora or --base-dtype nf4");
         if (inference && (recommend || formula != null)) throw new IllegalArgumentException("--recommend and --formula plan training, not --inference");
         java.util.function.Function<PlanOptions, MemoryPlan> planner = inference
                 ? x -> InferencePlanner.plan(config, x, weightsDtype, maxNewTokens, dev)

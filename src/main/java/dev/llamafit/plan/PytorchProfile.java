@@ -366,9 +366,10 @@ public final class PytorchProfile {
             lossFormula = "chunked cross-entropy (" + LOSS_CHUNKS + " chunks): N·V·" + a + " B logits + per-chunk fp32 temporaries";
         } else if (o.stack() == Stack.TORCHTUNE) {
             // torchtune with a plain CrossEntropyLoss: the model returns output(h).float(), the recipe drops its
-            // reference before backward (log_softmax keeps only its fp32 output). Forward: fp32 logits + log-softmax,
-            // after the half logits were upcast; backward: log-softmax with its incoming and outgoing fp32 gradients.
-            lossForward = nv * Math.max(a + 4, 4 + 4);
+            // reference before backward (log_softmax keeps only its fp32 output). Forward: fp32 logits + log-softmax
+            // (more than the half logits and their upcast, a + 4 ≤ 8); backward: log-softmax with its incoming and
+            // outgoing fp32 gradients.
+            lossForward = nv * (4 + 4);
             lossBackward = nv * (4 + 4 + 4);
             lossFormula = "full logits, model upcasts them: N·V × 8 B (fp32 logits + log-softmax) in forward, 12 B in backward";
         } else {
