@@ -11,7 +11,7 @@ The cases carry the `llamafit plan` flags that express them, so the planner can 
 (src/test/resources/planner/measured_hf_h200.csv, MeasuredTest).
 
 Run on a CUDA machine with torch, transformers and peft:
-  python3 scripts/measure_hf_memory.py --out results.csv [--only r01,r02] [--steps 3]
+  python3 scripts/measure_hf_memory.py --out results.csv [--set a] [--set b] [--only r01,r02] [--steps 3] [--snapshots F]
 --dry-run runs every case on the CPU with a tiny shape (checks the script, measures nothing).
 """
 import argparse
@@ -61,6 +61,27 @@ CASES = [
     dict(id="i04", preset="llama-3.2-1b", method="generate", load="fp32", b=8, t=512, new=256, attn="eager"),
     dict(id="i05", preset="llama-3.2-3b", method="generate", load="bf16", b=4, t=4096, new=256, attn="sdpa"),
 ]
+# Set B: measured after the profile was corrected against set A, on shapes and settings set A does not have. loop="manual"
+# is a hand-written loop that keeps the model output through backward (out = model(...); out.loss.backward()).
+CASES_B = [
+    dict(id="s01", preset="mistral-7b", method="lora", load="bf16", amp=True, ckpt=False, b=4, t=2048, attn="sdpa", r=8, targets=QV),
+    dict(id="s02", preset="mistral-7b", method="full", load="bf16", amp=True, ckpt=True, b=4, t=1024, attn="sdpa"),
+    dict(id="s03", preset="smollm-1.7b", method="full", load="fp32", amp=False, ckpt=False, b=4, t=1024, attn="sdpa"),
+    dict(id="s04", preset="smollm-1.7b", method="full", load="fp32", amp=True, ckpt=False, b=2, t=2048, attn="eager"),
+    dict(id="s05", preset="tinyllama-1.1b", method="full", load="fp32", amp=True, ckpt=True, b=16, t=2048, attn="sdpa"),
+    dict(id="s06", preset="tinyllama-1.1b", method="lora", load="fp32", amp=False, ckpt=False, b=8, t=1024, attn="sdpa", r=16, targets=ALL, dropout=0.1),
+    dict(id="s07", preset="qwen2.5-7b", method="lora", load="bf16", amp=True, ckpt=True, b=4, t=4096, attn="sdpa", r=16, targets=ALL),
+    dict(id="s08", preset="llama-2-7b", method="lora", load="fp32", amp=True, ckpt=False, b=4, t=2048, attn="sdpa", r=8, targets=QV),
+    dict(id="s09", preset="smollm-360m", method="full", load="fp32", amp=False, ckpt=False, b=1, t=256, attn="sdpa", optim="adamw_torch"),
+    dict(id="s10", preset="smollm-135m", method="full", load="bf16", amp=True, ckpt=False, b=4, t=2048, attn="eager"),
+    dict(id="s11", preset="llama-3.2-1b", method="lora", load="bf16", amp=True, ckpt=True, b=8, t=2048, attn="sdpa", r=16, targets=ALL, loop="manual"),
+    dict(id="s12", preset="qwen2.5-0.5b", method="full", load="bf16", amp=False, ckpt=False, b=4, t=2048, attn="sdpa", loop="manual", optim="adamw_torch"),
+    dict(id="s13", preset="llama-3.2-3b", method="full", load="fp32", amp=True, ckpt=True, b=4, t=4096, attn="sdpa"),
+    dict(id="j01", preset="mistral-7b", method="generate", load="bf16", b=16, t=2048, new=128, attn="sdpa"),
+    dict(id="j02", preset="llama-2-7b", method="generate", load="fp32", b=4, t=1024, new=64, attn="sdpa"),
+    dict(id="j03", preset="tinyllama-1.1b", method="generate", load="fp32", b=8, t=2048, new=32, attn="sdpa"),
+]
+SETS = {"a": CASES, "b": CASES_B}
 
 
 def plan_flags(c):
@@ -87,6 +108,10 @@ def plan_flags(c):
         f += ["--method", "full"]
     if c["ckpt"]:
         f += ["--gradient-checkpointing"]
+    if c.get("optim") == "adamw_torch":
+        f += ["--optimizer-impl", "foreach"]
+    if c.get("loop") == "manual":
+        f += ["--keep-outputs"]
     return f
 
 
@@ -176,6 +201,8 @@ def run_case(c, steps, dry, tmp):
         def on_step_end(self, args, state, control, **kw):
             phases.step_end()
 
+    if c.get("loop") == "manual":
+        return manual_case(c, model, config, cuda, dry, steps, t, loaded, phases)
     args = TrainingArguments(
         output_dir=tmp, per_device_train_batch_size=c["b"], max_steps=steps, learning_rate=1e-5,
         bf16=c["amp"] and not dry, gradient_checkpointing=c["ckpt"], optim=c.get("optim", "adamw_torch_fused"),
@@ -205,6 +232,62 @@ def run_case(c, steps, dry, tmp):
     if cuda:
         torch.cuda.empty_cache()
     return row
+
+
+def manual_case(c, model, config, cuda, dry, steps, t, loaded, phases):
+    """A hand-written loop: out = model(...); out.loss.backward() with `out` alive; torch.optim.AdamW, fused or foreach."""
+    if c["ckpt"]:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    fused = c.get("optim", "adamw_torch_fused") == "adamw_torch_fused"
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-5, fused=True) if fused and cuda else torch.optim.AdamW(params, lr=1e-5, foreach=True)
+    data = Tokens(c["b"] * steps, t, config.vocab_size, 0).ids.to(model.device if hasattr(model, "device") else "cpu")
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if c["amp"] and cuda else contextlib.nullcontext()
+    start = time.time()
+    for i in range(steps):
+        ids = data[i * c["b"]:(i + 1) * c["b"]]
+        with amp:
+            out = model(input_ids=ids, labels=ids)
+        out.loss.backward()
+        phases.backward_end()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        phases.step_end()
+        del out
+    seconds = time.time() - start
+    row = dict(id=c["id"], preset=c["preset"], load=c["load"], amp=c["amp"], method=c["method"], ckpt=c["ckpt"], batch=c["b"], seq=t,
+               attn=c["attn"], optim=("adamw_torch_fused" if fused else "adamw_torch") + " (manual loop)", loaded_bytes=loaded,
+               seconds=round(seconds, 2), plan_flags=" ".join(plan_flags(c)))
+    if cuda:
+        torch.cuda.synchronize()
+        row["max_allocated_bytes"] = max(max(phases.peak.values()), torch.cuda.max_memory_allocated())
+        row["forward_peak_bytes"] = phases.peak["forward"]
+        row["backward_peak_bytes"] = phases.peak["backward"]
+        row["step_peak_bytes"] = phases.peak["step"]
+        row["max_reserved_bytes"] = torch.cuda.max_memory_reserved()
+        row["reserved_end_bytes"] = torch.cuda.memory_reserved()
+        row["nvml_used_end_bytes"] = nvml_used()
+    del opt, params, model
+    gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
+    return row
+
+
+def sdpa_backends():
+    """Which SDPA kernel PyTorch picks for causal training shapes, per dtype, with grouped or plain heads."""
+    if not torch.cuda.is_available():
+        return {}
+    names = {int(b): b.name for b in torch.nn.attention.SDPBackend} if hasattr(torch.nn.attention, "SDPBackend") else {}
+    out = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        for kv in (32, 8):
+            q = torch.randn(2, 32, 512, 64, device="cuda", dtype=dtype, requires_grad=True)
+            k = torch.randn(2, kv, 512, 64, device="cuda", dtype=dtype, requires_grad=True)
+            choice = torch._fused_sdp_choice(q, k, k, None, 0.0, True, None, enable_gqa=kv != 32)
+            out[f"{str(dtype).split('.')[-1]} heads 32 kv {kv}"] = names.get(int(choice), str(choice))
+    return out
 
 
 def generate_case(c, model, config, cuda, dry):
@@ -278,6 +361,7 @@ def main():
     p.add_argument("--only", default="")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--set", choices=sorted(SETS), action="append", help="case set(s) to run (default: a)")
     p.add_argument("--snapshots", help="also write, per case, what is alive at the allocated peak (allocator trace) to this file")
     a = p.parse_args()
     only = set(filter(None, a.only.split(",")))
@@ -290,11 +374,15 @@ def main():
         torch.ones(8, 8, device="cuda") @ torch.ones(8, 8, device="cuda")  # cuBLAS handle and workspace
         torch.cuda.synchronize()
         env["context_bytes"] = nvml_used() - torch.cuda.memory_reserved()
+        try:
+            env["sdpa"] = sdpa_backends()
+        except Exception as e:
+            env["sdpa"] = f"{type(e).__name__}: {e}"[:200]
     print(json.dumps(env), flush=True)
     fields = None
     with open(a.out, "w", newline="") as fh, tempfile.TemporaryDirectory() as tmp:
         fh.write("# " + json.dumps(env) + "\n")
-        for c in CASES:
+        for c in [c for name in (a.set or ["a"]) for c in SETS[name]]:
             if only and c["id"] not in only:
                 continue
             trace = a.snapshots and torch.cuda.is_available() and not a.dry_run

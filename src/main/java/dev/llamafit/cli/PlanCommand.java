@@ -52,6 +52,11 @@ final class PlanCommand implements Callable<Integer> {
     @Option(names = "--shard-embeddings", description = "With --sharding fsdp: wrap the embedding and LM head as units of their own (torchtune's custom_sharded_layers) instead of leaving them in the root unit, which stays gathered through forward and backward.") boolean shardEmbeddings;
     @Option(names = "--optimizer-in-backward", description = "Step each parameter's optimizer as soon as its gradient is ready and free the gradient (torchtune's optimizer_in_bwd); pytorch runtime.") boolean optimizerInBackward;
     @Option(names = "--paged-optimizer", description = "Optimizer states in CUDA unified memory, evicted to the host under pressure (bitsandbytes Paged*); pytorch runtime.") boolean pagedOptimizer;
+    @Option(names = "--optimizer-impl", description = "How torch.optim runs the AdamW step: fused (fused=True: the HF Trainer's default with torch >= 2.8, "
+            + "torchtune's configs, DeepSpeed's FusedAdam) or foreach (torch.optim.AdamW's own default, the Trainer's adamw_torch: "
+            + "its step holds one more state's worth of temporaries) (default: fused); pytorch runtime.") String optimizerImpl;
+    @Option(names = "--keep-outputs", description = "With --stack hf: the training loop holds the model's output (its logits) through backward, "
+            + "as a hand-written 'out = model(...); out.loss.backward()' does; the HF Trainer returns the loss alone and frees them.") boolean keepOutputs;
     @Option(names = "--loss", description = "full (the whole logits at once) or chunked (torchtune's CEWithChunkedOutputLoss) (default: chunked for --stack torchtune, else full).") String loss;
     @Option(names = "--no-double-quant", description = "NF4 without double quantisation of the block constants (bitsandbytes bnb_4bit_use_double_quant=False).") boolean noDoubleQuant;
     @Option(names = "--device", description = "Device preset: " + "a100-40gb, a100-80gb, h100-80gb, h200, l4, rtx3090, rtx4090, t4, v100-16gb, v100-32gb, cpu (default: cpu).") String device;
@@ -75,13 +80,18 @@ final class PlanCommand implements Callable<Integer> {
         PlanOptions.Stack st = PlanOptions.parse(PlanOptions.Stack.class, "--stack", stack);
         PlanOptions.Sharding sh = PlanOptions.parse(PlanOptions.Sharding.class, "--sharding", sharding);
         PlanOptions.BaseDtype weightsDtype = inference ? technique.parsedBaseDtype() : null;
-        if (inference && (optimizerInBackward || pagedOptimizer || loss != null || shardEmbeddings))
-            throw new IllegalArgumentException("--optimizer-in-backward, --paged-optimizer, --loss and --shard-embeddings describe training, not --inference");
+        if (inference && (optimizerInBackward || pagedOptimizer || loss != null || shardEmbeddings || optimizerImpl != null || keepOutputs))
+            throw new IllegalArgumentException("--optimizer-in-backward, --paged-optimizer, --optimizer-impl, --keep-outputs, --loss and --shard-embeddings "
+                    + "describe training, not --inference");
+        if (optimizerImpl != null && rt != PlanOptions.Runtime.PYTORCH)
+            throw new IllegalArgumentException("--optimizer-impl chooses between torch.optim's AdamW kernels: it needs --runtime pytorch");
         if (shardEmbeddings && (sh != PlanOptions.Sharding.FSDP || technique.zero != 3))
             throw new IllegalArgumentException("--shard-embeddings wraps FSDP units: it needs --sharding fsdp --zero 3");
         PlanOptions o = (inference ? technique.toPlanOptions(rt, att, st, sh, null) : technique.toPlanOptions(rt, att, st, sh)).withShardEmbeddings(shardEmbeddings)
                 .withPytorchSettings(optimizerInBackward, pagedOptimizer, !noDoubleQuant)
-                .withLoss(loss == null ? null : PlanOptions.parse(PlanOptions.Loss.class, "--loss", loss));
+                .withLoss(loss == null ? null : PlanOptions.parse(PlanOptions.Loss.class, "--loss", loss))
+                .withOptimizerImpl(optimizerImpl == null ? null : PlanOptions.parse(PlanOptions.OptimizerImpl.class, "--optimizer-impl", optimizerImpl))
+                .withKeepOutputs(keepOutputs);
         // The options resolve --method qlora to an NF4 base; inference carries the weights' dtype beside them.
         if (noDoubleQuant && (inference ? weightsDtype : o.baseDtype()) != PlanOptions.BaseDtype.NF4)
             throw new IllegalArgumentException("--no-double-quant concerns NF4 block constants: it needs --method qlora or --base-dtype nf4");

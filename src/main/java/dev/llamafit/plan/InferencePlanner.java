@@ -76,7 +76,7 @@ public final class InferencePlanner {
         // One block's prefill temporaries at a time (nothing is kept for backward): residual, norm output, q/k/v,
         // attention output, gate, up and their product; eager attention adds B·H·T·capacity scores (fp32 softmax + cast).
         double block = tokens * (3.0 * c.hiddenSize() + c.qDim() + 2.0 * c.kvDim() + c.qDim() + 3.0 * c.intermediateSize()) * a;
-        if (o.attention() == PlanOptions.Attention.EAGER) block += (double) o.batchSize() * c.numHeads() * o.seqLen() * capacity * (4 + (a == 4 ? 0 : a));
+        if (PytorchProfile.attentionKernel(c, o) == PlanOptions.Attention.EAGER) block += (double) o.batchSize() * c.numHeads() * o.seqLen() * capacity * (4 + (a == 4 ? 0 : a));
         double dequant = quantised ? n.largestLinear() * (double) a : 0;
         double logits = (double) o.batchSize() * c.vocabSize() * (a + 4.0); // last position only, upcast to fp32 for sampling
         List<Component> comps = new ArrayList<>();

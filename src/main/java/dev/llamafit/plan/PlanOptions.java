@@ -41,11 +41,35 @@ import dev.llamafit.model.TrainingLayout;
  *                              from the start of forward to the end of backward
  * @param loss                  how the PyTorch stack computes the loss over the vocabulary (see {@link Loss}); null = the
  *                              stack's default (HF: full, torchtune: chunked)
+ * @param optimizerImpl         how torch.optim runs the AdamW step (see {@link OptimizerImpl}); null = fused
+ * @param keepOutputs           HF stack: the training loop holds the model's output (its logits) through backward, as a
+ *                              hand-written {@code out = model(...); out.loss.backward()} does; the HF Trainer returns the
+ *                              loss alone, so the logits are freed before backward
  */
 public record PlanOptions(Method method, int loraRank, List<String> loraTargets, double loraDropout, Precision precision, BaseDtype baseDtype,
                           Optim optimizer, boolean gradientCheckpointing, int checkpointEvery, int batchSize, int seqLen, int zero, int workers,
                           Offload offload, Runtime runtime, Attention attention, Stack stack, Sharding sharding, boolean optimizerInBackward,
-                          boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings, Loss loss) {
+                          boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings, Loss loss, OptimizerImpl optimizerImpl,
+                          boolean keepOutputs) {
+
+    /** The same options with a training loop that frees the model's output before backward (the HF Trainer's). */
+    public PlanOptions(Method method, int loraRank, List<String> loraTargets, double loraDropout, Precision precision, BaseDtype baseDtype,
+                       Optim optimizer, boolean gradientCheckpointing, int checkpointEvery, int batchSize, int seqLen, int zero, int workers,
+                       Offload offload, Runtime runtime, Attention attention, Stack stack, Sharding sharding, boolean optimizerInBackward,
+                       boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings, Loss loss, OptimizerImpl optimizerImpl) {
+        this(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen,
+                zero, workers, offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss,
+                optimizerImpl, false);
+    }
+
+    /** The same options with the default optimizer implementation. */
+    public PlanOptions(Method method, int loraRank, List<String> loraTargets, double loraDropout, Precision precision, BaseDtype baseDtype,
+                       Optim optimizer, boolean gradientCheckpointing, int checkpointEvery, int batchSize, int seqLen, int zero, int workers,
+                       Offload offload, Runtime runtime, Attention attention, Stack stack, Sharding sharding, boolean optimizerInBackward,
+                       boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings, Loss loss) {
+        this(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen,
+                zero, workers, offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, null);
+    }
 
     /** The same options with the stack's default loss. */
     public PlanOptions(Method method, int loraRank, List<String> loraTargets, double loraDropout, Precision precision, BaseDtype baseDtype,
@@ -109,6 +133,15 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
      */
     public enum Loss { FULL, CHUNKED }
 
+    /**
+     * How torch.optim.AdamW runs its step. FUSED (fused=True): one kernel per tensor group, no temporaries; the HF
+     * Trainer's default optim (adamw_torch_fused) with torch >= 2.8, torchtune's configs since September 2024, and
+     * DeepSpeed's own FusedAdam. FOREACH: torch.optim.AdamW's default when neither flag is given (transformers'
+     * adamw_torch, the Trainer's default before torch 2.8, plain training loops): the multi-tensor step materialises
+     * sqrt(v) for every tensor at once, one more state's worth of memory during the step.
+     */
+    public enum OptimizerImpl { FUSED, FOREACH }
+
     public PlanOptions {
         if (method == null || precision == null || optimizer == null || offload == null || runtime == null || attention == null || stack == null || sharding == null)
             throw new IllegalArgumentException("plan options need method, precision, optimizer, offload, runtime, attention, stack and sharding");
@@ -140,6 +173,10 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
         if (zero > 0 && workers == 1 && offload == Offload.NONE)
             throw new IllegalArgumentException("--zero " + zero + " shards over workers: give --workers N > 1 (or --offload cpu|disk)");
         if (loss == null) loss = stack == Stack.TORCHTUNE ? Loss.CHUNKED : Loss.FULL;
+        if (optimizerImpl == null) optimizerImpl = OptimizerImpl.FUSED;
+        if (keepOutputs && stack != Stack.HF)
+            throw new IllegalArgumentException("--keep-outputs describes a hand-written loop over a transformers model (--stack hf); "
+                    + "torchtune's recipes delete the logits before backward");
         if (loss == Loss.CHUNKED && stack != Stack.TORCHTUNE)
             throw new IllegalArgumentException("--loss chunked is torchtune's CEWithChunkedOutputLoss: it needs --stack torchtune");
         if (sharding == Sharding.DDP && zero != 0)
@@ -197,29 +234,41 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
 
     public PlanOptions withBatch(int b) {
         return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, b, seqLen, zero, workers,
-                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss);
+                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs);
     }
 
     public PlanOptions withSeqLen(int t) {
         return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, t, zero, workers,
-                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss);
+                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs);
     }
 
     public PlanOptions withShardEmbeddings(boolean shard) {
         return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen, zero, workers,
-                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shard, loss);
+                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shard, loss, optimizerImpl, keepOutputs);
     }
 
     /** The same plan with PyTorch-side optimizer and quantisation settings (plan's --optimizer-in-backward, --paged-optimizer, --no-double-quant). */
     public PlanOptions withPytorchSettings(boolean inBackward, boolean paged, boolean doubleQuantised) {
         return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen, zero, workers,
-                offload, runtime, attention, stack, sharding, inBackward, paged, doubleQuantised, shardEmbeddings, loss);
+                offload, runtime, attention, stack, sharding, inBackward, paged, doubleQuantised, shardEmbeddings, loss, optimizerImpl, keepOutputs);
     }
 
     /** The same plan with another loss (plan's --loss); null = the stack's default. */
     public PlanOptions withLoss(Loss l) {
         return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen, zero, workers,
-                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, l);
+                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, l, optimizerImpl, keepOutputs);
+    }
+
+    /** The same plan with another AdamW implementation (plan's --optimizer-impl); null = fused. */
+    public PlanOptions withOptimizerImpl(OptimizerImpl impl) {
+        return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen, zero, workers,
+                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, impl, keepOutputs);
+    }
+
+    /** The same plan with a training loop that does (or does not) hold the model's output through backward (plan's --keep-outputs). */
+    public PlanOptions withKeepOutputs(boolean keep) {
+        return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen, zero, workers,
+                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keep);
     }
 
     /** The flag spelling of an enum constant: BF16_PURE -> bf16-pure. */

@@ -118,6 +118,7 @@ public final class PytorchProfile {
         double layerUnitBytes, headUnitBytes, endsDtype; // endsDtype: bytes per embedding / LM-head element as gathered
         double replicated = 0;   // quantisation constants that sharding leaves whole on every GPU
         double castTemp = 0;     // a frozen base wider than the compute dtype is cast per matmul (autocast does not cache frozen weights)
+        boolean wideBase = false; // LoRA over a base stored wider than the compute dtype (fp32 under bf16/fp16 autocast)
         if (o.method() == Method.FULL) {
             trainable = n.total();
             // FSDP mixed precision keeps fp32 shards (they are the master weights) and gathers them in the compute dtype.
@@ -147,7 +148,8 @@ public final class PytorchProfile {
             layerUnitBytes = n.largestLayer() * (bnbSharded ? 0.5 : quantised ? perLinear : Math.min(loaded, a));
             endsDtype = Math.min(otherDtype, a);
             headUnitBytes = (double) Math.max(n.embedding(), n.lmHead()) * endsDtype;
-            if (!quantised && loaded > a && !fsdp) castTemp = n.largestLinear() * (double) a;
+            wideBase = !quantised && loaded > a;
+            if (wideBase && !fsdp && !amp) castTemp = n.largestLinear() * (double) a;
         }
         boolean paramsOffloaded = o.zero() == 3 && o.offload() != Offload.NONE;
         Column paramColumn = paramsOffloaded ? (o.offload() == Offload.DISK ? Column.DISK : Column.HOST) : Column.DEVICE;
@@ -180,12 +182,21 @@ public final class PytorchProfile {
                         "2 × one unit's shard, copied host → GPU ahead of its all-gather"));
             }
         }
-        if (o.method() == Method.FULL && amp) {
+        if (amp && (o.method() == Method.FULL || wideBase)) {
             // Autocast caches the cast of every leaf that requires grad until the autocast region ends (the end of
-            // forward); the matmuls keep those copies for backward. Linear weights and the LM head (embedding is not cast).
-            double copies = (n.linearWeights() + (double) Math.max(n.lmHead(), c.tieWordEmbeddings() ? n.embedding() : 0)) * a;
+            // forward, loss included); a frozen weight is cast anew at each call. Either way the matmul's graph keeps the
+            // copy for backward (the input gradient needs it): all linear weights and the LM head (the embedding lookup
+            // is not cast). A checkpointed block's graph is dropped, so once the cache is cleared its copies are gone;
+            // its recomputation in backward casts that one block again.
+            double head = (double) Math.max(n.lmHead(), c.tieWordEmbeddings() ? n.embedding() : 0) * a;
+            double perBlock = (double) n.linearWeights() / c.numLayers() * a;
+            int ckpt = o.checkpointedBlocks(c.numLayers());
+            double kept = (c.numLayers() - ckpt) * perBlock;
+            double all = n.linearWeights() * (double) a + head;
             comps.add(new Component("weights.autocast_copies", Column.DEVICE, Category.WORKSPACE, Accounting.TENSOR,
-                    phases(copies, copies, copies, 0), "torch.amp: half copies of the fp32 linear weights, cached in forward, held by backward"));
+                    phases(all, kept + head, kept + (ckpt > 0 ? perBlock : 0), 0),
+                    "torch.amp: half copies of the fp32 linear weights, " + (o.method() == Method.FULL ? "cached in forward" : "made per matmul and saved by its graph")
+                            + (ckpt > 0 ? "; backward keeps those of uncheckpointed blocks, the LM head's and one recomputed block's" : ", held by backward")));
         }
         if (castTemp > 0)
             comps.add(new Component("weights.cast", Column.DEVICE, Category.WORKSPACE, Accounting.TENSOR,
@@ -240,8 +251,9 @@ public final class PytorchProfile {
         Column optColumn = o.pagedOptimizer() ? Column.HOST : stateColumn;
         comps.add(place("optimizer", optColumn, Category.OPTIMIZER, shard(stateBytes, o.zero() >= 1, workers),
                 optimizerFormula(o.optimizer(), stateDtype) + (o.pagedOptimizer() ? " (paged: CUDA unified memory, evicted to the host)" : "")));
-        if (o.optimizer() == Optim.ADAMW && optColumn == Column.DEVICE && !o.optimizerInBackward()) {
-            // torch.optim.AdamW (foreach) materialises sqrt(v) for all tensors at once: one more state's worth.
+        if (o.optimizer() == Optim.ADAMW && o.optimizerImpl() == PlanOptions.OptimizerImpl.FOREACH && optColumn == Column.DEVICE && !o.optimizerInBackward()) {
+            // torch.optim.AdamW (foreach) materialises sqrt(v) for all tensors at once: one more state's worth. The
+            // fused kernel (fused=True) computes it per element and allocates nothing.
             double tmp = shard(trainable * (double) stateDtype, o.zero() >= 1, workers);
             comps.add(new Component("optimizer.step_temporaries", Column.DEVICE, Category.WORKSPACE, Accounting.TENSOR,
                     phases(0, 0, 0, tmp), "foreach AdamW: _foreach_sqrt(exp_avg_sq) temporary, one state's size"));
@@ -290,7 +302,10 @@ public final class PytorchProfile {
      */
     public static double blockBytesPerToken(LlamaConfig c, PlanOptions o) {
         int a = o.precision().computeBytes();
-        double el = 2.0 * c.hiddenSize() + c.qDim() + 2.0 * c.kvDim() + 3.0 * c.intermediateSize();
+        // Eager attention (and SDPA's math backend) multiplies by keys and values repeated to every query head
+        // (repeat_kv), and those expanded copies are what its matmuls save; flash kernels read the grouped k and v.
+        boolean eager = attentionKernel(c, o) == PlanOptions.Attention.EAGER;
+        double el = 2.0 * c.hiddenSize() + c.qDim() + 2.0 * (eager ? c.qDim() : c.kvDim()) + 3.0 * c.intermediateSize();
         boolean full = o.method() == Method.FULL;
         // An adapter whose input is dropped out, or cast (PEFT's fp32 adapters over a half model: x.to(fp32), which
         // autocast, when on, casts back to the compute dtype for the matmul), saves its own copy of the input for dA
@@ -301,7 +316,7 @@ public final class PytorchProfile {
         int adapterIo = o.stack() == Stack.HF && o.precision() == Precision.BF16_PURE ? 4 : a;
         if (full || !copies && targets(o, "q_proj", "k_proj", "v_proj")) el += c.hiddenSize();
         // Flash/SDPA saves its output for backward; eager attention saves probabilities and V instead.
-        if (o.attention() == PlanOptions.Attention.FLASH || full || !copies && targets(o, "o_proj")) el += c.qDim();
+        if (!eager || full || !copies && targets(o, "o_proj")) el += c.qDim();
         if (full || !copies && targets(o, "gate_proj", "up_proj")) el += c.hiddenSize();
         if (full || !copies && targets(o, "down_proj")) el += c.intermediateSize();
         double bytes = el * a;
@@ -312,6 +327,18 @@ public final class PytorchProfile {
             for (String m : o.loraTargets()) bytes += (double) TrainingLayout.moduleIn(c, m) * (adapterIo + (o.loraDropout() > 0 ? 1 : 0));
         if (!full) bytes += (double) o.loraTargets().size() * o.loraRank() * adapterIo; // x·Aᵀ per adapter, for dB
         return bytes;
+    }
+
+    /**
+     * The attention kernel that runs. --attention flash means SDPA/FlashAttention, which keeps no T² tensor; but for a
+     * grouped-query model in fp32, transformers' SDPA path (enable_gqa, no padding mask) ends in PyTorch's math backend,
+     * which materialises the fp32 probabilities of every layer like eager attention (measured with torch 2.11 and
+     * transformers 5.17, docs/PLANNER.md). Half precision runs the flash kernel, which takes grouped queries.
+     */
+    public static PlanOptions.Attention attentionKernel(LlamaConfig c, PlanOptions o) {
+        boolean mathFallback = o.runtime() == PlanOptions.Runtime.PYTORCH && o.stack() == Stack.HF && o.attention() == PlanOptions.Attention.FLASH
+                && o.precision().computeBytes() == 4 && c.numKvHeads() < c.numHeads();
+        return mathFallback ? PlanOptions.Attention.EAGER : o.attention();
     }
 
     /** Eager attention per block and sequence: softmax output in fp32 (4 B) plus its cast to the compute dtype. */
@@ -335,7 +362,8 @@ public final class PytorchProfile {
         double tokens = (double) o.batchSize() * o.seqLen();
         int layers = c.numLayers();
         double block = blockBytesPerToken(c, o) * tokens;
-        if (o.attention() == PlanOptions.Attention.EAGER) block += eagerAttentionBytesPerSequence(c, o) * o.batchSize();
+        PlanOptions.Attention kernel = attentionKernel(c, o);
+        if (kernel == PlanOptions.Attention.EAGER) block += eagerAttentionBytesPerSequence(c, o) * o.batchSize();
         else block += 4.0 * c.numHeads() * tokens; // logsumexp, fp32
         double residual = tokens * c.hiddenSize() * r;
         // The last block's output (final norm input) and, when the LM head trains, the final norm's output.
@@ -353,7 +381,8 @@ public final class PytorchProfile {
             saved = layers * block + head;
             backward = saved + blockTransient;
             formula = String.format(java.util.Locale.ROOT, "L × %.0f B/token%s (Korthikanti et al. 2022, recounted for LLaMA) + backward temporaries",
-                    blockBytesPerToken(c, o), o.attention() == PlanOptions.Attention.EAGER ? " + B·H·T²·" + (4 + (a == 4 ? 0 : a)) + " B eager attention" : "");
+                    blockBytesPerToken(c, o), kernel == PlanOptions.Attention.EAGER ? " + B·H·T²·" + (4 + (a == 4 ? 0 : a)) + " B "
+                            + (o.attention() == PlanOptions.Attention.EAGER ? "eager attention" : "probabilities (SDPA's math backend: fp32 with grouped queries)") : "");
         }
         double nv = tokens * c.vocabSize();
         double lossForward, lossBackward;
@@ -375,13 +404,18 @@ public final class PytorchProfile {
         } else {
             // transformers (ForCausalLMLoss, since 4.48 it shifts the labels, not the logits): the model output keeps the
             // logits in the compute dtype; the loss upcasts them (.float(), a no-op in fp32) and log_softmax saves its
-            // fp32 output; the upcast is dropped when the loss returns. Backward: the incoming gradient of the
-            // log-softmax and the one it produces, both fp32, while the saved output and the logits are still held.
+            // fp32 output. The Trainer's compute_loss returns the loss alone, so the logits and the upcast are freed
+            // before backward (no backward needs them: the cast's gradient is a cast, the LM head saved its input).
+            // Backward: the saved log-softmax output with its incoming and outgoing fp32 gradients (measured: the peak
+            // holds exactly these three N·V fp32 tensors, docs/PLANNER.md).
+            // A loop that keeps the output object (out = model(...); out.loss.backward()) holds the logits as well.
             int upcast = a == 4 ? 0 : 4;
+            int held = o.keepOutputs() ? a : 0;
             lossForward = nv * (a + upcast + 4);
-            lossBackward = nv * (a + 4 + 4 + 4);
+            lossBackward = nv * (held + 4 + 4 + 4);
             lossFormula = "full logits: N·V × (" + a + " logits" + (a == 4 ? "" : " + 4 fp32 upcast") + " + 4 log-softmax) in forward, "
-                    + "N·V × (" + a + " + 12) in backward";
+                    + "N·V × " + (held + 12) + " B in backward (log-softmax output and its two fp32 gradients"
+                    + (o.keepOutputs() ? ", and the logits the loop still holds)" : ")");
         }
         return new Activations(saved, saved, backward, lossForward, lossBackward, formula, lossFormula);
     }

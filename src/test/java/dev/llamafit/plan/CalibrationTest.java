@@ -45,6 +45,12 @@ class CalibrationTest {
 
     record Prediction(double value, Metric metric) {}
 
+    /**
+     * The PEFT rows ran TRL's SFTTrainer on transformers before torch 2.8, whose default optim was adamw_torch
+     * (torch.optim.AdamW, foreach); torchtune's configs of 2024-09 set fused: True (the planner's default).
+     */
+    static final PlanOptions.OptimizerImpl PEFT_ERA_ADAMW = PlanOptions.OptimizerImpl.FOREACH;
+
     /** PEFT examples/sft pass --lora_dropout 0.1; torchtune's configs of 2024-09 set lora_dropout: 0.0. */
     static final List<String> Q_V = List.of("q_proj", "v_proj");
     static final List<String> QKV = List.of("q_proj", "k_proj", "v_proj");
@@ -71,15 +77,20 @@ class CalibrationTest {
             case "hf-bert-00" -> { return new Prediction(v100.contextBytes(), Metric.NVIDIA_SMI); }
             case "hf-bert-01" -> { return new Prediction(v100.contextBytes() + 4.0 * bertLargeParams(), Metric.NVIDIA_SMI); }
             case "peft-10" -> { c = l2_70; d = h100; metric = Metric.NVIDIA_SMI;
-                o = opts(Method.LORA, 8, all, 0.1, Precision.BF16, BaseDtype.FP32, Optim.ADAMW, true, 8, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.DEEPSPEED, false, false); }
+                o = opts(Method.LORA, 8, all, 0.1, Precision.BF16, BaseDtype.FP32, Optim.ADAMW, true, 8, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.DEEPSPEED, false, false)
+                        .withOptimizerImpl(PEFT_ERA_ADAMW); }
             case "peft-11" -> { c = l2_70; d = a40; metric = Metric.NVIDIA_SMI;
-                o = opts(Method.QLORA, 8, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 2, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.DEEPSPEED, false, false); }
+                o = opts(Method.QLORA, 8, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 2, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.DEEPSPEED, false, false)
+                        .withOptimizerImpl(PEFT_ERA_ADAMW); }
             case "peft-12" -> { c = l2_70; d = h100; metric = Metric.NVIDIA_SMI;
-                o = opts(Method.LORA, 8, all, 0.1, Precision.BF16, BaseDtype.FP32, Optim.ADAMW, true, 8, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.FSDP, false, false); }
+                o = opts(Method.LORA, 8, all, 0.1, Precision.BF16, BaseDtype.FP32, Optim.ADAMW, true, 8, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.FSDP, false, false)
+                        .withOptimizerImpl(PEFT_ERA_ADAMW); }
             case "peft-13" -> { c = l2_70; d = r4090; metric = Metric.NVIDIA_SMI;
-                o = opts(Method.QLORA, 8, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 2, Offload.CPU, Attention.FLASH, Stack.HF, Sharding.FSDP, false, false); }
+                o = opts(Method.QLORA, 8, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 2, Offload.CPU, Attention.FLASH, Stack.HF, Sharding.FSDP, false, false)
+                        .withOptimizerImpl(PEFT_ERA_ADAMW); }
             case "peft-14" -> { c = l2_70; d = a40; metric = Metric.NVIDIA_SMI;
-                o = opts(Method.QLORA, 8, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 2, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.FSDP, false, false); }
+                o = opts(Method.QLORA, 8, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 2, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.FSDP, false, false)
+                        .withOptimizerImpl(PEFT_ERA_ADAMW); }
             case "tt-08" -> { c = l31_8; d = r4090; metric = Metric.ALLOCATED;
                 o = opts(Method.FULL, 0, List.of(), 0, Precision.BF16_PURE, null, Optim.ADAMW8BIT, true, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, true, true); }
             case "tt-09" -> { c = l31_8; d = a6000; metric = Metric.ALLOCATED;
