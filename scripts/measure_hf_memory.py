@@ -279,13 +279,15 @@ def sdpa_backends():
     """Which SDPA kernel PyTorch picks for causal training shapes, per dtype, with grouped or plain heads."""
     if not torch.cuda.is_available():
         return {}
-    names = {int(b): b.name for b in torch.nn.attention.SDPBackend} if hasattr(torch.nn.attention, "SDPBackend") else {}
+    from torch.nn.attention import SDPBackend
+    names = {int(getattr(SDPBackend, n)): n for n in ("ERROR", "MATH", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION",
+                                                      "OVERRIDEABLE") if hasattr(SDPBackend, n)}
     out = {}
     for dtype in (torch.float32, torch.bfloat16):
         for kv in (32, 8):
             q = torch.randn(2, 32, 512, 64, device="cuda", dtype=dtype, requires_grad=True)
             k = torch.randn(2, kv, 512, 64, device="cuda", dtype=dtype, requires_grad=True)
-            choice = torch._fused_sdp_choice(q, k, k, None, 0.0, True, None, enable_gqa=kv != 32)
+            choice = torch._fused_sdp_choice(q, k, k, None, 0.0, True, enable_gqa=kv != 32)
             out[f"{str(dtype).split('.')[-1]} heads 32 kv {kv}"] = names.get(int(choice), str(choice))
     return out
 
@@ -362,9 +364,25 @@ def main():
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--set", choices=sorted(SETS), action="append", help="case set(s) to run (default: a)")
+    p.add_argument("--reflag", action="store_true",
+                   help="rewrite the plan_flags column of the existing --out file from the case definitions, and exit")
     p.add_argument("--snapshots", help="also write, per case, what is alive at the allocated peak (allocator trace) to this file")
     a = p.parse_args()
     only = set(filter(None, a.only.split(",")))
+    if a.reflag:
+        by_id = {c["id"]: c for cases in SETS.values() for c in cases}
+        with open(a.out, newline="") as fh:
+            lines = fh.read().splitlines(keepends=True)
+        comments = [l for l in lines if l.startswith("#")]
+        rows = list(csv.DictReader(l for l in lines if not l.startswith("#")))
+        with open(a.out, "w", newline="") as fh:
+            fh.writelines(comments)
+            w = csv.DictWriter(fh, fieldnames=list(rows[0].keys()))
+            w.writeheader()
+            for r in rows:
+                r["plan_flags"] = " ".join(plan_flags(by_id[r["id"]]))
+                w.writerow(r)
+        return
     import transformers
     import peft
     env = dict(torch=torch.__version__, transformers=transformers.__version__, peft=peft.__version__,

@@ -73,10 +73,17 @@ public final class InferencePlanner {
         double weights = n.linearWeights() * perLinear + rowScales + (double) n.other() * stored;
         double tokens = (double) o.batchSize() * o.seqLen();
         double kv = 2.0 * c.numLayers() * o.batchSize() * c.kvDim() * (double) capacity * a;
-        // One block's prefill temporaries at a time (nothing is kept for backward): residual, norm output, q/k/v,
-        // attention output, gate, up and their product; eager attention adds B·H·T·capacity scores (fp32 softmax + cast).
-        double block = tokens * (3.0 * c.hiddenSize() + c.qDim() + 2.0 * c.kvDim() + c.qDim() + 3.0 * c.intermediateSize()) * a;
-        if (PytorchProfile.attentionKernel(c, o) == PlanOptions.Attention.EAGER) block += (double) o.batchSize() * c.numHeads() * o.seqLen() * capacity * (4 + (a == 4 ? 0 : a));
+        // One block's prefill temporaries (nothing is kept for backward), the larger of its two halves: attention
+        // (residual, norm output, q/k/v, attention output) and MLP (residual, norm output, the attention sum, gate, up
+        // and their product). Eager attention (and SDPA's math backend, see PytorchProfile.attentionKernel) adds the
+        // B·H·T·T scores of the prompt (transformers' DynamicCache holds only what has been written): the softmax's
+        // input and its fp32 output coexist (a + 4 B; 8 B in fp32), and the keys and values repeated to every query head.
+        double attention = tokens * (2.0 * c.hiddenSize() + 2.0 * c.qDim() + 2.0 * c.kvDim()) * a;
+        if (PytorchProfile.attentionKernel(c, o) == PlanOptions.Attention.EAGER)
+            attention += (double) o.batchSize() * c.numHeads() * o.seqLen() * o.seqLen() * (a + 4)
+                    + (c.numKvHeads() < c.numHeads() ? 2.0 * tokens * c.qDim() * a : 0);
+        double mlp = tokens * (3.0 * c.hiddenSize() + 3.0 * c.intermediateSize()) * a;
+        double block = Math.max(attention, mlp);
         double dequant = quantised ? n.largestLinear() * (double) a : 0;
         double logits = (double) o.batchSize() * c.vocabSize() * (a + 4.0); // last position only, upcast to fp32 for sampling
         List<Component> comps = new ArrayList<>();
@@ -84,7 +91,7 @@ public final class InferencePlanner {
                 ? n.linearWeights() + " linear weights in " + PlanOptions.name(w) + " (" + perLinear * 8 + " bits with block constants) + " + n.other() + " others × " + stored + " B"
                 : n.total() + " params × " + stored + " B"));
         comps.add(PytorchProfile.gpu("kv_cache", Category.KV_CACHE, kv, "2 × L × B × KvH·D × capacity × " + a + " B, capacity " + capacity));
-        comps.add(PytorchProfile.gpu("activations", Category.ACTIVATIONS, block + logits, "one block's prefill temporaries + last-position logits"));
+        comps.add(PytorchProfile.gpu("activations", Category.ACTIVATIONS, block + logits, "one block's prefill temporaries (attention or MLP half, the larger) + last-position logits"));
         if (dequant > 0) comps.add(PytorchProfile.gpu("weights.dequantised", Category.WORKSPACE, dequant, "largest linear dequantised for its matmul"));
         PytorchProfile.addAllocatorAndContext(comps, device, o);
         return new MemoryPlan(device, o, comps, List.of("inference: prompt " + o.seqLen() + " + new tokens, KV capacity " + capacity));

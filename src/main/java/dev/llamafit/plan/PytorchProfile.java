@@ -261,8 +261,14 @@ public final class PytorchProfile {
 
         // ---- activations (per worker: N = B·T tokens)
         Activations act = activations(c, o);
+        // Backward frees each block's saved tensors as it produces that block's gradients, so the two overlap only in
+        // part: with uniform blocks the sum is linear in the block reached and peaks at an end, max(saved + head
+        // gradient, all gradients), not at saved + all gradients.
+        double deviceGrads = o.optimizerInBackward() || gradColumn != Column.DEVICE ? 0 : gradShard;
+        double freedWhileGradsGrow = Math.min(act.forward, Math.max(0, deviceGrads - Math.min(headGrad, gradShard)));
         comps.add(new Component("activations", Column.DEVICE, Category.ACTIVATIONS, Accounting.TENSOR,
-                phases(act.forward, act.backwardHead, act.backward, 0), act.formula));
+                phases(act.forward, act.backwardHead, act.backward - freedWhileGradsGrow, 0), act.formula
+                        + (freedWhileGradsGrow > 0 ? "; in backward, less what is freed while the gradients grow" : "")));
         comps.add(new Component("logits_and_loss", Column.DEVICE, Category.ACTIVATIONS, Accounting.TENSOR,
                 phases(act.lossForward, act.lossBackward, 0, 0), act.lossFormula));
 

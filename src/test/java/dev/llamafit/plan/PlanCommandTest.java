@@ -272,4 +272,80 @@ class PlanCommandTest {
         assertEquals(2, dqLora.code);
         assertTrue(dqLora.err.contains("--no-double-quant"), dqLora.err);
     }
+
+    static long phase(JsonNode plan, String name, String phase) {
+        for (JsonNode c : plan.path("components")) if (c.path("name").asText().equals(name)) return c.path("bytes_by_phase").path(phase).asLong();
+        return 0;
+    }
+
+    @Test
+    void optimizerImplChoosesTheStepTemporaries() throws Exception {
+        String[] base = {"plan", "--model", "llama-3.2-1b", "--device", "h200", "--precision", "fp32", "--method", "full"};
+        JsonNode fused = json(base), foreach = json(concat(base, "--optimizer-impl", "foreach"));
+        assertEquals(0, component(fused, "optimizer.step_temporaries"));
+        // foreach AdamW's step holds sqrt(v) for every tensor: one fp32 state, half of m + v.
+        assertEquals(component(foreach, "optimizer") / 2, component(foreach, "optimizer.step_temporaries"), 1);
+        assertEquals(component(fused, "optimizer"), component(foreach, "optimizer"));
+        Run inference = run("plan", "--model", "llama-3.2-1b", "--device", "h200", "--inference", "--optimizer-impl", "foreach");
+        assertEquals(2, inference.code);
+        assertTrue(inference.err.contains("--optimizer-impl"), inference.err);
+        Run cpu = run("plan", "--model", "llama-3.2-1b", "--optimizer-impl", "fused");
+        assertEquals(2, cpu.code);
+        assertTrue(cpu.err.contains("--runtime pytorch"), cpu.err);
+        Run bad = run(concat(base, "--optimizer-impl", "apex"));
+        assertEquals(2, bad.code);
+        assertTrue(bad.err.contains("fused, foreach"), bad.err);
+    }
+
+    @Test
+    void keepOutputsHoldsTheLogitsThroughBackward() throws Exception {
+        String[] base = {"plan", "--model", "llama-3.2-1b", "--device", "h200", "--precision", "bf16", "--method", "lora", "--gradient-checkpointing",
+                "--batch-size", "4", "--seq-len", "1024"};
+        JsonNode trainer = json(base), loop = json(concat(base, "--keep-outputs"));
+        long logits = 4L * 1024 * 128256 * 2; // N·V in bf16
+        assertEquals(logits, phase(loop, "logits_and_loss", "backward_head") - phase(trainer, "logits_and_loss", "backward_head"));
+        assertEquals(phase(trainer, "logits_and_loss", "forward"), phase(loop, "logits_and_loss", "forward"));
+        Run torchtune = run("plan", "--model", "llama-3.2-1b", "--device", "h200", "--stack", "torchtune", "--keep-outputs");
+        assertEquals(2, torchtune.code);
+        assertTrue(torchtune.err.contains("--keep-outputs"), torchtune.err);
+    }
+
+    @Test
+    void fp32SdpaWithGroupedQueriesPlansTheMathBackend() throws Exception {
+        // Llama 3.2 1B has 8 KV heads for 32 query heads: fp32 SDPA falls back to the math kernel, as eager does.
+        String[] gqa = {"plan", "--model", "llama-3.2-1b", "--device", "h200", "--method", "full", "--batch-size", "2", "--seq-len", "1024"};
+        long flash32 = component(json(concat(gqa, "--precision", "fp32", "--attention", "flash")), "activations");
+        long eager32 = component(json(concat(gqa, "--precision", "fp32", "--attention", "eager")), "activations");
+        assertEquals(eager32, flash32);
+        long flash16 = component(json(concat(gqa, "--precision", "bf16", "--attention", "flash")), "activations");
+        long eager16 = component(json(concat(gqa, "--precision", "bf16", "--attention", "eager")), "activations");
+        assertTrue(flash16 < eager16, flash16 + " vs " + eager16);
+        // SmolLM 1.7B has as many KV heads as query heads: fp32 SDPA runs the memory-efficient kernel.
+        String[] mha = {"plan", "--model", "smollm-1.7b", "--device", "h200", "--method", "full", "--precision", "fp32", "--batch-size", "2", "--seq-len", "1024"};
+        assertTrue(component(json(concat(mha, "--attention", "flash")), "activations") < component(json(concat(mha, "--attention", "eager")), "activations"));
+    }
+
+    @Test
+    void autocastCopiesOutliveForwardOnlyWithoutCheckpointing() throws Exception {
+        String[] base = {"plan", "--model", "llama-3.2-1b", "--device", "h200", "--precision", "bf16", "--method", "full"};
+        JsonNode plain = json(base), ckpt = json(concat(base, "--gradient-checkpointing"));
+        long all = phase(plain, "weights.autocast_copies", "forward");
+        assertEquals(all, phase(ckpt, "weights.autocast_copies", "forward"));
+        assertEquals(all, phase(plain, "weights.autocast_copies", "backward_head"));
+        // Checkpointed blocks drop their copies with their graphs: backward keeps the LM head's, then one recomputed block's.
+        long head = 128256L * 2048 * 2;
+        assertEquals(head, phase(ckpt, "weights.autocast_copies", "backward_head"));
+        PytorchProfile.Counts n = PytorchProfile.counts(ModelPresets.load("llama-3.2-1b"));
+        assertEquals(n.linearWeights() / 16 * 2, phase(ckpt, "weights.autocast_copies", "backward"), 16);
+    }
+
+    @Test
+    void backwardFreesActivationsWhileGradientsGrow() throws Exception {
+        // fp32 full fine-tuning without checkpointing: gradients (all fp32 weights) and activations do not peak together.
+        JsonNode p = json("plan", "--model", "smollm-1.7b", "--device", "h200", "--precision", "fp32", "--method", "full",
+                "--batch-size", "4", "--seq-len", "1024");
+        long grads = phase(p, "gradients", "backward"), fwdActs = phase(p, "activations", "forward"), bwdActs = phase(p, "activations", "backward");
+        assertTrue(grads > 0 && bwdActs < fwdActs, grads + " " + fwdActs + " " + bwdActs);
+        assertTrue(phase(p, "activations", "backward") + grads < fwdActs + grads, "backward must not hold all activations and all gradients at once");
+    }
 }
