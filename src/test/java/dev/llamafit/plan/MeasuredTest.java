@@ -15,6 +15,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -84,5 +85,35 @@ class MeasuredTest {
                 set, rows.size(), outside.size(), within5));
         System.out.print(table);
         assertTrue(outside.isEmpty(), "measured rows outside ±15%: " + outside + "\n" + table);
+    }
+
+    /**
+     * scripts/measure_fsdp_offload.py: FSDP1 FULL_SHARD LoRA over two (emulated) workers on a 12-layer Llama-2-70B-shaped
+     * bf16 base, without and with CPU parameter offload. Without offload the plan is within ±15%. With offload it is
+     * not: max_memory_allocated is over-predicted (1.44; the plan adds the prefetched unit's staging copy and a whole
+     * recomputed block to the gathered units, which the measured peak does not hold together) while max_memory_reserved
+     * matches, because that run's allocator keeps 3.9 GB more than it allocates (a 4.8 GB reserve left by
+     * materialising each unit on the GPU before offloading it). Kept as a measurement that must stay outside until the
+     * profile models the timing inside FSDP's backward; docs/PLANNER.md.
+     */
+    @Test
+    void fsdp1LoraWithAndWithoutOffload() throws Exception {
+        double gib = 1L << 30;
+        StringBuilder table = new StringBuilder();
+        for (String line : Files.readAllLines(Path.of("src/test/resources/planner/measured_fsdp1_h200.jsonl"), StandardCharsets.UTF_8)) {
+            JsonNode m = Json.MAPPER.readTree(line);
+            List<String> flags = new ArrayList<>(List.of(m.get("plan_flags").asText().split("\\s+")));
+            flags.set(flags.indexOf("--model") + 1, "src/test/resources/planner/" + flags.get(flags.indexOf("--model") + 1));
+            JsonNode d = plan(new Row(m.get("case").asText(), 0, 0, flags));
+            double ra = d.get("max_memory_allocated_bytes").asDouble() / m.get("max_allocated_bytes").asDouble();
+            double rr = d.get("max_memory_reserved_bytes").asDouble() / m.get("max_reserved_bytes").asDouble();
+            table.append(String.format(Locale.ROOT, "%-20s allocated %6.2f GiB planned %6.2f (%.3f)   reserved %6.2f GiB planned %6.2f (%.3f)%n",
+                    m.get("case").asText(), m.get("max_allocated_bytes").asDouble() / gib, d.get("max_memory_allocated_bytes").asDouble() / gib, ra,
+                    m.get("max_reserved_bytes").asDouble() / gib, d.get("max_memory_reserved_bytes").asDouble() / gib, rr));
+            boolean offload = m.get("case").asText().endsWith("-offload");
+            boolean within = Math.abs(ra - 1) <= CalibrationTest.TOLERANCE && Math.abs(rr - 1) <= CalibrationTest.TOLERANCE;
+            assertEquals(!offload, within, m.get("case").asText() + (offload ? " now fits: update the docs and this test" : " is outside ±15%") + "\n" + table);
+        }
+        System.out.print(table);
     }
 }
