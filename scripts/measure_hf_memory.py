@@ -153,6 +153,15 @@ class Phases:
         self._take("step")
 
 
+def cuda_peaks(phases):
+    """The run's counters. The phase hooks reset the allocated peak; the run's is the largest phase peak (or what came since)."""
+    torch.cuda.synchronize()
+    return dict(max_allocated_bytes=max(max(phases.peak.values()), torch.cuda.max_memory_allocated()),
+                forward_peak_bytes=phases.peak["forward"], backward_peak_bytes=phases.peak["backward"],
+                step_peak_bytes=phases.peak["step"], max_reserved_bytes=torch.cuda.max_memory_reserved(),
+                reserved_end_bytes=torch.cuda.memory_reserved(), nvml_used_end_bytes=nvml_used())
+
+
 def nvml_used():
     try:
         import pynvml
@@ -217,15 +226,7 @@ def run_case(c, steps, dry, tmp):
                batch=c["b"], seq=t, attn=c["attn"], optim=args.optim.value if hasattr(args.optim, "value") else str(args.optim),
                loaded_bytes=loaded, seconds=round(seconds, 2))
     if cuda:
-        torch.cuda.synchronize()
-        # The phase callbacks reset the counter; the run's peak is the largest phase peak (or what is left since).
-        row["max_allocated_bytes"] = max(max(phases.peak.values()), torch.cuda.max_memory_allocated())
-        row["forward_peak_bytes"] = phases.peak["forward"]
-        row["backward_peak_bytes"] = phases.peak["backward"]
-        row["step_peak_bytes"] = phases.peak["step"]
-        row["max_reserved_bytes"] = torch.cuda.max_memory_reserved()
-        row["reserved_end_bytes"] = torch.cuda.memory_reserved()
-        row["nvml_used_end_bytes"] = nvml_used()
+        row.update(cuda_peaks(phases))
     row["plan_flags"] = " ".join(plan_flags(c))
     del trainer, model, inner
     gc.collect()
@@ -260,14 +261,7 @@ def manual_case(c, model, config, cuda, dry, steps, t, loaded, phases):
                attn=c["attn"], optim=("adamw_torch_fused" if fused else "adamw_torch") + " (manual loop)", loaded_bytes=loaded,
                seconds=round(seconds, 2), plan_flags=" ".join(plan_flags(c)))
     if cuda:
-        torch.cuda.synchronize()
-        row["max_allocated_bytes"] = max(max(phases.peak.values()), torch.cuda.max_memory_allocated())
-        row["forward_peak_bytes"] = phases.peak["forward"]
-        row["backward_peak_bytes"] = phases.peak["backward"]
-        row["step_peak_bytes"] = phases.peak["step"]
-        row["max_reserved_bytes"] = torch.cuda.max_memory_reserved()
-        row["reserved_end_bytes"] = torch.cuda.memory_reserved()
-        row["nvml_used_end_bytes"] = nvml_used()
+        row.update(cuda_peaks(phases))
     del opt, params, model
     gc.collect()
     if cuda:

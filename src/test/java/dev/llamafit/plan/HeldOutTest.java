@@ -51,15 +51,20 @@ class HeldOutTest {
         return out;
     }
 
-    /** The plan's peak in a row's metric, read from `plan --json` as a user would. */
-    static double planned(Case c) throws Exception {
+    /** `plan FLAGS --json` run as a user would; returns its "device" object. */
+    static JsonNode planDevice(String id, List<String> flags) throws Exception {
         List<String> args = new ArrayList<>(List.of("plan"));
-        args.addAll(c.flags);
+        args.addAll(flags);
         args.add("--json");
         StringWriter o = new StringWriter(), e = new StringWriter();
         int code = Main.run(args.toArray(String[]::new), new PrintWriter(o, true), new PrintWriter(e, true));
-        assertEquals(0, code, c.id + ": " + e);
-        JsonNode device = Json.MAPPER.readTree(o.toString()).get("device");
+        assertEquals(0, code, id + ": " + e);
+        return Json.MAPPER.readTree(o.toString()).get("device");
+    }
+
+    /** The plan's peak in a row's metric, read from `plan --json` as a user would. */
+    static double planned(Case c) throws Exception {
+        JsonNode device = planDevice(c.id, c.flags);
         String field = switch (c.metric) {
             case "allocated" -> "max_memory_allocated_bytes";
             case "reserved" -> "max_memory_reserved_bytes";

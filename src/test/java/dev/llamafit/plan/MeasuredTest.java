@@ -4,8 +4,6 @@ package dev.llamafit.plan;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -21,7 +19,6 @@ import org.junit.jupiter.params.provider.ValueSource;
 
 import com.fasterxml.jackson.databind.JsonNode;
 
-import dev.llamafit.cli.Main;
 import dev.llamafit.io.Json;
 
 /**
@@ -52,15 +49,7 @@ class MeasuredTest {
         return out;
     }
 
-    static JsonNode plan(Row r) throws Exception {
-        List<String> args = new ArrayList<>(List.of("plan"));
-        args.addAll(r.flags);
-        args.add("--json");
-        StringWriter o = new StringWriter(), e = new StringWriter();
-        int code = Main.run(args.toArray(String[]::new), new PrintWriter(o, true), new PrintWriter(e, true));
-        assertEquals(0, code, r.id + ": " + e);
-        return Json.MAPPER.readTree(o.toString()).get("device");
-    }
+    static JsonNode plan(Row r) throws Exception { return HeldOutTest.planDevice(r.id, r.flags); }
 
     @ParameterizedTest
     @ValueSource(strings = {"a", "b"})
