@@ -52,14 +52,17 @@ class HeldOutTest {
     }
 
     /** `plan FLAGS --json` run as a user would; returns its "device" object. */
-    static JsonNode planDevice(String id, List<String> flags) throws Exception {
+    static JsonNode planDevice(String id, List<String> flags) throws Exception { return planJson(id, flags).get("device"); }
+
+    /** `plan FLAGS --json` run as a user would; returns the whole object. */
+    static JsonNode planJson(String id, List<String> flags) throws Exception {
         List<String> args = new ArrayList<>(List.of("plan"));
         args.addAll(flags);
         args.add("--json");
         StringWriter o = new StringWriter(), e = new StringWriter();
         int code = Main.run(args.toArray(String[]::new), new PrintWriter(o, true), new PrintWriter(e, true));
         assertEquals(0, code, id + ": " + e);
-        return Json.MAPPER.readTree(o.toString()).get("device");
+        return Json.MAPPER.readTree(o.toString());
     }
 
     /** The plan's peak in a row's metric, read from `plan --json` as a user would. */

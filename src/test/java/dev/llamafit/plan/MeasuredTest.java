@@ -105,4 +105,31 @@ class MeasuredTest {
         }
         System.out.print(table);
     }
+
+    /**
+     * scripts/measure_ddp_buckets.py: Llama 3.2 1B full fine-tuning in fp32, plain and under DistributedDataParallel over
+     * two (emulated) workers. Both within ±15%, and the measured difference between them, DDP's bucket buffers, is the
+     * planned {@code gradients.ddp_buckets} within 5%.
+     */
+    @Test
+    void ddpBucketsAgainstMeasured() throws Exception {
+        List<String> lines = Files.readAllLines(Path.of("src/test/resources/planner/measured_ddp_h200.jsonl"), StandardCharsets.UTF_8);
+        assertEquals(2, lines.size());
+        double[] measured = new double[2];
+        JsonNode ddpPlan = null;
+        for (int i = 0; i < 2; i++) {
+            JsonNode m = Json.MAPPER.readTree(lines.get(i));
+            List<String> flags = List.of(m.get("plan_flags").asText().split("\\s+"));
+            JsonNode d = plan(new Row(m.get("case").asText(), 0, 0, flags));
+            double ra = d.get("max_memory_allocated_bytes").asDouble() / m.get("max_allocated_bytes").asDouble();
+            double rr = d.get("max_memory_reserved_bytes").asDouble() / m.get("max_reserved_bytes").asDouble();
+            System.out.printf(Locale.ROOT, "%-32s allocated ratio %.3f, reserved ratio %.3f%n", m.get("case").asText(), ra, rr);
+            assertTrue(Math.abs(ra - 1) <= CalibrationTest.TOLERANCE && Math.abs(rr - 1) <= CalibrationTest.TOLERANCE, m.get("case").asText());
+            measured[i] = m.get("max_allocated_bytes").asDouble();
+            if (flags.contains("ddp")) ddpPlan = HeldOutTest.planJson("ddp", flags);
+        }
+        double buckets = 0;
+        for (JsonNode c : ddpPlan.path("components")) if (c.path("name").asText().equals("gradients.ddp_buckets")) buckets = c.path("bytes").asDouble();
+        assertEquals(1.0, (measured[1] - measured[0]) / buckets, 0.05, "measured DDP − plain against the planned buckets");
+    }
 }
