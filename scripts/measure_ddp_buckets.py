@@ -13,14 +13,13 @@ import argparse
 import gc
 import json
 import os
-import subprocess
 import sys
 import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from measure_hf_memory import PRESETS  # noqa: E402
+from measure_hf_memory import PRESETS, each_in_own_process  # noqa: E402
 
 
 def main():
@@ -35,17 +34,9 @@ def main():
     p.add_argument("--dry-run", action="store_true", help="CPU, tiny shape: checks the script, measures nothing")
     a = p.parse_args()
     if a.case == "both":
-        rows = []
-        for case in ("plain", "ddp"):
-            part = a.out + "." + case
-            args = [sys.executable, os.path.abspath(__file__), "--out", part, "--preset", a.preset, "--workers", str(a.workers),
-                    "--batch", str(a.batch), "--seq", str(a.seq), "--steps", str(a.steps), "--case", case]
-            subprocess.run(args + (["--dry-run"] if a.dry_run else []), check=True)
-            with open(part) as fh:
-                rows += fh.readlines()
-            os.remove(part)
-        with open(a.out, "w") as fh:
-            fh.writelines(rows)
+        each_in_own_process(__file__, a.out, "--case", ["plain", "ddp"],
+                            ["--preset", a.preset, "--workers", str(a.workers), "--batch", str(a.batch), "--seq", str(a.seq),
+                             "--steps", str(a.steps)] + (["--dry-run"] if a.dry_run else []))
         return
 
     from transformers import AutoConfig, AutoModelForCausalLM

@@ -25,7 +25,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from measure_hf_memory import PRESETS, peak_breakdown  # noqa: E402
+from measure_hf_memory import PRESETS, each_in_own_process, peak_breakdown  # noqa: E402
 
 
 def main():
@@ -41,20 +41,9 @@ def main():
                    help="both runs each case in a process of its own, so that one case's memory cannot leak into the next")
     a = p.parse_args()
     if a.offload == "both":
-        import subprocess
-        rows = []
-        for off in ("none", "cpu"):
-            part = a.out + "." + off
-            args = [sys.executable, os.path.abspath(__file__), "--out", part, "--layers", str(a.layers), "--workers", str(a.workers),
-                    "--batch", str(a.batch), "--seq", str(a.seq), "--steps", str(a.steps), "--offload", off]
-            if a.snapshots:
-                args += ["--snapshots", a.snapshots]
-            subprocess.run(args, check=True)
-            with open(part) as fh:
-                rows += fh.readlines()
-            os.remove(part)
-        with open(a.out, "w") as fh:
-            fh.writelines(rows)
+        each_in_own_process(__file__, a.out, "--offload", ["none", "cpu"],
+                            ["--layers", str(a.layers), "--workers", str(a.workers), "--batch", str(a.batch), "--seq", str(a.seq),
+                             "--steps", str(a.steps)] + (["--snapshots", a.snapshots] if a.snapshots else []))
         return
 
     import torch.distributed as dist

@@ -153,6 +153,21 @@ class Phases:
         self._take("step")
 
 
+def each_in_own_process(script, out, flag, values, argv):
+    """Reruns `script` once per value of `flag` (a case), each in a process of its own so that no case's memory leaks
+    into the next, with `argv` (this run's arguments minus --out and `flag`); concatenates their JSON lines into `out`."""
+    import subprocess
+    rows = []
+    for v in values:
+        part = f"{out}.{v}"
+        subprocess.run([sys.executable, os.path.abspath(script), "--out", part, flag, v] + argv, check=True)
+        with open(part) as fh:
+            rows += fh.readlines()
+        os.remove(part)
+    with open(out, "w") as fh:
+        fh.writelines(rows)
+
+
 def cuda_peaks(phases):
     """The run's counters. The phase hooks reset the allocated peak; the run's is the largest phase peak (or what came since)."""
     torch.cuda.synchronize()

@@ -87,11 +87,11 @@ final class PlanCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--optimizer-impl chooses between torch.optim's AdamW kernels: it needs --runtime pytorch");
         if (shardEmbeddings && (sh != PlanOptions.Sharding.FSDP || technique.zero != 3))
             throw new IllegalArgumentException("--shard-embeddings wraps FSDP units: it needs --sharding fsdp --zero 3");
-        PlanOptions o = (inference ? technique.toPlanOptions(rt, att, st, sh, null) : technique.toPlanOptions(rt, att, st, sh)).withShardEmbeddings(shardEmbeddings)
-                .withPytorchSettings(optimizerInBackward, pagedOptimizer, !noDoubleQuant)
-                .withLoss(loss == null ? null : PlanOptions.parse(PlanOptions.Loss.class, "--loss", loss))
-                .withOptimizerImpl(optimizerImpl == null ? null : PlanOptions.parse(PlanOptions.OptimizerImpl.class, "--optimizer-impl", optimizerImpl))
-                .withKeepOutputs(keepOutputs);
+        PlanOptions o = (inference ? technique.toPlanOptions(rt, att, st, sh, null) : technique.toPlanOptions(rt, att, st, sh))
+                .withPytorch(new PlanOptions.PytorchSettings(optimizerInBackward, pagedOptimizer, !noDoubleQuant, shardEmbeddings,
+                        loss == null ? null : PlanOptions.parse(PlanOptions.Loss.class, "--loss", loss),
+                        optimizerImpl == null ? null : PlanOptions.parse(PlanOptions.OptimizerImpl.class, "--optimizer-impl", optimizerImpl),
+                        keepOutputs));
         // The options resolve --method qlora to an NF4 base; inference carries the weights' dtype beside them.
         if (noDoubleQuant && (inference ? weightsDtype : o.baseDtype()) != PlanOptions.BaseDtype.NF4)
             throw new IllegalArgumentException("--no-double-quant concerns NF4 block constants: it needs --method qlora or --base-dtype nf4");

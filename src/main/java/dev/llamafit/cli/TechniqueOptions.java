@@ -64,6 +64,6 @@ final class TechniqueOptions {
                 PlanOptions.parse(PlanOptions.Precision.class, "--precision", precision), base,
                 PlanOptions.parse(PlanOptions.Optim.class, "--optimizer", optimizer), gradientCheckpointing, checkpointEvery,
                 batchSize, seqLen, zero, workers, PlanOptions.parse(PlanOptions.Offload.class, "--offload", offload),
-                runtime, attention, stack, sharding, false, false, true, false);
+                runtime, attention, stack, sharding, PlanOptions.PytorchSettings.DEFAULTS);
     }
 }

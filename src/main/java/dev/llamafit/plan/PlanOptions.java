@@ -33,51 +33,41 @@ import dev.llamafit.model.TrainingLayout;
  * @param attention             eager (materialises B·H·T² probabilities) or flash (SDPA/FlashAttention, no T² term)
  * @param stack                 for runtime pytorch: which training stack's conventions (see {@link Stack})
  * @param sharding              for runtime pytorch with --zero: DeepSpeed ZeRO or PyTorch FSDP (see {@link Sharding})
- * @param optimizerInBackward   step each parameter as soon as its gradient is ready and free it (torchtune)
- * @param pagedOptimizer        optimizer states in CUDA unified memory (bitsandbytes paged optimizers): host column
- * @param doubleQuant           NF4 with double-quantised block constants (QLoRA)
- * @param shardEmbeddings       FSDP: the embedding and LM head are wrapped as units of their own (torchtune's
- *                              custom_sharded_layers); otherwise they belong to the root unit, which FSDP keeps gathered
- *                              from the start of forward to the end of backward
- * @param loss                  how the PyTorch stack computes the loss over the vocabulary (see {@link Loss}); null = the
- *                              stack's default (HF: full, torchtune: chunked)
- * @param optimizerImpl         how torch.optim runs the AdamW step (see {@link OptimizerImpl}); null = fused
- * @param keepOutputs           HF stack: the training loop holds the model's output (its logits) through backward, as a
- *                              hand-written {@code out = model(...); out.loss.backward()} does; the HF Trainer returns the
- *                              loss alone, so the logits are freed before backward
+ * @param pytorch               how the PyTorch stack runs it, where that changes memory (see {@link PytorchSettings}); null =
+ *                              {@link PytorchSettings#DEFAULTS}
  */
 public record PlanOptions(Method method, int loraRank, List<String> loraTargets, double loraDropout, Precision precision, BaseDtype baseDtype,
                           Optim optimizer, boolean gradientCheckpointing, int checkpointEvery, int batchSize, int seqLen, int zero, int workers,
-                          Offload offload, Runtime runtime, Attention attention, Stack stack, Sharding sharding, boolean optimizerInBackward,
-                          boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings, Loss loss, OptimizerImpl optimizerImpl,
-                          boolean keepOutputs) {
+                          Offload offload, Runtime runtime, Attention attention, Stack stack, Sharding sharding, PytorchSettings pytorch) {
 
-    /** The same options with a training loop that frees the model's output before backward (the HF Trainer's). */
-    public PlanOptions(Method method, int loraRank, List<String> loraTargets, double loraDropout, Precision precision, BaseDtype baseDtype,
-                       Optim optimizer, boolean gradientCheckpointing, int checkpointEvery, int batchSize, int seqLen, int zero, int workers,
-                       Offload offload, Runtime runtime, Attention attention, Stack stack, Sharding sharding, boolean optimizerInBackward,
-                       boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings, Loss loss, OptimizerImpl optimizerImpl) {
-        this(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen,
-                zero, workers, offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss,
-                optimizerImpl, false);
-    }
+    /**
+     * Settings of the PyTorch stack that change memory without changing the technique (plan's flags of the same names).
+     *
+     * @param optimizerInBackward step each parameter as soon as its gradient is ready and free it (torchtune)
+     * @param pagedOptimizer      optimizer states in CUDA unified memory (bitsandbytes paged optimizers): host column
+     * @param doubleQuant         NF4 with double-quantised block constants (QLoRA)
+     * @param shardEmbeddings     FSDP: the embedding and LM head are wrapped as units of their own (torchtune's
+     *                            custom_sharded_layers); otherwise they belong to the root unit, which FSDP keeps gathered
+     *                            from the start of forward to the end of backward
+     * @param loss                how the loss over the vocabulary is computed (see {@link Loss}); null = the stack's default
+     *                            (HF: full, torchtune: chunked), resolved by {@link PlanOptions}
+     * @param optimizerImpl       how torch.optim runs the AdamW step (see {@link OptimizerImpl}); null = fused
+     * @param keepOutputs         HF stack: the training loop holds the model's output (its logits) through backward, as a
+     *                            hand-written {@code out = model(...); out.loss.backward()} does; the HF Trainer returns the
+     *                            loss alone, so the logits are freed before backward
+     */
+    public record PytorchSettings(boolean optimizerInBackward, boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings,
+                                  Loss loss, OptimizerImpl optimizerImpl, boolean keepOutputs) {
+        /** What the stacks do unless told otherwise. */
+        public static final PytorchSettings DEFAULTS = new PytorchSettings(false, false, true, false, null, null, false);
 
-    /** The same options with the default optimizer implementation. */
-    public PlanOptions(Method method, int loraRank, List<String> loraTargets, double loraDropout, Precision precision, BaseDtype baseDtype,
-                       Optim optimizer, boolean gradientCheckpointing, int checkpointEvery, int batchSize, int seqLen, int zero, int workers,
-                       Offload offload, Runtime runtime, Attention attention, Stack stack, Sharding sharding, boolean optimizerInBackward,
-                       boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings, Loss loss) {
-        this(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen,
-                zero, workers, offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, null);
-    }
+        public PytorchSettings {
+            if (optimizerImpl == null) optimizerImpl = OptimizerImpl.FUSED;
+        }
 
-    /** The same options with the stack's default loss. */
-    public PlanOptions(Method method, int loraRank, List<String> loraTargets, double loraDropout, Precision precision, BaseDtype baseDtype,
-                       Optim optimizer, boolean gradientCheckpointing, int checkpointEvery, int batchSize, int seqLen, int zero, int workers,
-                       Offload offload, Runtime runtime, Attention attention, Stack stack, Sharding sharding, boolean optimizerInBackward,
-                       boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings) {
-        this(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen,
-                zero, workers, offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, null);
+        PytorchSettings withLoss(Loss l) {
+            return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, l, optimizerImpl, keepOutputs);
+        }
     }
 
     public enum Method { FULL, LORA, QLORA }
@@ -172,12 +162,12 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
         }
         if (zero > 0 && workers == 1 && offload == Offload.NONE)
             throw new IllegalArgumentException("--zero " + zero + " shards over workers: give --workers N > 1 (or --offload cpu|disk)");
-        if (loss == null) loss = stack == Stack.TORCHTUNE ? Loss.CHUNKED : Loss.FULL;
-        if (optimizerImpl == null) optimizerImpl = OptimizerImpl.FUSED;
-        if (keepOutputs && stack != Stack.HF)
+        if (pytorch == null) pytorch = PytorchSettings.DEFAULTS;
+        if (pytorch.loss() == null) pytorch = pytorch.withLoss(stack == Stack.TORCHTUNE ? Loss.CHUNKED : Loss.FULL);
+        if (pytorch.keepOutputs() && stack != Stack.HF)
             throw new IllegalArgumentException("--keep-outputs describes a hand-written loop over a transformers model (--stack hf); "
                     + "torchtune's recipes delete the logits before backward");
-        if (loss == Loss.CHUNKED && stack != Stack.TORCHTUNE)
+        if (pytorch.loss() == Loss.CHUNKED && stack != Stack.TORCHTUNE)
             throw new IllegalArgumentException("--loss chunked is torchtune's CEWithChunkedOutputLoss: it needs --stack torchtune");
         if (sharding == Sharding.DDP && zero != 0)
             throw new IllegalArgumentException("--sharding ddp replicates the model on every worker: it takes --zero 0, got --zero " + zero
@@ -195,8 +185,8 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
             else if (workers != 1) missing = "--workers " + workers;
             else if (offload != Offload.NONE) missing = "--offload " + name(offload);
             else if (attention == Attention.FLASH) missing = "flash attention";
-            else if (optimizerInBackward) missing = "optimizer in backward";
-            else if (pagedOptimizer) missing = "paged optimizer states";
+            else if (pytorch.optimizerInBackward()) missing = "optimizer in backward";
+            else if (pytorch.pagedOptimizer()) missing = "paged optimizer states";
             if (missing != null)
                 throw new IllegalArgumentException(missing + " is not implemented in the llamafit runtime yet (it trains fp32 full or LoRA, "
                         + "AdamW/SGD, with optional gradient checkpointing, on one worker); plan it with --runtime pytorch");
@@ -206,7 +196,7 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
     /** Defaults: full fine-tuning, fp32, AdamW, B = 4, T = 256, one worker, llamafit runtime (train's defaults). */
     public static PlanOptions defaults() {
         return new PlanOptions(Method.FULL, 0, List.of(), 0, Precision.FP32, null, Optim.ADAMW, false, 1, 4, 256, 0, 1, Offload.NONE,
-                Runtime.LLAMAFIT, Attention.EAGER, Stack.HF, Sharding.DEEPSPEED, false, false, true, false);
+                Runtime.LLAMAFIT, Attention.EAGER, Stack.HF, Sharding.DEEPSPEED, PytorchSettings.DEFAULTS);
     }
 
     /** Checks the rules that need the model: sequence length within the context, LoRA rank within every adapted matrix. */
@@ -234,42 +224,33 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
 
     public PlanOptions withBatch(int b) {
         return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, b, seqLen, zero, workers,
-                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs);
+                offload, runtime, attention, stack, sharding, pytorch);
     }
 
     public PlanOptions withSeqLen(int t) {
         return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, t, zero, workers,
-                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs);
+                offload, runtime, attention, stack, sharding, pytorch);
     }
 
-    public PlanOptions withShardEmbeddings(boolean shard) {
+    /** The same plan run with other PyTorch settings (plan's --optimizer-in-backward, --paged-optimizer, --no-double-quant, ...). */
+    public PlanOptions withPytorch(PytorchSettings settings) {
         return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen, zero, workers,
-                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shard, loss, optimizerImpl, keepOutputs);
+                offload, runtime, attention, stack, sharding, settings);
     }
 
-    /** The same plan with PyTorch-side optimizer and quantisation settings (plan's --optimizer-in-backward, --paged-optimizer, --no-double-quant). */
-    public PlanOptions withPytorchSettings(boolean inBackward, boolean paged, boolean doubleQuantised) {
-        return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen, zero, workers,
-                offload, runtime, attention, stack, sharding, inBackward, paged, doubleQuantised, shardEmbeddings, loss, optimizerImpl, keepOutputs);
-    }
+    public boolean optimizerInBackward() { return pytorch.optimizerInBackward(); }
 
-    /** The same plan with another loss (plan's --loss); null = the stack's default. */
-    public PlanOptions withLoss(Loss l) {
-        return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen, zero, workers,
-                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, l, optimizerImpl, keepOutputs);
-    }
+    public boolean pagedOptimizer() { return pytorch.pagedOptimizer(); }
 
-    /** The same plan with another AdamW implementation (plan's --optimizer-impl); null = fused. */
-    public PlanOptions withOptimizerImpl(OptimizerImpl impl) {
-        return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen, zero, workers,
-                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, impl, keepOutputs);
-    }
+    public boolean doubleQuant() { return pytorch.doubleQuant(); }
 
-    /** The same plan with a training loop that does (or does not) hold the model's output through backward (plan's --keep-outputs). */
-    public PlanOptions withKeepOutputs(boolean keep) {
-        return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen, zero, workers,
-                offload, runtime, attention, stack, sharding, optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keep);
-    }
+    public boolean shardEmbeddings() { return pytorch.shardEmbeddings(); }
+
+    public Loss loss() { return pytorch.loss(); }
+
+    public OptimizerImpl optimizerImpl() { return pytorch.optimizerImpl(); }
+
+    public boolean keepOutputs() { return pytorch.keepOutputs(); }
 
     /** The flag spelling of an enum constant: BF16_PURE -> bf16-pure. */
     public static String name(Enum<?> e) { return e.name().toLowerCase(Locale.ROOT).replace('_', '-'); }

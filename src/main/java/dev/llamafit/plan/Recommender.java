@@ -53,7 +53,7 @@ public final class Recommender {
                                         o = new PlanOptions(m, m == Method.FULL ? 0 : Math.max(want.loraRank(), 8), want.loraTargets(), want.loraDropout(), p,
                                                 m == Method.QLORA ? PlanOptions.BaseDtype.NF4 : m == Method.LORA && want.baseDtype() != PlanOptions.BaseDtype.NF4 ? want.baseDtype() : null,
                                                 opt, gc, 1, b, want.seqLen(), zero, want.workers(),
-                                                off, want.runtime(), want.attention(), want.stack(), sharding, want.optimizerInBackward(), want.pagedOptimizer(), want.doubleQuant(), want.shardEmbeddings(), want.loss(), want.optimizerImpl(), want.keepOutputs());
+                                                off, want.runtime(), want.attention(), want.stack(), sharding, want.pytorch());
                                         o.validateFor(c);
                                     } catch (IllegalArgumentException e) {
                                         continue;

@@ -50,7 +50,7 @@ class CalibrationTest {
      * The PEFT rows ran TRL's SFTTrainer on transformers before torch 2.8, whose default optim was adamw_torch
      * (torch.optim.AdamW, foreach); torchtune's configs of 2024-09 set fused: True (the planner's default).
      */
-    static final PlanOptions.OptimizerImpl PEFT_ERA_ADAMW = PlanOptions.OptimizerImpl.FOREACH;
+    static final PlanOptions.PytorchSettings PEFT_ERA = new PlanOptions.PytorchSettings(false, false, true, false, null, PlanOptions.OptimizerImpl.FOREACH, false);
 
     /** PEFT examples/sft pass --lora_dropout 0.1; torchtune's configs of 2024-09 set lora_dropout: 0.0. */
     static final List<String> Q_V = List.of("q_proj", "v_proj");
@@ -58,7 +58,8 @@ class CalibrationTest {
 
     static PlanOptions opts(Method m, int r, List<String> targets, double dropout, Precision p, BaseDtype base, Optim opt, boolean gc, int b, int t,
                             int zero, int workers, Offload off, Attention att, Stack stack, Sharding sharding, boolean inBwd, boolean paged) {
-        return new PlanOptions(m, r, targets, dropout, p, base, opt, gc, 1, b, t, zero, workers, off, Runtime.PYTORCH, att, stack, sharding, inBwd, paged, true, false);
+        return new PlanOptions(m, r, targets, dropout, p, base, opt, gc, 1, b, t, zero, workers, off, Runtime.PYTORCH, att, stack, sharding,
+                new PlanOptions.PytorchSettings(inBwd, paged, true, false, null, null, false));
     }
 
     /** The planner's value for a row, in bytes, and the metric it is read with. */
@@ -79,19 +80,19 @@ class CalibrationTest {
             case "hf-bert-01" -> { return new Prediction(v100.contextBytes() + 4.0 * bertLargeParams(), Metric.NVIDIA_SMI); }
             case "peft-10" -> { c = l2_70; d = h100; metric = Metric.NVIDIA_SMI;
                 o = opts(Method.LORA, 8, all, 0.1, Precision.BF16, BaseDtype.FP32, Optim.ADAMW, true, 8, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.DEEPSPEED, false, false)
-                        .withOptimizerImpl(PEFT_ERA_ADAMW); }
+                        .withPytorch(PEFT_ERA); }
             case "peft-11" -> { c = l2_70; d = a40; metric = Metric.NVIDIA_SMI;
                 o = opts(Method.QLORA, 8, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 2, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.DEEPSPEED, false, false)
-                        .withOptimizerImpl(PEFT_ERA_ADAMW); }
+                        .withPytorch(PEFT_ERA); }
             case "peft-12" -> { c = l2_70; d = h100; metric = Metric.NVIDIA_SMI;
                 o = opts(Method.LORA, 8, all, 0.1, Precision.BF16, BaseDtype.FP32, Optim.ADAMW, true, 8, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.FSDP, false, false)
-                        .withOptimizerImpl(PEFT_ERA_ADAMW); }
+                        .withPytorch(PEFT_ERA); }
             case "peft-13" -> { c = l2_70; d = r4090; metric = Metric.NVIDIA_SMI;
                 o = opts(Method.QLORA, 8, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 2, Offload.CPU, Attention.FLASH, Stack.HF, Sharding.FSDP, false, false)
-                        .withOptimizerImpl(PEFT_ERA_ADAMW); }
+                        .withPytorch(PEFT_ERA); }
             case "peft-14" -> { c = l2_70; d = a40; metric = Metric.NVIDIA_SMI;
                 o = opts(Method.QLORA, 8, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 2, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.FSDP, false, false)
-                        .withOptimizerImpl(PEFT_ERA_ADAMW); }
+                        .withPytorch(PEFT_ERA); }
             case "tt-08" -> { c = l31_8; d = r4090; metric = Metric.ALLOCATED;
                 o = opts(Method.FULL, 0, List.of(), 0, Precision.BF16_PURE, null, Optim.ADAMW8BIT, true, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, true, true); }
             case "tt-09" -> { c = l31_8; d = a6000; metric = Metric.ALLOCATED;
@@ -105,13 +106,13 @@ class CalibrationTest {
             case "tt-13" -> { c = l31_70; d = a100; metric = Metric.ALLOCATED;
                 // 70B_full.yaml: custom_sharded_layers: ['tok_embeddings', 'output'] wraps both as units of their own.
                 o = opts(Method.FULL, 0, List.of(), 0, Precision.BF16_PURE, null, Optim.ADAMW, true, 2, 2048, 3, 8, Offload.CPU, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, true, false)
-                        .withShardEmbeddings(true); }
+                        .withPytorch(new PlanOptions.PytorchSettings(true, false, true, true, null, null, false)); }
             case "tt-14" -> { c = l31_70; d = a100; metric = Metric.ALLOCATED;
                 o = opts(Method.LORA, 16, QKV, 0, Precision.BF16_PURE, null, Optim.ADAMW, true, 2, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, false, false); }
             case "tt-15" -> { c = l31_405; d = a100; metric = Metric.ALLOCATED;
                 // 405B_qlora.yaml (unlike the other Llama 3.1 configs of that commit) uses a plain torch.nn.CrossEntropyLoss.
                 o = opts(Method.QLORA, 16, all, 0, Precision.BF16_PURE, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, false, false)
-                        .withLoss(PlanOptions.Loss.FULL); }
+                        .withPytorch(new PlanOptions.PytorchSettings(false, false, true, false, PlanOptions.Loss.FULL, null, false)); }
             case "ql-01" -> {
                 // The row states components; the first is the 4-bit base model (weights component alone).
                 o = opts(Method.QLORA, 64, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, false, 1, 512, 0, 1, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.DEEPSPEED, false, false);

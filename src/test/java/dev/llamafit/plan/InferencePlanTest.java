@@ -28,7 +28,7 @@ import dev.llamafit.testing.SharedData;
 class InferencePlanTest {
     static PlanOptions inference(int batch, int prompt, PlanOptions.Runtime rt, PlanOptions.Precision p) {
         return new PlanOptions(PlanOptions.Method.FULL, 0, List.of(), 0, p, null, PlanOptions.Optim.ADAMW, false, 1, batch, prompt, 0, 1,
-                PlanOptions.Offload.NONE, rt, rt == PlanOptions.Runtime.LLAMAFIT ? PlanOptions.Attention.EAGER : PlanOptions.Attention.FLASH, PlanOptions.Stack.HF, PlanOptions.Sharding.DEEPSPEED, false, false, true, false);
+                PlanOptions.Offload.NONE, rt, rt == PlanOptions.Runtime.LLAMAFIT ? PlanOptions.Attention.EAGER : PlanOptions.Attention.FLASH, PlanOptions.Stack.HF, PlanOptions.Sharding.DEEPSPEED, PlanOptions.PytorchSettings.DEFAULTS);
     }
 
     @Test

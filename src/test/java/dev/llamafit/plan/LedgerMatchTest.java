@@ -66,7 +66,7 @@ class LedgerMatchTest {
         PlanOptions o = new PlanOptions(lora ? PlanOptions.Method.LORA : PlanOptions.Method.FULL, lora ? 4 : 0,
                 lora ? List.of("q_proj", "k_proj", "v_proj", "o_proj", "down_proj") : List.of(), dropout, PlanOptions.Precision.FP32, null,
                 optimizer.equals("sgd") ? PlanOptions.Optim.SGD : PlanOptions.Optim.ADAMW, gc, every, batch, T, 0, 1, PlanOptions.Offload.NONE,
-                PlanOptions.Runtime.LLAMAFIT, PlanOptions.Attention.EAGER, PlanOptions.Stack.HF, PlanOptions.Sharding.DEEPSPEED, false, false, true, false);
+                PlanOptions.Runtime.LLAMAFIT, PlanOptions.Attention.EAGER, PlanOptions.Stack.HF, PlanOptions.Sharding.DEEPSPEED, PlanOptions.PytorchSettings.DEFAULTS);
         MemoryPlan plan = Planner.plan(c, o, Devices.cpu(64L << 30, Parallel.threads()));
 
         MemoryLedger ledger = new MemoryLedger();
