@@ -83,8 +83,8 @@ final class PlanCommand implements Callable<Integer> {
         if (inference && (optimizerInBackward || pagedOptimizer || loss != null || shardEmbeddings || optimizerImpl != null || keepOutputs))
             throw new IllegalArgumentException("--optimizer-in-backward, --paged-optimizer, --optimizer-impl, --keep-outputs, --loss and --shard-embeddings "
                     + "describe training, not --inference");
-        if (optimizerImpl != null && rt != PlanOptions.Runtime.PYTORCH)
-            throw new IllegalArgumentException("--optimizer-impl chooses between torch.optim's AdamW kernels: it needs --runtime pytorch");
+        if ((optimizerImpl != null || keepOutputs) && rt != PlanOptions.Runtime.PYTORCH)
+            throw new IllegalArgumentException("--optimizer-impl and --keep-outputs describe a PyTorch training loop: they need --runtime pytorch");
         if (shardEmbeddings && (sh != PlanOptions.Sharding.FSDP || technique.zero != 3))
             throw new IllegalArgumentException("--shard-embeddings wraps FSDP units: it needs --sharding fsdp --zero 3");
         PlanOptions o = (inference ? technique.toPlanOptions(rt, att, st, sh, null) : technique.toPlanOptions(rt, att, st, sh))

@@ -47,10 +47,10 @@ public final class Devices {
 
     /** A GPU preset; "cpu" needs the machine's RAM and is built with {@link #cpu}. */
     public static Device gpu(String name) {
-        Long bytes = GPUS.get(name.toLowerCase(Locale.ROOT));
-        if (bytes == null) throw new IllegalArgumentException("unknown device '" + name + "'; did you mean "
-                + String.join(", ", nearest(name.toLowerCase(Locale.ROOT))) + "? (devices: " + String.join(", ", names()) + ", or --memory SIZE)");
         String key = name.toLowerCase(Locale.ROOT);
+        Long bytes = GPUS.get(key);
+        if (bytes == null) throw new IllegalArgumentException("unknown device '" + name + "'; did you mean "
+                + String.join(", ", nearest(key)) + "? (devices: " + String.join(", ", names()) + ", or --memory SIZE)");
         return new Device(key, bytes, true, MEASURED_CONTEXT.getOrDefault(key, Device.LAZY_CONTEXT_BYTES), 1);
     }
 

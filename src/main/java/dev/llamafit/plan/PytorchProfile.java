@@ -367,7 +367,8 @@ public final class PytorchProfile {
                 || o.baseDtype() != null && o.baseDtype().quantised()) ? 4 : a;
         double tokens = (double) o.batchSize() * o.seqLen();
         int layers = c.numLayers();
-        double block = blockBytesPerToken(c, o) * tokens;
+        double perToken = blockBytesPerToken(c, o);
+        double block = perToken * tokens;
         PlanOptions.Attention kernel = attentionKernel(c, o);
         if (kernel == PlanOptions.Attention.EAGER) block += eagerAttentionBytesPerSequence(c, o) * o.batchSize();
         else block += 4.0 * c.numHeads() * tokens; // logsumexp, fp32
@@ -382,12 +383,12 @@ public final class PytorchProfile {
             int ckpt = o.checkpointedBlocks(layers);
             saved = ckpt * residual + (layers - ckpt) * block + head;
             backward = saved + block + blockTransient;
-            formula = String.format(java.util.Locale.ROOT, "checkpointing: L × N·C·%d B (block inputs) + one block recomputed (%.0f B/token) + backward temporaries", r, blockBytesPerToken(c, o));
+            formula = String.format(java.util.Locale.ROOT, "checkpointing: L × N·C·%d B (block inputs) + one block recomputed (%.0f B/token) + backward temporaries", r, perToken);
         } else {
             saved = layers * block + head;
             backward = saved + blockTransient;
             formula = String.format(java.util.Locale.ROOT, "L × %.0f B/token%s (Korthikanti et al. 2022, recounted for LLaMA) + backward temporaries",
-                    blockBytesPerToken(c, o), kernel == PlanOptions.Attention.EAGER ? " + B·H·T²·" + (4 + (a == 4 ? 0 : a)) + " B "
+                    perToken, kernel == PlanOptions.Attention.EAGER ? " + B·H·T²·" + (4 + (a == 4 ? 0 : a)) + " B "
                             + (o.attention() == PlanOptions.Attention.EAGER ? "eager attention" : "probabilities (SDPA's math backend: fp32 with grouped queries)") : "");
         }
         double nv = tokens * c.vocabSize();

@@ -51,15 +51,17 @@ class CalibrationTest {
      * (torch.optim.AdamW, foreach); torchtune's configs of 2024-09 set fused: True (the planner's default).
      */
     static final PlanOptions.PytorchSettings PEFT_ERA = new PlanOptions.PytorchSettings(false, false, true, false, null, PlanOptions.OptimizerImpl.FOREACH, false);
+    /** torchtune's 8B_full_single_device: paged 8-bit AdamW stepped in backward. */
+    static final PlanOptions.PytorchSettings LOW_MEMORY = new PlanOptions.PytorchSettings(true, true, true, false, null, null, false);
+    static final PlanOptions.PytorchSettings DEFAULTS = PlanOptions.PytorchSettings.DEFAULTS;
 
     /** PEFT examples/sft pass --lora_dropout 0.1; torchtune's configs of 2024-09 set lora_dropout: 0.0. */
     static final List<String> Q_V = List.of("q_proj", "v_proj");
     static final List<String> QKV = List.of("q_proj", "k_proj", "v_proj");
 
     static PlanOptions opts(Method m, int r, List<String> targets, double dropout, Precision p, BaseDtype base, Optim opt, boolean gc, int b, int t,
-                            int zero, int workers, Offload off, Attention att, Stack stack, Sharding sharding, boolean inBwd, boolean paged) {
-        return new PlanOptions(m, r, targets, dropout, p, base, opt, gc, 1, b, t, zero, workers, off, Runtime.PYTORCH, att, stack, sharding,
-                new PlanOptions.PytorchSettings(inBwd, paged, true, false, null, null, false));
+                            int zero, int workers, Offload off, Attention att, Stack stack, Sharding sharding, PlanOptions.PytorchSettings run) {
+        return new PlanOptions(m, r, targets, dropout, p, base, opt, gc, 1, b, t, zero, workers, off, Runtime.PYTORCH, att, stack, sharding, run);
     }
 
     /** The planner's value for a row, in bytes, and the metric it is read with. */
@@ -79,43 +81,38 @@ class CalibrationTest {
             case "hf-bert-00" -> { return new Prediction(v100.contextBytes(), Metric.NVIDIA_SMI); }
             case "hf-bert-01" -> { return new Prediction(v100.contextBytes() + 4.0 * bertLargeParams(), Metric.NVIDIA_SMI); }
             case "peft-10" -> { c = l2_70; d = h100; metric = Metric.NVIDIA_SMI;
-                o = opts(Method.LORA, 8, all, 0.1, Precision.BF16, BaseDtype.FP32, Optim.ADAMW, true, 8, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.DEEPSPEED, false, false)
-                        .withPytorch(PEFT_ERA); }
+                o = opts(Method.LORA, 8, all, 0.1, Precision.BF16, BaseDtype.FP32, Optim.ADAMW, true, 8, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.DEEPSPEED, PEFT_ERA); }
             case "peft-11" -> { c = l2_70; d = a40; metric = Metric.NVIDIA_SMI;
-                o = opts(Method.QLORA, 8, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 2, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.DEEPSPEED, false, false)
-                        .withPytorch(PEFT_ERA); }
+                o = opts(Method.QLORA, 8, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 2, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.DEEPSPEED, PEFT_ERA); }
             case "peft-12" -> { c = l2_70; d = h100; metric = Metric.NVIDIA_SMI;
-                o = opts(Method.LORA, 8, all, 0.1, Precision.BF16, BaseDtype.FP32, Optim.ADAMW, true, 8, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.FSDP, false, false)
-                        .withPytorch(PEFT_ERA); }
+                o = opts(Method.LORA, 8, all, 0.1, Precision.BF16, BaseDtype.FP32, Optim.ADAMW, true, 8, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.FSDP, PEFT_ERA); }
             case "peft-13" -> { c = l2_70; d = r4090; metric = Metric.NVIDIA_SMI;
-                o = opts(Method.QLORA, 8, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 2, Offload.CPU, Attention.FLASH, Stack.HF, Sharding.FSDP, false, false)
-                        .withPytorch(PEFT_ERA); }
+                o = opts(Method.QLORA, 8, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 2, Offload.CPU, Attention.FLASH, Stack.HF, Sharding.FSDP, PEFT_ERA); }
             case "peft-14" -> { c = l2_70; d = a40; metric = Metric.NVIDIA_SMI;
-                o = opts(Method.QLORA, 8, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 2, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.FSDP, false, false)
-                        .withPytorch(PEFT_ERA); }
+                o = opts(Method.QLORA, 8, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 2, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.FSDP, PEFT_ERA); }
             case "tt-08" -> { c = l31_8; d = r4090; metric = Metric.ALLOCATED;
-                o = opts(Method.FULL, 0, List.of(), 0, Precision.BF16_PURE, null, Optim.ADAMW8BIT, true, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, true, true); }
+                o = opts(Method.FULL, 0, List.of(), 0, Precision.BF16_PURE, null, Optim.ADAMW8BIT, true, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, LOW_MEMORY); }
             case "tt-09" -> { c = l31_8; d = a6000; metric = Metric.ALLOCATED;
-                o = opts(Method.FULL, 0, List.of(), 0, Precision.BF16_PURE, null, Optim.ADAMW8BIT, false, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, true, true); }
+                o = opts(Method.FULL, 0, List.of(), 0, Precision.BF16_PURE, null, Optim.ADAMW8BIT, false, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, LOW_MEMORY); }
             case "tt-10" -> { c = l31_8; d = r4090; metric = Metric.ALLOCATED;
-                o = opts(Method.LORA, 8, Q_V, 0, Precision.BF16_PURE, null, Optim.ADAMW, true, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, false, false); }
+                o = opts(Method.LORA, 8, Q_V, 0, Precision.BF16_PURE, null, Optim.ADAMW, true, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, DEFAULTS); }
             case "tt-11" -> { c = l31_8; d = a6000; metric = Metric.ALLOCATED;
-                o = opts(Method.LORA, 8, Q_V, 0, Precision.BF16_PURE, null, Optim.ADAMW, false, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, false, false); }
+                o = opts(Method.LORA, 8, Q_V, 0, Precision.BF16_PURE, null, Optim.ADAMW, false, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, DEFAULTS); }
             case "tt-12" -> { c = l31_8; d = r4090; metric = Metric.ALLOCATED;
-                o = opts(Method.QLORA, 8, all, 0, Precision.BF16_PURE, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, false, false); }
+                o = opts(Method.QLORA, 8, all, 0, Precision.BF16_PURE, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, DEFAULTS); }
             case "tt-13" -> { c = l31_70; d = a100; metric = Metric.ALLOCATED;
                 // 70B_full.yaml: custom_sharded_layers: ['tok_embeddings', 'output'] wraps both as units of their own.
-                o = opts(Method.FULL, 0, List.of(), 0, Precision.BF16_PURE, null, Optim.ADAMW, true, 2, 2048, 3, 8, Offload.CPU, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, true, false)
-                        .withPytorch(new PlanOptions.PytorchSettings(true, false, true, true, null, null, false)); }
+                o = opts(Method.FULL, 0, List.of(), 0, Precision.BF16_PURE, null, Optim.ADAMW, true, 2, 2048, 3, 8, Offload.CPU, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP,
+                        new PlanOptions.PytorchSettings(true, false, true, true, null, null, false)); }
             case "tt-14" -> { c = l31_70; d = a100; metric = Metric.ALLOCATED;
-                o = opts(Method.LORA, 16, QKV, 0, Precision.BF16_PURE, null, Optim.ADAMW, true, 2, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, false, false); }
+                o = opts(Method.LORA, 16, QKV, 0, Precision.BF16_PURE, null, Optim.ADAMW, true, 2, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, DEFAULTS); }
             case "tt-15" -> { c = l31_405; d = a100; metric = Metric.ALLOCATED;
                 // 405B_qlora.yaml (unlike the other Llama 3.1 configs of that commit) uses a plain torch.nn.CrossEntropyLoss.
-                o = opts(Method.QLORA, 16, all, 0, Precision.BF16_PURE, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, false, false)
-                        .withPytorch(new PlanOptions.PytorchSettings(false, false, true, false, PlanOptions.Loss.FULL, null, false)); }
+                o = opts(Method.QLORA, 16, all, 0, Precision.BF16_PURE, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP,
+                        new PlanOptions.PytorchSettings(false, false, true, false, PlanOptions.Loss.FULL, null, false)); }
             case "ql-01" -> {
                 // The row states components; the first is the 4-bit base model (weights component alone).
-                o = opts(Method.QLORA, 64, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, false, 1, 512, 0, 1, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.DEEPSPEED, false, false);
+                o = opts(Method.QLORA, 64, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, false, 1, 512, 0, 1, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.DEEPSPEED, DEFAULTS);
                 MemoryPlan p = Planner.plan(l1_7, o, a100);
                 long w = p.components().stream().filter(x -> x.name().equals("weights")).findFirst().orElseThrow().bytes();
                 return new Prediction(w, Metric.ALLOCATED);
@@ -168,7 +165,7 @@ class CalibrationTest {
         assertTrue(lowerBound > 44.8e9 && lowerBound > 44.8 * (1L << 30),
                 String.format(Locale.ROOT, "shard %.1f GB + root %.1f GB + checkpoints %.1f GB = %.1f GB", shard / 1e9, root / 1e9, checkpoints / 1e9, lowerBound / 1e9));
         double planned = Planner.plan(c, opts(Method.QLORA, 16, LoraConfig.ALL_LINEAR, 0, Precision.BF16_PURE, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048,
-                3, 8, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, false, false), Devices.gpu("a100-80gb")).peak(Column.DEVICE, Metric.ALLOCATED);
+                3, 8, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, DEFAULTS), Devices.gpu("a100-80gb")).peak(Column.DEVICE, Metric.ALLOCATED);
         assertTrue(planned >= lowerBound, "the plan holds at least the certain terms: " + planned + " < " + lowerBound);
     }
 

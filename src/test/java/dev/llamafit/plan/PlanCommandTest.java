@@ -292,6 +292,9 @@ class PlanCommandTest {
         Run cpu = run("plan", "--model", "llama-3.2-1b", "--optimizer-impl", "fused");
         assertEquals(2, cpu.code);
         assertTrue(cpu.err.contains("--runtime pytorch"), cpu.err);
+        Run cpuKeep = run("plan", "--model", "llama-3.2-1b", "--keep-outputs");
+        assertEquals(2, cpuKeep.code);
+        assertTrue(cpuKeep.err.contains("--runtime pytorch"), cpuKeep.err);
         Run bad = run(concat(base, "--optimizer-impl", "apex"));
         assertEquals(2, bad.code);
         assertTrue(bad.err.contains("fused, foreach"), bad.err);
