@@ -48,7 +48,7 @@ final class PlanCommand implements Callable<Integer> {
     @Option(names = "--runtime", description = "llamafit (CPU) or pytorch (CUDA); default: pytorch for a GPU device, else llamafit.") String runtime;
     @Option(names = "--attention", description = "eager or flash (default: flash for pytorch, eager for llamafit).") String attention;
     @Option(names = "--stack", defaultValue = "hf", description = "PyTorch stack conventions: hf or torchtune (default: ${DEFAULT-VALUE}).") String stack;
-    @Option(names = "--sharding", defaultValue = "deepspeed", description = "With --zero: deepspeed (ZeRO) or fsdp (PyTorch FSDP); with --zero 0 and --workers > 1 also ddp (DistributedDataParallel, whose buckets copy the gradients) (default: ${DEFAULT-VALUE}).") String sharding;
+    @Option(names = "--sharding", description = "With --zero: deepspeed (ZeRO) or fsdp (PyTorch FSDP); with --zero 0 and --workers > 1 also ddp (DistributedDataParallel, whose buckets copy the gradients) (default: ddp for --zero 0 with --workers > 1, what torchrun and accelerate launch run; otherwise deepspeed).") String sharding;
     @Option(names = "--shard-embeddings", description = "With --sharding fsdp: wrap the embedding and LM head as units of their own (torchtune's custom_sharded_layers) instead of leaving them in the root unit, which stays gathered through forward and backward.") boolean shardEmbeddings;
     @Option(names = "--optimizer-in-backward", description = "Step each parameter's optimizer as soon as its gradient is ready and free the gradient (torchtune's optimizer_in_bwd); pytorch runtime.") boolean optimizerInBackward;
     @Option(names = "--paged-optimizer", description = "Optimizer states in CUDA unified memory, evicted to the host under pressure (bitsandbytes Paged*); pytorch runtime.") boolean pagedOptimizer;
@@ -78,7 +78,8 @@ final class PlanCommand implements Callable<Integer> {
         PlanOptions.Attention att = attention != null ? PlanOptions.parse(PlanOptions.Attention.class, "--attention", attention)
                 : rt == PlanOptions.Runtime.PYTORCH ? PlanOptions.Attention.FLASH : PlanOptions.Attention.EAGER;
         PlanOptions.Stack st = PlanOptions.parse(PlanOptions.Stack.class, "--stack", stack);
-        PlanOptions.Sharding sh = PlanOptions.parse(PlanOptions.Sharding.class, "--sharding", sharding);
+        PlanOptions.Sharding sh = sharding != null ? PlanOptions.parse(PlanOptions.Sharding.class, "--sharding", sharding)
+                : PlanOptions.Sharding.defaultFor(technique.zero, technique.workers);
         PlanOptions.BaseDtype weightsDtype = inference ? technique.parsedBaseDtype() : null;
         if (inference && (optimizerInBackward || pagedOptimizer || loss != null || shardEmbeddings || optimizerImpl != null || keepOutputs))
             throw new IllegalArgumentException("--optimizer-in-backward, --paged-optimizer, --optimizer-impl, --keep-outputs, --loss and --shard-embeddings "
@@ -169,6 +170,13 @@ final class PlanCommand implements Callable<Integer> {
         j.put("disk_bytes", p.diskBytes());
         j.put("fits", p.fits());
         j.put("runtime", PlanOptions.name(p.options().runtime()));
+        PlanOptions o = p.options();
+        Map<String, Object> par = new LinkedHashMap<>();
+        par.put("workers", o.workers());
+        par.put("zero", o.zero());
+        par.put("sharding", PlanOptions.name(o.sharding()));
+        par.put("offload", PlanOptions.name(o.offload()));
+        j.put("parallelism", par);
         List<Map<String, Object>> comps = new ArrayList<>();
         for (Component c : p.components()) {
             Map<String, Object> m = new LinkedHashMap<>();
@@ -200,14 +208,24 @@ final class PlanCommand implements Callable<Integer> {
         return j;
     }
 
+    /** ", 8 workers, ZeRO-3 (fsdp), offload cpu" for a run over several workers or with a ZeRO stage or offload; else "". */
+    static String parallelism(PlanOptions o) {
+        if (o.workers() == 1 && o.zero() == 0 && o.offload() == PlanOptions.Offload.NONE) return "";
+        String s = ", " + o.workers() + (o.workers() == 1 ? " worker" : " workers");
+        if (o.zero() > 0) s += ", ZeRO-" + o.zero() + " (" + PlanOptions.name(o.sharding()) + ")";
+        else if (o.workers() > 1) s += " (" + (o.sharding() == PlanOptions.Sharding.DDP ? "ddp" : PlanOptions.name(o.sharding()) + ", no sharding") + ")";
+        if (o.offload() != PlanOptions.Offload.NONE) s += ", offload " + PlanOptions.name(o.offload());
+        return s;
+    }
+
     static void print(PrintWriter out, LlamaConfig c, MemoryPlan p, Integer mb, Integer ml, List<Recommender.Recommendation> recs, FormulaSeed seed,
                       boolean inference, boolean searched) {
         PlanOptions o = p.options();
         if (inference) out.printf(Locale.ROOT, "plan: inference, %s, B=%d prompt %d, runtime %s, device %s (%s)%n", PlanOptions.name(o.precision()),
                 o.batchSize(), o.seqLen(), PlanOptions.name(o.runtime()), p.device().name(), ByteSize.format(p.device().memoryBytes()));
         else out.printf(Locale.ROOT, "plan: %s, %s, %s, B=%d T=%d%s, runtime %s, device %s (%s)%n", PlanOptions.name(o.method()), PlanOptions.name(o.precision()),
-                PlanOptions.name(o.optimizer()), o.batchSize(), o.seqLen(), !o.gradientCheckpointing() ? "" : o.checkpointEvery() == 1 ? ", checkpointing" : ", checkpointing every " + o.checkpointEvery() + " blocks",
-                PlanOptions.name(o.runtime()), p.device().name(), ByteSize.format(p.device().memoryBytes()));
+                PlanOptions.name(o.optimizer()), o.batchSize(), o.seqLen(), (!o.gradientCheckpointing() ? "" : o.checkpointEvery() == 1 ? ", checkpointing" : ", checkpointing every " + o.checkpointEvery() + " blocks")
+                        + parallelism(o), PlanOptions.name(o.runtime()), p.device().name(), ByteSize.format(p.device().memoryBytes()));
         out.printf("%-28s %12s %12s %12s  %s%n", "component", "device", "host", "disk", "category");
         for (Component comp : p.components()) {
             String[] cols = {"", "", ""};

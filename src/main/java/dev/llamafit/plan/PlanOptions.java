@@ -114,7 +114,15 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
      * HF Trainer uses on several GPUs without DeepSpeed or FSDP) shards nothing (--zero 0): every worker holds the whole
      * model, and its all-reduce buckets hold a second copy of the gradients (gradient_as_bucket_view=False, the default).
      */
-    public enum Sharding { DEEPSPEED, FSDP, DDP }
+    public enum Sharding {
+        DEEPSPEED, FSDP, DDP;
+
+        /**
+         * What a run without a stated sharding gets: replicas under DistributedDataParallel when there are several
+         * workers and no ZeRO stage (torchrun's and accelerate's multi-GPU default), DeepSpeed ZeRO otherwise.
+         */
+        public static Sharding defaultFor(int zero, int workers) { return zero == 0 && workers > 1 ? DDP : DEEPSPEED; }
+    }
 
     /**
      * The loss over the vocabulary. FULL: the whole N × V logits at once (transformers' ForCausalLMLoss upcasts them to
@@ -172,6 +180,9 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
         if (sharding == Sharding.DDP && zero != 0)
             throw new IllegalArgumentException("--sharding ddp replicates the model on every worker: it takes --zero 0, got --zero " + zero
                     + " (for sharding use --sharding deepspeed or fsdp)");
+        if (sharding == Sharding.FSDP && zero == 1)
+            throw new IllegalArgumentException("FSDP has no ZeRO-1 (optimizer states only): use --zero 2 (SHARD_GRAD_OP), --zero 3 (FULL_SHARD), "
+                    + "or --sharding deepspeed --zero 1");
         if (offload != Offload.NONE && zero == 0)
             throw new IllegalArgumentException("--offload " + name(offload) + " moves ZeRO partitions: give --zero 1..3 (ZeRO-Offload) or 3 (ZeRO-Infinity, parameters)");
         if (offload == Offload.DISK && zero != 3)

@@ -47,9 +47,7 @@ public final class Recommender {
                                     PlanOptions o;
                                     try {
                                         int zero = off != Offload.NONE && z == 0 ? 2 : z;
-                                        // DDP cannot shard: a ZeRO stage for a DDP run means moving it to FSDP.
-                                        PlanOptions.Sharding sharding = want.sharding() == PlanOptions.Sharding.DDP && zero > 0
-                                                ? PlanOptions.Sharding.FSDP : want.sharding();
+                                        PlanOptions.Sharding sharding = shardingFor(want, zero);
                                         o = new PlanOptions(m, m == Method.FULL ? 0 : Math.max(want.loraRank(), 8), want.loraTargets(), want.loraDropout(), p,
                                                 m == Method.QLORA ? PlanOptions.BaseDtype.NF4 : m == Method.LORA && want.baseDtype() != PlanOptions.BaseDtype.NF4 ? want.baseDtype() : null,
                                                 opt, gc, 1, b, want.seqLen(), zero, want.workers(),
@@ -64,8 +62,25 @@ public final class Recommender {
                                     out.add(new Recommendation(o, accum, slowdown(want, o), plan, explain(c, want, o, base, plan, device, accum)));
                                     break; // the largest micro-batch that fits is the fastest for this combination
                                 }
-        out.sort(Comparator.comparingDouble(Recommendation::slowdown).thenComparingLong(r -> r.plan().devicePeakBytes()));
+        // Plans that still train what was asked come first: LoRA in place of full fine-tuning is a different model
+        // update, not a memory technique, so it is offered after every full fine-tuning plan that fits, however fast.
+        out.sort(Comparator.comparing((Recommendation r) -> changesWhatIsTrained(want, r.options()))
+                .thenComparingDouble(Recommendation::slowdown).thenComparingLong(r -> r.plan().devicePeakBytes()));
         return out.subList(0, Math.min(limit, out.size()));
+    }
+
+    /**
+     * The implementation of a ZeRO stage: the requested one, unless that is DDP, which cannot shard: then FSDP for
+     * stages 2 and 3 (SHARD_GRAD_OP, FULL_SHARD) and DeepSpeed for stage 1, which FSDP does not have.
+     */
+    static PlanOptions.Sharding shardingFor(PlanOptions want, int zero) {
+        if (zero == 0 || want.sharding() != PlanOptions.Sharding.DDP) return want.sharding();
+        return zero == 1 ? PlanOptions.Sharding.DEEPSPEED : PlanOptions.Sharding.FSDP;
+    }
+
+    /** Full fine-tuning was asked and the plan trains adapters only (QLoRA for LoRA keeps the adapters: not a change). */
+    static boolean changesWhatIsTrained(PlanOptions want, PlanOptions o) {
+        return (want.method() == Method.FULL) != (o.method() == Method.FULL);
     }
 
     /** Expected time per effective batch relative to the request (1.0 = as fast). */
@@ -90,16 +105,17 @@ public final class Recommender {
         if (o.precision() != want.precision()) steps.add("precision " + PlanOptions.name(o.precision()) + ": half-width weights and activations"
                 + (o.precision() == Precision.BF16_PURE ? ", bf16 optimizer states (torchtune's default)" : ", fp32 master weights"));
         if (o.method() != want.method()) steps.add("method " + PlanOptions.name(o.method()) + (o.method() == Method.FULL ? ": trains every weight"
-                : ": frozen " + (o.method() == Method.QLORA ? "NF4 " : "") + "base, adapters r=" + o.loraRank() + " only (gradients and states shrink to the adapters)"
+                : (changesWhatIsTrained(want, o) ? ": not full fine-tuning any more:" : ":") + " frozen " + (o.method() == Method.QLORA ? "NF4 " : "")
+                + "base, adapters r=" + o.loraRank() + " only (gradients and states shrink to the adapters)"
                 + (o.method() == Method.QLORA ? ", about +30% compute for dequantisation" : "")));
         if (o.gradientCheckpointing() != want.gradientCheckpointing()) steps.add(o.gradientCheckpointing()
                 ? "gradient checkpointing: keep block inputs only, about +33% compute" : "no gradient checkpointing: faster, saves every block");
         if (o.optimizer() != want.optimizer()) steps.add("optimizer " + PlanOptions.name(o.optimizer()) + ": "
                 + (o.optimizer() == Optim.ADAMW8BIT ? "2 B of state per parameter instead of 8" : o.optimizer() == Optim.SGD ? "one momentum buffer instead of two" : "full AdamW"));
-        if (o.zero() != want.zero()) steps.add("ZeRO-" + o.zero() + " over " + o.workers() + " workers: "
+        if (o.zero() != want.zero() || o.sharding() != want.sharding()) steps.add("ZeRO-" + o.zero() + " over " + o.workers() + " workers with "
+                + switch (o.sharding()) { case DEEPSPEED -> "DeepSpeed"; case FSDP -> o.zero() == 3 ? "FSDP FULL_SHARD" : "FSDP SHARD_GRAD_OP"; case DDP -> "DDP"; }
+                + (o.sharding() != want.sharding() ? " (DDP cannot shard)" : "") + ": "
                 + switch (o.zero()) { case 1 -> "optimizer states sharded"; case 2 -> "optimizer states and gradients sharded"; case 3 -> "parameters sharded too (all-gather per block)"; default -> "no sharding"; });
-        if (o.sharding() != want.sharding()) steps.add(PlanOptions.name(o.sharding()) + " instead of " + PlanOptions.name(want.sharding())
-                + ": DDP replicates everything, sharding needs FSDP or DeepSpeed");
         if (o.offload() != want.offload()) steps.add("offload " + PlanOptions.name(o.offload()) + ": optimizer states (and gradients/parameters at higher stages) in host RAM, PCIe-bound step");
         if (o.batchSize() != want.batchSize()) steps.add(String.format(Locale.ROOT, "micro-batch %d × %d accumulation steps keeps the effective batch %d",
                 o.batchSize(), accum, want.batchSize()));

@@ -216,6 +216,14 @@ class PlanCommandTest {
         assertEquals(PytorchProfile.counts(ModelPresets.load("llama-3.2-1b")).total() * 4L, grads, 8);
         assertEquals(grads, component(ddp, "gradients.ddp_buckets"));
         assertEquals(0, component(noShard, "gradients.ddp_buckets"));
+        // Several workers without a ZeRO stage or a stated sharding: what torchrun / accelerate launch run, DDP.
+        JsonNode unstated = Json.MAPPER.readTree(run(base).out);
+        assertEquals("ddp", unstated.path("parallelism").path("sharding").asText());
+        assertEquals(grads, component(unstated, "gradients.ddp_buckets"));
+        JsonNode zero2 = Json.MAPPER.readTree(run(concat(base, "--zero", "2")).out);
+        assertEquals("deepspeed", zero2.path("parallelism").path("sharding").asText());
+        assertEquals(2, zero2.path("parallelism").path("zero").asInt());
+        assertTrue(run(base[0], base[1], base[2], base[3], base[4], "--workers", "2").out.contains(", 2 workers (ddp), runtime pytorch"));
         Run zero = run("plan", "--model", "llama-3.2-1b", "--device", "a100-80gb", "--workers", "2", "--sharding", "ddp", "--zero", "2");
         assertEquals(2, zero.code);
         assertTrue(zero.err.contains("--sharding ddp replicates"), zero.err);
@@ -223,7 +231,11 @@ class PlanCommandTest {
         Run rec = run("plan", "--model", "llama-3.1-8b", "--device", "rtx4090", "--precision", "bf16", "--method", "full", "--workers", "4",
                 "--sharding", "ddp", "--batch-size", "1", "--seq-len", "1024", "--recommend");
         assertEquals(0, rec.code, rec.err);
-        assertTrue(rec.out.contains(" over 4 workers") && rec.out.contains("fsdp instead of ddp"), rec.out);
+        assertTrue(rec.out.contains(" over 4 workers with FSDP") && rec.out.contains("(DDP cannot shard)"), rec.out);
+        // FSDP has no optimizer-only stage.
+        Run fsdp1 = run("plan", "--model", "llama-3.2-1b", "--device", "a100-80gb", "--workers", "2", "--sharding", "fsdp", "--zero", "1");
+        assertEquals(2, fsdp1.code);
+        assertTrue(fsdp1.err.contains("FSDP has no ZeRO-1"), fsdp1.err);
     }
 
     @Test
