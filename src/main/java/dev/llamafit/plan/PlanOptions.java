@@ -55,18 +55,40 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
      * @param keepOutputs         HF stack: the training loop holds the model's output (its logits) through backward, as a
      *                            hand-written {@code out = model(...); out.loss.backward()} does; the HF Trainer returns the
      *                            loss alone, so the logits are freed before backward
+     * @param bnbSavesInputs      bitsandbytes before 0.43.2: its 4-bit matmul saves its input for backward although the
+     *                            frozen weight takes no gradient (fixed in 0.43.2, July 2024), so every NF4 linear layer's
+     *                            input is kept, as for full fine-tuning
      */
     public record PytorchSettings(boolean optimizerInBackward, boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings,
-                                  Loss loss, OptimizerImpl optimizerImpl, boolean keepOutputs) {
+                                  Loss loss, OptimizerImpl optimizerImpl, boolean keepOutputs, boolean bnbSavesInputs) {
         /** What the stacks do unless told otherwise. */
-        public static final PytorchSettings DEFAULTS = new PytorchSettings(false, false, true, false, null, null, false);
+        public static final PytorchSettings DEFAULTS = new PytorchSettings(false, false, true, false, null, null, false, false);
+        /** The first bitsandbytes release whose 4-bit matmul no longer saves its input. */
+        public static final String BNB_FIXED_SAVED_INPUT = "0.43.2";
 
         public PytorchSettings {
             if (optimizerImpl == null) optimizerImpl = OptimizerImpl.FUSED;
         }
 
         PytorchSettings withLoss(Loss l) {
-            return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, l, optimizerImpl, keepOutputs);
+            return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, l, optimizerImpl, keepOutputs, bnbSavesInputs);
+        }
+
+        /** A bitsandbytes version "major.minor.patch" (suffixes such as .dev0 ignored): does its 4-bit matmul save its input? */
+        public static boolean bnbSavesInputs(String version) {
+            return compareVersions(version, BNB_FIXED_SAVED_INPUT) < 0;
+        }
+
+        static int compareVersions(String a, String b) {
+            int[] x = versionParts(a), y = versionParts(b);
+            for (int i = 0; i < 3; i++) if (x[i] != y[i]) return Integer.compare(x[i], y[i]);
+            return 0;
+        }
+
+        private static int[] versionParts(String v) {
+            java.util.regex.Matcher m = java.util.regex.Pattern.compile("(\\d+)\\.(\\d+)(?:\\.(\\d+))?(?:[.+-]?[A-Za-z0-9.+-]*)?").matcher(v == null ? "" : v.trim());
+            if (!m.matches()) throw new IllegalArgumentException("--bitsandbytes takes a version such as 0.43.1, got '" + v + "'");
+            return new int[]{Integer.parseInt(m.group(1)), Integer.parseInt(m.group(2)), m.group(3) == null ? 0 : Integer.parseInt(m.group(3))};
         }
     }
 
@@ -175,6 +197,9 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
         if (pytorch.keepOutputs() && stack != Stack.HF)
             throw new IllegalArgumentException("--keep-outputs describes a hand-written loop over a transformers model (--stack hf); "
                     + "torchtune's recipes delete the logits before backward");
+        if (pytorch.bnbSavesInputs() && (stack != Stack.HF || baseDtype != BaseDtype.NF4))
+            throw new IllegalArgumentException("--bitsandbytes describes the 4-bit base of the HF stack: it needs --stack hf with --method qlora "
+                    + "(torchtune quantises with torchao)");
         if (pytorch.loss() == Loss.CHUNKED && stack != Stack.TORCHTUNE)
             throw new IllegalArgumentException("--loss chunked is torchtune's CEWithChunkedOutputLoss: it needs --stack torchtune");
         if (sharding == Sharding.DDP && zero != 0)
@@ -262,6 +287,8 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
     public OptimizerImpl optimizerImpl() { return pytorch.optimizerImpl(); }
 
     public boolean keepOutputs() { return pytorch.keepOutputs(); }
+
+    public boolean bnbSavesInputs() { return pytorch.bnbSavesInputs(); }
 
     /** The flag spelling of an enum constant: BF16_PURE -> bf16-pure. */
     public static String name(Enum<?> e) { return e.name().toLowerCase(Locale.ROOT).replace('_', '-'); }

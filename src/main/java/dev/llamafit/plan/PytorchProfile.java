@@ -320,11 +320,14 @@ public final class PytorchProfile {
         boolean copies = !full && (o.loraDropout() > 0 || o.stack() == Stack.HF && o.precision() != Precision.FP32);
         // Without autocast (bf16-pure) PEFT's x.to(fp32) is what the fp32 lora_A saves: 4 B per element, and x·Aᵀ is fp32.
         int adapterIo = o.stack() == Stack.HF && o.precision() == Precision.BF16_PURE ? 4 : a;
-        if (full || !copies && targets(o, "q_proj", "k_proj", "v_proj")) el += c.hiddenSize();
+        // bitsandbytes before 0.43.2 saved the input of every 4-bit matmul (MatMul4Bit's ctx.tensors = (A, B)), as if
+        // the frozen weight took a gradient: the base layers keep their inputs as under full fine-tuning.
+        boolean baseKeepsInputs = full || o.bnbSavesInputs() && o.baseDtype() == PlanOptions.BaseDtype.NF4;
+        if (baseKeepsInputs || !copies && targets(o, "q_proj", "k_proj", "v_proj")) el += c.hiddenSize();
         // Flash/SDPA saves its output for backward; eager attention saves probabilities and V instead.
-        if (!eager || full || !copies && targets(o, "o_proj")) el += c.qDim();
-        if (full || !copies && targets(o, "gate_proj", "up_proj")) el += c.hiddenSize();
-        if (full || !copies && targets(o, "down_proj")) el += c.intermediateSize();
+        if (!eager || baseKeepsInputs || !copies && targets(o, "o_proj")) el += c.qDim();
+        if (baseKeepsInputs || !copies && targets(o, "gate_proj", "up_proj")) el += c.hiddenSize();
+        if (baseKeepsInputs || !copies && targets(o, "down_proj")) el += c.intermediateSize();
         double bytes = el * a;
         // transformers' LlamaRMSNorm upcasts its input to fp32 and pow/mul save that fp32 copy, not the half input
         // (torchtune's compiled norm saves the half input).

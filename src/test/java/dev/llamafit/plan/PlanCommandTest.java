@@ -326,6 +326,30 @@ class PlanCommandTest {
     }
 
     @Test
+    void oldBitsandbytesKeepsEveryFourBitMatmulInput() throws Exception {
+        // Llama-2-7B QLoRA with dropout: the adapters read their own dropped-out copies, so with a current bitsandbytes
+        // no base layer input is saved but the flash output; 0.43.1 saves the q/k/v input, the gate/up input (the two
+        // norm outputs, C each) and the down input (F) for every 4-bit matmul.
+        String[] base = {"plan", "--model", "llama-2-7b", "--device", "a100-80gb", "--precision", "bf16", "--method", "qlora", "--lora-targets", "all-linear",
+                "--lora-dropout", "0.1", "--batch-size", "2", "--seq-len", "2048"};
+        double perToken = (2 * 4096 + 11008) * 2.0, tokens = 2 * 2048;
+        JsonNode now = json(base), fixed = json(concat(base, "--bitsandbytes", "0.43.2")), old = json(concat(base, "--bitsandbytes", "0.43.1"));
+        assertEquals(phase(now, "activations", "forward"), phase(fixed, "activations", "forward"));
+        assertEquals(32 * perToken * tokens, phase(old, "activations", "forward") - phase(now, "activations", "forward"), 64);
+        // With checkpointing only the recomputed block holds them.
+        String[] ckpt = concat(base, "--gradient-checkpointing");
+        JsonNode nowC = json(ckpt), oldC = json(concat(ckpt, "--bitsandbytes", "0.43.0.dev0"));
+        assertEquals(phase(nowC, "activations", "forward"), phase(oldC, "activations", "forward"));
+        assertEquals(perToken * tokens, phase(oldC, "activations", "backward") - phase(nowC, "activations", "backward"), 64);
+        Run lora = run(concat(new String[]{"plan", "--model", "llama-2-7b", "--device", "a100-80gb", "--method", "lora"}, "--bitsandbytes", "0.43.1"));
+        assertEquals(2, lora.code);
+        assertTrue(lora.err.contains("--bitsandbytes") && lora.err.contains("--method qlora"), lora.err);
+        Run bad = run(concat(base, "--bitsandbytes", "new"));
+        assertEquals(2, bad.code);
+        assertTrue(bad.err.contains("--bitsandbytes takes a version such as 0.43.1, got 'new'"), bad.err);
+    }
+
+    @Test
     void fp32SdpaWithGroupedQueriesPlansTheMathBackend() throws Exception {
         // Llama 3.2 1B has 8 KV heads for 32 query heads: fp32 SDPA falls back to the math kernel, as eager does.
         String[] gqa = {"plan", "--model", "llama-3.2-1b", "--device", "h200", "--method", "full", "--batch-size", "2", "--seq-len", "1024"};
