@@ -137,13 +137,16 @@ final class TrainCommand implements Callable<Integer> {
                     + " exceeds the model's max_position_embeddings " + config.maxPositions());
         long limit = maxMemory != null ? ByteSize.parse(maxMemory) : ProcessMemory.physicalRamBytes() / 10 * 9;
         if (limit <= 0) throw new IllegalArgumentException("--max-memory must be > 0, got " + maxMemory);
-        Device device = Devices.cpu(limit - JVM_BASELINE_BYTES, Parallel.threads());
+        // A limit at or below the JVM's own baseline leaves the tensors nothing (one byte, so that nothing fits).
+        Device device = Devices.cpu(Math.max(1, limit - JVM_BASELINE_BYTES), Parallel.threads());
         MemoryPlan plan = Planner.plan(config, p, device);
         out.printf("plan: %s peak (+ %s JVM baseline) against --max-memory %s%n", ByteSize.format(plan.devicePeakBytes()),
                 ByteSize.format(JVM_BASELINE_BYTES), ByteSize.format(limit));
         if (!plan.fits() && !force) {
             StringBuilder sb = new StringBuilder("the run needs " + ByteSize.format(plan.devicePeakBytes() + JVM_BASELINE_BYTES)
-                    + " but --max-memory is " + ByteSize.format(limit) + " (use --force to try anyway)");
+                    + " but --max-memory is " + ByteSize.format(limit)
+                    + (limit <= JVM_BASELINE_BYTES ? ", less than the JVM alone takes (" + ByteSize.format(JVM_BASELINE_BYTES) + ")" : "")
+                    + " (use --force to try anyway)");
             List<Recommender.Recommendation> recs = Recommender.recommend(config, p, device, 3);
             for (Recommender.Recommendation rec : recs)
                 sb.append("; try: ").append(String.join(", ", rec.steps())).append(" -> ").append(ByteSize.format(rec.plan().devicePeakBytes()));

@@ -93,6 +93,8 @@ class TrainBadInputTest {
         Path data = SharedData.require("datasets/text/tinystories_sample.txt");
         BadInputTest.Run r = train(data, "--batch-size", "16", "--seq-len", "256", "--max-memory", "300MiB");
         BadInputTest.assertBadInput(r, "--max-memory", "try:");
+        // Below what the JVM itself takes: the same refusal, saying so, not an internal error.
+        BadInputTest.assertBadInput(train(data, "--max-memory", "20MiB"), "--max-memory is 20.00 MiB", "less than the JVM alone takes");
         BadInputTest.Run forced = train(data, "--seq-len", "64", "--max-memory", "260MiB", "--force");
         assertEquals(0, forced.code(), forced.err());
         assertTrue(forced.out().contains("planned vs measured"), forced.out());
