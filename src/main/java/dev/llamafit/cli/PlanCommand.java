@@ -257,6 +257,8 @@ final class PlanCommand implements Callable<Integer> {
             out.printf(Locale.ROOT, "%d. ×%.2f time: %s%n", i++, r.slowdown(), String.join("; ", r.steps()));
         }
         if (!recs.isEmpty() || !p.fits()) { if (recs.isEmpty() && !p.fits()) out.println(searched ? "--recommend: no searched plan fits" + (o.runtime() == PlanOptions.Runtime.LLAMAFIT
-                ? " (the llamafit runtime trains fp32 full or LoRA): lower --seq-len, use a smaller model or more memory" : "") : "try --recommend for plans that fit"); }
+                ? " (the llamafit runtime trains fp32 full or LoRA): lower --seq-len, use a smaller model or more memory" : "")
+                : inference ? "to fit: a shorter --seq-len or --max-new-tokens, a smaller --batch-size, --base-dtype int8|nf4, or a larger device"
+                : "try --recommend for plans that fit"); }
     }
 }

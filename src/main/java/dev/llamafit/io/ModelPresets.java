@@ -6,7 +6,6 @@ import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
 
@@ -43,10 +42,8 @@ public final class ModelPresets {
         }
     }
 
-    /** The {@code k} names closest to {@code query} by edit distance. */
-    public static List<String> nearest(String query, List<String> names, int k) {
-        return names.stream().sorted(Comparator.comparingInt((String n) -> editDistance(query, n)).thenComparing(n -> n)).limit(k).toList();
-    }
+    /** The {@code k} names {@code query} most likely meant (see {@link dev.llamafit.plan.Devices#nearest(String, List, int)}). */
+    public static List<String> nearest(String query, List<String> names, int k) { return dev.llamafit.plan.Devices.nearest(query, names, k); }
 
     public static int editDistance(String a, String b) { return dev.llamafit.plan.Devices.editDistance(a, b); }
 }

@@ -59,8 +59,15 @@ public final class Devices {
     /** This machine: its physical RAM (MemTotal) and thread count. */
     public static Device cpu(long ramBytes, int threads) { return Device.cpu("cpu", ramBytes, threads); }
 
-    static List<String> nearest(String q) {
-        return names().stream().sorted(java.util.Comparator.comparingInt((String n) -> editDistance(q, n))).limit(3).toList();
+    static List<String> nearest(String q) { return nearest(q, names(), 3); }
+
+    /**
+     * The {@code k} names a mistyped {@code query} most likely meant: names that contain it (h100 → h100-80gb, 4090 →
+     * rtx4090, mistral → mistral-7b) first, then by edit distance, ties alphabetically.
+     */
+    public static List<String> nearest(String query, List<String> names, int k) {
+        return names.stream().sorted(java.util.Comparator.comparingInt((String n) -> query.isEmpty() || !n.contains(query) ? 1 : 0)
+                .thenComparingInt(n -> editDistance(query, n)).thenComparing(n -> n)).limit(k).toList();
     }
 
     /** Levenshtein distance (insert, delete, substitute: cost 1 each), for "did you mean" suggestions. */

@@ -72,6 +72,15 @@ class PlanCommandTest {
         r = run("plan", "--model", "llama-2-7b", "--device", "a100");
         assertEquals(2, r.code);
         assertTrue(r.err.contains("a100-40gb"), r.err);
+        // A name the input is part of comes first, however far by edit distance.
+        r = run("plan", "--model", "llama-2-7b", "--device", "h100");
+        assertTrue(r.err.contains("did you mean h100-80gb, "), r.err);
+        r = run("plan", "--model", "mistral", "--device", "4090");
+        assertTrue(r.err.contains("did you mean mistral-7b, "), r.err);
+        // Inference does not take --recommend, so a plan that does not fit says what would.
+        Run t4 = run("plan", "--model", "llama-3.1-8b", "--device", "t4", "--inference", "--precision", "bf16", "--seq-len", "4096");
+        assertEquals(0, t4.code, t4.err);
+        assertTrue(t4.out.contains("DOES NOT FIT") && t4.out.contains("--base-dtype int8|nf4") && !t4.out.contains("--recommend"), t4.out);
         r = run("plan", "--model", "llama-2-7b", "--device", "a100-80gb", "--inference", "--loss", "full");
         assertEquals(2, r.code);
         assertTrue(r.err.contains("describe training, not --inference"), r.err);
