@@ -102,6 +102,10 @@ public final class PytorchProfile {
         int workers = o.workers();
         boolean quantised = o.baseDtype() != null && o.baseDtype().quantised();
         boolean fsdp = o.zero() > 0 && o.sharding() == PlanOptions.Sharding.FSDP;
+        // FSDP's SHARD_GRAD_OP (ZeRO-2) shards the parameters too, but only at rest: a unit gathered for its forward
+        // stays gathered until its backward, so the whole model is gathered at the end of forward.
+        boolean gradOp = fsdp && o.zero() == 2;
+        boolean paramsSharded = o.zero() >= 3 || gradOp;
         // DeepSpeed in bf16/fp16 mode casts the whole module to the half dtype, whatever it was loaded in.
         boolean deepspeedCast = o.zero() > 0 && o.sharding() == PlanOptions.Sharding.DEEPSPEED && o.precision() != Precision.FP32;
         boolean hf = o.stack() == Stack.HF;
@@ -136,12 +140,12 @@ public final class PytorchProfile {
             // non-quantised parameter (embeddings, norms, LM head) to fp32; sharded runs keep quant_storage (bf16).
             // An unquantised base is stored as loaded (--base-dtype fp32|bf16|fp16, default the compute dtype).
             int loaded = o.baseDtype() == null || quantised || deepspeedCast ? a : o.baseDtype().floatBytes();
-            int otherDtype = quantised && hf && o.zero() < 3 ? 4 : loaded;
+            int otherDtype = quantised && hf && !paramsSharded ? 4 : loaded;
             double perLinear = quantised ? quantisedBytesPerWeight(o.baseDtype(), o.doubleQuant()) : loaded;
             double rowScales = o.baseDtype() == PlanOptions.BaseDtype.INT8 ? linearRows(c) * 4.0 : 0;
             // bitsandbytes keeps each layer's quant_state (block absmax, nested constants) as a module attribute, not a
             // parameter: FSDP and ZeRO-3 shard, gather and offload only the packed 4-bit storage.
-            boolean bnbSharded = quantised && hf && o.zero() >= 3 && o.baseDtype() == PlanOptions.BaseDtype.NF4;
+            boolean bnbSharded = quantised && hf && paramsSharded && o.baseDtype() == PlanOptions.BaseDtype.NF4;
             replicated = bnbSharded ? n.linearWeights() * (perLinear - 0.5) : 0;
             weightBytes = n.linearWeights() * perLinear + rowScales + (double) n.other() * otherDtype - replicated;
             // FSDP's MixedPrecision all-gathers in the compute dtype; quantised shards travel packed.
@@ -156,13 +160,21 @@ public final class PytorchProfile {
         // Parameter offload moves every sharded parameter, the adapters' included (they are FSDP/ZeRO-3 parameters
         // like the base); each unit's adapters travel to the GPU with the unit when it is gathered.
         if (o.method() != Method.FULL)
-            comps.add(place("weights.adapters", paramColumn, Category.WEIGHTS, shard(trainable * (double) trainDtype, o.zero() >= 3, workers),
+            comps.add(place("weights.adapters", paramColumn, Category.WEIGHTS, shard(trainable * (double) trainDtype, paramsSharded, workers),
                     "LoRA r·(in+out) per adapted matrix = " + trainable + " params × " + trainDtype + " B"));
-        comps.add(place("weights", paramColumn, Category.WEIGHTS, shard(weightBytes, o.zero() >= 3, workers),
-                weightsFormula(o, n) + (o.zero() >= 3 ? ", sharded over " + workers + " workers (ZeRO-3/FSDP)" : "")));
+        comps.add(place("weights", paramColumn, Category.WEIGHTS, shard(weightBytes, paramsSharded, workers),
+                weightsFormula(o, n) + (o.zero() >= 3 ? ", sharded over " + workers + " workers (ZeRO-3/FSDP)"
+                        : gradOp ? ", sharded over " + workers + " workers at rest (FSDP SHARD_GRAD_OP)" : "")));
         if (replicated > 0)
             comps.add(gpu("weights.quant_state", Category.WEIGHTS, replicated,
                     "bitsandbytes NF4 block constants: a module attribute, so every GPU holds all of them (not sharded, not offloaded)"));
+        if (gradOp) {
+            // SHARD_GRAD_OP: each unit is all-gathered before its forward and resharded only after its backward, so from
+            // the end of forward to the start of backward every unit is gathered, in the gathered dtype.
+            double all = c.numLayers() * layerUnitBytes + (n.embedding() + n.lmHead() + (double) c.hiddenSize()) * endsDtype;
+            comps.add(new Component("weights.gathered", Column.DEVICE, Category.WEIGHTS, Accounting.TENSOR, phases(all, all, all, 0),
+                    "FSDP SHARD_GRAD_OP: every unit stays gathered from its forward to its backward (the whole model in the gathered dtype)"));
+        }
         if (o.zero() >= 3) {
             // ZeRO-3/FSDP all-gather one unit (a block, or the embedding / LM head) while the next is prefetched, and
             // free them after backward. FSDP wraps the decoder blocks; what is left (embedding, LM head, final norm)

@@ -115,7 +115,7 @@ public final class Recommender {
         if (o.zero() != want.zero() || o.sharding() != want.sharding()) steps.add("ZeRO-" + o.zero() + " over " + o.workers() + " workers with "
                 + switch (o.sharding()) { case DEEPSPEED -> "DeepSpeed"; case FSDP -> o.zero() == 3 ? "FSDP FULL_SHARD" : "FSDP SHARD_GRAD_OP"; case DDP -> "DDP"; }
                 + (o.sharding() != want.sharding() ? " (DDP cannot shard)" : "") + ": "
-                + switch (o.zero()) { case 1 -> "optimizer states sharded"; case 2 -> "optimizer states and gradients sharded"; case 3 -> "parameters sharded too (all-gather per block)"; default -> "no sharding"; });
+                + switch (o.zero()) { case 1 -> "optimizer states sharded"; case 2 -> "optimizer states and gradients sharded" + (o.sharding() == PlanOptions.Sharding.FSDP ? " (parameters too, but gathered from forward to backward)" : ""); case 3 -> "parameters sharded too (all-gather per block)"; default -> "no sharding"; });
         if (o.offload() != want.offload()) steps.add("offload " + PlanOptions.name(o.offload()) + ": optimizer states (and gradients/parameters at higher stages) in host RAM, PCIe-bound step");
         if (o.batchSize() != want.batchSize()) steps.add(String.format(Locale.ROOT, "micro-batch %d × %d accumulation steps keeps the effective batch %d",
                 o.batchSize(), accum, want.batchSize()));

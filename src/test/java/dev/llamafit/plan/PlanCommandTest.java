@@ -335,6 +335,24 @@ class PlanCommandTest {
     }
 
     @Test
+    void fsdpShardGradOpGathersTheWholeModelBetweenForwardAndBackward() throws Exception {
+        String[] base = {"plan", "--model", "llama-3.1-8b", "--device", "a100-80gb", "--workers", "8", "--zero", "2", "--precision", "bf16",
+                "--method", "full", "--batch-size", "1", "--seq-len", "2048", "--gradient-checkpointing"};
+        long params = PytorchProfile.counts(ModelPresets.load("llama-3.1-8b")).total();
+        JsonNode fsdp = json(concat(base, "--sharding", "fsdp")), ds = json(concat(base, "--sharding", "deepspeed"));
+        // FSDP: fp32 shards (the master weights) at rest, every unit gathered in bf16 from its forward to its backward.
+        assertEquals(params * 4.0 / 8, component(fsdp, "weights"), 8);
+        assertEquals(params * 2.0, phase(fsdp, "weights.gathered", "forward"), 8 * 4096);
+        assertEquals(phase(fsdp, "weights.gathered", "forward"), phase(fsdp, "weights.gathered", "backward"));
+        assertEquals(0, phase(fsdp, "weights.gathered", "optimizer_step"));
+        assertEquals(0, component(fsdp, "master_weights"));
+        // DeepSpeed ZeRO-2: the module cast to bf16 and replicated, fp32 masters partitioned.
+        assertEquals(params * 2.0, component(ds, "weights"), 8);
+        assertEquals(params * 4.0 / 8, component(ds, "master_weights"), 8);
+        assertEquals(0, component(ds, "weights.gathered"));
+    }
+
+    @Test
     void oldBitsandbytesKeepsEveryFourBitMatmulInput() throws Exception {
         // Llama-2-7B QLoRA with dropout: the adapters read their own dropped-out copies, so with a current bitsandbytes
         // no base layer input is saved but the flash output; 0.43.1 saves the q/k/v input, the gate/up input (the two
