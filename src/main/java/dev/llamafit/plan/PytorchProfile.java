@@ -155,7 +155,9 @@ public final class PytorchProfile {
             wideBase = !quantised && loaded > a;
             if (wideBase && !fsdp && !amp) castTemp = n.largestLinear() * (double) a;
         }
-        boolean paramsOffloaded = o.zero() == 3 && o.offload() != Offload.NONE;
+        // ZeRO-Offload (DeepSpeed stages 1-2) moves optimizer states and gradients only; ZeRO-3's offload_param and
+        // FSDP's CPUOffload (which offloads parameters at every sharded stage) move the parameter shards as well.
+        boolean paramsOffloaded = o.offload() != Offload.NONE && (o.zero() == 3 || gradOp);
         Column paramColumn = paramsOffloaded ? (o.offload() == Offload.DISK ? Column.DISK : Column.HOST) : Column.DEVICE;
         // Parameter offload moves every sharded parameter, the adapters' included (they are FSDP/ZeRO-3 parameters
         // like the base); each unit's adapters travel to the GPU with the unit when it is gathered.
@@ -185,14 +187,15 @@ public final class PytorchProfile {
             double gathered = 2 * unit + rootBytes;
             comps.add(new Component("weights.gathered", Column.DEVICE, Category.WEIGHTS, Accounting.TENSOR, phases(gathered, gathered, gathered, 0),
                     "2 × largest all-gathered unit (current + prefetch)" + (root ? " + the FSDP root unit (embedding, LM head, final norm) held through forward and backward" : "")));
-            if (paramsOffloaded) {
-                // An offloaded shard lives in pinned host memory; before each all-gather it is copied to the GPU
-                // (FSDP1 pre_unshard: flat_param_to(device) on the pre-unshard stream, handed to the unshard stream
-                // with record_stream), so the current and the prefetched unit's shard copies are alive on the GPU.
-                double staging = 2 * unit / workers;
-                comps.add(new Component("weights.offload_staging", Column.DEVICE, Category.WEIGHTS, Accounting.TENSOR, phases(staging, staging, staging, 0),
-                        "2 × one unit's shard, copied host → GPU ahead of its all-gather"));
-            }
+        }
+        if (paramsOffloaded) {
+            // An offloaded shard lives in pinned host memory; before each all-gather it is copied to the GPU
+            // (FSDP1 pre_unshard: flat_param_to(device) on the pre-unshard stream, handed to the unshard stream
+            // with record_stream), so the current and the prefetched unit's shard copies are alive on the GPU.
+            double unit = fsdp && !o.shardEmbeddings() ? layerUnitBytes : Math.max(layerUnitBytes, headUnitBytes);
+            double staging = 2 * unit / workers;
+            comps.add(new Component("weights.offload_staging", Column.DEVICE, Category.WEIGHTS, Accounting.TENSOR, phases(staging, staging, staging, 0),
+                    "2 × one unit's shard, copied host → GPU ahead of its all-gather"));
         }
         if (amp && (o.method() == Method.FULL || wideBase)) {
             // Autocast caches the cast of every leaf that requires grad until the autocast region ends (the end of

@@ -350,6 +350,17 @@ class PlanCommandTest {
         assertEquals(params * 2.0, component(ds, "weights"), 8);
         assertEquals(params * 4.0 / 8, component(ds, "master_weights"), 8);
         assertEquals(0, component(ds, "weights.gathered"));
+        // FSDP's CPU offload moves the parameter shards at stage 2 as well (DeepSpeed's stage-2 offload does not).
+        JsonNode fsdpOff = json(concat(base, "--sharding", "fsdp", "--offload", "cpu")), dsOff = json(concat(base, "--sharding", "deepspeed", "--offload", "cpu"));
+        assertEquals("host", column(fsdpOff, "weights"));
+        assertTrue(component(fsdpOff, "weights.offload_staging") > 0);
+        assertEquals("device", column(dsOff, "weights"));
+        assertEquals("host", column(dsOff, "optimizer"));
+    }
+
+    static String column(JsonNode plan, String name) {
+        for (JsonNode c : plan.path("components")) if (c.path("name").asText().equals(name)) return c.path("column").asText();
+        return "";
     }
 
     @Test
