@@ -280,7 +280,9 @@ public final class PytorchProfile {
         // part: with uniform blocks the sum is linear in the block reached and peaks at an end, max(saved + head
         // gradient, all gradients), not at saved + all gradients.
         double deviceGrads = o.optimizerInBackward() || gradColumn != Column.DEVICE ? 0 : gradShard;
-        double freedWhileGradsGrow = Math.min(act.forward, Math.max(0, deviceGrads - Math.min(headGrad, gradShard)));
+        // The block backward ends with keeps its saved tensors until its own gradients are done (with checkpointing
+        // that is the recomputed block, which act.backward holds already, its input included).
+        double freedWhileGradsGrow = Math.min(act.forward - act.lastBlock, Math.max(0, deviceGrads - Math.min(headGrad, gradShard)));
         comps.add(new Component("activations", Column.DEVICE, Category.ACTIVATIONS, Accounting.TENSOR,
                 phases(act.forward, act.backwardHead, act.backward - freedWhileGradsGrow, 0), act.formula
                         + (freedWhileGradsGrow > 0 ? "; in backward, less what is freed while the gradients grow" : "")));
@@ -311,7 +313,7 @@ public final class PytorchProfile {
     }
 
     /** Activation bytes at each moment, per worker. */
-    record Activations(double forward, double backwardHead, double backward, double lossForward, double lossBackward,
+    record Activations(double forward, double backwardHead, double backward, double lastBlock, double lossForward, double lossBackward,
                        String formula, String lossFormula) {}
 
     /**
@@ -442,7 +444,7 @@ public final class PytorchProfile {
                     + "N·V × " + (held + 12) + " B in backward (log-softmax output and its two fp32 gradients"
                     + (o.keepOutputs() ? ", and the logits the loop still holds)" : ")");
         }
-        return new Activations(saved, saved, backward, lossForward, lossBackward, formula, lossFormula);
+        return new Activations(saved, saved, backward, o.gradientCheckpointing() && o.checkpointedBlocks(layers) == layers ? 0 : block, lossForward, lossBackward, formula, lossFormula);
     }
 
     static boolean targets(PlanOptions o, String... modules) {

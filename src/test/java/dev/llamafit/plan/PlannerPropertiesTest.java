@@ -1,0 +1,61 @@
+// Properties every PyTorch plan must have, over a grid of techniques: checkpointing never raises the peak, a larger
+// micro-batch never lowers it.
+package dev.llamafit.plan;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.ArrayList;
+import java.util.List;
+
+import org.junit.jupiter.api.Test;
+
+import dev.llamafit.io.ModelPresets;
+import dev.llamafit.model.LlamaConfig;
+import dev.llamafit.plan.PlanOptions.BaseDtype;
+import dev.llamafit.plan.PlanOptions.Method;
+import dev.llamafit.plan.PlanOptions.Offload;
+import dev.llamafit.plan.PlanOptions.Optim;
+import dev.llamafit.plan.PlanOptions.Precision;
+import dev.llamafit.plan.PlanOptions.Sharding;
+import dev.llamafit.plan.PlanOptions.Stack;
+
+class PlannerPropertiesTest {
+    static Long peak(LlamaConfig c, Method m, Precision p, BaseDtype base, Optim opt, boolean ckpt, int batch, int zero, int workers, Offload off,
+                     Sharding sh, Stack st) {
+        try {
+            PlanOptions o = new PlanOptions(m, m == Method.FULL ? 0 : 8, List.of("q_proj", "v_proj"), 0.0, p, base, opt, ckpt, 1, batch, 1024, zero, workers, off,
+                    PlanOptions.Runtime.PYTORCH, PlanOptions.Attention.FLASH, st, sh, PlanOptions.PytorchSettings.DEFAULTS);
+            o.validateFor(c);
+            return Planner.plan(c, o, Devices.gpu("a100-80gb")).peak(Column.DEVICE, Metric.ALLOCATED);
+        } catch (IllegalArgumentException refused) {
+            return null;
+        }
+    }
+
+    @Test
+    void checkpointingNeverRaisesAndBatchNeverLowersThePeak() {
+        List<String> violations = new ArrayList<>();
+        int checks = 0;
+        for (String model : List.of("llama-3.1-8b", "qwen2.5-0.5b"))
+            for (Method m : Method.values())
+                for (Precision p : Precision.values())
+                    for (BaseDtype base : new BaseDtype[]{null, BaseDtype.FP32, BaseDtype.NF4})
+                        for (Optim opt : List.of(Optim.ADAMW, Optim.ADAMW8BIT))
+                            for (int zero = 0; zero <= 3; zero++)
+                                for (Offload off : List.of(Offload.NONE, Offload.CPU))
+                                    for (Sharding sh : Sharding.values())
+                                        for (Stack st : Stack.values()) {
+                                            LlamaConfig c = ModelPresets.load(model);
+                                            Long plain = peak(c, m, p, base, opt, false, 2, zero, 4, off, sh, st);
+                                            if (plain == null) continue;
+                                            String id = model + " " + m + " " + p + " " + base + " " + opt + " zero " + zero + " " + off + " " + sh + " " + st;
+                                            Long ckpt = peak(c, m, p, base, opt, true, 2, zero, 4, off, sh, st);
+                                            Long twice = peak(c, m, p, base, opt, false, 4, zero, 4, off, sh, st);
+                                            checks += 2;
+                                            if (ckpt > plain) violations.add("checkpointing raises " + id + ": " + plain + " -> " + ckpt);
+                                            if (twice < plain) violations.add("batch 4 below batch 2 " + id);
+                                        }
+        assertTrue(checks > 1000, "the grid plans: " + checks);
+        assertTrue(violations.isEmpty(), violations.size() + " of " + checks + ", e.g. " + violations.subList(0, Math.min(5, violations.size())));
+    }
+}
