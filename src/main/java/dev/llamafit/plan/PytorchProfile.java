@@ -231,6 +231,9 @@ public final class PytorchProfile {
         Column gradColumn = o.offload() != Offload.NONE && o.zero() >= 2 ? Column.HOST : Column.DEVICE;
         double gradShard = shard(gradBytes, o.zero() >= 2, workers);
         double headGrad = o.method() == Method.FULL ? (double) Math.max(n.lmHead(), n.embedding()) * trainDtype : 0;
+        // What the partitioned gradients hold once the LM head's gradient is done: its shard (ZeRO-2/3; the whole
+        // gradient before its reduce-scatter is gradients.unsharded_unit), or all of it.
+        double headGradHeld = Math.min(o.zero() >= 2 && workers > 1 ? headGrad / workers : headGrad, gradShard);
         if (o.optimizerInBackward()) {
             // Each parameter is stepped and its gradient freed as soon as it is complete: one tensor at a time.
             double one = (double) Math.max(n.largestLinear(), Math.max(n.embedding(), n.lmHead())) * trainDtype;
@@ -239,7 +242,7 @@ public final class PytorchProfile {
                     "optimizer in backward: only the tensor being stepped holds a gradient"));
         } else {
             comps.add(new Component("gradients", gradColumn, Category.GRADIENTS, Accounting.TENSOR,
-                    phases(0, Math.min(headGrad, gradShard), gradShard, gradShard),
+                    phases(0, headGradHeld, gradShard, gradShard),
                     "trainable params × " + trainDtype + " B" + (o.zero() >= 2 ? ", partitioned (ZeRO-2/3)" : "")
                             + "; freed after the step (zero_grad(set_to_none=True))"));
             if (o.zero() >= 2 && workers > 1) {
@@ -282,7 +285,7 @@ public final class PytorchProfile {
         double deviceGrads = o.optimizerInBackward() || gradColumn != Column.DEVICE ? 0 : gradShard;
         // The block backward ends with keeps its saved tensors until its own gradients are done (with checkpointing
         // that is the recomputed block, which act.backward holds already, its input included).
-        double freedWhileGradsGrow = Math.min(act.forward - act.lastBlock, Math.max(0, deviceGrads - Math.min(headGrad, gradShard)));
+        double freedWhileGradsGrow = Math.min(act.forward - act.lastBlock, Math.max(0, deviceGrads - headGradHeld));
         comps.add(new Component("activations", Column.DEVICE, Category.ACTIVATIONS, Accounting.TENSOR,
                 phases(act.forward, act.backwardHead, act.backward - freedWhileGradsGrow, 0), act.formula
                         + (freedWhileGradsGrow > 0 ? "; in backward, less what is freed while the gradients grow" : "")));

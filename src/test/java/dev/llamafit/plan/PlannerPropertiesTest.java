@@ -1,5 +1,5 @@
 // Properties every PyTorch plan must have, over a grid of techniques: checkpointing never raises the peak, a larger
-// micro-batch never lowers it.
+// micro-batch never lowers it, a higher ZeRO stage or more workers do not raise it.
 package dev.llamafit.plan;
 
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -20,6 +20,36 @@ import dev.llamafit.plan.PlanOptions.Sharding;
 import dev.llamafit.plan.PlanOptions.Stack;
 
 class PlannerPropertiesTest {
+    @Test
+    void shardingMoreNeverCostsMore() {
+        List<String> violations = new ArrayList<>();
+        int checks = 0;
+        for (String model : List.of("llama-3.1-8b", "llama-2-70b"))
+            for (Method m : Method.values())
+                for (Precision p : Precision.values())
+                    for (boolean ckpt : new boolean[]{false, true})
+                        for (Offload off : List.of(Offload.NONE, Offload.CPU))
+                            for (Sharding sh : List.of(Sharding.DEEPSPEED, Sharding.FSDP))
+                                for (Stack st : Stack.values()) {
+                                    LlamaConfig c = ModelPresets.load(model);
+                                    String id = model + " " + m + " " + p + (ckpt ? " checkpointing " : " ") + off + " " + sh + " " + st;
+                                    Long previous = null;
+                                    for (int zero = 1; zero <= 3; zero++) {
+                                        Long at8 = peak(c, m, p, null, Optim.ADAMW, ckpt, 2, zero, 8, off, sh, st);
+                                        Long at2 = peak(c, m, p, null, Optim.ADAMW, ckpt, 2, zero, 2, off, sh, st);
+                                        if (at8 == null) continue;
+                                        // A higher stage moves more state off the GPU: within 1% (ZeRO-2 holds a gradient
+                                        // and its shard for a moment where ZeRO-1 holds the gradient alone).
+                                        if (previous != null && m == Method.FULL && at8 > previous * 1.01) violations.add("zero " + zero + " raises " + id);
+                                        if (at2 != null && at8 > at2) violations.add("8 workers above 2 at zero " + zero + ": " + id);
+                                        checks += 2;
+                                        previous = at8;
+                                    }
+                                }
+        assertTrue(checks > 200, "the grid plans: " + checks);
+        assertTrue(violations.isEmpty(), violations.size() + " of " + checks + ", e.g. " + violations.subList(0, Math.min(5, violations.size())));
+    }
+
     static Long peak(LlamaConfig c, Method m, Precision p, BaseDtype base, Optim opt, boolean ckpt, int batch, int zero, int workers, Offload off,
                      Sharding sh, Stack st) {
         try {
