@@ -213,6 +213,14 @@ final class PlanCommand implements Callable<Integer> {
         return j;
     }
 
+    /** "full", or "lora r 8 on q_proj,v_proj" with the base's storage when it is not the compute dtype ("qlora r 64 on all-linear, nf4 base"). */
+    static String method(PlanOptions o) {
+        if (o.method() == PlanOptions.Method.FULL) return "full";
+        List<String> all = dev.llamafit.model.LoraConfig.parseTargets("all-linear");
+        String targets = o.loraTargets().size() == all.size() && o.loraTargets().containsAll(all) ? "all-linear" : String.join(",", o.loraTargets());
+        return PlanOptions.name(o.method()) + " r " + o.loraRank() + " on " + targets + (o.baseDtype() == null ? "" : ", " + PlanOptions.name(o.baseDtype()) + " base");
+    }
+
     /** ", 8 workers, ZeRO-3 (fsdp), offload cpu" for a run over several workers or with a ZeRO stage or offload; else "". */
     static String parallelism(PlanOptions o) {
         if (o.workers() == 1 && o.zero() == 0 && o.offload() == PlanOptions.Offload.NONE) return "";
@@ -228,7 +236,7 @@ final class PlanCommand implements Callable<Integer> {
         PlanOptions o = p.options();
         if (inference) out.printf(Locale.ROOT, "plan: inference, %s, B=%d prompt %d, runtime %s, device %s (%s)%n", PlanOptions.name(o.precision()),
                 o.batchSize(), o.seqLen(), PlanOptions.name(o.runtime()), p.device().name(), ByteSize.format(p.device().memoryBytes()));
-        else out.printf(Locale.ROOT, "plan: %s, %s, %s, B=%d T=%d%s, runtime %s, device %s (%s)%n", PlanOptions.name(o.method()), PlanOptions.name(o.precision()),
+        else out.printf(Locale.ROOT, "plan: %s, %s, %s, B=%d T=%d%s, runtime %s, device %s (%s)%n", method(o), PlanOptions.name(o.precision()),
                 PlanOptions.name(o.optimizer()), o.batchSize(), o.seqLen(), (!o.gradientCheckpointing() ? "" : o.checkpointEvery() == 1 ? ", checkpointing" : ", checkpointing every " + o.checkpointEvery() + " blocks")
                         + parallelism(o), PlanOptions.name(o.runtime()), p.device().name(), ByteSize.format(p.device().memoryBytes()));
         out.printf("%-28s %12s %12s %12s  %s%n", "component", "device", "host", "disk", "category");
