@@ -46,6 +46,13 @@ public final class PytorchProfile {
      * config would set hidden².
      */
     public static final long DEEPSPEED_REDUCE_BUCKET = 500_000_000L;
+    /**
+     * GPU memory an NCCL communicator takes on each GPU, outside PyTorch's allocator (so nvidia-smi sees it, the torch
+     * counters do not): measured after a first all-reduce on 4 A100s with NVLink, 544 MiB in a 2-GPU group and 688 MiB
+     * in larger ones (NVIDIA/nccl issue 964). Its buffers scale with the channel count, which the interconnect sets:
+     * an assumption for other topologies, stated once.
+     */
+    public static final long NCCL_TWO_GPU_BYTES = 544L << 20, NCCL_GROUP_BYTES = 688L << 20;
     /** torchtune's CEWithChunkedOutputLoss splits the logits into 8 chunks. */
     public static final int LOSS_CHUNKS = 8;
 
@@ -312,6 +319,12 @@ public final class PytorchProfile {
         long ctx = device.contextBytes();
         comps.add(new Component("cuda_context", Column.DEVICE, Category.WORKSPACE, Accounting.OUTSIDE_ALLOCATOR,
                 phases(ctx, ctx, ctx, ctx), "CUDA context and kernel images (nvidia-smi only)"));
+        if (o.workers() > 1) {
+            long nccl = o.workers() == 2 ? NCCL_TWO_GPU_BYTES : NCCL_GROUP_BYTES;
+            comps.add(new Component("nccl_buffers", Column.DEVICE, Category.WORKSPACE, Accounting.OUTSIDE_ALLOCATOR,
+                    phases(nccl, nccl, nccl, nccl), "NCCL communicator buffers, allocated by NCCL outside PyTorch's allocator (nvidia-smi only; "
+                    + "measured " + (NCCL_TWO_GPU_BYTES >> 20) + " MiB for 2 GPUs, " + (NCCL_GROUP_BYTES >> 20) + " MiB for more, A100 NVLink)"));
+        }
         return tensorPeak;
     }
 

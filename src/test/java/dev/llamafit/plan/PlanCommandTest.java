@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.PrintWriter;
 import java.io.StringWriter;
+import java.util.List;
 
 import org.junit.jupiter.api.Test;
 
@@ -361,6 +362,20 @@ class PlanCommandTest {
     static String column(JsonNode plan, String name) {
         for (JsonNode c : plan.path("components")) if (c.path("name").asText().equals(name)) return c.path("column").asText();
         return "";
+    }
+
+    @Test
+    void ncclBuffersCountOnlyInNvidiaSmi() throws Exception {
+        String[] base = {"plan", "--model", "llama-3.1-8b", "--device", "h100-80gb", "--precision", "bf16", "--method", "lora", "--batch-size", "1"};
+        JsonNode one = json(base), two = json(concat(base, "--workers", "2")), eight = json(concat(base, "--workers", "8"));
+        assertEquals(0, component(one, "nccl_buffers"));
+        assertEquals(544L << 20, component(two, "nccl_buffers"));
+        assertEquals(688L << 20, component(eight, "nccl_buffers"));
+        for (JsonNode p : List.of(two, eight)) {
+            JsonNode d = p.path("device");
+            assertEquals(component(p, "cuda_context") + component(p, "nccl_buffers"),
+                    d.path("nvidia_smi_bytes").asLong() - d.path("max_memory_reserved_bytes").asLong());
+        }
     }
 
     @Test
