@@ -302,7 +302,7 @@ public final class PytorchProfile {
         // ---- what the allocator and the driver add
         long tensorPeak = addAllocatorAndContext(comps, device, o);
         notes.add("per GPU; torch.cuda.max_memory_allocated ≈ " + dev.llamafit.memory.ByteSize.format(tensorPeak)
-                + ", max_memory_reserved ≈ +" + Math.round(ALLOCATOR_CACHE_FRACTION * 100) + "%, nvidia-smi adds the CUDA context");
+                + ", max_memory_reserved ≈ +" + Math.round(ALLOCATOR_CACHE_FRACTION * 100) + "%, nvidia-smi adds the CUDA context" + (o.workers() > 1 ? " and NCCL's buffers" : ""));
         return new MemoryPlan(device, o, comps, notes);
     }
 
