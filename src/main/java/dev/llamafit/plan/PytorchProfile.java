@@ -288,10 +288,10 @@ public final class PytorchProfile {
         Activations act = activations(c, o);
         // Backward frees each block's saved tensors as it produces that block's gradients, so the two overlap only in
         // part: with uniform blocks the sum is linear in the block reached and peaks at an end, max(saved + head
-        // gradient, all gradients), not at saved + all gradients.
+        // gradient, all gradients + the block backward ends with), not at saved + all gradients. That last block keeps
+        // its saved tensors until its own gradients are done (with checkpointing it is the recomputed block, which
+        // act.backward holds already, its input included).
         double deviceGrads = o.optimizerInBackward() || gradColumn != Column.DEVICE ? 0 : gradShard;
-        // The block backward ends with keeps its saved tensors until its own gradients are done (with checkpointing
-        // that is the recomputed block, which act.backward holds already, its input included).
         double freedWhileGradsGrow = Math.min(act.forward - act.lastBlock, Math.max(0, deviceGrads - headGradHeld));
         comps.add(new Component("activations", Column.DEVICE, Category.ACTIVATIONS, Accounting.TENSOR,
                 phases(act.forward, act.backwardHead, act.backward - freedWhileGradsGrow, 0), act.formula
