@@ -289,8 +289,8 @@ public final class PytorchProfile {
         // Backward frees each block's saved tensors as it produces that block's gradients, so the two overlap only in
         // part: with uniform blocks the sum is linear in the block reached and peaks at an end, max(saved + head
         // gradient, all gradients + the block backward ends with), not at saved + all gradients. That last block keeps
-        // its saved tensors until its own gradients are done (with checkpointing it is the recomputed block, which
-        // act.backward holds already, its input included).
+        // its saved tensors until its own gradients are done (with checkpointing, every N-th block or all, act.backward
+        // already holds one block beside the saved ones: the block being back-propagated, recomputed or not).
         double deviceGrads = o.optimizerInBackward() || gradColumn != Column.DEVICE ? 0 : gradShard;
         double freedWhileGradsGrow = Math.min(act.forward - act.lastBlock, Math.max(0, deviceGrads - headGradHeld));
         comps.add(new Component("activations", Column.DEVICE, Category.ACTIVATIONS, Accounting.TENSOR,
@@ -460,7 +460,7 @@ public final class PytorchProfile {
                     + "N·V × " + (held + 12) + " B in backward (log-softmax output and its two fp32 gradients"
                     + (o.keepOutputs() ? ", and the logits the loop still holds)" : ")");
         }
-        return new Activations(saved, saved, backward, o.gradientCheckpointing() && o.checkpointedBlocks(layers) == layers ? 0 : block, lossForward, lossBackward, formula, lossFormula);
+        return new Activations(saved, saved, backward, o.gradientCheckpointing() ? 0 : block, lossForward, lossBackward, formula, lossFormula);
     }
 
     static boolean targets(PlanOptions o, String... modules) {

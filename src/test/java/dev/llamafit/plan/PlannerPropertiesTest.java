@@ -1,5 +1,6 @@
 // Properties every PyTorch plan must have, over a grid of techniques: checkpointing never raises the peak, a larger
-// micro-batch never lowers it, a higher ZeRO stage or more workers do not raise it.
+// micro-batch or a longer sequence never lowers it, checkpointing fewer blocks never lowers it, a higher ZeRO stage or
+// more workers do not raise it.
 package dev.llamafit.plan;
 
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -20,6 +21,50 @@ import dev.llamafit.plan.PlanOptions.Sharding;
 import dev.llamafit.plan.PlanOptions.Stack;
 
 class PlannerPropertiesTest {
+    @Test
+    void longerSequencesAndFewerCheckpointsNeverLowerThePeak() {
+        List<String> violations = new ArrayList<>();
+        int checks = 0;
+        for (String model : List.of("llama-3.1-8b", "qwen2.5-0.5b"))
+            for (PlanOptions.Runtime rt : PlanOptions.Runtime.values())
+                for (Method m : List.of(Method.FULL, Method.LORA))
+                    for (Precision p : Precision.values())
+                        for (PlanOptions.Attention att : PlanOptions.Attention.values())
+                            for (Stack st : Stack.values()) {
+                                LlamaConfig c = ModelPresets.load(model);
+                                String id = model + " " + rt + " " + m + " " + p + " " + att + " " + st;
+                                for (boolean ckpt : new boolean[]{false, true}) {
+                                    Long previous = null;
+                                    for (int t : new int[]{64, 256, 1024, 4096}) {
+                                        Long v = shaped(c, rt, m, p, att, st, ckpt, 1, t);
+                                        if (v == null) continue;
+                                        if (previous != null && v < previous) violations.add("T " + t + " below a shorter one: " + id + (ckpt ? " checkpointing" : ""));
+                                        previous = v;
+                                        checks++;
+                                    }
+                                }
+                                Long every1 = shaped(c, rt, m, p, att, st, true, 1, 1024), every2 = shaped(c, rt, m, p, att, st, true, 2, 1024),
+                                        none = shaped(c, rt, m, p, att, st, false, 1, 1024);
+                                if (every1 == null || every2 == null || none == null) continue;
+                                checks += 2;
+                                if (every1 > every2 || every2 > none) violations.add("checkpoint every 1/2/none " + every1 + " " + every2 + " " + none + ": " + id);
+                            }
+        assertTrue(checks > 200, "the grid plans: " + checks);
+        assertTrue(violations.isEmpty(), violations.size() + " of " + checks + ", e.g. " + violations.subList(0, Math.min(5, violations.size())));
+    }
+
+    static Long shaped(LlamaConfig c, PlanOptions.Runtime rt, Method m, Precision p, PlanOptions.Attention att, Stack st, boolean ckpt, int every, int seqLen) {
+        try {
+            PlanOptions o = new PlanOptions(m, m == Method.FULL ? 0 : 8, List.of("q_proj", "v_proj"), 0.1, p, null, Optim.ADAMW, ckpt, every, 2, seqLen, 0, 1,
+                    Offload.NONE, rt, att, st, Sharding.DEEPSPEED, PlanOptions.PytorchSettings.DEFAULTS);
+            o.validateFor(c);
+            Device d = rt == PlanOptions.Runtime.PYTORCH ? Devices.gpu("h200") : Devices.cpu(1L << 40, 2);
+            return Planner.plan(c, o, d).peak(Column.DEVICE, Metric.ALLOCATED);
+        } catch (IllegalArgumentException refused) {
+            return null;
+        }
+    }
+
     @Test
     void shardingMoreNeverCostsMore() {
         List<String> violations = new ArrayList<>();
