@@ -21,6 +21,41 @@ import dev.llamafit.plan.PlanOptions.Sharding;
 import dev.llamafit.plan.PlanOptions.Stack;
 
 class PlannerPropertiesTest {
+    /** Every combination of the options either plans (a positive peak) or is refused with a message: none crashes. */
+    @Test
+    void everyCombinationPlansOrIsRefusedWithAMessage() {
+        int planned = 0, refused = 0;
+        List<String> crashes = new ArrayList<>();
+        for (String model : List.of("llama-3.1-8b", "qwen2.5-0.5b")) {
+            LlamaConfig c = ModelPresets.load(model);
+            for (Method m : Method.values())
+                for (Precision p : Precision.values())
+                    for (BaseDtype base : new BaseDtype[]{null, BaseDtype.FP32, BaseDtype.BF16, BaseDtype.INT8, BaseDtype.NF4})
+                        for (Optim opt : Optim.values())
+                            for (int zero = 0; zero <= 3; zero++)
+                                for (int workers : new int[]{1, 4})
+                                    for (Offload off : Offload.values())
+                                        for (Sharding sh : Sharding.values())
+                                            for (Stack st : Stack.values())
+                                                for (boolean ckpt : new boolean[]{false, true}) {
+                                                    try {
+                                                        PlanOptions o = new PlanOptions(m, m == Method.FULL ? 0 : 8, List.of("q_proj", "v_proj"), 0.0, p, base, opt, ckpt, 1, 2, 512,
+                                                                zero, workers, off, PlanOptions.Runtime.PYTORCH, PlanOptions.Attention.FLASH, st, sh, PlanOptions.PytorchSettings.DEFAULTS);
+                                                        o.validateFor(c);
+                                                        if (Planner.plan(c, o, Devices.gpu("a100-80gb")).devicePeakBytes() <= 0) crashes.add("no peak: " + o);
+                                                        planned++;
+                                                    } catch (IllegalArgumentException e) {
+                                                        if (e.getMessage() == null || e.getMessage().isBlank()) crashes.add("refused without a message");
+                                                        refused++;
+                                                    } catch (RuntimeException e) {
+                                                        crashes.add(model + " " + m + " " + p + " " + base + " " + opt + " zero " + zero + " " + workers + " " + off + " " + sh + " " + st + ": " + e);
+                                                    }
+                                                }
+        }
+        assertTrue(planned > 10_000 && refused > 10_000, planned + " planned, " + refused + " refused");
+        assertTrue(crashes.isEmpty(), crashes.size() + " crashes, e.g. " + crashes.subList(0, Math.min(3, crashes.size())));
+    }
+
     @Test
     void longerSequencesAndFewerCheckpointsNeverLowerThePeak() {
         List<String> violations = new ArrayList<>();
