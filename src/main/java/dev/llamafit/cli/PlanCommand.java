@@ -59,6 +59,8 @@ final class PlanCommand implements Callable<Integer> {
             + "as a hand-written 'out = model(...); out.loss.backward()' does; the HF Trainer returns the loss alone and frees them.") boolean keepOutputs;
     @Option(names = "--bitsandbytes", paramLabel = "VERSION", description = "With --stack hf and --method qlora: the bitsandbytes release the run uses, when older "
             + "than " + PlanOptions.PytorchSettings.BNB_FIXED_SAVED_INPUT + " (before July 2024 its 4-bit matmul kept every layer's input for backward; default: a current release).") String bitsandbytes;
+    @Option(names = "--compile", description = "The decoder blocks run under torch.compile (torchtune's compile: True, the HF Trainer's torch_compile): "
+            + "its partitioner recomputes silu(gate) and the norms' fp32 upcasts in backward and casts a shared input once; pytorch runtime.") boolean compile;
     @Option(names = "--loss", description = "full (the whole logits at once) or chunked (torchtune's CEWithChunkedOutputLoss) (default: chunked for --stack torchtune, else full).") String loss;
     @Option(names = "--no-double-quant", description = "NF4 without double quantisation of the block constants (bitsandbytes bnb_4bit_use_double_quant=False).") boolean noDoubleQuant;
     @Option(names = "--device", description = "Device preset: " + "a100-40gb, a100-80gb, h100-80gb, h200, l4, rtx3090, rtx4090, t4, v100-16gb, v100-32gb, cpu (default: cpu).") String device;
@@ -83,18 +85,18 @@ final class PlanCommand implements Callable<Integer> {
         PlanOptions.Sharding sh = sharding != null ? PlanOptions.parse(PlanOptions.Sharding.class, "--sharding", sharding)
                 : PlanOptions.Sharding.defaultFor(technique.zero, technique.workers);
         PlanOptions.BaseDtype weightsDtype = inference ? technique.parsedBaseDtype() : null;
-        if (inference && (optimizerInBackward || pagedOptimizer || loss != null || shardEmbeddings || optimizerImpl != null || keepOutputs || bitsandbytes != null))
-            throw new IllegalArgumentException("--optimizer-in-backward, --paged-optimizer, --optimizer-impl, --keep-outputs, --bitsandbytes, --loss and --shard-embeddings "
+        if (inference && (optimizerInBackward || pagedOptimizer || loss != null || shardEmbeddings || optimizerImpl != null || keepOutputs || bitsandbytes != null || compile))
+            throw new IllegalArgumentException("--optimizer-in-backward, --paged-optimizer, --optimizer-impl, --keep-outputs, --bitsandbytes, --compile, --loss and --shard-embeddings "
                     + "describe training, not --inference");
-        if ((optimizerImpl != null || keepOutputs || bitsandbytes != null) && rt != PlanOptions.Runtime.PYTORCH)
-            throw new IllegalArgumentException("--optimizer-impl, --keep-outputs and --bitsandbytes describe a PyTorch training loop: they need --runtime pytorch");
+        if ((optimizerImpl != null || keepOutputs || bitsandbytes != null || compile) && rt != PlanOptions.Runtime.PYTORCH)
+            throw new IllegalArgumentException("--optimizer-impl, --keep-outputs, --bitsandbytes and --compile describe a PyTorch training loop: they need --runtime pytorch");
         if (shardEmbeddings && (sh != PlanOptions.Sharding.FSDP || technique.zero != 3))
             throw new IllegalArgumentException("--shard-embeddings wraps FSDP units: it needs --sharding fsdp --zero 3");
         PlanOptions o = (inference ? technique.toPlanOptions(rt, att, st, sh, null) : technique.toPlanOptions(rt, att, st, sh))
                 .withPytorch(new PlanOptions.PytorchSettings(optimizerInBackward, pagedOptimizer, !noDoubleQuant, shardEmbeddings,
                         loss == null ? null : PlanOptions.parse(PlanOptions.Loss.class, "--loss", loss),
                         optimizerImpl == null ? null : PlanOptions.parse(PlanOptions.OptimizerImpl.class, "--optimizer-impl", optimizerImpl),
-                        keepOutputs, bitsandbytes != null && PlanOptions.PytorchSettings.bnbSavesInputs(bitsandbytes)));
+                        keepOutputs, bitsandbytes != null && PlanOptions.PytorchSettings.bnbSavesInputs(bitsandbytes), compile));
         if (bitsandbytes != null && (o.stack() != PlanOptions.Stack.HF || o.baseDtype() != PlanOptions.BaseDtype.NF4))
             throw new IllegalArgumentException("--bitsandbytes describes the 4-bit base of the HF stack: it needs --stack hf with --method qlora "
                     + "(torchtune quantises with torchao)");

@@ -58,11 +58,13 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
      * @param bnbSavesInputs      bitsandbytes before 0.43.2: its 4-bit matmul saves its input for backward although the
      *                            frozen weight takes no gradient (fixed in 0.43.2, July 2024), so every NF4 linear layer's
      *                            input is kept, as for full fine-tuning
+     * @param compiled            the decoder blocks run under torch.compile (torchtune's {@code compile: True}, the HF
+     *                            Trainer's {@code torch_compile}): its partitioner saves fewer tensors than eager PyTorch
      */
     public record PytorchSettings(boolean optimizerInBackward, boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings,
-                                  Loss loss, OptimizerImpl optimizerImpl, boolean keepOutputs, boolean bnbSavesInputs) {
+                                  Loss loss, OptimizerImpl optimizerImpl, boolean keepOutputs, boolean bnbSavesInputs, boolean compiled) {
         /** What the stacks do unless told otherwise. */
-        public static final PytorchSettings DEFAULTS = new PytorchSettings(false, false, true, false, null, null, false, false);
+        public static final PytorchSettings DEFAULTS = new PytorchSettings(false, false, true, false, null, null, false, false, false);
         /** The first bitsandbytes release whose 4-bit matmul no longer saves its input. */
         public static final String BNB_FIXED_SAVED_INPUT = "0.43.2";
 
@@ -71,7 +73,12 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
         }
 
         PytorchSettings withLoss(Loss l) {
-            return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, l, optimizerImpl, keepOutputs, bnbSavesInputs);
+            return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, l, optimizerImpl, keepOutputs, bnbSavesInputs, compiled);
+        }
+
+        /** The same settings, compiled or not. */
+        public PytorchSettings withCompiled(boolean c) {
+            return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs, bnbSavesInputs, c);
         }
 
         /** A bitsandbytes version "major.minor.patch" (suffixes such as .dev0 ignored): does its 4-bit matmul save its input? */
@@ -289,6 +296,8 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
     public boolean keepOutputs() { return pytorch.keepOutputs(); }
 
     public boolean bnbSavesInputs() { return pytorch.bnbSavesInputs(); }
+
+    public boolean compiled() { return pytorch.compiled(); }
 
     /** The flag spelling of an enum constant: BF16_PURE -> bf16-pure. */
     public static String name(Enum<?> e) { return e.name().toLowerCase(Locale.ROOT).replace('_', '-'); }

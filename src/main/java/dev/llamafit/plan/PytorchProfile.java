@@ -338,13 +338,18 @@ public final class PytorchProfile {
      * silu(gate) (3F), and the inputs of the linear layers whose weights need a gradient: the two norm outputs (2C)
      * and the SwiGLU product (F). LoRA freezes the base: a frozen Linear's input is kept only if its adapter reads it
      * (PyTorch saves a matmul input only for a weight gradient). Eager attention adds B·H·T² probabilities per block.
+     * Under torch.compile (measured per block with scripts/measure_block_saved.py) the partitioner recomputes the
+     * pointwise silu(gate) and the norms' fp32 upcasts from what it keeps, and one cast of a shared input serves every
+     * adapter that reads it.
      */
     public static double blockBytesPerToken(LlamaConfig c, PlanOptions o) {
         int a = o.precision().computeBytes();
         // Eager attention (and SDPA's math backend) multiplies by keys and values repeated to every query head
         // (repeat_kv), and those expanded copies are what its matmuls save; flash kernels read the grouped k and v.
         boolean eager = attentionKernel(c, o) == PlanOptions.Attention.EAGER;
-        double el = 2.0 * c.hiddenSize() + c.qDim() + 2.0 * (eager ? c.qDim() : c.kvDim()) + 3.0 * c.intermediateSize();
+        boolean compiled = o.compiled();
+        // silu(gate) is saved for the product's backward in eager PyTorch; the compiled graph recomputes it from gate.
+        double el = 2.0 * c.hiddenSize() + c.qDim() + 2.0 * (eager ? c.qDim() : c.kvDim()) + (compiled ? 2.0 : 3.0) * c.intermediateSize();
         boolean full = o.method() == Method.FULL;
         // An adapter whose input is dropped out, or cast (PEFT's fp32 adapters over a half model: x.to(fp32), which
         // autocast, when on, casts back to the compute dtype for the matmul), saves its own copy of the input for dA
@@ -362,13 +367,26 @@ public final class PytorchProfile {
         if (baseKeepsInputs || !copies && targets(o, "gate_proj", "up_proj")) el += c.hiddenSize();
         if (baseKeepsInputs || !copies && targets(o, "down_proj")) el += c.intermediateSize();
         double bytes = el * a;
-        // transformers' LlamaRMSNorm upcasts its input to fp32 and pow/mul save that fp32 copy, not the half input
-        // (torchtune's compiled norm saves the half input).
-        if (o.stack() == Stack.HF) bytes += 2.0 * c.hiddenSize() * (4 - a);
-        if (copies)
-            for (String m : o.loraTargets()) bytes += (double) TrainingLayout.moduleIn(c, m) * (adapterIo + (o.loraDropout() > 0 ? 1 : 0));
+        if (!compiled) {
+            // Eager RMSNorm (transformers' LlamaRMSNorm and torchtune's alike) upcasts its input to fp32, and pow/mul
+            // save that fp32 copy rather than the half input; when its weight trains, the weight's multiply also saves
+            // the normalised input, in the residual's dtype. Compiled, both are recomputed from the half input and the
+            // fp32 rstd.
+            bytes += 2.0 * c.hiddenSize() * (4 - a);
+            if (full) bytes += 2.0 * c.hiddenSize() * residualBytes(o);
+        }
+        if (copies) {
+            int perCopy = adapterIo + (o.loraDropout() > 0 ? 1 : 0);
+            if (compiled && o.loraDropout() == 0) {
+                // One cast per distinct input: q/k/v read the attention norm's output, gate/up the MLP norm's.
+                for (List<String> reads : List.of(List.of("q_proj", "k_proj", "v_proj"), List.of("o_proj"), List.of("gate_proj", "up_proj"), List.of("down_proj")))
+                    if (reads.stream().anyMatch(o.loraTargets()::contains)) bytes += (double) TrainingLayout.moduleIn(c, reads.get(0)) * perCopy;
+            } else {
+                for (String m : o.loraTargets()) bytes += (double) TrainingLayout.moduleIn(c, m) * perCopy;
+            }
+        }
         if (!full) bytes += (double) o.loraTargets().size() * o.loraRank() * adapterIo; // x·Aᵀ per adapter, for dB
-        return bytes;
+        return bytes + 2 * 4.0; // each norm's fp32 rstd (one per token)
     }
 
     /**
@@ -389,6 +407,16 @@ public final class PytorchProfile {
         return (double) c.numHeads() * o.seqLen() * o.seqLen() * (4 + (a == 4 ? 0 : a));
     }
 
+    /**
+     * Bytes per element of the residual stream. Under autocast over an fp32 model (full fine-tuning, or a base loaded
+     * in fp32) the embedding output is fp32 and so is the residual stream (matmul outputs stay half);
+     * prepare_model_for_kbit_training upcasts an unsharded quantised model's embedding to fp32: the same.
+     */
+    static int residualBytes(PlanOptions o) {
+        return amp(o) && (o.method() == Method.FULL || o.baseDtype() == PlanOptions.BaseDtype.FP32
+                || o.baseDtype() != null && o.baseDtype().quantised()) ? 4 : o.precision().computeBytes();
+    }
+
     /** HF mixed precision without DeepSpeed or FSDP: torch.amp autocast over the model in the dtype it was loaded in. */
     static boolean amp(PlanOptions o) {
         return o.stack() == Stack.HF && o.precision().mixed() && o.zero() == 0;
@@ -396,11 +424,8 @@ public final class PytorchProfile {
 
     static Activations activations(LlamaConfig c, PlanOptions o) {
         int a = o.precision().computeBytes();
-        // Under autocast over an fp32 model (full fine-tuning, or a base loaded in fp32) the embedding output is fp32 and
-        // so is the residual stream: block inputs and the final norm input are 4 B (matmul outputs stay half).
-        // prepare_model_for_kbit_training upcasts an unsharded quantised model's embedding to fp32 (see plan()): the same.
-        int r = amp(o) && (o.method() == Method.FULL || o.baseDtype() == PlanOptions.BaseDtype.FP32
-                || o.baseDtype() != null && o.baseDtype().quantised()) ? 4 : a;
+        // Block inputs and the final norm input are in the residual stream's dtype.
+        int r = residualBytes(o);
         double tokens = (double) o.batchSize() * o.seqLen();
         int layers = c.numLayers();
         double perToken = blockBytesPerToken(c, o);

@@ -50,12 +50,12 @@ class CalibrationTest {
      * The PEFT rows ran TRL's SFTTrainer on transformers before torch 2.8, whose default optim was adamw_torch
      * (torch.optim.AdamW, foreach); torchtune's configs of 2024-09 set fused: True (the planner's default).
      */
-    static final PlanOptions.PytorchSettings PEFT_ERA = new PlanOptions.PytorchSettings(false, false, true, false, null, PlanOptions.OptimizerImpl.FOREACH, false, false);
+    static final PlanOptions.PytorchSettings PEFT_ERA = new PlanOptions.PytorchSettings(false, false, true, false, null, PlanOptions.OptimizerImpl.FOREACH, false, false, false);
     /** The PEFT QLoRA rows (March 2024) ran bitsandbytes 0.43.0, the first with quant_storage, whose 4-bit matmul saved its input. */
     static final PlanOptions.PytorchSettings PEFT_ERA_BNB = new PlanOptions.PytorchSettings(false, false, true, false, null, PlanOptions.OptimizerImpl.FOREACH, false,
-            PlanOptions.PytorchSettings.bnbSavesInputs("0.43.0"));
+            PlanOptions.PytorchSettings.bnbSavesInputs("0.43.0"), false);
     /** torchtune's 8B_full_single_device: paged 8-bit AdamW stepped in backward. */
-    static final PlanOptions.PytorchSettings LOW_MEMORY = new PlanOptions.PytorchSettings(true, true, true, false, null, null, false, false);
+    static final PlanOptions.PytorchSettings LOW_MEMORY = new PlanOptions.PytorchSettings(true, true, true, false, null, null, false, false, false);
     static final PlanOptions.PytorchSettings DEFAULTS = PlanOptions.PytorchSettings.DEFAULTS;
 
     /** PEFT examples/sft pass --lora_dropout 0.1; torchtune's configs of 2024-09 set lora_dropout: 0.0. */
@@ -106,13 +106,13 @@ class CalibrationTest {
             case "tt-13" -> { c = l31_70; d = a100; metric = Metric.ALLOCATED;
                 // 70B_full.yaml: custom_sharded_layers: ['tok_embeddings', 'output'] wraps both as units of their own.
                 o = opts(Method.FULL, 0, List.of(), 0, Precision.BF16_PURE, null, Optim.ADAMW, true, 2, 2048, 3, 8, Offload.CPU, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP,
-                        new PlanOptions.PytorchSettings(true, false, true, true, null, null, false, false)); }
+                        new PlanOptions.PytorchSettings(true, false, true, true, null, null, false, false, false)); }
             case "tt-14" -> { c = l31_70; d = a100; metric = Metric.ALLOCATED;
                 o = opts(Method.LORA, 16, QKV, 0, Precision.BF16_PURE, null, Optim.ADAMW, true, 2, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, DEFAULTS); }
             case "tt-15" -> { c = l31_405; d = a100; metric = Metric.ALLOCATED;
                 // 405B_qlora.yaml (unlike the other Llama 3.1 configs of that commit) uses a plain torch.nn.CrossEntropyLoss.
                 o = opts(Method.QLORA, 16, all, 0, Precision.BF16_PURE, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP,
-                        new PlanOptions.PytorchSettings(false, false, true, false, PlanOptions.Loss.FULL, null, false, false)); }
+                        new PlanOptions.PytorchSettings(false, false, true, false, PlanOptions.Loss.FULL, null, false, false, false)); }
             case "ql-01" -> {
                 // The row states components; the first is the 4-bit base model (weights component alone).
                 o = opts(Method.QLORA, 64, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, false, 1, 512, 0, 1, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.DEEPSPEED, DEFAULTS);
@@ -122,6 +122,8 @@ class CalibrationTest {
             }
             default -> throw new IllegalArgumentException("no inputs for row " + id);
         }
+        // The torchtune README's table: "all the below numbers are provided for ... torch compile enabled".
+        if (id.startsWith("tt-")) o = o.withPytorch(o.pytorch().withCompiled(true));
         MemoryPlan p = Planner.plan(c, o, d);
         return new Prediction(p.peak(Column.DEVICE, metric), metric);
     }

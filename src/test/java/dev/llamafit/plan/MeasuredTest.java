@@ -1,4 +1,5 @@
-// The PyTorch profile against this project's own GPU measurements: HF Trainer, hand-written loops and generate on an H200.
+// The PyTorch profile against this project's own measurements: HF Trainer, hand-written loops and generate on an H200,
+// and what one block saves for backward, eager and compiled.
 package dev.llamafit.plan;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -131,5 +132,38 @@ class MeasuredTest {
         double buckets = 0;
         for (JsonNode c : ddpPlan.path("components")) if (c.path("name").asText().equals("gradients.ddp_buckets")) buckets = c.path("bytes").asDouble();
         assertEquals(1.0, (measured[1] - measured[0]) / buckets, 0.05, "measured DDP − plain against the planned buckets");
+    }
+
+    /**
+     * scripts/measure_block_saved.py: what one transformers LlamaDecoderLayer (block-512.json, bf16 without autocast)
+     * saves for backward per token, eager and under torch.compile, full fine-tuning and PEFT LoRA, summed over the
+     * tensors autograd keeps (saved_tensors_hooks), measured on the CPU. The planner's per-block count plus the
+     * attention's fp32 logsumexp must match within 0.5%, less the rotary cos/sin (computed once per forward and shared
+     * by every layer, so not a per-block term). In the dropout case the CPU keeps an fp32 noise tensor per adapter
+     * where CUDA's fused dropout keeps the 1-byte mask the planner counts: that case is compared with 3 more bytes per
+     * adapter input element.
+     */
+    @Test
+    void blockSavedTensorsAgainstMeasured() throws Exception {
+        dev.llamafit.model.LlamaConfig c = dev.llamafit.io.ConfigJson.read(Path.of("src/test/resources/planner/block-512.json"));
+        int compared = 0;
+        for (String line : Files.readAllLines(Path.of("src/test/resources/planner/measured_block_saved_cpu.jsonl"), StandardCharsets.UTF_8)) {
+            JsonNode m = Json.MAPPER.readTree(line);
+            List<String> targets = new ArrayList<>();
+            m.get("lora_targets").forEach(t -> targets.add(t.asText()));
+            PlanOptions.Method method = targets.isEmpty() ? PlanOptions.Method.FULL : PlanOptions.Method.LORA;
+            PlanOptions o = new PlanOptions(method, m.get("lora_r").asInt(), targets, m.get("lora_dropout").asDouble(), PlanOptions.Precision.BF16_PURE, null,
+                    PlanOptions.Optim.ADAMW, false, 1, m.get("batch").asInt(), m.get("seq").asInt(), 0, 1, PlanOptions.Offload.NONE, PlanOptions.Runtime.PYTORCH,
+                    PlanOptions.Attention.FLASH, PlanOptions.Stack.HF, PlanOptions.Sharding.DEEPSPEED, PlanOptions.PytorchSettings.DEFAULTS.withCompiled(m.get("compiled").asBoolean()));
+            double planned = PytorchProfile.blockBytesPerToken(c, o) + 4.0 * c.numHeads();
+            double measured = m.get("saved_bytes_per_token").asDouble() - m.get("rotary_bytes_per_token").asDouble();
+            boolean dropout = m.get("lora_dropout").asDouble() > 0;
+            if (dropout) for (String t : targets) planned += 3.0 * dev.llamafit.model.TrainingLayout.moduleIn(c, t);
+            System.out.printf(Locale.ROOT, "%-24s measured %8.0f B/token  planned %8.0f  ratio %.3f%s%n", m.get("case").asText(), measured, planned, planned / measured,
+                    dropout ? "  (with the CPU's fp32 dropout noise)" : "");
+            assertEquals(1.0, planned / measured, 0.005, m.get("case").asText());
+            compared++;
+        }
+        assertEquals(7, compared);
     }
 }
