@@ -3,9 +3,11 @@
 check the planner's per-block activation count (PytorchProfile.blockBytesPerToken).
 
 The layer is built from a config.json (default: src/test/resources/planner/block-512.json), in bf16 without autocast
-(`--precision bf16-pure`), as full fine-tuning or with PEFT LoRA adapters (fp32, PEFT's default). Its forward runs
-under torch.autograd.graph.saved_tensors_hooks, which see every tensor autograd keeps, compiled graphs included; the
-script sums the distinct storages that are not parameters. Compiled cases run once before they are measured.
+(`--precision bf16-pure`) or in fp32 under bf16 autocast (`--precision bf16`), as full fine-tuning or with PEFT LoRA
+adapters (fp32, PEFT's default). Its forward runs under torch.autograd.graph.saved_tensors_hooks, which see every
+tensor autograd keeps, compiled graphs included; the script sums the distinct storages that are not parameters (nor,
+under autocast, their half copies, which the planner counts as weights.autocast_copies). Compiled cases run once
+before they are measured.
 
 Runs on the CPU (no GPU needed): torch.compile's partitioner, which decides what a compiled graph saves, is the same
 on every device. One difference is known: on the CPU, dropout keeps an fp32 noise tensor where CUDA's fused kernel
@@ -21,14 +23,17 @@ import torch
 from transformers import LlamaConfig
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
 
-CASES = [  # name, method, LoRA targets, dropout, compiled
-    ("full-eager", "full", [], 0.0, False),
-    ("lora-qv-eager", "lora", ["q_proj", "v_proj"], 0.0, False),
-    ("lora-all-eager", "lora", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], 0.0, False),
-    ("lora-qv-dropout-eager", "lora", ["q_proj", "v_proj"], 0.1, False),
-    ("full-compiled", "full", [], 0.0, True),
-    ("lora-qv-compiled", "lora", ["q_proj", "v_proj"], 0.0, True),
-    ("lora-all-compiled", "lora", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], 0.0, True),
+ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+CASES = [  # name, method, LoRA targets, dropout, compiled, precision
+    ("full-eager", "full", [], 0.0, False, "bf16-pure"),
+    ("lora-qv-eager", "lora", ["q_proj", "v_proj"], 0.0, False, "bf16-pure"),
+    ("lora-all-eager", "lora", ALL, 0.0, False, "bf16-pure"),
+    ("lora-qv-dropout-eager", "lora", ["q_proj", "v_proj"], 0.1, False, "bf16-pure"),
+    ("full-compiled", "full", [], 0.0, True, "bf16-pure"),
+    ("lora-qv-compiled", "lora", ["q_proj", "v_proj"], 0.0, True, "bf16-pure"),
+    ("lora-all-compiled", "lora", ALL, 0.0, True, "bf16-pure"),
+    ("full-amp-eager", "full", [], 0.0, False, "bf16"),
+    ("lora-all-amp-eager", "lora", ALL, 0.0, False, "bf16"),
 ]
 
 
@@ -42,17 +47,22 @@ class Layer(torch.nn.Module):
         return out[0] if isinstance(out, tuple) else out
 
 
-def measure(cfg, method, targets, dropout, compiled, batch, seq):
+def measure(cfg, method, targets, dropout, compiled, precision, batch, seq):
     torch.manual_seed(0)
-    model = Layer(LlamaDecoderLayer(cfg, 0).to(torch.bfloat16))
+    amp = precision == "bf16"
+    dtype = torch.float32 if amp else torch.bfloat16
+    model = Layer(LlamaDecoderLayer(cfg, 0).to(dtype))
     if method == "lora":
         from peft import LoraConfig, get_peft_model
         model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=dropout, target_modules=targets))
     rotary = LlamaRotaryEmbedding(cfg)
-    x = torch.randn(batch, seq, cfg.hidden_size, dtype=torch.bfloat16, requires_grad=True)
+    x = torch.randn(batch, seq, cfg.hidden_size, dtype=dtype, requires_grad=True)
     positions = torch.arange(seq)[None].expand(batch, seq)
-    pe = tuple(t.to(torch.bfloat16) for t in rotary(x, positions))
+    pe = tuple(t.to(dtype) for t in rotary(x, positions))
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    # Under autocast the half copies of the weights are saved too (some transposed); they have the weights' shapes (the
+    # batch is chosen so that no activation has one) and the planner counts them apart.
+    weight_shapes = {s for p in model.parameters() if p.dim() == 2 for s in (tuple(p.shape), tuple(p.shape)[::-1])}
     f = torch.compile(model) if compiled else model
     if compiled:
         f(x, pe).float().sum().backward()
@@ -60,11 +70,11 @@ def measure(cfg, method, targets, dropout, compiled, batch, seq):
 
     def pack(t):
         storage = t.untyped_storage()
-        if storage.data_ptr() not in params:
+        if storage.data_ptr() not in params and not (amp and t.dtype == torch.bfloat16 and tuple(t.shape) in weight_shapes):
             kept[storage.data_ptr()] = storage.nbytes()
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         f(x, pe)
     # cos and sin, saved by the rotary multiplies, are computed once per forward and shared by every layer.
     rotary_bytes = sum(t.untyped_storage().nbytes() for t in pe if t.untyped_storage().data_ptr() in kept)
@@ -76,17 +86,17 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--config", default=os.path.join(os.path.dirname(__file__), "..", "src", "test", "resources", "planner", "block-512.json"))
     p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--seq", type=int, default=256)
+    p.add_argument("--seq", type=int, default=192, help="with --batch, no activation may have a weight's shape (2 × 192 = 384 rows)")
     a = p.parse_args()
     with open(a.config) as fh:
         cfg = LlamaConfig(**json.load(fh))
     cfg._attn_implementation = "sdpa"
     with open(a.out, "w") as out:
-        for name, method, targets, dropout, compiled in CASES:
-            per_token, rotary = measure(cfg, method, targets, dropout, compiled, a.batch, a.seq)
+        for name, method, targets, dropout, compiled, precision in CASES:
+            per_token, rotary = measure(cfg, method, targets, dropout, compiled, precision, a.batch, a.seq)
             row = dict(case=name, method=method, lora_targets=targets, lora_r=8 if targets else 0, lora_dropout=dropout, compiled=compiled,
-                       batch=a.batch, seq=a.seq, saved_bytes_per_token=per_token, rotary_bytes_per_token=rotary,
-                       torch=torch.__version__, device="cpu", precision="bf16-pure")
+                       precision=precision, batch=a.batch, seq=a.seq, saved_bytes_per_token=per_token, rotary_bytes_per_token=rotary,
+                       torch=torch.__version__, device="cpu")
             print(json.dumps(row), flush=True)
             out.write(json.dumps(row) + "\n")
 

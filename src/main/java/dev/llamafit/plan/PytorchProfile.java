@@ -366,6 +366,10 @@ public final class PytorchProfile {
         if (!eager || baseKeepsInputs || !copies && targets(o, "o_proj")) el += c.qDim();
         if (baseKeepsInputs || !copies && targets(o, "gate_proj", "up_proj")) el += c.hiddenSize();
         if (baseKeepsInputs || !copies && targets(o, "down_proj")) el += c.intermediateSize();
+        // Autocast over an fp32 residual stream casts each matmul's input itself, and a matmul whose weight trains saves
+        // its own cast: q, k and v keep three half copies of the attention norm's output, gate and up two of the MLP
+        // norm's, where eager half precision shares one (o and down read tensors already in the compute dtype).
+        if (full && !compiled && a < 4 && residualBytes(o) == 4) el += 3.0 * c.hiddenSize();
         double bytes = el * a;
         if (!compiled) {
             // Eager RMSNorm (transformers' LlamaRMSNorm and torchtune's alike) upcasts its input to fp32, and pow/mul

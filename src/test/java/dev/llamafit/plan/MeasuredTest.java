@@ -152,18 +152,21 @@ class MeasuredTest {
             List<String> targets = new ArrayList<>();
             m.get("lora_targets").forEach(t -> targets.add(t.asText()));
             PlanOptions.Method method = targets.isEmpty() ? PlanOptions.Method.FULL : PlanOptions.Method.LORA;
-            PlanOptions o = new PlanOptions(method, m.get("lora_r").asInt(), targets, m.get("lora_dropout").asDouble(), PlanOptions.Precision.BF16_PURE, null,
+            // bf16-pure: the layer in bf16; bf16: the layer in fp32 under bf16 autocast (a LoRA base loaded in fp32).
+            PlanOptions.Precision precision = PlanOptions.parse(PlanOptions.Precision.class, "precision", m.get("precision").asText());
+            PlanOptions.BaseDtype base = precision.mixed() && method != PlanOptions.Method.FULL ? PlanOptions.BaseDtype.FP32 : null;
+            PlanOptions o = new PlanOptions(method, m.get("lora_r").asInt(), targets, m.get("lora_dropout").asDouble(), precision, base,
                     PlanOptions.Optim.ADAMW, false, 1, m.get("batch").asInt(), m.get("seq").asInt(), 0, 1, PlanOptions.Offload.NONE, PlanOptions.Runtime.PYTORCH,
                     PlanOptions.Attention.FLASH, PlanOptions.Stack.HF, PlanOptions.Sharding.DEEPSPEED, PlanOptions.PytorchSettings.DEFAULTS.withCompiled(m.get("compiled").asBoolean()));
             double planned = PytorchProfile.blockBytesPerToken(c, o) + 4.0 * c.numHeads();
             double measured = m.get("saved_bytes_per_token").asDouble() - m.get("rotary_bytes_per_token").asDouble();
             boolean dropout = m.get("lora_dropout").asDouble() > 0;
             if (dropout) for (String t : targets) planned += 3.0 * dev.llamafit.model.TrainingLayout.moduleIn(c, t);
-            System.out.printf(Locale.ROOT, "%-24s measured %8.0f B/token  planned %8.0f  ratio %.3f%s%n", m.get("case").asText(), measured, planned, planned / measured,
+            System.out.printf(Locale.ROOT, "%-24s %-9s measured %8.0f B/token  planned %8.0f  ratio %.3f%s%n", m.get("case").asText(), precision == PlanOptions.Precision.BF16 ? "autocast" : "bf16", measured, planned, planned / measured,
                     dropout ? "  (with the CPU's fp32 dropout noise)" : "");
             assertEquals(1.0, planned / measured, 0.005, m.get("case").asText());
             compared++;
         }
-        assertEquals(7, compared);
+        assertEquals(9, compared);
     }
 }
