@@ -379,6 +379,24 @@ class PlanCommandTest {
     }
 
     @Test
+    void compileRecomputesSiluAndTheNormUpcasts() throws Exception {
+        // Llama 3.1 8B LoRA (q, v) in bf16 without autocast, no checkpointing: compiled, each block saves silu(gate)
+        // (F) and the two norms' fp32 upcasts (2C × (4 − 2)) less, per token; the two adapters over the same input
+        // share one fp32 cast (C × 4).
+        String[] base = {"plan", "--model", "llama-3.1-8b", "--device", "h200", "--precision", "bf16-pure", "--method", "lora",
+                "--batch-size", "1", "--seq-len", "1024"};
+        JsonNode eager = json(base), compiled = json(concat(base, "--compile"));
+        double perToken = 14336 * 2.0 + 2 * 4096 * 2.0 + 4096 * 4.0;
+        assertEquals(32 * 1024 * perToken, phase(eager, "activations", "forward") - phase(compiled, "activations", "forward"), 64);
+        Run cpu = run("plan", "--model", "llama-3.1-8b", "--compile");
+        assertEquals(2, cpu.code);
+        assertTrue(cpu.err.contains("--compile") && cpu.err.contains("--runtime pytorch"), cpu.err);
+        Run inference = run("plan", "--model", "llama-3.1-8b", "--device", "h200", "--inference", "--compile");
+        assertEquals(2, inference.code);
+        assertTrue(inference.err.contains("not --inference"), inference.err);
+    }
+
+    @Test
     void oldBitsandbytesKeepsEveryFourBitMatmulInput() throws Exception {
         // Llama-2-7B QLoRA with dropout: the adapters read their own dropped-out copies, so with a current bitsandbytes
         // no base layer input is saved but the flash output; 0.43.1 saves the q/k/v input, the gate/up input (the two
