@@ -3,8 +3,8 @@
 check the planner's per-block activation count (PytorchProfile.blockBytesPerToken).
 
 The layer is built from a config.json (default: src/test/resources/planner/block-512.json), in bf16 without autocast
-(`--precision bf16-pure`) or in fp32 under bf16 autocast (`--precision bf16`), as full fine-tuning or with PEFT LoRA
-adapters (fp32, PEFT's default). Its forward runs under torch.autograd.graph.saved_tensors_hooks, which see every
+(`--precision bf16-pure`), in fp32 under bf16 autocast (`--precision bf16`) or in fp32, with SDPA or eager attention,
+as full fine-tuning or with PEFT LoRA adapters (fp32, PEFT's default). Its forward runs under torch.autograd.graph.saved_tensors_hooks, which see every
 tensor autograd keeps, compiled graphs included; the script sums the distinct storages that are not parameters (nor,
 under autocast, their half copies, which the planner counts as weights.autocast_copies). Compiled cases run once
 before they are measured.
@@ -24,16 +24,20 @@ from transformers import LlamaConfig
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
 
 ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-CASES = [  # name, method, LoRA targets, dropout, compiled, precision
-    ("full-eager", "full", [], 0.0, False, "bf16-pure"),
-    ("lora-qv-eager", "lora", ["q_proj", "v_proj"], 0.0, False, "bf16-pure"),
-    ("lora-all-eager", "lora", ALL, 0.0, False, "bf16-pure"),
-    ("lora-qv-dropout-eager", "lora", ["q_proj", "v_proj"], 0.1, False, "bf16-pure"),
-    ("full-compiled", "full", [], 0.0, True, "bf16-pure"),
-    ("lora-qv-compiled", "lora", ["q_proj", "v_proj"], 0.0, True, "bf16-pure"),
-    ("lora-all-compiled", "lora", ALL, 0.0, True, "bf16-pure"),
-    ("full-amp-eager", "full", [], 0.0, False, "bf16"),
-    ("lora-all-amp-eager", "lora", ALL, 0.0, False, "bf16"),
+CASES = [  # name, method, LoRA targets, dropout, compiled, precision, attention
+    ("full-eager", "full", [], 0.0, False, "bf16-pure", "sdpa"),
+    ("lora-qv-eager", "lora", ["q_proj", "v_proj"], 0.0, False, "bf16-pure", "sdpa"),
+    ("lora-all-eager", "lora", ALL, 0.0, False, "bf16-pure", "sdpa"),
+    ("lora-qv-dropout-eager", "lora", ["q_proj", "v_proj"], 0.1, False, "bf16-pure", "sdpa"),
+    ("full-compiled", "full", [], 0.0, True, "bf16-pure", "sdpa"),
+    ("lora-qv-compiled", "lora", ["q_proj", "v_proj"], 0.0, True, "bf16-pure", "sdpa"),
+    ("lora-all-compiled", "lora", ALL, 0.0, True, "bf16-pure", "sdpa"),
+    ("full-amp-eager", "full", [], 0.0, False, "bf16", "sdpa"),
+    ("lora-all-amp-eager", "lora", ALL, 0.0, False, "bf16", "sdpa"),
+    ("full-fp32", "full", [], 0.0, False, "fp32", "sdpa"),
+    ("lora-qv-fp32", "lora", ["q_proj", "v_proj"], 0.0, False, "fp32", "sdpa"),
+    ("full-eager-attention", "full", [], 0.0, False, "bf16-pure", "eager"),
+    ("lora-qv-eager-attention-amp", "lora", ["q_proj", "v_proj"], 0.0, False, "bf16", "eager"),
 ]
 
 
@@ -47,10 +51,11 @@ class Layer(torch.nn.Module):
         return out[0] if isinstance(out, tuple) else out
 
 
-def measure(cfg, method, targets, dropout, compiled, precision, batch, seq):
+def measure(cfg, method, targets, dropout, compiled, precision, attention, batch, seq):
     torch.manual_seed(0)
+    cfg._attn_implementation = attention
     amp = precision == "bf16"
-    dtype = torch.float32 if amp else torch.bfloat16
+    dtype = torch.float32 if amp or precision == "fp32" else torch.bfloat16
     model = Layer(LlamaDecoderLayer(cfg, 0).to(dtype))
     if method == "lora":
         from peft import LoraConfig, get_peft_model
@@ -90,12 +95,11 @@ def main():
     a = p.parse_args()
     with open(a.config) as fh:
         cfg = LlamaConfig(**json.load(fh))
-    cfg._attn_implementation = "sdpa"
     with open(a.out, "w") as out:
-        for name, method, targets, dropout, compiled, precision in CASES:
-            per_token, rotary = measure(cfg, method, targets, dropout, compiled, precision, a.batch, a.seq)
+        for name, method, targets, dropout, compiled, precision, attention in CASES:
+            per_token, rotary = measure(cfg, method, targets, dropout, compiled, precision, attention, a.batch, a.seq)
             row = dict(case=name, method=method, lora_targets=targets, lora_r=8 if targets else 0, lora_dropout=dropout, compiled=compiled,
-                       precision=precision, batch=a.batch, seq=a.seq, saved_bytes_per_token=per_token, rotary_bytes_per_token=rotary,
+                       precision=precision, attention=attention, batch=a.batch, seq=a.seq, saved_bytes_per_token=per_token, rotary_bytes_per_token=rotary,
                        torch=torch.__version__, device="cpu")
             print(json.dumps(row), flush=True)
             out.write(json.dumps(row) + "\n")

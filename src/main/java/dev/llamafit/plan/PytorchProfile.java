@@ -342,11 +342,14 @@ public final class PytorchProfile {
      * pointwise silu(gate) and the norms' fp32 upcasts from what it keeps, and one cast of a shared input serves every
      * adapter that reads it.
      */
-    public static double blockBytesPerToken(LlamaConfig c, PlanOptions o) {
+    public static double blockBytesPerToken(LlamaConfig c, PlanOptions o) { return blockBytesPerToken(c, o, attentionKernel(c, o)); }
+
+    /** The same, with the attention kernel given (a CPU runs fp32 SDPA with a flash kernel, which CUDA lacks). */
+    static double blockBytesPerToken(LlamaConfig c, PlanOptions o, PlanOptions.Attention kernel) {
         int a = o.precision().computeBytes();
         // Eager attention (and SDPA's math backend) multiplies by keys and values repeated to every query head
         // (repeat_kv), and those expanded copies are what its matmuls save; flash kernels read the grouped k and v.
-        boolean eager = attentionKernel(c, o) == PlanOptions.Attention.EAGER;
+        boolean eager = kernel == PlanOptions.Attention.EAGER;
         boolean compiled = o.compiled();
         // silu(gate) is saved for the product's backward in eager PyTorch; the compiled graph recomputes it from gate.
         double el = 2.0 * c.hiddenSize() + c.qDim() + 2.0 * (eager ? c.qDim() : c.kvDim()) + (compiled ? 2.0 : 3.0) * c.intermediateSize();

@@ -157,16 +157,22 @@ class MeasuredTest {
             PlanOptions.BaseDtype base = precision.mixed() && method != PlanOptions.Method.FULL ? PlanOptions.BaseDtype.FP32 : null;
             PlanOptions o = new PlanOptions(method, m.get("lora_r").asInt(), targets, m.get("lora_dropout").asDouble(), precision, base,
                     PlanOptions.Optim.ADAMW, false, 1, m.get("batch").asInt(), m.get("seq").asInt(), 0, 1, PlanOptions.Offload.NONE, PlanOptions.Runtime.PYTORCH,
-                    PlanOptions.Attention.FLASH, PlanOptions.Stack.HF, PlanOptions.Sharding.DEEPSPEED, PlanOptions.PytorchSettings.DEFAULTS.withCompiled(m.get("compiled").asBoolean()));
-            double planned = PytorchProfile.blockBytesPerToken(c, o) + 4.0 * c.numHeads();
+                    m.get("attention").asText().equals("eager") ? PlanOptions.Attention.EAGER : PlanOptions.Attention.FLASH, PlanOptions.Stack.HF,
+                    PlanOptions.Sharding.DEEPSPEED, PlanOptions.PytorchSettings.DEFAULTS.withCompiled(m.get("compiled").asBoolean()));
+            // Per block: the saved tensors per token, plus the attention's own: the fp32 logsumexp of SDPA's kernels,
+            // or eager attention's H·T probabilities per token (fp32 softmax and its cast). On the CPU, SDPA runs fp32
+            // with a flash kernel; on CUDA it has none and falls back to the math kernel (PytorchProfile.attentionKernel).
+            PlanOptions.Attention kernel = o.attention();
+            double attention = kernel == PlanOptions.Attention.EAGER ? PytorchProfile.eagerAttentionBytesPerSequence(c, o) / o.seqLen() : 4.0 * c.numHeads();
+            double planned = PytorchProfile.blockBytesPerToken(c, o, kernel) + attention;
             double measured = m.get("saved_bytes_per_token").asDouble() - m.get("rotary_bytes_per_token").asDouble();
             boolean dropout = m.get("lora_dropout").asDouble() > 0;
             if (dropout) for (String t : targets) planned += 3.0 * dev.llamafit.model.TrainingLayout.moduleIn(c, t);
-            System.out.printf(Locale.ROOT, "%-24s %-9s measured %8.0f B/token  planned %8.0f  ratio %.3f%s%n", m.get("case").asText(), precision == PlanOptions.Precision.BF16 ? "autocast" : "bf16", measured, planned, planned / measured,
+            System.out.printf(Locale.ROOT, "%-28s %-16s measured %8.0f B/token  planned %8.0f  ratio %.3f%s%n", m.get("case").asText(), (precision == PlanOptions.Precision.BF16 ? "autocast" : PlanOptions.name(precision)) + " " + m.get("attention").asText(), measured, planned, planned / measured,
                     dropout ? "  (with the CPU's fp32 dropout noise)" : "");
             assertEquals(1.0, planned / measured, 0.005, m.get("case").asText());
             compared++;
         }
-        assertEquals(9, compared);
+        assertEquals(13, compared);
     }
 }
