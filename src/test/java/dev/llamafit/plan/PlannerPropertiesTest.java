@@ -89,11 +89,16 @@ class PlannerPropertiesTest {
     }
 
     static Long shaped(LlamaConfig c, PlanOptions.Runtime rt, Method m, Precision p, PlanOptions.Attention att, Stack st, boolean ckpt, int every, int seqLen) {
+        return allocated(c, () -> new PlanOptions(m, m == Method.FULL ? 0 : 8, List.of("q_proj", "v_proj"), 0.1, p, null, Optim.ADAMW, ckpt, every, 2, seqLen, 0, 1,
+                Offload.NONE, rt, att, st, Sharding.DEEPSPEED, PlanOptions.PytorchSettings.DEFAULTS),
+                rt == PlanOptions.Runtime.PYTORCH ? Devices.gpu("h200") : Devices.cpu(1L << 40, 2));
+    }
+
+    /** The allocated peak of the options, or null when they are refused. */
+    static Long allocated(LlamaConfig c, java.util.function.Supplier<PlanOptions> options, Device d) {
         try {
-            PlanOptions o = new PlanOptions(m, m == Method.FULL ? 0 : 8, List.of("q_proj", "v_proj"), 0.1, p, null, Optim.ADAMW, ckpt, every, 2, seqLen, 0, 1,
-                    Offload.NONE, rt, att, st, Sharding.DEEPSPEED, PlanOptions.PytorchSettings.DEFAULTS);
+            PlanOptions o = options.get();
             o.validateFor(c);
-            Device d = rt == PlanOptions.Runtime.PYTORCH ? Devices.gpu("h200") : Devices.cpu(1L << 40, 2);
             return Planner.plan(c, o, d).peak(Column.DEVICE, Metric.ALLOCATED);
         } catch (IllegalArgumentException refused) {
             return null;
@@ -132,14 +137,8 @@ class PlannerPropertiesTest {
 
     static Long peak(LlamaConfig c, Method m, Precision p, BaseDtype base, Optim opt, boolean ckpt, int batch, int zero, int workers, Offload off,
                      Sharding sh, Stack st) {
-        try {
-            PlanOptions o = new PlanOptions(m, m == Method.FULL ? 0 : 8, List.of("q_proj", "v_proj"), 0.0, p, base, opt, ckpt, 1, batch, 1024, zero, workers, off,
-                    PlanOptions.Runtime.PYTORCH, PlanOptions.Attention.FLASH, st, sh, PlanOptions.PytorchSettings.DEFAULTS);
-            o.validateFor(c);
-            return Planner.plan(c, o, Devices.gpu("a100-80gb")).peak(Column.DEVICE, Metric.ALLOCATED);
-        } catch (IllegalArgumentException refused) {
-            return null;
-        }
+        return allocated(c, () -> new PlanOptions(m, m == Method.FULL ? 0 : 8, List.of("q_proj", "v_proj"), 0.0, p, base, opt, ckpt, 1, batch, 1024, zero, workers, off,
+                PlanOptions.Runtime.PYTORCH, PlanOptions.Attention.FLASH, st, sh, PlanOptions.PytorchSettings.DEFAULTS), Devices.gpu("a100-80gb"));
     }
 
     @Test
