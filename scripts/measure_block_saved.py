@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Measures what one transformers LlamaDecoderLayer saves for backward, per token, eager and under torch.compile, to
-check the planner's per-block activation count (PytorchProfile.blockBytesPerToken).
+check the planner's per-block activation count (PytorchProfile.blockBytesPerToken), and what a whole small model
+saves in its forward with the loss, checkpointed or not (the planner's activations at the end of forward).
 
 The layer is built from a config.json (default: src/test/resources/planner/block-512.json), in bf16 without autocast
 (`--precision bf16-pure`), in fp32 under bf16 autocast (`--precision bf16`) or in fp32, with SDPA or eager attention,
@@ -20,7 +21,7 @@ import json
 import os
 
 import torch
-from transformers import LlamaConfig
+from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
 
 ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -86,10 +87,49 @@ def measure(cfg, method, targets, dropout, compiled, precision, attention, batch
     return sum(kept.values()) / (batch * seq), rotary_bytes / (batch * seq)
 
 
+MODEL_CASES = [  # name, method, gradient checkpointing: a whole 4-layer model with its loss
+    ("model-full", "full", False),
+    ("model-full-ckpt", "full", True),
+    ("model-lora-qv", "lora", False),
+    ("model-lora-qv-ckpt", "lora", True),
+]
+
+
+def measure_model(cfg_dict, method, ckpt, batch, seq):
+    """Everything a LlamaForCausalLM forward with its loss saves, per token (bf16, SDPA): the blocks (or, checkpointed,
+    their inputs), the final norm, the LM head's input and the loss's log-softmax and labels."""
+    cfg = LlamaConfig(**cfg_dict)
+    cfg._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg).to(torch.bfloat16)
+    if method == "lora":
+        from peft import LoraConfig, get_peft_model
+        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]))
+    model.train()
+    if ckpt:
+        model.gradient_checkpointing_enable()
+        if method == "lora":
+            model.enable_input_require_grads()
+    ids = torch.randint(0, cfg.vocab_size, (batch, seq))
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    kept = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            kept[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(input_ids=ids, labels=ids)
+    return sum(kept.values()) / (batch * seq)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
     p.add_argument("--config", default=os.path.join(os.path.dirname(__file__), "..", "src", "test", "resources", "planner", "block-512.json"))
+    p.add_argument("--model-config", default=os.path.join(os.path.dirname(__file__), "..", "src", "test", "resources", "planner", "model-512x4.json"))
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--seq", type=int, default=192, help="with --batch, no activation may have a weight's shape (2 × 192 = 384 rows)")
     a = p.parse_args()
@@ -101,6 +141,15 @@ def main():
             row = dict(case=name, method=method, lora_targets=targets, lora_r=8 if targets else 0, lora_dropout=dropout, compiled=compiled,
                        precision=precision, attention=attention, batch=a.batch, seq=a.seq, saved_bytes_per_token=per_token, rotary_bytes_per_token=rotary,
                        torch=torch.__version__, device="cpu")
+            print(json.dumps(row), flush=True)
+            out.write(json.dumps(row) + "\n")
+        with open(a.model_config) as fh:
+            cfg_dict = json.load(fh)
+        for name, method, ckpt in MODEL_CASES:
+            per_token = measure_model(cfg_dict, method, ckpt, a.batch, a.seq)
+            row = dict(case=name, method=method, lora_targets=["q_proj", "v_proj"] if method == "lora" else [], lora_r=8 if method == "lora" else 0,
+                       lora_dropout=0.0, compiled=False, precision="bf16-pure", attention="sdpa", gradient_checkpointing=ckpt, model=True,
+                       batch=a.batch, seq=a.seq, saved_bytes_per_token=per_token, rotary_bytes_per_token=0, torch=torch.__version__, device="cpu")
             print(json.dumps(row), flush=True)
             out.write(json.dumps(row) + "\n")
 

@@ -441,8 +441,14 @@ public final class PytorchProfile {
         if (kernel == PlanOptions.Attention.EAGER) block += eagerAttentionBytesPerSequence(c, o) * o.batchSize();
         else block += 4.0 * c.numHeads() * tokens; // logsumexp, fp32
         double residual = tokens * c.hiddenSize() * r;
-        // The last block's output (final norm input) and, when the LM head trains, the final norm's output.
-        double head = residual * (o.method() == Method.FULL ? 2 : 1);
+        // The final norm saves its input (as an fp32 copy when eager, like every RMSNorm) and its rstd; when the norm
+        // weight and the LM head train, also the normalised input (residual dtype) and the LM head's input, and the
+        // embedding its token ids (int64). The rotary cos and sin (T × D each, shared by the batch, in the residual
+        // dtype) are computed once per forward and saved by every block that is not checkpointed: once.
+        boolean trainsHead = o.method() == Method.FULL;
+        double head = tokens * (c.hiddenSize() * (o.compiled() ? r : 4.0) + 4
+                + (trainsHead ? c.hiddenSize() * ((o.compiled() ? 0 : r) + (double) a) + 8 : 0))
+                + (o.gradientCheckpointing() && o.checkpointedBlocks(layers) == layers ? 0 : 2.0 * c.headDim() * r * o.seqLen());
         // Backward through one block holds its input gradient and the largest intermediate gradients.
         double blockTransient = tokens * (2.0 * c.hiddenSize() + 2.0 * c.intermediateSize()) * a;
         double saved, backward;
@@ -454,6 +460,11 @@ public final class PytorchProfile {
             formula = String.format(java.util.Locale.ROOT, "checkpointing: L × N·C·%d B (block inputs) + one block recomputed (%.0f B/token) + backward temporaries", r, perToken);
         } else {
             saved = layers * block + head;
+            // Adapters over a frozen embedding: nothing before the first block needs a gradient, so its attention norm
+            // saves nothing (checkpointing, and prepare_model_for_kbit_training, turn the embedding output's
+            // requires_grad on: then it saves as every other).
+            boolean kbitPrep = o.baseDtype() != null && o.baseDtype().quantised() && o.stack() == Stack.HF && o.zero() < 3;
+            if (o.method() != Method.FULL && !kbitPrep) saved -= tokens * (c.hiddenSize() * (o.compiled() ? a : 4.0) + 4);
             backward = saved + blockTransient;
             formula = String.format(java.util.Locale.ROOT, "L × %.0f B/token%s (Korthikanti et al. 2022, recounted for LLaMA) + backward temporaries",
                     perToken, kernel == PlanOptions.Attention.EAGER ? " + B·H·T²·" + (4 + (a == 4 ? 0 : a)) + " B "
@@ -486,8 +497,9 @@ public final class PytorchProfile {
             // A loop that keeps the output object (out = model(...); out.loss.backward()) holds the logits as well.
             int upcast = a == 4 ? 0 : 4;
             int held = o.keepOutputs() ? a : 0;
-            lossForward = nv * (a + upcast + 4);
-            lossBackward = nv * (held + 4 + 4 + 4);
+            // The loss also keeps its shifted labels (int64) for backward.
+            lossForward = nv * (a + upcast + 4) + tokens * 8;
+            lossBackward = nv * (held + 4 + 4 + 4) + tokens * 8;
             lossFormula = "full logits: N·V × (" + a + " logits" + (a == 4 ? "" : " + 4 fp32 upcast") + " + 4 log-softmax) in forward, "
                     + "N·V × " + (held + 12) + " B in backward (log-softmax output and its two fp32 gradients"
                     + (o.keepOutputs() ? ", and the logits the loop still holds)" : ")");

@@ -149,6 +149,7 @@ class MeasuredTest {
         int compared = 0;
         for (String line : Files.readAllLines(Path.of("src/test/resources/planner/measured_block_saved_cpu.jsonl"), StandardCharsets.UTF_8)) {
             JsonNode m = Json.MAPPER.readTree(line);
+            if (m.path("model").asBoolean()) continue;
             List<String> targets = new ArrayList<>();
             m.get("lora_targets").forEach(t -> targets.add(t.asText()));
             PlanOptions.Method method = targets.isEmpty() ? PlanOptions.Method.FULL : PlanOptions.Method.LORA;
@@ -174,5 +175,37 @@ class MeasuredTest {
             compared++;
         }
         assertEquals(13, compared);
+    }
+
+    /**
+     * The same script's whole-model cases: a 4-layer model of the same block (model-512x4.json) with its loss, full
+     * fine-tuning or LoRA, with and without gradient checkpointing. What the forward saves must be the planner's
+     * activations at the end of forward plus what the loss keeps for backward (its fp32 log-softmax and shifted
+     * labels), within 0.5%: this checks the checkpointed block inputs, the final norm, the LM head's input and the
+     * model-level tensors (token ids, rotary tables) around the per-block count above.
+     */
+    @Test
+    void modelForwardSavedTensorsAgainstMeasured() throws Exception {
+        dev.llamafit.model.LlamaConfig c = dev.llamafit.io.ConfigJson.read(Path.of("src/test/resources/planner/model-512x4.json"));
+        int compared = 0;
+        for (String line : Files.readAllLines(Path.of("src/test/resources/planner/measured_block_saved_cpu.jsonl"), StandardCharsets.UTF_8)) {
+            JsonNode m = Json.MAPPER.readTree(line);
+            if (!m.path("model").asBoolean()) continue;
+            List<String> targets = new ArrayList<>();
+            m.get("lora_targets").forEach(t -> targets.add(t.asText()));
+            PlanOptions.Method method = targets.isEmpty() ? PlanOptions.Method.FULL : PlanOptions.Method.LORA;
+            PlanOptions o = new PlanOptions(method, m.get("lora_r").asInt(), targets, 0, PlanOptions.Precision.BF16_PURE, null, PlanOptions.Optim.ADAMW,
+                    m.get("gradient_checkpointing").asBoolean(), 1, m.get("batch").asInt(), m.get("seq").asInt(), 0, 1, PlanOptions.Offload.NONE,
+                    PlanOptions.Runtime.PYTORCH, PlanOptions.Attention.FLASH, PlanOptions.Stack.HF, PlanOptions.Sharding.DEEPSPEED, PlanOptions.PytorchSettings.DEFAULTS);
+            double tokens = (double) o.batchSize() * o.seqLen();
+            MemoryPlan plan = PytorchProfile.plan(c, o, Devices.gpu("h200"));
+            double activations = plan.components().stream().filter(x -> x.name().equals("activations")).findFirst().orElseThrow().bytes(Phase.FORWARD);
+            double planned = activations / tokens + 4.0 * c.vocabSize() + 8;
+            double measured = m.get("saved_bytes_per_token").asDouble();
+            System.out.printf(Locale.ROOT, "%-28s measured %9.0f B/token  planned %9.0f  ratio %.3f%n", m.get("case").asText(), measured, planned, planned / measured);
+            assertEquals(1.0, planned / measured, 0.005, m.get("case").asText());
+            compared++;
+        }
+        assertEquals(4, compared);
     }
 }

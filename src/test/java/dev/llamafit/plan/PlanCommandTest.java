@@ -387,6 +387,8 @@ class PlanCommandTest {
                 "--batch-size", "1", "--seq-len", "1024"};
         JsonNode eager = json(base), compiled = json(concat(base, "--compile"));
         double perToken = 14336 * 2.0 + 2 * 4096 * 2.0 + 4096 * 4.0;
+        // (The final norm keeps its half input instead of the fp32 upcast, and the first block's attention norm, whose
+        // input needs no gradient under LoRA, keeps nothing either way: the two differences cancel.)
         assertEquals(32 * 1024 * perToken, phase(eager, "activations", "forward") - phase(compiled, "activations", "forward"), 64);
         Run cpu = run("plan", "--model", "llama-3.1-8b", "--compile");
         assertEquals(2, cpu.code);
