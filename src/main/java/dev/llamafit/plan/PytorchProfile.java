@@ -334,7 +334,7 @@ public final class PytorchProfile {
 
     /**
      * Bytes one block saves for backward per token, for LLaMA (Korthikanti et al. 2022 §4.1 recounted): the residual
-     * inputs of both RMSNorms (2C; in fp32 in the HF stack), q (H·D), k and v (2·KvH·D), the attention output (H·D), the SwiGLU gate, up and
+     * inputs of both RMSNorms (2C; saved as fp32 copies when eager), q (H·D), k and v (2·KvH·D), the attention output (H·D), the SwiGLU gate, up and
      * silu(gate) (3F), and the inputs of the linear layers whose weights need a gradient: the two norm outputs (2C)
      * and the SwiGLU product (F). LoRA freezes the base: a frozen Linear's input is kept only if its adapter reads it
      * (PyTorch saves a matmul input only for a weight gradient). Eager attention adds B·H·T² probabilities per block.
