@@ -65,6 +65,8 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
                                   Loss loss, OptimizerImpl optimizerImpl, boolean keepOutputs, boolean bnbSavesInputs, boolean compiled) {
         /** What the stacks do unless told otherwise. */
         public static final PytorchSettings DEFAULTS = new PytorchSettings(false, false, true, false, null, null, false, false, false);
+        /** major.minor[.patch] with an optional suffix (.dev0, rc1, +cu121). */
+        private static final java.util.regex.Pattern VERSION = java.util.regex.Pattern.compile("(\\d+)\\.(\\d+)(?:\\.(\\d+))?(?:[.+-]?[A-Za-z0-9.+-]*)?");
         /** The first bitsandbytes release whose 4-bit matmul no longer saves its input. */
         public static final String BNB_FIXED_SAVED_INPUT = "0.43.2";
 
@@ -93,7 +95,7 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
         }
 
         private static int[] versionParts(String v) {
-            java.util.regex.Matcher m = java.util.regex.Pattern.compile("(\\d+)\\.(\\d+)(?:\\.(\\d+))?(?:[.+-]?[A-Za-z0-9.+-]*)?").matcher(v == null ? "" : v.trim());
+            java.util.regex.Matcher m = VERSION.matcher(v == null ? "" : v.trim());
             if (!m.matches()) throw new IllegalArgumentException("--bitsandbytes takes a version such as 0.43.1, got '" + v + "'");
             return new int[]{Integer.parseInt(m.group(1)), Integer.parseInt(m.group(2)), m.group(3) == null ? 0 : Integer.parseInt(m.group(3))};
         }

@@ -112,7 +112,7 @@ public final class PytorchProfile {
         // FSDP's SHARD_GRAD_OP (ZeRO-2) shards the parameters too, but only at rest: a unit gathered for its forward
         // stays gathered until its backward, so the whole model is gathered at the end of forward.
         boolean gradOp = fsdp && o.zero() == 2;
-        boolean paramsSharded = o.zero() >= 3 || gradOp;
+        boolean paramsSharded = paramsSharded(o);
         // DeepSpeed in bf16/fp16 mode casts the whole module to the half dtype, whatever it was loaded in.
         boolean deepspeedCast = o.zero() > 0 && o.sharding() == PlanOptions.Sharding.DEEPSPEED && o.precision() != Precision.FP32;
         boolean hf = o.stack() == Stack.HF;
@@ -143,11 +143,11 @@ public final class PytorchProfile {
             // PEFT keeps adapters in fp32 (get_peft_model's autocast_adapter_dtype, on by default), with or without
             // autocast; torchtune keeps the model dtype.
             trainDtype = hf ? 4 : a;
-            // Unsharded QLoRA in the HF stack runs prepare_model_for_kbit_training, which upcasts every
-            // non-quantised parameter (embeddings, norms, LM head) to fp32; sharded runs keep quant_storage (bf16).
-            // An unquantised base is stored as loaded (--base-dtype fp32|bf16|fp16, default the compute dtype).
+            // prepare_model_for_kbit_training upcasts every non-quantised parameter (embeddings, norms, LM head) to
+            // fp32; sharded runs keep quant_storage (bf16). An unquantised base is stored as loaded (--base-dtype
+            // fp32|bf16|fp16, default the compute dtype).
             int loaded = o.baseDtype() == null || quantised || deepspeedCast ? a : o.baseDtype().floatBytes();
-            int otherDtype = quantised && hf && !paramsSharded ? 4 : loaded;
+            int otherDtype = kbitPrepared(o) ? 4 : loaded;
             double perLinear = quantised ? quantisedBytesPerWeight(o.baseDtype(), o.doubleQuant()) : loaded;
             double rowScales = o.baseDtype() == PlanOptions.BaseDtype.INT8 ? linearRows(c) * 4.0 : 0;
             // bitsandbytes keeps each layer's quant_state (block absmax, nested constants) as a module attribute, not a
@@ -420,8 +420,20 @@ public final class PytorchProfile {
      * prepare_model_for_kbit_training upcasts an unsharded quantised model's embedding to fp32: the same.
      */
     static int residualBytes(PlanOptions o) {
-        return amp(o) && (o.method() == Method.FULL || o.baseDtype() == PlanOptions.BaseDtype.FP32
-                || o.baseDtype() != null && o.baseDtype().quantised()) ? 4 : o.precision().computeBytes();
+        return amp(o) && (o.method() == Method.FULL || o.baseDtype() == PlanOptions.BaseDtype.FP32 || kbitPrepared(o)) ? 4 : o.precision().computeBytes();
+    }
+
+    /** ZeRO-3 and FSDP at stage 2 (SHARD_GRAD_OP, sharded at rest) shard the parameters themselves. */
+    static boolean paramsSharded(PlanOptions o) {
+        return o.zero() >= 3 || o.zero() == 2 && o.sharding() == PlanOptions.Sharding.FSDP;
+    }
+
+    /**
+     * Unsharded QLoRA in the HF stack runs PEFT's prepare_model_for_kbit_training: non-quantised parameters upcast to
+     * fp32, and the embedding output made to require grad (enable_input_require_grads).
+     */
+    static boolean kbitPrepared(PlanOptions o) {
+        return o.baseDtype() != null && o.baseDtype().quantised() && o.stack() == Stack.HF && !paramsSharded(o);
     }
 
     /** HF mixed precision without DeepSpeed or FSDP: torch.amp autocast over the model in the dtype it was loaded in. */
@@ -463,8 +475,7 @@ public final class PytorchProfile {
             // Adapters over a frozen embedding: nothing before the first block needs a gradient, so its attention norm
             // saves nothing (checkpointing, and prepare_model_for_kbit_training, turn the embedding output's
             // requires_grad on: then it saves as every other).
-            boolean kbitPrep = o.baseDtype() != null && o.baseDtype().quantised() && o.stack() == Stack.HF && o.zero() < 3;
-            if (o.method() != Method.FULL && !kbitPrep) saved -= tokens * (c.hiddenSize() * (o.compiled() ? a : 4.0) + 4);
+            if (o.method() != Method.FULL && !kbitPrepared(o)) saved -= tokens * (c.hiddenSize() * (o.compiled() ? a : 4.0) + 4);
             backward = saved + blockTransient;
             formula = String.format(java.util.Locale.ROOT, "L × %.0f B/token%s (Korthikanti et al. 2022, recounted for LLaMA) + backward temporaries",
                     perToken, kernel == PlanOptions.Attention.EAGER ? " + B·H·T²·" + (4 + (a == 4 ? 0 : a)) + " B "

@@ -150,16 +150,9 @@ class MeasuredTest {
         for (String line : Files.readAllLines(Path.of("src/test/resources/planner/measured_block_saved_cpu.jsonl"), StandardCharsets.UTF_8)) {
             JsonNode m = Json.MAPPER.readTree(line);
             if (m.path("model").asBoolean()) continue;
-            List<String> targets = new ArrayList<>();
-            m.get("lora_targets").forEach(t -> targets.add(t.asText()));
-            PlanOptions.Method method = targets.isEmpty() ? PlanOptions.Method.FULL : PlanOptions.Method.LORA;
-            // bf16-pure: the layer in bf16; bf16: the layer in fp32 under bf16 autocast (a LoRA base loaded in fp32).
-            PlanOptions.Precision precision = PlanOptions.parse(PlanOptions.Precision.class, "precision", m.get("precision").asText());
-            PlanOptions.BaseDtype base = precision.mixed() && method != PlanOptions.Method.FULL ? PlanOptions.BaseDtype.FP32 : null;
-            PlanOptions o = new PlanOptions(method, m.get("lora_r").asInt(), targets, m.get("lora_dropout").asDouble(), precision, base,
-                    PlanOptions.Optim.ADAMW, false, 1, m.get("batch").asInt(), m.get("seq").asInt(), 0, 1, PlanOptions.Offload.NONE, PlanOptions.Runtime.PYTORCH,
-                    m.get("attention").asText().equals("eager") ? PlanOptions.Attention.EAGER : PlanOptions.Attention.FLASH, PlanOptions.Stack.HF,
-                    PlanOptions.Sharding.DEEPSPEED, PlanOptions.PytorchSettings.DEFAULTS.withCompiled(m.get("compiled").asBoolean()));
+            PlanOptions o = savedTensorsCase(m);
+            List<String> targets = o.loraTargets();
+            PlanOptions.Precision precision = o.precision();
             // Per block: the saved tensors per token, plus the attention's own: the fp32 logsumexp of SDPA's kernels,
             // or eager attention's H·T probabilities per token (fp32 softmax and its cast). On the CPU, SDPA runs fp32
             // with a flash kernel; on CUDA it has none and falls back to the math kernel (PytorchProfile.attentionKernel).
@@ -178,6 +171,23 @@ class MeasuredTest {
     }
 
     /**
+     * The options of one row of scripts/measure_block_saved.py: full fine-tuning or LoRA (the row's targets), its
+     * precision (bf16-pure: the layer in bf16; bf16: in fp32 under bf16 autocast, a LoRA base loaded in fp32),
+     * attention, checkpointing and torch.compile, HF stack on one GPU.
+     */
+    static PlanOptions savedTensorsCase(JsonNode m) {
+        List<String> targets = new ArrayList<>();
+        m.get("lora_targets").forEach(t -> targets.add(t.asText()));
+        PlanOptions.Method method = targets.isEmpty() ? PlanOptions.Method.FULL : PlanOptions.Method.LORA;
+        PlanOptions.Precision precision = PlanOptions.parse(PlanOptions.Precision.class, "precision", m.get("precision").asText());
+        PlanOptions.BaseDtype base = precision.mixed() && method != PlanOptions.Method.FULL ? PlanOptions.BaseDtype.FP32 : null;
+        return new PlanOptions(method, m.get("lora_r").asInt(), targets, m.get("lora_dropout").asDouble(), precision, base, PlanOptions.Optim.ADAMW,
+                m.path("gradient_checkpointing").asBoolean(), 1, m.get("batch").asInt(), m.get("seq").asInt(), 0, 1, PlanOptions.Offload.NONE,
+                PlanOptions.Runtime.PYTORCH, m.get("attention").asText().equals("eager") ? PlanOptions.Attention.EAGER : PlanOptions.Attention.FLASH,
+                PlanOptions.Stack.HF, PlanOptions.Sharding.DEEPSPEED, PlanOptions.PytorchSettings.DEFAULTS.withCompiled(m.get("compiled").asBoolean()));
+    }
+
+    /**
      * The same script's whole-model cases: a 4-layer model of the same block (model-512x4.json) with its loss, full
      * fine-tuning or LoRA, with and without gradient checkpointing. What the forward saves must be the planner's
      * activations at the end of forward plus what the loss keeps for backward (its fp32 log-softmax and shifted
@@ -191,12 +201,7 @@ class MeasuredTest {
         for (String line : Files.readAllLines(Path.of("src/test/resources/planner/measured_block_saved_cpu.jsonl"), StandardCharsets.UTF_8)) {
             JsonNode m = Json.MAPPER.readTree(line);
             if (!m.path("model").asBoolean()) continue;
-            List<String> targets = new ArrayList<>();
-            m.get("lora_targets").forEach(t -> targets.add(t.asText()));
-            PlanOptions.Method method = targets.isEmpty() ? PlanOptions.Method.FULL : PlanOptions.Method.LORA;
-            PlanOptions o = new PlanOptions(method, m.get("lora_r").asInt(), targets, 0, PlanOptions.Precision.BF16_PURE, null, PlanOptions.Optim.ADAMW,
-                    m.get("gradient_checkpointing").asBoolean(), 1, m.get("batch").asInt(), m.get("seq").asInt(), 0, 1, PlanOptions.Offload.NONE,
-                    PlanOptions.Runtime.PYTORCH, PlanOptions.Attention.FLASH, PlanOptions.Stack.HF, PlanOptions.Sharding.DEEPSPEED, PlanOptions.PytorchSettings.DEFAULTS);
+            PlanOptions o = savedTensorsCase(m);
             double tokens = (double) o.batchSize() * o.seqLen();
             MemoryPlan plan = PytorchProfile.plan(c, o, Devices.gpu("h200"));
             double activations = plan.components().stream().filter(x -> x.name().equals("activations")).findFirst().orElseThrow().bytes(Phase.FORWARD);
