@@ -147,9 +147,7 @@ class MeasuredTest {
     void blockSavedTensorsAgainstMeasured() throws Exception {
         dev.llamafit.model.LlamaConfig c = dev.llamafit.io.ConfigJson.read(Path.of("src/test/resources/planner/block-512.json"));
         int compared = 0;
-        for (String line : Files.readAllLines(Path.of("src/test/resources/planner/measured_block_saved_cpu.jsonl"), StandardCharsets.UTF_8)) {
-            JsonNode m = Json.MAPPER.readTree(line);
-            if (m.path("model").asBoolean()) continue;
+        for (JsonNode m : savedTensorRows(false)) {
             PlanOptions o = savedTensorsCase(m);
             List<String> targets = o.loraTargets();
             PlanOptions.Precision precision = o.precision();
@@ -173,8 +171,18 @@ class MeasuredTest {
     /**
      * The options of one row of scripts/measure_block_saved.py: full fine-tuning or LoRA (the row's targets), its
      * precision (bf16-pure: the layer in bf16; bf16: in fp32 under bf16 autocast, a LoRA base loaded in fp32),
-     * attention, checkpointing and torch.compile, HF stack on one GPU.
+     * attention, checkpointing and torch.compile, HF stack on one GPU ({@link #savedTensorsCase}); the rows are the
+     * block cases or the whole-model ones ({@link #savedTensorRows}).
      */
+    static List<JsonNode> savedTensorRows(boolean wholeModel) throws java.io.IOException {
+        List<JsonNode> rows = new ArrayList<>();
+        for (String line : Files.readAllLines(Path.of("src/test/resources/planner/measured_block_saved_cpu.jsonl"), StandardCharsets.UTF_8)) {
+            JsonNode m = Json.MAPPER.readTree(line);
+            if (m.path("model").asBoolean() == wholeModel) rows.add(m);
+        }
+        return rows;
+    }
+
     static PlanOptions savedTensorsCase(JsonNode m) {
         List<String> targets = new ArrayList<>();
         m.get("lora_targets").forEach(t -> targets.add(t.asText()));
@@ -198,9 +206,7 @@ class MeasuredTest {
     void modelForwardSavedTensorsAgainstMeasured() throws Exception {
         dev.llamafit.model.LlamaConfig c = dev.llamafit.io.ConfigJson.read(Path.of("src/test/resources/planner/model-512x4.json"));
         int compared = 0;
-        for (String line : Files.readAllLines(Path.of("src/test/resources/planner/measured_block_saved_cpu.jsonl"), StandardCharsets.UTF_8)) {
-            JsonNode m = Json.MAPPER.readTree(line);
-            if (!m.path("model").asBoolean()) continue;
+        for (JsonNode m : savedTensorRows(true)) {
             PlanOptions o = savedTensorsCase(m);
             double tokens = (double) o.batchSize() * o.seqLen();
             MemoryPlan plan = PytorchProfile.plan(c, o, Devices.gpu("h200"));
