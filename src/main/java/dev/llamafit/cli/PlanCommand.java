@@ -50,6 +50,11 @@ final class PlanCommand implements Callable<Integer> {
     @Option(names = "--stack", defaultValue = "hf", description = "PyTorch stack conventions: hf or torchtune (default: ${DEFAULT-VALUE}).") String stack;
     @Option(names = "--sharding", description = "With --zero: deepspeed (ZeRO) or fsdp (PyTorch FSDP); with --zero 0 and --workers > 1 also ddp (DistributedDataParallel, whose buckets copy the gradients) (default: ddp for --zero 0 with --workers > 1, what torchrun and accelerate launch run; otherwise deepspeed).") String sharding;
     @Option(names = "--shard-embeddings", description = "With --sharding fsdp: wrap the embedding and LM head as units of their own (torchtune's custom_sharded_layers) instead of leaving them in the root unit, which stays gathered through forward and backward.") boolean shardEmbeddings;
+    @Option(names = "--fsdp-wrap", description = "With --sharding fsdp and adapters: adapters (each adapter an FSDP unit of its own, PEFT's fsdp_auto_wrap_policy) or blocks "
+            + "(each decoder block one unit with its adapters, use_orig_params=True, as Lightning Fabric's FSDPStrategy(auto_wrap_policy={Block}) wraps: "
+            + "the unit's gradient then covers its frozen weights too) (default: adapters).") String fsdpWrap;
+    @Option(names = "--no-sync", description = "With --sharding fsdp: gradient accumulation runs inside FSDP's no_sync() (Lightning Fabric's no_backward_sync, "
+            + "accelerate without sync_each_batch), so between optimizer steps each worker holds unsharded gradients.") boolean noSync;
     @Option(names = "--optimizer-in-backward", description = "Step each parameter's optimizer as soon as its gradient is ready and free the gradient (torchtune's optimizer_in_bwd); pytorch runtime.") boolean optimizerInBackward;
     @Option(names = "--paged-optimizer", description = "Optimizer states in CUDA unified memory, evicted to the host under pressure (bitsandbytes Paged*); pytorch runtime.") boolean pagedOptimizer;
     @Option(names = "--optimizer-impl", description = "How torch.optim runs the AdamW step: fused (fused=True: the HF Trainer's default with torch >= 2.8, "
@@ -85,9 +90,15 @@ final class PlanCommand implements Callable<Integer> {
         PlanOptions.Sharding sh = sharding != null ? PlanOptions.parse(PlanOptions.Sharding.class, "--sharding", sharding)
                 : PlanOptions.Sharding.defaultFor(technique.zero, technique.workers);
         PlanOptions.BaseDtype weightsDtype = inference ? technique.parsedBaseDtype() : null;
-        if (inference && (optimizerInBackward || pagedOptimizer || loss != null || shardEmbeddings || optimizerImpl != null || keepOutputs || bitsandbytes != null || compile))
-            throw new IllegalArgumentException("--optimizer-in-backward, --paged-optimizer, --optimizer-impl, --keep-outputs, --bitsandbytes, --compile, --loss and --shard-embeddings "
-                    + "describe training, not --inference");
+        if (inference && (optimizerInBackward || pagedOptimizer || loss != null || shardEmbeddings || optimizerImpl != null || keepOutputs || bitsandbytes != null || compile
+                || fsdpWrap != null || noSync))
+            throw new IllegalArgumentException("--optimizer-in-backward, --paged-optimizer, --optimizer-impl, --keep-outputs, --bitsandbytes, --compile, --loss, --shard-embeddings, "
+                    + "--fsdp-wrap and --no-sync describe training, not --inference");
+        boolean blockUnits = fsdpWrap != null && switch (fsdpWrap.toLowerCase(Locale.ROOT)) {
+            case "blocks" -> true;
+            case "adapters" -> false;
+            default -> throw new IllegalArgumentException("--fsdp-wrap must be adapters or blocks, got '" + fsdpWrap + "'");
+        };
         if ((optimizerImpl != null || keepOutputs || bitsandbytes != null || compile) && rt != PlanOptions.Runtime.PYTORCH)
             throw new IllegalArgumentException("--optimizer-impl, --keep-outputs, --bitsandbytes and --compile describe a PyTorch training loop: they need --runtime pytorch");
         if (shardEmbeddings && (sh != PlanOptions.Sharding.FSDP || technique.zero != 3))
@@ -96,7 +107,7 @@ final class PlanCommand implements Callable<Integer> {
                 .withPytorch(new PlanOptions.PytorchSettings(optimizerInBackward, pagedOptimizer, !noDoubleQuant, shardEmbeddings,
                         loss == null ? null : PlanOptions.parse(PlanOptions.Loss.class, "--loss", loss),
                         optimizerImpl == null ? null : PlanOptions.parse(PlanOptions.OptimizerImpl.class, "--optimizer-impl", optimizerImpl),
-                        keepOutputs, bitsandbytes != null && PlanOptions.PytorchSettings.bnbSavesInputs(bitsandbytes), compile));
+                        keepOutputs, bitsandbytes != null && PlanOptions.PytorchSettings.bnbSavesInputs(bitsandbytes), compile, blockUnits, noSync));
         if (bitsandbytes != null && (o.stack() != PlanOptions.Stack.HF || o.baseDtype() != PlanOptions.BaseDtype.NF4))
             throw new IllegalArgumentException("--bitsandbytes describes the 4-bit base of the HF stack: it needs --stack hf with --method qlora "
                     + "(torchtune quantises with torchao)");

@@ -60,9 +60,17 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
      *                            input is kept, as for full fine-tuning
      * @param compiled            the decoder blocks run under torch.compile (torchtune's {@code compile: True}, the HF
      *                            Trainer's {@code torch_compile}): its partitioner saves fewer tensors than eager PyTorch
+     * @param blockUnits          FSDP1 with adapters: each decoder block is one unit together with its adapters
+     *                            ({@code use_orig_params=True}; Lightning Fabric's {@code FSDPStrategy(auto_wrap_policy={Block})}),
+     *                            so the unit's flat parameter requires grad and its gradient covers the frozen weights too;
+     *                            otherwise the adapters are units of their own (PEFT's {@code fsdp_auto_wrap_policy})
+     * @param noSync              FSDP gradient accumulation inside {@code no_sync()} (Fabric's {@code no_backward_sync}, accelerate
+     *                            without {@code sync_each_batch}): between optimizer steps each worker keeps the unsharded
+     *                            gradients of every unit that trains
      */
     public record PytorchSettings(boolean optimizerInBackward, boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings,
-                                  Loss loss, OptimizerImpl optimizerImpl, boolean keepOutputs, boolean bnbSavesInputs, boolean compiled) {
+                                  Loss loss, OptimizerImpl optimizerImpl, boolean keepOutputs, boolean bnbSavesInputs, boolean compiled,
+                                  boolean blockUnits, boolean noSync) {
         /** What the stacks do unless told otherwise. */
         public static final PytorchSettings DEFAULTS = new PytorchSettings(false, false, true, false, null, null, false, false, false);
         /** major.minor[.patch] with an optional suffix (.dev0, rc1, +cu121). */
@@ -74,13 +82,27 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
             if (optimizerImpl == null) optimizerImpl = OptimizerImpl.FUSED;
         }
 
+        /** Adapters as FSDP units of their own, gradients synchronised at every micro-step. */
+        public PytorchSettings(boolean optimizerInBackward, boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings,
+                               Loss loss, OptimizerImpl optimizerImpl, boolean keepOutputs, boolean bnbSavesInputs, boolean compiled) {
+            this(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs, bnbSavesInputs, compiled, false, false);
+        }
+
         PytorchSettings withLoss(Loss l) {
-            return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, l, optimizerImpl, keepOutputs, bnbSavesInputs, compiled);
+            return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, l, optimizerImpl, keepOutputs, bnbSavesInputs, compiled,
+                    blockUnits, noSync);
         }
 
         /** The same settings, compiled or not. */
         public PytorchSettings withCompiled(boolean c) {
-            return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs, bnbSavesInputs, c);
+            return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs, bnbSavesInputs, c,
+                    blockUnits, noSync);
+        }
+
+        /** The same settings with FSDP's unit layout and gradient accumulation as given. */
+        public PytorchSettings withFsdp(boolean units, boolean sync) {
+            return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs, bnbSavesInputs, compiled,
+                    units, sync);
         }
 
         /** A bitsandbytes version "major.minor.patch" (suffixes such as .dev0 ignored): does its 4-bit matmul save its input? */
@@ -209,6 +231,13 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
         if (pytorch.bnbSavesInputs() && (stack != Stack.HF || baseDtype != BaseDtype.NF4))
             throw new IllegalArgumentException("--bitsandbytes describes the 4-bit base of the HF stack: it needs --stack hf with --method qlora "
                     + "(torchtune quantises with torchao)");
+        boolean fsdpShards = sharding == Sharding.FSDP && zero >= 2;
+        if (pytorch.blockUnits() && (!fsdpShards || stack != Stack.HF || method == Method.FULL))
+            throw new IllegalArgumentException("--fsdp-wrap blocks puts each block's adapters in the block's FSDP unit: it needs --method lora|qlora with "
+                    + "--sharding fsdp --zero 2|3 and --stack hf (torchtune's FSDP2 shards every parameter on its own, so frozen weights take no gradient)");
+        if (pytorch.noSync() && !fsdpShards)
+            throw new IllegalArgumentException("--no-sync changes memory only under FSDP (--sharding fsdp --zero 2|3), whose no_sync() keeps unsharded "
+                    + "gradients; DDP's no_sync holds the gradients a step holds anyway, and DeepSpeed reduces every micro-step");
         if (pytorch.loss() == Loss.CHUNKED && stack != Stack.TORCHTUNE)
             throw new IllegalArgumentException("--loss chunked is torchtune's CEWithChunkedOutputLoss: it needs --stack torchtune");
         if (sharding == Sharding.DDP && zero != 0)
@@ -300,6 +329,10 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
     public boolean bnbSavesInputs() { return pytorch.bnbSavesInputs(); }
 
     public boolean compiled() { return pytorch.compiled(); }
+
+    public boolean fsdpBlockUnits() { return pytorch.blockUnits(); }
+
+    public boolean fsdpNoSync() { return pytorch.noSync(); }
 
     /** The flag spelling of an enum constant: BF16_PURE -> bf16-pure. */
     public static String name(Enum<?> e) { return e.name().toLowerCase(Locale.ROOT).replace('_', '-'); }

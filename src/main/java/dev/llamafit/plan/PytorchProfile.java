@@ -127,6 +127,7 @@ public final class PytorchProfile {
         int trainDtype;          // bytes per trainable parameter as stored
         double weightBytes;      // all stored weights, unsharded
         double layerUnitBytes, headUnitBytes, endsDtype; // endsDtype: bytes per embedding / LM-head element as gathered
+        double frozenUnitBytes = 0; // one block's frozen weights as its FSDP flat parameter stores them (LoRA)
         double replicated = 0;   // quantisation constants that sharding leaves whole on every GPU
         double castTemp = 0;     // a frozen base wider than the compute dtype is cast per matmul (autocast does not cache frozen weights)
         boolean wideBase = false; // LoRA over a base stored wider than the compute dtype (fp32 under bf16/fp16 autocast)
@@ -140,13 +141,14 @@ public final class PytorchProfile {
             headUnitBytes = (double) Math.max(n.embedding(), n.lmHead()) * endsDtype;
         } else {
             trainable = loraParams(c, o);
-            // PEFT keeps adapters in fp32 (get_peft_model's autocast_adapter_dtype, on by default), with or without
-            // autocast; torchtune keeps the model dtype.
-            trainDtype = hf ? 4 : a;
             // prepare_model_for_kbit_training upcasts every non-quantised parameter (embeddings, norms, LM head) to
             // fp32; sharded runs keep quant_storage (bf16). An unquantised base is stored as loaded (--base-dtype
             // fp32|bf16|fp16, default the compute dtype).
             int loaded = o.baseDtype() == null || quantised || deepspeedCast ? a : o.baseDtype().floatBytes();
+            // PEFT keeps adapters in fp32 (get_peft_model's autocast_adapter_dtype, on by default), with or without
+            // autocast; torchtune keeps the model dtype. Adapters flattened into their block's FSDP unit take the
+            // unit's dtype (a flat parameter has one dtype).
+            trainDtype = o.fsdpBlockUnits() ? loaded : hf ? 4 : a;
             int otherDtype = kbitPrepared(o) ? 4 : loaded;
             double perLinear = quantised ? quantisedBytesPerWeight(o.baseDtype(), o.doubleQuant()) : loaded;
             double rowScales = o.baseDtype() == PlanOptions.BaseDtype.INT8 ? linearRows(c) * 4.0 : 0;
@@ -157,6 +159,7 @@ public final class PytorchProfile {
             weightBytes = n.linearWeights() * perLinear + rowScales + (double) n.other() * otherDtype - replicated;
             // FSDP's MixedPrecision all-gathers in the compute dtype; quantised shards travel packed.
             layerUnitBytes = n.largestLayer() * (bnbSharded ? 0.5 : quantised ? perLinear : Math.min(loaded, a));
+            frozenUnitBytes = n.largestLayer() * (bnbSharded ? 0.5 : quantised ? perLinear : loaded);
             endsDtype = Math.min(otherDtype, a);
             headUnitBytes = (double) Math.max(n.embedding(), n.lmHead()) * endsDtype;
             wideBase = !quantised && loaded > a;
@@ -235,6 +238,10 @@ public final class PytorchProfile {
             comps.add(place("master_weights", stateColumn, Category.MASTER_WEIGHTS, shard(trainable * 4.0, o.zero() >= 1, workers),
                     "fp32 copy of the trainable parameters for mixed precision (ZeRO: 4 of the 16 bytes per parameter)"));
         double gradBytes = trainable * (double) trainDtype;
+        // Adapters in their block's FSDP unit (use_orig_params=True): the unit's flat parameter requires grad, so its
+        // gradient has the whole unit's size, frozen weights included (PyTorch FSDP docs: as if they were not frozen).
+        double frozenInUnits = o.fsdpBlockUnits() ? c.numLayers() * frozenUnitBytes : 0;
+        gradBytes += frozenInUnits;
         Column gradColumn = o.offload() != Offload.NONE && o.zero() >= 2 ? Column.HOST : Column.DEVICE;
         double gradShard = shard(gradBytes, o.zero() >= 2, workers);
         double headGrad = o.method() == Method.FULL ? (double) Math.max(n.lmHead(), n.embedding()) * trainDtype : 0;
@@ -247,13 +254,23 @@ public final class PytorchProfile {
             if (o.method() != Method.FULL) one = gradBytes;
             comps.add(new Component("gradients", Column.DEVICE, Category.GRADIENTS, Accounting.TENSOR, phases(0, one, one, 0),
                     "optimizer in backward: only the tensor being stepped holds a gradient"));
+        } else if (o.fsdpNoSync()) {
+            // Accumulating inside FSDP's no_sync(): the post-backward hook returns before the reduce-scatter, so each
+            // unit's whole gradient stays on the worker from the first micro-step's backward to the last one's, and
+            // through the forwards in between; the synchronising micro-step reduce-scatters it to the shards the step uses.
+            comps.add(new Component("gradients", Column.DEVICE, Category.GRADIENTS, Accounting.TENSOR,
+                    phases(gradBytes, gradBytes, gradBytes, gradShard),
+                    (o.fsdpBlockUnits() ? "whole block units (frozen weights included) + adapters" : "trainable params × " + trainDtype + " B")
+                            + ", unsharded while FSDP's no_sync() accumulates; sharded for the step"));
         } else {
             comps.add(new Component("gradients", gradColumn, Category.GRADIENTS, Accounting.TENSOR,
                     phases(0, headGradHeld, gradShard, gradShard),
-                    "trainable params × " + trainDtype + " B" + (o.zero() >= 2 ? ", partitioned (ZeRO-2/3)" : "")
+                    (o.fsdpBlockUnits() ? "whole block units (frozen weights included, FSDP flat parameters that require grad) + adapters"
+                            : "trainable params × " + trainDtype + " B") + (o.zero() >= 2 ? ", partitioned (ZeRO-2/3)" : "")
                             + "; freed after the step (zero_grad(set_to_none=True))"));
             if (o.zero() >= 2 && workers > 1) {
-                double bucket = o.method() == Method.FULL ? Math.max(layerUnitBytes / (double) a * trainDtype, headGrad) : 0;
+                double bucket = o.method() == Method.FULL ? Math.max(layerUnitBytes / (double) a * trainDtype, headGrad)
+                        : o.fsdpBlockUnits() ? frozenUnitBytes : 0;
                 comps.add(new Component("gradients.unsharded_unit", Column.DEVICE, Category.GRADIENTS, Accounting.TENSOR,
                         phases(0, bucket, bucket, 0), "one unit's full gradient before its reduce-scatter"));
             }
@@ -291,7 +308,7 @@ public final class PytorchProfile {
         // gradient, all gradients + the block backward ends with), not at saved + all gradients. That last block keeps
         // its saved tensors until its own gradients are done (with checkpointing, every N-th block or all, act.backward
         // already holds one block beside the saved ones: the block being back-propagated, recomputed or not).
-        double deviceGrads = o.optimizerInBackward() || gradColumn != Column.DEVICE ? 0 : gradShard;
+        double deviceGrads = o.optimizerInBackward() || gradColumn != Column.DEVICE || o.fsdpNoSync() ? 0 : gradShard;
         double freedWhileGradsGrow = Math.min(act.forward - act.lastBlock, Math.max(0, deviceGrads - headGradHeld));
         comps.add(new Component("activations", Column.DEVICE, Category.ACTIVATIONS, Accounting.TENSOR,
                 phases(act.forward, act.backwardHead, act.backward - freedWhileGradsGrow, 0), act.formula

@@ -41,6 +41,8 @@ public final class Recommender {
                     for (Optim opt : optims)
                         for (int z : zeros)
                             for (Offload off : offloads)
+                                for (boolean units : want.fsdpBlockUnits() ? List.of(true, false) : List.of(false))
+                                    for (boolean noSync : want.fsdpNoSync() ? List.of(true, false) : List.of(false))
                                 for (int b = want.batchSize(); b >= 1; b /= 2) {
                                     // An optimizer stepped inside backward cannot accumulate gradients over micro-batches.
                                     if (want.optimizerInBackward() && b < want.batchSize()) break;
@@ -48,10 +50,15 @@ public final class Recommender {
                                     try {
                                         int zero = off != Offload.NONE && z == 0 ? 2 : z;
                                         PlanOptions.Sharding sharding = shardingFor(want, zero);
+                                        // FSDP's unit layout and no_sync() describe how the user's framework runs FSDP: kept where
+                                        // they apply, and offered turned off.
+                                        boolean fsdp = sharding == PlanOptions.Sharding.FSDP && zero >= 2;
+                                        PlanOptions.PytorchSettings run = want.pytorch().withFsdp(units && fsdp && m != Method.FULL, noSync && fsdp);
+                                        if (run.blockUnits() != units || run.noSync() != noSync) continue; // the variant with them off covers it
                                         o = new PlanOptions(m, m == Method.FULL ? 0 : Math.max(want.loraRank(), 8), want.loraTargets(), want.loraDropout(), p,
                                                 m == Method.QLORA ? PlanOptions.BaseDtype.NF4 : m == Method.LORA && want.baseDtype() != PlanOptions.BaseDtype.NF4 ? want.baseDtype() : null,
                                                 opt, gc, 1, b, want.seqLen(), zero, want.workers(),
-                                                off, want.runtime(), want.attention(), want.stack(), sharding, want.pytorch());
+                                                off, want.runtime(), want.attention(), want.stack(), sharding, run);
                                         o.validateFor(c);
                                     } catch (IllegalArgumentException e) {
                                         continue;
@@ -97,6 +104,7 @@ public final class Recommender {
         s *= 1 + 0.05 * Math.max(0, o.zero() - want.zero()) + (o.zero() == 3 && want.zero() != 3 ? 0.1 : 0);
         if (o.offload() == Offload.CPU && want.offload() != Offload.CPU) s *= 2.0;       // PCIe-bound optimizer step
         for (int b = want.batchSize(); b > o.batchSize(); b /= 2) s *= 1.08;               // smaller matmuls, more launches
+        if (want.fsdpNoSync() && !o.fsdpNoSync()) s *= 1.05;                               // a reduce-scatter every micro-step
         return s;
     }
 
@@ -116,6 +124,10 @@ public final class Recommender {
                 + switch (o.sharding()) { case DEEPSPEED -> "DeepSpeed"; case FSDP -> o.zero() == 3 ? "FSDP FULL_SHARD" : "FSDP SHARD_GRAD_OP"; case DDP -> "DDP"; }
                 + (o.sharding() != want.sharding() ? " (DDP cannot shard)" : "") + ": "
                 + switch (o.zero()) { case 1 -> "optimizer states sharded"; case 2 -> "optimizer states and gradients sharded" + (o.sharding() == PlanOptions.Sharding.FSDP ? " (parameters too, but gathered from forward to backward)" : ""); case 3 -> "parameters sharded too (all-gather per block)"; default -> "no sharding"; });
+        if (want.fsdpBlockUnits() && !o.fsdpBlockUnits()) steps.add("adapters as FSDP units of their own (PEFT's fsdp_auto_wrap_policy, or a lambda policy "
+                + "over the LoRA layers): only they take gradients, not the frozen blocks");
+        if (want.fsdpNoSync() && !o.fsdpNoSync()) steps.add("reduce-scatter gradients at every micro-step instead of accumulating in FSDP's no_sync() "
+                + "(accelerate: sync_each_batch=True; Fabric: no no_backward_sync): gradients stay sharded, a little more communication");
         if (o.offload() != want.offload()) steps.add("offload " + PlanOptions.name(o.offload()) + ": optimizer states (and gradients/parameters at higher stages) in host RAM, PCIe-bound step");
         if (o.batchSize() != want.batchSize()) steps.add(String.format(Locale.ROOT, "micro-batch %d × %d accumulation steps keeps the effective batch %d",
                 o.batchSize(), accum, want.batchSize()));

@@ -460,4 +460,50 @@ class PlanCommandTest {
         assertTrue(grads > 0 && bwdActs < fwdActs, grads + " " + fwdActs + " " + bwdActs);
         assertTrue(phase(p, "activations", "backward") + grads < fwdActs + grads, "backward must not hold all activations and all gradients at once");
     }
+
+    /**
+     * FSDP1 with each block's adapters in the block's unit (use_orig_params=True, Lightning Fabric's Block policy): the
+     * unit's flat parameter requires grad, so its gradient is the whole unit's size, frozen weights included; and
+     * accumulation inside no_sync() keeps those gradients unsharded from micro-step to micro-step, sharding them only
+     * for the step. Both are counted from the config: 32 blocks of Llama-2-7B in bf16.
+     */
+    @Test
+    void fsdpBlockUnitsAndNoSyncHoldWholeUnitGradients() throws Exception {
+        String[] base = {"plan", "--model", "llama-2-7b", "--method", "lora", "--lora-r", "8", "--precision", "bf16-pure", "--device", "a100-40gb",
+                "--zero", "3", "--workers", "2", "--sharding", "fsdp", "--gradient-checkpointing", "--batch-size", "1", "--seq-len", "1024"};
+        LlamaCounts k = new LlamaCounts(ModelPresets.load("llama-2-7b"));
+        long adapters = 8L * (4096 + 4096) * 2 * 32;   // q and v: r·(in + out) per matrix, 32 layers
+        JsonNode peft = json(base), blocks = json(concat(base, "--fsdp-wrap", "blocks")), sync = json(concat(base, "--fsdp-wrap", "blocks", "--no-sync"));
+        assertEquals(adapters * 4 / 2.0, phase(peft, "gradients", "backward"), 2, "PEFT's policy: fp32 adapters' gradients, sharded");
+        double unitGrads = (k.perLayer * 32 + adapters) * 2.0;
+        assertEquals(unitGrads / 2, phase(blocks, "gradients", "backward"), 2, "block units: every block's gradient, sharded over 2");
+        assertEquals(k.perLayer * 2.0, phase(blocks, "gradients.unsharded_unit", "backward"), 2, "one unit's whole gradient before its reduce-scatter");
+        assertEquals(unitGrads, phase(sync, "gradients", "forward"), 2, "no_sync: unsharded, held through the next forward");
+        assertEquals(unitGrads, phase(sync, "gradients", "backward"), 2);
+        assertEquals(unitGrads / 2, phase(sync, "gradients", "optimizer_step"), 2, "the synchronising micro-step shards them for the step");
+        assertEquals(phase(peft, "optimizer", "optimizer_step") / 2, phase(blocks, "optimizer", "optimizer_step"), 2,
+                "the optimizer still steps the adapters alone (now in the blocks' bf16, not fp32)");
+
+        Run full = run("plan", "--model", "llama-2-7b", "--precision", "bf16-pure", "--device", "a100-40gb", "--zero", "3", "--workers", "2",
+                "--sharding", "fsdp", "--fsdp-wrap", "blocks");
+        assertEquals(2, full.code, full.out);
+        assertTrue(full.err.contains("--fsdp-wrap blocks"), full.err);
+        Run torchtune = run(concat(base, "--stack", "torchtune", "--fsdp-wrap", "blocks"));
+        assertEquals(2, torchtune.code, torchtune.out);
+        assertTrue(torchtune.err.contains("FSDP2"), torchtune.err);
+        Run ddp = run("plan", "--model", "llama-2-7b", "--device", "a100-40gb", "--workers", "2", "--no-sync");
+        assertEquals(2, ddp.code, ddp.out);
+        assertTrue(ddp.err.contains("--no-sync"), ddp.err);
+        Run wrap = run(concat(base, "--fsdp-wrap", "layers"));
+        assertEquals(2, wrap.code, wrap.out);
+        assertTrue(wrap.err.contains("adapters or blocks"), wrap.err);
+    }
+
+    /** Parameters per decoder block, from the config (attention with GQA, gated MLP, two norms). */
+    record LlamaCounts(long perLayer) {
+        LlamaCounts(dev.llamafit.model.LlamaConfig c) {
+            this((long) c.hiddenSize() * c.qDim() + 2L * c.hiddenSize() * c.kvDim() + (long) c.qDim() * c.hiddenSize()
+                    + 3L * c.hiddenSize() * c.intermediateSize() + 2L * c.hiddenSize());
+        }
+    }
 }

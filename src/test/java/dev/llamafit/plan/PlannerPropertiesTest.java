@@ -135,6 +135,42 @@ class PlannerPropertiesTest {
         assertTrue(violations.isEmpty(), violations.size() + " of " + checks + ", e.g. " + violations.subList(0, Math.min(5, violations.size())));
     }
 
+    /**
+     * FSDP's gradient options only add gradient memory: block units (adapters flattened with their frozen block) never
+     * plan below adapters as units of their own, and accumulation inside no_sync() never below synchronising every
+     * micro-step; the other settings stay refused or planned alike.
+     */
+    @Test
+    void fsdpGradientOptionsNeverLowerThePeak() {
+        List<String> violations = new ArrayList<>();
+        int checks = 0;
+        for (String model : List.of("llama-3.1-8b", "llama-2-70b"))
+            for (Method m : List.of(Method.LORA, Method.QLORA))
+                for (Precision p : Precision.values())
+                    for (boolean ckpt : new boolean[]{false, true})
+                        for (Offload off : List.of(Offload.NONE, Offload.CPU))
+                            for (int zero = 2; zero <= 3; zero++)
+                                for (int batch : new int[]{1, 4}) {
+                                    LlamaConfig c = ModelPresets.load(model);
+                                    String id = model + " " + m + " " + p + (ckpt ? " checkpointing " : " ") + off + " zero " + zero + " B " + batch;
+                                    Long[] peaks = new Long[4];
+                                    for (int v = 0; v < 4; v++) {
+                                        PlanOptions.PytorchSettings run = PlanOptions.PytorchSettings.DEFAULTS.withFsdp((v & 1) != 0, (v & 2) != 0);
+                                        int z = zero;
+                                        peaks[v] = allocated(c, () -> new PlanOptions(m, 8, List.of("q_proj", "v_proj"), 0.0, p, null, Optim.ADAMW, ckpt, 1, batch, 1024,
+                                                z, 4, off, PlanOptions.Runtime.PYTORCH, PlanOptions.Attention.FLASH, Stack.HF, Sharding.FSDP, run), Devices.gpu("a100-80gb"));
+                                    }
+                                    if (peaks[0] == null) continue;
+                                    for (int v = 1; v < 4; v++) {
+                                        checks++;
+                                        if (peaks[v] == null) violations.add("variant " + v + " refused: " + id);
+                                        else if (peaks[v] < peaks[v & 2] || peaks[v] < peaks[v & 1]) violations.add("variant " + v + " lowers " + id);
+                                    }
+                                }
+        assertTrue(checks > 100, "the grid plans: " + checks);
+        assertTrue(violations.isEmpty(), violations.size() + " of " + checks + ", e.g. " + violations.subList(0, Math.min(5, violations.size())));
+    }
+
     static Long peak(LlamaConfig c, Method m, Precision p, BaseDtype base, Optim opt, boolean ckpt, int batch, int zero, int workers, Offload off,
                      Sharding sh, Stack st) {
         return allocated(c, () -> new PlanOptions(m, m == Method.FULL ? 0 : 8, List.of("q_proj", "v_proj"), 0.0, p, base, opt, ckpt, 1, batch, 1024, zero, workers, off,
