@@ -53,6 +53,8 @@ final class PlanCommand implements Callable<Integer> {
     @Option(names = "--fsdp-wrap", description = "With --sharding fsdp and adapters: adapters (each adapter an FSDP unit of its own, PEFT's fsdp_auto_wrap_policy) or blocks "
             + "(each decoder block one unit with its adapters, use_orig_params=True, as Lightning Fabric's FSDPStrategy(auto_wrap_policy={Block}) wraps: "
             + "the unit's gradient then covers its frozen weights too) (default: adapters).") String fsdpWrap;
+    @Option(names = "--grad-accum", defaultValue = "1", description = "Micro-steps per optimizer step (gradient accumulation): from the second on, "
+            + "forward and backward run beside the gradients summed so far (default: ${DEFAULT-VALUE}); pytorch runtime.") int gradAccum;
     @Option(names = "--no-sync", description = "With --sharding fsdp: gradient accumulation runs inside FSDP's no_sync() (Lightning Fabric's no_backward_sync, "
             + "accelerate without sync_each_batch), so between optimizer steps each worker holds unsharded gradients.") boolean noSync;
     @Option(names = "--optimizer-in-backward", description = "Step each parameter's optimizer as soon as its gradient is ready and free the gradient (torchtune's optimizer_in_bwd); pytorch runtime.") boolean optimizerInBackward;
@@ -68,7 +70,7 @@ final class PlanCommand implements Callable<Integer> {
             + "its partitioner recomputes silu(gate) and the norms' fp32 upcasts in backward and casts a shared input once; pytorch runtime.") boolean compile;
     @Option(names = "--loss", description = "full (the whole logits at once) or chunked (torchtune's CEWithChunkedOutputLoss) (default: chunked for --stack torchtune, else full).") String loss;
     @Option(names = "--no-double-quant", description = "NF4 without double quantisation of the block constants (bitsandbytes bnb_4bit_use_double_quant=False).") boolean noDoubleQuant;
-    @Option(names = "--device", description = "Device preset: " + "a100-40gb, a100-80gb, h100-80gb, h200, l4, rtx3090, rtx4090, t4, v100-16gb, v100-32gb, cpu (default: cpu).") String device;
+    @Option(names = "--device", description = "Device preset: " + "a10g, a100-40gb, a100-80gb, h100-80gb, h200, l4, l40s, rtx-a6000, rtx3090, rtx4090, t4, v100-16gb, v100-32gb, cpu (default: cpu).") String device;
     @Option(names = "--memory", description = "Memory per device instead of a preset, e.g. 24GiB.") String memory;
     @Option(names = "--inference", description = "Plan generation instead of training: --seq-len is the prompt, plus --max-new-tokens.") boolean inference;
     @Option(names = "--max-new-tokens", defaultValue = "256", description = "With --inference: tokens generated after the prompt (default: ${DEFAULT-VALUE}).") int maxNewTokens;
@@ -91,9 +93,9 @@ final class PlanCommand implements Callable<Integer> {
                 : PlanOptions.Sharding.defaultFor(technique.zero, technique.workers);
         PlanOptions.BaseDtype weightsDtype = inference ? technique.parsedBaseDtype() : null;
         if (inference && (optimizerInBackward || pagedOptimizer || loss != null || shardEmbeddings || optimizerImpl != null || keepOutputs || bitsandbytes != null || compile
-                || fsdpWrap != null || noSync))
+                || fsdpWrap != null || noSync || gradAccum != 1))
             throw new IllegalArgumentException("--optimizer-in-backward, --paged-optimizer, --optimizer-impl, --keep-outputs, --bitsandbytes, --compile, --loss, --shard-embeddings, "
-                    + "--fsdp-wrap and --no-sync describe training, not --inference");
+                    + "--fsdp-wrap, --no-sync and --grad-accum describe training, not --inference");
         boolean blockUnits = fsdpWrap != null && switch (fsdpWrap.toLowerCase(Locale.ROOT)) {
             case "blocks" -> true;
             case "adapters" -> false;
@@ -107,7 +109,7 @@ final class PlanCommand implements Callable<Integer> {
                 .withPytorch(new PlanOptions.PytorchSettings(optimizerInBackward, pagedOptimizer, !noDoubleQuant, shardEmbeddings,
                         loss == null ? null : PlanOptions.parse(PlanOptions.Loss.class, "--loss", loss),
                         optimizerImpl == null ? null : PlanOptions.parse(PlanOptions.OptimizerImpl.class, "--optimizer-impl", optimizerImpl),
-                        keepOutputs, bitsandbytes != null && PlanOptions.PytorchSettings.bnbSavesInputs(bitsandbytes), compile, blockUnits, noSync));
+                        keepOutputs, bitsandbytes != null && PlanOptions.PytorchSettings.bnbSavesInputs(bitsandbytes), compile, blockUnits, noSync, gradAccum));
         if (bitsandbytes != null && (o.stack() != PlanOptions.Stack.HF || o.baseDtype() != PlanOptions.BaseDtype.NF4))
             throw new IllegalArgumentException("--bitsandbytes describes the 4-bit base of the HF stack: it needs --stack hf with --method qlora "
                     + "(torchtune quantises with torchao)");

@@ -72,8 +72,12 @@ final class TrainCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         // One options record with `plan`: what the llamafit runtime does not implement is refused here, by name.
+        if (gradAccum < 1) throw new IllegalArgumentException("--grad-accum must be >= 1, got " + gradAccum);
         PlanOptions p = technique.toPlanOptions(PlanOptions.Runtime.LLAMAFIT, PlanOptions.Attention.EAGER, PlanOptions.Stack.HF,
                 PlanOptions.Sharding.DEEPSPEED);
+        // The engine keeps its gradients for the whole run, so accumulation changes no memory; the gate's advice
+        // keeps the effective batch (micro-batch × accumulation) the run asked for.
+        p = p.withPytorch(p.pytorch().withGradAccum(gradAccum));
         LoraConfig lora = p.lora() ? new LoraConfig(p.loraRank(), loraAlpha, p.loraDropout(), p.loraTargets(), useRslora) : null;
         TrainOptions o = new TrainOptions(model, data, output, steps, epochs, p.batchSize(), gradAccum, p.seqLen(), lr, schedule.name(),
                 warmup, weightDecay, maxGradNorm, PlanOptions.name(p.optimizer()), evalEvery, saveEvery, resume, seed, evalData, evalSplit,

@@ -9,18 +9,22 @@ import java.util.Map;
 /**
  * GPU presets with the memory the CUDA driver reports (cudaMemGetInfo total), in bytes. Vendors sell "80 GB" parts
  * whose memory is 80 GiB (A100/H100 80GB: 81920 MiB), and "24 GB" parts of 24 GiB; the H200 has 141 GB (decimal,
- * 143771 MiB per nvidia-smi). The CPU device is built by the caller from /proc/meminfo.
+ * 143771 MiB per nvidia-smi); the 24 GB A10G and L4, 48 GB L40S and RTX A6000 report slightly less than their
+ * nominal size (nvidia-smi's total). The CPU device is built by the caller from /proc/meminfo.
  */
 public final class Devices {
     private static final long GIB = 1L << 30, MIB = 1L << 20;
     private static final Map<String, Long> GPUS = new LinkedHashMap<>();
 
     static {
+        GPUS.put("a10g", 23028L * MIB);
         GPUS.put("a100-40gb", 40L * GIB);
         GPUS.put("a100-80gb", 80L * GIB);
         GPUS.put("h100-80gb", 80L * GIB);
         GPUS.put("h200", 143771L * MIB);
         GPUS.put("l4", 23034L * MIB);
+        GPUS.put("l40s", 46068L * MIB);
+        GPUS.put("rtx-a6000", 49140L * MIB);
         GPUS.put("rtx3090", 24L * GIB);
         GPUS.put("rtx4090", 24L * GIB);
         GPUS.put("t4", 15360L * MIB);

@@ -67,10 +67,12 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
      * @param noSync              FSDP gradient accumulation inside {@code no_sync()} (Fabric's {@code no_backward_sync}, accelerate
      *                            without {@code sync_each_batch}): between optimizer steps each worker keeps the unsharded
      *                            gradients of every unit that trains
+     * @param gradAccum           micro-steps per optimizer step (gradient accumulation, 1 = none): from the second on, each
+     *                            forward and backward runs beside the gradients accumulated so far
      */
     public record PytorchSettings(boolean optimizerInBackward, boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings,
                                   Loss loss, OptimizerImpl optimizerImpl, boolean keepOutputs, boolean bnbSavesInputs, boolean compiled,
-                                  boolean blockUnits, boolean noSync) {
+                                  boolean blockUnits, boolean noSync, int gradAccum) {
         /** What the stacks do unless told otherwise. */
         public static final PytorchSettings DEFAULTS = new PytorchSettings(false, false, true, false, null, null, false, false, false);
         /** major.minor[.patch] with an optional suffix (.dev0, rc1, +cu121). */
@@ -80,29 +82,36 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
 
         public PytorchSettings {
             if (optimizerImpl == null) optimizerImpl = OptimizerImpl.FUSED;
+            if (gradAccum < 1) throw new IllegalArgumentException("--grad-accum must be >= 1, got " + gradAccum);
         }
 
         /** Adapters as FSDP units of their own, gradients synchronised at every micro-step. */
         public PytorchSettings(boolean optimizerInBackward, boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings,
                                Loss loss, OptimizerImpl optimizerImpl, boolean keepOutputs, boolean bnbSavesInputs, boolean compiled) {
-            this(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs, bnbSavesInputs, compiled, false, false);
+            this(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs, bnbSavesInputs, compiled, false, false, 1);
         }
 
         PytorchSettings withLoss(Loss l) {
             return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, l, optimizerImpl, keepOutputs, bnbSavesInputs, compiled,
-                    blockUnits, noSync);
+                    blockUnits, noSync, gradAccum);
         }
 
         /** The same settings, compiled or not. */
         public PytorchSettings withCompiled(boolean c) {
             return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs, bnbSavesInputs, c,
-                    blockUnits, noSync);
+                    blockUnits, noSync, gradAccum);
         }
 
         /** The same settings with FSDP's unit layout and gradient accumulation as given. */
         public PytorchSettings withFsdp(boolean units, boolean sync) {
             return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs, bnbSavesInputs, compiled,
-                    units, sync);
+                    units, sync, gradAccum);
+        }
+
+        /** The same settings accumulating gradients over {@code steps} micro-steps. */
+        public PytorchSettings withGradAccum(int steps) {
+            return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs, bnbSavesInputs, compiled,
+                    blockUnits, noSync, steps);
         }
 
         /** A bitsandbytes version "major.minor.patch" (suffixes such as .dev0 ignored): does its 4-bit matmul save its input? */
@@ -238,6 +247,11 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
         if (pytorch.noSync() && !fsdpShards)
             throw new IllegalArgumentException("--no-sync changes memory only under FSDP (--sharding fsdp --zero 2|3), whose no_sync() keeps unsharded "
                     + "gradients; DDP's no_sync holds the gradients a step holds anyway, and DeepSpeed reduces every micro-step");
+        if (pytorch.noSync() && pytorch.gradAccum() == 1)
+            throw new IllegalArgumentException("--no-sync is how FSDP accumulates gradients: give the micro-steps per optimizer step with --grad-accum N > 1");
+        if (pytorch.gradAccum() > 1 && pytorch.optimizerInBackward())
+            throw new IllegalArgumentException("--optimizer-in-backward steps and frees each gradient as it is made: it cannot accumulate over micro-steps (--grad-accum "
+                    + pytorch.gradAccum() + ")");
         if (pytorch.loss() == Loss.CHUNKED && stack != Stack.TORCHTUNE)
             throw new IllegalArgumentException("--loss chunked is torchtune's CEWithChunkedOutputLoss: it needs --stack torchtune");
         if (sharding == Sharding.DDP && zero != 0)
@@ -333,6 +347,8 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
     public boolean fsdpBlockUnits() { return pytorch.blockUnits(); }
 
     public boolean fsdpNoSync() { return pytorch.noSync(); }
+
+    public int gradAccum() { return pytorch.gradAccum(); }
 
     /** The flag spelling of an enum constant: BF16_PURE -> bf16-pure. */
     public static String name(Enum<?> e) { return e.name().toLowerCase(Locale.ROOT).replace('_', '-'); }

@@ -263,11 +263,14 @@ public final class PytorchProfile {
                     (o.fsdpBlockUnits() ? "whole block units (frozen weights included) + adapters" : "trainable params × " + trainDtype + " B")
                             + ", unsharded while FSDP's no_sync() accumulates; sharded for the step"));
         } else {
+            // Accumulating: from the second micro-step on, forward and backward run beside the gradients summed so far.
+            double held = o.gradAccum() > 1 ? gradShard : 0;
             comps.add(new Component("gradients", gradColumn, Category.GRADIENTS, Accounting.TENSOR,
-                    phases(0, headGradHeld, gradShard, gradShard),
+                    phases(held, Math.max(held, headGradHeld), gradShard, gradShard),
                     (o.fsdpBlockUnits() ? "whole block units (frozen weights included, FSDP flat parameters that require grad) + adapters"
                             : "trainable params × " + trainDtype + " B") + (o.zero() >= 2 ? ", partitioned (ZeRO-2/3)" : "")
-                            + "; freed after the step (zero_grad(set_to_none=True))"));
+                            + "; freed after the step (zero_grad(set_to_none=True))"
+                            + (held > 0 ? "; held through the forward of every micro-step after the first (" + o.gradAccum() + " accumulated)" : "")));
             if (o.zero() >= 2 && workers > 1) {
                 double bucket = o.method() == Method.FULL ? Math.max(layerUnitBytes / (double) a * trainDtype, headGrad)
                         : o.fsdpBlockUnits() ? frozenUnitBytes : 0;
@@ -308,7 +311,8 @@ public final class PytorchProfile {
         // gradient, all gradients + the block backward ends with), not at saved + all gradients. That last block keeps
         // its saved tensors until its own gradients are done (with checkpointing, every N-th block or all, act.backward
         // already holds one block beside the saved ones: the block being back-propagated, recomputed or not).
-        double deviceGrads = o.optimizerInBackward() || gradColumn != Column.DEVICE || o.fsdpNoSync() ? 0 : gradShard;
+        // Gradients accumulated from earlier micro-steps are whole from the start of backward: nothing grows to offset.
+        double deviceGrads = o.optimizerInBackward() || gradColumn != Column.DEVICE || o.fsdpNoSync() || o.gradAccum() > 1 ? 0 : gradShard;
         double freedWhileGradsGrow = Math.min(act.forward - act.lastBlock, Math.max(0, deviceGrads - headGradHeld));
         comps.add(new Component("activations", Column.DEVICE, Category.ACTIVATIONS, Accounting.TENSOR,
                 phases(act.forward, act.backwardHead, act.backward - freedWhileGradsGrow, 0), act.formula

@@ -53,7 +53,10 @@ public final class Recommender {
                                         // FSDP's unit layout and no_sync() describe how the user's framework runs FSDP: kept where
                                         // they apply, and offered turned off.
                                         boolean fsdp = sharding == PlanOptions.Sharding.FSDP && zero >= 2;
-                                        PlanOptions.PytorchSettings run = want.pytorch().withFsdp(units && fsdp && m != Method.FULL, noSync && fsdp);
+                                        // Halving the micro-batch accumulates over more micro-steps, whose gradients the plan holds.
+                                        int steps = want.gradAccum() * (int) Math.ceil((double) want.batchSize() / b);
+                                        PlanOptions.PytorchSettings run = want.pytorch().withFsdp(units && fsdp && m != Method.FULL, noSync && fsdp && steps > 1)
+                                                .withGradAccum(steps);
                                         if (run.blockUnits() != units || run.noSync() != noSync) continue; // the variant with them off covers it
                                         o = new PlanOptions(m, m == Method.FULL ? 0 : Math.max(want.loraRank(), 8), want.loraTargets(), want.loraDropout(), p,
                                                 m == Method.QLORA ? PlanOptions.BaseDtype.NF4 : m == Method.LORA && want.baseDtype() != PlanOptions.BaseDtype.NF4 ? want.baseDtype() : null,
@@ -65,8 +68,7 @@ public final class Recommender {
                                     }
                                     MemoryPlan plan = Planner.plan(c, o, device);
                                     if (!plan.fits()) continue;
-                                    int accum = (int) Math.ceil((double) want.batchSize() / b);
-                                    out.add(new Recommendation(o, accum, slowdown(want, o), plan, explain(c, want, o, base, plan, device, accum)));
+                                    out.add(new Recommendation(o, o.gradAccum(), slowdown(want, o), plan, explain(c, want, o, base, plan, device, o.gradAccum())));
                                     break; // the largest micro-batch that fits is the fastest for this combination
                                 }
         // Plans that still train what was asked come first: LoRA in place of full fine-tuning is a different model
@@ -130,7 +132,7 @@ public final class Recommender {
                 + "(accelerate: sync_each_batch=True; Fabric: no no_backward_sync): gradients stay sharded, a little more communication");
         if (o.offload() != want.offload()) steps.add("offload " + PlanOptions.name(o.offload()) + ": optimizer states (and gradients/parameters at higher stages) in host RAM, PCIe-bound step");
         if (o.batchSize() != want.batchSize()) steps.add(String.format(Locale.ROOT, "micro-batch %d × %d accumulation steps keeps the effective batch %d",
-                o.batchSize(), accum, want.batchSize()));
+                o.batchSize(), accum, want.batchSize() * want.gradAccum()));
         steps.add(String.format(Locale.ROOT, "peak %s of %s (%s than requested)", ByteSize.format(plan.devicePeakBytes()),
                 ByteSize.format(device.memoryBytes()), signed(plan.devicePeakBytes() - base.devicePeakBytes())));
         return steps;

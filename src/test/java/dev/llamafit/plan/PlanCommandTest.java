@@ -473,7 +473,8 @@ class PlanCommandTest {
                 "--zero", "3", "--workers", "2", "--sharding", "fsdp", "--gradient-checkpointing", "--batch-size", "1", "--seq-len", "1024"};
         LlamaCounts k = new LlamaCounts(ModelPresets.load("llama-2-7b"));
         long adapters = 8L * (4096 + 4096) * 2 * 32;   // q and v: r·(in + out) per matrix, 32 layers
-        JsonNode peft = json(base), blocks = json(concat(base, "--fsdp-wrap", "blocks")), sync = json(concat(base, "--fsdp-wrap", "blocks", "--no-sync"));
+        JsonNode peft = json(base), blocks = json(concat(base, "--fsdp-wrap", "blocks")),
+                sync = json(concat(base, "--fsdp-wrap", "blocks", "--grad-accum", "4", "--no-sync"));
         assertEquals(adapters * 4 / 2.0, phase(peft, "gradients", "backward"), 2, "PEFT's policy: fp32 adapters' gradients, sharded");
         double unitGrads = (k.perLayer * 32 + adapters) * 2.0;
         assertEquals(unitGrads / 2, phase(blocks, "gradients", "backward"), 2, "block units: every block's gradient, sharded over 2");
@@ -494,6 +495,9 @@ class PlanCommandTest {
         Run ddp = run("plan", "--model", "llama-2-7b", "--device", "a100-40gb", "--workers", "2", "--no-sync");
         assertEquals(2, ddp.code, ddp.out);
         assertTrue(ddp.err.contains("--no-sync"), ddp.err);
+        Run once = run(concat(base, "--no-sync"));
+        assertEquals(2, once.code, once.out);
+        assertTrue(once.err.contains("--grad-accum"), once.err);
         Run wrap = run(concat(base, "--fsdp-wrap", "layers"));
         assertEquals(2, wrap.code, wrap.out);
         assertTrue(wrap.err.contains("adapters or blocks"), wrap.err);
@@ -505,5 +509,51 @@ class PlanCommandTest {
             this((long) c.hiddenSize() * c.qDim() + 2L * c.hiddenSize() * c.kvDim() + (long) c.qDim() * c.hiddenSize()
                     + 3L * c.hiddenSize() * c.intermediateSize() + 2L * c.hiddenSize());
         }
+    }
+
+    /**
+     * Gradient accumulation: from the second micro-step on the summed gradients are there from the start of forward;
+     * without it they exist only from backward on. TinyLlama full fine-tuning in bf16: 1.1B parameters × 2 B.
+     */
+    @Test
+    void accumulationHoldsTheGradientsThroughForward() throws Exception {
+        String[] base = {"plan", "--model", "tinyllama-1.1b", "--method", "full", "--precision", "bf16-pure", "--device", "a10g",
+                "--batch-size", "4", "--seq-len", "512"};
+        JsonNode once = json(base), accum = json(concat(base, "--grad-accum", "8"));
+        long params = PytorchProfile.counts(ModelPresets.load("tinyllama-1.1b")).total();
+        assertEquals(0, phase(once, "gradients", "forward"));
+        assertEquals(params * 2.0, phase(accum, "gradients", "forward"), 2);
+        assertEquals(params * 2.0, phase(accum, "gradients", "backward_head"), 2);
+        assertTrue(accum.path("device").path("max_memory_allocated_bytes").asLong() > once.path("device").path("max_memory_allocated_bytes").asLong());
+        Run inBackward = run(concat(base, "--grad-accum", "2", "--optimizer-in-backward"));
+        assertEquals(2, inBackward.code, inBackward.out);
+        assertTrue(inBackward.err.contains("--optimizer-in-backward"), inBackward.err);
+        Run zero = run(concat(base, "--grad-accum", "0"));
+        assertEquals(2, zero.code, zero.out);
+        assertTrue(zero.err.contains("--grad-accum"), zero.err);
+        // The llamafit engine keeps its gradient buffers for the whole run: accumulation plans the same bytes.
+        String[] cpu = {"plan", "--model", "src/test/resources/fixtures/tiny-llama-gqa-tied/config.json", "--memory", "24GiB", "--seq-len", "32"};
+        assertEquals(json(cpu).path("device").path("peak_bytes").asLong(), json(concat(cpu, "--grad-accum", "4")).path("device").path("peak_bytes").asLong());
+    }
+
+    /** A recommended micro-batch with accumulation is planned with the accumulated gradients held, as it will run. */
+    @Test
+    void recommendedAccumulationHoldsItsGradients() {
+        PlanOptions want = new PlanOptions(PlanOptions.Method.FULL, 0, List.of(), 0, PlanOptions.Precision.BF16_PURE, null, PlanOptions.Optim.ADAMW,
+                false, 1, 16, 1024, 0, 1, PlanOptions.Offload.NONE, PlanOptions.Runtime.PYTORCH, PlanOptions.Attention.FLASH, PlanOptions.Stack.HF,
+                PlanOptions.Sharding.DEEPSPEED, PlanOptions.PytorchSettings.DEFAULTS.withGradAccum(2));
+        List<Recommender.Recommendation> recs = Recommender.recommend(ModelPresets.load("llama-3.2-1b"), want, Devices.gpu("l4"), 50);
+        int checked = 0;
+        for (Recommender.Recommendation r : recs) {
+            PlanOptions o = r.options();
+            assertEquals(2 * (int) Math.ceil(16.0 / o.batchSize()), o.gradAccum(), "the effective batch stays 16 × 2: " + r.steps());
+            assertEquals(o.gradAccum(), r.gradAccum());
+            long held = r.plan().components().stream().filter(x -> x.name().equals("gradients")).mapToLong(x -> x.bytes(Phase.FORWARD)).sum();
+            if (o.offload() == PlanOptions.Offload.NONE && !o.optimizerInBackward()) {
+                assertTrue(held > 0, "accumulated gradients are held through forward: " + r.steps());
+                checked++;
+            }
+        }
+        assertTrue(checked > 0, "some recommendation keeps gradients on the GPU: " + recs.size());
     }
 }

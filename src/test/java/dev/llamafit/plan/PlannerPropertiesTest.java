@@ -138,7 +138,8 @@ class PlannerPropertiesTest {
     /**
      * FSDP's gradient options only add gradient memory: block units (adapters flattened with their frozen block) never
      * plan below adapters as units of their own, and accumulation inside no_sync() never below synchronising every
-     * micro-step; the other settings stay refused or planned alike.
+     * micro-step (all four accumulate over 4 micro-steps); the other settings stay refused or planned alike. And
+     * accumulation itself never lowers a peak.
      */
     @Test
     void fsdpGradientOptionsNeverLowerThePeak() {
@@ -155,12 +156,18 @@ class PlannerPropertiesTest {
                                     String id = model + " " + m + " " + p + (ckpt ? " checkpointing " : " ") + off + " zero " + zero + " B " + batch;
                                     Long[] peaks = new Long[4];
                                     for (int v = 0; v < 4; v++) {
-                                        PlanOptions.PytorchSettings run = PlanOptions.PytorchSettings.DEFAULTS.withFsdp((v & 1) != 0, (v & 2) != 0);
+                                        PlanOptions.PytorchSettings run = PlanOptions.PytorchSettings.DEFAULTS.withGradAccum(4).withFsdp((v & 1) != 0, (v & 2) != 0);
                                         int z = zero;
                                         peaks[v] = allocated(c, () -> new PlanOptions(m, 8, List.of("q_proj", "v_proj"), 0.0, p, null, Optim.ADAMW, ckpt, 1, batch, 1024,
                                                 z, 4, off, PlanOptions.Runtime.PYTORCH, PlanOptions.Attention.FLASH, Stack.HF, Sharding.FSDP, run), Devices.gpu("a100-80gb"));
                                     }
                                     if (peaks[0] == null) continue;
+                                    int z0 = zero;
+                                    Long single = allocated(c, () -> new PlanOptions(m, 8, List.of("q_proj", "v_proj"), 0.0, p, null, Optim.ADAMW, ckpt, 1, batch, 1024,
+                                            z0, 4, off, PlanOptions.Runtime.PYTORCH, PlanOptions.Attention.FLASH, Stack.HF, Sharding.FSDP, PlanOptions.PytorchSettings.DEFAULTS),
+                                            Devices.gpu("a100-80gb"));
+                                    checks++;
+                                    if (single == null || peaks[0] < single) violations.add("accumulation lowers " + id);
                                     for (int v = 1; v < 4; v++) {
                                         checks++;
                                         if (peaks[v] == null) violations.add("variant " + v + " refused: " + id);
