@@ -6,7 +6,7 @@ lit-gpt is read from a source checkout (--litgpt-src: the directory that holds t
 `git archive 43c44323 litgpt | tar -x`); its model code needs only torch, so the `lightning` imports of
 `litgpt.utils` are stubbed. The block has the shape of src/test/resources/planner/block-512.json (C 512, 8 heads of
 64, 2 key/value groups, F 1792) and is built in bf16 the way Fabric's `init_module()` builds it for `bf16-true`
-(default dtype bf16, so the rotary cache is bf16 too). Its forward runs under
+(default dtype bf16; lit-gpt builds its rotary cache in fp32 either way, a buffer, so not counted). Its forward runs under
 torch.autograd.graph.saved_tensors_hooks; the script sums the distinct storages that are not parameters or buffers.
 
   python3 scripts/measure_litgpt_block.py --litgpt-src DIR [--batch 2] [--seq 192]
