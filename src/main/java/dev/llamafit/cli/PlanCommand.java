@@ -55,6 +55,8 @@ final class PlanCommand implements Callable<Integer> {
             + "the unit's gradient then covers its frozen weights too) (default: adapters).") String fsdpWrap;
     @Option(names = "--grad-accum", defaultValue = "1", description = "Micro-steps per optimizer step (gradient accumulation): from the second on, "
             + "forward and backward run beside the gradients summed so far (default: ${DEFAULT-VALUE}); pytorch runtime.") int gradAccum;
+    @Option(names = "--activation-offload", description = "The tensors the forward saves go to pinned host memory and come back in backward "
+            + "(torchtune's enable_activation_offloading); pytorch runtime.") boolean activationOffload;
     @Option(names = "--no-sync", description = "With --sharding fsdp: gradient accumulation runs inside FSDP's no_sync() (Lightning Fabric's no_backward_sync, "
             + "accelerate without sync_each_batch), so between optimizer steps each worker holds unsharded gradients.") boolean noSync;
     @Option(names = "--optimizer-in-backward", description = "Step each parameter's optimizer as soon as its gradient is ready and free the gradient (torchtune's optimizer_in_bwd); pytorch runtime.") boolean optimizerInBackward;
@@ -93,9 +95,9 @@ final class PlanCommand implements Callable<Integer> {
                 : PlanOptions.Sharding.defaultFor(technique.zero, technique.workers);
         PlanOptions.BaseDtype weightsDtype = inference ? technique.parsedBaseDtype() : null;
         if (inference && (optimizerInBackward || pagedOptimizer || loss != null || shardEmbeddings || optimizerImpl != null || keepOutputs || bitsandbytes != null || compile
-                || fsdpWrap != null || noSync || gradAccum != 1))
+                || fsdpWrap != null || noSync || gradAccum != 1 || activationOffload))
             throw new IllegalArgumentException("--optimizer-in-backward, --paged-optimizer, --optimizer-impl, --keep-outputs, --bitsandbytes, --compile, --loss, --shard-embeddings, "
-                    + "--fsdp-wrap, --no-sync and --grad-accum describe training, not --inference");
+                    + "--fsdp-wrap, --no-sync, --grad-accum and --activation-offload describe training, not --inference");
         boolean blockUnits = fsdpWrap != null && switch (fsdpWrap.toLowerCase(Locale.ROOT)) {
             case "blocks" -> true;
             case "adapters" -> false;
@@ -109,7 +111,7 @@ final class PlanCommand implements Callable<Integer> {
                 .withPytorch(new PlanOptions.PytorchSettings(optimizerInBackward, pagedOptimizer, !noDoubleQuant, shardEmbeddings,
                         loss == null ? null : PlanOptions.parse(PlanOptions.Loss.class, "--loss", loss),
                         optimizerImpl == null ? null : PlanOptions.parse(PlanOptions.OptimizerImpl.class, "--optimizer-impl", optimizerImpl),
-                        keepOutputs, bitsandbytes != null && PlanOptions.PytorchSettings.bnbSavesInputs(bitsandbytes), compile, blockUnits, noSync, gradAccum));
+                        keepOutputs, bitsandbytes != null && PlanOptions.PytorchSettings.bnbSavesInputs(bitsandbytes), compile, blockUnits, noSync, gradAccum, activationOffload));
         if (bitsandbytes != null && (o.stack() != PlanOptions.Stack.HF || o.baseDtype() != PlanOptions.BaseDtype.NF4))
             throw new IllegalArgumentException("--bitsandbytes describes the 4-bit base of the HF stack: it needs --stack hf with --method qlora "
                     + "(torchtune quantises with torchao)");

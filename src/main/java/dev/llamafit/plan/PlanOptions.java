@@ -69,10 +69,12 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
      *                            gradients of every unit that trains
      * @param gradAccum           micro-steps per optimizer step (gradient accumulation, 1 = none): from the second on, each
      *                            forward and backward runs beside the gradients accumulated so far
+     * @param activationOffload   the tensors the model's forward saves go to pinned host memory and come back in backward
+     *                            (torchtune's enable_activation_offloading, OffloadActivations)
      */
     public record PytorchSettings(boolean optimizerInBackward, boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings,
                                   Loss loss, OptimizerImpl optimizerImpl, boolean keepOutputs, boolean bnbSavesInputs, boolean compiled,
-                                  boolean blockUnits, boolean noSync, int gradAccum) {
+                                  boolean blockUnits, boolean noSync, int gradAccum, boolean activationOffload) {
         /** What the stacks do unless told otherwise. */
         public static final PytorchSettings DEFAULTS = new PytorchSettings(false, false, true, false, null, null, false, false, false);
         /** major.minor[.patch] with an optional suffix (.dev0, rc1, +cu121). */
@@ -88,30 +90,36 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
         /** Adapters as FSDP units of their own, gradients synchronised at every micro-step. */
         public PytorchSettings(boolean optimizerInBackward, boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings,
                                Loss loss, OptimizerImpl optimizerImpl, boolean keepOutputs, boolean bnbSavesInputs, boolean compiled) {
-            this(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs, bnbSavesInputs, compiled, false, false, 1);
+            this(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs, bnbSavesInputs, compiled, false, false, 1, false);
         }
 
         PytorchSettings withLoss(Loss l) {
             return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, l, optimizerImpl, keepOutputs, bnbSavesInputs, compiled,
-                    blockUnits, noSync, gradAccum);
+                    blockUnits, noSync, gradAccum, activationOffload);
         }
 
         /** The same settings, compiled or not. */
         public PytorchSettings withCompiled(boolean c) {
             return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs, bnbSavesInputs, c,
-                    blockUnits, noSync, gradAccum);
+                    blockUnits, noSync, gradAccum, activationOffload);
         }
 
         /** The same settings with FSDP's unit layout and gradient accumulation as given. */
         public PytorchSettings withFsdp(boolean units, boolean sync) {
             return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs, bnbSavesInputs, compiled,
-                    units, sync, gradAccum);
+                    units, sync, gradAccum, activationOffload);
         }
 
         /** The same settings accumulating gradients over {@code steps} micro-steps. */
         public PytorchSettings withGradAccum(int steps) {
             return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs, bnbSavesInputs, compiled,
-                    blockUnits, noSync, steps);
+                    blockUnits, noSync, steps, activationOffload);
+        }
+
+        /** The same settings with activations offloaded to the host or not. */
+        public PytorchSettings withActivationOffload(boolean offload) {
+            return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs, bnbSavesInputs, compiled,
+                    blockUnits, noSync, gradAccum, offload);
         }
 
         /** A bitsandbytes version "major.minor.patch" (suffixes such as .dev0 ignored): does its 4-bit matmul save its input? */
@@ -275,6 +283,7 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
             else if (attention == Attention.FLASH) missing = "flash attention";
             else if (pytorch.optimizerInBackward()) missing = "optimizer in backward";
             else if (pytorch.pagedOptimizer()) missing = "paged optimizer states";
+            else if (pytorch.activationOffload()) missing = "activation offloading";
             if (missing != null)
                 throw new IllegalArgumentException(missing + " is not implemented in the llamafit runtime yet (it trains fp32 full or LoRA, "
                         + "AdamW/SGD, with optional gradient checkpointing, on one worker); plan it with --runtime pytorch");
@@ -349,6 +358,8 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
     public boolean fsdpNoSync() { return pytorch.noSync(); }
 
     public int gradAccum() { return pytorch.gradAccum(); }
+
+    public boolean activationOffload() { return pytorch.activationOffload(); }
 
     /** The flag spelling of an enum constant: BF16_PURE -> bf16-pure. */
     public static String name(Enum<?> e) { return e.name().toLowerCase(Locale.ROOT).replace('_', '-'); }

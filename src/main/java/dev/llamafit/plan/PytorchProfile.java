@@ -53,6 +53,8 @@ public final class PytorchProfile {
      * an assumption for other topologies, stated once.
      */
     public static final long NCCL_TWO_GPU_BYTES = 544L << 20, NCCL_GROUP_BYTES = 688L << 20;
+    /** torchtune's OffloadActivations keeps up to this many saved tensors on the GPU while their copies run (max_fwd_stash_size). */
+    public static final int ACTIVATION_OFFLOAD_STASH = 5;
     /** torchtune's CEWithChunkedOutputLoss splits the logits into 8 chunks. */
     public static final int LOSS_CHUNKS = 8;
 
@@ -314,9 +316,26 @@ public final class PytorchProfile {
         // Gradients accumulated from earlier micro-steps are whole from the start of backward: nothing grows to offset.
         double deviceGrads = o.optimizerInBackward() || gradColumn != Column.DEVICE || o.fsdpNoSync() || o.gradAccum() > 1 ? 0 : gradShard;
         double freedWhileGradsGrow = Math.min(act.forward - act.lastBlock, Math.max(0, deviceGrads - headGradHeld));
-        comps.add(new Component("activations", Column.DEVICE, Category.ACTIVATIONS, Accounting.TENSOR,
-                phases(act.forward, act.backwardHead, act.backward - freedWhileGradsGrow, 0), act.formula
-                        + (freedWhileGradsGrow > 0 ? "; in backward, less what is freed while the gradients grow" : "")));
+        if (o.activationOffload()) {
+            // torchtune's OffloadActivations: every tensor the model's forward saves (above 1 KiB) is copied to pinned host
+            // memory on a side stream; the GPU keeps the last few until their copies finish (max_fwd_stash_size = 5) and
+            // the LM head's input (excluded from offloading). Backward brings back one node's tensors while it prefetches
+            // the next: two block inputs and the block recomputed from one under checkpointing, else two blocks' tensors.
+            boolean allCheckpointed = o.gradientCheckpointing() && o.checkpointedBlocks(c.numLayers()) == c.numLayers();
+            double forward = Math.min(act.forward, ACTIVATION_OFFLOAD_STASH * act.largest + act.headInput);
+            double backward = Math.min(act.backward - freedWhileGradsGrow,
+                    (allCheckpointed ? 2 * act.largest + act.block : 2 * act.block) + act.blockTransient + act.headInput);
+            comps.add(new Component("activations", Column.DEVICE, Category.ACTIVATIONS, Accounting.TENSOR,
+                    phases(forward, Math.min(act.backwardHead, forward), backward, 0),
+                    "activation offloading: " + ACTIVATION_OFFLOAD_STASH + " × the largest saved tensor in flight to the host"
+                            + (act.headInput > 0 ? " + the LM head's input" : "") + "; in backward two nodes brought back"
+                            + (allCheckpointed ? " (block inputs) and the block recomputed" : " (blocks)") + " + backward temporaries"));
+            comps.add(new Component("activations.offloaded", Column.HOST, Category.ACTIVATIONS, Accounting.TENSOR,
+                    phases(act.forward, act.backwardHead, act.forward, 0), "the saved activations, in pinned host memory: " + act.formula));
+        } else
+            comps.add(new Component("activations", Column.DEVICE, Category.ACTIVATIONS, Accounting.TENSOR,
+                    phases(act.forward, act.backwardHead, act.backward - freedWhileGradsGrow, 0), act.formula
+                            + (freedWhileGradsGrow > 0 ? "; in backward, less what is freed while the gradients grow" : "")));
         comps.add(new Component("logits_and_loss", Column.DEVICE, Category.ACTIVATIONS, Accounting.TENSOR,
                 phases(act.lossForward, act.lossBackward, 0, 0), act.lossFormula));
 
@@ -350,8 +369,14 @@ public final class PytorchProfile {
     }
 
     /** Activation bytes at each moment, per worker. */
+    /**
+     * @param block     one block's saved tensors (recomputed under checkpointing)
+     * @param blockTransient what backward through one block holds besides them
+     * @param largest   the largest single tensor the forward saves (a block input under checkpointing)
+     * @param headInput the LM head's saved input (when its weight trains), which activation offloading leaves on the GPU
+     */
     record Activations(double forward, double backwardHead, double backward, double lastBlock, double lossForward, double lossBackward,
-                       String formula, String lossFormula) {}
+                       String formula, String lossFormula, double block, double blockTransient, double largest, double headInput) {}
 
     /**
      * Bytes one block saves for backward per token, for LLaMA (Korthikanti et al. 2022 §4.1 recounted): the residual
@@ -505,12 +530,21 @@ public final class PytorchProfile {
         double nv = tokens * c.vocabSize();
         double lossForward, lossBackward;
         String lossFormula;
-        if (o.loss() == PlanOptions.Loss.CHUNKED) {
-            // Chunked CE: the model-dtype logits stay (the compiled loss recomputes softmax per chunk); one fp32 chunk
-            // and its log-softmax exist at a time, and backward adds one chunk's gradient.
-            lossForward = nv * a + 2 * 4.0 * nv / LOSS_CHUNKS;
-            lossBackward = nv * a + (a + 2 * 4.0) * nv / LOSS_CHUNKS;
-            lossFormula = "chunked cross-entropy (" + LOSS_CHUNKS + " chunks): N·V·" + a + " B logits + per-chunk fp32 temporaries";
+        if (o.loss() == PlanOptions.Loss.CHUNKED && o.compiled()) {
+            // Chunked CE under torch.compile (torchtune compiles the loss with the model): each chunk's graph saves its
+            // model-dtype logits and two fp32 statistics per row, not the fp32 log-softmax, and its backward writes the
+            // chunk's gradient in one fused pass (measured on the CPU: scripts/measure_loss_saved.py).
+            lossForward = nv * a + tokens * 16;
+            lossBackward = nv * a + a * nv / LOSS_CHUNKS + tokens * 16;
+            lossFormula = "chunked cross-entropy (" + LOSS_CHUNKS + " chunks), compiled: N·V·" + a + " B logits kept for backward + one chunk's gradient";
+        } else if (o.loss() == PlanOptions.Loss.CHUNKED) {
+            // Chunked CE in eager PyTorch: each chunk's log-softmax saves its fp32 output (4 B per logit for all chunks) and
+            // not its input; the recipe deletes the logits before backward, which then holds the saved outputs and one
+            // chunk's two fp32 gradients and its cast. Both keep the labels (int64).
+            lossForward = nv * (a + 4.0) + 4.0 * nv / LOSS_CHUNKS + tokens * 8;
+            lossBackward = nv * 4.0 + (4 + 4.0 + a) * nv / LOSS_CHUNKS + tokens * 8;
+            lossFormula = "chunked cross-entropy (" + LOSS_CHUNKS + " chunks): N·V·" + a + " B logits + N·V·4 B fp32 log-softmax outputs in forward; "
+                    + "in backward the log-softmax outputs and one chunk's gradients";
         } else if (o.stack() == Stack.TORCHTUNE) {
             // torchtune with a plain CrossEntropyLoss: the model returns output(h).float(), the recipe drops its
             // reference before backward (log_softmax keeps only its fp32 output). Forward: fp32 logits + log-softmax
@@ -536,7 +570,14 @@ public final class PytorchProfile {
                     + "N·V × " + (held + 12) + " B in backward (log-softmax output and its two fp32 gradients"
                     + (o.keepOutputs() ? ", and the logits the loop still holds)" : ")");
         }
-        return new Activations(saved, saved, backward, o.gradientCheckpointing() ? 0 : block, lossForward, lossBackward, formula, lossFormula);
+        // The largest tensor one saved: a block input under checkpointing, else a SwiGLU intermediate, an fp32 norm copy, or
+        // eager attention's probabilities.
+        double largest = o.gradientCheckpointing() && o.checkpointedBlocks(layers) == layers ? residual
+                : Math.max(tokens * Math.max(c.intermediateSize() * (double) a, c.hiddenSize() * 4.0),
+                kernel == PlanOptions.Attention.EAGER ? 4.0 * o.batchSize() * c.numHeads() * (double) o.seqLen() * o.seqLen() : 0);
+        double headInput = trainsHead ? tokens * c.hiddenSize() * (double) a : 0;
+        return new Activations(saved, saved, backward, o.gradientCheckpointing() ? 0 : block, lossForward, lossBackward, formula, lossFormula,
+                block, blockTransient, largest, headInput);
     }
 
     static boolean targets(PlanOptions o, String... modules) {

@@ -219,4 +219,37 @@ class MeasuredTest {
         }
         assertEquals(4, compared);
     }
+
+    /**
+     * scripts/measure_loss_saved.py: what one chunk of torchtune's chunked cross-entropy saves, eager and compiled, on
+     * bf16 logits (CPU). Eager: the fp32 log-softmax output (4 B per logit), not the logits; compiled: the logits
+     * themselves and two fp32 statistics per row. The planner's chunked-loss terms hold exactly these per logit and per
+     * row: in backward after the recipe drops its logits (eager), and at the end of forward (compiled).
+     */
+    @Test
+    void chunkedLossSavedTensorsAgainstMeasured() throws Exception {
+        dev.llamafit.model.LlamaConfig c = dev.llamafit.io.ConfigJson.read(Path.of("src/test/resources/planner/model-512x4.json"));
+        int compared = 0;
+        for (String line : Files.readAllLines(Path.of("src/test/resources/planner/measured_loss_saved_cpu.jsonl"), StandardCharsets.UTF_8)) {
+            JsonNode m = Json.MAPPER.readTree(line);
+            boolean compiled = m.get("case").asText().equals("compiled");
+            double perLogit = m.get("input_saved_bytes_per_logit").asDouble() + m.get("other_saved_bytes_per_logit").asDouble();
+            double perRow = m.get("other_saved_bytes_per_row").asDouble();
+            PlanOptions o = new PlanOptions(PlanOptions.Method.FULL, 0, List.of(), 0, PlanOptions.Precision.BF16_PURE, null, PlanOptions.Optim.ADAMW, true, 1, 2, 256,
+                    0, 1, PlanOptions.Offload.NONE, PlanOptions.Runtime.PYTORCH, PlanOptions.Attention.FLASH, PlanOptions.Stack.TORCHTUNE, PlanOptions.Sharding.DEEPSPEED,
+                    PlanOptions.PytorchSettings.DEFAULTS.withCompiled(compiled));
+            double tokens = 2.0 * 256, nv = tokens * c.vocabSize();
+            MemoryPlan plan = PytorchProfile.plan(c, o, Devices.gpu("h200"));
+            Component loss = plan.components().stream().filter(x -> x.name().equals("logits_and_loss")).findFirst().orElseThrow();
+            // Saved terms: compiled, everything the forward ends with; eager, what backward starts from less one chunk's temporaries.
+            double planned = compiled ? loss.bytes(Phase.FORWARD) : loss.bytes(Phase.BACKWARD_HEAD) - (4 + 4 + 2) * nv / PytorchProfile.LOSS_CHUNKS;
+            double measured = perLogit * nv + Math.round(perRow) * tokens;
+            System.out.printf(Locale.ROOT, "chunked loss %-9s measured %.2f B/logit + %.0f B/row, planned %.0f B vs %.0f B (%.4f)%n",
+                    m.get("case").asText(), perLogit, perRow, planned, measured, planned / measured);
+            assertEquals(compiled ? 2.0 : 4.0, perLogit, 1e-9, "saved per logit, " + m.get("case").asText());
+            assertEquals(1.0, planned / measured, 0.001, m.get("case").asText());
+            compared++;
+        }
+        assertEquals(2, compared);
+    }
 }

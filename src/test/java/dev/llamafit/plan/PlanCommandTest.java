@@ -253,10 +253,13 @@ class PlanCommandTest {
         String[] base = {"plan", "--model", "llama-3.1-8b", "--device", "a100-80gb", "--precision", "bf16-pure", "--stack", "torchtune",
                 "--method", "lora", "--gradient-checkpointing", "--batch-size", "2", "--seq-len", "2048", "--json"};
         long chunked = component(Json.MAPPER.readTree(run(base).out), "logits_and_loss");
+        long compiled = component(Json.MAPPER.readTree(run(concat(base, "--compile")).out), "logits_and_loss");
         long full = component(Json.MAPPER.readTree(run(concat(base, "--loss", "full")).out), "logits_and_loss");
-        double nv = 2.0 * 2048 * 128256;
+        double nv = 2.0 * 2048 * 128256, tokens = 2.0 * 2048;
         assertEquals(12 * nv, full, 1e-6 * full, "fp32 log-softmax with both its gradients");
-        assertTrue(chunked < 4 * nv, "chunked keeps the bf16 logits and one fp32 chunk at a time: " + chunked);
+        assertEquals(nv * (2 + 4) + 4 * nv / 8 + 8 * tokens, chunked, 1e-6 * chunked,
+                "eager chunks: bf16 logits and every chunk's fp32 log-softmax, one chunk's fp32 upcast");
+        assertEquals(nv * 2 + 2 * nv / 8 + 16 * tokens, compiled, 1e-6 * compiled, "compiled chunks: bf16 logits kept, one chunk's gradient");
         Run hf = run("plan", "--model", "llama-3.1-8b", "--device", "a100-80gb", "--precision", "bf16", "--loss", "chunked");
         assertEquals(2, hf.code);
         assertTrue(hf.err.contains("--loss chunked is torchtune's"), hf.err);
@@ -555,5 +558,28 @@ class PlanCommandTest {
             }
         }
         assertTrue(checked > 0, "some recommendation keeps gradients on the GPU: " + recs.size());
+    }
+
+    /**
+     * Activation offloading (torchtune's OffloadActivations): what the forward saves goes to the host column; the GPU
+     * keeps 5 saved tensors in flight (block inputs, under checkpointing) and the LM head's input, and in backward two
+     * block inputs with the block recomputed from one. Llama 3.2 1B full fine-tuning, bf16, B 2 × 1024.
+     */
+    @Test
+    void activationOffloadMovesSavedTensorsToTheHost() throws Exception {
+        String[] base = {"plan", "--model", "llama-3.2-1b", "--method", "full", "--precision", "bf16-pure", "--stack", "torchtune", "--device", "a100-80gb",
+                "--gradient-checkpointing", "--batch-size", "2", "--seq-len", "1024"};
+        JsonNode kept = json(base), offloaded = json(concat(base, "--activation-offload"));
+        double blockInput = 2.0 * 1024 * 2048 * 2, headInput = blockInput;
+        assertEquals(5 * blockInput + headInput, phase(offloaded, "activations", "forward"), 2);
+        assertEquals(phase(kept, "activations", "forward"), phase(offloaded, "activations.offloaded", "forward"), 2, "the host holds what the GPU held");
+        assertTrue(phase(offloaded, "activations", "backward") <= phase(kept, "activations", "backward"));
+        assertTrue(offloaded.path("host").path("peak_bytes").asLong() >= phase(kept, "activations", "forward"));
+        Run inference = run("plan", "--model", "llama-3.2-1b", "--device", "a100-80gb", "--inference", "--activation-offload");
+        assertEquals(2, inference.code, inference.out);
+        assertTrue(inference.err.contains("--activation-offload"), inference.err);
+        Run cpu = run("plan", "--model", "llama-3.2-1b", "--activation-offload");
+        assertEquals(2, cpu.code, cpu.out);
+        assertTrue(cpu.err.contains("activation offloading is not implemented in the llamafit runtime"), cpu.err);
     }
 }
