@@ -15,8 +15,8 @@ import dev.llamafit.plan.PlanOptions.Precision;
 import dev.llamafit.plan.PlanOptions.Runtime;
 
 /**
- * Varies precision, method (LoRA/QLoRA), checkpointing, optimizer, ZeRO stage, offload and micro-batch (with gradient
- * accumulation keeping the effective batch) around the requested options. For the llamafit runtime only what the
+ * Varies precision, method (LoRA/QLoRA), checkpointing, optimizer, ZeRO stage, offload, activation offloading (torchtune)
+ * and micro-batch (with gradient accumulation keeping the effective batch) around the requested options. For the llamafit runtime only what the
  * engine implements (fp32, full/LoRA, checkpointing, AdamW/SGD, micro-batch) is searched. Slowdown factors are rough
  * expectations, not measurements: stated here once and in docs/PLANNER.md.
  */
@@ -41,6 +41,8 @@ public final class Recommender {
                     for (Optim opt : optims)
                         for (int z : zeros)
                             for (Offload off : offloads)
+                                for (boolean offloadActs : want.activationOffload() ? List.of(true)
+                                        : !llamafit && want.stack() == PlanOptions.Stack.TORCHTUNE ? List.of(false, true) : List.of(false))
                                 for (boolean units : want.fsdpBlockUnits() ? List.of(true, false) : List.of(false))
                                     for (boolean noSync : want.fsdpNoSync() ? List.of(true, false) : List.of(false))
                                 for (int b = want.batchSize(); b >= 1; b /= 2) {
@@ -56,7 +58,7 @@ public final class Recommender {
                                         // Halving the micro-batch accumulates over more micro-steps, whose gradients the plan holds.
                                         int steps = want.gradAccum() * (int) Math.ceil((double) want.batchSize() / b);
                                         PlanOptions.PytorchSettings run = want.pytorch().withFsdp(units && fsdp && m != Method.FULL, noSync && fsdp && steps > 1)
-                                                .withGradAccum(steps);
+                                                .withGradAccum(steps).withActivationOffload(offloadActs);
                                         if (run.blockUnits() != units || run.noSync() != noSync) continue; // the variant with them off covers it
                                         o = new PlanOptions(m, m == Method.FULL ? 0 : Math.max(want.loraRank(), 8), want.loraTargets(), want.loraDropout(), p,
                                                 m == Method.QLORA ? PlanOptions.BaseDtype.NF4 : m == Method.LORA && want.baseDtype() != PlanOptions.BaseDtype.NF4 ? want.baseDtype() : null,
@@ -107,6 +109,7 @@ public final class Recommender {
         if (o.offload() == Offload.CPU && want.offload() != Offload.CPU) s *= 2.0;       // PCIe-bound optimizer step
         for (int b = want.batchSize(); b > o.batchSize(); b /= 2) s *= 1.08;               // smaller matmuls, more launches
         if (want.fsdpNoSync() && !o.fsdpNoSync()) s *= 1.05;                               // a reduce-scatter every micro-step
+        if (o.activationOffload() && !want.activationOffload()) s *= 1.05;                 // host copies, mostly overlapped
         return s;
     }
 
@@ -126,6 +129,8 @@ public final class Recommender {
                 + switch (o.sharding()) { case DEEPSPEED -> "DeepSpeed"; case FSDP -> o.zero() == 3 ? "FSDP FULL_SHARD" : "FSDP SHARD_GRAD_OP"; case DDP -> "DDP"; }
                 + (o.sharding() != want.sharding() ? " (DDP cannot shard)" : "") + ": "
                 + switch (o.zero()) { case 1 -> "optimizer states sharded"; case 2 -> "optimizer states and gradients sharded" + (o.sharding() == PlanOptions.Sharding.FSDP ? " (parameters too, but gathered from forward to backward)" : ""); case 3 -> "parameters sharded too (all-gather per block)"; default -> "no sharding"; });
+        if (o.activationOffload() && !want.activationOffload()) steps.add("activation offloading (torchtune's enable_activation_offloading): "
+                + "saved activations in pinned host memory, copied on a side stream");
         if (want.fsdpBlockUnits() && !o.fsdpBlockUnits()) steps.add("adapters as FSDP units of their own (PEFT's fsdp_auto_wrap_policy, or a lambda policy "
                 + "over the LoRA layers): only they take gradients, not the frozen blocks");
         if (want.fsdpNoSync() && !o.fsdpNoSync()) steps.add("reduce-scatter gradients at every micro-step instead of accumulating in FSDP's no_sync() "

@@ -210,4 +210,37 @@ class PlannerPropertiesTest {
         assertTrue(checks > 1000, "the grid plans: " + checks);
         assertTrue(violations.isEmpty(), violations.size() + " of " + checks + ", e.g. " + violations.subList(0, Math.min(5, violations.size())));
     }
+
+    /** Activation offloading moves saved tensors to the host: it never raises the device peak, and never lowers the host's. */
+    @Test
+    void activationOffloadNeverRaisesTheDevicePeak() {
+        List<String> violations = new ArrayList<>();
+        int checks = 0;
+        for (String model : List.of("llama-3.1-8b", "qwen2.5-0.5b"))
+            for (Method m : Method.values())
+                for (Precision p : Precision.values())
+                    for (boolean ckpt : new boolean[]{false, true})
+                        for (PlanOptions.Attention att : PlanOptions.Attention.values())
+                            for (int batch : new int[]{1, 4}) {
+                                LlamaConfig c = ModelPresets.load(model);
+                                MemoryPlan[] plans = new MemoryPlan[2];
+                                for (int v = 0; v < 2; v++) {
+                                    PlanOptions.PytorchSettings run = PlanOptions.PytorchSettings.DEFAULTS.withActivationOffload(v == 1);
+                                    try {
+                                        PlanOptions o = new PlanOptions(m, m == Method.FULL ? 0 : 8, List.of("q_proj", "v_proj"), 0.0, p, null, Optim.ADAMW, ckpt, 1, batch,
+                                                1024, 0, 1, Offload.NONE, PlanOptions.Runtime.PYTORCH, att, Stack.TORCHTUNE, Sharding.DEEPSPEED, run);
+                                        plans[v] = Planner.plan(c, o, Devices.gpu("a100-80gb"));
+                                    } catch (IllegalArgumentException refused) {
+                                        plans[v] = null;
+                                    }
+                                }
+                                if (plans[0] == null || plans[1] == null) continue;
+                                checks++;
+                                String id = model + " " + m + " " + p + (ckpt ? " checkpointing " : " ") + att + " B " + batch;
+                                if (plans[1].peak(Column.DEVICE, Metric.ALLOCATED) > plans[0].peak(Column.DEVICE, Metric.ALLOCATED)) violations.add("raises " + id);
+                                if (plans[1].peak(Column.HOST, Metric.ALLOCATED) < plans[0].peak(Column.HOST, Metric.ALLOCATED)) violations.add("host lower " + id);
+                            }
+        assertTrue(checks > 50, "the grid plans: " + checks);
+        assertTrue(violations.isEmpty(), violations.size() + " of " + checks + ", e.g. " + violations.subList(0, Math.min(5, violations.size())));
+    }
 }
