@@ -368,8 +368,9 @@ public final class PytorchProfile {
         return tensorPeak;
     }
 
-    /** Activation bytes at each moment, per worker. */
     /**
+     * Activation bytes at each moment, per worker.
+     *
      * @param block     one block's saved tensors (recomputed under checkpointing)
      * @param blockTransient what backward through one block holds besides them
      * @param largest   the largest single tensor the forward saves (a block input under checkpointing)
