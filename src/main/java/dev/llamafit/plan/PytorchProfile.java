@@ -547,6 +547,8 @@ public final class PytorchProfile {
             lossFormula = "chunked cross-entropy (" + LOSS_CHUNKS + " chunks): N·V·" + a + " B logits + N·V·4 B fp32 log-softmax outputs in forward; "
                     + "in backward the log-softmax outputs and one chunk's gradients";
         } else if (o.stack() == Stack.TORCHTUNE) {
+            // A plain CrossEntropyLoss stays eager under compile: training.compile_loss compiles a chunked loss in place but
+            // returns a compiled plain one, which the full fine-tuning and distributed recipes of 2024 do not keep.
             // torchtune with a plain CrossEntropyLoss: the model returns output(h).float(), the recipe drops its
             // reference before backward (log_softmax keeps only its fp32 output). Forward: fp32 logits + log-softmax
             // (more than the half logits and their upcast, a + 4 ≤ 8); backward: log-softmax with its incoming and
