@@ -54,7 +54,8 @@ final class PlanCommand implements Callable<Integer> {
             + "(each decoder block one unit with its adapters, use_orig_params=True, as Lightning Fabric's FSDPStrategy(auto_wrap_policy={Block}) wraps: "
             + "the unit's gradient then covers its frozen weights too) (default: adapters).") String fsdpWrap;
     @Option(names = "--grad-accum", defaultValue = "1", description = "Micro-steps per optimizer step (gradient accumulation): from the second on, "
-            + "forward and backward run beside the gradients summed so far (default: ${DEFAULT-VALUE}); pytorch runtime.") int gradAccum;
+            + "forward and backward run beside the gradients summed so far (default: ${DEFAULT-VALUE}); the llamafit engine keeps its gradients "
+            + "for the whole run, so there it changes nothing.") int gradAccum;
     @Option(names = "--activation-offload", description = "The tensors the forward saves go to pinned host memory and come back in backward "
             + "(torchtune's enable_activation_offloading); pytorch runtime.") boolean activationOffload;
     @Option(names = "--no-sync", description = "With --sharding fsdp: gradient accumulation runs inside FSDP's no_sync() (Lightning Fabric's no_backward_sync, "
