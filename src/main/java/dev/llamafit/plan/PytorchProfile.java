@@ -341,6 +341,11 @@ public final class PytorchProfile {
 
         // ---- what the allocator and the driver add
         long tensorPeak = addAllocatorAndContext(comps, device, o);
+        if (fsdp && hf && paramsOffloaded && o.offload() == Offload.CPU)
+            // Not a term of the plan: every published run of this kind read above it, by an amount that does not scale
+            // with anything the plan knows (docs/PLANNER.md, calibration peft-13, held-out aa-13..19).
+            notes.add("FSDP1 with CPU parameter offload: published runs of this kind held 1.7-5.7 GiB more per GPU than planned "
+                    + "(cause not known; docs/PLANNER.md): keep that much headroom");
         notes.add("per GPU; torch.cuda.max_memory_allocated ≈ " + dev.llamafit.memory.ByteSize.format(tensorPeak)
                 + ", max_memory_reserved ≈ +" + Math.round(ALLOCATOR_CACHE_FRACTION * 100) + "%, nvidia-smi adds the CUDA context" + (o.workers() > 1 ? " and NCCL's buffers" : ""));
         return new MemoryPlan(device, o, comps, notes);

@@ -582,4 +582,15 @@ class PlanCommandTest {
         assertEquals(2, cpu.code, cpu.out);
         assertTrue(cpu.err.contains("activation offloading is not implemented in the llamafit runtime"), cpu.err);
     }
+
+    /** The known shortfall of FSDP1 with CPU parameter offload is said in the plan, not hidden in a fitted term. */
+    @Test
+    void fsdpCpuOffloadPlansSayWhatPublishedRunsHeldBeyondThem() throws Exception {
+        String[] base = {"plan", "--model", "llama-2-70b", "--method", "qlora", "--precision", "bf16", "--device", "rtx4090", "--zero", "3", "--workers", "2",
+                "--sharding", "fsdp", "--gradient-checkpointing", "--batch-size", "2", "--seq-len", "2048"};
+        JsonNode offload = json(concat(base, "--offload", "cpu")), kept = json(base);
+        assertTrue(offload.path("notes").toString().contains("FSDP1 with CPU parameter offload"), offload.path("notes").toString());
+        assertTrue(!kept.path("notes").toString().contains("FSDP1 with CPU parameter offload"), kept.path("notes").toString());
+        assertTrue(run(concat(base, "--offload", "cpu")).out.contains("note: FSDP1 with CPU parameter offload"));
+    }
 }
