@@ -72,7 +72,6 @@ final class TrainCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         // One options record with `plan`: what the llamafit runtime does not implement is refused here, by name.
-        if (gradAccum < 1) throw new IllegalArgumentException("--grad-accum must be >= 1, got " + gradAccum);
         PlanOptions p = technique.toPlanOptions(PlanOptions.Runtime.LLAMAFIT, PlanOptions.Attention.EAGER, PlanOptions.Stack.HF,
                 PlanOptions.Sharding.DEEPSPEED);
         // The engine keeps its gradients for the whole run, so accumulation changes no memory; the gate's advice

@@ -20,6 +20,12 @@ public record MemoryPlan(Device device, PlanOptions options, List<Component> com
         notes = List.copyOf(notes);
     }
 
+    /** The component of that name; an IllegalArgumentException if the plan has none. */
+    public Component component(String name) {
+        for (Component c : components) if (c.name().equals(name)) return c;
+        throw new IllegalArgumentException("no component '" + name + "' in this plan");
+    }
+
     /** Sum of the column's components in one phase, counted as {@code metric} sees them. */
     public long bytes(Column column, Phase phase, Metric metric) {
         long sum = 0;

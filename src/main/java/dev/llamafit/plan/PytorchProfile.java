@@ -314,7 +314,7 @@ public final class PytorchProfile {
         // its saved tensors until its own gradients are done (with checkpointing, every N-th block or all, act.backward
         // already holds one block beside the saved ones: the block being back-propagated, recomputed or not).
         // Gradients accumulated from earlier micro-steps are whole from the start of backward: nothing grows to offset.
-        double deviceGrads = o.optimizerInBackward() || gradColumn != Column.DEVICE || o.fsdpNoSync() || o.gradAccum() > 1 ? 0 : gradShard;
+        double deviceGrads = o.optimizerInBackward() || gradColumn != Column.DEVICE || o.gradAccum() > 1 ? 0 : gradShard;
         double freedWhileGradsGrow = Math.min(act.forward - act.lastBlock, Math.max(0, deviceGrads - headGradHeld));
         if (o.activationOffload()) {
             // torchtune's OffloadActivations: every tensor the model's forward saves (above 1 KiB) is copied to pinned host

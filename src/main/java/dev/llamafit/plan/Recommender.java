@@ -21,8 +21,11 @@ import dev.llamafit.plan.PlanOptions.Runtime;
  * expectations, not measurements: stated here once and in docs/PLANNER.md.
  */
 public final class Recommender {
-    /** One recommended plan: options, gradient accumulation steps, expected time factor vs the request, and why. */
-    public record Recommendation(PlanOptions options, int gradAccum, double slowdown, MemoryPlan plan, List<String> steps) {}
+    /** One recommended plan: options, expected time factor vs the request, and why. */
+    public record Recommendation(PlanOptions options, double slowdown, MemoryPlan plan, List<String> steps) {
+        /** Micro-steps per optimizer step the plan runs (the request's, times the micro-batch halvings). */
+        public int gradAccum() { return options.gradAccum(); }
+    }
 
     private Recommender() {}
 
@@ -34,6 +37,7 @@ public final class Recommender {
         List<Optim> optims = llamafit ? List.of(Optim.ADAMW, Optim.SGD) : List.of(Optim.ADAMW, Optim.ADAMW8BIT, Optim.SGD);
         List<Integer> zeros = llamafit || want.workers() == 1 ? List.of(0) : List.of(0, 1, 2, 3);
         List<Offload> offloads = llamafit ? List.of(Offload.NONE) : List.of(Offload.NONE, Offload.CPU);
+        List<PlanOptions.PytorchSettings> runs = runVariants(want, llamafit);
         List<Recommendation> out = new ArrayList<>();
         for (Precision p : precisions.stream().distinct().toList())
             for (Method m : methods)
@@ -41,10 +45,7 @@ public final class Recommender {
                     for (Optim opt : optims)
                         for (int z : zeros)
                             for (Offload off : offloads)
-                                for (boolean offloadActs : want.activationOffload() ? List.of(true)
-                                        : !llamafit && want.stack() == PlanOptions.Stack.TORCHTUNE ? List.of(false, true) : List.of(false))
-                                for (boolean units : want.fsdpBlockUnits() ? List.of(true, false) : List.of(false))
-                                    for (boolean noSync : want.fsdpNoSync() ? List.of(true, false) : List.of(false))
+                                for (PlanOptions.PytorchSettings asked : runs)
                                 for (int b = want.batchSize(); b >= 1; b /= 2) {
                                     // An optimizer stepped inside backward cannot accumulate gradients over micro-batches.
                                     if (want.optimizerInBackward() && b < want.batchSize()) break;
@@ -57,9 +58,9 @@ public final class Recommender {
                                         boolean fsdp = sharding == PlanOptions.Sharding.FSDP && zero >= 2;
                                         // Halving the micro-batch accumulates over more micro-steps, whose gradients the plan holds.
                                         int steps = want.gradAccum() * (int) Math.ceil((double) want.batchSize() / b);
-                                        PlanOptions.PytorchSettings run = want.pytorch().withFsdp(units && fsdp && m != Method.FULL, noSync && fsdp && steps > 1)
-                                                .withGradAccum(steps).withActivationOffload(offloadActs);
-                                        if (run.blockUnits() != units || run.noSync() != noSync) continue; // the variant with them off covers it
+                                        PlanOptions.PytorchSettings run = asked.withFsdp(asked.blockUnits() && fsdp && m != Method.FULL,
+                                                asked.noSync() && fsdp && steps > 1).withGradAccum(steps);
+                                        if (run.blockUnits() != asked.blockUnits() || run.noSync() != asked.noSync()) continue; // the variant with them off covers it
                                         o = new PlanOptions(m, m == Method.FULL ? 0 : Math.max(want.loraRank(), 8), want.loraTargets(), want.loraDropout(), p,
                                                 m == Method.QLORA ? PlanOptions.BaseDtype.NF4 : m == Method.LORA && want.baseDtype() != PlanOptions.BaseDtype.NF4 ? want.baseDtype() : null,
                                                 opt, gc, 1, b, want.seqLen(), zero, want.workers(),
@@ -70,7 +71,7 @@ public final class Recommender {
                                     }
                                     MemoryPlan plan = Planner.plan(c, o, device);
                                     if (!plan.fits()) continue;
-                                    out.add(new Recommendation(o, o.gradAccum(), slowdown(want, o), plan, explain(c, want, o, base, plan, device, o.gradAccum())));
+                                    out.add(new Recommendation(o, slowdown(want, o), plan, explain(want, o, base, plan, device)));
                                     break; // the largest micro-batch that fits is the fastest for this combination
                                 }
         // Plans that still train what was asked come first: LoRA in place of full fine-tuning is a different model
@@ -78,6 +79,20 @@ public final class Recommender {
         out.sort(Comparator.comparing((Recommendation r) -> changesWhatIsTrained(want, r.options()))
                 .thenComparingDouble(Recommendation::slowdown).thenComparingLong(r -> r.plan().devicePeakBytes()));
         return out.subList(0, Math.min(limit, out.size()));
+    }
+
+    /**
+     * The request's PyTorch settings with what the search varies besides the technique: activation offloading tried on
+     * for the torchtune stack (which implements it), FSDP's block units and no_sync() tried off where asked.
+     */
+    static List<PlanOptions.PytorchSettings> runVariants(PlanOptions want, boolean llamafit) {
+        List<PlanOptions.PytorchSettings> runs = new ArrayList<>();
+        for (boolean offloadActs : want.activationOffload() ? List.of(true)
+                : !llamafit && want.stack() == PlanOptions.Stack.TORCHTUNE ? List.of(false, true) : List.of(false))
+            for (boolean units : want.fsdpBlockUnits() ? List.of(true, false) : List.of(false))
+                for (boolean noSync : want.fsdpNoSync() ? List.of(true, false) : List.of(false))
+                    runs.add(want.pytorch().withActivationOffload(offloadActs).withFsdp(units, noSync));
+        return runs;
     }
 
     /**
@@ -113,7 +128,7 @@ public final class Recommender {
         return s;
     }
 
-    static List<String> explain(LlamaConfig c, PlanOptions want, PlanOptions o, MemoryPlan base, MemoryPlan plan, Device device, int accum) {
+    static List<String> explain(PlanOptions want, PlanOptions o, MemoryPlan base, MemoryPlan plan, Device device) {
         List<String> steps = new ArrayList<>();
         if (o.precision() != want.precision()) steps.add("precision " + PlanOptions.name(o.precision()) + ": half-width weights and activations"
                 + (o.precision() == Precision.BF16_PURE ? ", bf16 optimizer states (torchtune's default)" : ", fp32 master weights"));
@@ -137,7 +152,7 @@ public final class Recommender {
                 + "(accelerate: sync_each_batch=True; Fabric: no no_backward_sync): gradients stay sharded, a little more communication");
         if (o.offload() != want.offload()) steps.add("offload " + PlanOptions.name(o.offload()) + ": optimizer states (and gradients/parameters at higher stages) in host RAM, PCIe-bound step");
         if (o.batchSize() != want.batchSize()) steps.add(String.format(Locale.ROOT, "micro-batch %d × %d accumulation steps keeps the effective batch %d",
-                o.batchSize(), accum, want.batchSize() * want.gradAccum()));
+                o.batchSize(), o.gradAccum(), want.batchSize() * want.gradAccum()));
         steps.add(String.format(Locale.ROOT, "peak %s of %s (%s than requested)", ByteSize.format(plan.devicePeakBytes()),
                 ByteSize.format(device.memoryBytes()), signed(plan.devicePeakBytes() - base.devicePeakBytes())));
         return steps;

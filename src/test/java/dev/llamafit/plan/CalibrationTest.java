@@ -124,7 +124,7 @@ class CalibrationTest {
                 // The row states components; the first is the 4-bit base model (weights component alone).
                 o = opts(Method.QLORA, 64, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, false, 1, 512, 0, 1, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.DEEPSPEED, DEFAULTS);
                 MemoryPlan p = Planner.plan(l1_7, o, a100);
-                long w = p.components().stream().filter(x -> x.name().equals("weights")).findFirst().orElseThrow().bytes();
+                long w = p.component("weights").bytes();
                 return new Prediction(w, Metric.ALLOCATED);
             }
             default -> throw new IllegalArgumentException("no inputs for row " + id);

@@ -210,7 +210,7 @@ class MeasuredTest {
             PlanOptions o = savedTensorsCase(m);
             double tokens = (double) o.batchSize() * o.seqLen();
             MemoryPlan plan = PytorchProfile.plan(c, o, Devices.gpu("h200"));
-            double activations = plan.components().stream().filter(x -> x.name().equals("activations")).findFirst().orElseThrow().bytes(Phase.FORWARD);
+            double activations = plan.component("activations").bytes(Phase.FORWARD);
             double planned = activations / tokens + 4.0 * c.vocabSize() + 8;
             double measured = m.get("saved_bytes_per_token").asDouble();
             System.out.printf(Locale.ROOT, "%-28s measured %9.0f B/token  planned %9.0f  ratio %.3f%n", m.get("case").asText(), measured, planned, planned / measured);
@@ -240,7 +240,7 @@ class MeasuredTest {
                     PlanOptions.PytorchSettings.DEFAULTS.withCompiled(compiled));
             double tokens = 2.0 * 256, nv = tokens * c.vocabSize();
             MemoryPlan plan = PytorchProfile.plan(c, o, Devices.gpu("h200"));
-            Component loss = plan.components().stream().filter(x -> x.name().equals("logits_and_loss")).findFirst().orElseThrow();
+            Component loss = plan.component("logits_and_loss");
             // Saved terms: compiled, everything the forward ends with; eager, what backward starts from less one chunk's temporaries.
             double planned = compiled ? loss.bytes(Phase.FORWARD) : loss.bytes(Phase.BACKWARD_HEAD) - (4 + 4 + 2) * nv / PytorchProfile.LOSS_CHUNKS;
             double measured = perLogit * nv + Math.round(perRow) * tokens;

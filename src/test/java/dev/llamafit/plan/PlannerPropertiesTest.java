@@ -155,17 +155,11 @@ class PlannerPropertiesTest {
                                     LlamaConfig c = ModelPresets.load(model);
                                     String id = model + " " + m + " " + p + (ckpt ? " checkpointing " : " ") + off + " zero " + zero + " B " + batch;
                                     Long[] peaks = new Long[4];
-                                    for (int v = 0; v < 4; v++) {
-                                        PlanOptions.PytorchSettings run = PlanOptions.PytorchSettings.DEFAULTS.withGradAccum(4).withFsdp((v & 1) != 0, (v & 2) != 0);
-                                        int z = zero;
-                                        peaks[v] = allocated(c, () -> new PlanOptions(m, 8, List.of("q_proj", "v_proj"), 0.0, p, null, Optim.ADAMW, ckpt, 1, batch, 1024,
-                                                z, 4, off, PlanOptions.Runtime.PYTORCH, PlanOptions.Attention.FLASH, Stack.HF, Sharding.FSDP, run), Devices.gpu("a100-80gb"));
-                                    }
+                                    for (int v = 0; v < 4; v++)
+                                        peaks[v] = peak(c, m, p, null, Optim.ADAMW, ckpt, batch, zero, 4, off, Sharding.FSDP, Stack.HF,
+                                                PlanOptions.PytorchSettings.DEFAULTS.withGradAccum(4).withFsdp((v & 1) != 0, (v & 2) != 0));
                                     if (peaks[0] == null) continue;
-                                    int z0 = zero;
-                                    Long single = allocated(c, () -> new PlanOptions(m, 8, List.of("q_proj", "v_proj"), 0.0, p, null, Optim.ADAMW, ckpt, 1, batch, 1024,
-                                            z0, 4, off, PlanOptions.Runtime.PYTORCH, PlanOptions.Attention.FLASH, Stack.HF, Sharding.FSDP, PlanOptions.PytorchSettings.DEFAULTS),
-                                            Devices.gpu("a100-80gb"));
+                                    Long single = peak(c, m, p, null, Optim.ADAMW, ckpt, batch, zero, 4, off, Sharding.FSDP, Stack.HF);
                                     checks++;
                                     if (single == null || peaks[0] < single) violations.add("accumulation lowers " + id);
                                     for (int v = 1; v < 4; v++) {
@@ -180,8 +174,13 @@ class PlannerPropertiesTest {
 
     static Long peak(LlamaConfig c, Method m, Precision p, BaseDtype base, Optim opt, boolean ckpt, int batch, int zero, int workers, Offload off,
                      Sharding sh, Stack st) {
+        return peak(c, m, p, base, opt, ckpt, batch, zero, workers, off, sh, st, PlanOptions.PytorchSettings.DEFAULTS);
+    }
+
+    static Long peak(LlamaConfig c, Method m, Precision p, BaseDtype base, Optim opt, boolean ckpt, int batch, int zero, int workers, Offload off,
+                     Sharding sh, Stack st, PlanOptions.PytorchSettings run) {
         return allocated(c, () -> new PlanOptions(m, m == Method.FULL ? 0 : 8, List.of("q_proj", "v_proj"), 0.0, p, base, opt, ckpt, 1, batch, 1024, zero, workers, off,
-                PlanOptions.Runtime.PYTORCH, PlanOptions.Attention.FLASH, st, sh, PlanOptions.PytorchSettings.DEFAULTS), Devices.gpu("a100-80gb"));
+                PlanOptions.Runtime.PYTORCH, PlanOptions.Attention.FLASH, st, sh, run), Devices.gpu("a100-80gb"));
     }
 
     @Test
