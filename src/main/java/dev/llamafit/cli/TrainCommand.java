@@ -22,6 +22,7 @@ import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.memory.ProcessMemory;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.LoraConfig;
+import dev.llamafit.model.Technique;
 import dev.llamafit.plan.Device;
 import dev.llamafit.plan.Devices;
 import dev.llamafit.plan.MemoryPlan;
@@ -78,9 +79,12 @@ final class TrainCommand implements Callable<Integer> {
         // keeps the effective batch (micro-batch × accumulation) the run asked for.
         p = p.withPytorch(p.pytorch().withGradAccum(gradAccum));
         LoraConfig lora = p.lora() ? new LoraConfig(p.loraRank(), loraAlpha, p.loraDropout(), p.loraTargets(), useRslora) : null;
-        TrainOptions o = new TrainOptions(model, data, output, steps, epochs, p.batchSize(), gradAccum, p.seqLen(), lr, schedule.name(),
-                warmup, weightDecay, maxGradNorm, PlanOptions.name(p.optimizer()), evalEvery, saveEvery, resume, seed, evalData, evalSplit,
-                trainOnPrompt, skipBadRecords, lora, adapter, p.gradientCheckpointing(), p.checkpointEvery());
+        Technique t = new Technique(lora == null ? Technique.Method.FULL : Technique.Method.LORA, lora, Technique.Precision.FP32, null,
+                Technique.parse(Technique.Optimizer.class, "--optimizer", PlanOptions.name(p.optimizer())), p.gradientCheckpointing(),
+                p.checkpointEvery(), gradAccum);
+        TrainOptions o = new TrainOptions(model, data, output, steps, epochs, p.batchSize(), p.seqLen(), lr, schedule.name(),
+                warmup, weightDecay, maxGradNorm, evalEvery, saveEvery, resume, seed, evalData, evalSplit,
+                trainOnPrompt, skipBadRecords, t, adapter);
         PrintWriter out = spec.commandLine().getOut();
         MemoryPlan plan = gate(o, p, out);
         MemoryLedger ledger = MemoryLedger.global();

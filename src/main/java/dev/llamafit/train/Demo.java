@@ -34,6 +34,7 @@ import dev.llamafit.model.LlamaModel;
 import dev.llamafit.model.LoraConfig;
 import dev.llamafit.model.ParameterLayout;
 import dev.llamafit.model.Sampler;
+import dev.llamafit.model.Technique;
 import dev.llamafit.model.TrainingLayout;
 import dev.llamafit.model.TrainingStep;
 import dev.llamafit.tensor.DType;
@@ -217,9 +218,9 @@ public final class Demo {
     private static TrainOptions options(Path model, Path data, Path out, long steps, int seqLen, int batch, double lr, Path evalData, LoraConfig lora) {
         long warmup = Math.max(1, steps / 10);
         boolean real = evalData == null;
-        return new TrainOptions(model, data, out, steps, 0, batch, 1, seqLen, lr, "cosine", warmup, 0.0, 1.0, "adamw",
-                0, 0, null, 1234, evalData, real ? REAL_EVAL_SPLIT : 0, false, false,
-                lora, null, lora != null, 1);
+        Technique technique = lora == null ? Technique.FULL : Technique.lora(lora).withGradientCheckpointing(true, 1);
+        return new TrainOptions(model, data, out, steps, 0, batch, seqLen, lr, "cosine", warmup, 0.0, 1.0,
+                0, 0, null, 1234, evalData, real ? REAL_EVAL_SPLIT : 0, false, false, technique, null);
     }
 
     /** Runs the Trainer with the ledger's peaks reset first, so the phase's peaks are its own. */

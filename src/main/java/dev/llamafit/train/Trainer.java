@@ -29,6 +29,7 @@ import dev.llamafit.memory.Category;
 import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.ParameterLayout;
+import dev.llamafit.model.Technique;
 import dev.llamafit.model.TrainingStep;
 import dev.llamafit.optim.AdamW;
 import dev.llamafit.optim.GradClip;
@@ -101,9 +102,9 @@ public final class Trainer {
         ModelFolder frozenBase = lora ? ModelFolder.open(o.model(), ledger, kernels) : null;
         Map<String, Tensor> weights = lora ? frozenBase.weights() : loadWeights(config, resumeFrom);
         List<Tensor> weightList = lora ? List.of() : new ArrayList<>(weights.values());
-        TrainingStep.Options stepOptions = new TrainingStep.Options(o.lora(), o.gradientCheckpointing(), o.checkpointEvery(), o.seed());
+        TrainingStep.Options stepOptions = new TrainingStep.Options(o.lora(), o.technique().gradientCheckpointing(), o.technique().checkpointEvery(), o.seed());
         try (TrainingStep step = new TrainingStep(config, weights, kernels, ledger, o.batchSize(), o.seqLen(), stepOptions);
-             Optimizer optimizer = o.optimizer().equals("adamw")
+             Optimizer optimizer = o.technique().optimizer() == Technique.Optimizer.ADAMW
                      ? new AdamW(0.9, 0.999, 1e-8, o.weightDecay(), ledger)
                      : new Sgd(0.9, o.weightDecay(), ledger)) {
             List<Param> params = new ArrayList<>();

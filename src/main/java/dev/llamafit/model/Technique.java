@@ -1,0 +1,99 @@
+// The training technique of an engine run: what `train`, the engine's planner and the training layouts take.
+package dev.llamafit.model;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+
+/**
+ * How the engine trains, independent of the data and of any PyTorch stack: the method (full fine-tuning or adapters),
+ * the adapters' settings, the precision and storage of the weights, the optimizer, gradient checkpointing and gradient
+ * accumulation. Sharding and offload join this record when the engine implements them.
+ *
+ * <p>The enums name every value the project plans for; {@link #notImplemented()} lists the ones this engine does not run
+ * yet, so the planner of the engine and {@code train} refuse them with one message.
+ *
+ * @param method                full fine-tuning, LoRA, or QLoRA (LoRA on an NF4 base)
+ * @param lora                  adapter settings; null exactly when the method is full fine-tuning
+ * @param precision             compute precision
+ * @param baseDtype             storage of the frozen base; null = the compute dtype
+ * @param optimizer             optimizer kind
+ * @param gradientCheckpointing keep only block inputs and recompute blocks in backward
+ * @param checkpointEvery       N ≥ 1: with checkpointing, blocks whose index is a multiple of N are checkpointed
+ * @param gradAccum             micro-batches per optimizer step (k ≥ 1); the engine keeps its gradients for the whole run,
+ *                              so accumulation changes time, not memory
+ */
+public record Technique(Method method, LoraConfig lora, Precision precision, BaseDtype baseDtype, Optimizer optimizer,
+                        boolean gradientCheckpointing, int checkpointEvery, int gradAccum) {
+
+    /** Full fine-tuning or low-rank adapters on a frozen base. */
+    public enum Method { FULL, LORA, QLORA }
+
+    /** fp32; bf16/fp16 compute with fp32 master weights; bf16-pure (everything bf16). */
+    public enum Precision { FP32, BF16, FP16, BF16_PURE }
+
+    /** Storage of a frozen base: as loaded (fp32/bf16/fp16) or quantised. */
+    public enum BaseDtype { FP32, BF16, FP16, INT8, NF4 }
+
+    /** AdamW (fp32 states), AdamW with 8-bit states, SGD with momentum. */
+    public enum Optimizer { ADAMW, ADAMW8BIT, SGD }
+
+    public Technique {
+        if (method == null || precision == null || optimizer == null)
+            throw new IllegalArgumentException("method, precision and optimizer are required");
+        if ((method == Method.FULL) != (lora == null))
+            throw new IllegalArgumentException(method == Method.FULL ? "full fine-tuning takes no LoRA settings" : "--method " + name(method) + " needs LoRA settings");
+        if (checkpointEvery < 1) throw new IllegalArgumentException("--checkpoint-every must be >= 1, got " + checkpointEvery);
+        if (gradAccum < 1) throw new IllegalArgumentException("--grad-accum must be >= 1, got " + gradAccum);
+    }
+
+    /** Full fine-tuning in fp32 with AdamW, no checkpointing, no accumulation. */
+    public static final Technique FULL = new Technique(Method.FULL, null, Precision.FP32, null, Optimizer.ADAMW, false, 1, 1);
+
+    /** LoRA with these settings, otherwise as {@link #FULL}. */
+    public static Technique lora(LoraConfig lora) {
+        return new Technique(Method.LORA, lora, Precision.FP32, null, Optimizer.ADAMW, false, 1, 1);
+    }
+
+    public boolean adapters() { return lora != null; }
+
+    /** The layouts' checkpoint interval: 0 when checkpointing is off, else N. */
+    public int checkpointInterval() { return gradientCheckpointing ? checkpointEvery : 0; }
+
+    public Technique withGradientCheckpointing(boolean on, int every) {
+        return new Technique(method, lora, precision, baseDtype, optimizer, on, every, gradAccum);
+    }
+
+    public Technique withOptimizer(Optimizer o) {
+        return new Technique(method, lora, precision, baseDtype, o, gradientCheckpointing, checkpointEvery, gradAccum);
+    }
+
+    public Technique withGradAccum(int k) {
+        return new Technique(method, lora, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, k);
+    }
+
+    /**
+     * What this engine cannot run yet, one phrase per setting with its flag ("--precision bf16"); empty when it can
+     * run the whole technique.
+     */
+    public List<String> notImplemented() {
+        List<String> out = new ArrayList<>();
+        if (method == Method.QLORA) out.add("--method qlora");
+        if (precision != Precision.FP32) out.add("--precision " + name(precision));
+        if (baseDtype != null && baseDtype != BaseDtype.FP32) out.add("--base-dtype " + name(baseDtype));
+        if (optimizer == Optimizer.ADAMW8BIT) out.add("--optimizer adamw8bit");
+        return out;
+    }
+
+    /** The command-line spelling of an enum constant: BF16_PURE → bf16-pure. */
+    public static String name(Enum<?> e) { return e.name().toLowerCase(Locale.ROOT).replace('_', '-'); }
+
+    /** Parses a command-line spelling ("bf16-pure") into {@code type}'s constant, or says which values there are. */
+    public static <E extends Enum<E>> E parse(Class<E> type, String flag, String value) {
+        for (E e : type.getEnumConstants())
+            if (name(e).equals(value.toLowerCase(Locale.ROOT))) return e;
+        List<String> names = new ArrayList<>();
+        for (E e : type.getEnumConstants()) names.add(name(e));
+        throw new IllegalArgumentException(flag + " must be one of " + String.join(", ", names) + ", got '" + value + "'");
+    }
+}
