@@ -59,6 +59,7 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--eval-every", defaultValue = "0", description = "Evaluate every N steps; 0 = at the end only (default: ${DEFAULT-VALUE}).") long evalEvery;
     @Option(names = "--save-every", defaultValue = "0", description = "Checkpoint every N steps; 0 = at the end only (default: ${DEFAULT-VALUE}).") long saveEvery;
     @Option(names = "--resume", description = "Continue from a run folder (its newest checkpoint) or a checkpoint folder.") Path resume;
+    @Option(names = "--resume-anyway", description = "With --resume: continue although the checkpoint was made with other settings (recorded in metrics.jsonl).") boolean resumeAnyway;
     @Option(names = "--seed", defaultValue = "42", description = "Seed for data order (default: ${DEFAULT-VALUE}).") long seed;
     @Option(names = "--eval-data", description = "Separate evaluation data file.") Path evalData;
     @Option(names = "--eval-split", defaultValue = "0", description = "Fraction of the data held out for evaluation, e.g. 0.05.") double evalSplit;
@@ -84,7 +85,7 @@ final class TrainCommand implements Callable<Integer> {
                 p.checkpointEvery(), gradAccum);
         TrainOptions o = new TrainOptions(model, data, output, steps, epochs, p.batchSize(), p.seqLen(), lr, schedule.name(),
                 warmup, weightDecay, maxGradNorm, evalEvery, saveEvery, resume, seed, evalData, evalSplit,
-                trainOnPrompt, skipBadRecords, t, adapter);
+                trainOnPrompt, skipBadRecords, t, adapter, resumeAnyway);
         PrintWriter out = spec.commandLine().getOut();
         MemoryPlan plan = gate(o, p, out);
         MemoryLedger ledger = MemoryLedger.global();

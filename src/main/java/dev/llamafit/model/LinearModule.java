@@ -25,6 +25,9 @@ public enum LinearModule {
     /** What PeftModel and LoraModel put in front of the transformers module path. */
     public static final String PEFT_PREFIX = "base_model.model.";
 
+    /** PEFT's default LoRA targets for LLaMA, as a flag value (a constant, so command-line defaults can name it). */
+    public static final String DEFAULT_LORA_TARGETS = "q_proj,v_proj";
+
     /** All seven, in block order. */
     public static final List<LinearModule> ALL = List.of(values());
 

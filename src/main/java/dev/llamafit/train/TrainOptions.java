@@ -32,6 +32,7 @@ import dev.llamafit.model.Technique;
  * @param skipBadRecords skip malformed records instead of stopping
  * @param technique      method, LoRA settings, optimizer, checkpointing, accumulation (what the engine planner also takes)
  * @param adapter        an existing PEFT adapter folder to continue training (LoRA only), or null
+ * @param resumeAnyway   resume even where the checkpoint was made with other settings (model, data, seed, shape, technique)
  */
 public record TrainOptions(
         Path model, Path data, Path output,
@@ -39,7 +40,7 @@ public record TrainOptions(
         double lr, String schedule, long warmup, double weightDecay, double maxGradNorm,
         long evalEvery, long saveEvery, Path resume, long seed,
         Path evalData, double evalSplit, boolean trainOnPrompt, boolean skipBadRecords,
-        Technique technique, Path adapter) {
+        Technique technique, Path adapter, boolean resumeAnyway) {
 
     public TrainOptions {
         if (model == null || data == null || output == null) throw new IllegalArgumentException("--model, --data and --output are required");
@@ -65,7 +66,7 @@ public record TrainOptions(
                         boolean trainOnPrompt, boolean skipBadRecords) {
         this(model, data, output, steps, epochs, batchSize, seqLen, lr, schedule, warmup, weightDecay, maxGradNorm,
                 evalEvery, saveEvery, resume, seed, evalData, evalSplit, trainOnPrompt, skipBadRecords,
-                Technique.FULL.withOptimizer(Technique.parse(Technique.Optimizer.class, "--optimizer", optimizer)).withGradAccum(gradAccum), null);
+                Technique.FULL.withOptimizer(Technique.parse(Technique.Optimizer.class, "--optimizer", optimizer)).withGradAccum(gradAccum), null, false);
     }
 
     /** LoRA settings, or null for full fine-tuning. */
