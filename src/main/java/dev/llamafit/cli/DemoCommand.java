@@ -17,7 +17,7 @@ import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.memory.ByteSize;
 import dev.llamafit.memory.Category;
 import dev.llamafit.memory.MemoryLedger;
-import dev.llamafit.train.Demo;
+import dev.llamafit.demo.Demo;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;

@@ -18,7 +18,7 @@ import dev.llamafit.io.Json;
 import dev.llamafit.io.tokenizer.Tokenizer;
 import dev.llamafit.io.tokenizer.Tokenizers;
 import dev.llamafit.testing.SharedData;
-import dev.llamafit.train.SyntheticTasks;
+import dev.llamafit.demo.SyntheticTasks;
 
 /** The structure of the demo's report on a few steps; the measured effect itself is the full demo's job. */
 class DemoCommandTest {
@@ -82,8 +82,8 @@ class DemoCommandTest {
     @Test
     void theCharacterTokenizerGivesOneIdPerCharacterAndRoundTrips() throws Exception {
         Path work = tmp.resolve("tok");
-        var config = dev.llamafit.train.TinyBaseModel.config(16, 1, 2, 1, 32, 64);
-        dev.llamafit.train.TinyBaseModel.write(work, config, 1, dev.llamafit.memory.MemoryLedger.global());
+        var config = dev.llamafit.demo.TinyBaseModel.config(16, 1, 2, 1, 32, 64);
+        dev.llamafit.demo.TinyBaseModel.write(work, config, 1, dev.llamafit.memory.MemoryLedger.global());
         Tokenizer tok = Tokenizers.load(work);
         String prompt = SyntheticTasks.chatPrompt("sort dcba");
         int[] ids = tok.encode(prompt, true);

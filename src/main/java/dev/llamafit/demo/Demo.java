@@ -1,5 +1,5 @@
 // The built-in demo: build a tiny model, pretrain it on task A, fine-tune it (LoRA) on task B, and measure both.
-package dev.llamafit.train;
+package dev.llamafit.demo;
 
 import java.io.IOException;
 import java.io.PrintStream;
@@ -38,7 +38,10 @@ import dev.llamafit.model.Technique;
 import dev.llamafit.model.TrainingLayout;
 import dev.llamafit.model.TrainingStep;
 import dev.llamafit.tensor.DType;
-import dev.llamafit.train.SyntheticTasks.Task;
+import dev.llamafit.train.Metrics;
+import dev.llamafit.train.TrainOptions;
+import dev.llamafit.train.Trainer;
+import dev.llamafit.demo.SyntheticTasks.Task;
 
 /**
  * What {@code llamafit demo} does, as a library call. Synthetic mode (no model given): write a tiny

@@ -1,5 +1,5 @@
 // Small string tasks generated in code (reverse, sort, ...), written as chat JSONL for the built-in demo.
-package dev.llamafit.train;
+package dev.llamafit.demo;
 
 import java.io.IOException;
 import java.nio.file.Path;

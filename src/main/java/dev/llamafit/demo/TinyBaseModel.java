@@ -1,5 +1,5 @@
 // Creates the demo's starting point: a character-level tokenizer, a tiny LLaMA config and random weights on disk.
-package dev.llamafit.train;
+package dev.llamafit.demo;
 
 import java.io.IOException;
 import java.nio.file.Files;
