@@ -234,7 +234,7 @@ public final class Demo {
         Map<Category, Long> peaks = new LinkedHashMap<>();
         for (Category c : Category.values()) peaks.put(c, snap.lines().get(c).peakBytes());
         return new Phase(name, method, opts.data().getFileName().toString(), r.steps(), r.seconds(), r.firstLoss(), r.lastLoss(), r.evalLoss(),
-                losses(opts.output().resolve(Metrics.FILE)), opts.output().resolve(Metrics.PLOT), opts.output(), r.finalModel(), trainable,
+                losses(opts.output()), opts.output().resolve(Metrics.PLOT), opts.output(), r.finalModel(), trainable,
                 peaks, snap.totalPeakBytes(), rss());
     }
 
@@ -244,15 +244,9 @@ public final class Demo {
         lap = now;
     }
 
-    /** Training loss per step, read back from the run's metrics.jsonl. */
-    static List<Double> losses(Path metrics) throws IOException {
-        List<Double> out = new ArrayList<>();
-        for (String line : Files.readAllLines(metrics)) {
-            if (line.isBlank()) continue;
-            JsonNode n = Json.MAPPER.readTree(line);
-            out.add(n.path("loss").asDouble(Double.NaN));
-        }
-        return out;
+    /** Training loss per step, read back from the run's metrics.jsonl (event records skipped). */
+    static List<Double> losses(Path runDir) throws IOException {
+        return Metrics.read(runDir).stream().map(Metrics.Step::loss).toList();
     }
 
     /**

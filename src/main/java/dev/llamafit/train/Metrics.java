@@ -1,4 +1,4 @@
-// Per-step training metrics: OUTPUT/metrics.jsonl (one object per step) and the loss curve OUTPUT/loss.png.
+// Per-step training metrics: OUTPUT/metrics.jsonl (one object per step, and rare events) and the loss curve OUTPUT/loss.png.
 package dev.llamafit.train;
 
 import java.io.IOException;
@@ -21,15 +21,42 @@ import dev.llamafit.io.Json;
 
 /**
  * Appends one JSON object per optimizer step to {@code metrics.jsonl} and redraws {@code loss.png}. On resume,
- * lines after the checkpoint's step are dropped, so the file always describes one consistent run.
+ * lines after the checkpoint's step are dropped, so the file always describes one consistent run. Besides the step
+ * records the file may hold event records, told apart by their {@code "event"} key (e.g.
+ * {@code {"event":"resume_mismatch_accepted","step":10,"fields":{...}}}); readers of losses skip them, as
+ * {@link #read} does.
  */
 public final class Metrics {
     public static final String FILE = "metrics.jsonl";
     public static final String PLOT = "loss.png";
 
+    /** A line of metrics.jsonl. */
+    public sealed interface Entry permits Step, Event {
+        long step();
+        Map<String, Object> toJson();
+    }
+
+    /** Something that happened at {@code step} (after that step's record), e.g. a resume that accepted changed settings. */
+    public record Event(String name, long step, Map<String, Object> fields) implements Entry {
+        public Event {
+            if (name == null || name.isBlank()) throw new IllegalArgumentException("an event needs a name");
+            fields = java.util.Collections.unmodifiableMap(new LinkedHashMap<>(fields));
+        }
+
+        @Override
+        public Map<String, Object> toJson() {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("event", name);
+            m.put("step", step);
+            m.put("fields", fields);
+            return m;
+        }
+    }
+
     /** One step's record. {@code evalLoss} is NaN when the step did not evaluate. */
-    public record Step(long step, double loss, double lr, double gradNorm, double tokensPerSecond, double evalLoss) {
-        Map<String, Object> toJson() {
+    public record Step(long step, double loss, double lr, double gradNorm, double tokensPerSecond, double evalLoss) implements Entry {
+        @Override
+        public Map<String, Object> toJson() {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("step", step);
             m.put("loss", loss);
@@ -43,42 +70,69 @@ public final class Metrics {
 
     private final Path file;
     private final Path plot;
-    private final List<Step> steps = new ArrayList<>();
+    private final List<Entry> entries = new ArrayList<>();
 
-    /** Opens the run's metrics, keeping the records up to {@code keepThroughStep} (−1: start afresh). */
+    /**
+     * Opens the run's metrics, keeping the step records up to {@code keepThroughStep} (−1: start afresh) and the events
+     * before it: an event at that very step was recorded by a resume from it whose continuation is now discarded.
+     */
     public Metrics(Path runDir, long keepThroughStep) throws IOException {
         this.file = runDir.resolve(FILE);
         this.plot = runDir.resolve(PLOT);
-        if (keepThroughStep >= 0 && Files.isRegularFile(file)) {
-            for (String line : Files.readAllLines(file)) {
-                if (line.isBlank()) continue;
-                JsonNode n = Json.MAPPER.readTree(line);
-                long s = n.get("step").asLong();
-                if (s <= keepThroughStep)
-                    steps.add(new Step(s, n.get("loss").asDouble(), n.get("lr").asDouble(), n.get("grad_norm").asDouble(),
-                            n.get("tokens_per_s").asDouble(), n.has("eval_loss") ? n.get("eval_loss").asDouble() : Double.NaN));
-            }
-        }
+        if (keepThroughStep >= 0 && Files.isRegularFile(file))
+            for (Entry e : readEntries(file))
+                if (e instanceof Step ? e.step() <= keepThroughStep : e.step() < keepThroughStep) entries.add(e);
         rewrite();
     }
 
-    public void record(Step s) throws IOException {
-        steps.add(s);
-        Files.writeString(file, Json.writeCompact(s.toJson()) + "\n", java.nio.file.StandardOpenOption.APPEND,
+    /** The step records of a run folder's metrics.jsonl, oldest first (events skipped). */
+    public static List<Step> read(Path runDir) throws IOException {
+        List<Step> out = new ArrayList<>();
+        for (Entry e : readEntries(runDir.resolve(FILE))) if (e instanceof Step s) out.add(s);
+        return out;
+    }
+
+    /** Every line of a metrics.jsonl, events included. */
+    public static List<Entry> readEntries(Path file) throws IOException {
+        List<Entry> out = new ArrayList<>();
+        for (String line : Files.readAllLines(file)) {
+            if (line.isBlank()) continue;
+            JsonNode n = Json.MAPPER.readTree(line);
+            long s = n.get("step").asLong();
+            if (n.has("event")) {
+                @SuppressWarnings("unchecked")
+                Map<String, Object> fields = n.has("fields") ? Json.MAPPER.convertValue(n.get("fields"), Map.class) : Map.of();
+                out.add(new Event(n.get("event").asText(), s, fields));
+            } else {
+                out.add(new Step(s, n.get("loss").asDouble(), n.get("lr").asDouble(), n.get("grad_norm").asDouble(),
+                        n.get("tokens_per_s").asDouble(), n.has("eval_loss") ? n.get("eval_loss").asDouble() : Double.NaN));
+            }
+        }
+        return out;
+    }
+
+    public void record(Entry e) throws IOException {
+        entries.add(e);
+        Files.writeString(file, Json.writeCompact(e.toJson()) + "\n", java.nio.file.StandardOpenOption.APPEND,
                 java.nio.file.StandardOpenOption.CREATE);
     }
 
-    /** The records so far, oldest first. */
-    public List<Step> steps() { return List.copyOf(steps); }
+    /** The step records so far, oldest first. */
+    public List<Step> steps() {
+        List<Step> out = new ArrayList<>();
+        for (Entry e : entries) if (e instanceof Step s) out.add(s);
+        return out;
+    }
 
     private void rewrite() throws IOException {
         StringBuilder sb = new StringBuilder();
-        for (Step s : steps) sb.append(Json.writeCompact(s.toJson())).append('\n');
+        for (Entry e : entries) sb.append(Json.writeCompact(e.toJson())).append('\n');
         AtomicFiles.writeString(file, sb.toString());
     }
 
     /** Draws train loss (and eval loss where measured) against step into loss.png, atomically. */
     public void plot() throws IOException {
+        List<Step> steps = steps();
         if (steps.isEmpty()) return;
         System.setProperty("java.awt.headless", "true");
         XYChart chart = new XYChartBuilder().width(800).height(500).title("llamafit training loss")

@@ -37,9 +37,7 @@ class TrainerTest {
     }
 
     static List<Double> losses(Path run) throws IOException {
-        List<Double> out = new ArrayList<>();
-        for (String line : Files.readAllLines(run.resolve(Metrics.FILE))) out.add(Json.MAPPER.readTree(line).get("loss").asDouble());
-        return out;
+        return Metrics.read(run).stream().map(Metrics.Step::loss).toList();
     }
 
     @Test

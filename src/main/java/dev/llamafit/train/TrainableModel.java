@@ -1,0 +1,170 @@
+// The model a run trains: its weights (owned copies, or a frozen base plus adapters), its training step and its parameters.
+package dev.llamafit.train;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+import dev.llamafit.io.HfFolderWriter;
+import dev.llamafit.io.InputException;
+import dev.llamafit.io.ModelFolder;
+import dev.llamafit.io.PeftAdapters;
+import dev.llamafit.io.safetensors.SafetensorsFile;
+import dev.llamafit.kernels.Kernels;
+import dev.llamafit.memory.Category;
+import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.model.LlamaConfig;
+import dev.llamafit.model.ParameterLayout;
+import dev.llamafit.model.TrainingStep;
+import dev.llamafit.optim.Param;
+import dev.llamafit.tensor.DType;
+import dev.llamafit.tensor.Tensor;
+import dev.llamafit.tensor.TensorSpec;
+
+/**
+ * Full fine-tuning trains owned, writable fp32 copies of every weight (from the base model, or from a checkpoint on
+ * resume). LoRA leaves the base frozen: it is read in place (memory-mapped F32, or converted once), never copied, and
+ * only the adapters are parameters; they start from --adapter, from a checkpoint, or from the step's own init.
+ */
+final class TrainableModel implements AutoCloseable {
+    final LlamaConfig config;
+    final TrainingStep step;
+    final List<Param> params;
+    private final TrainOptions o;
+    private final MemoryLedger ledger;
+    private final ModelFolder frozenBase;
+    private final Map<String, Tensor> weights;
+    private final List<Tensor> owned;
+
+    private TrainableModel(TrainOptions o, LlamaConfig config, MemoryLedger ledger, ModelFolder frozenBase,
+                           Map<String, Tensor> weights, List<Tensor> owned, TrainingStep step) {
+        this.o = o;
+        this.config = config;
+        this.ledger = ledger;
+        this.frozenBase = frozenBase;
+        this.weights = weights;
+        this.owned = owned;
+        this.step = step;
+        this.params = params();
+    }
+
+    /** Opens the model of {@code o}; with {@code checkpoint}, its trainable weights come from that checkpoint. */
+    static TrainableModel open(TrainOptions o, LlamaConfig config, Path checkpoint, Kernels kernels, MemoryLedger ledger) {
+        boolean lora = o.lora() != null;
+        ModelFolder frozenBase = lora ? ModelFolder.open(o.model(), ledger, kernels) : null;
+        Map<String, Tensor> weights = Map.of();
+        try {
+            weights = lora ? frozenBase.weights() : loadWeights(o, config, checkpoint, kernels, ledger);
+            TrainingStep.Options so = new TrainingStep.Options(o.lora(), o.technique().gradientCheckpointing(),
+                    o.technique().checkpointEvery(), o.seed());
+            TrainingStep step = new TrainingStep(config, weights, kernels, ledger, o.batchSize(), o.seqLen(), so);
+            return new TrainableModel(o, config, ledger, frozenBase, weights, lora ? List.of() : new ArrayList<>(weights.values()), step);
+        } catch (RuntimeException e) {
+            if (!lora) weights.values().forEach(Tensor::close);
+            if (frozenBase != null) frozenBase.close();
+            throw e;
+        }
+    }
+
+    boolean lora() { return o.lora() != null; }
+
+    /** Trainable tensors in checkpoint order. */
+    List<Tensor> trainable() { return params.stream().map(Param::value).toList(); }
+
+    private List<Param> params() {
+        List<Param> out = new ArrayList<>();
+        if (lora()) {
+            for (Map.Entry<String, Tensor> e : step.adapterWeights().entrySet())
+                out.add(new Param(e.getKey(), e.getValue(), step.adapterGradients().get(e.getKey()), true));
+        } else {
+            for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) {
+                boolean decay = !spec.component().equals("norm") && !spec.name().endsWith(".bias");
+                out.add(new Param(spec.name(), weights.get(spec.name()), step.gradients().get(spec.name()), decay));
+            }
+        }
+        return out;
+    }
+
+    /** LoRA: the adapters to start from, read from --adapter (fresh runs) or from the checkpoint (resumed ones). */
+    void loadAdapters(Path checkpoint) {
+        if (!lora()) return;
+        if (checkpoint == null) {
+            if (o.adapter() != null) loadAdapterFolder();
+            return;
+        }
+        try (SafetensorsFile f = SafetensorsFile.open(checkpoint.resolve(Checkpoints.MODEL), ledger)) {
+            Map<String, Tensor> saved = new LinkedHashMap<>();
+            for (String name : f.names()) saved.put(name, f.find(name).orElseThrow());
+            step.loadAdapter(saved);
+        }
+    }
+
+    /** Starts LoRA training from an existing PEFT adapter, which must match --lora-r and --lora-targets. */
+    private void loadAdapterFolder() {
+        try (PeftAdapters.Adapter a = PeftAdapters.read(o.adapter(), config, ledger)) {
+            if (a.config().rank() != o.lora().rank() || !a.config().targets().equals(o.lora().targets()))
+                throw InputException.at(o.adapter().resolve(PeftAdapters.CONFIG_FILE), "adapter has r " + a.config().rank()
+                        + " and targets " + a.config().targets() + ", but this run asks for r " + o.lora().rank() + " and " + o.lora().targets());
+            step.loadAdapter(a.weights());
+        }
+    }
+
+    /** The PEFT view of the LoRA settings that checkpoints carry for their readers; empty for full fine-tuning. */
+    Map<String, Object> checkpointExtras() {
+        return lora() ? Map.of("lora", PeftAdapters.configToJson(o.lora(), o.model().toString())) : Map.of();
+    }
+
+    /**
+     * Writes the run's product: a LoRA run's adapter in PEFT's format (`llamafit merge` makes a full model of it),
+     * else the full model as a Hugging Face folder. Returns its folder.
+     */
+    Path writeFinal() throws IOException {
+        if (lora()) {
+            Path dir = o.output().resolve("adapter");
+            PeftAdapters.write(dir, o.lora(), step.adapterWeights(), o.model().toString());
+            return dir;
+        }
+        Path dir = o.output().resolve("final");
+        List<Tensor> toWrite = new ArrayList<>();
+        for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) toWrite.add(weights.get(spec.name()));
+        HfFolderWriter.write(dir, config, toWrite, o.model());
+        return dir;
+    }
+
+    @Override
+    public void close() {
+        try {
+            step.close();
+        } finally {
+            owned.forEach(Tensor::close);
+            if (frozenBase != null) frozenBase.close();
+        }
+    }
+
+    /** Owned, writable fp32 copies of the base model's weights (or of a checkpoint's), filed under weights. */
+    private static Map<String, Tensor> loadWeights(TrainOptions o, LlamaConfig config, Path checkpoint, Kernels kernels, MemoryLedger ledger) {
+        Map<String, Tensor> out = new LinkedHashMap<>();
+        try (ModelFolder base = checkpoint == null ? ModelFolder.open(o.model(), ledger, kernels) : null;
+             SafetensorsFile ck = checkpoint == null ? null : SafetensorsFile.open(checkpoint.resolve(Checkpoints.MODEL), ledger)) {
+            for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) {
+                Tensor src = base != null ? base.weights().get(spec.name())
+                        : ck.find(spec.name()).orElseThrow(() -> InputException.at(checkpoint.resolve(Checkpoints.MODEL),
+                                "checkpoint lacks tensor " + spec.name()));
+                if (!src.shape().equals(spec.shape()) || src.dtype() != DType.F32)
+                    throw InputException.at(checkpoint, "tensor " + spec.name() + " is " + src.dtype() + src.shape()
+                            + ", expected F32" + spec.shape());
+                Tensor t = Tensor.allocate(ledger, Category.WEIGHTS, spec.name(), DType.F32, spec.shape());
+                MemorySegment.copy(src.segment(), 0, t.segment(), 0, t.bytes());
+                out.put(spec.name(), t);
+            }
+        } catch (RuntimeException e) {
+            out.values().forEach(Tensor::close);
+            throw e;
+        }
+        return out;
+    }
+}

@@ -1,0 +1,72 @@
+// A checkpoint's trainer_state.json: where the run stands (step, optimizer, data position, RNG) and what run it is.
+package dev.llamafit.train;
+
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+import com.fasterxml.jackson.databind.JsonNode;
+
+import dev.llamafit.io.InputException;
+import dev.llamafit.io.data.Batches;
+
+/**
+ * Everything besides tensors that the next step depends on, and the run's identity for the resume check.
+ *
+ * <p>Format 2 adds {@code identity}; format 1 (written before the resume checks) is read as well: its identity holds
+ * only the seed, and {@code dropout_calls} and {@code total_steps} default as they always did (0 and "the new
+ * length"). The keys of format 1 are all still written, so an older reader still finds what it read.
+ *
+ * @param step           optimizer steps done in the run (the checkpoint's step)
+ * @param optimizerSteps the optimizer's own step count (bias correction)
+ * @param data           where the data order continues
+ * @param seed           seed of data order and dropout
+ * @param totalSteps     the length the run was planned for when saved; -1 when unknown (format 1 without it)
+ * @param dropoutCalls   LoRA dropout masks drawn so far, so a resumed run draws the same next masks
+ * @param identity       what run this is (model, data, shapes, technique)
+ * @param extra          further keys written for readers of the file only (the PEFT view of the LoRA config); not read back
+ */
+record TrainerState(long step, long optimizerSteps, Batches.Position data, long seed, long totalSteps, long dropoutCalls,
+                    RunIdentity identity, Map<String, Object> extra) {
+    static final int FORMAT = 2;
+
+    TrainerState {
+        if (step < 0 || optimizerSteps < 0 || dropoutCalls < 0)
+            throw new IllegalArgumentException("step, optimizer_steps and dropout_calls must be >= 0");
+        if (data == null || identity == null) throw new IllegalArgumentException("data position and identity are required");
+        extra = extra == null ? Map.of() : java.util.Collections.unmodifiableMap(new LinkedHashMap<>(extra));
+    }
+
+    /** The JSON object Checkpoints writes (keys of format 1 first, then {@code identity}). */
+    Map<String, Object> toJson() {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("format", FORMAT);
+        m.put("step", step);
+        m.put("optimizer_steps", optimizerSteps);
+        m.put("data_epoch", data.epoch());
+        m.put("data_batch", data.batch());
+        m.put("seed", seed);
+        m.put("total_steps", totalSteps);
+        m.put("model", identity.fields().getOrDefault("model_path", ""));
+        m.put("data", identity.fields().getOrDefault("data_path", ""));
+        m.put("dropout_calls", dropoutCalls);
+        m.putAll(extra);
+        m.put("identity", identity.fields());
+        return m;
+    }
+
+    /** Reads a checkpoint folder's state; a file missing a required key, or of a newer format, is bad input. */
+    static TrainerState read(Path checkpoint) {
+        Path file = checkpoint.resolve(Checkpoints.STATE);
+        JsonNode n = Checkpoints.readState(checkpoint);
+        int format = n.path("format").asInt(1);
+        if (format > FORMAT)
+            throw InputException.at(file, "trainer state format " + format + " is newer than this llamafit reads (" + FORMAT + ")");
+        for (String k : new String[] {"step", "optimizer_steps", "data_epoch", "data_batch"})
+            if (!n.hasNonNull(k)) throw InputException.at(file, "trainer state lacks '" + k + "'");
+        return new TrainerState(n.get("step").asLong(), n.get("optimizer_steps").asLong(),
+                new Batches.Position(n.get("data_epoch").asLong(), n.get("data_batch").asLong()),
+                n.path("seed").asLong(0), n.path("total_steps").asLong(-1), n.path("dropout_calls").asLong(0),
+                RunIdentity.fromState(n), Map.of());
+    }
+}

@@ -1,0 +1,128 @@
+// One run's step loop: k micro-batches -> clip -> optimizer step -> metrics, evaluation and checkpoints on their cadence.
+package dev.llamafit.train;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+import dev.llamafit.io.data.Batches;
+import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.optim.GradClip;
+import dev.llamafit.optim.LrSchedule;
+import dev.llamafit.optim.Optimizer;
+import dev.llamafit.optim.Param;
+import dev.llamafit.tensor.Tensor;
+
+/** The step loop of a set-up run, and what it has seen so far (the numbers a {@link Trainer.Result} reports). */
+final class TrainingLoop {
+    /**
+     * The options the loop itself reads.
+     *
+     * @param batchSize   B, sequences per micro-batch
+     * @param seqLen      T
+     * @param gradAccum   k, micro-batches per optimizer step
+     * @param maxGradNorm global-norm clipping threshold; 0 = off
+     * @param evalEvery   evaluate every N steps (0 = only at the end)
+     * @param saveEvery   checkpoint every N steps (0 = only at the end)
+     * @param seed        recorded in checkpoints
+     * @param output      the run folder checkpoints go under
+     */
+    record Settings(int batchSize, int seqLen, int gradAccum, double maxGradNorm, long evalEvery, long saveEvery, long seed,
+                    Path output) {
+        Settings {
+            if (batchSize < 1 || seqLen < 2 || gradAccum < 1) throw new IllegalArgumentException("B >= 1, T >= 2 and k >= 1");
+            if (evalEvery < 0 || saveEvery < 0) throw new IllegalArgumentException("eval and save intervals must be >= 0");
+        }
+
+        static Settings of(TrainOptions o) {
+            return new Settings(o.batchSize(), o.seqLen(), o.gradAccum(), o.maxGradNorm(), o.evalEvery(), o.saveEvery(), o.seed(), o.output());
+        }
+
+        /** Sequence tokens per optimizer step, B·k·T (padding included: the throughput the hardware sees). */
+        long tokensPerStep() { return (long) Math.multiplyExact(batchSize, gradAccum) * seqLen; }
+    }
+
+    final Settings settings;
+    final TrainableModel model;
+    final Optimizer optimizer;
+    final Batches batches;
+    final LrSchedule schedule;
+    final Metrics metrics;
+    final TrainingData data;
+    final RunIdentity identity;
+    final MemoryLedger ledger;
+    final PrintStream log;
+    final long t0 = System.nanoTime();
+    double firstLoss = Double.NaN, lastLoss = Double.NaN, lastEval = Double.NaN;
+    long tokensSeen;
+
+    TrainingLoop(Settings settings, TrainableModel model, Optimizer optimizer, Batches batches, LrSchedule schedule, Metrics metrics,
+                 TrainingData data, RunIdentity identity, MemoryLedger ledger, PrintStream log) {
+        this.settings = settings;
+        this.model = model;
+        this.optimizer = optimizer;
+        this.batches = batches;
+        this.schedule = schedule;
+        this.metrics = metrics;
+        this.data = data;
+        this.identity = identity;
+        this.ledger = ledger;
+        this.log = log;
+    }
+
+    void run(long startStep) throws IOException {
+        long total = data.totalSteps();
+        Progress progress = new Progress(log, startStep, total);
+        for (long s = startStep; s < total; s++) {
+            long stepStart = System.nanoTime();
+            double loss = forwardBackward();
+            List<Tensor> grads = new ArrayList<>(model.params.size());
+            for (Param p : model.params) grads.add(p.grad());
+            double gradNorm = GradClip.clipGlobalNorm(grads, settings.maxGradNorm());
+            double lr = schedule.lr(s);
+            optimizer.step(model.params, lr);
+            long done = s + 1;
+            double seconds = (System.nanoTime() - stepStart) / 1e9;
+            long stepSeqTokens = settings.tokensPerStep();
+            tokensSeen += stepSeqTokens;
+            double evalLoss = Double.NaN;
+            boolean last = done == total;
+            if (!data.eval().isEmpty() && (last || settings.evalEvery() > 0 && done % settings.evalEvery() == 0)) {
+                evalLoss = Trainer.evaluate(model.step, data.eval(), settings.batchSize(), settings.seqLen(), data.padId()).mean();
+                lastEval = evalLoss;
+            }
+            if (Double.isNaN(firstLoss)) firstLoss = loss;
+            lastLoss = loss;
+            metrics.record(new Metrics.Step(done, loss, lr, gradNorm, stepSeqTokens / seconds, evalLoss));
+            progress.update(done, loss, lr, gradNorm, stepSeqTokens / seconds, evalLoss, ledger.totalCurrentBytes());
+            if (!Double.isFinite(loss)) throw new IllegalStateException("loss became " + loss + " at step " + done + "; stopping");
+            if (last || settings.saveEvery() > 0 && done % settings.saveEvery() == 0) save(done);
+        }
+        progress.close();
+    }
+
+    /** One optimizer step's k micro-batches, with the loss normalised by the unmasked tokens of all of them. */
+    private double forwardBackward() {
+        List<Batches.Batch> micro = new ArrayList<>(settings.gradAccum());
+        long stepTokens = 0;
+        for (int i = 0; i < settings.gradAccum(); i++) {
+            Batches.Batch b = batches.next();
+            micro.add(b);
+            stepTokens += b.tokens();
+        }
+        model.step.zeroGradients();
+        double lossSum = 0;
+        double normalizer = Math.max(1, stepTokens);
+        for (Batches.Batch b : micro) lossSum += model.step.forwardBackward(b.inputIds(), b.labels(), normalizer).sum();
+        return lossSum / normalizer;
+    }
+
+    private void save(long done) throws IOException {
+        TrainerState state = new TrainerState(done, optimizer.steps(), batches.position(), settings.seed(), data.totalSteps(),
+                model.step.dropoutCalls(), identity, model.checkpointExtras());
+        Checkpoints.save(settings.output(), done, model.trainable(), new ArrayList<>(optimizer.state().values()), state.toJson());
+        metrics.plot();
+    }
+}
