@@ -13,9 +13,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.SplittableRandom;
 
-import com.fasterxml.jackson.databind.JsonNode;
 
-import dev.llamafit.io.Json;
 import dev.llamafit.io.ModelFolder;
 import dev.llamafit.io.PeftAdapters;
 import dev.llamafit.io.data.Batches;

@@ -100,10 +100,11 @@ public final class Trainer {
         List<RunIdentity.Difference> diffs = saved.identity().differences(asked);
         if (diffs.isEmpty()) return Map.of();
         List<String> lines = diffs.stream().map(RunIdentity.Difference::toString).toList();
+        // One line (the CLI prints bad input as one line), every differing field in it.
         if (!o.resumeAnyway())
-            throw InputException.at(checkpoint.resolve(Checkpoints.STATE), "--resume: this checkpoint was made with other settings:\n  "
-                    + String.join("\n  ", lines) + "\nrun with the checkpoint's settings, or add --resume-anyway to continue with the new ones");
-        log.printf("warning: --resume-anyway: continuing %s with other settings:%n  %s%n", checkpoint, String.join("\n  ", lines));
+            throw InputException.at(checkpoint.resolve(Checkpoints.STATE), "--resume: this checkpoint was made with other settings: "
+                    + String.join("; ", lines) + ". Run with the checkpoint's settings, or add --resume-anyway to continue with the new ones");
+        log.printf("warning: --resume-anyway: continuing %s with other settings: %s%n", checkpoint, String.join("; ", lines));
         Map<String, Object> out = new LinkedHashMap<>();
         for (RunIdentity.Difference d : diffs) out.put(d.field(), Map.of("checkpoint", d.saved(), "now", d.asked()));
         return out;
