@@ -8,6 +8,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
+import dev.llamafit.peft.MergedFolders;
 import dev.llamafit.io.InputException;
 import dev.llamafit.io.Json;
 import dev.llamafit.io.ModelFolder;
@@ -44,7 +45,7 @@ final class EvalCommand implements Callable<Integer> {
         MemoryLedger ledger = MemoryLedger.global();
         Kernels k = KernelBackends.get();
         Tokenizer tokenizer = Tokenizers.load(model);
-        try (ModelFolder folder = (adapter == null ? ModelFolder.open(model, ledger, k) : ModelFolder.openWithAdapter(model, adapter, ledger, k))) {
+        try (ModelFolder folder = (adapter == null ? ModelFolder.open(model, ledger, k) : MergedFolders.open(model, adapter, ledger, k))) {
             if (seqLen > folder.config().maxPositions())
                 throw InputException.at(model.resolve("config.json"), "--seq-len " + seqLen + " exceeds max_position_embeddings "
                         + folder.config().maxPositions());

@@ -10,6 +10,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.Callable;
 
+import dev.llamafit.peft.MergedFolders;
 import dev.llamafit.io.Json;
 import dev.llamafit.io.ModelFolder;
 import dev.llamafit.io.tokenizer.Tokenizer;
@@ -68,7 +69,7 @@ final class GenerateCommand implements Callable<Integer> {
         MemoryLedger ledger = MemoryLedger.global();
         Kernels kernels = KernelBackends.get();
         Tokenizer tokenizer = Tokenizers.load(model);
-        try (ModelFolder folder = (adapter == null ? ModelFolder.open(model, ledger, kernels) : ModelFolder.openWithAdapter(model, adapter, ledger, kernels));
+        try (ModelFolder folder = (adapter == null ? ModelFolder.open(model, ledger, kernels) : MergedFolders.open(model, adapter, ledger, kernels));
              LlamaModel llama = folder.newModel(kernels, ledger)) {
             int[] promptIds = tokenizer.encode(prompt, !noBos && tokenizer.addBosByDefault());
             if (promptIds.length == 0)

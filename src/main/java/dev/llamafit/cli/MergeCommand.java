@@ -4,6 +4,7 @@ package dev.llamafit.cli;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 
+import dev.llamafit.peft.MergedFolders;
 import dev.llamafit.io.PeftAdapters;
 import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.memory.MemoryLedger;
@@ -23,7 +24,7 @@ final class MergeCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        PeftAdapters.mergeFolder(model, adapter, output, KernelBackends.get(), MemoryLedger.global());
+        MergedFolders.write(model, adapter, output, KernelBackends.get(), MemoryLedger.global());
         spec.commandLine().getOut().printf("wrote merged model %s (base %s + adapter %s)%n", output, model, adapter);
         return Main.OK;
     }
