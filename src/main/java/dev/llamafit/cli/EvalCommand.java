@@ -8,7 +8,6 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
-import dev.llamafit.peft.MergedFolders;
 import dev.llamafit.io.InputException;
 import dev.llamafit.io.Json;
 import dev.llamafit.io.ModelFolder;
@@ -21,6 +20,7 @@ import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.model.TrainingStep;
+import dev.llamafit.peft.MergedFolders;
 import dev.llamafit.train.Trainer;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;

@@ -10,7 +10,6 @@ import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.Callable;
 
-import dev.llamafit.peft.MergedFolders;
 import dev.llamafit.io.Json;
 import dev.llamafit.io.ModelFolder;
 import dev.llamafit.io.tokenizer.Tokenizer;
@@ -21,6 +20,7 @@ import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.model.Generator;
 import dev.llamafit.model.LlamaModel;
 import dev.llamafit.model.Sampler;
+import dev.llamafit.peft.MergedFolders;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;

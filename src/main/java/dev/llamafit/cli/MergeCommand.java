@@ -4,10 +4,9 @@ package dev.llamafit.cli;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 
-import dev.llamafit.peft.MergedFolders;
-import dev.llamafit.io.PeftAdapters;
 import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.peft.MergedFolders;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;

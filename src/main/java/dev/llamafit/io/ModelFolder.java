@@ -9,14 +9,14 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 
+import dev.llamafit.io.safetensors.Safetensors;
+import dev.llamafit.io.safetensors.TensorSource;
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.memory.Category;
 import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.LlamaModel;
 import dev.llamafit.model.ParameterLayout;
-import dev.llamafit.io.safetensors.Safetensors;
-import dev.llamafit.io.safetensors.TensorSource;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Tensor;
 import dev.llamafit.tensor.TensorSpec;

@@ -33,7 +33,7 @@ public record LoraConfig(int rank, double alpha, double dropout, List<String> ta
     /** PEFT's name for every linear layer inside the blocks (it excludes the LM head). */
     public static final String ALL_LINEAR_SPEC = "all-linear";
 
-    /** Parses "q_proj,v_proj" or "all-linear". */
+    /** Parses a comma list of module keys (q_proj,v_proj) or "all-linear". */
     public static List<String> parseTargets(String spec) {
         if (spec.equals(ALL_LINEAR_SPEC)) return LinearModule.keys();
         return List.of(spec.split(",")).stream().map(String::trim).filter(s -> !s.isEmpty()).toList();

@@ -168,7 +168,7 @@ public final class TrainingStep implements AutoCloseable {
         }
     }
 
-    /** LoRA A and B by PEFT key ({@link TrainingLayout#adapterName}), trainable, owned by this step; empty for full fine-tuning. */
+    /** LoRA A and B by PEFT key ({@link LinearModule#peftKey}), trainable, owned by this step; empty for full fine-tuning. */
     public Map<String, Tensor> adapterWeights() { return adapters; }
 
     /** The adapters' gradients, same keys; with LoRA this is all of {@link #gradients()}. */

@@ -9,10 +9,10 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeSet;
 
+import dev.llamafit.io.PeftAdapters;
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.memory.Category;
 import dev.llamafit.memory.MemoryLedger;
-import dev.llamafit.io.PeftAdapters;
 import dev.llamafit.model.LinearModule;
 import dev.llamafit.model.LoraConfig;
 import dev.llamafit.tensor.DType;

@@ -15,7 +15,6 @@ import java.util.SplittableRandom;
 
 import com.fasterxml.jackson.databind.JsonNode;
 
-import dev.llamafit.peft.MergedFolders;
 import dev.llamafit.io.Json;
 import dev.llamafit.io.ModelFolder;
 import dev.llamafit.io.PeftAdapters;
@@ -38,6 +37,7 @@ import dev.llamafit.model.Sampler;
 import dev.llamafit.model.Technique;
 import dev.llamafit.model.TrainingLayout;
 import dev.llamafit.model.TrainingStep;
+import dev.llamafit.peft.MergedFolders;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.train.SyntheticTasks.Task;
 

@@ -24,7 +24,6 @@ import org.junit.jupiter.params.provider.ValueSource;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 
-import dev.llamafit.peft.MergedFolders;
 import dev.llamafit.io.safetensors.SafetensorsFile;
 import dev.llamafit.io.safetensors.SafetensorsWriter;
 import dev.llamafit.kernels.KernelBackends;
@@ -32,10 +31,11 @@ import dev.llamafit.kernels.Kernels;
 import dev.llamafit.kernels.ScalarKernels;
 import dev.llamafit.memory.Category;
 import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.model.LinearModule;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.LlamaModel;
-import dev.llamafit.model.LinearModule;
 import dev.llamafit.model.LoraConfig;
+import dev.llamafit.peft.MergedFolders;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Shape;
 import dev.llamafit.tensor.Tensor;
@@ -84,7 +84,7 @@ class PeftAdaptersTest {
     }
 
     @Test
-    void mergeFolderWritesAModelThatLoadsWithTheAdaptedLogits(@TempDir Path tmp) throws IOException {
+    void mergedFolderWritesAModelThatLoadsWithTheAdaptedLogits(@TempDir Path tmp) throws IOException {
         String name = "tiny-llama-gqa-tied";
         Path dir = SharedData.fixture(name);
         Kernels k = KernelBackends.get();
