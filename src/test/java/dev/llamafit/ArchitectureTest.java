@@ -15,8 +15,8 @@ import org.junit.jupiter.api.Test;
 
 /** DESIGN §2: imports only point down the package list (a package may use those listed before it). */
 class ArchitectureTest {
-    static final List<String> ORDER = List.of("memory", "tensor", "kernels", "quant", "nn", "model", "peft", "optim",
-            "plan", "dist", "io", "train", "cli");
+    static final List<String> ORDER = List.of("memory", "tensor", "kernels", "quant", "nn", "model", "io", "peft", "optim",
+            "plan", "dist", "train", "cli");
     static final Pattern REF = Pattern.compile("\\bdev\\.llamafit\\.([a-z]+)\\b");
 
     @Test

@@ -36,7 +36,7 @@ import dev.llamafit.tensor.Tensor;
  * reads: {@code adapter_config.json} (the LoraConfig dataclass as JSON, sorted keys) and {@code adapter_model.safetensors}
  * (keys as {@link LinearModule#peftKey} spells them, {@code __metadata__ {"format": "pt"}}). Everything read is
  * checked against the base model's config before use; a mismatch names the file, the key and the expected and found
- * shapes. Merging an adapter into a model is {@code dev.llamafit.peft}'s business, above this package.
+ * shapes. Merging an adapter into a model happens above this package (in peft).
  */
 public final class PeftAdapters {
     public static final String CONFIG_FILE = "adapter_config.json";
@@ -52,8 +52,12 @@ public final class PeftAdapters {
      * {@code base_model.model.}: {@code base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight}. Files from
      * very old PEFT versions kept the adapter name ({@code lora_A.default.weight}); this accepts that spelling too.
      */
-    private static final Pattern KEY = Pattern.compile(Pattern.quote(LinearModule.PEFT_PREFIX) + "model\\.layers\\.(\\d{1,9})\\.("
-            + String.join("|", java.util.Arrays.stream(LinearModule.Parent.values()).map(LinearModule.Parent::key).toList()) + ")\\.([A-Za-z0-9_]+)\\.lora_([AB])(?:\\.default)?\\.weight");
+    private static final Pattern KEY = Pattern.compile(Pattern.quote(LinearModule.PEFT_PREFIX)
+            + "model\\.layers\\.(\\d{1,9})\\.(" + String.join("|", parents()) + ")\\.([A-Za-z0-9_]+)\\.lora_([AB])(?:\\.default)?\\.weight");
+
+    private static List<String> parents() {
+        return java.util.Arrays.stream(LinearModule.Parent.values()).map(LinearModule.Parent::key).toList();
+    }
 
     private PeftAdapters() {}
 
