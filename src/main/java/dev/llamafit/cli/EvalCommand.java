@@ -20,6 +20,7 @@ import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.model.TrainingStep;
+import dev.llamafit.peft.MergedFolders;
 import dev.llamafit.train.Trainer;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -44,7 +45,7 @@ final class EvalCommand implements Callable<Integer> {
         MemoryLedger ledger = MemoryLedger.global();
         Kernels k = KernelBackends.get();
         Tokenizer tokenizer = Tokenizers.load(model);
-        try (ModelFolder folder = (adapter == null ? ModelFolder.open(model, ledger, k) : ModelFolder.openWithAdapter(model, adapter, ledger, k))) {
+        try (ModelFolder folder = (adapter == null ? ModelFolder.open(model, ledger, k) : MergedFolders.open(model, adapter, ledger, k))) {
             if (seqLen > folder.config().maxPositions())
                 throw InputException.at(model.resolve("config.json"), "--seq-len " + seqLen + " exceeds max_position_embeddings "
                         + folder.config().maxPositions());

@@ -20,6 +20,7 @@ import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.model.Generator;
 import dev.llamafit.model.LlamaModel;
 import dev.llamafit.model.Sampler;
+import dev.llamafit.peft.MergedFolders;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -68,7 +69,7 @@ final class GenerateCommand implements Callable<Integer> {
         MemoryLedger ledger = MemoryLedger.global();
         Kernels kernels = KernelBackends.get();
         Tokenizer tokenizer = Tokenizers.load(model);
-        try (ModelFolder folder = (adapter == null ? ModelFolder.open(model, ledger, kernels) : ModelFolder.openWithAdapter(model, adapter, ledger, kernels));
+        try (ModelFolder folder = (adapter == null ? ModelFolder.open(model, ledger, kernels) : MergedFolders.open(model, adapter, ledger, kernels));
              LlamaModel llama = folder.newModel(kernels, ledger)) {
             int[] promptIds = tokenizer.encode(prompt, !noBos && tokenizer.addBosByDefault());
             if (promptIds.length == 0)

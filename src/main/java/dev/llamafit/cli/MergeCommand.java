@@ -4,9 +4,9 @@ package dev.llamafit.cli;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 
-import dev.llamafit.io.PeftAdapters;
 import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.peft.MergedFolders;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -23,7 +23,7 @@ final class MergeCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        PeftAdapters.mergeFolder(model, adapter, output, KernelBackends.get(), MemoryLedger.global());
+        MergedFolders.write(model, adapter, output, KernelBackends.get(), MemoryLedger.global());
         spec.commandLine().getOut().printf("wrote merged model %s (base %s + adapter %s)%n", output, model, adapter);
         return Main.OK;
     }

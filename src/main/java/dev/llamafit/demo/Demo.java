@@ -35,6 +35,7 @@ import dev.llamafit.model.Sampler;
 import dev.llamafit.model.Technique;
 import dev.llamafit.model.TrainingLayout;
 import dev.llamafit.model.TrainingStep;
+import dev.llamafit.peft.MergedFolders;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.train.Metrics;
 import dev.llamafit.train.TrainOptions;
@@ -110,7 +111,7 @@ public final class Demo {
     static final double LR_PRETRAIN = 3e-3, LR_LORA = 6e-3;
     static final int REAL_SEQ_LEN = 128, REAL_BATCH = 4;
     static final double REAL_LR_LORA = 1e-3, REAL_EVAL_SPLIT = 0.1;
-    static final LoraConfig LORA = new LoraConfig(16, 32, 0, LoraConfig.ALL_LINEAR, false);
+    static final LoraConfig LORA = new LoraConfig(16, 32, 0, dev.llamafit.model.LinearModule.keys(), false);
 
     private final Options o;
     private final Kernels kernels;
@@ -201,7 +202,7 @@ public final class Demo {
         lap("finetune");
         // Measured again from the written adapter merged into the base, so the number belongs to the files on disk.
         double after;
-        try (ModelFolder merged = ModelFolder.openWithAdapter(o.model(), p.product(), ledger, kernels)) {
+        try (ModelFolder merged = MergedFolders.open(o.model(), p.product(), ledger, kernels)) {
             after = heldOutLoss(merged, o.model(), seqLen, REAL_BATCH);
         }
         lap("eval_after");
@@ -260,7 +261,7 @@ public final class Demo {
 
         Evaluator(Path tokenizerDir, Path modelDir, Path adapterDir) {
             tok = Tokenizers.load(tokenizerDir);
-            folder = adapterDir == null ? ModelFolder.open(modelDir, ledger, kernels) : ModelFolder.openWithAdapter(modelDir, adapterDir, ledger, kernels);
+            folder = adapterDir == null ? ModelFolder.open(modelDir, ledger, kernels) : MergedFolders.open(modelDir, adapterDir, ledger, kernels);
             model = folder.newModel(kernels, ledger);
             eos = new HashSet<>(folder.config().eosTokenIds());
             eos.addAll(tok.eosIds());

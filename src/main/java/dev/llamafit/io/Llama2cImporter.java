@@ -13,10 +13,12 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.IntFunction;
 
 import dev.llamafit.io.safetensors.SafetensorsWriter;
 import dev.llamafit.memory.Category;
 import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.model.LinearModule;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.ParameterLayout;
 import dev.llamafit.model.RopeScaling;
@@ -80,15 +82,15 @@ public final class Llama2cImporter {
                 long[] pos = {HEADER_BYTES};
                 Tensor embed = take(seg, pos, ParameterLayout.EMBED, Shape.of(vocab, dim));
                 t.put(ParameterLayout.EMBED, embed);
-                Tensor[] attnNorm = takeLayers(seg, pos, layers, "input_layernorm.weight", Shape.of(dim));
-                Tensor[] wq = takeLayers(seg, pos, layers, "self_attn.q_proj.weight", Shape.of(dim, dim));
-                Tensor[] wk = takeLayers(seg, pos, layers, "self_attn.k_proj.weight", Shape.of(kvDim, dim));
-                Tensor[] wv = takeLayers(seg, pos, layers, "self_attn.v_proj.weight", Shape.of(kvDim, dim));
-                Tensor[] wo = takeLayers(seg, pos, layers, "self_attn.o_proj.weight", Shape.of(dim, dim));
-                Tensor[] mlpNorm = takeLayers(seg, pos, layers, "post_attention_layernorm.weight", Shape.of(dim));
-                Tensor[] w1 = takeLayers(seg, pos, layers, "mlp.gate_proj.weight", Shape.of(hidden, dim));
-                Tensor[] w2 = takeLayers(seg, pos, layers, "mlp.down_proj.weight", Shape.of(dim, hidden));
-                Tensor[] w3 = takeLayers(seg, pos, layers, "mlp.up_proj.weight", Shape.of(hidden, dim));
+                Tensor[] attnNorm = takeLayers(seg, pos, layers, ParameterLayout::inputNorm, Shape.of(dim));
+                Tensor[] wq = takeLayers(seg, pos, layers, LinearModule.Q::weight, Shape.of(dim, dim));
+                Tensor[] wk = takeLayers(seg, pos, layers, LinearModule.K::weight, Shape.of(kvDim, dim));
+                Tensor[] wv = takeLayers(seg, pos, layers, LinearModule.V::weight, Shape.of(kvDim, dim));
+                Tensor[] wo = takeLayers(seg, pos, layers, LinearModule.O::weight, Shape.of(dim, dim));
+                Tensor[] mlpNorm = takeLayers(seg, pos, layers, ParameterLayout::postAttentionNorm, Shape.of(dim));
+                Tensor[] w1 = takeLayers(seg, pos, layers, LinearModule.GATE::weight, Shape.of(hidden, dim));
+                Tensor[] w2 = takeLayers(seg, pos, layers, LinearModule.DOWN::weight, Shape.of(dim, hidden));
+                Tensor[] w3 = takeLayers(seg, pos, layers, LinearModule.UP::weight, Shape.of(hidden, dim));
                 Tensor norm = take(seg, pos, ParameterLayout.NORM, Shape.of(dim));
                 pos[0] += (long) seqLen * headDim * 4; // freq_cis_real and freq_cis_imag: recomputed, not imported
                 Tensor cls = shared ? null : take(seg, pos, ParameterLayout.LM_HEAD, Shape.of(vocab, dim));
@@ -140,9 +142,9 @@ public final class Llama2cImporter {
         return t;
     }
 
-    private static Tensor[] takeLayers(MemorySegment seg, long[] pos, int layers, String suffix, Shape shape) {
+    private static Tensor[] takeLayers(MemorySegment seg, long[] pos, int layers, IntFunction<String> name, Shape shape) {
         Tensor[] out = new Tensor[layers];
-        for (int l = 0; l < layers; l++) out[l] = take(seg, pos, ParameterLayout.layerPrefix(l) + suffix, shape);
+        for (int l = 0; l < layers; l++) out[l] = take(seg, pos, name.apply(l), shape);
         return out;
     }
 

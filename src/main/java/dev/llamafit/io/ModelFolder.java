@@ -9,14 +9,14 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 
+import dev.llamafit.io.safetensors.Safetensors;
+import dev.llamafit.io.safetensors.TensorSource;
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.memory.Category;
 import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.LlamaModel;
 import dev.llamafit.model.ParameterLayout;
-import dev.llamafit.io.safetensors.Safetensors;
-import dev.llamafit.io.safetensors.TensorSource;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Tensor;
 import dev.llamafit.tensor.TensorSpec;
@@ -80,27 +80,17 @@ public final class ModelFolder implements AutoCloseable {
     }
 
     /**
-     * The model in {@code dir} with the PEFT LoRA adapter in {@code adapterDir} merged in memory (W + scale·B·A,
-     * see {@link PeftAdapters}): what {@code generate --adapter} and {@code eval --adapter} run. The adapted
-     * matrices are owned F32 copies (the file mapping is read-only); an F16/BF16 base's converted matrices they
-     * replace are freed, and the adapter's factors are freed once merged.
-     *
-     * @throws InputException if either folder is bad or the adapter does not fit the model
+     * This folder with some weights replaced (an adapter merged in, say): {@code owned} are the new tensors, freed by
+     * the returned folder's close; this folder's converted tensors that {@code weights} no longer holds are freed now.
+     * Use the returned folder instead of this one: they share the file mapping, which the returned one closes.
      */
-    public static ModelFolder openWithAdapter(Path dir, Path adapterDir, MemoryLedger ledger, Kernels kernels) {
-        ModelFolder base = open(dir, ledger, kernels);
-        try (PeftAdapters.Adapter adapter = PeftAdapters.read(adapterDir, base.config, ledger)) {
-            dev.llamafit.peft.LoraMerge.Merged merged = PeftAdapters.merge(adapterDir, base.weights, adapter, kernels, ledger);
-            List<Tensor> owned = new ArrayList<>(merged.owned());
-            for (Tensor t : base.owned) {
-                if (merged.weights().containsValue(t)) owned.add(t);
-                else t.close();
-            }
-            return new ModelFolder(dir, base.config, base.source, new LinkedHashMap<>(merged.weights()), owned);
-        } catch (RuntimeException e) {
-            base.close();
-            throw e;
+    public ModelFolder withWeights(Map<String, Tensor> weights, List<Tensor> owned) {
+        List<Tensor> keep = new ArrayList<>(owned);
+        for (Tensor t : this.owned) {
+            if (weights.containsValue(t)) keep.add(t);
+            else t.close();
         }
+        return new ModelFolder(dir, config, source, new LinkedHashMap<>(weights), keep);
     }
 
     /** With tied embeddings a file may store either name (tinystories-656k stores only lm_head.weight). */

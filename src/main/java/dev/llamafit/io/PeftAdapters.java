@@ -1,4 +1,4 @@
-// PEFT LoRA adapter folders (adapter_config.json + adapter_model.safetensors): read, validate, write, merge into a model.
+// PEFT LoRA adapter folders (adapter_config.json + adapter_model.safetensors): read, validate, write.
 package dev.llamafit.io;
 
 import java.io.IOException;
@@ -10,9 +10,11 @@ import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.SequencedMap;
 import java.util.Set;
 import java.util.TreeMap;
+import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.regex.PatternSyntaxException;
 
@@ -20,13 +22,11 @@ import com.fasterxml.jackson.databind.JsonNode;
 
 import dev.llamafit.io.safetensors.SafetensorsFile;
 import dev.llamafit.io.safetensors.SafetensorsWriter;
-import dev.llamafit.kernels.Kernels;
 import dev.llamafit.memory.Category;
 import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.model.LinearModule;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.LoraConfig;
-import dev.llamafit.peft.LoraMerge;
-import dev.llamafit.peft.PeftKeys;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Shape;
 import dev.llamafit.tensor.Tensor;
@@ -34,8 +34,9 @@ import dev.llamafit.tensor.Tensor;
 /**
  * The folder PEFT's {@code PeftModel.save_pretrained} writes for a LoRA adapter and {@code PeftModel.from_pretrained}
  * reads: {@code adapter_config.json} (the LoraConfig dataclass as JSON, sorted keys) and {@code adapter_model.safetensors}
- * (keys as in {@link PeftKeys}, {@code __metadata__ {"format": "pt"}}). Everything read is checked against the base
- * model's config before use; a mismatch names the file, the key and the expected and found shapes.
+ * (keys as {@link LinearModule#peftKey} spells them, {@code __metadata__ {"format": "pt"}}). Everything read is
+ * checked against the base model's config before use; a mismatch names the file, the key and the expected and found
+ * shapes. Merging an adapter into a model happens above this package (in peft).
  */
 public final class PeftAdapters {
     public static final String CONFIG_FILE = "adapter_config.json";
@@ -44,9 +45,39 @@ public final class PeftAdapters {
     static final String LEGACY_WEIGHTS_FILE = "adapter_model.bin";
 
     /** PEFT's default target_modules for llama, mistral and qwen2 when the config has none. */
-    static final List<String> DEFAULT_TARGETS = List.of("q_proj", "v_proj");
+    static final List<String> DEFAULT_TARGETS = LoraConfig.parseTargets(LinearModule.DEFAULT_LORA_TARGETS);
+
+    /**
+     * PEFT saves a LoRA adapter of a {@code LlamaForCausalLM} under the wrapped module's path, prefixed by
+     * {@code base_model.model.}: {@code base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight}. Files from
+     * very old PEFT versions kept the adapter name ({@code lora_A.default.weight}); this accepts that spelling too.
+     */
+    private static final Pattern KEY = Pattern.compile(Pattern.quote(LinearModule.PEFT_PREFIX)
+            + "model\\.layers\\.(\\d{1,9})\\.(" + String.join("|", parents()) + ")\\.([A-Za-z0-9_]+)\\.lora_([AB])(?:\\.default)?\\.weight");
+
+    private static List<String> parents() {
+        return java.util.Arrays.stream(LinearModule.Parent.values()).map(LinearModule.Parent::key).toList();
+    }
 
     private PeftAdapters() {}
+
+    /** One adapter tensor's place as its key names it: layer, parent (self_attn, mlp …), module name and factor ('A' or 'B'). */
+    public record Key(int layer, String parent, String name, char factor) {
+        /** The block linear layer it adapts, if parent.name is one of {@link LinearModule}'s. */
+        public Optional<LinearModule> module() {
+            return LinearModule.byKey(name).filter(m -> m.parent().key().equals(parent));
+        }
+
+        /** The canonical PEFT key (no adapter name) of a known module. */
+        public String canonical() { return module().orElseThrow().peftKey(layer, factor); }
+    }
+
+    /** Parses an adapter tensor's key; empty if it is not a LoRA factor of a module inside a block. */
+    public static Optional<Key> parseKey(String key) {
+        Matcher m = KEY.matcher(key);
+        if (!m.matches()) return Optional.empty();
+        return Optional.of(new Key(Integer.parseInt(m.group(1)), m.group(2), m.group(3), m.group(4).charAt(0)));
+    }
 
     /**
      * An adapter in memory: the LoRA settings, its factors as owned F32 tensors by PEFT key, and the
@@ -81,21 +112,22 @@ public final class PeftAdapters {
             Map<String, Tensor> byKey = new TreeMap<>();
             for (String name : st.names()) {
                 Tensor t = st.find(name).orElseThrow();
-                PeftKeys.Key k = checkKey(file, name, base, cfg);
-                if (byKey.put(k.name(), t) != null)
-                    throw InputException.at(file, "tensor " + name, "duplicate: " + k.name() + " appears twice (with and without '.default')");
-                checkShape(file, name, k, t, base, cfg);
+                LinearModule m = checkKey(file, name, base, cfg);
+                Key k = parseKey(name).orElseThrow();
+                if (byKey.put(k.canonical(), t) != null)
+                    throw InputException.at(file, "tensor " + name, "duplicate: " + k.canonical() + " appears twice (with and without '.default')");
+                checkShape(file, name, m, k.factor(), t, base, cfg);
             }
             for (int l = 0; l < base.numLayers(); l++)
-                for (String m : cfg.targets())
-                    for (String key : List.of(PeftKeys.loraA(l, m), PeftKeys.loraB(l, m)))
+                for (LinearModule m : cfg.modules())
+                    for (String key : List.of(m.peftKey(l, 'A'), m.peftKey(l, 'B')))
                         if (!byKey.containsKey(key))
-                            throw InputException.at(file, "tensor " + key, "missing: " + CONFIG_FILE + " targets " + m
+                            throw InputException.at(file, "tensor " + key, "missing: " + CONFIG_FILE + " targets " + m.key()
                                     + " and the base has " + base.numLayers() + " layers, so every layer needs its lora_A and lora_B");
             // Canonical order (layer, module, A then B); owned F32 copies so the file can be closed now.
             for (int l = 0; l < base.numLayers(); l++)
-                for (String m : cfg.targets())
-                    for (String key : List.of(PeftKeys.loraA(l, m), PeftKeys.loraB(l, m)))
+                for (LinearModule m : cfg.modules())
+                    for (String key : List.of(m.peftKey(l, 'A'), m.peftKey(l, 'B')))
                         out.put(key, toF32(file, key, byKey.get(key), ledger));
             return new Adapter(cfg, out, ac.baseModel());
         } catch (RuntimeException e) {
@@ -115,36 +147,35 @@ public final class PeftAdapters {
         return file;
     }
 
-    private static PeftKeys.Key checkKey(Path file, String name, LlamaConfig base, LoraConfig cfg) {
-        PeftKeys.Key k = PeftKeys.parse(name).orElseThrow(() -> InputException.at(file, "tensor " + name,
+    /** The module a tensor key of the file adapts, after checking it belongs to this base and adapter config. */
+    private static LinearModule checkKey(Path file, String name, LlamaConfig base, LoraConfig cfg) {
+        Key k = parseKey(name).orElseThrow(() -> InputException.at(file, "tensor " + name,
                 "unexpected tensor: not a LoRA factor of a LLaMA block linear layer (expected "
-                        + PeftKeys.PREFIX + "model.layers.{i}.{self_attn|mlp}.{module}.lora_{A|B}.weight)"));
-        if (!k.knownModule())
-            throw InputException.at(file, "tensor " + name, "unknown module " + k.parent() + "." + k.module()
-                    + " (LLaMA blocks have self_attn.{q,k,v,o}_proj and mlp.{gate,up,down}_proj)");
+                        + LinearModule.PEFT_PREFIX + "model.layers.{i}.{self_attn|mlp}.{module}.lora_{A|B}.weight)"));
+        LinearModule m = k.module().orElseThrow(() -> InputException.at(file, "tensor " + name, "unknown module " + k.parent()
+                + "." + k.name() + " (LLaMA blocks have " + String.join(", ", LinearModule.ALL.stream()
+                .map(x -> x.parent().key() + "." + x.key()).toList()) + ")"));
         if (k.layer() >= base.numLayers())
             throw InputException.at(file, "tensor " + name, "layer " + k.layer() + " is out of range: the base model has num_hidden_layers = "
                     + base.numLayers() + " (layers 0.." + (base.numLayers() - 1) + "); adapter for a different model?");
-        if (!cfg.targets(k.module()))
-            throw InputException.at(file, "tensor " + name, "extra tensor: " + k.module() + " is not in " + CONFIG_FILE
+        if (!cfg.targets(m))
+            throw InputException.at(file, "tensor " + name, "extra tensor: " + m.key() + " is not in " + CONFIG_FILE
                     + "'s target_modules " + cfg.targets());
-        return k;
+        return m;
     }
 
-    private static void checkShape(Path file, String name, PeftKeys.Key k, Tensor t, LlamaConfig base, LoraConfig cfg) {
+    private static void checkShape(Path file, String name, LinearModule m, char factor, Tensor t, LlamaConfig base, LoraConfig cfg) {
         if (t.dtype() != DType.F32 && t.dtype() != DType.F16 && t.dtype() != DType.BF16)
             throw InputException.at(file, "tensor " + name, "dtype " + t.dtype() + " is not supported for LoRA factors (F32, F16 or BF16)");
-        int[] oi = PeftKeys.outIn(base, k.module());
-        String[] letters = PeftKeys.outInLetters(k.module());
-        int r = cfg.rank();
-        Shape expected = k.factor() == 'A' ? Shape.of(r, oi[1]) : Shape.of(oi[0], r);
+        int out = m.out(base), in = m.in(base), r = cfg.rank();
+        Shape expected = factor == 'A' ? Shape.of(r, in) : Shape.of(out, r);
         if (t.shape().equals(expected)) return;
-        String baseShape = k.module() + " is [" + letters[0] + "=" + oi[0] + ", " + letters[1] + "=" + oi[1] + "] in the base";
+        String baseShape = m.key() + " is [" + m.outLetters() + "=" + out + ", " + m.inLetters() + "=" + in + "] in the base";
         String why;
-        if (t.shape().rank() != 2) why = "lora_" + k.factor() + " has " + t.shape().rank() + " dimensions, expected 2";
-        else if (k.factor() == 'A' && t.shape().dim(0) != r) why = "adapter r " + r + " (" + CONFIG_FILE + ") but lora_A is " + t.shape();
-        else if (k.factor() == 'B' && t.shape().dim(1) != r) why = "adapter r " + r + " (" + CONFIG_FILE + ") but lora_B is " + t.shape();
-        else if (k.factor() == 'A') why = baseShape + ", lora_A has " + t.shape().dim(1) + " columns";
+        if (t.shape().rank() != 2) why = "lora_" + factor + " has " + t.shape().rank() + " dimensions, expected 2";
+        else if (factor == 'A' && t.shape().dim(0) != r) why = "adapter r " + r + " (" + CONFIG_FILE + ") but lora_A is " + t.shape();
+        else if (factor == 'B' && t.shape().dim(1) != r) why = "adapter r " + r + " (" + CONFIG_FILE + ") but lora_B is " + t.shape();
+        else if (factor == 'A') why = baseShape + ", lora_A has " + t.shape().dim(1) + " columns";
         else why = baseShape + ", lora_B has " + t.shape().dim(0) + " rows";
         throw InputException.at(file, "tensor " + name, why + " (expected " + expected + "; adapter for a different model?)");
     }
@@ -234,7 +265,7 @@ public final class PeftAdapters {
      */
     static List<String> resolveTargets(JsonNode node, Path file, LlamaConfig base) {
         if (node == null || node.isNull()) return DEFAULT_TARGETS;
-        if (node.isTextual() && node.asText().equals("all-linear")) return LoraConfig.ALL_LINEAR;
+        if (node.isTextual() && node.asText().equals(LoraConfig.ALL_LINEAR_SPEC)) return LinearModule.keys();
         List<java.util.function.Predicate<String>> matchers = new ArrayList<>();
         List<String> specs = new ArrayList<>();
         if (node.isTextual()) {
@@ -261,11 +292,11 @@ public final class PeftAdapters {
         boolean[] used = new boolean[matchers.size()];
         for (int l = 0; l < base.numLayers(); l++) {
             Set<String> here = new LinkedHashSet<>();
-            for (String m : LoraConfig.ALL_LINEAR) {
-                String path = PeftKeys.modulePath(l, m);
+            for (LinearModule m : LinearModule.ALL) {
+                String path = m.path(l);
                 for (int i = 0; i < matchers.size(); i++)
                     if (matchers.get(i).test(path)) {
-                        here.add(m);
+                        here.add(m.key());
                         used[i] = true;
                     }
             }
@@ -278,11 +309,11 @@ public final class PeftAdapters {
             for (int i = 0; i < matchers.size(); i++)
                 if (matchers.get(i).test(other))
                     throw InputException.at(file, "target_modules", "target_modules entry \"" + specs.get(i) + "\" selects " + other
-                            + ", which llamafit does not adapt (only block linear layers: " + String.join(", ", LoraConfig.ALL_LINEAR) + ")");
+                            + ", which llamafit does not adapt (only block linear layers: " + String.join(", ", LinearModule.keys()) + ")");
         for (int i = 0; i < matchers.size(); i++)
             if (!used[i])
                 throw InputException.at(file, "target_modules", "unknown target module \"" + specs.get(i) + "\": it matches no linear layer "
-                        + "of the model's blocks (" + String.join(", ", LoraConfig.ALL_LINEAR) + ")");
+                        + "of the model's blocks (" + String.join(", ", LinearModule.keys()) + ")");
         return List.copyOf(first);
     }
 
@@ -333,21 +364,22 @@ public final class PeftAdapters {
         for (Map.Entry<String, Tensor> e : weights.entrySet()) {
             String key = e.getKey();
             Tensor t = e.getValue();
-            PeftKeys.Key k = PeftKeys.parse(key).filter(PeftKeys.Key::knownModule)
+            Key k = parseKey(key).filter(x -> x.module().isPresent())
                     .orElseThrow(() -> new IllegalArgumentException("not a PEFT LoRA key: " + key));
-            if (!config.targets(k.module())) throw new IllegalArgumentException(key + ": " + k.module() + " is not a target " + config.targets());
+            LinearModule m = k.module().orElseThrow();
+            if (!config.targets(m)) throw new IllegalArgumentException(key + ": " + m.key() + " is not a target " + config.targets());
             if (t.shape().rank() != 2 || t.shape().dim(k.factor() == 'A' ? 0 : 1) != config.rank())
                 throw new IllegalArgumentException(key + " is " + t.shape() + ", but r = " + config.rank());
             for (long i = 0; i < t.elements(); i++)
                 if (!Float.isFinite(t.getFloat(i))) throw new IllegalArgumentException("refusing to write " + key + ": it holds NaN/Inf");
-            if (ordered.put(k.name(), t) != null) throw new IllegalArgumentException("duplicate key " + k.name());
-            layersByModule.merge(k.module(), 1, Integer::sum);
+            if (ordered.put(k.canonical(), t) != null) throw new IllegalArgumentException("duplicate key " + k.canonical());
+            layersByModule.merge(m.key(), 1, Integer::sum);
         }
         for (String m : config.targets())
             if (!layersByModule.containsKey(m)) throw new IllegalArgumentException("no tensors for target " + m);
         for (String key : ordered.keySet()) {
-            PeftKeys.Key k = PeftKeys.parse(key).orElseThrow();
-            String pair = k.factor() == 'A' ? PeftKeys.loraB(k.layer(), k.module()) : PeftKeys.loraA(k.layer(), k.module());
+            Key k = parseKey(key).orElseThrow();
+            String pair = k.module().orElseThrow().peftKey(k.layer(), k.factor() == 'A' ? 'B' : 'A');
             if (!ordered.containsKey(pair)) throw new IllegalArgumentException(key + " has no matching " + pair);
         }
         Files.createDirectories(adapterDir);
@@ -355,46 +387,11 @@ public final class PeftAdapters {
         AtomicFiles.writeString(adapterDir.resolve(CONFIG_FILE), Json.write(configToJson(config, baseModelNameOrPath)) + "\n");
     }
 
-    /** Layer, then module in ALL_LINEAR order, then A before B. */
+    /** Layer, then module in block order, then A before B. */
     private static int compareKeys(String x, String y) {
-        PeftKeys.Key a = PeftKeys.parse(x).orElseThrow(), b = PeftKeys.parse(y).orElseThrow();
+        Key a = parseKey(x).orElseThrow(), b = parseKey(y).orElseThrow();
         if (a.layer() != b.layer()) return Integer.compare(a.layer(), b.layer());
-        int m = Integer.compare(LoraConfig.ALL_LINEAR.indexOf(a.module()), LoraConfig.ALL_LINEAR.indexOf(b.module()));
+        int m = a.module().orElseThrow().compareTo(b.module().orElseThrow());
         return m != 0 ? m : Character.compare(a.factor(), b.factor());
-    }
-
-    // ------------------------------------------------------------------ merging (llamafit merge, --adapter)
-
-    /**
-     * {@code llamafit merge --model DIR --adapter DIR --output DIR}: writes a full Hugging Face folder whose adapted
-     * weights are W + scale·B·A (F32), with the model's config and tokenizer files.
-     *
-     * @throws InputException if a folder is bad, the adapter does not fit the model, the output is one of the inputs,
-     *                        or the merge produces NaN/Inf
-     */
-    public static void mergeFolder(Path model, Path adapter, Path out, Kernels kernels, MemoryLedger ledger) throws IOException {
-        Path o = out.toAbsolutePath().normalize();
-        if (o.equals(model.toAbsolutePath().normalize()) || o.equals(adapter.toAbsolutePath().normalize()))
-            throw InputException.at(out, "the output folder must differ from the model and adapter folders (they are read while writing)");
-        try (ModelFolder folder = ModelFolder.open(model, ledger, kernels);
-             Adapter a = read(adapter, folder.config(), ledger);
-             LoraMerge.Merged merged = merge(adapter, folder.weights(), a, kernels, ledger)) {
-            List<Tensor> named = new ArrayList<>();
-            // Name each tensor by its map key: a tied model may have stored the embedding as lm_head.weight.
-            for (Map.Entry<String, Tensor> e : merged.weights().entrySet()) {
-                Tensor t = e.getValue();
-                named.add(t.name().equals(e.getKey()) ? t : new Tensor(e.getKey(), t.dtype(), t.shape(), t.segment()));
-            }
-            HfFolderWriter.write(out, folder.config(), named, model);
-        }
-    }
-
-    /** {@link LoraMerge#merge}, with a non-finite result reported as bad input naming the adapter file and tensor. */
-    static LoraMerge.Merged merge(Path adapterDir, Map<String, Tensor> base, Adapter a, Kernels kernels, MemoryLedger ledger) {
-        try {
-            return LoraMerge.merge(base, a.config(), a.weights(), kernels, ledger);
-        } catch (LoraMerge.NonFiniteException e) {
-            throw InputException.at(adapterDir.resolve(WEIGHTS_FILE), "tensor " + e.tensor(), e.getMessage());
-        }
     }
 }

@@ -26,18 +26,16 @@ record BlockActivations(
         MemorySegment gate,       // [N, F] pre-activation
         MemorySegment up,         // [N, F]
         MemorySegment h,          // [N, F] silu(gate)·up
-        MemorySegment[] loraU,    // per module of LoraConfig.ALL_LINEAR: [N, r], null if not targeted
+        MemorySegment[] loraU,    // by LinearModule ordinal: [N, r], null if not targeted
         MemorySegment[] loraX) {  // per module: dropout(input) [N, in], null if not targeted or no dropout
 
     /** The block's views into buffers allocated from {@link TrainingLayout#blockSlots(int)} and sharedSlots(). */
     static BlockActivations of(Map<String, Tensor> buffers, int layer) {
         String p = TrainingLayout.blockPrefix(layer);
-        int m = LoraConfig.ALL_LINEAR.size();
-        MemorySegment[] u = new MemorySegment[m], x = new MemorySegment[m];
-        for (int i = 0; i < m; i++) {
-            String module = LoraConfig.ALL_LINEAR.get(i);
-            u[i] = find(buffers, p, module + ".lora_u");
-            x[i] = find(buffers, p, module + ".lora_x");
+        MemorySegment[] u = new MemorySegment[LinearModule.ALL.size()], x = new MemorySegment[LinearModule.ALL.size()];
+        for (LinearModule m : LinearModule.ALL) {
+            u[m.ordinal()] = find(buffers, p, m.key() + ".lora_u");
+            x[m.ordinal()] = find(buffers, p, m.key() + ".lora_x");
         }
         return new BlockActivations(get(buffers, p, "x_in"), get(buffers, p, "xn_attn"), get(buffers, p, "inv_rms_attn"),
                 get(buffers, p, "q"), get(buffers, p, "k"), get(buffers, p, "v"), get(buffers, p, "probs"),

@@ -11,17 +11,17 @@ import dev.llamafit.kernels.Kernels;
 import dev.llamafit.kernels.Parallel;
 import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.nn.Attention;
-import dev.llamafit.nn.Linear;
+import dev.llamafit.nn.Projection;
 import dev.llamafit.nn.RmsNorm;
 import dev.llamafit.nn.Rope;
-import dev.llamafit.nn.SwiGlu;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Tensor;
 import dev.llamafit.tensor.TensorSpec;
 
 /**
- * A LLaMA-family decoder: embedding, L blocks of (RMSNorm → GQA attention with RoPE → residual,
- * RMSNorm → SwiGLU → residual), final RMSNorm, LM head. Weights are fp32 tensors named as in
+ * A LLaMA-family decoder: embedding, L {@link Block}s of (RMSNorm → GQA attention with RoPE → residual,
+ * RMSNorm → SwiGLU → residual), final RMSNorm, LM head; the blocks are the ones training runs, here without
+ * adapters or saved activations. Weights are fp32 tensors named as in
  * {@link ParameterLayout}; the model does not own them (the loader does).
  *
  * <p>Not thread-safe: one forward at a time. Activation buffers are allocated through the ledger from an
@@ -34,12 +34,10 @@ public final class LlamaModel implements AutoCloseable {
     private final Tensor embedding;     // [V, C]
     private final List<Block> blocks;
     private final RmsNorm finalNorm;
-    private final Linear lmHead;        // [V, C]
+    private final Projection lmHead;    // [V, C]
     private final Rope rope;
     private final Attention attention;
     private Buffers buffers;
-
-    private record Block(RmsNorm attnNorm, Linear q, Linear k, Linear v, Linear o, RmsNorm mlpNorm, SwiGlu mlp) {}
 
     public LlamaModel(LlamaConfig config, Map<String, Tensor> weights, Kernels kernels, MemoryLedger ledger) {
         this.config = config;
@@ -53,25 +51,12 @@ public final class LlamaModel implements AutoCloseable {
         }
         this.embedding = weights.get(ParameterLayout.EMBED);
         List<Block> bs = new ArrayList<>();
-        for (int l = 0; l < config.numLayers(); l++) {
-            String p = ParameterLayout.layerPrefix(l);
-            bs.add(new Block(
-                    new RmsNorm(weights.get(p + "input_layernorm.weight"), config.rmsNormEps()),
-                    linear(weights, p + "self_attn.q_proj"), linear(weights, p + "self_attn.k_proj"),
-                    linear(weights, p + "self_attn.v_proj"), linear(weights, p + "self_attn.o_proj"),
-                    new RmsNorm(weights.get(p + "post_attention_layernorm.weight"), config.rmsNormEps()),
-                    new SwiGlu(linear(weights, p + "mlp.gate_proj"), linear(weights, p + "mlp.up_proj"),
-                            linear(weights, p + "mlp.down_proj"))));
-        }
+        for (int l = 0; l < config.numLayers(); l++) bs.add(new Block(config, l, weights));
         this.blocks = List.copyOf(bs);
         this.finalNorm = new RmsNorm(weights.get(ParameterLayout.NORM), config.rmsNormEps());
-        this.lmHead = new Linear(config.tieWordEmbeddings() ? embedding : weights.get(ParameterLayout.LM_HEAD), null);
+        this.lmHead = Projection.of(config.tieWordEmbeddings() ? embedding : weights.get(ParameterLayout.LM_HEAD), null);
         this.rope = newRope(config, ledger);
         this.attention = new Attention(config.numHeads(), config.numKvHeads(), config.headDim(), config.slidingWindow());
-    }
-
-    private static Linear linear(Map<String, Tensor> w, String name) {
-        return new Linear(w.get(name + ".weight"), w.get(name + ".bias"));
     }
 
     static Rope newRope(LlamaConfig c, MemoryLedger ledger) {
@@ -133,34 +118,12 @@ public final class LlamaModel implements AutoCloseable {
                 positions[b * t + i] = startPos + i;
             }
         Kernels k = kernels;
-        MemorySegment x = buf.get("x"), xn = buf.get("xn"), q = buf.get("q"), kk = buf.get("k"), v = buf.get("v");
-        MemorySegment att = buf.get("att"), scores = buf.get("attention_scores");
+        MemorySegment x = buf.get("x"), xn = buf.get("xn");
         k.embedding(x, 0, embedding.segment(), embedding.dtype(), config.vocabSize(), c, flat);
-
-        int kvDim = config.kvDim();
-        for (int l = 0; l < blocks.size(); l++) {
-            Block blk = blocks.get(l);
-            blk.attnNorm().forward(k, x, 0, n, xn, 0);
-            Linear.forwardFused(k, xn, 0, n, new Linear[] {blk.q(), blk.k(), blk.v()}, new MemorySegment[] {q, kk, v});
-            rope.apply(k, q, 0, config.qDim(), n, config.numHeads(), positions);
-            rope.apply(k, kk, 0, kvDim, n, config.numKvHeads(), positions);
-            Attention.KvView keys, values;
-            if (cache != null) {
-                keys = cache.keyView(l);
-                values = cache.valueView(l);
-                store(kk, keys, batch, t, startPos);
-                store(v, values, batch, t, startPos);
-            } else {
-                keys = new Attention.KvView(kk, 0, (long) t * kvDim, config.headDim(), kvDim);
-                values = new Attention.KvView(v, 0, (long) t * kvDim, config.headDim(), kvDim);
-            }
-            attention.forward(k, batch, t, startPos, q, keys, values, scores, att);
-            blk.o().forward(k, att, 0, n, xn, 0);
-            k.add(x, 0, xn, 0, (long) n * c);
-            blk.mlpNorm().forward(k, x, 0, n, xn, 0);
-            blk.mlp().forward(k, xn, 0, n, buf.get("h_gate"), buf.get("h_up"), xn, 0);
-            k.add(x, 0, xn, 0, (long) n * c);
-        }
+        Block.Context ctx = new Block.Context(k, rope, attention, config, batch, t, positions, false, 0);
+        Block.Scratch scratch = new Block.Scratch(xn, buf.get("q"), buf.get("k"), buf.get("v"), buf.get("att"),
+                buf.get("attention_scores"), buf.get("h_gate"), buf.get("h_up"));
+        for (Block block : blocks) block.forward(ctx, x, scratch, cache, startPos);
         if (cache != null) cache.advance(t);
 
         if (which == Logits.ALL) {
@@ -173,19 +136,6 @@ public final class LlamaModel implements AutoCloseable {
         Tensor logits = buf.tensor("logits");
         lmHead.forward(k, xn, 0, logitsRows, logits.segment(), 0);
         return logits;
-    }
-
-    /** Copies new keys (or values) [B·T, KvH·D] into the cache at positions startPos…startPos+T−1. */
-    private void store(MemorySegment src, Attention.KvView dst, int batch, int t, int startPos) {
-        int d = config.headDim(), kvh = config.numKvHeads();
-        long bytes = (long) d * 4;
-        for (int b = 0; b < batch; b++)
-            for (int i = 0; i < t; i++)
-                for (int h = 0; h < kvh; h++) {
-                    long from = ((long) (b * t + i) * kvh + h) * d;
-                    long to = dst.off() + b * dst.strideB() + h * dst.strideH() + (long) (startPos + i) * dst.strideT();
-                    MemorySegment.copy(src, from * 4, dst.segment(), to * 4, bytes);
-                }
     }
 
     private Buffers buffers(ActivationLayout layout) {

@@ -27,21 +27,18 @@ public final class ParameterLayout {
 
     /** The layout of {@code config} with every parameter stored as {@code dtype}. */
     public static ParameterLayout of(LlamaConfig config, DType dtype) {
-        int c = config.hiddenSize(), f = config.intermediateSize(), v = config.vocabSize();
-        int qDim = config.qDim(), kvDim = config.kvDim();
+        int c = config.hiddenSize(), v = config.vocabSize();
         List<TensorSpec> s = new ArrayList<>();
         s.add(new TensorSpec(EMBED, Shape.of(v, c), dtype, "embedding"));
         for (int l = 0; l < config.numLayers(); l++) {
-            String p = layerPrefix(l);
-            s.add(new TensorSpec(p + "input_layernorm.weight", Shape.of(c), dtype, "norm"));
-            linear(s, p + "self_attn.q_proj", qDim, c, config.qkvBias(), dtype, "attention");
-            linear(s, p + "self_attn.k_proj", kvDim, c, config.qkvBias(), dtype, "attention");
-            linear(s, p + "self_attn.v_proj", kvDim, c, config.qkvBias(), dtype, "attention");
-            linear(s, p + "self_attn.o_proj", c, qDim, config.oBias(), dtype, "attention");
-            s.add(new TensorSpec(p + "post_attention_layernorm.weight", Shape.of(c), dtype, "norm"));
-            linear(s, p + "mlp.gate_proj", f, c, config.mlpBias(), dtype, "mlp");
-            linear(s, p + "mlp.up_proj", f, c, config.mlpBias(), dtype, "mlp");
-            linear(s, p + "mlp.down_proj", c, f, config.mlpBias(), dtype, "mlp");
+            for (LinearModule m : LinearModule.ALL) {
+                // Each sub-block's norm comes just before its first projection, as transformers lists them.
+                if (m == LinearModule.Q) s.add(new TensorSpec(inputNorm(l), Shape.of(c), dtype, "norm"));
+                if (m == LinearModule.GATE) s.add(new TensorSpec(postAttentionNorm(l), Shape.of(c), dtype, "norm"));
+                String component = m.parent() == LinearModule.Parent.MLP ? "mlp" : "attention";
+                s.add(new TensorSpec(m.weight(l), Shape.of(m.out(config), m.in(config)), dtype, component));
+                if (m.hasBias(config)) s.add(new TensorSpec(m.bias(l), Shape.of(m.out(config)), dtype, component));
+            }
         }
         s.add(new TensorSpec(NORM, Shape.of(c), dtype, "norm"));
         if (!config.tieWordEmbeddings()) s.add(new TensorSpec(LM_HEAD, Shape.of(v, c), dtype, "lm_head"));
@@ -50,10 +47,11 @@ public final class ParameterLayout {
 
     public static String layerPrefix(int layer) { return "model.layers." + layer + "."; }
 
-    private static void linear(List<TensorSpec> s, String name, int out, int in, boolean bias, DType dtype, String component) {
-        s.add(new TensorSpec(name + ".weight", Shape.of(out, in), dtype, component));
-        if (bias) s.add(new TensorSpec(name + ".bias", Shape.of(out), dtype, component));
-    }
+    /** The gain [C] of block {@code layer}'s attention norm. */
+    public static String inputNorm(int layer) { return layerPrefix(layer) + "input_layernorm.weight"; }
+
+    /** The gain [C] of block {@code layer}'s MLP norm. */
+    public static String postAttentionNorm(int layer) { return layerPrefix(layer) + "post_attention_layernorm.weight"; }
 
     public List<TensorSpec> specs() { return specs; }
 

@@ -52,8 +52,6 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
                              LoraConfig lora, int checkpointEvery) {
     /** Default rows per loss chunk: [128, V] fp32 is 16 MB at V = 32000, big enough for an efficient GEMM. */
     public static final int DEFAULT_LOSS_CHUNK_ROWS = 128;
-    /** PEFT's prefix of adapter keys in adapter_model.safetensors. */
-    public static final String PEFT_PREFIX = "base_model.model.";
 
     public TrainingLayout {
         if (batch <= 0 || seqLen <= 0) throw new IllegalArgumentException("batch and seqLen must be > 0, got " + batch + ", " + seqLen);
@@ -92,46 +90,20 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
 
     // ---------------------------------------------------------------- linear modules and adapters
 
-    /** HF path of a LLaMA linear module inside a layer: self_attn.q_proj, …, mlp.down_proj. */
-    public static String modulePath(String module) {
-        return switch (module) {
-            case "gate_proj", "up_proj", "down_proj" -> "mlp." + module;
-            default -> "self_attn." + module;
-        };
-    }
+    /** Input width of the module named {@code module} (a {@link LinearModule} key). */
+    public static int moduleIn(LlamaConfig c, String module) { return LinearModule.byKey(module).orElseThrow().in(c); }
 
-    /** Input width of a module: C, except o_proj (H·D) and down_proj (F). */
-    public static int moduleIn(LlamaConfig c, String module) {
-        return switch (module) {
-            case "o_proj" -> c.qDim();
-            case "down_proj" -> c.intermediateSize();
-            default -> c.hiddenSize();
-        };
-    }
-
-    /** Output width of a module. */
-    public static int moduleOut(LlamaConfig c, String module) {
-        return switch (module) {
-            case "q_proj" -> c.qDim();
-            case "k_proj", "v_proj" -> c.kvDim();
-            case "gate_proj", "up_proj" -> c.intermediateSize();
-            default -> c.hiddenSize();
-        };
-    }
+    /** Output width of the module named {@code module} (a {@link LinearModule} key). */
+    public static int moduleOut(LlamaConfig c, String module) { return LinearModule.byKey(module).orElseThrow().out(c); }
 
     /** The block tensor a module reads: xn_attn, att, xn_mlp or h. */
-    static String moduleInput(String module) {
-        return switch (module) {
-            case "q_proj", "k_proj", "v_proj" -> "xn_attn";
-            case "o_proj" -> "att";
-            case "gate_proj", "up_proj" -> "xn_mlp";
-            default -> "h";
+    static String moduleInput(LinearModule m) {
+        return switch (m) {
+            case Q, K, V -> "xn_attn";
+            case O -> "att";
+            case GATE, UP -> "xn_mlp";
+            case DOWN -> "h";
         };
-    }
-
-    /** PEFT key of an adapter matrix: base_model.model.model.layers.{l}.self_attn.q_proj.lora_A.weight ("A" or "B"). */
-    public static String adapterName(int layer, String module, String matrix) {
-        return PEFT_PREFIX + ParameterLayout.layerPrefix(layer) + modulePath(module) + ".lora_" + matrix + ".weight";
     }
 
     /** LoRA: A [r, in] and B [out, r] per targeted module of every layer, in layer then module order; empty otherwise. */
@@ -139,10 +111,10 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
         if (lora == null) return List.of();
         List<TensorSpec> s = new ArrayList<>();
         for (int l = 0; l < config.numLayers(); l++)
-            for (String m : lora.targets()) {
-                String component = modulePath(m).startsWith("mlp.") ? "mlp" : "attention";
-                s.add(new TensorSpec(adapterName(l, m, "A"), Shape.of(lora.rank(), moduleIn(config, m)), DType.F32, component));
-                s.add(new TensorSpec(adapterName(l, m, "B"), Shape.of(moduleOut(config, m), lora.rank()), DType.F32, component));
+            for (LinearModule m : lora.modules()) {
+                String component = m.parent() == LinearModule.Parent.MLP ? "mlp" : "attention";
+                s.add(new TensorSpec(m.peftKey(l, 'A'), Shape.of(lora.rank(), m.in(config)), DType.F32, component));
+                s.add(new TensorSpec(m.peftKey(l, 'B'), Shape.of(m.out(config), lora.rank()), DType.F32, component));
             }
         return List.copyOf(s);
     }
@@ -168,9 +140,9 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
                 act(p + "up", Shape.of(n, f), "mlp"),
                 act(p + "h", Shape.of(n, f), "mlp")));
         if (lora != null)
-            for (String m : lora.targets()) {
-                s.add(act(p + m + ".lora_u", Shape.of(n, lora.rank()), "lora"));
-                if (lora.dropout() > 0) s.add(act(p + m + ".lora_x", Shape.of(n, moduleIn(config, m)), "lora"));
+            for (LinearModule m : lora.modules()) {
+                s.add(act(p + m.key() + ".lora_u", Shape.of(n, lora.rank()), "lora"));
+                if (lora.dropout() > 0) s.add(act(p + m.key() + ".lora_x", Shape.of(n, m.in(config)), "lora"));
             }
         return s;
     }
@@ -180,7 +152,7 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
         if (lora == null) return true;
         return switch (suffix) {
             case "xn_attn", "att", "xn_mlp", "h" -> lora.dropout() == 0
-                    && lora.targets().stream().anyMatch(m -> moduleInput(m).equals(suffix));
+                    && lora.modules().stream().anyMatch(m -> moduleInput(m).equals(suffix));
             default -> true;
         };
     }
@@ -231,7 +203,7 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
         if (lora != null) {
             s.add(act("grad.lora_du", Shape.of(n, lora.rank()), "backward"));
             if (lora.dropout() > 0) {
-                int maxIn = lora.targets().stream().mapToInt(m -> moduleIn(config, m)).max().orElseThrow();
+                int maxIn = lora.modules().stream().mapToInt(m -> m.in(config)).max().orElseThrow();
                 s.add(act("grad.lora_dx", Shape.of(n, maxIn), "backward"));
             }
         }

@@ -54,7 +54,7 @@ public final class TrainingStep implements AutoCloseable {
     private final Tensor dEmbedding; // [V, C], null when frozen
     private final Rope rope;
     private final Attention attention;
-    private final Block.Scratch scratch;
+    private final Block.Grads scratch;
 
     /** Loss summed over the counted tokens, and their number. */
     public record Loss(double sum, long tokens) {
@@ -147,7 +147,7 @@ public final class TrainingStep implements AutoCloseable {
         String head = config.tieWordEmbeddings() ? ParameterLayout.EMBED : ParameterLayout.LM_HEAD;
         this.loss = new CrossEntropy(weights.get(head), layout.lossChunkRows());
         this.dHead = g.get(head);
-        this.scratch = new Block.Scratch(seg("grad.xn"), seg("grad.att"), seg("grad.q"), seg("grad.k"), seg("grad.v"),
+        this.scratch = new Block.Grads(seg("grad.xn"), seg("grad.att"), seg("grad.q"), seg("grad.k"), seg("grad.v"),
                 seg("grad.h"), seg("grad.up"), seg("attention_backward_scratch"), optSeg("grad.lora_du"), optSeg("grad.lora_dx"));
     }
 
@@ -168,7 +168,7 @@ public final class TrainingStep implements AutoCloseable {
         }
     }
 
-    /** LoRA A and B by PEFT key ({@link TrainingLayout#adapterName}), trainable, owned by this step; empty for full fine-tuning. */
+    /** LoRA A and B by PEFT key ({@link LinearModule#peftKey}), trainable, owned by this step; empty for full fine-tuning. */
     public Map<String, Tensor> adapterWeights() { return adapters; }
 
     /** The adapters' gradients, same keys; with LoRA this is all of {@link #gradients()}. */

@@ -1,15 +1,14 @@
-// A linear layer y = x·Wᵀ + b over fp32 weights stored [out, in] as in PyTorch and safetensors.
+// The fp32 dense projection: y = x·Wᵀ + b over an F32 weight stored [out, in] as in PyTorch and safetensors.
 package dev.llamafit.nn;
 
 import java.lang.foreign.MemorySegment;
 
 import dev.llamafit.kernels.Kernels;
-import dev.llamafit.kernels.Parallel;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Tensor;
 
 /** A dense layer. Weight [out, in] (row-major, as Hugging Face stores it), optional bias [out]. */
-public final class Linear {
+public final class Linear implements Projection {
     private final Tensor weight; // [out, in]
     private final Tensor bias;   // [out] or null
     private final int in;
@@ -26,20 +25,18 @@ public final class Linear {
         this.bias = bias;
     }
 
+    @Override
     public int in() { return in; }
 
+    @Override
     public int out() { return out; }
 
     public Tensor weight() { return weight; }
 
     public Tensor bias() { return bias; }
 
-    /**
-     * y[rows, out] = x[rows, in] · Wᵀ + b.
-     *
-     * @param x [rows, in] at element offset xOff, contiguous rows
-     * @param y [rows, out] at element offset yOff, contiguous rows; overwritten
-     */
+    /** y[rows, out] = x[rows, in] · Wᵀ + b: one GEMM over all columns, then the bias row by row. */
+    @Override
     public void forward(Kernels k, MemorySegment x, long xOff, int rows, MemorySegment y, long yOff) {
         k.gemm(false, true, rows, out, in, 1f, x, xOff, in, weight.segment(), 0, in, 0f, y, yOff, out);
         if (bias != null) {
@@ -47,17 +44,16 @@ public final class Linear {
         }
     }
 
-    /**
-     * Backward of {@link #forward}: dX[rows, in] = dY·W (overwritten, or added to with {@code accumulateDx}),
-     * dWeight[out, in] += dYᵀ·X, dBias[out] += Σ_rows dY. Parameter gradients always accumulate, so micro-batches
-     * add up and q/k/v (or gate/up) sharing one input can each add their part of dX.
-     *
-     * @param x       [rows, in], the forward's input (saved)
-     * @param dY      [rows, out], gradient of the loss with respect to y
-     * @param dX      [rows, in], or null when the input needs no gradient
-     * @param dWeight [out, in] F32, or null for a frozen weight
-     * @param dBias   [out] F32, or null (no bias, or frozen)
-     */
+    /** Columns [from, to): rows from..to of W against x, written at column offset {@code from} of y's rows. */
+    @Override
+    public void forwardColumns(Kernels k, MemorySegment x, long xOff, int rows, int from, int to, MemorySegment y, long yOff) {
+        k.gemm(false, true, rows, to - from, in, 1f, x, xOff, in, weight.segment(), (long) from * in, in,
+                0f, y, yOff + from, out);
+        if (bias != null)
+            for (int r = 0; r < rows; r++) k.add(y, yOff + (long) r * out + from, bias.segment(), from, to - from);
+    }
+
+    @Override
     public void backward(Kernels k, MemorySegment x, long xOff, MemorySegment dY, long dYOff, int rows,
                          MemorySegment dX, long dXOff, boolean accumulateDx, Tensor dWeight, Tensor dBias) {
         if (dX != null)
@@ -69,31 +65,8 @@ public final class Linear {
             for (int r = 0; r < rows; r++) k.add(dBias.segment(), 0, dY, dYOff + (long) r * out, out);
     }
 
-    /**
-     * Several layers reading the same input (q/k/v, or gate/up) in one parallel pass: the pool splits their
-     * concatenated output columns, so a decode step hands work to the threads once instead of once per layer.
-     * Each {@code ys[i]} is [rows, layers[i].out()], contiguous rows.
-     */
+    /** {@link Projection#forwardFused} for callers holding fp32 layers (the SwiGLU layer). */
     public static void forwardFused(Kernels k, MemorySegment x, long xOff, int rows, Linear[] layers, MemorySegment[] ys) {
-        int in = layers[0].in;
-        int total = 0;
-        for (Linear l : layers) {
-            if (l.in != in) throw new IllegalArgumentException("fused layers must share their input width");
-            total += l.out;
-        }
-        Parallel.forRange(total, 64, (from, to) -> {
-            int base = 0;
-            for (int i = 0; i < layers.length; i++) {
-                Linear l = layers[i];
-                int j0 = Math.max(from - base, 0), j1 = Math.min(to - base, l.out);
-                if (j0 < j1) {
-                    k.gemm(false, true, rows, j1 - j0, in, 1f, x, xOff, in, l.weight.segment(), (long) j0 * in, in,
-                            0f, ys[i], j0, l.out);
-                    if (l.bias != null)
-                        for (int r = 0; r < rows; r++) k.add(ys[i], (long) r * l.out + j0, l.bias.segment(), j0, j1 - j0);
-                }
-                base += l.out;
-            }
-        });
+        Projection.forwardFused(k, x, xOff, rows, layers, ys);
     }
 }

@@ -1,4 +1,4 @@
-// A LoRA adapter (Hu et al. 2021) beside a frozen Linear: y = x·Wᵀ + b + scale·(dropout(x)·Aᵀ)·Bᵀ, forward and backward.
+// A LoRA adapter (Hu et al. 2021) beside a frozen projection: y = x·Wᵀ + b + scale·(dropout(x)·Aᵀ)·Bᵀ, forward and backward.
 package dev.llamafit.nn;
 
 import static dev.llamafit.tensor.Tensor.F32_LE;
@@ -12,21 +12,22 @@ import dev.llamafit.tensor.Tensor;
 
 /**
  * The low-rank update of one linear layer, with PEFT's conventions: A [r, in], B [out, r], scale = alpha/r (or
- * alpha/√r with rsLoRA), inverted dropout on the adapter's input only. The base layer is read, never differentiated
- * with respect to its weight: a frozen base has no gradient buffer (DESIGN §5).
+ * alpha/√r with rsLoRA), inverted dropout on the adapter's input only. The base is any {@link Projection} (fp32 today,
+ * a quantised weight under QLoRA): it is read, never differentiated with respect to its weight, so a frozen base has
+ * no gradient buffer (DESIGN §5).
  *
  * <p>Dropout masks are not stored: element i of a [rows, in] input is kept iff {@link #keep}(seed, i, p), a
  * counter-based hash, so backward (and a gradient-checkpointing recompute) regenerates the same mask from the seed.
  */
 public final class LoraLinear {
-    private final Linear base;   // [out, in] frozen
+    private final Projection base; // [out, in] frozen
     private final Tensor a;      // [r, in]
     private final Tensor b;      // [out, r]
     private final int rank;      // r
     private final float scale;
     private final float dropout; // p in [0, 1)
 
-    public LoraLinear(Linear base, Tensor a, Tensor b, double scale, double dropout) {
+    public LoraLinear(Projection base, Tensor a, Tensor b, double scale, double dropout) {
         this.base = base;
         this.rank = Math.toIntExact(a.shape().dim(0));
         if (a.dtype() != DType.F32 || a.shape().rank() != 2 || a.shape().dim(1) != base.in())
@@ -40,7 +41,7 @@ public final class LoraLinear {
         this.dropout = (float) dropout;
     }
 
-    public Linear base() { return base; }
+    public Projection base() { return base; }
 
     public int rank() { return rank; }
 

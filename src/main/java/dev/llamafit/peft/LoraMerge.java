@@ -9,9 +9,11 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeSet;
 
+import dev.llamafit.io.PeftAdapters;
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.memory.Category;
 import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.model.LinearModule;
 import dev.llamafit.model.LoraConfig;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Shape;
@@ -81,14 +83,14 @@ public final class LoraMerge {
         List<Tensor> owned = new ArrayList<>();
         try {
             for (String key : adapter.keySet()) {
-                PeftKeys.Key k = PeftKeys.parse(key).orElseThrow(() -> new IllegalArgumentException("not a PEFT LoRA key: " + key));
+                PeftAdapters.Key k = PeftAdapters.parseKey(key).orElseThrow(() -> new IllegalArgumentException("not a PEFT LoRA key: " + key));
                 if (k.factor() != 'A') continue;
-                if (!config.targets(k.module()))
-                    throw new IllegalArgumentException(key + ": " + k.module() + " is not among the adapter's targets " + config.targets());
-                String bKey = PeftKeys.loraB(k.layer(), k.module());
+                LinearModule m = k.module().filter(config::targets).orElseThrow(() -> new IllegalArgumentException(
+                        key + ": " + k.name() + " is not among the adapter's targets " + config.targets()));
+                String bKey = m.peftKey(k.layer(), 'B');
                 Tensor a = adapter.get(key), b = adapter.get(bKey);
                 if (b == null) throw new IllegalArgumentException("adapter has " + key + " but no " + bKey);
-                String wName = PeftKeys.baseWeight(k.layer(), k.module());
+                String wName = m.weight(k.layer());
                 Tensor w = base.get(wName);
                 if (w == null) throw new IllegalArgumentException("adapter has " + key + " but the base has no " + wName);
                 int outDim = Math.toIntExact(w.shape().dim(0)), inDim = Math.toIntExact(w.shape().dim(1)), r = config.rank();

@@ -6,6 +6,8 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 
+import dev.llamafit.io.ModelPresets;
+
 /**
  * GPU presets with the memory the CUDA driver reports (cudaMemGetInfo total), in bytes. Vendors sell "80 GB" parts
  * whose memory is 80 GiB (A100/H100 80GB: 81920 MiB), and "24 GB" parts of 24 GiB; the H200 has 141 GB (decimal,
@@ -65,25 +67,9 @@ public final class Devices {
 
     static List<String> nearest(String q) { return nearest(q, names(), 3); }
 
-    /**
-     * The {@code k} names a mistyped {@code query} most likely meant: names that contain it (h100 → h100-80gb, 4090 →
-     * rtx4090, mistral → mistral-7b) first, then by edit distance, ties alphabetically.
-     */
-    public static List<String> nearest(String query, List<String> names, int k) {
-        return names.stream().sorted(java.util.Comparator.comparingInt((String n) -> query.isEmpty() || !n.contains(query) ? 1 : 0)
-                .thenComparingInt(n -> editDistance(query, n)).thenComparing(n -> n)).limit(k).toList();
-    }
+    /** The {@code k} names a mistyped {@code query} most likely meant: {@link ModelPresets#nearest}. */
+    public static List<String> nearest(String query, List<String> names, int k) { return ModelPresets.nearest(query, names, k); }
 
-    /** Levenshtein distance (insert, delete, substitute: cost 1 each), for "did you mean" suggestions. */
-    public static int editDistance(String a, String b) {
-        int[] prev = new int[b.length() + 1], cur = new int[b.length() + 1];
-        for (int j = 0; j <= b.length(); j++) prev[j] = j;
-        for (int i = 1; i <= a.length(); i++) {
-            cur[0] = i;
-            for (int j = 1; j <= b.length(); j++)
-                cur[j] = Math.min(Math.min(cur[j - 1] + 1, prev[j] + 1), prev[j - 1] + (a.charAt(i - 1) == b.charAt(j - 1) ? 0 : 1));
-            int[] t = prev; prev = cur; cur = t;
-        }
-        return prev[b.length()];
-    }
+    /** Levenshtein distance: {@link ModelPresets#editDistance}. */
+    public static int editDistance(String a, String b) { return ModelPresets.editDistance(a, b); }
 }

@@ -31,10 +31,11 @@ import dev.llamafit.kernels.Kernels;
 import dev.llamafit.kernels.ScalarKernels;
 import dev.llamafit.memory.Category;
 import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.model.LinearModule;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.LlamaModel;
 import dev.llamafit.model.LoraConfig;
-import dev.llamafit.peft.PeftKeys;
+import dev.llamafit.peft.MergedFolders;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Shape;
 import dev.llamafit.tensor.Tensor;
@@ -65,7 +66,7 @@ class PeftAdaptersTest {
             try (ModelFolder plain = ModelFolder.open(dir, ledger, k)) {
                 base = logits(plain, k, ledger, dir);
             }
-            try (ModelFolder folder = ModelFolder.openWithAdapter(dir, dir.resolve("lora"), ledger, k)) {
+            try (ModelFolder folder = MergedFolders.open(dir, dir.resolve("lora"), ledger, k)) {
                 float[] got = logits(folder, k, ledger, dir);
                 double diff = SharedData.maxAbsDiff(expected, got);
                 assertTrue(diff < 1e-4, name + " with " + k.name() + ": max |Δlogit| vs PyTorch = " + diff);
@@ -83,19 +84,19 @@ class PeftAdaptersTest {
     }
 
     @Test
-    void mergeFolderWritesAModelThatLoadsWithTheAdaptedLogits(@TempDir Path tmp) throws IOException {
+    void mergedFolderWritesAModelThatLoadsWithTheAdaptedLogits(@TempDir Path tmp) throws IOException {
         String name = "tiny-llama-gqa-tied";
         Path dir = SharedData.fixture(name);
         Kernels k = KernelBackends.get();
         MemoryLedger ledger = new MemoryLedger();
         Path out = tmp.resolve("merged");
-        PeftAdapters.mergeFolder(dir, dir.resolve("lora"), out, k, ledger);
+        MergedFolders.write(dir, dir.resolve("lora"), out, k, ledger);
         assertTrue(Files.isRegularFile(out.resolve("config.json")));
         try (ModelFolder merged = ModelFolder.open(out, ledger, k)) {
             double diff = SharedData.maxAbsDiff(referenceLogits(dir, ledger), logits(merged, k, ledger, dir));
             assertTrue(diff < 1e-4, "merged folder: max |Δlogit| = " + diff);
         }
-        InputException e = assertThrows(InputException.class, () -> PeftAdapters.mergeFolder(dir, dir.resolve("lora"), dir, k, ledger));
+        InputException e = assertThrows(InputException.class, () -> MergedFolders.write(dir, dir.resolve("lora"), dir, k, ledger));
         assertTrue(e.getMessage().contains("must differ"), e.getMessage());
     }
 
@@ -172,7 +173,7 @@ class PeftAdaptersTest {
     void targetModulesAsPeftMatchesThem() {
         LlamaConfig base = ModelFolder.readConfig(SharedData.fixture("tiny-qwen2"));
         Path f = Path.of("adapter_config.json");
-        assertEquals(LoraConfig.ALL_LINEAR, PeftAdapters.resolveTargets(Json.MAPPER.getNodeFactory().textNode("all-linear"), f, base));
+        assertEquals(LinearModule.keys(), PeftAdapters.resolveTargets(Json.MAPPER.getNodeFactory().textNode("all-linear"), f, base));
         assertEquals(List.of("q_proj", "v_proj"), PeftAdapters.resolveTargets(
                 Json.MAPPER.getNodeFactory().textNode("model\\.layers\\.\\d+\\.self_attn\\.(q|v)_proj"), f, base));
         assertEquals(List.of("q_proj", "v_proj"), PeftAdapters.resolveTargets(
@@ -224,7 +225,7 @@ class PeftAdaptersTest {
     }
 
     static final String W = "adapter_model.safetensors", C = "adapter_config.json";
-    static final String Q_A0 = PeftKeys.loraA(0, "q_proj"), Q_B0 = PeftKeys.loraB(0, "q_proj");
+    static final String Q_A0 = LinearModule.Q.peftKey(0, 'A'), Q_B0 = LinearModule.Q.peftKey(0, 'B');
 
     @Test
     void wrongRankIsNamed(@TempDir Path tmp) {
@@ -239,7 +240,7 @@ class PeftAdaptersTest {
 
     @Test
     void wrongInColumnsAreNamed(@TempDir Path tmp) {
-        String key = PeftKeys.loraA(1, "down_proj");
+        String key = LinearModule.DOWN.peftKey(1, 'A');
         bad("tiny-llama-gqa-tied", tmp, c -> {}, w -> w.put(key, zeros(key, 4, 32)), W, key,
                 "down_proj is [C=32, F=80] in the base, lora_A has 32 columns");
     }
@@ -252,13 +253,13 @@ class PeftAdaptersTest {
 
     @Test
     void missingKey(@TempDir Path tmp) {
-        String key = PeftKeys.loraB(1, "v_proj");
+        String key = LinearModule.V.peftKey(1, 'B');
         bad("tiny-qwen2", tmp, c -> {}, w -> w.remove(key), W, key, "missing");
     }
 
     @Test
     void extraKeyForAModuleNotTargeted(@TempDir Path tmp) {
-        String key = PeftKeys.loraA(0, "k_proj");
+        String key = LinearModule.K.peftKey(0, 'A');
         bad("tiny-qwen2", tmp, c -> {}, w -> w.put(key, zeros(key, 4, 32)), W, key, "extra tensor", "target_modules");
     }
 
@@ -276,7 +277,7 @@ class PeftAdaptersTest {
 
     @Test
     void layerOutOfRange(@TempDir Path tmp) {
-        String key = PeftKeys.loraA(2, "q_proj");
+        String key = LinearModule.Q.peftKey(2, 'A');
         bad("tiny-qwen2", tmp, c -> {}, w -> w.put(key, zeros(key, 4, 32)), W, key, "layer 2 is out of range", "num_hidden_layers = 2");
     }
 
@@ -320,7 +321,7 @@ class PeftAdaptersTest {
     void adapterForAnotherModelIsRefusedByOpenWithAdapter() {
         // tiny-mistral-window has head_dim 12 (q_proj [48, 32]); the llama adapter's q_proj B has 32 rows.
         Path mistral = SharedData.fixture("tiny-mistral-window");
-        InputException e = assertThrows(InputException.class, () -> ModelFolder.openWithAdapter(mistral,
+        InputException e = assertThrows(InputException.class, () -> MergedFolders.open(mistral,
                 SharedData.fixture("tiny-llama-gqa-tied").resolve("lora"), new MemoryLedger(), KernelBackends.get()).close());
         assertTrue(e.getMessage().contains("lora_B has 32 rows"), e.getMessage());
     }

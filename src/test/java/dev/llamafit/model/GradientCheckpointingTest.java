@@ -55,7 +55,7 @@ class GradientCheckpointingTest {
         int[][] ids = SharedData.ints(base.get("input_ids")), labels = SharedData.ints(base.get("labels"));
         long counted = Arrays.stream(labels).flatMapToInt(Arrays::stream).filter(l -> l != -100).count();
         List<LoraConfig> modes = Arrays.asList(null, new LoraConfig(4, 8, 0, List.of("q_proj", "v_proj", "o_proj", "down_proj"), false),
-                new LoraConfig(2, 4, 0.2, LoraConfig.ALL_LINEAR, true));
+                new LoraConfig(2, 4, 0.2, LinearModule.keys(), true));
         for (LoraConfig lc : modes) {
             Map<String, float[]> off = gradients(dir, new TrainingStep.Options(lc, false, 1, 5), ids, labels, counted);
             for (int every : new int[] {1, 2}) {

@@ -33,7 +33,7 @@ import dev.llamafit.testing.SharedData;
 
 class LoraTrainingTest {
     static final LoraConfig QV = new LoraConfig(2, 4, 0, List.of("q_proj", "v_proj"), false);
-    static final LoraConfig ALL = new LoraConfig(3, 6, 0, LoraConfig.ALL_LINEAR, false);
+    static final LoraConfig ALL = new LoraConfig(3, 6, 0, LinearModule.keys(), false);
 
     static TrainingStep.Options lora(LoraConfig c) { return new TrainingStep.Options(c, false, 1, 11); }
 
@@ -186,7 +186,7 @@ class LoraTrainingTest {
         try (TrainingStep step = new TrainingStep(c, w, KernelBackends.get(), ledger, 1, 4, lora(QV));
              TrainingStep full = new TrainingStep(c, w, KernelBackends.get(), ledger, 1, 4)) {
             Map<String, Tensor> given = new LinkedHashMap<>(step.adapterWeights());
-            String a0 = TrainingLayout.adapterName(0, "q_proj", "A");
+            String a0 = LinearModule.Q.peftKey(0, 'A');
             assertEquals("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", a0);
             given.remove(a0);
             assertTrue(assertThrows(IllegalArgumentException.class, () -> step.loadAdapter(given)).getMessage().contains("missing adapter tensor " + a0));

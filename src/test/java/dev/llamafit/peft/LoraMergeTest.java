@@ -22,6 +22,7 @@ import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.memory.Category;
 import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.model.LinearModule;
 import dev.llamafit.model.LoraConfig;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Shape;
@@ -46,7 +47,7 @@ class LoraMergeTest {
             Random rnd = new Random(7);
             for (String wName : folder.weights().keySet()) {
                 Tensor w = folder.weights().get(wName), m = merged.weights().get(wName);
-                PeftKeys.Key key = adaptedBy(wName, cfg);
+                Adapted key = adaptedBy(wName, cfg);
                 if (key == null) {
                     assertSame(w, m, wName + " is not adapted: the base tensor itself");
                     continue;
@@ -56,8 +57,8 @@ class LoraMergeTest {
                 float[] w0 = w.toFloatArray(), w1 = back.weights().get(wName).toFloatArray();
                 for (int i = 0; i < w0.length; i++) assertEquals(w0[i], w1[i], 1e-5, wName + " element " + i);
                 // x·W'ᵀ == x·Wᵀ + scale·(x·Aᵀ)·Bᵀ for a random batch x [n, in]
-                Tensor A = a.weights().get(PeftKeys.loraA(key.layer(), key.module()));
-                Tensor B = a.weights().get(PeftKeys.loraB(key.layer(), key.module()));
+                Tensor A = a.weights().get(key.module().peftKey(key.layer(), 'A'));
+                Tensor B = a.weights().get(key.module().peftKey(key.layer(), 'B'));
                 int out = (int) w.shape().dim(0), in = (int) w.shape().dim(1), r = cfg.rank(), n = 5;
                 try (Tensor x = rand(ledger, rnd, n, in); Tensor yMerged = zeros(ledger, n, out); Tensor yUnmerged = zeros(ledger, n, out);
                      Tensor xa = zeros(ledger, n, r)) {
@@ -73,10 +74,13 @@ class LoraMergeTest {
         assertEquals(0, ledger.currentBytes(Category.WEIGHTS));
     }
 
-    private static PeftKeys.Key adaptedBy(String weightName, LoraConfig cfg) {
+    /** The layer and module whose weight is {@code weightName}, when the adapter targets it. */
+    private record Adapted(int layer, LinearModule module) {}
+
+    private static Adapted adaptedBy(String weightName, LoraConfig cfg) {
         for (int l = 0; l < 64; l++)
-            for (String m : cfg.targets())
-                if (PeftKeys.baseWeight(l, m).equals(weightName)) return new PeftKeys.Key(l, PeftKeys.parentOf(m), m, 'A');
+            for (LinearModule m : cfg.modules())
+                if (m.weight(l).equals(weightName)) return new Adapted(l, m);
         return null;
     }
 
@@ -102,11 +106,11 @@ class LoraMergeTest {
         a.setFloat(1, 2);
         for (int i = 0; i < 3; i++) b.setFloat(i, bValue);
         Map<String, Tensor> base = new LinkedHashMap<>();
-        base.put(PeftKeys.baseWeight(0, "o_proj"), w);
+        base.put(LinearModule.O.weight(0), w);
         Map<String, Tensor> adapter = new LinkedHashMap<>();
-        adapter.put(PeftKeys.loraA(0, "o_proj"), a);
-        adapter.put(PeftKeys.loraB(0, "o_proj"), b);
-        return new Tiny(base, adapter, new LoraConfig(1, 2, 0, java.util.List.of("o_proj"), false));
+        adapter.put(LinearModule.O.peftKey(0, 'A'), a);
+        adapter.put(LinearModule.O.peftKey(0, 'B'), b);
+        return new Tiny(base, adapter, new LoraConfig(1, 2, 0, java.util.List.of(LinearModule.O.key()), false));
     }
 
     @Test
@@ -114,7 +118,7 @@ class LoraMergeTest {
         MemoryLedger ledger = new MemoryLedger();
         Tiny t = tiny(ledger, 0.5f);
         try (LoraMerge.Merged m = LoraMerge.merge(t.base(), t.cfg(), t.adapter(), k, ledger)) {
-            float[] got = m.weights().get(PeftKeys.baseWeight(0, "o_proj")).toFloatArray();
+            float[] got = m.weights().get(LinearModule.O.weight(0)).toFloatArray();
             // scale 2/1 = 2; B·A = 0.5·[1, 2] per row.
             float[] want = {0 + 1, 1 + 2, 2 + 1, 3 + 2, 4 + 1, 5 + 2};
             for (int i = 0; i < 6; i++) assertEquals(want[i], got[i], 0f);
@@ -125,12 +129,12 @@ class LoraMergeTest {
     void nanInAnAdapterIsRefusedNamingTheTensor() {
         MemoryLedger ledger = new MemoryLedger();
         Tiny t = tiny(ledger, 0.5f);
-        t.adapter().get(PeftKeys.loraB(0, "o_proj")).setFloat(1, Float.NaN);
+        t.adapter().get(LinearModule.O.peftKey(0, 'B')).setFloat(1, Float.NaN);
         long before = ledger.currentBytes(Category.WEIGHTS);
         LoraMerge.NonFiniteException e = assertThrows(LoraMerge.NonFiniteException.class,
                 () -> LoraMerge.merge(t.base(), t.cfg(), t.adapter(), k, ledger));
-        assertTrue(e.getMessage().contains(PeftKeys.loraB(0, "o_proj")) && e.getMessage().contains("NaN"), e.getMessage());
-        assertEquals(PeftKeys.loraB(0, "o_proj"), e.tensor());
+        assertTrue(e.getMessage().contains(LinearModule.O.peftKey(0, 'B')) && e.getMessage().contains("NaN"), e.getMessage());
+        assertEquals(LinearModule.O.peftKey(0, 'B'), e.tensor());
         assertEquals(before, ledger.currentBytes(Category.WEIGHTS), "nothing stays allocated");
     }
 
@@ -140,7 +144,7 @@ class LoraMergeTest {
         Tiny t = tiny(ledger, 3e38f);
         LoraMerge.NonFiniteException e = assertThrows(LoraMerge.NonFiniteException.class,
                 () -> LoraMerge.merge(t.base(), t.cfg(), t.adapter(), k, ledger));
-        assertTrue(e.getMessage().contains(PeftKeys.baseWeight(0, "o_proj")), e.getMessage());
+        assertTrue(e.getMessage().contains(LinearModule.O.weight(0)), e.getMessage());
         assertEquals(0, ledger.currentBytes(Category.WEIGHTS));
     }
 }

@@ -82,7 +82,7 @@ class CalibrationTest {
         Device a6000 = Device.gpu("rtx-a6000", 48L << 30);
         // CUDA 11.2 (the HF rows) loads every kernel image at start-up: no lazy loading.
         Device v100 = new Device("v100-16gb", 16L << 30, true, Device.EAGER_CONTEXT_BYTES, 1);
-        List<String> all = LoraConfig.ALL_LINEAR;
+        List<String> all = dev.llamafit.model.LinearModule.keys();
         PlanOptions o;
         LlamaConfig c;
         Device d;
@@ -176,7 +176,7 @@ class CalibrationTest {
         double lowerBound = shard + root + checkpoints;
         assertTrue(lowerBound > 44.8e9 && lowerBound > 44.8 * (1L << 30),
                 String.format(Locale.ROOT, "shard %.1f GB + root %.1f GB + checkpoints %.1f GB = %.1f GB", shard / 1e9, root / 1e9, checkpoints / 1e9, lowerBound / 1e9));
-        double planned = Planner.plan(c, opts(Method.QLORA, 16, LoraConfig.ALL_LINEAR, 0, Precision.BF16_PURE, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048,
+        double planned = Planner.plan(c, opts(Method.QLORA, 16, dev.llamafit.model.LinearModule.keys(), 0, Precision.BF16_PURE, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048,
                 3, 8, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, DEFAULTS), Devices.gpu("a100-80gb")).peak(Column.DEVICE, Metric.ALLOCATED);
         assertTrue(planned >= lowerBound, "the plan holds at least the certain terms: " + planned + " < " + lowerBound);
     }

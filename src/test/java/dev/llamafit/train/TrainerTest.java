@@ -118,7 +118,7 @@ class TrainerTest {
              var s = new dev.llamafit.model.TrainingStep(f.config(), f.weights(), k, ledger, 8, 256)) {
             base = Trainer.evaluate(s, examples, 8, 256, pad).mean();
         }
-        try (var f = dev.llamafit.io.ModelFolder.openWithAdapter(model, out.resolve("adapter"), ledger, k);
+        try (var f = dev.llamafit.peft.MergedFolders.open(model, out.resolve("adapter"), ledger, k);
              var s = new dev.llamafit.model.TrainingStep(f.config(), f.weights(), k, ledger, 8, 256)) {
             adapted = Trainer.evaluate(s, examples, 8, 256, pad).mean();
         }
@@ -131,7 +131,7 @@ class TrainerTest {
     void resumedLoraRunWithDropoutAndCheckpointingRepeatsTheUninterruptedOne() throws IOException {
         Path model = SharedData.require("models/tinystories-656k");
         Path data = SharedData.require("datasets/text/tinystories_sample.txt");
-        var lora = new dev.llamafit.model.LoraConfig(4, 8, 0.1, dev.llamafit.model.LoraConfig.ALL_LINEAR, true);
+        var lora = new dev.llamafit.model.LoraConfig(4, 8, 0.1, dev.llamafit.model.LinearModule.keys(), true);
         java.util.function.BiFunction<Path, long[], TrainOptions> opts = (out, a) -> new TrainOptions(model, data, out, a[0], 0, 2, 32,
                 2e-3, "constant", 2, 0.0, 1.0, 0, a[1], a[2] == 1 ? out : null, 9, null, 0, false, false,
                 Technique.lora(lora).withGradientCheckpointing(true, 2), null, false);
