@@ -67,7 +67,7 @@ final class BenchTrainCommand implements Callable<Integer> {
     @Option(names = "--lora-r", defaultValue = "0", description = "LoRA rank; 0 = full fine-tuning (default: ${DEFAULT-VALUE}).")
     int loraR;
 
-    @Option(names = "--lora-targets", defaultValue = "q_proj,v_proj", description = "LoRA targets (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--lora-targets", defaultValue = dev.llamafit.model.LinearModule.DEFAULT_LORA_TARGETS, description = "LoRA targets (default: ${DEFAULT-VALUE}).")
     String loraTargets;
 
     @Option(names = "--gradient-checkpointing", description = "Recompute every block in backward (both runtimes).")

@@ -33,7 +33,7 @@ public final class ModelPresets {
     public static LlamaConfig load(String name) {
         String key = name.toLowerCase(Locale.ROOT);
         if (!names().contains(key))
-            throw new IllegalArgumentException("unknown model preset '" + name + "'; did you mean " + String.join(", ", nearest(key, names(), 3))
+            throw new InputException("unknown model preset '" + name + "'; did you mean " + String.join(", ", DidYouMean.nearest(key, names(), 3))
                     + "? (all presets: " + String.join(", ", names()) + "; or give a model folder or config.json)");
         try (InputStream in = ModelPresets.class.getResourceAsStream(DIR + key + ".json")) {
             return ConfigJson.parse(Json.MAPPER.readTree(in), Path.of("preset:" + key));
@@ -41,9 +41,4 @@ public final class ModelPresets {
             throw new UncheckedIOException(e);
         }
     }
-
-    /** The {@code k} names {@code query} most likely meant (see {@link dev.llamafit.plan.Devices#nearest(String, List, int)}). */
-    public static List<String> nearest(String query, List<String> names, int k) { return dev.llamafit.plan.Devices.nearest(query, names, k); }
-
-    public static int editDistance(String a, String b) { return dev.llamafit.plan.Devices.editDistance(a, b); }
 }
