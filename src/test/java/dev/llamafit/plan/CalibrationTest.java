@@ -14,18 +14,21 @@ import java.util.Map;
 
 import org.junit.jupiter.api.Test;
 
+import dev.llamafit.model.Technique;
+import dev.llamafit.plan.pytorch.GpuDevices;
+import dev.llamafit.plan.pytorch.PytorchOptions;
+import dev.llamafit.plan.pytorch.PytorchProfile;
 import dev.llamafit.io.ModelPresets;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.LoraConfig;
-import dev.llamafit.plan.PlanOptions.Attention;
-import dev.llamafit.plan.PlanOptions.BaseDtype;
-import dev.llamafit.plan.PlanOptions.Method;
-import dev.llamafit.plan.PlanOptions.Offload;
-import dev.llamafit.plan.PlanOptions.Optim;
-import dev.llamafit.plan.PlanOptions.Precision;
-import dev.llamafit.plan.PlanOptions.Runtime;
-import dev.llamafit.plan.PlanOptions.Sharding;
-import dev.llamafit.plan.PlanOptions.Stack;
+import dev.llamafit.plan.pytorch.PytorchOptions.Attention;
+import dev.llamafit.model.Technique.BaseDtype;
+import dev.llamafit.model.Technique.Method;
+import dev.llamafit.plan.pytorch.PytorchOptions.Offload;
+import dev.llamafit.model.Technique.Optimizer;
+import dev.llamafit.model.Technique.Precision;
+import dev.llamafit.plan.pytorch.PytorchOptions.Sharding;
+import dev.llamafit.plan.pytorch.PytorchOptions.Stack;
 
 /**
  * Every row of calibration_cases.csv predicted from the row's stated inputs (model, method, precision, batch, sequence,
@@ -51,13 +54,13 @@ class CalibrationTest {
      * The PEFT rows ran TRL's SFTTrainer on transformers before torch 2.8, whose default optim was adamw_torch
      * (torch.optim.AdamW, foreach); torchtune's configs of 2024-09 set fused: True (the planner's default).
      */
-    static final PlanOptions.PytorchSettings PEFT_ERA = new PlanOptions.PytorchSettings(false, false, true, false, null, PlanOptions.OptimizerImpl.FOREACH, false, false, false);
+    static final PytorchOptions.PytorchSettings PEFT_ERA = new PytorchOptions.PytorchSettings(false, false, true, false, null, PytorchOptions.OptimizerImpl.FOREACH, false, false, false);
     /** The PEFT QLoRA rows (March 2024) ran bitsandbytes 0.43.0, the first with quant_storage, whose 4-bit matmul saved its input. */
-    static final PlanOptions.PytorchSettings PEFT_ERA_BNB = new PlanOptions.PytorchSettings(false, false, true, false, null, PlanOptions.OptimizerImpl.FOREACH, false,
-            PlanOptions.PytorchSettings.bnbSavesInputs("0.43.0"), false);
+    static final PytorchOptions.PytorchSettings PEFT_ERA_BNB = new PytorchOptions.PytorchSettings(false, false, true, false, null, PytorchOptions.OptimizerImpl.FOREACH, false,
+            PytorchOptions.PytorchSettings.bnbSavesInputs("0.43.0"), false);
     /** torchtune's 8B_full_single_device: paged 8-bit AdamW stepped in backward. */
-    static final PlanOptions.PytorchSettings LOW_MEMORY = new PlanOptions.PytorchSettings(true, true, true, false, null, null, false, false, false);
-    static final PlanOptions.PytorchSettings DEFAULTS = PlanOptions.PytorchSettings.DEFAULTS;
+    static final PytorchOptions.PytorchSettings LOW_MEMORY = new PytorchOptions.PytorchSettings(true, true, true, false, null, null, false, false, false);
+    static final PytorchOptions.PytorchSettings DEFAULTS = PytorchOptions.PytorchSettings.DEFAULTS;
 
     /*
      * The PEFT guides' launch commands accumulate: --gradient_accumulation_steps 4 (peft-10, peft-12: the rows' grad_accum
@@ -69,21 +72,27 @@ class CalibrationTest {
     static final List<String> Q_V = List.of("q_proj", "v_proj");
     static final List<String> QKV = List.of("q_proj", "k_proj", "v_proj");
 
-    static PlanOptions opts(Method m, int r, List<String> targets, double dropout, Precision p, BaseDtype base, Optim opt, boolean gc, int b, int t,
-                            int zero, int workers, Offload off, Attention att, Stack stack, Sharding sharding, PlanOptions.PytorchSettings run) {
-        return new PlanOptions(m, r, targets, dropout, p, base, opt, gc, 1, b, t, zero, workers, off, Runtime.PYTORCH, att, stack, sharding, run);
+    static PytorchOptions opts(Method m, int r, List<String> targets, double dropout, Precision p, BaseDtype base, Optimizer opt, boolean gc, int b, int t,
+                            int zero, int workers, Offload off, Attention att, Stack stack, Sharding sharding, PytorchOptions.PytorchSettings run) {
+        return opts(m, r, targets, dropout, p, base, opt, gc, b, t, zero, workers, off, att, stack, sharding, run, 1);
+    }
+
+    /** As above, accumulating gradients over {@code accum} micro-steps. */
+    static PytorchOptions opts(Method m, int r, List<String> targets, double dropout, Precision p, BaseDtype base, Optimizer opt, boolean gc, int b, int t,
+                               int zero, int workers, Offload off, Attention att, Stack stack, Sharding sharding, PytorchOptions.PytorchSettings run, int accum) {
+        return PytorchOptions.of(m, r, targets, dropout, p, base, opt, gc, 1, b, t, zero, workers, off, att, stack, sharding, run, accum);
     }
 
     /** The planner's value for a row, in bytes, and the metric it is read with. */
     static Prediction predict(String id) {
         LlamaConfig l2_70 = ModelPresets.load("llama-2-70b"), l31_8 = ModelPresets.load("llama-3.1-8b"),
                 l31_70 = ModelPresets.load("llama-3.1-70b"), l31_405 = ModelPresets.load("llama-3.1-405b"), l1_7 = ModelPresets.load("llama-7b");
-        Device h100 = Devices.gpu("h100-80gb"), a100 = Devices.gpu("a100-80gb"), a40 = Devices.gpu("a100-40gb"), r4090 = Devices.gpu("rtx4090");
-        Device a6000 = Device.gpu("rtx-a6000", 48L << 30);
+        Device h100 = GpuDevices.gpu("h100-80gb"), a100 = GpuDevices.gpu("a100-80gb"), a40 = GpuDevices.gpu("a100-40gb"), r4090 = GpuDevices.gpu("rtx4090");
+        Device a6000 = GpuDevices.custom("rtx-a6000", 48L << 30);
         // CUDA 11.2 (the HF rows) loads every kernel image at start-up: no lazy loading.
-        Device v100 = new Device("v100-16gb", 16L << 30, true, Device.EAGER_CONTEXT_BYTES, 1);
+        Device v100 = new Device("v100-16gb", 16L << 30, true, GpuDevices.EAGER_CONTEXT_BYTES, 1);
         List<String> all = LoraConfig.ALL_LINEAR;
-        PlanOptions o;
+        PytorchOptions o;
         LlamaConfig c;
         Device d;
         Metric metric;
@@ -91,39 +100,39 @@ class CalibrationTest {
             case "hf-bert-00" -> { return new Prediction(v100.contextBytes(), Metric.NVIDIA_SMI); }
             case "hf-bert-01" -> { return new Prediction(v100.contextBytes() + 4.0 * bertLargeParams(), Metric.NVIDIA_SMI); }
             case "peft-10" -> { c = l2_70; d = h100; metric = Metric.NVIDIA_SMI;
-                o = opts(Method.LORA, 8, all, 0.1, Precision.BF16, BaseDtype.FP32, Optim.ADAMW, true, 8, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.DEEPSPEED, PEFT_ERA.withGradAccum(4)); }
+                o = opts(Method.LORA, 8, all, 0.1, Precision.BF16, BaseDtype.FP32, Optimizer.ADAMW, true, 8, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.DEEPSPEED, PEFT_ERA, 4); }
             case "peft-11" -> { c = l2_70; d = a40; metric = Metric.NVIDIA_SMI;
-                o = opts(Method.QLORA, 8, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 2, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.DEEPSPEED, PEFT_ERA_BNB.withGradAccum(2)); }
+                o = opts(Method.QLORA, 8, all, 0.1, Precision.BF16, BaseDtype.NF4, Optimizer.ADAMW, true, 2, 2048, 3, 2, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.DEEPSPEED, PEFT_ERA_BNB, 2); }
             case "peft-12" -> { c = l2_70; d = h100; metric = Metric.NVIDIA_SMI;
-                o = opts(Method.LORA, 8, all, 0.1, Precision.BF16, BaseDtype.FP32, Optim.ADAMW, true, 8, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.FSDP, PEFT_ERA.withGradAccum(4).withFsdp(false, true)); }
+                o = opts(Method.LORA, 8, all, 0.1, Precision.BF16, BaseDtype.FP32, Optimizer.ADAMW, true, 8, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.FSDP, PEFT_ERA.withFsdp(false, true), 4); }
             case "peft-13" -> { c = l2_70; d = r4090; metric = Metric.NVIDIA_SMI;
-                o = opts(Method.QLORA, 8, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 2, Offload.CPU, Attention.FLASH, Stack.HF, Sharding.FSDP, PEFT_ERA_BNB.withGradAccum(2).withFsdp(false, true)); }
+                o = opts(Method.QLORA, 8, all, 0.1, Precision.BF16, BaseDtype.NF4, Optimizer.ADAMW, true, 2, 2048, 3, 2, Offload.CPU, Attention.FLASH, Stack.HF, Sharding.FSDP, PEFT_ERA_BNB.withFsdp(false, true), 2); }
             case "peft-14" -> { c = l2_70; d = a40; metric = Metric.NVIDIA_SMI;
-                o = opts(Method.QLORA, 8, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 2, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.FSDP, PEFT_ERA_BNB.withGradAccum(2).withFsdp(false, true)); }
+                o = opts(Method.QLORA, 8, all, 0.1, Precision.BF16, BaseDtype.NF4, Optimizer.ADAMW, true, 2, 2048, 3, 2, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.FSDP, PEFT_ERA_BNB.withFsdp(false, true), 2); }
             case "tt-08" -> { c = l31_8; d = r4090; metric = Metric.ALLOCATED;
-                o = opts(Method.FULL, 0, List.of(), 0, Precision.BF16_PURE, null, Optim.ADAMW8BIT, true, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, LOW_MEMORY); }
+                o = opts(Method.FULL, 0, List.of(), 0, Precision.BF16_PURE, null, Optimizer.ADAMW8BIT, true, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, LOW_MEMORY); }
             case "tt-09" -> { c = l31_8; d = a6000; metric = Metric.ALLOCATED;
-                o = opts(Method.FULL, 0, List.of(), 0, Precision.BF16_PURE, null, Optim.ADAMW8BIT, false, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, LOW_MEMORY); }
+                o = opts(Method.FULL, 0, List.of(), 0, Precision.BF16_PURE, null, Optimizer.ADAMW8BIT, false, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, LOW_MEMORY); }
             case "tt-10" -> { c = l31_8; d = r4090; metric = Metric.ALLOCATED;
-                o = opts(Method.LORA, 8, Q_V, 0, Precision.BF16_PURE, null, Optim.ADAMW, true, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, DEFAULTS); }
+                o = opts(Method.LORA, 8, Q_V, 0, Precision.BF16_PURE, null, Optimizer.ADAMW, true, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, DEFAULTS); }
             case "tt-11" -> { c = l31_8; d = a6000; metric = Metric.ALLOCATED;
-                o = opts(Method.LORA, 8, Q_V, 0, Precision.BF16_PURE, null, Optim.ADAMW, false, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, DEFAULTS); }
+                o = opts(Method.LORA, 8, Q_V, 0, Precision.BF16_PURE, null, Optimizer.ADAMW, false, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, DEFAULTS); }
             case "tt-12" -> { c = l31_8; d = r4090; metric = Metric.ALLOCATED;
-                o = opts(Method.QLORA, 8, all, 0, Precision.BF16_PURE, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, DEFAULTS); }
+                o = opts(Method.QLORA, 8, all, 0, Precision.BF16_PURE, BaseDtype.NF4, Optimizer.ADAMW, true, 2, 2048, 0, 1, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, DEFAULTS); }
             case "tt-13" -> { c = l31_70; d = a100; metric = Metric.ALLOCATED;
                 // 70B_full.yaml: custom_sharded_layers: ['tok_embeddings', 'output'] wraps both as units of their own.
-                o = opts(Method.FULL, 0, List.of(), 0, Precision.BF16_PURE, null, Optim.ADAMW, true, 2, 2048, 3, 8, Offload.CPU, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP,
-                        new PlanOptions.PytorchSettings(true, false, true, true, null, null, false, false, false)); }
+                o = opts(Method.FULL, 0, List.of(), 0, Precision.BF16_PURE, null, Optimizer.ADAMW, true, 2, 2048, 3, 8, Offload.CPU, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP,
+                        new PytorchOptions.PytorchSettings(true, false, true, true, null, null, false, false, false)); }
             case "tt-14" -> { c = l31_70; d = a100; metric = Metric.ALLOCATED;
-                o = opts(Method.LORA, 16, QKV, 0, Precision.BF16_PURE, null, Optim.ADAMW, true, 2, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, DEFAULTS); }
+                o = opts(Method.LORA, 16, QKV, 0, Precision.BF16_PURE, null, Optimizer.ADAMW, true, 2, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, DEFAULTS); }
             case "tt-15" -> { c = l31_405; d = a100; metric = Metric.ALLOCATED;
                 // 405B_qlora.yaml (unlike the other Llama 3.1 configs of that commit) uses a plain torch.nn.CrossEntropyLoss.
-                o = opts(Method.QLORA, 16, all, 0, Precision.BF16_PURE, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP,
-                        new PlanOptions.PytorchSettings(false, false, true, false, PlanOptions.Loss.FULL, null, false, false, false)); }
+                o = opts(Method.QLORA, 16, all, 0, Precision.BF16_PURE, BaseDtype.NF4, Optimizer.ADAMW, true, 2, 2048, 3, 8, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP,
+                        new PytorchOptions.PytorchSettings(false, false, true, false, PytorchOptions.Loss.FULL, null, false, false, false)); }
             case "ql-01" -> {
                 // The row states components; the first is the 4-bit base model (weights component alone).
-                o = opts(Method.QLORA, 64, all, 0.1, Precision.BF16, BaseDtype.NF4, Optim.ADAMW, false, 1, 512, 0, 1, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.DEEPSPEED, DEFAULTS);
-                MemoryPlan p = Planner.plan(l1_7, o, a100);
+                o = opts(Method.QLORA, 64, all, 0.1, Precision.BF16, BaseDtype.NF4, Optimizer.ADAMW, false, 1, 512, 0, 1, Offload.NONE, Attention.FLASH, Stack.HF, Sharding.DEEPSPEED, DEFAULTS);
+                MemoryPlan p = PytorchProfile.plan(l1_7, o, a100);
                 long w = p.component("weights").bytes();
                 return new Prediction(w, Metric.ALLOCATED);
             }
@@ -131,7 +140,7 @@ class CalibrationTest {
         }
         // The torchtune README's table: "all the below numbers are provided for ... torch compile enabled".
         if (id.startsWith("tt-")) o = o.withPytorch(o.pytorch().withCompiled(true));
-        MemoryPlan p = Planner.plan(c, o, d);
+        MemoryPlan p = PytorchProfile.plan(c, o, d);
         return new Prediction(p.peak(Column.DEVICE, metric), metric);
     }
 
@@ -176,8 +185,8 @@ class CalibrationTest {
         double lowerBound = shard + root + checkpoints;
         assertTrue(lowerBound > 44.8e9 && lowerBound > 44.8 * (1L << 30),
                 String.format(Locale.ROOT, "shard %.1f GB + root %.1f GB + checkpoints %.1f GB = %.1f GB", shard / 1e9, root / 1e9, checkpoints / 1e9, lowerBound / 1e9));
-        double planned = Planner.plan(c, opts(Method.QLORA, 16, LoraConfig.ALL_LINEAR, 0, Precision.BF16_PURE, BaseDtype.NF4, Optim.ADAMW, true, 2, 2048,
-                3, 8, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, DEFAULTS), Devices.gpu("a100-80gb")).peak(Column.DEVICE, Metric.ALLOCATED);
+        double planned = PytorchProfile.plan(c, opts(Method.QLORA, 16, LoraConfig.ALL_LINEAR, 0, Precision.BF16_PURE, BaseDtype.NF4, Optimizer.ADAMW, true, 2, 2048,
+                3, 8, Offload.NONE, Attention.FLASH, Stack.TORCHTUNE, Sharding.FSDP, DEFAULTS), GpuDevices.gpu("a100-80gb")).peak(Column.DEVICE, Metric.ALLOCATED);
         assertTrue(planned >= lowerBound, "the plan holds at least the certain terms: " + planned + " < " + lowerBound);
     }
 

@@ -12,6 +12,12 @@ import org.junit.jupiter.api.Test;
 
 import com.fasterxml.jackson.databind.JsonNode;
 
+import dev.llamafit.model.Technique;
+import dev.llamafit.plan.pytorch.GpuDevices;
+import dev.llamafit.plan.pytorch.PytorchOptions;
+import dev.llamafit.plan.pytorch.PytorchProfile;
+import dev.llamafit.plan.pytorch.PytorchRecommender;
+import dev.llamafit.plan.pytorch.FormulaSeed;
 import dev.llamafit.cli.Main;
 import dev.llamafit.io.Json;
 import dev.llamafit.io.ModelPresets;
@@ -542,17 +548,17 @@ class PlanCommandTest {
     /** A recommended micro-batch with accumulation is planned with the accumulated gradients held, as it will run. */
     @Test
     void recommendedAccumulationHoldsItsGradients() {
-        PlanOptions want = new PlanOptions(PlanOptions.Method.FULL, 0, List.of(), 0, PlanOptions.Precision.BF16_PURE, null, PlanOptions.Optim.ADAMW,
-                false, 1, 16, 1024, 0, 1, PlanOptions.Offload.NONE, PlanOptions.Runtime.PYTORCH, PlanOptions.Attention.FLASH, PlanOptions.Stack.HF,
-                PlanOptions.Sharding.DEEPSPEED, PlanOptions.PytorchSettings.DEFAULTS.withGradAccum(2));
-        List<Recommender.Recommendation> recs = Recommender.recommend(ModelPresets.load("llama-3.2-1b"), want, Devices.gpu("l4"), 50);
+        PytorchOptions want = PytorchOptions.of(Technique.Method.FULL, 0, List.of(), 0, Technique.Precision.BF16_PURE, null, Technique.Optimizer.ADAMW,
+                false, 1, 16, 1024, 0, 1, PytorchOptions.Offload.NONE, PytorchOptions.Attention.FLASH, PytorchOptions.Stack.HF,
+                PytorchOptions.Sharding.DEEPSPEED, PytorchOptions.PytorchSettings.DEFAULTS, 2);
+        List<PytorchRecommender.Recommendation> recs = PytorchRecommender.recommend(ModelPresets.load("llama-3.2-1b"), want, GpuDevices.gpu("l4"), 50);
         int checked = 0;
-        for (Recommender.Recommendation r : recs) {
-            PlanOptions o = r.options();
+        for (PytorchRecommender.Recommendation r : recs) {
+            PytorchOptions o = r.options();
             assertEquals(2 * (int) Math.ceil(16.0 / o.batchSize()), o.gradAccum(), "the effective batch stays 16 × 2: " + r.steps());
             assertEquals(o.gradAccum(), r.gradAccum());
             long held = r.plan().component("gradients").bytes(Phase.FORWARD);
-            if (o.offload() == PlanOptions.Offload.NONE && !o.optimizerInBackward()) {
+            if (o.offload() == PytorchOptions.Offload.NONE && !o.optimizerInBackward()) {
                 assertTrue(held > 0, "accumulated gradients are held through forward: " + r.steps());
                 checked++;
             }

@@ -406,7 +406,7 @@ public final class PytorchProfile {
     public static double blockBytesPerToken(LlamaConfig c, PytorchOptions o) { return blockBytesPerToken(c, o, attentionKernel(c, o)); }
 
     /** The same, with the attention kernel given (a CPU runs fp32 SDPA with a flash kernel, which CUDA lacks). */
-    static double blockBytesPerToken(LlamaConfig c, PytorchOptions o, PytorchOptions.Attention kernel) {
+    public static double blockBytesPerToken(LlamaConfig c, PytorchOptions o, PytorchOptions.Attention kernel) {
         int a = o.precision().computeBytes();
         // Eager attention (and SDPA's math backend) multiplies by keys and values repeated to every query head
         // (repeat_kv), and those expanded copies are what its matmuls save; flash kernels read the grouped k and v.
