@@ -158,9 +158,9 @@ final class PlanCommand implements Callable<Integer> {
             if (workers != 1) pytorchOnly.add("--workers " + workers);
             if (!offload.equalsIgnoreCase("none")) pytorchOnly.add("--offload " + offload);
             if (attention != null && attention.equalsIgnoreCase("flash")) pytorchOnly.add("flash attention (--attention flash)");
-            if (optimizerInBackward) pytorchOnly.add("--optimizer-in-backward");
-            if (pagedOptimizer) pytorchOnly.add("--paged-optimizer");
-            if (activationOffload) pytorchOnly.add("--activation-offload");
+            if (optimizerInBackward) pytorchOnly.add("optimizer in backward");
+            if (pagedOptimizer) pytorchOnly.add("paged optimizer states");
+            if (activationOffload) pytorchOnly.add("activation offloading");
             if (optimizerImpl != null) pytorchOnly.add("--optimizer-impl");
             if (keepOutputs) pytorchOnly.add("--keep-outputs");
             if (bitsandbytes != null) pytorchOnly.add("--bitsandbytes");

@@ -60,6 +60,45 @@ class PlanCommandTest {
         assertTrue(cpu.out.contains("fits"), cpu.out);
     }
 
+    /** Everything missing from a plan request is said in one message: the runtime and the device, not one per try. */
+    @Test
+    void aPlanErrorNamesEverythingMissingAtOnce() {
+        Run r = run("plan", "--model", "llama-2-7b", "--precision", "bf16");
+        assertEquals(2, r.code);
+        assertEquals(1, r.err.lines().count(), r.err);
+        assertTrue(r.err.contains("--precision bf16") && r.err.contains("--runtime pytorch") && r.err.contains("GPU --device"), r.err);
+        // Following the message plans.
+        assertEquals(0, run("plan", "--model", "llama-2-7b", "--precision", "bf16", "--runtime", "pytorch", "--device", "a100-80gb").code);
+        // Several pieces the engine lacks, all named; and a CPU device for PyTorch with a bad --attention, both said.
+        r = run("plan", "--model", "llama-2-7b", "--precision", "bf16", "--zero", "3", "--workers", "4", "--optimizer", "adamw8bit");
+        assertEquals(2, r.code);
+        for (String s : new String[]{"--precision bf16", "--optimizer adamw8bit", "--zero 3", "--workers 4", "are not implemented"})
+            assertTrue(r.err.contains(s), s + " in " + r.err);
+        r = run("plan", "--model", "llama-2-7b", "--runtime", "pytorch", "--attention", "sparse");
+        assertEquals(2, r.code);
+        assertTrue(r.err.contains("GPU --device") && r.err.contains("--attention must be one of"), r.err);
+        assertEquals(1, r.err.lines().count(), r.err);
+    }
+
+    /** --list-presets: every model preset with its parameters and size, every device with its memory. */
+    @Test
+    void listPresetsShowsModelsAndDevices() {
+        Run r = run("plan", "--list-presets");
+        assertEquals(0, r.code, r.err);
+        String line = r.out.lines().filter(l -> l.startsWith("llama-3.2-1b ")).findFirst().orElseThrow(() -> new AssertionError(r.out));
+        long params = PytorchProfile.counts(ModelPresets.load("llama-3.2-1b")).total();
+        assertTrue(line.contains(String.format(java.util.Locale.ROOT, "%,d", params)), line);
+        assertTrue(line.contains(dev.llamafit.memory.ByteSize.format(4 * params)), line);
+        for (String name : ModelPresets.names()) assertTrue(r.out.contains(name + " "), name);
+        String h100 = r.out.lines().filter(l -> l.startsWith("h100-80gb ")).findFirst().orElseThrow();
+        assertTrue(h100.contains("80.00 GiB"), h100);
+        assertTrue(r.out.lines().anyMatch(l -> l.startsWith("cpu ")), r.out);
+        // Without --list-presets, --model is needed: said as bad input.
+        Run none = run("plan");
+        assertEquals(2, none.code);
+        assertTrue(none.err.contains("--model"), none.err);
+    }
+
     @Test
     void badInputExitsWithTwo() {
         Run r = run("plan", "--model", "llama-3-8b");

@@ -196,7 +196,7 @@ class PlannerPropertiesTest {
     static Long peak(LlamaConfig c, Method m, Precision p, BaseDtype base, Optimizer opt, boolean ckpt, int batch, int zero, int workers, Offload off,
                      Sharding sh, Stack st, PytorchOptions.PytorchSettings run, int accum) {
         return allocated(c, () -> PytorchOptions.of(m, m == Method.FULL ? 0 : 8, List.of("q_proj", "v_proj"), 0.0, p, base, opt, ckpt, 1, batch, 1024, zero, workers, off,
-                PytorchOptions.Attention.FLASH, st, sh, run), GpuDevices.gpu("a100-80gb"));
+                PytorchOptions.Attention.FLASH, st, sh, run, accum), GpuDevices.gpu("a100-80gb"));
     }
 
     @Test
