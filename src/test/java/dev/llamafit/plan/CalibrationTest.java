@@ -12,6 +12,9 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 
+import org.apache.commons.csv.CSVFormat;
+import org.apache.commons.csv.CSVParser;
+import org.apache.commons.csv.CSVRecord;
 import org.junit.jupiter.api.Test;
 
 import dev.llamafit.model.Technique;
@@ -45,6 +48,16 @@ class CalibrationTest {
                     + "and Answer.AI's bf16-base offload run aa-13 reads low too, so the gap comes with real ranks, not the 4-bit base",
             "tt-15", "infeasible as stated: at micro-batch 2 × 2048 the NF4 shards, the FSDP root unit and the checkpointed block inputs alone exceed 44.8 GB "
                     + "(statedShapeOfTt15ExceedsItsMeasurement); the shipped config's batch_size 1 gives 1.17");
+
+    /**
+     * Rows that do not exercise the planner's total: hf-bert-00 is the CUDA context alone, hf-bert-01 the context plus
+     * BERT's fp32 weights (counted here, BERT is not a LLaMA), ql-01 the NF4 weights component alone. They check one
+     * term each; they are reported apart and not counted as passes of the model.
+     */
+    static final Map<String, String> NOT_THE_TOTAL = Map.of(
+            "hf-bert-00", "the CUDA context constant alone",
+            "hf-bert-01", "context + BERT weights counted in this test, not by the planner",
+            "ql-01", "the NF4 weights component alone, not the peak");
 
     record Row(String id, double measured, String unit, String metric) {}
 
@@ -197,17 +210,24 @@ class CalibrationTest {
         StringBuilder table = new StringBuilder(String.format(Locale.ROOT, "%-11s %10s %10s %6s %-5s %-11s %s%n",
                 "case", "measured", "predicted", "ratio", "unit", "metric", "status"));
         List<String> failures = new ArrayList<>(), unexpectedPasses = new ArrayList<>();
+        int totals = 0, totalsOk = 0, terms = 0;
         for (Row r : rows) {
             Prediction p = predict(r.id);
             double predicted = toUnit(p.value, r.unit);
             double ratio = predicted / r.measured;
             boolean ok = Math.abs(ratio - 1) <= TOLERANCE;
-            String status = ok ? "ok" : KNOWN_OUTSIDE.containsKey(r.id) ? "KNOWN OUTSIDE: " + KNOWN_OUTSIDE.get(r.id) : "FAIL";
+            boolean term = NOT_THE_TOTAL.containsKey(r.id);
+            if (term) terms++;
+            else { totals++; if (ok) totalsOk++; }
+            String status = term ? (ok ? "term ok" : "term FAIL") + " (not the total: " + NOT_THE_TOTAL.get(r.id) + ")"
+                    : ok ? "ok" : KNOWN_OUTSIDE.containsKey(r.id) ? "KNOWN OUTSIDE: " + KNOWN_OUTSIDE.get(r.id) : "FAIL";
             table.append(String.format(Locale.ROOT, "%-11s %10.1f %10.1f %6.3f %-5s %-11s %s%n", r.id, r.measured, predicted, ratio, r.unit,
                     p.metric.name().toLowerCase(Locale.ROOT), status));
             if (!ok && !KNOWN_OUTSIDE.containsKey(r.id)) failures.add(r.id);
             if (ok && KNOWN_OUTSIDE.containsKey(r.id)) unexpectedPasses.add(r.id);
         }
+        table.append(String.format(Locale.ROOT, "%d of %d rows that exercise the planner's total within ±%d%%; %d rows check one term only (not counted)%n",
+                totalsOk, totals, (int) (TOLERANCE * 100), terms));
         System.out.print(table);
         assertTrue(failures.isEmpty(), "rows outside ±" + (int) (TOLERANCE * 100) + "%: " + failures + "\n" + table);
         assertTrue(unexpectedPasses.isEmpty(), "rows listed as outside now pass; remove them from KNOWN_OUTSIDE: " + unexpectedPasses);
@@ -217,17 +237,8 @@ class CalibrationTest {
         List<Row> out = new ArrayList<>();
         // Read from the shared data folder (never copied into the project): skipped for users without it, required in CI.
         java.nio.file.Path csvFile = dev.llamafit.testing.SharedData.require("planner/calibration_cases.csv");
-        {
-            List<String> lines = java.nio.file.Files.readAllLines(csvFile, StandardCharsets.UTF_8);
-            List<String> header = csv(lines.getFirst());
-            for (String line : lines.subList(1, lines.size())) {
-                if (line.isBlank()) continue;
-                List<String> f = csv(line);
-                Map<String, String> m = new LinkedHashMap<>();
-                for (int i = 0; i < header.size(); i++) m.put(header.get(i), i < f.size() ? f.get(i) : "");
-                out.add(new Row(m.get("case_id"), measured(m.get("measured_value")), m.get("unit"), m.get("metric")));
-            }
-        }
+        for (Map<String, String> m : readCsv(csvFile))
+            out.add(new Row(m.get("case_id"), measured(m.get("measured_value")), m.get("unit"), m.get("metric")));
         return out;
     }
 
@@ -239,19 +250,21 @@ class CalibrationTest {
         return m.group(2) == null ? lo : (lo + Double.parseDouble(m.group(2))) / 2;
     }
 
-    static List<String> csv(String line) {
-        List<String> out = new ArrayList<>();
-        StringBuilder cur = new StringBuilder();
-        boolean quoted = false;
-        for (int i = 0; i < line.length(); i++) {
-            char ch = line.charAt(i);
-            if (ch == '"') {
-                if (quoted && i + 1 < line.length() && line.charAt(i + 1) == '"') { cur.append('"'); i++; }
-                else quoted = !quoted;
-            } else if (ch == ',' && !quoted) { out.add(cur.toString()); cur.setLength(0); }
-            else cur.append(ch);
+    /**
+     * The records of a CSV file with a header row, each as column → value (missing trailing cells empty); lines starting
+     * with '#' are comments.
+     */
+    static List<Map<String, String>> readCsv(java.nio.file.Path file) throws IOException {
+        CSVFormat format = CSVFormat.DEFAULT.builder().setHeader().setSkipHeaderRecord(true).setCommentMarker('#')
+                .setIgnoreEmptyLines(true).setAllowMissingColumnNames(true).get();
+        List<Map<String, String>> out = new ArrayList<>();
+        try (java.io.Reader in = java.nio.file.Files.newBufferedReader(file, StandardCharsets.UTF_8); CSVParser parser = format.parse(in)) {
+            for (CSVRecord r : parser) {
+                Map<String, String> m = new LinkedHashMap<>();
+                for (String column : parser.getHeaderNames()) m.put(column, r.isSet(column) ? r.get(column) : "");
+                out.add(m);
+            }
         }
-        out.add(cur.toString());
         return out;
     }
 }

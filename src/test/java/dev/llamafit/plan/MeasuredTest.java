@@ -40,13 +40,8 @@ class MeasuredTest {
 
     static List<Row> rows(String set) throws Exception {
         Path file = Path.of("src/test/resources/planner/measured_hf_h200_" + set + ".csv");
-        List<String> lines = Files.readAllLines(file, StandardCharsets.UTF_8).stream().filter(l -> !l.startsWith("#") && !l.isBlank()).toList();
-        List<String> header = CalibrationTest.csv(lines.getFirst());
         List<Row> out = new ArrayList<>();
-        for (String line : lines.subList(1, lines.size())) {
-            List<String> f = CalibrationTest.csv(line);
-            Map<String, String> m = new LinkedHashMap<>();
-            for (int i = 0; i < header.size(); i++) m.put(header.get(i), i < f.size() ? f.get(i) : "");
+        for (Map<String, String> m : CalibrationTest.readCsv(file)) {
             if (!m.get("error").isEmpty()) throw new IllegalArgumentException(file + ": " + m.get("id") + " failed on the GPU: " + m.get("error"));
             out.add(new Row(m.get("id"), Double.parseDouble(m.get("max_allocated_bytes")), Double.parseDouble(m.get("max_reserved_bytes")),
                     List.of(m.get("plan_flags").trim().split("\\s+"))));
@@ -54,7 +49,7 @@ class MeasuredTest {
         return out;
     }
 
-    static JsonNode plan(Row r) throws Exception { return HeldOutTest.planDevice(r.id, r.flags); }
+    static JsonNode plan(Row r) throws Exception { return DevelopmentSetTest.planDevice(r.id, r.flags); }
 
     @ParameterizedTest
     @ValueSource(strings = {"a", "b"})
@@ -131,7 +126,7 @@ class MeasuredTest {
             System.out.printf(Locale.ROOT, "%-32s allocated ratio %.3f, reserved ratio %.3f%n", m.get("case").asText(), ra, rr);
             assertTrue(Math.abs(ra - 1) <= CalibrationTest.TOLERANCE && Math.abs(rr - 1) <= CalibrationTest.TOLERANCE, m.get("case").asText());
             measured[i] = m.get("max_allocated_bytes").asDouble();
-            if (flags.contains("ddp")) ddpPlan = HeldOutTest.planJson("ddp", flags);
+            if (flags.contains("ddp")) ddpPlan = DevelopmentSetTest.planJson("ddp", flags);
         }
         double buckets = 0;
         for (JsonNode c : ddpPlan.path("components")) if (c.path("name").asText().equals("gradients.ddp_buckets")) buckets = c.path("bytes").asDouble();
