@@ -14,6 +14,7 @@ import java.util.concurrent.Callable;
 import java.util.function.BiFunction;
 
 import dev.llamafit.io.ConfigJson;
+import dev.llamafit.io.DidYouMean;
 import dev.llamafit.io.InputException;
 import dev.llamafit.io.Json;
 import dev.llamafit.io.ModelFolder;
@@ -285,6 +286,9 @@ final class PlanCommand implements Callable<Integer> {
             return gpu ? GpuDevices.custom("custom", bytes) : Devices.cpu(bytes, Parallel.threads());
         }
         if (device == null || device.equalsIgnoreCase(Devices.CPU)) return Devices.cpu(ProcessMemory.physicalRamBytes(), Parallel.threads());
+        if (!GpuDevices.isGpu(device))
+            throw new InputException("unknown device '" + device + "'; did you mean " + String.join(", ", DidYouMean.nearest(device.toLowerCase(Locale.ROOT),
+                    GpuDevices.deviceNames(), 3)) + "? (devices: " + String.join(", ", GpuDevices.deviceNames()) + ", or --memory SIZE)");
         return GpuDevices.gpu(device);
     }
 

@@ -6,7 +6,6 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 
-import dev.llamafit.io.DidYouMean;
 import dev.llamafit.plan.Device;
 import dev.llamafit.plan.Devices;
 
@@ -66,12 +65,11 @@ public final class GpuDevices {
     /** A GPU of {@code memoryBytes} with a lazily loaded CUDA context (--memory SIZE). */
     public static Device custom(String name, long memoryBytes) { return new Device(name, memoryBytes, true, LAZY_CONTEXT_BYTES, 1); }
 
-    /** A GPU preset; "cpu" needs the machine's RAM and is built with {@link Devices#cpu}. */
+    /** A GPU preset; "cpu" needs the machine's RAM and is built with {@link Devices#cpu}. (The command line suggests names for a typo.) */
     public static Device gpu(String name) {
         String key = name.toLowerCase(Locale.ROOT);
         Long bytes = GPUS.get(key);
-        if (bytes == null) throw new IllegalArgumentException("unknown device '" + name + "'; did you mean "
-                + String.join(", ", DidYouMean.nearest(key, deviceNames(), 3)) + "? (devices: " + String.join(", ", deviceNames()) + ", or --memory SIZE)");
+        if (bytes == null) throw new IllegalArgumentException("unknown device '" + name + "' (devices: " + String.join(", ", deviceNames()) + ", or --memory SIZE)");
         return new Device(key, bytes, true, MEASURED_CONTEXT.getOrDefault(key, LAZY_CONTEXT_BYTES), 1);
     }
 
