@@ -17,6 +17,7 @@ import java.util.concurrent.Callable;
 
 import com.fasterxml.jackson.databind.JsonNode;
 
+import dev.llamafit.io.InputException;
 import dev.llamafit.io.Json;
 import dev.llamafit.kernels.BandwidthProbe;
 import dev.llamafit.kernels.GemmBenchmark;
@@ -75,7 +76,7 @@ final class BenchCommand implements Runnable {
             Kernels k = KernelBackends.get();
             List<GemmBenchmark.Result> ours = new GemmBenchmark(k, MemoryLedger.global()).runSquare(sizes, 2, runs);
             if (!reference.equals("torch") && !reference.equals("none"))
-                throw new IllegalArgumentException("--reference must be torch or none, got '" + reference + "'");
+                throw new InputException("--reference must be torch or none, got '" + reference + "'");
             Map<Integer, Map<String, Double>> torch = reference.equals("torch") ? torchGemm(python, sizes) : Map.of();
             List<Map<String, Object>> rows = new ArrayList<>();
             for (GemmBenchmark.Result r : ours) {
@@ -173,7 +174,7 @@ final class BenchCommand implements Runnable {
         public Integer call() {
             LlamaConfig c = RandomModels.byName(shape);
             if (promptTokens < 1 || newTokens < 1 || promptTokens + newTokens > c.maxPositions())
-                throw new IllegalArgumentException("--prompt-tokens + --new-tokens must be within 2.." + c.maxPositions());
+                throw new InputException("--prompt-tokens + --new-tokens must be within 2.." + c.maxPositions());
             MemoryLedger ledger = MemoryLedger.global();
             Kernels k = KernelBackends.get();
             Map<String, Tensor> w = RandomModels.weights(c, ledger, 7, 0.02);

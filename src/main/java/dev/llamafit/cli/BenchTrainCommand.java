@@ -67,7 +67,7 @@ final class BenchTrainCommand implements Callable<Integer> {
     @Option(names = "--lora-r", defaultValue = "0", description = "LoRA rank; 0 = full fine-tuning (default: ${DEFAULT-VALUE}).")
     int loraR;
 
-    @Option(names = "--lora-targets", defaultValue = "q_proj,v_proj", description = "LoRA targets (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--lora-targets", defaultValue = dev.llamafit.model.LinearModule.DEFAULT_LORA_TARGETS, description = "LoRA targets (default: ${DEFAULT-VALUE}).")
     String loraTargets;
 
     @Option(names = "--gradient-checkpointing", description = "Recompute every block in backward (both runtimes).")
@@ -80,9 +80,9 @@ final class BenchTrainCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         LlamaConfig c = RandomModels.byName(shape);
         int batch = batchSize != null ? batchSize : shape.equals("stories15M") ? 8 : 4;
-        if (seqLen > c.maxPositions()) throw new IllegalArgumentException("--seq-len above the shape's context " + c.maxPositions());
+        if (seqLen > c.maxPositions()) throw new dev.llamafit.io.InputException("--seq-len above the shape's context " + c.maxPositions());
         if (!reference.equals("torch") && !reference.equals("none"))
-            throw new IllegalArgumentException("--reference must be torch or none, got '" + reference + "'");
+            throw new dev.llamafit.io.InputException("--reference must be torch or none, got '" + reference + "'");
         MemoryLedger ledger = MemoryLedger.global();
         Kernels k = KernelBackends.get();
         // The machine's fp32 GEMM peak as llamafit reaches it, for the utilisation figure.

@@ -43,7 +43,7 @@ final class DemoCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         Path dir = work != null ? work : Files.createTempDirectory("llamafit-demo-");
-        Demo.Options o = new Demo.Options(dir, seed, stepsPretrain, stepsFinetune, model, data, evalExamples);
+        Demo.Options o = Main.userInput(() -> new Demo.Options(dir, seed, stepsPretrain, stepsFinetune, model, data, evalExamples));
         PrintWriter out = spec.commandLine().getOut();
         // Training progress goes to stderr under --json so stdout stays one JSON object.
         PrintStream log = json ? System.err : System.out;

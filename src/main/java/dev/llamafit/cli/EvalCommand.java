@@ -41,7 +41,7 @@ final class EvalCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        if (batchSize < 1 || seqLen < 2) throw new IllegalArgumentException("--batch-size must be >= 1 and --seq-len >= 2");
+        if (batchSize < 1 || seqLen < 2) throw new InputException("--batch-size must be >= 1 and --seq-len >= 2");
         MemoryLedger ledger = MemoryLedger.global();
         Kernels k = KernelBackends.get();
         Tokenizer tokenizer = Tokenizers.load(model);

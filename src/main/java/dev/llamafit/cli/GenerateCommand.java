@@ -10,6 +10,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.Callable;
 
+import dev.llamafit.io.InputException;
 import dev.llamafit.io.Json;
 import dev.llamafit.io.ModelFolder;
 import dev.llamafit.io.tokenizer.Tokenizer;
@@ -63,8 +64,8 @@ final class GenerateCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        if (maxNewTokens < 0) throw new IllegalArgumentException("--max-new-tokens must be >= 0, got " + maxNewTokens);
-        Sampler sampler = new Sampler(temperature, topK, topP, seed);
+        if (maxNewTokens < 0) throw new InputException("--max-new-tokens must be >= 0, got " + maxNewTokens);
+        Sampler sampler = Main.userInput(() -> new Sampler(temperature, topK, topP, seed));
         PrintWriter out = spec.commandLine().getOut();
         MemoryLedger ledger = MemoryLedger.global();
         Kernels kernels = KernelBackends.get();
@@ -73,7 +74,7 @@ final class GenerateCommand implements Callable<Integer> {
              LlamaModel llama = folder.newModel(kernels, ledger)) {
             int[] promptIds = tokenizer.encode(prompt, !noBos && tokenizer.addBosByDefault());
             if (promptIds.length == 0)
-                throw new IllegalArgumentException("empty prompt and no BOS token: nothing to condition on");
+                throw new InputException("empty prompt and no BOS token: nothing to condition on");
             Set<Integer> eos = new java.util.HashSet<>(folder.config().eosTokenIds());
             eos.addAll(tokenizer.eosIds());
             Tokenizer.StreamDecoder decoder = tokenizer.newStreamDecoder();

@@ -8,8 +8,10 @@ import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
 /**
- * Entry point. Exit codes: 0 ok, 1 runtime failure, 2 bad usage or input (DESIGN §8). User errors print
- * one line without a stack trace; {@code LLAMAFIT_DEBUG=1} adds the trace for runtime failures.
+ * Entry point. Exit codes: 0 ok, 1 runtime failure, 2 bad usage or input (DESIGN §8). Bad input is a picocli usage
+ * error or an {@link InputException}: commands turn the validation failures of the records they build from flags
+ * into one ({@link #userInput}). It prints one line without a stack trace. Any other exception is an internal error
+ * (exit 1): one line, and {@code LLAMAFIT_DEBUG=1} adds the trace.
  */
 @Command(name = "llamafit", mixinStandardHelpOptions = true, version = "llamafit 0.1.0",
         description = "Fine-tune and run LLaMA-architecture models with measured memory-saving techniques.",
@@ -33,9 +35,41 @@ public final class Main implements Runnable {
         System.exit(run(args, new PrintWriter(System.out, true), new PrintWriter(System.err, true)));
     }
 
+    static boolean debug() {
+        String v = System.getenv("LLAMAFIT_DEBUG");
+        return v != null && !v.isEmpty() && !v.equals("0");
+    }
+
+    /**
+     * The boundary where flags become records: a record's validation failure (IllegalArgumentException) there is bad
+     * input, so it becomes an {@link InputException} (exit 2). Past this boundary an IllegalArgumentException is a bug.
+     */
+    static <T> T userInput(java.util.function.Supplier<T> flagsToRecord) {
+        try {
+            return flagsToRecord.get();
+        } catch (IllegalArgumentException e) {
+            throw new InputException(e.getMessage(), e);
+        }
+    }
+
+    /** As {@link #userInput(java.util.function.Supplier)}, but collects the message in {@code errors} and returns null, so that one run reports every problem. */
+    static <T> T userInput(java.util.function.Supplier<T> flagsToRecord, java.util.List<String> errors) {
+        if (errors == null) return userInput(flagsToRecord);
+        try {
+            return flagsToRecord.get();
+        } catch (IllegalArgumentException | InputException e) {
+            errors.add(e.getMessage());
+            return null;
+        }
+    }
+
     /** Runs the command line and returns the exit code (tests call this). */
     public static int run(String[] args, PrintWriter out, PrintWriter err) {
-        CommandLine cl = new CommandLine(new Main());
+        return execute(new CommandLine(new Main()), args, out, err);
+    }
+
+    /** Runs {@code cl} with llamafit's exit codes and error lines (tests pass a command line of their own). */
+    static int execute(CommandLine cl, String[] args, PrintWriter out, PrintWriter err) {
         cl.setOut(out);
         cl.setErr(err);
         cl.setExecutionExceptionHandler((ex, commandLine, parseResult) -> {
@@ -43,12 +77,9 @@ public final class Main implements Runnable {
                 err.println("llamafit: error: " + ex.getMessage());
                 return BAD_INPUT;
             }
-            if (ex instanceof IllegalArgumentException) {
-                err.println("llamafit: error: " + ex.getMessage());
-                return BAD_INPUT;
-            }
-            err.println("llamafit: failed: " + ex);
-            if (System.getenv("LLAMAFIT_DEBUG") != null) ex.printStackTrace(err);
+            // Anything else is a failure of the program, not of the input: say so, and how to see where it came from.
+            err.println("llamafit: internal error: " + (ex.getMessage() != null ? ex.getMessage() : ex.toString()));
+            if (debug()) ex.printStackTrace(err);
             else err.println("(set LLAMAFIT_DEBUG=1 for the stack trace)");
             return RUNTIME_FAILURE;
         });

@@ -26,7 +26,6 @@ import dev.llamafit.model.Technique;
 import dev.llamafit.plan.Device;
 import dev.llamafit.plan.Devices;
 import dev.llamafit.plan.MemoryPlan;
-import dev.llamafit.plan.PlanOptions;
 import dev.llamafit.plan.Planner;
 import dev.llamafit.plan.Recommender;
 import dev.llamafit.train.TrainOptions;
@@ -44,7 +43,7 @@ final class TrainCommand implements Callable<Integer> {
 
     @Spec CommandSpec spec;
 
-    @Mixin TechniqueOptions technique;
+    @Mixin TechniqueOptions.Train technique;
     @Option(names = "--model", required = true, description = "Hugging Face model folder to start from.") Path model;
     @Option(names = "--data", required = true, description = "Training data: .txt, Alpaca .json/.jsonl, or chat .jsonl.") Path data;
     @Option(names = "--output", required = true, description = "Run folder: checkpoints/, metrics.jsonl, loss.png, final/.") Path output;
@@ -73,21 +72,15 @@ final class TrainCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        // One options record with `plan`: what the llamafit runtime does not implement is refused here, by name.
-        PlanOptions p = technique.toPlanOptions(PlanOptions.Runtime.LLAMAFIT, PlanOptions.Attention.EAGER, PlanOptions.Stack.HF,
-                PlanOptions.Sharding.DEEPSPEED);
-        // The engine keeps its gradients for the whole run, so accumulation changes no memory; the gate's advice
-        // keeps the effective batch (micro-batch × accumulation) the run asked for.
-        p = p.withPytorch(p.pytorch().withGradAccum(gradAccum));
-        LoraConfig lora = p.lora() ? new LoraConfig(p.loraRank(), loraAlpha, p.loraDropout(), p.loraTargets(), useRslora) : null;
-        Technique t = new Technique(lora == null ? Technique.Method.FULL : Technique.Method.LORA, lora, Technique.Precision.FP32, null,
-                Technique.parse(Technique.Optimizer.class, "--optimizer", PlanOptions.name(p.optimizer())), p.gradientCheckpointing(),
-                p.checkpointEvery(), gradAccum);
-        TrainOptions o = new TrainOptions(model, data, output, steps, epochs, p.batchSize(), p.seqLen(), lr, schedule.name(),
+        // Flags become records here: what they cannot describe, or what the engine does not run, is bad input (exit 2).
+        Technique t = Main.userInput(() -> technique.technique(Technique.Precision.FP32, null, loraAlpha, useRslora, gradAccum));
+        if (!t.notImplemented().isEmpty()) throw new InputException(Planner.notImplementedMessage(t.notImplemented()));
+        LoraConfig lora = t.lora();
+        TrainOptions o = Main.userInput(() -> new TrainOptions(model, data, output, steps, epochs, technique.batchSize, technique.seqLen, lr, schedule.name(),
                 warmup, weightDecay, maxGradNorm, evalEvery, saveEvery, resume, seed, evalData, evalSplit,
-                trainOnPrompt, skipBadRecords, t, adapter, resumeAnyway);
+                trainOnPrompt, skipBadRecords, t, adapter, resumeAnyway));
         PrintWriter out = spec.commandLine().getOut();
-        MemoryPlan plan = gate(o, p, out);
+        MemoryPlan plan = gate(o, t, out);
         MemoryLedger ledger = MemoryLedger.global();
         Trainer.Result r = new Trainer(o, KernelBackends.get(), ledger, System.out).run();
         out.printf(Locale.ROOT, "trained %d steps in %.1f s (%,d tokens): loss %.4f -> %.4f%s%n", r.steps(), r.seconds(), r.tokens(),
@@ -138,16 +131,17 @@ final class TrainCommand implements Callable<Integer> {
      * Plans the run with the same layouts the engine allocates from, and stops (exit 2) with the cheapest plans that
      * would fit when the plan exceeds --max-memory, unless --force.
      */
-    private MemoryPlan gate(TrainOptions o, PlanOptions p, PrintWriter out) {
+    private MemoryPlan gate(TrainOptions o, Technique t, PrintWriter out) {
         LlamaConfig config = ModelFolder.readConfig(o.model());
         if (o.seqLen() > config.maxPositions())
             throw InputException.at(o.model().resolve("config.json"), "--seq-len " + o.seqLen()
                     + " exceeds the model's max_position_embeddings " + config.maxPositions());
-        long limit = maxMemory != null ? ByteSize.parse(maxMemory) : ProcessMemory.physicalRamBytes() / 10 * 9;
-        if (limit <= 0) throw new IllegalArgumentException("--max-memory must be > 0, got " + maxMemory);
+        long limit = maxMemory != null ? Main.userInput(() -> ByteSize.parse(maxMemory)) : ProcessMemory.physicalRamBytes() / 10 * 9;
+        if (limit <= 0) throw new InputException("--max-memory must be > 0, got " + maxMemory);
         // A limit at or below the JVM's own baseline leaves the tensors nothing (one byte, so that nothing fits).
         Device device = Devices.cpu(Math.max(1, limit - JVM_BASELINE_BYTES), Parallel.threads());
-        MemoryPlan plan = Planner.plan(config, p, device);
+        // The model's own limits (a rank above a matrix) are input errors too.
+        MemoryPlan plan = Main.userInput(() -> Planner.plan(config, t, o.batchSize(), o.seqLen(), device));
         out.printf("plan: %s peak (+ %s JVM baseline) against --max-memory %s%n", ByteSize.format(plan.devicePeakBytes()),
                 ByteSize.format(JVM_BASELINE_BYTES), ByteSize.format(limit));
         if (!plan.fits() && !force) {
@@ -155,7 +149,7 @@ final class TrainCommand implements Callable<Integer> {
                     + " but --max-memory is " + ByteSize.format(limit)
                     + (limit <= JVM_BASELINE_BYTES ? ", less than the JVM alone takes (" + ByteSize.format(JVM_BASELINE_BYTES) + ")" : "")
                     + " (use --force to try anyway)");
-            List<Recommender.Recommendation> recs = Recommender.recommend(config, p, device, 3);
+            List<Recommender.Recommendation> recs = Recommender.recommend(config, t, o.batchSize(), o.seqLen(), device, 3);
             for (Recommender.Recommendation rec : recs)
                 sb.append("; try: ").append(String.join(", ", rec.steps())).append(" -> ").append(ByteSize.format(rec.plan().devicePeakBytes()));
             if (recs.isEmpty()) sb.append("; no plan the llamafit runtime implements fits: lower --seq-len or use a smaller model");

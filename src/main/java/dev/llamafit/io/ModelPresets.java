@@ -33,34 +33,12 @@ public final class ModelPresets {
     public static LlamaConfig load(String name) {
         String key = name.toLowerCase(Locale.ROOT);
         if (!names().contains(key))
-            throw new IllegalArgumentException("unknown model preset '" + name + "'; did you mean " + String.join(", ", nearest(key, names(), 3))
+            throw new InputException("unknown model preset '" + name + "'; did you mean " + String.join(", ", DidYouMean.nearest(key, names(), 3))
                     + "? (all presets: " + String.join(", ", names()) + "; or give a model folder or config.json)");
         try (InputStream in = ModelPresets.class.getResourceAsStream(DIR + key + ".json")) {
             return ConfigJson.parse(Json.MAPPER.readTree(in), Path.of("preset:" + key));
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
-    }
-
-    /**
-     * The {@code k} names a mistyped {@code query} most likely meant: names that contain it (h100 → h100-80gb, 4090 →
-     * rtx4090, mistral → mistral-7b) first, then by edit distance, ties alphabetically. Shared with the device list.
-     */
-    public static List<String> nearest(String query, List<String> names, int k) {
-        return names.stream().sorted(java.util.Comparator.comparingInt((String n) -> query.isEmpty() || !n.contains(query) ? 1 : 0)
-                .thenComparingInt(n -> editDistance(query, n)).thenComparing(n -> n)).limit(k).toList();
-    }
-
-    /** Levenshtein distance (insert, delete, substitute: cost 1 each), for "did you mean" suggestions. */
-    public static int editDistance(String a, String b) {
-        int[] prev = new int[b.length() + 1], cur = new int[b.length() + 1];
-        for (int j = 0; j <= b.length(); j++) prev[j] = j;
-        for (int i = 1; i <= a.length(); i++) {
-            cur[0] = i;
-            for (int j = 1; j <= b.length(); j++)
-                cur[j] = Math.min(Math.min(cur[j - 1] + 1, prev[j] + 1), prev[j - 1] + (a.charAt(i - 1) == b.charAt(j - 1) ? 0 : 1));
-            int[] t = prev; prev = cur; cur = t;
-        }
-        return prev[b.length()];
     }
 }

@@ -30,10 +30,25 @@ public record Technique(Method method, LoraConfig lora, Precision precision, Bas
     public enum Method { FULL, LORA, QLORA }
 
     /** fp32; bf16/fp16 compute with fp32 master weights; bf16-pure (everything bf16). */
-    public enum Precision { FP32, BF16, FP16, BF16_PURE }
+    public enum Precision {
+        FP32, BF16, FP16, BF16_PURE;
+
+        /** Bytes per element of activations and half weights: 4 for fp32, 2 otherwise. */
+        public int computeBytes() { return this == FP32 ? 4 : 2; }
+
+        /** Half compute with fp32 master weights. */
+        public boolean mixed() { return this == BF16 || this == FP16; }
+    }
 
     /** Storage of a frozen base: as loaded (fp32/bf16/fp16) or quantised. */
-    public enum BaseDtype { FP32, BF16, FP16, INT8, NF4 }
+    public enum BaseDtype {
+        FP32, BF16, FP16, INT8, NF4;
+
+        public boolean quantised() { return this == INT8 || this == NF4; }
+
+        /** Bytes per element of an unquantised base (0 for int8/NF4, which count their own block constants). */
+        public int floatBytes() { return this == FP32 ? 4 : this == BF16 || this == FP16 ? 2 : 0; }
+    }
 
     /** AdamW (fp32 states), AdamW with 8-bit states, SGD with momentum. */
     public enum Optimizer { ADAMW, ADAMW8BIT, SGD }
@@ -67,6 +82,17 @@ public record Technique(Method method, LoraConfig lora, Precision precision, Bas
     public Technique withOptimizer(Optimizer o) {
         return new Technique(method, lora, precision, baseDtype, o, gradientCheckpointing, checkpointEvery, gradAccum);
     }
+
+    public Technique withMethod(Method m, LoraConfig l, BaseDtype base) {
+        return new Technique(m, l, precision, base, optimizer, gradientCheckpointing, checkpointEvery, gradAccum);
+    }
+
+    public Technique withPrecision(Precision p) {
+        return new Technique(method, lora, p, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, gradAccum);
+    }
+
+    /** How many of {@code layers} blocks are checkpointed. */
+    public int checkpointedBlocks(int layers) { return gradientCheckpointing ? (layers + checkpointEvery - 1) / checkpointEvery : 0; }
 
     public Technique withGradAccum(int k) {
         return new Technique(method, lora, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, k);

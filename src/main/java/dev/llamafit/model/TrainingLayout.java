@@ -90,12 +90,6 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
 
     // ---------------------------------------------------------------- linear modules and adapters
 
-    /** Input width of the module named {@code module} (a {@link LinearModule} key). */
-    public static int moduleIn(LlamaConfig c, String module) { return LinearModule.byKey(module).orElseThrow().in(c); }
-
-    /** Output width of the module named {@code module} (a {@link LinearModule} key). */
-    public static int moduleOut(LlamaConfig c, String module) { return LinearModule.byKey(module).orElseThrow().out(c); }
-
     /** The block tensor a module reads: xn_attn, att, xn_mlp or h. */
     static String moduleInput(LinearModule m) {
         return switch (m) {

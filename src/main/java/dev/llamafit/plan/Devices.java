@@ -1,75 +1,13 @@
-// Device presets: GPU memory sizes as sold (GB or GiB as the vendor states them), and the CPU.
+// The CPU as a device to plan for, and the names a --device flag may take.
 package dev.llamafit.plan;
 
-import java.util.LinkedHashMap;
-import java.util.List;
-import java.util.Locale;
-import java.util.Map;
-
-import dev.llamafit.io.ModelPresets;
-
-/**
- * GPU presets with the memory the CUDA driver reports (cudaMemGetInfo total), in bytes. Vendors sell "80 GB" parts
- * whose memory is 80 GiB (A100/H100 80GB: 81920 MiB), and "24 GB" parts of 24 GiB; the H200 has 141 GB (decimal,
- * 143771 MiB per nvidia-smi); the 24 GB A10G and L4, 48 GB L40S and RTX A6000 report slightly less than their
- * nominal size (nvidia-smi's total). The CPU device is built by the caller from /proc/meminfo.
- */
+/** The engine's device is this machine: its RAM and its worker threads. GPU presets live with the PyTorch profile. */
 public final class Devices {
-    private static final long GIB = 1L << 30, MIB = 1L << 20;
-    private static final Map<String, Long> GPUS = new LinkedHashMap<>();
-
-    static {
-        GPUS.put("a10g", 23028L * MIB);
-        GPUS.put("a100-40gb", 40L * GIB);
-        GPUS.put("a100-80gb", 80L * GIB);
-        GPUS.put("h100-80gb", 80L * GIB);
-        GPUS.put("h200", 143771L * MIB);
-        GPUS.put("l4", 23034L * MIB);
-        GPUS.put("l40s", 46068L * MIB);
-        GPUS.put("rtx-a6000", 49140L * MIB);
-        GPUS.put("rtx3090", 24L * GIB);
-        GPUS.put("rtx4090", 24L * GIB);
-        GPUS.put("t4", 15360L * MIB);
-        GPUS.put("v100-16gb", 16L * GIB);
-        GPUS.put("v100-32gb", 32L * GIB);
-    }
-
-    /**
-     * CUDA context and kernel images measured on a preset (nvidia-smi used − torch.cuda.memory_reserved), where this
-     * project has measured it; other presets take {@link Device#LAZY_CONTEXT_BYTES}. H200: 1366-1388 MiB at the end of
-     * 33 training runs and 1402-1442 MiB after generation, torch 2.11 + CUDA 13.0, driver 580
-     * (src/test/resources/planner/measured_hf_h200_*.csv).
-     */
-    private static final Map<String, Long> MEASURED_CONTEXT = Map.of("h200", 1386L * MIB);
+    /** The --device name of the CPU. */
+    public static final String CPU = "cpu";
 
     private Devices() {}
 
-    /** Every preset name, the CPU last. */
-    public static List<String> names() {
-        List<String> n = new java.util.ArrayList<>(GPUS.keySet());
-        n.add("cpu");
-        return List.copyOf(n);
-    }
-
-    /** A GPU preset; "cpu" needs the machine's RAM and is built with {@link #cpu}. */
-    public static Device gpu(String name) {
-        String key = name.toLowerCase(Locale.ROOT);
-        Long bytes = GPUS.get(key);
-        if (bytes == null) throw new IllegalArgumentException("unknown device '" + name + "'; did you mean "
-                + String.join(", ", nearest(key)) + "? (devices: " + String.join(", ", names()) + ", or --memory SIZE)");
-        return new Device(key, bytes, true, MEASURED_CONTEXT.getOrDefault(key, Device.LAZY_CONTEXT_BYTES), 1);
-    }
-
-    public static boolean isGpu(String name) { return GPUS.containsKey(name.toLowerCase(Locale.ROOT)); }
-
     /** This machine: its physical RAM (MemTotal) and thread count. */
-    public static Device cpu(long ramBytes, int threads) { return Device.cpu("cpu", ramBytes, threads); }
-
-    static List<String> nearest(String q) { return nearest(q, names(), 3); }
-
-    /** The {@code k} names a mistyped {@code query} most likely meant: {@link ModelPresets#nearest}. */
-    public static List<String> nearest(String query, List<String> names, int k) { return ModelPresets.nearest(query, names, k); }
-
-    /** Levenshtein distance: {@link ModelPresets#editDistance}. */
-    public static int editDistance(String a, String b) { return ModelPresets.editDistance(a, b); }
+    public static Device cpu(long ramBytes, int threads) { return Device.cpu(CPU, ramBytes, threads); }
 }

@@ -10,11 +10,10 @@ import dev.llamafit.memory.Category;
  * column; disk is the largest disk footprint.
  *
  * @param device     the device it was planned for
- * @param options    the options it was planned with
  * @param components every component, device column first
  * @param notes      caveats (e.g. assumptions of the PyTorch profile)
  */
-public record MemoryPlan(Device device, PlanOptions options, List<Component> components, List<String> notes) {
+public record MemoryPlan(Device device, List<Component> components, List<String> notes) {
     public MemoryPlan {
         components = List.copyOf(components);
         notes = List.copyOf(notes);

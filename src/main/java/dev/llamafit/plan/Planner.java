@@ -1,4 +1,4 @@
-// The memory planner: (config, options, device) -> MemoryPlan, for the llamafit engine or PyTorch on CUDA.
+// The engine's memory planner: (config, technique, micro-batch, device) -> MemoryPlan, summed over the engine's layouts.
 package dev.llamafit.plan;
 
 import java.util.ArrayList;
@@ -6,8 +6,10 @@ import java.util.List;
 
 import dev.llamafit.memory.Category;
 import dev.llamafit.model.ActivationLayout;
+import dev.llamafit.model.LinearModule;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.ParameterLayout;
+import dev.llamafit.model.Technique;
 import dev.llamafit.model.TrainingLayout;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.TensorSpec;
@@ -15,7 +17,8 @@ import dev.llamafit.tensor.TensorSpec;
 /**
  * Pure functions, no allocation. For the llamafit runtime every number is a sum over the engine's own layouts
  * ({@link ParameterLayout}, {@link TrainingLayout}), so planned bytes equal the ledger by construction (DESIGN §3).
- * For PyTorch on CUDA see {@link PytorchProfile}.
+ * It plans only what the engine runs: a technique with parts the engine does not implement is refused, by name
+ * ({@link Technique#notImplemented()}). PyTorch on CUDA is planned by {@code dev.llamafit.plan.pytorch}.
  */
 public final class Planner {
     /** AdamW keeps m and v in fp32 (optim.AdamW): 8 bytes per trainable element. */
@@ -25,38 +28,67 @@ public final class Planner {
 
     private Planner() {}
 
-    public static MemoryPlan plan(LlamaConfig config, PlanOptions options, Device device) {
-        options.validateFor(config);
-        return switch (options.runtime()) {
-            case LLAMAFIT -> llamafit(config, options, device);
-            case PYTORCH -> PytorchProfile.plan(config, options, device);
-        };
+    /**
+     * The engine's memory for training {@code technique} on micro-batches of {@code batch} × {@code seqLen} tokens.
+     * Refuses (IllegalArgumentException, one message) what the engine does not implement, a GPU device, and shapes
+     * the model cannot take.
+     */
+    public static MemoryPlan plan(LlamaConfig config, Technique technique, int batch, int seqLen, Device device) {
+        List<String> missing = technique.notImplemented();
+        if (!missing.isEmpty()) throw new IllegalArgumentException(notImplementedMessage(missing));
+        if (!technique.adapters() && technique.baseDtype() != null)
+            throw new IllegalArgumentException("--base-dtype " + Technique.name(technique.baseDtype()) + " is the storage of a frozen LoRA base (--method lora); "
+                    + "full fine-tuning keeps its weights as --precision says");
+        if (batch < 1) throw new IllegalArgumentException("--batch-size must be >= 1, got " + batch);
+        if (seqLen < 1) throw new IllegalArgumentException("--seq-len must be >= 1, got " + seqLen);
+        validate(config, technique, seqLen);
+        return llamafit(config, technique, batch, seqLen, device);
     }
 
-    /** The engine's layout for these options on this device (its thread count sizes the attention scratch). */
-    public static TrainingLayout layout(LlamaConfig config, PlanOptions o, Device device) {
-        return new TrainingLayout(config, o.batchSize(), o.seqLen(), device.threads(),
-                Math.min(TrainingLayout.DEFAULT_LOSS_CHUNK_ROWS, Math.multiplyExact(o.batchSize(), o.seqLen())),
-                o.loraConfig(), o.checkpointInterval());
+    /** One message for everything the engine cannot run yet, each by its flag. */
+    public static String notImplementedMessage(List<String> missing) {
+        return String.join(", ", missing) + (missing.size() == 1 ? " is" : " are") + " not implemented in the llamafit runtime yet (it trains fp32 full or LoRA, "
+                + "AdamW/SGD, with optional gradient checkpointing, on one worker); plan it with --runtime pytorch";
     }
 
-    private static MemoryPlan llamafit(LlamaConfig config, PlanOptions o, Device device) {
+    /** Checks the rules that need the model: sequence length within the context, LoRA rank within every adapted matrix. */
+    public static void validate(LlamaConfig config, Technique technique, int seqLen) {
+        if (seqLen > config.maxPositions())
+            throw new IllegalArgumentException("--seq-len " + seqLen + " exceeds the model's max_position_embeddings " + config.maxPositions());
+        if (!technique.adapters()) return;
+        int r = technique.lora().rank();
+        for (String key : technique.lora().targets()) {
+            LinearModule m = LinearModule.byKey(key).orElseThrow(() -> new IllegalArgumentException("unknown LoRA target '" + key + "'"));
+            int in = m.in(config), out = m.out(config);
+            if (r > Math.min(in, out))
+                throw new IllegalArgumentException("--lora-r " + r + " exceeds the dimension of " + key + " (" + out + " × " + in
+                        + "): a rank-r update needs r <= min(out, in) = " + Math.min(in, out));
+        }
+    }
+
+    /** The engine's layout for this technique and micro-batch on this device (its thread count sizes the attention scratch). */
+    public static TrainingLayout layout(LlamaConfig config, Technique t, int batch, int seqLen, Device device) {
+        return new TrainingLayout(config, batch, seqLen, device.threads(),
+                Math.min(TrainingLayout.DEFAULT_LOSS_CHUNK_ROWS, Math.multiplyExact(batch, seqLen)), t.lora(), t.checkpointInterval());
+    }
+
+    private static MemoryPlan llamafit(LlamaConfig config, Technique o, int batch, int seqLen, Device device) {
         if (device.gpu())
             throw new IllegalArgumentException("the llamafit runtime trains on the CPU; plan a GPU with --runtime pytorch, or use --device cpu / --memory SIZE");
-        TrainingLayout layout = layout(config, o, device);
+        TrainingLayout layout = layout(config, o, batch, seqLen, device);
         List<Component> c = new ArrayList<>();
         long base = ParameterLayout.of(config, DType.F32).bytes();
-        c.add(Component.constant("weights", Column.DEVICE, Category.WEIGHTS, base, o.lora()
+        c.add(Component.constant("weights", Column.DEVICE, Category.WEIGHTS, base, o.adapters()
                 ? "frozen fp32 base, read in place (memory-mapped safetensors; ledger: weights, mapped): Σ ParameterLayout"
                 : "owned fp32 copy of every parameter (Trainer copies, then closes the mapping): Σ ParameterLayout"));
-        if (o.lora())
+        if (o.adapters())
             c.add(Component.constant("weights.adapters", Column.DEVICE, Category.WEIGHTS, sum(layout.adapterSpecs()),
                     "LoRA A [r, in] + B [out, r] per targeted module, fp32: Σ TrainingLayout.adapterSpecs"));
         long trainable = 0;
         for (TensorSpec s : layout.gradientSpecs()) trainable = Math.addExact(trainable, s.elements());
         c.add(Component.constant("gradients", Column.DEVICE, Category.GRADIENTS, sum(layout.gradientSpecs()),
                 "fp32, trainable tensors only, allocated once: Σ TrainingLayout.gradientSpecs"));
-        int perElement = o.optimizer() == PlanOptions.Optim.SGD ? SGD_STATE_BYTES : ADAMW_STATE_BYTES;
+        int perElement = o.optimizer() == Technique.Optimizer.SGD ? SGD_STATE_BYTES : ADAMW_STATE_BYTES;
         long optimizer = Math.multiplyExact(trainable, (long) perElement);
         // States are allocated at the first step and live for the run: from step 2 on they are there in every phase.
         c.add(Component.constant("optimizer", Column.DEVICE, Category.OPTIMIZER, optimizer,
@@ -72,11 +104,11 @@ public final class Planner {
         c.add(Component.constant("workspace", Column.DEVICE, Category.WORKSPACE, ws,
                 "per-thread attention scratch [threads, T²], loss chunk [rows, V], RoPE tables"));
         List<String> notes = new ArrayList<>();
-        if (!o.lora())
+        if (!o.adapters())
             notes.add("while loading, full fine-tuning holds the mapped checkpoint and its owned copy at once (+"
                     + dev.llamafit.memory.ByteSize.format(base) + " of mapped, evictable page cache for F32 files)");
         notes.add("the JVM adds its own heap, code and data (not in the ledger): about 224 MiB measured with the launcher's flags");
-        return new MemoryPlan(device, o, c, notes);
+        return new MemoryPlan(device, c, notes);
     }
 
     static long sum(List<TensorSpec> specs) {

@@ -12,6 +12,10 @@ import org.junit.jupiter.api.Test;
 
 import com.fasterxml.jackson.databind.JsonNode;
 
+import dev.llamafit.model.Technique;
+import dev.llamafit.plan.pytorch.GpuDevices;
+import dev.llamafit.plan.pytorch.PytorchOptions;
+import dev.llamafit.plan.pytorch.PytorchInference;
 import dev.llamafit.io.ModelFolder;
 import dev.llamafit.io.ModelPresets;
 import dev.llamafit.kernels.KernelBackends;
@@ -26,9 +30,9 @@ import dev.llamafit.model.Sampler;
 import dev.llamafit.testing.SharedData;
 
 class InferencePlanTest {
-    static PlanOptions inference(int batch, int prompt, PlanOptions.Runtime rt, PlanOptions.Precision p) {
-        return new PlanOptions(PlanOptions.Method.FULL, 0, List.of(), 0, p, null, PlanOptions.Optim.ADAMW, false, 1, batch, prompt, 0, 1,
-                PlanOptions.Offload.NONE, rt, rt == PlanOptions.Runtime.LLAMAFIT ? PlanOptions.Attention.EAGER : PlanOptions.Attention.FLASH, PlanOptions.Stack.HF, PlanOptions.Sharding.DEEPSPEED, PlanOptions.PytorchSettings.DEFAULTS);
+    static PytorchOptions inference(int batch, int prompt, Technique.Precision p) {
+        return PytorchOptions.of(Technique.Method.FULL, 0, List.of(), 0, p, null, Technique.Optimizer.ADAMW, false, 1, batch, prompt, 0, 1,
+                PytorchOptions.Offload.NONE, PytorchOptions.Attention.FLASH, PytorchOptions.Stack.HF, PytorchOptions.Sharding.DEEPSPEED, PytorchOptions.PytorchSettings.DEFAULTS);
     }
 
     @Test
@@ -43,8 +47,7 @@ class InferencePlanTest {
                 for (int i = 0; i < prompt; i++) ids[i] = 1 + (i * 37) % 400;
                 // No EOS: generate exactly newTokens, so the cache fills as planned.
                 new Generator(model, new Sampler(0, 0, 1, 1), Set.of()).generate(ids, newTokens, id -> {});
-                MemoryPlan plan = InferencePlanner.plan(folder.config(), inference(1, prompt, PlanOptions.Runtime.LLAMAFIT, PlanOptions.Precision.FP32),
-                        null, newTokens, Devices.cpu(24L << 30, Parallel.threads()));
+                MemoryPlan plan = InferencePlanner.plan(folder.config(), 1, prompt, newTokens, Devices.cpu(24L << 30, Parallel.threads()));
                 for (Category c : List.of(Category.WEIGHTS, Category.KV_CACHE, Category.ACTIVATIONS, Category.WORKSPACE))
                     assertEquals(ledger.peakBytes(c), plan.categoryPeak(c), c.key() + " at prompt " + prompt + " + " + newTokens);
                 assertEquals(ledger.totalPeakBytes(), plan.peak(Column.DEVICE, Metric.ALLOCATED), "total");
@@ -55,12 +58,12 @@ class InferencePlanTest {
     @Test
     void pytorchKvCacheAndQuantisedWeightsScaleAsStated() throws Exception {
         LlamaConfig c = ModelPresets.load("llama-3.1-8b");
-        Device h100 = Devices.gpu("h100-80gb");
-        MemoryPlan bf16 = InferencePlanner.plan(c, inference(4, 4096, PlanOptions.Runtime.PYTORCH, PlanOptions.Precision.BF16), null, 4096, h100);
+        Device h100 = GpuDevices.gpu("h100-80gb");
+        MemoryPlan bf16 = PytorchInference.plan(c, inference(4, 4096, Technique.Precision.BF16), null, 4096, h100);
         // KV cache: 2 × 32 layers × 4 sequences × 1024 (8 KV heads × 128) × 8192 positions × 2 B = 4 GiB.
         assertEquals(4L << 30, bf16.categoryPeak(Category.KV_CACHE));
-        MemoryPlan nf4 = InferencePlanner.plan(c, inference(4, 4096, PlanOptions.Runtime.PYTORCH, PlanOptions.Precision.BF16),
-                PlanOptions.BaseDtype.NF4, 4096, h100);
+        MemoryPlan nf4 = PytorchInference.plan(c, inference(4, 4096, Technique.Precision.BF16),
+                Technique.BaseDtype.NF4, 4096, h100);
         double ratio = (double) nf4.categoryPeak(Category.WEIGHTS) / bf16.categoryPeak(Category.WEIGHTS);
         assertTrue(ratio > 0.25 && ratio < 0.45, "NF4 base + bf16 embeddings vs bf16: " + ratio);
         PlanCommandTest.Run r = PlanCommandTest.run("plan", "--model", "llama-3.1-8b", "--inference", "--precision", "bf16", "--device", "l4",

@@ -13,12 +13,15 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
+import dev.llamafit.model.Technique;
 import dev.llamafit.io.ConfigJson;
 import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.kernels.Parallel;
 import dev.llamafit.memory.Category;
 import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.model.LinearModule;
 import dev.llamafit.model.LlamaConfig;
+import dev.llamafit.model.LoraConfig;
 import dev.llamafit.model.ParameterLayout;
 import dev.llamafit.model.RandomModels;
 import dev.llamafit.model.TrainingStep;
@@ -63,15 +66,15 @@ class LedgerMatchTest {
     @MethodSource("matrix")
     void planEqualsLedger(String shapeName, boolean lora, boolean gc, int every, int batch, String optimizer, double dropout) {
         LlamaConfig c = shape(shapeName);
-        PlanOptions o = new PlanOptions(lora ? PlanOptions.Method.LORA : PlanOptions.Method.FULL, lora ? 4 : 0,
-                lora ? List.of("q_proj", "k_proj", "v_proj", "o_proj", "down_proj") : List.of(), dropout, PlanOptions.Precision.FP32, null,
-                optimizer.equals("sgd") ? PlanOptions.Optim.SGD : PlanOptions.Optim.ADAMW, gc, every, batch, T, 0, 1, PlanOptions.Offload.NONE,
-                PlanOptions.Runtime.LLAMAFIT, PlanOptions.Attention.EAGER, PlanOptions.Stack.HF, PlanOptions.Sharding.DEEPSPEED, PlanOptions.PytorchSettings.DEFAULTS);
-        MemoryPlan plan = Planner.plan(c, o, Devices.cpu(64L << 30, Parallel.threads()));
+        LoraConfig adapters = lora ? new LoraConfig(4, 16, dropout, List.of(LinearModule.Q, LinearModule.K, LinearModule.V, LinearModule.O, LinearModule.DOWN)
+                .stream().map(LinearModule::key).toList(), false) : null;
+        Technique technique = new Technique(lora ? Technique.Method.LORA : Technique.Method.FULL, adapters, Technique.Precision.FP32, null,
+                optimizer.equals("sgd") ? Technique.Optimizer.SGD : Technique.Optimizer.ADAMW, gc, every, 1);
+        MemoryPlan plan = Planner.plan(c, technique, batch, T, Devices.cpu(64L << 30, Parallel.threads()));
 
         MemoryLedger ledger = new MemoryLedger();
         Map<String, Tensor> w = RandomModels.weights(c, ledger, 5, 0.05);
-        TrainingStep.Options so = new TrainingStep.Options(o.loraConfig(), gc, every, 3);
+        TrainingStep.Options so = new TrainingStep.Options(technique.lora(), gc, every, 3);
         try (TrainingStep step = new TrainingStep(c, w, KernelBackends.get(), ledger, batch, T, so);
              Optimizer opt = optimizer.equals("sgd") ? new Sgd(0.9, 0, ledger) : new AdamW(0.9, 0.999, 1e-8, 0, ledger)) {
             SplittableRandom r = new SplittableRandom(1);

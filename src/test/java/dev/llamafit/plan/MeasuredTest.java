@@ -20,6 +20,10 @@ import org.junit.jupiter.params.provider.ValueSource;
 
 import com.fasterxml.jackson.databind.JsonNode;
 
+import dev.llamafit.model.Technique;
+import dev.llamafit.plan.pytorch.GpuDevices;
+import dev.llamafit.plan.pytorch.PytorchOptions;
+import dev.llamafit.plan.pytorch.PytorchProfile;
 import dev.llamafit.io.Json;
 
 /**
@@ -36,13 +40,8 @@ class MeasuredTest {
 
     static List<Row> rows(String set) throws Exception {
         Path file = Path.of("src/test/resources/planner/measured_hf_h200_" + set + ".csv");
-        List<String> lines = Files.readAllLines(file, StandardCharsets.UTF_8).stream().filter(l -> !l.startsWith("#") && !l.isBlank()).toList();
-        List<String> header = CalibrationTest.csv(lines.getFirst());
         List<Row> out = new ArrayList<>();
-        for (String line : lines.subList(1, lines.size())) {
-            List<String> f = CalibrationTest.csv(line);
-            Map<String, String> m = new LinkedHashMap<>();
-            for (int i = 0; i < header.size(); i++) m.put(header.get(i), i < f.size() ? f.get(i) : "");
+        for (Map<String, String> m : CalibrationTest.readCsv(file)) {
             if (!m.get("error").isEmpty()) throw new IllegalArgumentException(file + ": " + m.get("id") + " failed on the GPU: " + m.get("error"));
             out.add(new Row(m.get("id"), Double.parseDouble(m.get("max_allocated_bytes")), Double.parseDouble(m.get("max_reserved_bytes")),
                     List.of(m.get("plan_flags").trim().split("\\s+"))));
@@ -50,7 +49,7 @@ class MeasuredTest {
         return out;
     }
 
-    static JsonNode plan(Row r) throws Exception { return HeldOutTest.planDevice(r.id, r.flags); }
+    static JsonNode plan(Row r) throws Exception { return DevelopmentSetTest.planDevice(r.id, r.flags); }
 
     @ParameterizedTest
     @ValueSource(strings = {"a", "b"})
@@ -127,7 +126,7 @@ class MeasuredTest {
             System.out.printf(Locale.ROOT, "%-32s allocated ratio %.3f, reserved ratio %.3f%n", m.get("case").asText(), ra, rr);
             assertTrue(Math.abs(ra - 1) <= CalibrationTest.TOLERANCE && Math.abs(rr - 1) <= CalibrationTest.TOLERANCE, m.get("case").asText());
             measured[i] = m.get("max_allocated_bytes").asDouble();
-            if (flags.contains("ddp")) ddpPlan = HeldOutTest.planJson("ddp", flags);
+            if (flags.contains("ddp")) ddpPlan = DevelopmentSetTest.planJson("ddp", flags);
         }
         double buckets = 0;
         for (JsonNode c : ddpPlan.path("components")) if (c.path("name").asText().equals("gradients.ddp_buckets")) buckets = c.path("bytes").asDouble();
@@ -148,19 +147,19 @@ class MeasuredTest {
         dev.llamafit.model.LlamaConfig c = dev.llamafit.io.ConfigJson.read(Path.of("src/test/resources/planner/block-512.json"));
         int compared = 0;
         for (JsonNode m : savedTensorRows(false)) {
-            PlanOptions o = savedTensorsCase(m);
+            PytorchOptions o = savedTensorsCase(m);
             List<String> targets = o.loraTargets();
-            PlanOptions.Precision precision = o.precision();
+            Technique.Precision precision = o.precision();
             // Per block: the saved tensors per token, plus the attention's own: the fp32 logsumexp of SDPA's kernels,
             // or eager attention's H·T probabilities per token (fp32 softmax and its cast). On the CPU, SDPA runs fp32
             // with a flash kernel; on CUDA it has none and falls back to the math kernel (PytorchProfile.attentionKernel).
-            PlanOptions.Attention kernel = o.attention();
-            double attention = kernel == PlanOptions.Attention.EAGER ? PytorchProfile.eagerAttentionBytesPerSequence(c, o) / o.seqLen() : 4.0 * c.numHeads();
+            PytorchOptions.Attention kernel = o.attention();
+            double attention = kernel == PytorchOptions.Attention.EAGER ? PytorchProfile.eagerAttentionBytesPerSequence(c, o) / o.seqLen() : 4.0 * c.numHeads();
             double planned = PytorchProfile.blockBytesPerToken(c, o, kernel) + attention;
             double measured = m.get("saved_bytes_per_token").asDouble() - m.get("rotary_bytes_per_token").asDouble();
             boolean dropout = m.get("lora_dropout").asDouble() > 0;
-            if (dropout) for (String t : targets) planned += 3.0 * dev.llamafit.model.TrainingLayout.moduleIn(c, t);
-            System.out.printf(Locale.ROOT, "%-28s %-16s measured %8.0f B/token  planned %8.0f  ratio %.3f%s%n", m.get("case").asText(), (precision == PlanOptions.Precision.BF16 ? "autocast" : PlanOptions.name(precision)) + " " + m.get("attention").asText(), measured, planned, planned / measured,
+            if (dropout) for (String t : targets) planned += 3.0 * dev.llamafit.model.LinearModule.byKey(t).orElseThrow().in(c);
+            System.out.printf(Locale.ROOT, "%-28s %-16s measured %8.0f B/token  planned %8.0f  ratio %.3f%s%n", m.get("case").asText(), (precision == Technique.Precision.BF16 ? "autocast" : Technique.name(precision)) + " " + m.get("attention").asText(), measured, planned, planned / measured,
                     dropout ? "  (with the CPU's fp32 dropout noise)" : "");
             assertEquals(1.0, planned / measured, 0.005, m.get("case").asText());
             compared++;
@@ -183,16 +182,16 @@ class MeasuredTest {
         return rows;
     }
 
-    static PlanOptions savedTensorsCase(JsonNode m) {
+    static PytorchOptions savedTensorsCase(JsonNode m) {
         List<String> targets = new ArrayList<>();
         m.get("lora_targets").forEach(t -> targets.add(t.asText()));
-        PlanOptions.Method method = targets.isEmpty() ? PlanOptions.Method.FULL : PlanOptions.Method.LORA;
-        PlanOptions.Precision precision = PlanOptions.parse(PlanOptions.Precision.class, "precision", m.get("precision").asText());
-        PlanOptions.BaseDtype base = precision.mixed() && method != PlanOptions.Method.FULL ? PlanOptions.BaseDtype.FP32 : null;
-        return new PlanOptions(method, m.get("lora_r").asInt(), targets, m.get("lora_dropout").asDouble(), precision, base, PlanOptions.Optim.ADAMW,
-                m.path("gradient_checkpointing").asBoolean(), 1, m.get("batch").asInt(), m.get("seq").asInt(), 0, 1, PlanOptions.Offload.NONE,
-                PlanOptions.Runtime.PYTORCH, m.get("attention").asText().equals("eager") ? PlanOptions.Attention.EAGER : PlanOptions.Attention.FLASH,
-                PlanOptions.Stack.HF, PlanOptions.Sharding.DEEPSPEED, PlanOptions.PytorchSettings.DEFAULTS.withCompiled(m.get("compiled").asBoolean()));
+        Technique.Method method = targets.isEmpty() ? Technique.Method.FULL : Technique.Method.LORA;
+        Technique.Precision precision = Technique.parse(Technique.Precision.class, "precision", m.get("precision").asText());
+        Technique.BaseDtype base = precision.mixed() && method != Technique.Method.FULL ? Technique.BaseDtype.FP32 : null;
+        return PytorchOptions.of(method, m.get("lora_r").asInt(), targets, m.get("lora_dropout").asDouble(), precision, base, Technique.Optimizer.ADAMW,
+                m.path("gradient_checkpointing").asBoolean(), 1, m.get("batch").asInt(), m.get("seq").asInt(), 0, 1, PytorchOptions.Offload.NONE,
+                m.get("attention").asText().equals("eager") ? PytorchOptions.Attention.EAGER : PytorchOptions.Attention.FLASH,
+                PytorchOptions.Stack.HF, PytorchOptions.Sharding.DEEPSPEED, PytorchOptions.PytorchSettings.DEFAULTS.withCompiled(m.get("compiled").asBoolean()));
     }
 
     /**
@@ -207,9 +206,9 @@ class MeasuredTest {
         dev.llamafit.model.LlamaConfig c = dev.llamafit.io.ConfigJson.read(Path.of("src/test/resources/planner/model-512x4.json"));
         int compared = 0;
         for (JsonNode m : savedTensorRows(true)) {
-            PlanOptions o = savedTensorsCase(m);
+            PytorchOptions o = savedTensorsCase(m);
             double tokens = (double) o.batchSize() * o.seqLen();
-            MemoryPlan plan = PytorchProfile.plan(c, o, Devices.gpu("h200"));
+            MemoryPlan plan = PytorchProfile.plan(c, o, GpuDevices.gpu("h200"));
             double activations = plan.component("activations").bytes(Phase.FORWARD);
             double planned = activations / tokens + 4.0 * c.vocabSize() + 8;
             double measured = m.get("saved_bytes_per_token").asDouble();
@@ -235,11 +234,11 @@ class MeasuredTest {
             boolean compiled = m.get("case").asText().equals("compiled");
             double perLogit = m.get("input_saved_bytes_per_logit").asDouble() + m.get("other_saved_bytes_per_logit").asDouble();
             double perRow = m.get("other_saved_bytes_per_row").asDouble();
-            PlanOptions o = new PlanOptions(PlanOptions.Method.FULL, 0, List.of(), 0, PlanOptions.Precision.BF16_PURE, null, PlanOptions.Optim.ADAMW, true, 1, 2, 256,
-                    0, 1, PlanOptions.Offload.NONE, PlanOptions.Runtime.PYTORCH, PlanOptions.Attention.FLASH, PlanOptions.Stack.TORCHTUNE, PlanOptions.Sharding.DEEPSPEED,
-                    PlanOptions.PytorchSettings.DEFAULTS.withCompiled(compiled));
+            PytorchOptions o = PytorchOptions.of(Technique.Method.FULL, 0, List.of(), 0, Technique.Precision.BF16_PURE, null, Technique.Optimizer.ADAMW, true, 1, 2, 256,
+                    0, 1, PytorchOptions.Offload.NONE, PytorchOptions.Attention.FLASH, PytorchOptions.Stack.TORCHTUNE, PytorchOptions.Sharding.DEEPSPEED,
+                    PytorchOptions.PytorchSettings.DEFAULTS.withCompiled(compiled));
             double tokens = 2.0 * 256, nv = tokens * c.vocabSize();
-            MemoryPlan plan = PytorchProfile.plan(c, o, Devices.gpu("h200"));
+            MemoryPlan plan = PytorchProfile.plan(c, o, GpuDevices.gpu("h200"));
             Component loss = plan.component("logits_and_loss");
             // Saved terms: compiled, everything the forward ends with; eager, what backward starts from less one chunk's temporaries.
             double planned = compiled ? loss.bytes(Phase.FORWARD) : loss.bytes(Phase.BACKWARD_HEAD) - (4 + 4 + 2) * nv / PytorchProfile.LOSS_CHUNKS;

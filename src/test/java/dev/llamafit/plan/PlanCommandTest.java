@@ -12,6 +12,12 @@ import org.junit.jupiter.api.Test;
 
 import com.fasterxml.jackson.databind.JsonNode;
 
+import dev.llamafit.model.Technique;
+import dev.llamafit.plan.pytorch.GpuDevices;
+import dev.llamafit.plan.pytorch.PytorchOptions;
+import dev.llamafit.plan.pytorch.PytorchProfile;
+import dev.llamafit.plan.pytorch.PytorchRecommender;
+import dev.llamafit.plan.pytorch.FormulaSeed;
 import dev.llamafit.cli.Main;
 import dev.llamafit.io.Json;
 import dev.llamafit.io.ModelPresets;
@@ -52,6 +58,45 @@ class PlanCommandTest {
         Run cpu = run("plan", "--model", "src/test/resources/fixtures/tiny-llama-gqa-tied/config.json", "--memory", "24GiB", "--seq-len", "32");
         assertEquals(0, cpu.code, cpu.err);
         assertTrue(cpu.out.contains("fits"), cpu.out);
+    }
+
+    /** Everything missing from a plan request is said in one message: the runtime and the device, not one per try. */
+    @Test
+    void aPlanErrorNamesEverythingMissingAtOnce() {
+        Run r = run("plan", "--model", "llama-2-7b", "--precision", "bf16");
+        assertEquals(2, r.code);
+        assertEquals(1, r.err.lines().count(), r.err);
+        assertTrue(r.err.contains("--precision bf16") && r.err.contains("--runtime pytorch") && r.err.contains("GPU --device"), r.err);
+        // Following the message plans.
+        assertEquals(0, run("plan", "--model", "llama-2-7b", "--precision", "bf16", "--runtime", "pytorch", "--device", "a100-80gb").code);
+        // Several pieces the engine lacks, all named; and a CPU device for PyTorch with a bad --attention, both said.
+        r = run("plan", "--model", "llama-2-7b", "--precision", "bf16", "--zero", "3", "--workers", "4", "--optimizer", "adamw8bit");
+        assertEquals(2, r.code);
+        for (String s : new String[]{"--precision bf16", "--optimizer adamw8bit", "--zero 3", "--workers 4", "are not implemented"})
+            assertTrue(r.err.contains(s), s + " in " + r.err);
+        r = run("plan", "--model", "llama-2-7b", "--runtime", "pytorch", "--attention", "sparse");
+        assertEquals(2, r.code);
+        assertTrue(r.err.contains("GPU --device") && r.err.contains("--attention must be one of"), r.err);
+        assertEquals(1, r.err.lines().count(), r.err);
+    }
+
+    /** --list-presets: every model preset with its parameters and size, every device with its memory. */
+    @Test
+    void listPresetsShowsModelsAndDevices() {
+        Run r = run("plan", "--list-presets");
+        assertEquals(0, r.code, r.err);
+        String line = r.out.lines().filter(l -> l.startsWith("llama-3.2-1b ")).findFirst().orElseThrow(() -> new AssertionError(r.out));
+        long params = PytorchProfile.counts(ModelPresets.load("llama-3.2-1b")).total();
+        assertTrue(line.contains(String.format(java.util.Locale.ROOT, "%,d", params)), line);
+        assertTrue(line.contains(dev.llamafit.memory.ByteSize.format(4 * params)), line);
+        for (String name : ModelPresets.names()) assertTrue(r.out.contains(name + " "), name);
+        String h100 = r.out.lines().filter(l -> l.startsWith("h100-80gb ")).findFirst().orElseThrow();
+        assertTrue(h100.contains("80.00 GiB"), h100);
+        assertTrue(r.out.lines().anyMatch(l -> l.startsWith("cpu ")), r.out);
+        // Without --list-presets, --model is needed: said as bad input.
+        Run none = run("plan");
+        assertEquals(2, none.code);
+        assertTrue(none.err.contains("--model"), none.err);
     }
 
     @Test
@@ -542,17 +587,17 @@ class PlanCommandTest {
     /** A recommended micro-batch with accumulation is planned with the accumulated gradients held, as it will run. */
     @Test
     void recommendedAccumulationHoldsItsGradients() {
-        PlanOptions want = new PlanOptions(PlanOptions.Method.FULL, 0, List.of(), 0, PlanOptions.Precision.BF16_PURE, null, PlanOptions.Optim.ADAMW,
-                false, 1, 16, 1024, 0, 1, PlanOptions.Offload.NONE, PlanOptions.Runtime.PYTORCH, PlanOptions.Attention.FLASH, PlanOptions.Stack.HF,
-                PlanOptions.Sharding.DEEPSPEED, PlanOptions.PytorchSettings.DEFAULTS.withGradAccum(2));
-        List<Recommender.Recommendation> recs = Recommender.recommend(ModelPresets.load("llama-3.2-1b"), want, Devices.gpu("l4"), 50);
+        PytorchOptions want = PytorchOptions.of(Technique.Method.FULL, 0, List.of(), 0, Technique.Precision.BF16_PURE, null, Technique.Optimizer.ADAMW,
+                false, 1, 16, 1024, 0, 1, PytorchOptions.Offload.NONE, PytorchOptions.Attention.FLASH, PytorchOptions.Stack.HF,
+                PytorchOptions.Sharding.DEEPSPEED, PytorchOptions.PytorchSettings.DEFAULTS, 2);
+        List<PytorchRecommender.Recommendation> recs = PytorchRecommender.recommend(ModelPresets.load("llama-3.2-1b"), want, GpuDevices.gpu("l4"), 50);
         int checked = 0;
-        for (Recommender.Recommendation r : recs) {
-            PlanOptions o = r.options();
+        for (PytorchRecommender.Recommendation r : recs) {
+            PytorchOptions o = r.options();
             assertEquals(2 * (int) Math.ceil(16.0 / o.batchSize()), o.gradAccum(), "the effective batch stays 16 × 2: " + r.steps());
             assertEquals(o.gradAccum(), r.gradAccum());
             long held = r.plan().component("gradients").bytes(Phase.FORWARD);
-            if (o.offload() == PlanOptions.Offload.NONE && !o.optimizerInBackward()) {
+            if (o.offload() == PytorchOptions.Offload.NONE && !o.optimizerInBackward()) {
                 assertTrue(held > 0, "accumulated gradients are held through forward: " + r.steps());
                 checked++;
             }

@@ -10,15 +10,21 @@ import java.util.List;
 
 import org.junit.jupiter.api.Test;
 
+import dev.llamafit.model.Technique;
+import dev.llamafit.plan.pytorch.GpuDevices;
+import dev.llamafit.plan.pytorch.PytorchOptions;
+import dev.llamafit.plan.pytorch.PytorchProfile;
 import dev.llamafit.io.ModelPresets;
+import dev.llamafit.model.LinearModule;
 import dev.llamafit.model.LlamaConfig;
-import dev.llamafit.plan.PlanOptions.BaseDtype;
-import dev.llamafit.plan.PlanOptions.Method;
-import dev.llamafit.plan.PlanOptions.Offload;
-import dev.llamafit.plan.PlanOptions.Optim;
-import dev.llamafit.plan.PlanOptions.Precision;
-import dev.llamafit.plan.PlanOptions.Sharding;
-import dev.llamafit.plan.PlanOptions.Stack;
+import dev.llamafit.model.LoraConfig;
+import dev.llamafit.model.Technique.BaseDtype;
+import dev.llamafit.model.Technique.Method;
+import dev.llamafit.plan.pytorch.PytorchOptions.Offload;
+import dev.llamafit.model.Technique.Optimizer;
+import dev.llamafit.model.Technique.Precision;
+import dev.llamafit.plan.pytorch.PytorchOptions.Sharding;
+import dev.llamafit.plan.pytorch.PytorchOptions.Stack;
 
 class PlannerPropertiesTest {
     /** Every combination of the options either plans (a positive peak) or is refused with a message: none crashes. */
@@ -31,7 +37,7 @@ class PlannerPropertiesTest {
             for (Method m : Method.values())
                 for (Precision p : Precision.values())
                     for (BaseDtype base : new BaseDtype[]{null, BaseDtype.FP32, BaseDtype.BF16, BaseDtype.INT8, BaseDtype.NF4})
-                        for (Optim opt : Optim.values())
+                        for (Optimizer opt : Optimizer.values())
                             for (int zero = 0; zero <= 3; zero++)
                                 for (int workers : new int[]{1, 4})
                                     for (Offload off : Offload.values())
@@ -39,10 +45,10 @@ class PlannerPropertiesTest {
                                             for (Stack st : Stack.values())
                                                 for (boolean ckpt : new boolean[]{false, true}) {
                                                     try {
-                                                        PlanOptions o = new PlanOptions(m, m == Method.FULL ? 0 : 8, List.of("q_proj", "v_proj"), 0.0, p, base, opt, ckpt, 1, 2, 512,
-                                                                zero, workers, off, PlanOptions.Runtime.PYTORCH, PlanOptions.Attention.FLASH, st, sh, PlanOptions.PytorchSettings.DEFAULTS);
+                                                        PytorchOptions o = PytorchOptions.of(m, m == Method.FULL ? 0 : 8, List.of("q_proj", "v_proj"), 0.0, p, base, opt, ckpt, 1, 2, 512,
+                                                                zero, workers, off, PytorchOptions.Attention.FLASH, st, sh, PytorchOptions.PytorchSettings.DEFAULTS);
                                                         o.validateFor(c);
-                                                        if (Planner.plan(c, o, Devices.gpu("a100-80gb")).devicePeakBytes() <= 0) crashes.add("no peak: " + o);
+                                                        if (PytorchProfile.plan(c, o, GpuDevices.gpu("a100-80gb")).devicePeakBytes() <= 0) crashes.add("no peak: " + o);
                                                         planned++;
                                                     } catch (IllegalArgumentException e) {
                                                         if (e.getMessage() == null || e.getMessage().isBlank()) crashes.add("refused without a message");
@@ -61,25 +67,25 @@ class PlannerPropertiesTest {
         List<String> violations = new ArrayList<>();
         int checks = 0;
         for (String model : List.of("llama-3.1-8b", "qwen2.5-0.5b"))
-            for (PlanOptions.Runtime rt : PlanOptions.Runtime.values())
+            for (boolean engine : new boolean[]{true, false})
                 for (Method m : List.of(Method.FULL, Method.LORA))
                     for (Precision p : Precision.values())
-                        for (PlanOptions.Attention att : PlanOptions.Attention.values())
+                        for (PytorchOptions.Attention att : PytorchOptions.Attention.values())
                             for (Stack st : Stack.values()) {
                                 LlamaConfig c = ModelPresets.load(model);
-                                String id = model + " " + rt + " " + m + " " + p + " " + att + " " + st;
+                                String id = model + (engine ? " llamafit " : " pytorch ") + m + " " + p + " " + att + " " + st;
                                 for (boolean ckpt : new boolean[]{false, true}) {
                                     Long previous = null;
                                     for (int t : new int[]{64, 256, 1024, 4096}) {
-                                        Long v = shaped(c, rt, m, p, att, st, ckpt, 1, t);
+                                        Long v = shaped(c, engine, m, p, att, st, ckpt, 1, t);
                                         if (v == null) continue;
                                         if (previous != null && v < previous) violations.add("T " + t + " below a shorter one: " + id + (ckpt ? " checkpointing" : ""));
                                         previous = v;
                                         checks++;
                                     }
                                 }
-                                Long every1 = shaped(c, rt, m, p, att, st, true, 1, 1024), every2 = shaped(c, rt, m, p, att, st, true, 2, 1024),
-                                        none = shaped(c, rt, m, p, att, st, false, 1, 1024);
+                                Long every1 = shaped(c, engine, m, p, att, st, true, 1, 1024), every2 = shaped(c, engine, m, p, att, st, true, 2, 1024),
+                                        none = shaped(c, engine, m, p, att, st, false, 1, 1024);
                                 if (every1 == null || every2 == null || none == null) continue;
                                 checks += 2;
                                 if (every1 > every2 || every2 > none) violations.add("checkpoint every 1/2/none " + every1 + " " + every2 + " " + none + ": " + id);
@@ -88,18 +94,28 @@ class PlannerPropertiesTest {
         assertTrue(violations.isEmpty(), violations.size() + " of " + checks + ", e.g. " + violations.subList(0, Math.min(5, violations.size())));
     }
 
-    static Long shaped(LlamaConfig c, PlanOptions.Runtime rt, Method m, Precision p, PlanOptions.Attention att, Stack st, boolean ckpt, int every, int seqLen) {
-        return allocated(c, () -> new PlanOptions(m, m == Method.FULL ? 0 : 8, List.of("q_proj", "v_proj"), 0.1, p, null, Optim.ADAMW, ckpt, every, 2, seqLen, 0, 1,
-                Offload.NONE, rt, att, st, Sharding.DEEPSPEED, PlanOptions.PytorchSettings.DEFAULTS),
-                rt == PlanOptions.Runtime.PYTORCH ? Devices.gpu("h200") : Devices.cpu(1L << 40, 2));
+    /** The allocated peak in the engine (which runs eager attention only, and ignores the stack) or in PyTorch; null when refused. */
+    static Long shaped(LlamaConfig c, boolean engine, Method m, Precision p, PytorchOptions.Attention att, Stack st, boolean ckpt, int every, int seqLen) {
+        List<String> qv = LoraConfig.parseTargets(LinearModule.DEFAULT_LORA_TARGETS);
+        if (engine) {
+            try {
+                if (att != PytorchOptions.Attention.EAGER) return null;
+                Technique t = PytorchOptions.technique(m, m == Method.FULL ? 0 : 8, qv, 0.1, p, null, Optimizer.ADAMW, ckpt, every, 1);
+                return Planner.plan(c, t, 2, seqLen, Devices.cpu(1L << 40, 2)).peak(Column.DEVICE, Metric.ALLOCATED);
+            } catch (IllegalArgumentException refused) {
+                return null;
+            }
+        }
+        return allocated(c, () -> PytorchOptions.of(m, m == Method.FULL ? 0 : 8, qv, 0.1, p, null, Optimizer.ADAMW, ckpt, every, 2, seqLen, 0, 1,
+                Offload.NONE, att, st, Sharding.DEEPSPEED, PytorchOptions.PytorchSettings.DEFAULTS), GpuDevices.gpu("h200"));
     }
 
     /** The allocated peak of the options, or null when they are refused. */
-    static Long allocated(LlamaConfig c, java.util.function.Supplier<PlanOptions> options, Device d) {
+    static Long allocated(LlamaConfig c, java.util.function.Supplier<PytorchOptions> options, Device d) {
         try {
-            PlanOptions o = options.get();
+            PytorchOptions o = options.get();
             o.validateFor(c);
-            return Planner.plan(c, o, d).peak(Column.DEVICE, Metric.ALLOCATED);
+            return PytorchProfile.plan(c, o, d).peak(Column.DEVICE, Metric.ALLOCATED);
         } catch (IllegalArgumentException refused) {
             return null;
         }
@@ -120,8 +136,8 @@ class PlannerPropertiesTest {
                                     String id = model + " " + m + " " + p + (ckpt ? " checkpointing " : " ") + off + " " + sh + " " + st;
                                     Long previous = null;
                                     for (int zero = 1; zero <= 3; zero++) {
-                                        Long at8 = peak(c, m, p, null, Optim.ADAMW, ckpt, 2, zero, 8, off, sh, st);
-                                        Long at2 = peak(c, m, p, null, Optim.ADAMW, ckpt, 2, zero, 2, off, sh, st);
+                                        Long at8 = peak(c, m, p, null, Optimizer.ADAMW, ckpt, 2, zero, 8, off, sh, st);
+                                        Long at2 = peak(c, m, p, null, Optimizer.ADAMW, ckpt, 2, zero, 2, off, sh, st);
                                         if (at8 == null) continue;
                                         // A higher stage moves more state off the GPU: within 1% (ZeRO-2 holds a gradient
                                         // and its shard for a moment where ZeRO-1 holds the gradient alone).
@@ -156,10 +172,10 @@ class PlannerPropertiesTest {
                                     String id = model + " " + m + " " + p + (ckpt ? " checkpointing " : " ") + off + " zero " + zero + " B " + batch;
                                     Long[] peaks = new Long[4];
                                     for (int v = 0; v < 4; v++)
-                                        peaks[v] = peak(c, m, p, null, Optim.ADAMW, ckpt, batch, zero, 4, off, Sharding.FSDP, Stack.HF,
-                                                PlanOptions.PytorchSettings.DEFAULTS.withGradAccum(4).withFsdp((v & 1) != 0, (v & 2) != 0));
+                                        peaks[v] = peak(c, m, p, null, Optimizer.ADAMW, ckpt, batch, zero, 4, off, Sharding.FSDP, Stack.HF,
+                                                PytorchOptions.PytorchSettings.DEFAULTS.withFsdp((v & 1) != 0, (v & 2) != 0), 4);
                                     if (peaks[0] == null) continue;
-                                    Long single = peak(c, m, p, null, Optim.ADAMW, ckpt, batch, zero, 4, off, Sharding.FSDP, Stack.HF);
+                                    Long single = peak(c, m, p, null, Optimizer.ADAMW, ckpt, batch, zero, 4, off, Sharding.FSDP, Stack.HF);
                                     checks++;
                                     if (single == null || peaks[0] < single) violations.add("accumulation lowers " + id);
                                     for (int v = 1; v < 4; v++) {
@@ -172,15 +188,15 @@ class PlannerPropertiesTest {
         assertTrue(violations.isEmpty(), violations.size() + " of " + checks + ", e.g. " + violations.subList(0, Math.min(5, violations.size())));
     }
 
-    static Long peak(LlamaConfig c, Method m, Precision p, BaseDtype base, Optim opt, boolean ckpt, int batch, int zero, int workers, Offload off,
+    static Long peak(LlamaConfig c, Method m, Precision p, BaseDtype base, Optimizer opt, boolean ckpt, int batch, int zero, int workers, Offload off,
                      Sharding sh, Stack st) {
-        return peak(c, m, p, base, opt, ckpt, batch, zero, workers, off, sh, st, PlanOptions.PytorchSettings.DEFAULTS);
+        return peak(c, m, p, base, opt, ckpt, batch, zero, workers, off, sh, st, PytorchOptions.PytorchSettings.DEFAULTS, 1);
     }
 
-    static Long peak(LlamaConfig c, Method m, Precision p, BaseDtype base, Optim opt, boolean ckpt, int batch, int zero, int workers, Offload off,
-                     Sharding sh, Stack st, PlanOptions.PytorchSettings run) {
-        return allocated(c, () -> new PlanOptions(m, m == Method.FULL ? 0 : 8, List.of("q_proj", "v_proj"), 0.0, p, base, opt, ckpt, 1, batch, 1024, zero, workers, off,
-                PlanOptions.Runtime.PYTORCH, PlanOptions.Attention.FLASH, st, sh, run), Devices.gpu("a100-80gb"));
+    static Long peak(LlamaConfig c, Method m, Precision p, BaseDtype base, Optimizer opt, boolean ckpt, int batch, int zero, int workers, Offload off,
+                     Sharding sh, Stack st, PytorchOptions.PytorchSettings run, int accum) {
+        return allocated(c, () -> PytorchOptions.of(m, m == Method.FULL ? 0 : 8, List.of("q_proj", "v_proj"), 0.0, p, base, opt, ckpt, 1, batch, 1024, zero, workers, off,
+                PytorchOptions.Attention.FLASH, st, sh, run, accum), GpuDevices.gpu("a100-80gb"));
     }
 
     @Test
@@ -191,7 +207,7 @@ class PlannerPropertiesTest {
             for (Method m : Method.values())
                 for (Precision p : Precision.values())
                     for (BaseDtype base : new BaseDtype[]{null, BaseDtype.FP32, BaseDtype.NF4})
-                        for (Optim opt : List.of(Optim.ADAMW, Optim.ADAMW8BIT))
+                        for (Optimizer opt : List.of(Optimizer.ADAMW, Optimizer.ADAMW8BIT))
                             for (int zero = 0; zero <= 3; zero++)
                                 for (Offload off : List.of(Offload.NONE, Offload.CPU))
                                     for (Sharding sh : Sharding.values())
@@ -219,16 +235,16 @@ class PlannerPropertiesTest {
             for (Method m : Method.values())
                 for (Precision p : Precision.values())
                     for (boolean ckpt : new boolean[]{false, true})
-                        for (PlanOptions.Attention att : PlanOptions.Attention.values())
+                        for (PytorchOptions.Attention att : PytorchOptions.Attention.values())
                             for (int batch : new int[]{1, 4}) {
                                 LlamaConfig c = ModelPresets.load(model);
                                 MemoryPlan[] plans = new MemoryPlan[2];
                                 for (int v = 0; v < 2; v++) {
-                                    PlanOptions.PytorchSettings run = PlanOptions.PytorchSettings.DEFAULTS.withActivationOffload(v == 1);
+                                    PytorchOptions.PytorchSettings run = PytorchOptions.PytorchSettings.DEFAULTS.withActivationOffload(v == 1);
                                     try {
-                                        PlanOptions o = new PlanOptions(m, m == Method.FULL ? 0 : 8, List.of("q_proj", "v_proj"), 0.0, p, null, Optim.ADAMW, ckpt, 1, batch,
-                                                1024, 0, 1, Offload.NONE, PlanOptions.Runtime.PYTORCH, att, Stack.TORCHTUNE, Sharding.DEEPSPEED, run);
-                                        plans[v] = Planner.plan(c, o, Devices.gpu("a100-80gb"));
+                                        PytorchOptions o = PytorchOptions.of(m, m == Method.FULL ? 0 : 8, List.of("q_proj", "v_proj"), 0.0, p, null, Optimizer.ADAMW, ckpt, 1, batch,
+                                                1024, 0, 1, Offload.NONE, att, Stack.TORCHTUNE, Sharding.DEEPSPEED, run);
+                                        plans[v] = PytorchProfile.plan(c, o, GpuDevices.gpu("a100-80gb"));
                                     } catch (IllegalArgumentException refused) {
                                         plans[v] = null;
                                     }

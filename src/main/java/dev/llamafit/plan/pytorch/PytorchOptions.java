@@ -1,44 +1,39 @@
-// The technique options a memory plan (and, for the llamafit runtime, a training run) is computed for, validated together.
-package dev.llamafit.plan;
+// What a memory plan of PyTorch on CUDA is computed for: the technique, the micro-batch, data parallelism and the stack.
+package dev.llamafit.plan.pytorch;
 
 import java.util.List;
-import java.util.Locale;
 
+import dev.llamafit.model.LinearModule;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.LoraConfig;
-import dev.llamafit.model.TrainingLayout;
+import dev.llamafit.model.Technique;
+import dev.llamafit.model.Technique.BaseDtype;
+import dev.llamafit.model.Technique.Method;
+import dev.llamafit.model.Technique.Optimizer;
+import dev.llamafit.model.Technique.Precision;
+import dev.llamafit.plan.Planner;
 
 /**
- * What to plan: the training technique (method, precision, base dtype, optimizer, checkpointing), the micro-batch
- * shape, data parallelism (ZeRO stage over N workers, offload) and the runtime it runs in. Cross-field rules that do
- * not depend on the model are checked here; {@link #validateFor(LlamaConfig)} adds the ones that do (LoRA rank
- * against matrix sizes, sequence length against the context).
+ * The engine's {@link Technique} plus what only a PyTorch run has: data parallelism (ZeRO stage over N workers,
+ * offload), the attention kernel, the training stack and its sharding, and the stack's settings that change memory.
+ * Cross-field rules that do not depend on the model are checked here; {@link #validateFor(LlamaConfig)} adds the ones
+ * that do (LoRA rank against matrix sizes, sequence length against the context).
  *
- * @param method                full, lora or qlora (qlora = LoRA on a 4-bit NF4 base)
- * @param loraRank              r (LoRA/QLoRA only; ignored for full)
- * @param loraTargets           adapted linear modules (LoRA/QLoRA only)
- * @param loraDropout           dropout on the adapters' input (LoRA/QLoRA only): adapters then keep their own input copy
- * @param precision             fp32; bf16/fp16 (half compute, fp32 master weights); bf16-pure (everything bf16)
- * @param baseDtype             storage of the frozen base: null (= compute dtype); fp32/bf16/fp16 (the dtype it is loaded in);
- *                              int8 or nf4 (quantised)
- * @param optimizer             adamw, adamw8bit or sgd (momentum)
- * @param gradientCheckpointing keep only block inputs and recompute blocks in backward
- * @param checkpointEvery       with checkpointing: blocks with index % N == 0 are checkpointed (1 = every block)
- * @param batchSize             B, sequences per micro-batch per worker
- * @param seqLen                T
- * @param zero                  ZeRO stage 0..3 (3 = FSDP FULL_SHARD)
- * @param workers               N data-parallel workers (GPUs)
- * @param offload               none, cpu or disk (ZeRO-Offload / ZeRO-Infinity)
- * @param runtime               llamafit (this engine, CPU) or pytorch (PyTorch on CUDA GPUs)
- * @param attention             eager (materialises B·H·T² probabilities) or flash (SDPA/FlashAttention, no T² term)
- * @param stack                 for runtime pytorch: which training stack's conventions (see {@link Stack})
- * @param sharding              for runtime pytorch with --zero: DeepSpeed ZeRO or PyTorch FSDP (see {@link Sharding})
- * @param pytorch               how the PyTorch stack runs it, where that changes memory (see {@link PytorchSettings}); null =
- *                              {@link PytorchSettings#DEFAULTS}
+ * @param technique  method, adapters, precision, base dtype, optimizer, checkpointing, gradient accumulation (micro-steps
+ *                   per optimizer step: from the second on, each forward and backward runs beside the gradients so far)
+ * @param batchSize  B, sequences per micro-batch per worker
+ * @param seqLen     T
+ * @param zero       ZeRO stage 0..3 (3 = FSDP FULL_SHARD)
+ * @param workers    N data-parallel workers (GPUs)
+ * @param offload    none, cpu or disk (ZeRO-Offload / ZeRO-Infinity)
+ * @param attention  eager (materialises B·H·T² probabilities) or flash (SDPA/FlashAttention, no T² term)
+ * @param stack      which training stack's conventions (see {@link Stack})
+ * @param sharding   with --zero: DeepSpeed ZeRO or PyTorch FSDP; DDP for replicas (see {@link Sharding})
+ * @param pytorch    how the stack runs it, where that changes memory (see {@link PytorchSettings}); null =
+ *                   {@link PytorchSettings#DEFAULTS}
  */
-public record PlanOptions(Method method, int loraRank, List<String> loraTargets, double loraDropout, Precision precision, BaseDtype baseDtype,
-                          Optim optimizer, boolean gradientCheckpointing, int checkpointEvery, int batchSize, int seqLen, int zero, int workers,
-                          Offload offload, Runtime runtime, Attention attention, Stack stack, Sharding sharding, PytorchSettings pytorch) {
+public record PytorchOptions(Technique technique, int batchSize, int seqLen, int zero, int workers, Offload offload, Attention attention,
+                             Stack stack, Sharding sharding, PytorchSettings pytorch) {
 
     /**
      * Settings of the PyTorch stack that change memory without changing the technique (plan's flags of the same names).
@@ -50,7 +45,7 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
      *                            custom_sharded_layers); otherwise they belong to the root unit, which FSDP keeps gathered
      *                            from the start of forward to the end of backward
      * @param loss                how the loss over the vocabulary is computed (see {@link Loss}); null = the stack's default
-     *                            (HF: full, torchtune: chunked), resolved by {@link PlanOptions}
+     *                            (HF: full, torchtune: chunked), resolved by {@link PytorchOptions}
      * @param optimizerImpl       how torch.optim runs the AdamW step (see {@link OptimizerImpl}); null = fused
      * @param keepOutputs         HF stack: the training loop holds the model's output (its logits) through backward, as a
      *                            hand-written {@code out = model(...); out.loss.backward()} does; the HF Trainer returns the
@@ -67,14 +62,12 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
      * @param noSync              FSDP gradient accumulation inside {@code no_sync()} (Fabric's {@code no_backward_sync}, accelerate
      *                            without {@code sync_each_batch}): between optimizer steps each worker keeps the unsharded
      *                            gradients of every unit that trains
-     * @param gradAccum           micro-steps per optimizer step (gradient accumulation, 1 = none): from the second on, each
-     *                            forward and backward runs beside the gradients accumulated so far
      * @param activationOffload   the tensors the model's forward saves go to pinned host memory and come back in backward
      *                            (torchtune's enable_activation_offloading, OffloadActivations)
      */
     public record PytorchSettings(boolean optimizerInBackward, boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings,
                                   Loss loss, OptimizerImpl optimizerImpl, boolean keepOutputs, boolean bnbSavesInputs, boolean compiled,
-                                  boolean blockUnits, boolean noSync, int gradAccum, boolean activationOffload) {
+                                  boolean blockUnits, boolean noSync, boolean activationOffload) {
         /** What the stacks do unless told otherwise. */
         public static final PytorchSettings DEFAULTS = new PytorchSettings(false, false, true, false, null, null, false, false, false);
         /** major.minor[.patch] with an optional suffix (.dev0, rc1, +cu121). */
@@ -84,42 +77,35 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
 
         public PytorchSettings {
             if (optimizerImpl == null) optimizerImpl = OptimizerImpl.FUSED;
-            if (gradAccum < 1) throw new IllegalArgumentException("--grad-accum must be >= 1, got " + gradAccum);
         }
 
         /** Adapters as FSDP units of their own, gradients synchronised at every micro-step. */
         public PytorchSettings(boolean optimizerInBackward, boolean pagedOptimizer, boolean doubleQuant, boolean shardEmbeddings,
                                Loss loss, OptimizerImpl optimizerImpl, boolean keepOutputs, boolean bnbSavesInputs, boolean compiled) {
-            this(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs, bnbSavesInputs, compiled, false, false, 1, false);
+            this(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs, bnbSavesInputs, compiled, false, false, false);
         }
 
-        PytorchSettings withLoss(Loss l) {
+        public PytorchSettings withLoss(Loss l) {
             return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, l, optimizerImpl, keepOutputs, bnbSavesInputs, compiled,
-                    blockUnits, noSync, gradAccum, activationOffload);
+                    blockUnits, noSync, activationOffload);
         }
 
         /** The same settings, compiled or not. */
         public PytorchSettings withCompiled(boolean c) {
             return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs, bnbSavesInputs, c,
-                    blockUnits, noSync, gradAccum, activationOffload);
+                    blockUnits, noSync, activationOffload);
         }
 
         /** The same settings with FSDP's unit layout and gradient accumulation as given. */
         public PytorchSettings withFsdp(boolean units, boolean sync) {
             return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs, bnbSavesInputs, compiled,
-                    units, sync, gradAccum, activationOffload);
-        }
-
-        /** The same settings accumulating gradients over {@code steps} micro-steps. */
-        public PytorchSettings withGradAccum(int steps) {
-            return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs, bnbSavesInputs, compiled,
-                    blockUnits, noSync, steps, activationOffload);
+                    units, sync, activationOffload);
         }
 
         /** The same settings with activations offloaded to the host or not. */
         public PytorchSettings withActivationOffload(boolean offload) {
             return new PytorchSettings(optimizerInBackward, pagedOptimizer, doubleQuant, shardEmbeddings, loss, optimizerImpl, keepOutputs, bnbSavesInputs, compiled,
-                    blockUnits, noSync, gradAccum, offload);
+                    blockUnits, noSync, offload);
         }
 
         /** A bitsandbytes version "major.minor.patch" (suffixes such as .dev0 ignored): does its 4-bit matmul save its input? */
@@ -140,31 +126,7 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
         }
     }
 
-    public enum Method { FULL, LORA, QLORA }
-
-    public enum Precision {
-        FP32, BF16, FP16, BF16_PURE;
-
-        /** Bytes per element of activations and half weights: 4 for fp32, 2 otherwise. */
-        public int computeBytes() { return this == FP32 ? 4 : 2; }
-
-        public boolean mixed() { return this == BF16 || this == FP16; }
-    }
-
-    public enum BaseDtype {
-        FP32, BF16, FP16, INT8, NF4;
-
-        public boolean quantised() { return this == INT8 || this == NF4; }
-
-        /** Bytes per element of an unquantised base (0 for int8/NF4, which count their own block constants). */
-        public int floatBytes() { return this == FP32 ? 4 : this == BF16 || this == FP16 ? 2 : 0; }
-    }
-
-    public enum Optim { ADAMW, ADAMW8BIT, SGD }
-
     public enum Offload { NONE, CPU, DISK }
-
-    public enum Runtime { LLAMAFIT, PYTORCH }
 
     public enum Attention { EAGER, FLASH }
 
@@ -210,33 +172,26 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
      */
     public enum OptimizerImpl { FUSED, FOREACH }
 
-    public PlanOptions {
-        if (method == null || precision == null || optimizer == null || offload == null || runtime == null || attention == null || stack == null || sharding == null)
-            throw new IllegalArgumentException("plan options need method, precision, optimizer, offload, runtime, attention, stack and sharding");
-        if (checkpointEvery < 1) throw new IllegalArgumentException("--checkpoint-every must be >= 1, got " + checkpointEvery);
+    public PytorchOptions {
+        if (technique == null || offload == null || attention == null || stack == null || sharding == null)
+            throw new IllegalArgumentException("PyTorch plan options need a technique, offload, attention, stack and sharding");
         if (batchSize < 1) throw new IllegalArgumentException("--batch-size must be >= 1, got " + batchSize);
         if (seqLen < 1) throw new IllegalArgumentException("--seq-len must be >= 1, got " + seqLen);
         if (zero < 0 || zero > 3) throw new IllegalArgumentException("--zero must be 0, 1, 2 or 3, got " + zero);
         if (workers < 1) throw new IllegalArgumentException("--workers must be >= 1, got " + workers);
-        if (method == Method.FULL) {
-            if (baseDtype != null && baseDtype.quantised())
-                throw new IllegalArgumentException("--base-dtype " + name(baseDtype) + " needs --method lora or qlora: int8/NF4 weights "
+        BaseDtype baseDtype = technique.baseDtype();
+        if (technique.method() == Method.FULL && baseDtype != null) {
+            if (baseDtype.quantised())
+                throw new IllegalArgumentException("--base-dtype " + Technique.name(baseDtype) + " needs --method lora or qlora: int8/NF4 weights "
                         + "cannot be trained directly (their gradients are not representable); train adapters on a frozen quantised base");
-            if (baseDtype != null)
-                throw new IllegalArgumentException("--base-dtype " + name(baseDtype) + " is the storage of a frozen LoRA base (--method lora); "
-                        + "full fine-tuning keeps its weights as --precision says");
-            loraTargets = List.of();
-            loraRank = 0;
-            loraDropout = 0;
-        } else {
-            if (method == Method.QLORA) {
-                if (baseDtype != null && baseDtype != BaseDtype.NF4)
-                    throw new IllegalArgumentException("--method qlora means an NF4 base; for a " + name(baseDtype) + " base use --method lora --base-dtype " + name(baseDtype));
-                baseDtype = BaseDtype.NF4;
-            }
-            if (!(loraDropout >= 0 && loraDropout < 1)) throw new IllegalArgumentException("--lora-dropout must be in [0, 1), got " + loraDropout);
-            if (loraRank < 1) throw new IllegalArgumentException("--lora-r must be >= 1 for --method " + name(method) + ", got " + loraRank);
-            loraTargets = new LoraConfig(loraRank, 16, 0, loraTargets == null || loraTargets.isEmpty() ? List.of("q_proj", "v_proj") : loraTargets, false).targets();
+            throw new IllegalArgumentException("--base-dtype " + Technique.name(baseDtype) + " is the storage of a frozen LoRA base (--method lora); "
+                    + "full fine-tuning keeps its weights as --precision says");
+        }
+        if (technique.method() == Method.QLORA) {
+            if (baseDtype != null && baseDtype != BaseDtype.NF4)
+                throw new IllegalArgumentException("--method qlora means an NF4 base; for a " + Technique.name(baseDtype) + " base use --method lora --base-dtype "
+                        + Technique.name(baseDtype));
+            technique = technique.withMethod(Method.QLORA, technique.lora(), BaseDtype.NF4);
         }
         if (zero > 0 && workers == 1 && offload == Offload.NONE)
             throw new IllegalArgumentException("--zero " + zero + " shards over workers: give --workers N > 1 (or --offload cpu|disk)");
@@ -245,21 +200,21 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
         if (pytorch.keepOutputs() && stack != Stack.HF)
             throw new IllegalArgumentException("--keep-outputs describes a hand-written loop over a transformers model (--stack hf); "
                     + "torchtune's recipes delete the logits before backward");
-        if (pytorch.bnbSavesInputs() && (stack != Stack.HF || baseDtype != BaseDtype.NF4))
+        if (pytorch.bnbSavesInputs() && (stack != Stack.HF || technique.baseDtype() != BaseDtype.NF4))
             throw new IllegalArgumentException("--bitsandbytes describes the 4-bit base of the HF stack: it needs --stack hf with --method qlora "
                     + "(torchtune quantises with torchao)");
         boolean fsdpShards = sharding == Sharding.FSDP && zero >= 2;
-        if (pytorch.blockUnits() && (!fsdpShards || stack != Stack.HF || method == Method.FULL))
+        if (pytorch.blockUnits() && (!fsdpShards || stack != Stack.HF || technique.method() == Method.FULL))
             throw new IllegalArgumentException("--fsdp-wrap blocks puts each block's adapters in the block's FSDP unit: it needs --method lora|qlora with "
                     + "--sharding fsdp --zero 2|3 and --stack hf (torchtune's FSDP2 shards every parameter on its own, so frozen weights take no gradient)");
         if (pytorch.noSync() && !fsdpShards)
             throw new IllegalArgumentException("--no-sync changes memory only under FSDP (--sharding fsdp --zero 2|3), whose no_sync() keeps unsharded "
                     + "gradients; DDP's no_sync holds the gradients a step holds anyway, and DeepSpeed reduces every micro-step");
-        if (pytorch.noSync() && pytorch.gradAccum() == 1)
+        if (pytorch.noSync() && technique.gradAccum() == 1)
             throw new IllegalArgumentException("--no-sync is how FSDP accumulates gradients: give the micro-steps per optimizer step with --grad-accum N > 1");
-        if (pytorch.gradAccum() > 1 && pytorch.optimizerInBackward())
+        if (technique.gradAccum() > 1 && pytorch.optimizerInBackward())
             throw new IllegalArgumentException("--optimizer-in-backward steps and frees each gradient as it is made: it cannot accumulate over micro-steps (--grad-accum "
-                    + pytorch.gradAccum() + ")");
+                    + technique.gradAccum() + ")");
         if (pytorch.loss() == Loss.CHUNKED && stack != Stack.TORCHTUNE)
             throw new IllegalArgumentException("--loss chunked is torchtune's CEWithChunkedOutputLoss: it needs --stack torchtune");
         if (sharding == Sharding.DDP && zero != 0)
@@ -269,70 +224,81 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
             throw new IllegalArgumentException("FSDP has no ZeRO-1 (optimizer states only): use --zero 2 (SHARD_GRAD_OP), --zero 3 (FULL_SHARD), "
                     + "or --sharding deepspeed --zero 1");
         if (offload != Offload.NONE && zero == 0)
-            throw new IllegalArgumentException("--offload " + name(offload) + " moves ZeRO partitions: give --zero 1..3 (ZeRO-Offload) or 3 (ZeRO-Infinity, parameters)");
+            throw new IllegalArgumentException("--offload " + Technique.name(offload) + " moves ZeRO partitions: give --zero 1..3 (ZeRO-Offload) or 3 (ZeRO-Infinity, parameters)");
         if (offload == Offload.DISK && zero != 3)
             throw new IllegalArgumentException("--offload disk (ZeRO-Infinity NVMe) needs --zero 3");
-        if (runtime == Runtime.LLAMAFIT) {
-            String missing = null;
-            if (precision != Precision.FP32) missing = "--precision " + name(precision);
-            else if (baseDtype != null && baseDtype != BaseDtype.FP32) missing = "--base-dtype " + name(baseDtype) + (method == Method.QLORA ? " (--method qlora)" : "");
-            else if (optimizer == Optim.ADAMW8BIT) missing = "--optimizer adamw8bit";
-            else if (zero != 0) missing = "--zero " + zero;
-            else if (workers != 1) missing = "--workers " + workers;
-            else if (offload != Offload.NONE) missing = "--offload " + name(offload);
-            else if (attention == Attention.FLASH) missing = "flash attention";
-            else if (pytorch.optimizerInBackward()) missing = "optimizer in backward";
-            else if (pytorch.pagedOptimizer()) missing = "paged optimizer states";
-            else if (pytorch.activationOffload()) missing = "activation offloading";
-            if (missing != null)
-                throw new IllegalArgumentException(missing + " is not implemented in the llamafit runtime yet (it trains fp32 full or LoRA, "
-                        + "AdamW/SGD, with optional gradient checkpointing, on one worker); plan it with --runtime pytorch");
-        }
     }
 
-    /** Defaults: full fine-tuning, fp32, AdamW, B = 4, T = 256, one worker, llamafit runtime (train's defaults). */
-    public static PlanOptions defaults() {
-        return new PlanOptions(Method.FULL, 0, List.of(), 0, Precision.FP32, null, Optim.ADAMW, false, 1, 4, 256, 0, 1, Offload.NONE,
-                Runtime.LLAMAFIT, Attention.EAGER, Stack.HF, Sharding.DEEPSPEED, PytorchSettings.DEFAULTS);
+    /** A technique from its flat settings, as the planner's tests and the recommender build them; targets empty = PEFT's default. */
+    public static Technique technique(Method method, int loraRank, List<String> loraTargets, double loraDropout, Precision precision, BaseDtype baseDtype,
+                                      Optimizer optimizer, boolean gradientCheckpointing, int checkpointEvery, int gradAccum) {
+        if (method != Method.FULL && loraRank < 1)
+            throw new IllegalArgumentException("--lora-r must be >= 1 for --method " + Technique.name(method) + ", got " + loraRank);
+        // Alpha and rsLoRA do not change memory; dropout does (adapters keep their own input copy).
+        LoraConfig lora = method == Method.FULL ? null : new LoraConfig(loraRank, 16, loraDropout,
+                loraTargets == null || loraTargets.isEmpty() ? LoraConfig.parseTargets(LinearModule.DEFAULT_LORA_TARGETS) : loraTargets, false);
+        return new Technique(method, lora, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, gradAccum);
+    }
+
+    /** The flat form: a technique from its settings, then the PyTorch fields. */
+    public static PytorchOptions of(Method method, int loraRank, List<String> loraTargets, double loraDropout, Precision precision, BaseDtype baseDtype,
+                                    Optimizer optimizer, boolean gradientCheckpointing, int checkpointEvery, int batchSize, int seqLen, int zero, int workers,
+                                    Offload offload, Attention attention, Stack stack, Sharding sharding, PytorchSettings pytorch, int gradAccum) {
+        return new PytorchOptions(technique(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing,
+                checkpointEvery, gradAccum), batchSize, seqLen, zero, workers, offload, attention, stack, sharding, pytorch);
+    }
+
+    /** As {@link #of(Method, int, List, double, Precision, BaseDtype, Optimizer, boolean, int, int, int, int, int, Offload, Attention, Stack, Sharding, PytorchSettings, int)}, no accumulation. */
+    public static PytorchOptions of(Method method, int loraRank, List<String> loraTargets, double loraDropout, Precision precision, BaseDtype baseDtype,
+                                    Optimizer optimizer, boolean gradientCheckpointing, int checkpointEvery, int batchSize, int seqLen, int zero, int workers,
+                                    Offload offload, Attention attention, Stack stack, Sharding sharding, PytorchSettings pytorch) {
+        return of(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen,
+                zero, workers, offload, attention, stack, sharding, pytorch, 1);
     }
 
     /** Checks the rules that need the model: sequence length within the context, LoRA rank within every adapted matrix. */
-    public void validateFor(LlamaConfig config) {
-        if (seqLen > config.maxPositions())
-            throw new IllegalArgumentException("--seq-len " + seqLen + " exceeds the model's max_position_embeddings " + config.maxPositions());
-        for (String m : loraTargets) {
-            int in = TrainingLayout.moduleIn(config, m), out = TrainingLayout.moduleOut(config, m);
-            if (loraRank > Math.min(in, out))
-                throw new IllegalArgumentException("--lora-r " + loraRank + " exceeds the dimension of " + m + " (" + out + " × " + in
-                        + "): a rank-r update needs r <= min(out, in) = " + Math.min(in, out));
-        }
-    }
+    public void validateFor(LlamaConfig config) { Planner.validate(config, technique, seqLen); }
 
-    public boolean lora() { return method != Method.FULL; }
+    public Method method() { return technique.method(); }
 
-    /** The engine's checkpoint interval: 0 without checkpointing, else N (blocks with index % N == 0 keep only their input). */
-    public int checkpointInterval() { return gradientCheckpointing ? checkpointEvery : 0; }
+    public boolean lora() { return technique.adapters(); }
+
+    public int loraRank() { return lora() ? technique.lora().rank() : 0; }
+
+    public List<String> loraTargets() { return lora() ? technique.lora().targets() : List.of(); }
+
+    public double loraDropout() { return lora() ? technique.lora().dropout() : 0; }
+
+    public Precision precision() { return technique.precision(); }
+
+    public BaseDtype baseDtype() { return technique.baseDtype(); }
+
+    public Optimizer optimizer() { return technique.optimizer(); }
+
+    public boolean gradientCheckpointing() { return technique.gradientCheckpointing(); }
+
+    public int checkpointEvery() { return technique.checkpointEvery(); }
+
+    public int gradAccum() { return technique.gradAccum(); }
 
     /** How many of {@code layers} blocks are checkpointed. */
-    public int checkpointedBlocks(int layers) { return gradientCheckpointing ? (layers + checkpointEvery - 1) / checkpointEvery : 0; }
+    public int checkpointedBlocks(int layers) { return technique.checkpointedBlocks(layers); }
 
-    /** The engine's LoRA settings for this plan (alpha and rsLoRA do not change memory; dropout does), or null. */
-    public LoraConfig loraConfig() { return lora() ? new LoraConfig(loraRank, 16, loraDropout, loraTargets, false) : null; }
-
-    public PlanOptions withBatch(int b) {
-        return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, b, seqLen, zero, workers,
-                offload, runtime, attention, stack, sharding, pytorch);
+    public PytorchOptions withTechnique(Technique t) {
+        return new PytorchOptions(t, batchSize, seqLen, zero, workers, offload, attention, stack, sharding, pytorch);
     }
 
-    public PlanOptions withSeqLen(int t) {
-        return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, t, zero, workers,
-                offload, runtime, attention, stack, sharding, pytorch);
+    public PytorchOptions withBatch(int b) {
+        return new PytorchOptions(technique, b, seqLen, zero, workers, offload, attention, stack, sharding, pytorch);
+    }
+
+    public PytorchOptions withSeqLen(int t) {
+        return new PytorchOptions(technique, batchSize, t, zero, workers, offload, attention, stack, sharding, pytorch);
     }
 
     /** The same plan run with other PyTorch settings (plan's --optimizer-in-backward, --paged-optimizer, --no-double-quant, ...). */
-    public PlanOptions withPytorch(PytorchSettings settings) {
-        return new PlanOptions(method, loraRank, loraTargets, loraDropout, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, batchSize, seqLen, zero, workers,
-                offload, runtime, attention, stack, sharding, settings);
+    public PytorchOptions withPytorch(PytorchSettings settings) {
+        return new PytorchOptions(technique, batchSize, seqLen, zero, workers, offload, attention, stack, sharding, settings);
     }
 
     public boolean optimizerInBackward() { return pytorch.optimizerInBackward(); }
@@ -357,17 +323,5 @@ public record PlanOptions(Method method, int loraRank, List<String> loraTargets,
 
     public boolean fsdpNoSync() { return pytorch.noSync(); }
 
-    public int gradAccum() { return pytorch.gradAccum(); }
-
     public boolean activationOffload() { return pytorch.activationOffload(); }
-
-    /** The flag spelling of an enum constant: BF16_PURE -> bf16-pure. */
-    public static String name(Enum<?> e) { return e.name().toLowerCase(Locale.ROOT).replace('_', '-'); }
-
-    /** Parses a flag value into an enum constant, with the allowed values in the message. */
-    public static <E extends Enum<E>> E parse(Class<E> type, String flag, String value) {
-        for (E e : type.getEnumConstants()) if (name(e).equals(value.toLowerCase(Locale.ROOT))) return e;
-        List<String> names = java.util.Arrays.stream(type.getEnumConstants()).map(PlanOptions::name).toList();
-        throw new IllegalArgumentException(flag + " must be one of " + String.join(", ", names) + ", got '" + value + "'");
-    }
 }

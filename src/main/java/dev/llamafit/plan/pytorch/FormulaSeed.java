@@ -1,5 +1,5 @@
 // The "seed" rule of thumb for fine-tuning memory, reproduced as stated so it can be shown beside the component model.
-package dev.llamafit.plan;
+package dev.llamafit.plan.pytorch;
 
 import dev.llamafit.model.LlamaConfig;
 

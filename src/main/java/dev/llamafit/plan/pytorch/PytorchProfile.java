@@ -1,20 +1,28 @@
 // The component model for training in PyTorch on CUDA GPUs: parameters, states, activations, allocator and context.
-package dev.llamafit.plan;
+package dev.llamafit.plan.pytorch;
 
 import java.util.ArrayList;
 import java.util.List;
 
 import dev.llamafit.memory.Category;
+import dev.llamafit.model.LinearModule;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.ParameterLayout;
-import dev.llamafit.model.TrainingLayout;
+import dev.llamafit.model.Technique;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.TensorSpec;
-import dev.llamafit.plan.PlanOptions.Method;
-import dev.llamafit.plan.PlanOptions.Offload;
-import dev.llamafit.plan.PlanOptions.Optim;
-import dev.llamafit.plan.PlanOptions.Precision;
-import dev.llamafit.plan.PlanOptions.Stack;
+import dev.llamafit.plan.Accounting;
+import dev.llamafit.plan.Column;
+import dev.llamafit.plan.Component;
+import dev.llamafit.plan.Device;
+import dev.llamafit.plan.MemoryPlan;
+import dev.llamafit.plan.Metric;
+import dev.llamafit.plan.Phase;
+import dev.llamafit.model.Technique.Method;
+import dev.llamafit.plan.pytorch.PytorchOptions.Offload;
+import dev.llamafit.model.Technique.Optimizer;
+import dev.llamafit.model.Technique.Precision;
+import dev.llamafit.plan.pytorch.PytorchOptions.Stack;
 
 /**
  * Per-GPU memory of a PyTorch training step, as the maximum over {@link Phase}s. Sources (docs/PLANNER.md):
@@ -85,15 +93,15 @@ public final class PytorchProfile {
     }
 
     /** LoRA parameters: r·(in + out) per adapted matrix (Hu et al. 2021), in every layer. */
-    public static long loraParams(LlamaConfig config, PlanOptions o) {
+    public static long loraParams(LlamaConfig config, PytorchOptions o) {
         long n = 0;
         for (String m : o.loraTargets())
-            n += (long) o.loraRank() * (TrainingLayout.moduleIn(config, m) + TrainingLayout.moduleOut(config, m));
+            n += (long) o.loraRank() * (module(m).in(config) + module(m).out(config));
         return Math.multiplyExact(n, (long) config.numLayers());
     }
 
     /** Bytes per quantised weight element including block constants (bits / 8). */
-    public static double quantisedBytesPerWeight(PlanOptions.BaseDtype dtype, boolean doubleQuant) {
+    public static double quantisedBytesPerWeight(Technique.BaseDtype dtype, boolean doubleQuant) {
         return switch (dtype) {
             // LLM.int8(): int8 weights; the per-row fp32 absmax is added separately (it scales with rows, not elements).
             case INT8 -> 1.0;
@@ -104,19 +112,20 @@ public final class PytorchProfile {
         };
     }
 
-    public static MemoryPlan plan(LlamaConfig c, PlanOptions o, Device device) {
+    public static MemoryPlan plan(LlamaConfig c, PytorchOptions o, Device device) {
+        o.validateFor(c);
         if (!device.gpu()) throw new IllegalArgumentException("the pytorch runtime plans CUDA GPUs; pick a GPU --device (or --runtime llamafit for the CPU)");
         Counts n = counts(c);
         int a = o.precision().computeBytes();
         int workers = o.workers();
         boolean quantised = o.baseDtype() != null && o.baseDtype().quantised();
-        boolean fsdp = o.zero() > 0 && o.sharding() == PlanOptions.Sharding.FSDP;
+        boolean fsdp = o.zero() > 0 && o.sharding() == PytorchOptions.Sharding.FSDP;
         // FSDP's SHARD_GRAD_OP (ZeRO-2) shards the parameters too, but only at rest: a unit gathered for its forward
         // stays gathered until its backward, so the whole model is gathered at the end of forward.
         boolean gradOp = fsdp && o.zero() == 2;
         boolean paramsSharded = paramsSharded(o);
         // DeepSpeed in bf16/fp16 mode casts the whole module to the half dtype, whatever it was loaded in.
-        boolean deepspeedCast = o.zero() > 0 && o.sharding() == PlanOptions.Sharding.DEEPSPEED && o.precision() != Precision.FP32;
+        boolean deepspeedCast = o.zero() > 0 && o.sharding() == PytorchOptions.Sharding.DEEPSPEED && o.precision() != Precision.FP32;
         boolean hf = o.stack() == Stack.HF;
         // Without DeepSpeed or FSDP, HF mixed precision is torch.amp autocast over the model as loaded: trained weights
         // stay fp32 (no separate master) and autocast caches a half copy of each for the forward (HF docs: 6 B/param).
@@ -153,10 +162,10 @@ public final class PytorchProfile {
             trainDtype = o.fsdpBlockUnits() ? loaded : hf ? 4 : a;
             int otherDtype = kbitPrepared(o) ? 4 : loaded;
             double perLinear = quantised ? quantisedBytesPerWeight(o.baseDtype(), o.doubleQuant()) : loaded;
-            double rowScales = o.baseDtype() == PlanOptions.BaseDtype.INT8 ? linearRows(c) * 4.0 : 0;
+            double rowScales = o.baseDtype() == Technique.BaseDtype.INT8 ? linearRows(c) * 4.0 : 0;
             // bitsandbytes keeps each layer's quant_state (block absmax, nested constants) as a module attribute, not a
             // parameter: FSDP and ZeRO-3 shard, gather and offload only the packed 4-bit storage.
-            boolean bnbSharded = quantised && hf && paramsSharded && o.baseDtype() == PlanOptions.BaseDtype.NF4;
+            boolean bnbSharded = quantised && hf && paramsSharded && o.baseDtype() == Technique.BaseDtype.NF4;
             replicated = bnbSharded ? n.linearWeights() * (perLinear - 0.5) : 0;
             weightBytes = n.linearWeights() * perLinear + rowScales + (double) n.other() * otherDtype - replicated;
             // FSDP's MixedPrecision all-gathers in the compute dtype; quantised shards travel packed.
@@ -280,7 +289,7 @@ public final class PytorchProfile {
                         phases(0, bucket, bucket, 0), "one unit's full gradient before its reduce-scatter"));
             }
         }
-        if (o.sharding() == PlanOptions.Sharding.DDP && workers > 1) {
+        if (o.sharding() == PytorchOptions.Sharding.DDP && workers > 1) {
             // DistributedDataParallel's Reducer allocates its all-reduce buckets at construction, one flat tensor per
             // bucket in the parameters' dtype, covering every trainable parameter; with gradient_as_bucket_view=False
             // (the default, also accelerate's) the .grad tensors are separate, so the gradients exist twice.
@@ -288,7 +297,7 @@ public final class PytorchProfile {
                     phases(gradBytes, gradBytes, gradBytes, gradBytes), "DDP all-reduce buckets: a second copy of the gradients, "
                     + trainable + " params × " + trainDtype + " B"));
         }
-        if (o.zero() > 0 && o.sharding() == PlanOptions.Sharding.DEEPSPEED) {
+        if (o.zero() > 0 && o.sharding() == PytorchOptions.Sharding.DEEPSPEED) {
             double bucket = DEEPSPEED_REDUCE_BUCKET * (double) a;
             comps.add(new Component("gradients.reduce_bucket", Column.DEVICE, Category.WORKSPACE, Accounting.TENSOR, phases(bucket, bucket, bucket, bucket),
                     "DeepSpeed contiguous gradient bucket: reduce_bucket_size (default 5e8) elements × " + a + " B"));
@@ -298,7 +307,7 @@ public final class PytorchProfile {
         Column optColumn = o.pagedOptimizer() ? Column.HOST : stateColumn;
         comps.add(place("optimizer", optColumn, Category.OPTIMIZER, shard(stateBytes, o.zero() >= 1, workers),
                 optimizerFormula(o.optimizer(), stateDtype) + (o.pagedOptimizer() ? " (paged: CUDA unified memory, evicted to the host)" : "")));
-        if (o.optimizer() == Optim.ADAMW && o.optimizerImpl() == PlanOptions.OptimizerImpl.FOREACH && optColumn == Column.DEVICE && !o.optimizerInBackward()) {
+        if (o.optimizer() == Optimizer.ADAMW && o.optimizerImpl() == PytorchOptions.OptimizerImpl.FOREACH && optColumn == Column.DEVICE && !o.optimizerInBackward()) {
             // torch.optim.AdamW (foreach) materialises sqrt(v) for all tensors at once: one more state's worth. The
             // fused kernel (fused=True) computes it per element and allocates nothing.
             double tmp = shard(trainable * (double) stateDtype, o.zero() >= 1, workers);
@@ -348,15 +357,15 @@ public final class PytorchProfile {
                     + "(cause not known; docs/PLANNER.md): keep that much headroom");
         notes.add("per GPU; torch.cuda.max_memory_allocated ≈ " + dev.llamafit.memory.ByteSize.format(tensorPeak)
                 + ", max_memory_reserved ≈ +" + Math.round(ALLOCATOR_CACHE_FRACTION * 100) + "%, nvidia-smi adds the CUDA context" + (o.workers() > 1 ? " and NCCL's buffers" : ""));
-        return new MemoryPlan(device, o, comps, notes);
+        return new MemoryPlan(device, comps, notes);
     }
 
     /**
      * Appends what the caching allocator (its unused reserve, a share of the allocated peak of {@code comps}) and the
      * driver (CUDA context) add, and returns that allocated peak.
      */
-    static long addAllocatorAndContext(List<Component> comps, Device device, PlanOptions o) {
-        long tensorPeak = new MemoryPlan(device, o, comps, List.of()).peak(Column.DEVICE, Metric.ALLOCATED);
+    static long addAllocatorAndContext(List<Component> comps, Device device, PytorchOptions o) {
+        long tensorPeak = new MemoryPlan(device, comps, List.of()).peak(Column.DEVICE, Metric.ALLOCATED);
         long cache = Math.round(tensorPeak * ALLOCATOR_CACHE_FRACTION);
         comps.add(new Component("allocator_cache", Column.DEVICE, Category.WORKSPACE, Accounting.ALLOCATOR_CACHE,
                 phases(cache, cache, cache, cache), "caching allocator: blocks reserved but not in use, "
@@ -394,14 +403,14 @@ public final class PytorchProfile {
      * pointwise silu(gate) and the norms' fp32 upcasts from what it keeps, and one cast of a shared input serves every
      * adapter that reads it.
      */
-    public static double blockBytesPerToken(LlamaConfig c, PlanOptions o) { return blockBytesPerToken(c, o, attentionKernel(c, o)); }
+    public static double blockBytesPerToken(LlamaConfig c, PytorchOptions o) { return blockBytesPerToken(c, o, attentionKernel(c, o)); }
 
     /** The same, with the attention kernel given (a CPU runs fp32 SDPA with a flash kernel, which CUDA lacks). */
-    static double blockBytesPerToken(LlamaConfig c, PlanOptions o, PlanOptions.Attention kernel) {
+    public static double blockBytesPerToken(LlamaConfig c, PytorchOptions o, PytorchOptions.Attention kernel) {
         int a = o.precision().computeBytes();
         // Eager attention (and SDPA's math backend) multiplies by keys and values repeated to every query head
         // (repeat_kv), and those expanded copies are what its matmuls save; flash kernels read the grouped k and v.
-        boolean eager = kernel == PlanOptions.Attention.EAGER;
+        boolean eager = kernel == PytorchOptions.Attention.EAGER;
         boolean compiled = o.compiled();
         // silu(gate) is saved for the product's backward in eager PyTorch; the compiled graph recomputes it from gate.
         double el = 2.0 * c.hiddenSize() + c.qDim() + 2.0 * (eager ? c.qDim() : c.kvDim()) + (compiled ? 2.0 : 3.0) * c.intermediateSize();
@@ -415,12 +424,12 @@ public final class PytorchProfile {
         int adapterIo = o.stack() == Stack.HF && o.precision() == Precision.BF16_PURE ? 4 : a;
         // bitsandbytes before 0.43.2 saved the input of every 4-bit matmul (MatMul4Bit's ctx.tensors = (A, B)), as if
         // the frozen weight took a gradient: the base layers keep their inputs as under full fine-tuning.
-        boolean baseKeepsInputs = full || o.bnbSavesInputs() && o.baseDtype() == PlanOptions.BaseDtype.NF4;
-        if (baseKeepsInputs || !copies && targets(o, "q_proj", "k_proj", "v_proj")) el += c.hiddenSize();
+        boolean baseKeepsInputs = full || o.bnbSavesInputs() && o.baseDtype() == Technique.BaseDtype.NF4;
+        if (baseKeepsInputs || !copies && targets(o, LinearModule.Q, LinearModule.K, LinearModule.V)) el += c.hiddenSize();
         // Flash/SDPA saves its output for backward; eager attention saves probabilities and V instead.
-        if (!eager || baseKeepsInputs || !copies && targets(o, "o_proj")) el += c.qDim();
-        if (baseKeepsInputs || !copies && targets(o, "gate_proj", "up_proj")) el += c.hiddenSize();
-        if (baseKeepsInputs || !copies && targets(o, "down_proj")) el += c.intermediateSize();
+        if (!eager || baseKeepsInputs || !copies && targets(o, LinearModule.O)) el += c.qDim();
+        if (baseKeepsInputs || !copies && targets(o, LinearModule.GATE, LinearModule.UP)) el += c.hiddenSize();
+        if (baseKeepsInputs || !copies && targets(o, LinearModule.DOWN)) el += c.intermediateSize();
         // Autocast over an fp32 residual stream casts each matmul's input itself, and a matmul whose weight trains saves
         // its own cast: q, k and v keep three half copies of the attention norm's output, gate and up two of the MLP
         // norm's, where eager half precision shares one (o and down read tensors already in the compute dtype).
@@ -438,10 +447,11 @@ public final class PytorchProfile {
             int perCopy = adapterIo + (o.loraDropout() > 0 ? 1 : 0);
             if (compiled && o.loraDropout() == 0) {
                 // One cast per distinct input: q/k/v read the attention norm's output, gate/up the MLP norm's.
-                for (List<String> reads : List.of(List.of("q_proj", "k_proj", "v_proj"), List.of("o_proj"), List.of("gate_proj", "up_proj"), List.of("down_proj")))
-                    if (reads.stream().anyMatch(o.loraTargets()::contains)) bytes += (double) TrainingLayout.moduleIn(c, reads.get(0)) * perCopy;
+                for (List<LinearModule> reads : List.of(List.of(LinearModule.Q, LinearModule.K, LinearModule.V), List.of(LinearModule.O),
+                        List.of(LinearModule.GATE, LinearModule.UP), List.of(LinearModule.DOWN)))
+                    if (targets(o, reads.toArray(LinearModule[]::new))) bytes += (double) reads.getFirst().in(c) * perCopy;
             } else {
-                for (String m : o.loraTargets()) bytes += (double) TrainingLayout.moduleIn(c, m) * perCopy;
+                for (String m : o.loraTargets()) bytes += (double) module(m).in(c) * perCopy;
             }
         }
         if (!full) bytes += (double) o.loraTargets().size() * o.loraRank() * adapterIo; // x·Aᵀ per adapter, for dB
@@ -454,14 +464,14 @@ public final class PytorchProfile {
      * which materialises the fp32 probabilities of every layer like eager attention (measured with torch 2.11 and
      * transformers 5.17, docs/PLANNER.md). Half precision runs the flash kernel, which takes grouped queries.
      */
-    public static PlanOptions.Attention attentionKernel(LlamaConfig c, PlanOptions o) {
-        boolean mathFallback = o.runtime() == PlanOptions.Runtime.PYTORCH && o.stack() == Stack.HF && o.attention() == PlanOptions.Attention.FLASH
+    public static PytorchOptions.Attention attentionKernel(LlamaConfig c, PytorchOptions o) {
+        boolean mathFallback = o.stack() == Stack.HF && o.attention() == PytorchOptions.Attention.FLASH
                 && o.precision().computeBytes() == 4 && c.numKvHeads() < c.numHeads();
-        return mathFallback ? PlanOptions.Attention.EAGER : o.attention();
+        return mathFallback ? PytorchOptions.Attention.EAGER : o.attention();
     }
 
     /** Eager attention per block and sequence: softmax output in fp32 (4 B) plus its cast to the compute dtype. */
-    public static double eagerAttentionBytesPerSequence(LlamaConfig c, PlanOptions o) {
+    public static double eagerAttentionBytesPerSequence(LlamaConfig c, PytorchOptions o) {
         int a = o.precision().computeBytes();
         return (double) c.numHeads() * o.seqLen() * o.seqLen() * (4 + (a == 4 ? 0 : a));
     }
@@ -471,29 +481,29 @@ public final class PytorchProfile {
      * in fp32) the embedding output is fp32 and so is the residual stream (matmul outputs stay half);
      * prepare_model_for_kbit_training upcasts an unsharded quantised model's embedding to fp32: the same.
      */
-    static int residualBytes(PlanOptions o) {
-        return amp(o) && (o.method() == Method.FULL || o.baseDtype() == PlanOptions.BaseDtype.FP32 || kbitPrepared(o)) ? 4 : o.precision().computeBytes();
+    static int residualBytes(PytorchOptions o) {
+        return amp(o) && (o.method() == Method.FULL || o.baseDtype() == Technique.BaseDtype.FP32 || kbitPrepared(o)) ? 4 : o.precision().computeBytes();
     }
 
     /** ZeRO-3 and FSDP at stage 2 (SHARD_GRAD_OP, sharded at rest) shard the parameters themselves. */
-    static boolean paramsSharded(PlanOptions o) {
-        return o.zero() >= 3 || o.zero() == 2 && o.sharding() == PlanOptions.Sharding.FSDP;
+    static boolean paramsSharded(PytorchOptions o) {
+        return o.zero() >= 3 || o.zero() == 2 && o.sharding() == PytorchOptions.Sharding.FSDP;
     }
 
     /**
      * Unsharded QLoRA in the HF stack runs PEFT's prepare_model_for_kbit_training: non-quantised parameters upcast to
      * fp32, and the embedding output made to require grad (enable_input_require_grads).
      */
-    static boolean kbitPrepared(PlanOptions o) {
+    static boolean kbitPrepared(PytorchOptions o) {
         return o.baseDtype() != null && o.baseDtype().quantised() && o.stack() == Stack.HF && !paramsSharded(o);
     }
 
     /** HF mixed precision without DeepSpeed or FSDP: torch.amp autocast over the model in the dtype it was loaded in. */
-    static boolean amp(PlanOptions o) {
+    static boolean amp(PytorchOptions o) {
         return o.stack() == Stack.HF && o.precision().mixed() && o.zero() == 0;
     }
 
-    static Activations activations(LlamaConfig c, PlanOptions o) {
+    static Activations activations(LlamaConfig c, PytorchOptions o) {
         int a = o.precision().computeBytes();
         // Block inputs and the final norm input are in the residual stream's dtype.
         int r = residualBytes(o);
@@ -501,8 +511,8 @@ public final class PytorchProfile {
         int layers = c.numLayers();
         double perToken = blockBytesPerToken(c, o);
         double block = perToken * tokens;
-        PlanOptions.Attention kernel = attentionKernel(c, o);
-        if (kernel == PlanOptions.Attention.EAGER) block += eagerAttentionBytesPerSequence(c, o) * o.batchSize();
+        PytorchOptions.Attention kernel = attentionKernel(c, o);
+        if (kernel == PytorchOptions.Attention.EAGER) block += eagerAttentionBytesPerSequence(c, o) * o.batchSize();
         else block += 4.0 * c.numHeads() * tokens; // logsumexp, fp32
         double residual = tokens * c.hiddenSize() * r;
         // The final norm saves its input (as an fp32 copy when eager, like every RMSNorm) and its rstd; when the norm
@@ -530,20 +540,20 @@ public final class PytorchProfile {
             if (o.method() != Method.FULL && !kbitPrepared(o)) saved -= tokens * (c.hiddenSize() * (o.compiled() ? a : 4.0) + 4);
             backward = saved + blockTransient;
             formula = String.format(java.util.Locale.ROOT, "L × %.0f B/token%s (Korthikanti et al. 2022, recounted for LLaMA) + backward temporaries",
-                    perToken, kernel == PlanOptions.Attention.EAGER ? " + B·H·T²·" + (4 + (a == 4 ? 0 : a)) + " B "
-                            + (o.attention() == PlanOptions.Attention.EAGER ? "eager attention" : "probabilities (SDPA's math backend: fp32 with grouped queries)") : "");
+                    perToken, kernel == PytorchOptions.Attention.EAGER ? " + B·H·T²·" + (4 + (a == 4 ? 0 : a)) + " B "
+                            + (o.attention() == PytorchOptions.Attention.EAGER ? "eager attention" : "probabilities (SDPA's math backend: fp32 with grouped queries)") : "");
         }
         double nv = tokens * c.vocabSize();
         double lossForward, lossBackward;
         String lossFormula;
-        if (o.loss() == PlanOptions.Loss.CHUNKED && o.compiled()) {
+        if (o.loss() == PytorchOptions.Loss.CHUNKED && o.compiled()) {
             // Chunked CE under torch.compile (torchtune compiles the loss with the model): each chunk's graph saves its
             // model-dtype logits and two fp32 statistics per row, not the fp32 log-softmax, and its backward writes the
             // chunk's gradient in one fused pass (measured on the CPU: scripts/measure_loss_saved.py).
             lossForward = nv * a + tokens * 16;
             lossBackward = nv * a + a * nv / LOSS_CHUNKS + tokens * 16;
             lossFormula = "chunked cross-entropy (" + LOSS_CHUNKS + " chunks), compiled: N·V·" + a + " B logits kept for backward + one chunk's gradient";
-        } else if (o.loss() == PlanOptions.Loss.CHUNKED) {
+        } else if (o.loss() == PytorchOptions.Loss.CHUNKED) {
             // Chunked CE in eager PyTorch: each chunk's log-softmax saves its fp32 output (4 B per logit for all chunks) and
             // not its input; the recipe deletes the logits before backward, which then holds the saved outputs and one
             // chunk's two fp32 gradients and its cast. Both keep the labels (int64).
@@ -582,15 +592,20 @@ public final class PytorchProfile {
         // eager attention's probabilities.
         double largest = o.gradientCheckpointing() && o.checkpointedBlocks(layers) == layers ? residual
                 : Math.max(tokens * Math.max(c.intermediateSize() * (double) a, c.hiddenSize() * 4.0),
-                kernel == PlanOptions.Attention.EAGER ? 4.0 * o.batchSize() * c.numHeads() * (double) o.seqLen() * o.seqLen() : 0);
+                kernel == PytorchOptions.Attention.EAGER ? 4.0 * o.batchSize() * c.numHeads() * (double) o.seqLen() * o.seqLen() : 0);
         double headInput = trainsHead ? tokens * c.hiddenSize() * (double) a : 0;
         return new Activations(saved, saved, backward, o.gradientCheckpointing() ? 0 : block, lossForward, lossBackward, formula, lossFormula,
                 block, blockTransient, largest, headInput);
     }
 
-    static boolean targets(PlanOptions o, String... modules) {
-        for (String m : modules) if (o.loraTargets().contains(m)) return true;
+    static boolean targets(PytorchOptions o, LinearModule... modules) {
+        for (LinearModule m : modules) if (o.loraTargets().contains(m.key())) return true;
         return false;
+    }
+
+    /** The linear module an adapter target names (targets are validated by LoraConfig). */
+    static LinearModule module(String key) {
+        return LinearModule.byKey(key).orElseThrow(() -> new IllegalArgumentException("unknown LoRA target '" + key + "'"));
     }
 
     /** Output rows of all quantised linear weights (one int8 scale each). */
@@ -600,7 +615,7 @@ public final class PytorchProfile {
     }
 
     /** Optimizer state bytes per trainable parameter whose dtype is {@code paramBytes}. */
-    public static double optimizerBytes(Optim optim, int paramBytes) {
+    public static double optimizerBytes(Optimizer optim, int paramBytes) {
         return switch (optim) {
             case ADAMW -> 2.0 * paramBytes;            // m and v in the parameter's dtype (fp32: 8 B; bf16-pure: 4 B)
             case ADAMW8BIT -> 2.0 + 2 * 4.0 / OPTIM8_BLOCK; // two int8 states + an fp32 absmax per 2048-element block each
@@ -608,7 +623,7 @@ public final class PytorchProfile {
         };
     }
 
-    static String optimizerFormula(Optim optim, int paramBytes) {
+    static String optimizerFormula(Optimizer optim, int paramBytes) {
         return switch (optim) {
             case ADAMW -> "AdamW m, v: " + 2 * paramBytes + " B per trainable parameter";
             case ADAMW8BIT -> "8-bit AdamW: 2 B + fp32 absmax per 2048-element block, per trainable parameter";
@@ -616,14 +631,14 @@ public final class PytorchProfile {
         };
     }
 
-    static String weightsFormula(PlanOptions o, Counts n) {
+    static String weightsFormula(PytorchOptions o, Counts n) {
         if (o.method() == Method.FULL) return n.total() + " params × " + (o.precision() == Precision.FP32 ? 4 : 2) + " B";
         if (o.baseDtype() == null) return "frozen base: " + n.total() + " params × " + o.precision().computeBytes() + " B";
         if (!o.baseDtype().quantised()) return "frozen base as loaded: " + n.total() + " params × " + o.baseDtype().floatBytes() + " B"
-                + (o.zero() > 0 && o.sharding() == PlanOptions.Sharding.DEEPSPEED && o.precision() != Precision.FP32
-                ? " (DeepSpeed casts it to " + PlanOptions.name(o.precision()) + ": " + o.precision().computeBytes() + " B)" : "");
-        return "frozen base: " + n.linearWeights() + " linear weights in " + PlanOptions.name(o.baseDtype())
-                + (o.baseDtype() == PlanOptions.BaseDtype.NF4 ? (o.doubleQuant() ? " (4.127 bits, double-quantised constants)" : " (4.5 bits)")
+                + (o.zero() > 0 && o.sharding() == PytorchOptions.Sharding.DEEPSPEED && o.precision() != Precision.FP32
+                ? " (DeepSpeed casts it to " + Technique.name(o.precision()) + ": " + o.precision().computeBytes() + " B)" : "");
+        return "frozen base: " + n.linearWeights() + " linear weights in " + Technique.name(o.baseDtype())
+                + (o.baseDtype() == Technique.BaseDtype.NF4 ? (o.doubleQuant() ? " (4.127 bits, double-quantised constants)" : " (4.5 bits)")
                 : " (1 B + fp32 row scale)") + " + " + n.other() + " others";
     }
 
