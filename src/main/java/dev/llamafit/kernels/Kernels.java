@@ -14,8 +14,12 @@ import java.lang.foreign.MemorySegment;
  * <p>{@link ScalarKernels} is the specification: plain loops written to be read. Other backends must agree
  * with it to within float rounding (see KernelsAgreementTest). Multi-threaded kernels run on the fixed
  * {@link Parallel} pool; called from inside a pool task they run on the calling thread (no nesting).
+ *
+ * <p>Backward kernels sit beside their forward ones. Where the specification sums in double, a backend must
+ * add the same float products in the same order (they feed training, which must repeat bit for bit).
+ * The optimizer's updates are the {@link UpdateKernels} family, inherited here.
  */
-public interface Kernels {
+public interface Kernels extends UpdateKernels {
 
     /** A short name for logs and benchmark reports, e.g. "vector(AVX-512, 16 lanes)". */
     String name();
@@ -38,14 +42,49 @@ public interface Kernels {
     void rmsnorm(MemorySegment out, long outOff, MemorySegment x, long xOff, MemorySegment weight, long wOff,
                  int rows, int dim, float eps);
 
+    /**
+     * RMSNorm backward over rows, with r[row] = 1/sqrt(mean(x²) + eps) saved by the forward. Per row:
+     * {@code coef = (float) (Σ_i (double) (dy_i·w_i·x_i) · r³ / C)} (the sum in double, in order of i), then
+     * {@code dX_i += r·w_i·dy_i − x_i·coef} and, unless dWeight is null, {@code dWeight_i += dy_i·x_i·r}.
+     *
+     * @param x       [rows, C]
+     * @param invRms  [rows]
+     * @param dY      [rows, C]
+     * @param dX      [rows, C], accumulated
+     * @param dWeight [C], accumulated over the rows in order; null for none
+     */
+    void rmsnormBackward(MemorySegment x, long xOff, MemorySegment invRms, long invOff, MemorySegment dY, long dYOff,
+                         MemorySegment weight, long wOff, int rows, int dim, MemorySegment dX, long dXOff,
+                         MemorySegment dWeight, long dwOff);
+
     /** Numerically stable softmax, in place, over {@code len} contiguous elements. */
     void softmax(MemorySegment x, long off, int len);
+
+    /**
+     * Softmax backward over one row, in place: {@code d[i] ← p[i]·(d[i] − s)} with
+     * {@code s = (float) Σ_j (double) (p[j]·d[j])}, summed in order of j. On entry d holds dL/dp, on return dL/dz.
+     */
+    void softmaxBackward(MemorySegment p, long pOff, MemorySegment d, long dOff, int len);
+
+    /**
+     * One row of softmax cross-entropy: returns {@code −log softmax(z)[label]}, computed as
+     * {@code max − z[label] − log p[argmax]} (p[argmax] ≥ 1/len never underflows), and replaces z with
+     * {@code (softmax(z) − onehot(label))·scale}, the softmax being this backend's {@link #softmax}.
+     */
+    double softmaxCrossEntropy(MemorySegment z, long off, int len, int label, float scale);
 
     /** {@code out[i] = x[i] · sigmoid(x[i])} for n elements; out may alias x. */
     void silu(MemorySegment out, long outOff, MemorySegment x, long xOff, long n);
 
     /** SwiGLU's gating: {@code out[i] = silu(gate[i]) · up[i]} for n elements; out may alias gate or up. */
     void swiglu(MemorySegment out, long outOff, MemorySegment gate, long gateOff, MemorySegment up, long upOff, long n);
+
+    /**
+     * Backward of {@link #swiglu}: with s = σ(g), {@code du = dh·g·s} and {@code dg = dh·u·s·(1 + g·(1 − s))}.
+     * dH holds dh on entry and dg on return; dUp is written.
+     */
+    void swigluBackward(MemorySegment gate, long gateOff, MemorySegment up, long upOff, MemorySegment dH, long dHOff,
+                        MemorySegment dUp, long dUpOff, long n);
 
     /**
      * Rotary position embedding, rotate-half convention (Hugging Face LLaMA): for each row r (a token),
@@ -59,6 +98,13 @@ public interface Kernels {
      */
     void rope(MemorySegment x, long xOff, int ldx, int rows, int heads, int headDim,
               MemorySegment cos, MemorySegment sin, int[] positions);
+
+    /**
+     * Backward of {@link #rope}, in place on the gradient: the rotation is orthogonal, so its transpose is the
+     * rotation by −θ: {@code d[i] = d1·c + d2·s; d[i + D/2] = d2·c − d1·s}. Arguments as for rope.
+     */
+    void ropeBackward(MemorySegment dx, long xOff, int ldx, int rows, int heads, int headDim,
+                      MemorySegment cos, MemorySegment sin, int[] positions);
 
     /** {@code y[i] += x[i]} for n elements. */
     void add(MemorySegment y, long yOff, MemorySegment x, long xOff, long n);

@@ -10,7 +10,8 @@ import dev.llamafit.tensor.DType;
 
 /**
  * The specification of {@link Kernels}: one obvious loop per operation, float arithmetic, no blocking.
- * Only gemm runs in parallel (over rows of C), so that agreement tests at moderate sizes stay quick.
+ * Only gemm runs in parallel (over rows of C), so that agreement tests at moderate sizes stay quick; callers
+ * split the other kernels themselves, by sizes only (layers over rows, the optimizer in {@link #BLOCK}s).
  */
 public final class ScalarKernels implements Kernels {
 
@@ -60,6 +61,31 @@ public final class ScalarKernels implements Kernels {
         }
     }
 
+    @Override
+    public void rmsnormBackward(MemorySegment x, long xOff, MemorySegment invRms, long invOff, MemorySegment dY, long dYOff,
+                                MemorySegment weight, long wOff, int rows, int dim, MemorySegment dX, long dXOff,
+                                MemorySegment dWeight, long dwOff) {
+        for (int r = 0; r < rows; r++) {
+            long row = (long) r * dim;
+            float inv = invRms.getAtIndex(F32_LE, invOff + r);
+            double dot = 0; // Σ dy·w·x, the projection of dy on the normalised direction
+            for (int i = 0; i < dim; i++) {
+                dot += dY.getAtIndex(F32_LE, dYOff + row + i) * weight.getAtIndex(F32_LE, wOff + i) * x.getAtIndex(F32_LE, xOff + row + i);
+            }
+            float coef = (float) (dot * inv * inv * inv / dim);
+            for (int i = 0; i < dim; i++) {
+                float xi = x.getAtIndex(F32_LE, xOff + row + i), dy = dY.getAtIndex(F32_LE, dYOff + row + i);
+                long at = dXOff + row + i;
+                dX.setAtIndex(F32_LE, at, dX.getAtIndex(F32_LE, at) + inv * weight.getAtIndex(F32_LE, wOff + i) * dy - xi * coef);
+            }
+            if (dWeight == null) continue;
+            for (int i = 0; i < dim; i++) {
+                float xi = x.getAtIndex(F32_LE, xOff + row + i), dy = dY.getAtIndex(F32_LE, dYOff + row + i);
+                dWeight.setAtIndex(F32_LE, dwOff + i, dWeight.getAtIndex(F32_LE, dwOff + i) + dy * xi * inv);
+            }
+        }
+    }
+
     /** A row of only -Inf gives NaN everywhere, as in PyTorch: there is no finite maximum to subtract. */
     @Override
     public void softmax(MemorySegment x, long off, int len) {
@@ -72,6 +98,30 @@ public final class ScalarKernels implements Kernels {
             sum += e;
         }
         for (int i = 0; i < len; i++) x.setAtIndex(F32_LE, off + i, x.getAtIndex(F32_LE, off + i) / sum);
+    }
+
+    @Override
+    public void softmaxBackward(MemorySegment p, long pOff, MemorySegment d, long dOff, int len) {
+        double dot = 0;
+        for (int j = 0; j < len; j++) dot += p.getAtIndex(F32_LE, pOff + j) * d.getAtIndex(F32_LE, dOff + j);
+        float s = (float) dot;
+        for (int j = 0; j < len; j++) d.setAtIndex(F32_LE, dOff + j, p.getAtIndex(F32_LE, pOff + j) * (d.getAtIndex(F32_LE, dOff + j) - s));
+    }
+
+    @Override
+    public double softmaxCrossEntropy(MemorySegment z, long off, int len, int label, float scale) {
+        int arg = 0;
+        float max = Float.NEGATIVE_INFINITY;
+        for (int j = 0; j < len; j++) {
+            float v = z.getAtIndex(F32_LE, off + j);
+            if (v > max) { max = v; arg = j; }
+        }
+        float target = z.getAtIndex(F32_LE, off + label);
+        softmax(z, off, len);
+        double loss = max - target - Math.log(z.getAtIndex(F32_LE, off + arg));
+        scale(z, off, len, scale);
+        z.setAtIndex(F32_LE, off + label, z.getAtIndex(F32_LE, off + label) - scale);
+        return loss;
     }
 
     @Override
@@ -90,6 +140,17 @@ public final class ScalarKernels implements Kernels {
     static float silu(float v) { return v / (1f + (float) Math.exp(-v)); }
 
     @Override
+    public void swigluBackward(MemorySegment gate, long gateOff, MemorySegment up, long upOff, MemorySegment dH, long dHOff,
+                               MemorySegment dUp, long dUpOff, long n) {
+        for (long i = 0; i < n; i++) {
+            float g = gate.getAtIndex(F32_LE, gateOff + i), u = up.getAtIndex(F32_LE, upOff + i), dh = dH.getAtIndex(F32_LE, dHOff + i);
+            float sg = 1f / (1f + (float) Math.exp(-g));
+            dUp.setAtIndex(F32_LE, dUpOff + i, dh * g * sg);
+            dH.setAtIndex(F32_LE, dHOff + i, dh * u * sg * (1f + g * (1f - sg)));
+        }
+    }
+
+    @Override
     public void rope(MemorySegment x, long xOff, int ldx, int rows, int heads, int headDim,
                      MemorySegment cos, MemorySegment sin, int[] positions) {
         int half = headDim / 2;
@@ -102,6 +163,24 @@ public final class ScalarKernels implements Kernels {
                     float c = cos.getAtIndex(F32_LE, table + i), s = sin.getAtIndex(F32_LE, table + i);
                     x.setAtIndex(F32_LE, base + i, x1 * c - x2 * s);
                     x.setAtIndex(F32_LE, base + i + half, x2 * c + x1 * s);
+                }
+            }
+        }
+    }
+
+    @Override
+    public void ropeBackward(MemorySegment dx, long xOff, int ldx, int rows, int heads, int headDim,
+                             MemorySegment cos, MemorySegment sin, int[] positions) {
+        int half = headDim / 2;
+        for (int r = 0; r < rows; r++) {
+            long table = (long) positions[r] * half;
+            for (int h = 0; h < heads; h++) {
+                long base = xOff + (long) r * ldx + (long) h * headDim;
+                for (int i = 0; i < half; i++) {
+                    float d1 = dx.getAtIndex(F32_LE, base + i), d2 = dx.getAtIndex(F32_LE, base + i + half);
+                    float c = cos.getAtIndex(F32_LE, table + i), s = sin.getAtIndex(F32_LE, table + i);
+                    dx.setAtIndex(F32_LE, base + i, d1 * c + d2 * s);
+                    dx.setAtIndex(F32_LE, base + i + half, d2 * c - d1 * s);
                 }
             }
         }
@@ -129,6 +208,54 @@ public final class ScalarKernels implements Kernels {
         float sum = 0f;
         for (int i = 0; i < n; i++) sum += x.getAtIndex(F32_LE, xOff + i) * y.getAtIndex(F32_LE, yOff + i);
         return sum;
+    }
+
+    @Override
+    public void adamw(MemorySegment p, MemorySegment g, MemorySegment m, MemorySegment v, long from, long to, AdamCoefficients c) {
+        for (long i = from; i < to; i++) {
+            float gi = g.getAtIndex(F32_LE, i);
+            float pi = p.getAtIndex(F32_LE, i) * c.decay();
+            float mi = Math.fma(gi, c.oneMinusBeta1(), m.getAtIndex(F32_LE, i) * c.beta1());
+            float vi = v.getAtIndex(F32_LE, i) * c.beta2() + c.oneMinusBeta2() * gi * gi;
+            float denom = (float) Math.sqrt(vi) / c.bc2Sqrt() + c.eps();
+            m.setAtIndex(F32_LE, i, mi);
+            v.setAtIndex(F32_LE, i, vi);
+            p.setAtIndex(F32_LE, i, pi + c.negStepSize() * mi / denom);
+        }
+    }
+
+    @Override
+    public void sgd(MemorySegment p, MemorySegment g, MemorySegment buf, long from, long to, SgdCoefficients c) {
+        for (long i = from; i < to; i++) {
+            float pi = p.getAtIndex(F32_LE, i);
+            float d = Math.fma(pi, c.weightDecay(), g.getAtIndex(F32_LE, i));
+            if (buf != null) {
+                float b = c.firstStep() ? d : Math.fma(d, c.oneMinusDampening(), buf.getAtIndex(F32_LE, i) * c.momentum());
+                buf.setAtIndex(F32_LE, i, b);
+                d = c.nesterov() ? Math.fma(b, c.momentum(), d) : b;
+            }
+            p.setAtIndex(F32_LE, i, Math.fma(d, c.negLr(), pi));
+        }
+    }
+
+    /** Four accumulators: shorter dependency chains, and a little less rounding than one. */
+    @Override
+    public double sumOfSquares(MemorySegment x, long from, long to) {
+        double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        long i = from;
+        for (; i + 4 <= to; i += 4) {
+            double x0 = x.getAtIndex(F32_LE, i), x1 = x.getAtIndex(F32_LE, i + 1);
+            double x2 = x.getAtIndex(F32_LE, i + 2), x3 = x.getAtIndex(F32_LE, i + 3);
+            a0 += x0 * x0;
+            a1 += x1 * x1;
+            a2 += x2 * x2;
+            a3 += x3 * x3;
+        }
+        for (; i < to; i++) {
+            double v = x.getAtIndex(F32_LE, i);
+            a0 += v * v;
+        }
+        return (a0 + a1) + (a2 + a3);
     }
 
     @Override

@@ -18,8 +18,10 @@ import jdk.incubator.vector.VectorSpecies;
 
 /**
  * {@link Kernels} on the platform's preferred vector width. Each loop runs whole vectors then a scalar tail
- * that repeats {@link ScalarKernels}' formula, so short inputs match the reference exactly. exp uses the
- * Vector API's lanewise EXP (an SVML-class intrinsic, within an ulp or two of Math.exp).
+ * that repeats {@link ScalarKernels}' formula, so short inputs match the reference exactly. exp is
+ * {@link VectorMath#exp} (within about an ulp of Math.exp, and the same bits compiled or not); sums whose
+ * order the specification fixes (double sums in the backward kernels) add the lanes' products in that order.
+ * The optimizer family lives in {@link VectorUpdates}.
  */
 public final class VectorKernels implements Kernels {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
@@ -72,6 +74,50 @@ public final class VectorKernels implements Kernels {
         }
     }
 
+    /** The per-row double sum keeps the specification's order: products lane-wise, then added lane by lane. */
+    @Override
+    public void rmsnormBackward(MemorySegment x, long xOff, MemorySegment invRms, long invOff, MemorySegment dY, long dYOff,
+                                MemorySegment weight, long wOff, int rows, int dim, MemorySegment dX, long dXOff,
+                                MemorySegment dWeight, long dwOff) {
+        float[] lanes = new float[L];
+        for (int r = 0; r < rows; r++) {
+            long row = (long) r * dim;
+            long xr = (xOff + row) * 4, dyr = (dYOff + row) * 4, dxr = (dXOff + row) * 4;
+            float inv = invRms.getAtIndex(F32_LE, invOff + r);
+            double dot = 0;
+            int i = 0;
+            for (; i + L <= dim; i += L) {
+                FloatVector dy = FloatVector.fromMemorySegment(S, dY, dyr + i * 4L, LE);
+                FloatVector w = FloatVector.fromMemorySegment(S, weight, (wOff + i) * 4, LE);
+                dy.mul(w).mul(FloatVector.fromMemorySegment(S, x, xr + i * 4L, LE)).intoArray(lanes, 0);
+                for (int j = 0; j < L; j++) dot += lanes[j];
+            }
+            for (; i < dim; i++) {
+                dot += dY.getAtIndex(F32_LE, dYOff + row + i) * weight.getAtIndex(F32_LE, wOff + i) * x.getAtIndex(F32_LE, xOff + row + i);
+            }
+            float coef = (float) (dot * inv * inv * inv / dim);
+            i = 0;
+            for (; i + L <= dim; i += L) {
+                FloatVector xv = FloatVector.fromMemorySegment(S, x, xr + i * 4L, LE);
+                FloatVector dy = FloatVector.fromMemorySegment(S, dY, dyr + i * 4L, LE);
+                FloatVector w = FloatVector.fromMemorySegment(S, weight, (wOff + i) * 4, LE);
+                // (dX + (r·w)·dy) − x·coef, rounded step by step as the specification is
+                FloatVector.fromMemorySegment(S, dX, dxr + i * 4L, LE).add(w.mul(inv).mul(dy)).sub(xv.mul(coef))
+                        .intoMemorySegment(dX, dxr + i * 4L, LE);
+                if (dWeight != null) {
+                    long dw = (dwOff + i) * 4;
+                    FloatVector.fromMemorySegment(S, dWeight, dw, LE).add(dy.mul(xv).mul(inv)).intoMemorySegment(dWeight, dw, LE);
+                }
+            }
+            for (; i < dim; i++) {
+                float xi = x.getAtIndex(F32_LE, xOff + row + i), dy = dY.getAtIndex(F32_LE, dYOff + row + i);
+                long at = dXOff + row + i;
+                dX.setAtIndex(F32_LE, at, dX.getAtIndex(F32_LE, at) + inv * weight.getAtIndex(F32_LE, wOff + i) * dy - xi * coef);
+                if (dWeight != null) dWeight.setAtIndex(F32_LE, dwOff + i, dWeight.getAtIndex(F32_LE, dwOff + i) + dy * xi * inv);
+            }
+        }
+    }
+
     @Override
     public void softmax(MemorySegment x, long off, int len) {
         long base = off * 4;
@@ -101,6 +147,47 @@ public final class VectorKernels implements Kernels {
     }
 
     @Override
+    public void softmaxBackward(MemorySegment p, long pOff, MemorySegment d, long dOff, int len) {
+        long pb = pOff * 4, db = dOff * 4;
+        // The double sum is serial by specification; a plain loop is faster here than products stored lane by lane.
+        double dot = 0;
+        for (int j = 0; j < len; j++) dot += p.getAtIndex(F32_LE, pOff + j) * d.getAtIndex(F32_LE, dOff + j);
+        float s = (float) dot;
+        int i = 0;
+        for (; i + L <= len; i += L) {
+            FloatVector pv = FloatVector.fromMemorySegment(S, p, pb + i * 4L, LE);
+            pv.mul(FloatVector.fromMemorySegment(S, d, db + i * 4L, LE).sub(s)).intoMemorySegment(d, db + i * 4L, LE);
+        }
+        for (; i < len; i++) d.setAtIndex(F32_LE, dOff + i, p.getAtIndex(F32_LE, pOff + i) * (d.getAtIndex(F32_LE, dOff + i) - s));
+    }
+
+    /** The arg-max only picks which p[argmax] to read; any index holding the maximum gives the same p. */
+    @Override
+    public double softmaxCrossEntropy(MemorySegment z, long off, int len, int label, float scale) {
+        long base = off * 4;
+        FloatVector maxV = FloatVector.broadcast(S, Float.NEGATIVE_INFINITY);
+        int i = 0;
+        for (; i + L <= len; i += L) maxV = maxV.max(FloatVector.fromMemorySegment(S, z, base + i * 4L, LE));
+        float max = maxV.reduceLanes(VectorOperators.MAX); // max is exact in any order
+        for (; i < len; i++) max = Math.max(max, z.getAtIndex(F32_LE, off + i));
+        int arg = 0;
+        i = 0;
+        for (; i + L <= len; i += L) {
+            VectorMask<Float> hit = FloatVector.fromMemorySegment(S, z, base + i * 4L, LE).eq(max);
+            if (hit.anyTrue()) break;
+        }
+        for (; i < len; i++) {
+            if (z.getAtIndex(F32_LE, off + i) == max) { arg = i; break; }
+        }
+        float target = z.getAtIndex(F32_LE, off + label);
+        softmax(z, off, len);
+        double loss = max - target - Math.log(z.getAtIndex(F32_LE, off + arg));
+        scale(z, off, len, scale);
+        z.setAtIndex(F32_LE, off + label, z.getAtIndex(F32_LE, off + label) - scale);
+        return loss;
+    }
+
+    @Override
     public void silu(MemorySegment out, long outOff, MemorySegment x, long xOff, long n) {
         long i = 0;
         for (; i + L <= n; i += L) {
@@ -121,6 +208,29 @@ public final class VectorKernels implements Kernels {
         for (; i < n; i++) {
             float g = gate.getAtIndex(F32_LE, gateOff + i), u = up.getAtIndex(F32_LE, upOff + i);
             out.setAtIndex(F32_LE, outOff + i, ScalarKernels.silu(g) * u);
+        }
+    }
+
+    /** s = 1/(1 + e^−g) with VectorMath.exp, so the vector lanes differ from the scalar tail by about an ulp of s. */
+    @Override
+    public void swigluBackward(MemorySegment gate, long gateOff, MemorySegment up, long upOff, MemorySegment dH, long dHOff,
+                               MemorySegment dUp, long dUpOff, long n) {
+        long i = 0;
+        for (; i + L <= n; i += L) {
+            FloatVector g = FloatVector.fromMemorySegment(S, gate, (gateOff + i) * 4, LE);
+            FloatVector u = FloatVector.fromMemorySegment(S, up, (upOff + i) * 4, LE);
+            FloatVector dh = FloatVector.fromMemorySegment(S, dH, (dHOff + i) * 4, LE);
+            FloatVector sg = VectorMath.exp(g.neg()).add(1f);
+            sg = FloatVector.broadcast(S, 1f).div(sg);
+            dh.mul(g).mul(sg).intoMemorySegment(dUp, (dUpOff + i) * 4, LE);
+            // dh·u·s·(1 + g·(1 − s)), left to right as the specification
+            dh.mul(u).mul(sg).mul(g.mul(sg.neg().add(1f)).add(1f)).intoMemorySegment(dH, (dHOff + i) * 4, LE);
+        }
+        for (; i < n; i++) {
+            float g = gate.getAtIndex(F32_LE, gateOff + i), u = up.getAtIndex(F32_LE, upOff + i), dh = dH.getAtIndex(F32_LE, dHOff + i);
+            float sg = 1f / (1f + (float) Math.exp(-g));
+            dUp.setAtIndex(F32_LE, dUpOff + i, dh * g * sg);
+            dH.setAtIndex(F32_LE, dHOff + i, dh * u * sg * (1f + g * (1f - sg)));
         }
     }
 
@@ -147,6 +257,33 @@ public final class VectorKernels implements Kernels {
                     float c = cos.getAtIndex(F32_LE, table + i), s = sin.getAtIndex(F32_LE, table + i);
                     x.setAtIndex(F32_LE, base + i, x1 * c - x2 * s);
                     x.setAtIndex(F32_LE, base + i + half, x2 * c + x1 * s);
+                }
+            }
+        }
+    }
+
+    @Override
+    public void ropeBackward(MemorySegment dx, long xOff, int ldx, int rows, int heads, int headDim,
+                             MemorySegment cos, MemorySegment sin, int[] positions) {
+        int half = headDim / 2;
+        for (int r = 0; r < rows; r++) {
+            long table = (long) positions[r] * half;
+            for (int h = 0; h < heads; h++) {
+                long base = xOff + (long) r * ldx + (long) h * headDim;
+                int i = 0;
+                for (; i + L <= half; i += L) {
+                    FloatVector d1 = FloatVector.fromMemorySegment(S, dx, (base + i) * 4, LE);
+                    FloatVector d2 = FloatVector.fromMemorySegment(S, dx, (base + i + half) * 4, LE);
+                    FloatVector c = FloatVector.fromMemorySegment(S, cos, (table + i) * 4, LE);
+                    FloatVector s = FloatVector.fromMemorySegment(S, sin, (table + i) * 4, LE);
+                    d1.mul(c).add(d2.mul(s)).intoMemorySegment(dx, (base + i) * 4, LE);
+                    d2.mul(c).sub(d1.mul(s)).intoMemorySegment(dx, (base + i + half) * 4, LE);
+                }
+                for (; i < half; i++) {
+                    float d1 = dx.getAtIndex(F32_LE, base + i), d2 = dx.getAtIndex(F32_LE, base + i + half);
+                    float c = cos.getAtIndex(F32_LE, table + i), s = sin.getAtIndex(F32_LE, table + i);
+                    dx.setAtIndex(F32_LE, base + i, d1 * c + d2 * s);
+                    dx.setAtIndex(F32_LE, base + i + half, d2 * c - d1 * s);
                 }
             }
         }
@@ -187,6 +324,19 @@ public final class VectorKernels implements Kernels {
     public float dot(MemorySegment x, long xOff, MemorySegment y, long yOff, int n) {
         return VectorGemm.dot(x, xOff, y, yOff, n);
     }
+
+    @Override
+    public void adamw(MemorySegment p, MemorySegment g, MemorySegment m, MemorySegment v, long from, long to, AdamCoefficients c) {
+        VectorUpdates.adamw(p, g, m, v, from, to, c);
+    }
+
+    @Override
+    public void sgd(MemorySegment p, MemorySegment g, MemorySegment buf, long from, long to, SgdCoefficients c) {
+        VectorUpdates.sgd(p, g, buf, from, to, c);
+    }
+
+    @Override
+    public double sumOfSquares(MemorySegment x, long from, long to) { return VectorUpdates.sumOfSquares(x, from, to); }
 
     @Override
     public void embedding(MemorySegment out, long outOff, MemorySegment table, DType tableType, int vocab, int dim, int[] ids) {

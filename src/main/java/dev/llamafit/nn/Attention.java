@@ -161,16 +161,13 @@ public final class Attention {
                     k.gemm(false, true, t, t, headDim, 1f, dAtt, qOff, qDim, values, kvOff, kvDim, 0f, scratch, sOff, t);
                     // dV_kvh[T, D] += Pᵀ · dOut_h
                     k.gemm(true, false, t, headDim, t, 1f, probs, pOff, t, dAtt, qOff, qDim, first, dV, kvOff, kvDim);
+                    // dS = P ⊙ (dP − rowsum(P ⊙ dP)) over the attended keys lo..i; masked entries are exact zeros.
                     for (int i = 0; i < t; i++) {
                         int lo = lowest(i);
                         long pr = pOff + (long) i * t, sr = sOff + (long) i * t;
-                        double dot = 0;
-                        for (int j = lo; j <= i; j++) dot += probs.getAtIndex(F32, pr + j) * scratch.getAtIndex(F32, sr + j);
-                        float dotF = (float) dot;
-                        for (int j = 0; j < lo; j++) scratch.setAtIndex(F32, sr + j, 0f);
-                        for (int j = lo; j <= i; j++)
-                            scratch.setAtIndex(F32, sr + j, probs.getAtIndex(F32, pr + j) * (scratch.getAtIndex(F32, sr + j) - dotF));
-                        for (int j = i + 1; j < t; j++) scratch.setAtIndex(F32, sr + j, 0f);
+                        scratch.asSlice(sr * 4, (long) lo * 4).fill((byte) 0);
+                        k.softmaxBackward(probs, pr + lo, scratch, sr + lo, i - lo + 1);
+                        scratch.asSlice((sr + i + 1) * 4, (long) (t - i - 1) * 4).fill((byte) 0);
                     }
                     // dQ_h[T, D] = dS · k_h / √D ; dK_kvh[T, D] += dSᵀ · q_h / √D
                     k.gemm(false, false, t, headDim, t, scale, scratch, sOff, t, keys, kvOff, kvDim, 0f, dQ, qOff, qDim);

@@ -1,8 +1,6 @@
 // The LM head fused with softmax cross-entropy, computed in chunks of rows so [N, V] logits never exist at once.
 package dev.llamafit.nn;
 
-import static dev.llamafit.tensor.Tensor.F32_LE;
-
 import java.lang.foreign.MemorySegment;
 
 import dev.llamafit.kernels.Kernels;
@@ -86,27 +84,12 @@ public final class CrossEntropy {
         return new Result(sum, tokens);
     }
 
-    /**
-     * One row: returns its loss and replaces its logits with (softmax − onehot)·invNormalizer (zeros if ignored).
-     * The log-sum-exp comes from the softmax itself: p[argmax] = 1/Σexp(z − max), so lse = max − log p[argmax];
-     * p[argmax] ≥ 1/V never underflows, unlike p[label] for a confidently wrong prediction.
-     */
+    /** One row: its loss, and its logits replaced by (softmax − onehot)·invNormalizer (zeros if ignored). */
     private double row(Kernels k, MemorySegment z, long off, int label, float invNormalizer) {
         if (label == IGNORE) {
             z.asSlice(off * 4, (long) vocab * 4).fill((byte) 0);
             return 0;
         }
-        int arg = 0;
-        float max = Float.NEGATIVE_INFINITY;
-        for (int j = 0; j < vocab; j++) {
-            float v = z.getAtIndex(F32_LE, off + j);
-            if (v > max) { max = v; arg = j; }
-        }
-        float target = z.getAtIndex(F32_LE, off + label);
-        k.softmax(z, off, vocab);
-        double loss = max - target - Math.log(z.getAtIndex(F32_LE, off + arg));
-        k.scale(z, off, vocab, invNormalizer);
-        z.setAtIndex(F32_LE, off + label, z.getAtIndex(F32_LE, off + label) - invNormalizer);
-        return loss;
+        return k.softmaxCrossEntropy(z, off, vocab, label, invNormalizer);
     }
 }

@@ -5,6 +5,7 @@ import static dev.llamafit.tensor.Tensor.F32_LE;
 
 import java.lang.foreign.MemorySegment;
 
+import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.kernels.Parallel;
 import dev.llamafit.tensor.Tensor;
@@ -46,7 +47,9 @@ public final class RmsNorm {
 
     /**
      * Backward. With y = x·r·w and r = (mean(x²) + eps)^(−1/2), dr/dx_i = −x_i·r³/C, so
-     * dx_i = r·w_i·dy_i − x_i·(r³/C)·Σ_j dy_j·w_j·x_j, and dw_i = Σ_rows dy_i·x_i·r.
+     * dx_i = r·w_i·dy_i − x_i·(r³/C)·Σ_j dy_j·w_j·x_j, and dw_i = Σ_rows dy_i·x_i·r (see {@link Kernels#rmsnormBackward}).
+     * Rows are split into {@code Parallel.threads()} chunks; each chunk sums its dw apart, and the chunks' sums
+     * are added in chunk order, so the result depends on sizes and the thread count only.
      *
      * @param x       [rows, C], the forward's input
      * @param invRms  [rows] saved by the training forward
@@ -54,32 +57,21 @@ public final class RmsNorm {
      * @param dX      [rows, C]; the input gradient is ADDED (the residual stream's gradient arrives there too)
      * @param dWeight [C], accumulated; null for a frozen gain
      */
+    public void backward(Kernels k, MemorySegment x, long xOff, MemorySegment invRms, long invOff, MemorySegment dY, long dYOff,
+                         int rows, MemorySegment dX, long dXOff, Tensor dWeight) {
+        int chunks = Math.min(Parallel.threads(), Math.max(1, rows));
+        // Per-chunk dw [C] on byte arrays: heap segments the Vector API can read (float[]-backed ones it cannot).
+        MemorySegment[] partial = new MemorySegment[dWeight == null ? 0 : chunks];
+        for (int c = 0; c < partial.length; c++) partial[c] = MemorySegment.ofArray(new byte[dim * 4]);
+        Parallel.forChunks(rows, (chunk, from, to) -> k.rmsnormBackward(x, xOff + (long) from * dim, invRms, invOff + from,
+                dY, dYOff + (long) from * dim, weight.segment(), 0, to - from, dim, dX, dXOff + (long) from * dim,
+                dWeight == null ? null : partial[chunk], 0));
+        for (MemorySegment dw : partial) k.add(dWeight.segment(), 0, dw, 0, dim);
+    }
+
+    /** As {@link #backward(Kernels, MemorySegment, long, MemorySegment, long, MemorySegment, long, int, MemorySegment, long, Tensor)} on the process's backend. */
     public void backward(MemorySegment x, long xOff, MemorySegment invRms, long invOff, MemorySegment dY, long dYOff,
                          int rows, MemorySegment dX, long dXOff, Tensor dWeight) {
-        MemorySegment w = weight.segment();
-        int chunks = Math.min(Parallel.threads(), Math.max(1, rows));
-        float[][] partial = new float[chunks][dWeight == null ? 0 : dim]; // per-chunk dw, summed below: no races
-        Parallel.forChunks(rows, (chunk, from, to) -> {
-            float[] xr = new float[dim], dyr = new float[dim];
-            float[] dw = partial[chunk];
-            for (int r = from; r < to; r++) {
-                long row = (long) r * dim;
-                MemorySegment.copy(x, F32_LE, (xOff + row) * 4, xr, 0, dim);
-                MemorySegment.copy(dY, F32_LE, (dYOff + row) * 4, dyr, 0, dim);
-                float inv = invRms.getAtIndex(F32_LE, invOff + r);
-                double dot = 0;
-                for (int i = 0; i < dim; i++) dot += dyr[i] * w.getAtIndex(F32_LE, i) * xr[i];
-                float coef = (float) (dot * inv * inv * inv / dim);
-                for (int i = 0; i < dim; i++) {
-                    long at = dXOff + row + i;
-                    float wi = w.getAtIndex(F32_LE, i);
-                    dX.setAtIndex(F32_LE, at, dX.getAtIndex(F32_LE, at) + inv * wi * dyr[i] - xr[i] * coef);
-                }
-                if (dWeight != null) for (int i = 0; i < dim; i++) dw[i] += dyr[i] * xr[i] * inv;
-            }
-        });
-        if (dWeight != null)
-            for (float[] dw : partial)
-                for (int i = 0; i < dim; i++) dWeight.setFloat(i, dWeight.getFloat(i) + dw[i]);
+        backward(KernelBackends.get(), x, xOff, invRms, invOff, dY, dYOff, rows, dX, dXOff, dWeight);
     }
 }

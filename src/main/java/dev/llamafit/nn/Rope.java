@@ -2,7 +2,9 @@
 package dev.llamafit.nn;
 
 import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
 
+import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.kernels.Parallel;
 import dev.llamafit.memory.Category;
@@ -79,27 +81,18 @@ public final class Rope implements AutoCloseable {
     }
 
     /**
-     * Backward of {@link #apply}: the rotation by θ is orthogonal, so its gradient is the rotation by −θ:
-     * {@code dx1 = dy1·c + dy2·s; dx2 = dy2·c − dy1·s}. In place on dX[rows, heads·D] (row stride ldx).
-     * A plain loop: O(rows·heads·D), negligible next to the projections' GEMMs.
+     * Backward of {@link #apply}: the rotation by θ is orthogonal, so its gradient is the rotation by −θ
+     * ({@link Kernels#ropeBackward}). In place on dX[rows, heads·D] (row stride ldx), split over rows.
      */
-    public void backward(MemorySegment dX, long dXOff, int ldx, int rows, int heads, int[] positions) {
-        int half = headDim / 2;
+    public void backward(Kernels k, MemorySegment dX, long dXOff, int ldx, int rows, int heads, int[] positions) {
         MemorySegment cs = cos.segment(), sn = sin.segment();
-        Parallel.forRange(rows, 16, (from, to) -> {
-            for (int r = from; r < to; r++) {
-                long table = (long) positions[r] * half;
-                for (int h = 0; h < heads; h++) {
-                    long base = dXOff + (long) r * ldx + (long) h * headDim;
-                    for (int i = 0; i < half; i++) {
-                        float d1 = dX.getAtIndex(Tensor.F32_LE, base + i), d2 = dX.getAtIndex(Tensor.F32_LE, base + i + half);
-                        float c = cs.getAtIndex(Tensor.F32_LE, table + i), s = sn.getAtIndex(Tensor.F32_LE, table + i);
-                        dX.setAtIndex(Tensor.F32_LE, base + i, d1 * c + d2 * s);
-                        dX.setAtIndex(Tensor.F32_LE, base + i + half, d2 * c - d1 * s);
-                    }
-                }
-            }
-        });
+        Parallel.forRange(rows, 16, (from, to) -> k.ropeBackward(dX, dXOff + (long) from * ldx, ldx, to - from, heads, headDim,
+                cs, sn, Arrays.copyOfRange(positions, from, to)));
+    }
+
+    /** As {@link #backward(Kernels, MemorySegment, long, int, int, int, int[])} on the process's backend. */
+    public void backward(MemorySegment dX, long dXOff, int ldx, int rows, int heads, int[] positions) {
+        backward(KernelBackends.get(), dX, dXOff, ldx, rows, heads, positions);
     }
 
     /** Bytes of the cos/sin tables a Rope allocates under {@code workspace}, for layouts and the planner. */

@@ -3,6 +3,7 @@ package dev.llamafit.nn;
 
 import java.lang.foreign.MemorySegment;
 
+import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.kernels.Parallel;
 import dev.llamafit.tensor.Tensor;
@@ -73,28 +74,25 @@ public final class SwiGlu {
                          MemorySegment dOut, long dOutOff, MemorySegment dH, MemorySegment dUp, MemorySegment dX, long dXOff,
                          Grads grads) {
         down.backward(k, h, 0, dOut, dOutOff, rows, dH, 0, false, grads.dDownW(), grads.dDownB());
-        activationBackward(gate, up, dH, dUp, (long) rows * this.gate.out());
+        activationBackward(k, gate, up, dH, dUp, (long) rows * this.gate.out());
         this.gate.backward(k, x, xOff, dH, 0, rows, dX, dXOff, false, grads.dGateW(), grads.dGateB());
         this.up.backward(k, x, xOff, dUp, 0, rows, dX, dXOff, true, grads.dUpW(), grads.dUpB());
     }
 
     /**
      * Backward of h = silu(g)·u alone, for callers that run the projections themselves (LoRA-wrapped ones).
-     * With s = σ(g): dg = dh·u·s·(1 + g(1 − s)), du = dh·silu(g).
+     * With s = σ(g): dg = dh·u·s·(1 + g(1 − s)), du = dh·silu(g) ({@link Kernels#swigluBackward}), split in
+     * blocks of at least 4096 elements.
      *
      * @param dH  [n] dh on entry, dg on return
      * @param dUp [n] written: du
      */
-    public static void activationBackward(MemorySegment gate, MemorySegment up, MemorySegment dH, MemorySegment dUp, long n) {
-        Parallel.forRange(Math.toIntExact(n), 4096, (from, to) -> {
-            for (long i = from; i < to; i++) {
-                float g = gate.getAtIndex(F32, i), u = up.getAtIndex(F32, i), dh = dH.getAtIndex(F32, i);
-                float sg = 1f / (1f + (float) Math.exp(-g));
-                dUp.setAtIndex(F32, i, dh * g * sg);
-                dH.setAtIndex(F32, i, dh * u * sg * (1f + g * (1f - sg)));
-            }
-        });
+    public static void activationBackward(Kernels k, MemorySegment gate, MemorySegment up, MemorySegment dH, MemorySegment dUp, long n) {
+        Parallel.forRange(Math.toIntExact(n), 4096, (from, to) -> k.swigluBackward(gate, from, up, from, dH, from, dUp, from, to - from));
     }
 
-    private static final java.lang.foreign.ValueLayout.OfFloat F32 = Tensor.F32_LE;
+    /** As {@link #activationBackward(Kernels, MemorySegment, MemorySegment, MemorySegment, MemorySegment, long)} on the process's backend. */
+    public static void activationBackward(MemorySegment gate, MemorySegment up, MemorySegment dH, MemorySegment dUp, long n) {
+        activationBackward(KernelBackends.get(), gate, up, dH, dUp, n);
+    }
 }

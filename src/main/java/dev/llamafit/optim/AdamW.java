@@ -4,6 +4,9 @@ package dev.llamafit.optim;
 import java.util.List;
 import java.util.Objects;
 
+import dev.llamafit.kernels.KernelBackends;
+import dev.llamafit.kernels.Kernels;
+import dev.llamafit.kernels.UpdateKernels;
 import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.tensor.Tensor;
 
@@ -56,7 +59,7 @@ public final class AdamW extends StoredStateOptimizer {
         double bc1 = 1 - Math.pow(config.beta1(), t);
         double bc2 = 1 - Math.pow(config.beta2(), t);
         double stepSize = lr / bc1;
-        UpdateKernels kernels = UpdateKernels.get();
+        Kernels kernels = KernelBackends.get();
         for (Param p : params) {
             double wd = p.decay() ? config.weightDecay() : 0.0;
             var c = new UpdateKernels.AdamCoefficients((float) (1 - lr * wd), (float) config.beta1(), (float) (1 - config.beta1()),

@@ -4,6 +4,9 @@ package dev.llamafit.optim;
 import java.util.List;
 import java.util.Objects;
 
+import dev.llamafit.kernels.KernelBackends;
+import dev.llamafit.kernels.Kernels;
+import dev.llamafit.kernels.UpdateKernels;
 import dev.llamafit.memory.MemoryLedger;
 
 /**
@@ -56,7 +59,7 @@ public final class Sgd extends StoredStateOptimizer {
     public void step(List<Param> params, double lr) {
         beginStep(params, lr);
         boolean useMomentum = config.momentum() != 0;
-        UpdateKernels kernels = UpdateKernels.get();
+        Kernels kernels = KernelBackends.get();
         for (Param p : params) {
             // torch/optim/sgd.py (_single_tensor_sgd): a parameter's first step clones d into the buffer.
             boolean first = useMomentum && store.isNew(p);

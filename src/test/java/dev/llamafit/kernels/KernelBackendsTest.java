@@ -4,7 +4,12 @@ package dev.llamafit.kernels;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.ArrayList;
+import java.util.List;
 
 import dev.llamafit.memory.Category;
 import dev.llamafit.memory.MemoryLedger;
@@ -41,5 +46,55 @@ class KernelBackendsTest {
         assertEquals(4L << 20, r.bytes());
         assertEquals(0, ledger.currentBytes(Category.WORKSPACE));
         assertEquals(4L << 20, ledger.peakBytes(Category.WORKSPACE));
+    }
+
+    /** A provider that counts its constructions, so a test can see that an unusable one is never built. */
+    static final class Fake {
+        int created;
+        final Kernels kernels = new ScalarKernels();
+
+        KernelBackends.Provider provider(String name, String reason) {
+            return new KernelBackends.Provider(name, () -> reason, () -> { created++; return kernels; });
+        }
+    }
+
+    @Test
+    void defaultChoiceIsTheFirstUsableProviderAndLogsWhyTheOthersWereSkipped() {
+        Fake nat = new Fake(), vec = new Fake(), sca = new Fake();
+        List<String> log = new ArrayList<>();
+        var providers = List.of(nat.provider("native", "libdnnl.so was not found"), vec.provider("vector", null), sca.provider("scalar", null));
+        assertSame(vec.kernels, KernelBackends.choose("", providers, log::add));
+        assertEquals(List.of(0, 1, 0), List.of(nat.created, vec.created, sca.created));
+        assertEquals(List.of("llamafit: using vector kernels, not native, because libdnnl.so was not found"), log);
+
+        log.clear();
+        assertSame(vec.kernels, KernelBackends.choose("  ", List.of(vec.provider("vector", null), sca.provider("scalar", null)), log::add));
+        assertEquals(List.of(), log, "nothing skipped, nothing logged");
+    }
+
+    @Test
+    void explicitChoiceIsHonouredOrFailsWithTheReason() {
+        Fake vec = new Fake(), sca = new Fake();
+        List<String> log = new ArrayList<>();
+        var providers = List.of(vec.provider("vector", "the module is not loaded"), sca.provider("scalar", null));
+        assertSame(sca.kernels, KernelBackends.choose("scalar", providers, log::add));
+        IllegalStateException unusable = assertThrows(IllegalStateException.class, () -> KernelBackends.choose("vector", providers, log::add));
+        assertTrue(unusable.getMessage().contains("-Dllamafit.kernels=vector") && unusable.getMessage().contains("the module is not loaded"),
+                unusable.getMessage());
+        IllegalArgumentException unknown = assertThrows(IllegalArgumentException.class, () -> KernelBackends.choose("gpu", providers, log::add));
+        assertTrue(unknown.getMessage().contains("[vector, scalar]"), unknown.getMessage());
+        assertEquals(0, vec.created);
+        assertEquals(List.of(), log);
+        // Without a usable provider there is nothing to fall back to.
+        IllegalStateException none = assertThrows(IllegalStateException.class,
+                () -> KernelBackends.choose("", List.of(vec.provider("vector", "no SIMD")), log::add));
+        assertTrue(none.getMessage().contains("vector, because no SIMD"), none.getMessage());
+    }
+
+    @Test
+    void theRealProvidersAreVectorThenTheScalarSpecification() {
+        assertEquals(List.of("vector", "scalar"), KernelBackends.PROVIDERS.stream().map(KernelBackends.Provider::name).toList());
+        assertInstanceOf(ScalarKernels.class, KernelBackends.choose("scalar", KernelBackends.PROVIDERS, s -> {}));
+        assertInstanceOf(VectorKernels.class, KernelBackends.choose("", KernelBackends.PROVIDERS, s -> {}));
     }
 }

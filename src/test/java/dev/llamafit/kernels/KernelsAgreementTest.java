@@ -281,4 +281,133 @@ class KernelsAgreementTest {
             assertThrows(IllegalArgumentException.class, () -> k.embedding(out, 0, table, DType.F32, vocab, dim, new int[] {-1}));
         }
     }
+
+    /** Bit equality: the backward kernels feed training, which must not depend on the backend's JIT state. */
+    static void assertSameBits(MemorySegment want, MemorySegment got, long n, String what) {
+        for (long i = 0; i < n; i++) {
+            int w = Float.floatToRawIntBits(want.getAtIndex(F32_LE, i)), g = Float.floatToRawIntBits(got.getAtIndex(F32_LE, i));
+            if (w != g) fail(what + ": element " + i + " of " + n + ": scalar " + Float.intBitsToFloat(w) + " vector " + Float.intBitsToFloat(g));
+        }
+    }
+
+    @Test
+    void rmsnormBackwardGivesTheSpecificationsBits() {
+        for (int dim : SIZES) {
+            int rows = 3;
+            long n = (long) rows * dim;
+            MemorySegment x = random(n, dim), w = random(dim, dim + 1), dy = random(n, dim + 2), inv = random(rows, dim + 3);
+            MemorySegment dx0 = random(n, dim + 4), dw0 = random(dim, dim + 5);
+            MemorySegment dxs = copy(dx0), dxv = copy(dx0), dws = copy(dw0), dwv = copy(dw0);
+            SCALAR.rmsnormBackward(x, 0, inv, 0, dy, 0, w, 0, rows, dim, dxs, 0, dws, 0);
+            VECTOR.rmsnormBackward(x, 0, inv, 0, dy, 0, w, 0, rows, dim, dxv, 0, dwv, 0);
+            assertSameBits(dxs, dxv, n, "rmsnormBackward dX dim=" + dim);
+            assertSameBits(dws, dwv, dim, "rmsnormBackward dW dim=" + dim);
+            // Frozen gain: dX alone, the same as with a gain gradient.
+            MemorySegment frozen = copy(dx0);
+            VECTOR.rmsnormBackward(x, 0, inv, 0, dy, 0, w, 0, rows, dim, frozen, 0, null, 0);
+            assertSameBits(dxs, frozen, n, "rmsnormBackward without dW dim=" + dim);
+            // dX changed from its incoming value (the kernel accumulates).
+            assertTrue(dxs.getAtIndex(F32_LE, 0) != dx0.getAtIndex(F32_LE, 0), "rmsnormBackward did not touch dX");
+        }
+    }
+
+    @Test
+    void ropeBackwardGivesTheSpecificationsBitsAndUndoesRope() {
+        int rows = 5, heads = 3, maxPos = 40;
+        for (int headDim : new int[] {2, 6, 14, 26, 62, 64, 128}) {
+            int half = headDim / 2, ldx = heads * headDim + 9;
+            MemorySegment x = random((long) rows * ldx, headDim);
+            MemorySegment cos = ARENA.allocate((long) maxPos * half * 4), sin = ARENA.allocate((long) maxPos * half * 4);
+            for (int i = 0; i < maxPos * half; i++) {
+                double a = 0.37 * i;
+                cos.setAtIndex(F32_LE, i, (float) Math.cos(a));
+                sin.setAtIndex(F32_LE, i, (float) Math.sin(a));
+            }
+            int[] pos = {0, 7, 39, 3, 3};
+            MemorySegment s = copy(x), v = copy(x);
+            SCALAR.ropeBackward(s, 0, ldx, rows, heads, headDim, cos, sin, pos);
+            VECTOR.ropeBackward(v, 0, ldx, rows, heads, headDim, cos, sin, pos);
+            assertSameBits(s, v, (long) rows * ldx, "ropeBackward headDim=" + headDim);
+            // The rotation's transpose is its inverse: rope then ropeBackward returns x (to rounding).
+            VECTOR.rope(v, 0, ldx, rows, heads, headDim, cos, sin, pos);
+            for (long i = 0; i < (long) rows * ldx; i++) {
+                assertEquals(x.getAtIndex(F32_LE, i), v.getAtIndex(F32_LE, i), 8 * EPS, "rope(ropeBackward(x)) headDim=" + headDim + " i=" + i);
+            }
+        }
+    }
+
+    @Test
+    void swigluBackwardAgrees() {
+        for (int n : SIZES) {
+            MemorySegment g = random(n, n + 11), u = random(n, n + 12), dh = random(n, n + 13);
+            for (int i = 0; i < n; i += 5) g.setAtIndex(F32_LE, i, g.getAtIndex(F32_LE, i) * 12f); // saturated sigmoids too
+            MemorySegment dhs = copy(dh), dhv = copy(dh), dus = ARENA.allocate(n * 4L), duv = ARENA.allocate(n * 4L);
+            SCALAR.swigluBackward(g, 0, u, 0, dhs, 0, dus, 0, n);
+            VECTOR.swigluBackward(g, 0, u, 0, dhv, 0, duv, 0, n);
+            for (int i = 0; i < n; i++) {
+                double gi = g.getAtIndex(F32_LE, i), ui = u.getAtIndex(F32_LE, i), d = dh.getAtIndex(F32_LE, i);
+                // σ differs by about an ulp (VectorMath.exp vs Math.exp); bound each output by its terms' sizes.
+                double tolUp = 8 * EPS * Math.abs(d * gi) + 1e-30;
+                double tolG = 8 * EPS * Math.abs(d * ui) * (1 + 2 * Math.abs(gi)) + 1e-30;
+                float su = dus.getAtIndex(F32_LE, i), vu = duv.getAtIndex(F32_LE, i);
+                float sg = dhs.getAtIndex(F32_LE, i), vg = dhv.getAtIndex(F32_LE, i);
+                if (!(Math.abs(su - vu) <= tolUp)) fail("swigluBackward du n=" + n + " i=" + i + ": " + su + " vs " + vu);
+                if (!(Math.abs(sg - vg) <= tolG)) fail("swigluBackward dg n=" + n + " i=" + i + ": " + sg + " vs " + vg);
+                // And the specification is the derivative: du = dh·silu(g).
+                double silu = gi / (1 + Math.exp(-gi));
+                assertEquals(d * silu, su, 4 * EPS * Math.abs(d * gi) + 1e-30, "du = dh·silu(g) at n=" + n + " i=" + i);
+            }
+        }
+    }
+
+    @Test
+    void softmaxBackwardGivesTheSpecificationsBits() {
+        for (int n : SIZES) {
+            MemorySegment p = random(n, n + 21);
+            for (int i = 0; i < n; i++) p.setAtIndex(F32_LE, i, Math.abs(p.getAtIndex(F32_LE, i)));
+            SCALAR.softmax(p, 0, n); // a real distribution
+            MemorySegment d = random(n, n + 22), s = copy(d), v = copy(d);
+            SCALAR.softmaxBackward(p, 0, s, 0, n);
+            VECTOR.softmaxBackward(p, 0, v, 0, n);
+            assertSameBits(s, v, n, "softmaxBackward n=" + n);
+            // Softmax is shift-invariant, so its gradient sums to zero.
+            double sum = 0, mag = 0;
+            for (int i = 0; i < n; i++) {
+                sum += s.getAtIndex(F32_LE, i);
+                mag += Math.abs(s.getAtIndex(F32_LE, i));
+            }
+            assertEquals(0, sum, 4 * n * EPS * Math.max(mag, 1e-3), "softmaxBackward rows sum to 0, n=" + n);
+        }
+    }
+
+    @Test
+    void softmaxCrossEntropyGivesTheSpecificationsBits() {
+        for (int n : SIZES) {
+            for (int label : new int[] {0, n / 2, n - 1}) {
+                MemorySegment z = random(n, n + 31 + label);
+                for (int i = 0; i < n; i++) z.setAtIndex(F32_LE, i, z.getAtIndex(F32_LE, i) * 8);
+                if (n > 4) z.setAtIndex(F32_LE, n - 2, 9f); // the maximum near the end, in the scalar tail or not
+                MemorySegment s = copy(z), v = copy(z);
+                double ls = SCALAR.softmaxCrossEntropy(s, 0, n, label, 0.25f);
+                double lv = VECTOR.softmaxCrossEntropy(v, 0, n, label, 0.25f);
+                // Each backend uses its own softmax (inference's), so the two agree as softmax does (logits up to ±9 here) ...
+                assertEquals(ls, lv, 1e-6 * Math.max(1, Math.abs(ls)), "loss n=" + n + " label=" + label);
+                assertClose(s, v, n, 4e-6, "dlogits n=" + n + " label=" + label);
+                // ... and the vector arg-max, scaling and one-hot give exactly the composition of its own kernels.
+                MemorySegment c = copy(z);
+                int arg = 0;
+                for (int i = 1; i < n; i++) if (z.getAtIndex(F32_LE, i) > z.getAtIndex(F32_LE, arg)) arg = i;
+                VECTOR.softmax(c, 0, n);
+                double lc = z.getAtIndex(F32_LE, arg) - z.getAtIndex(F32_LE, label) - Math.log(c.getAtIndex(F32_LE, arg));
+                VECTOR.scale(c, 0, n, 0.25f);
+                c.setAtIndex(F32_LE, label, c.getAtIndex(F32_LE, label) - 0.25f);
+                assertEquals(Double.doubleToRawLongBits(lc), Double.doubleToRawLongBits(lv), "vector loss n=" + n + " label=" + label);
+                assertSameBits(c, v, n, "vector dlogits n=" + n + " label=" + label);
+                double lse = 0, max = Double.NEGATIVE_INFINITY;
+                for (int i = 0; i < n; i++) max = Math.max(max, z.getAtIndex(F32_LE, i));
+                for (int i = 0; i < n; i++) lse += Math.exp(z.getAtIndex(F32_LE, i) - max);
+                assertEquals(max + Math.log(lse) - z.getAtIndex(F32_LE, label), ls, 1e-5, "loss = lse − z[label]");
+            }
+        }
+    }
 }
