@@ -225,20 +225,20 @@ final class Block {
         LlamaConfig cfg = c.config();
         // MLP branch: x_out = x_mid + down(silu(gate(n2)) ⊙ up(n2))
         projectBackward(c, a, s, DOWN, a.h(), dX, s.dH(), false);
-        SwiGlu.activationBackward(a.gate(), a.up(), s.dH(), s.dUp(), (long) n * cfg.intermediateSize());
+        SwiGlu.activationBackward(kk, a.gate(), a.up(), s.dH(), s.dUp(), (long) n * cfg.intermediateSize());
         projectBackward(c, a, s, GATE, a.xnMlp(), s.dH(), s.dXn(), false);
         projectBackward(c, a, s, UP, a.xnMlp(), s.dUp(), s.dXn(), true);
-        mlpNorm.backward(a.xMid(), 0, a.invRmsMlp(), 0, s.dXn(), 0, n, dX, 0, dMlpNorm);
+        mlpNorm.backward(kk, a.xMid(), 0, a.invRmsMlp(), 0, s.dXn(), 0, n, dX, 0, dMlpNorm);
         // Attention branch: x_mid = x_in + o(attention(...))
         projectBackward(c, a, s, O, a.att(), dX, s.dAtt(), false);
         c.attention().backward(kk, c.batch(), c.seqLen(), a.q(), a.k(), a.v(), a.probs(), 0, s.dAtt(),
                 s.dQ(), s.dK(), s.dV(), s.attention());
-        c.rope().backward(s.dQ(), 0, cfg.qDim(), n, cfg.numHeads(), c.positions());
-        c.rope().backward(s.dK(), 0, cfg.kvDim(), n, cfg.numKvHeads(), c.positions());
+        c.rope().backward(kk, s.dQ(), 0, cfg.qDim(), n, cfg.numHeads(), c.positions());
+        c.rope().backward(kk, s.dK(), 0, cfg.kvDim(), n, cfg.numKvHeads(), c.positions());
         projectBackward(c, a, s, Q, a.xnAttn(), s.dQ(), s.dXn(), false);
         projectBackward(c, a, s, K, a.xnAttn(), s.dK(), s.dXn(), true);
         projectBackward(c, a, s, V, a.xnAttn(), s.dV(), s.dXn(), true);
-        attnNorm.backward(a.xIn(), 0, a.invRmsAttn(), 0, s.dXn(), 0, n, dX, 0, dAttnNorm);
+        attnNorm.backward(kk, a.xIn(), 0, a.invRmsAttn(), 0, s.dXn(), 0, n, dX, 0, dAttnNorm);
     }
 
     /**

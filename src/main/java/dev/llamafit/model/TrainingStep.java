@@ -292,7 +292,7 @@ public final class TrainingStep implements AutoCloseable {
 
         MemorySegment dX = seg("grad.x");
         dX.fill((byte) 0); // the norm's backward adds into dX
-        finalNorm.backward(xFinal, 0, invRms, 0, dXf, 0, n, dX, 0, dFinalNorm);
+        finalNorm.backward(kernels, xFinal, 0, invRms, 0, dXf, 0, n, dX, 0, dFinalNorm);
         for (int l = blocks.size() - 1; l >= 0; l--) {
             // Recompute into the shared set; the output (already saved as the next block's input) goes to dXn,
             // scratch that this block's backward overwrites before reading.

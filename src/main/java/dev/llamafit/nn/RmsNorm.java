@@ -5,7 +5,6 @@ import static dev.llamafit.tensor.Tensor.F32_LE;
 
 import java.lang.foreign.MemorySegment;
 
-import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.kernels.Parallel;
 import dev.llamafit.tensor.Tensor;
@@ -67,11 +66,5 @@ public final class RmsNorm {
                 dY, dYOff + (long) from * dim, weight.segment(), 0, to - from, dim, dX, dXOff + (long) from * dim,
                 dWeight == null ? null : partial[chunk], 0));
         for (MemorySegment dw : partial) k.add(dWeight.segment(), 0, dw, 0, dim);
-    }
-
-    /** As {@link #backward(Kernels, MemorySegment, long, MemorySegment, long, MemorySegment, long, int, MemorySegment, long, Tensor)} on the process's backend. */
-    public void backward(MemorySegment x, long xOff, MemorySegment invRms, long invOff, MemorySegment dY, long dYOff,
-                         int rows, MemorySegment dX, long dXOff, Tensor dWeight) {
-        backward(KernelBackends.get(), x, xOff, invRms, invOff, dY, dYOff, rows, dX, dXOff, dWeight);
     }
 }

@@ -4,7 +4,6 @@ package dev.llamafit.nn;
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 
-import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.kernels.Parallel;
 import dev.llamafit.memory.Category;
@@ -88,11 +87,6 @@ public final class Rope implements AutoCloseable {
         MemorySegment cs = cos.segment(), sn = sin.segment();
         Parallel.forRange(rows, 16, (from, to) -> k.ropeBackward(dX, dXOff + (long) from * ldx, ldx, to - from, heads, headDim,
                 cs, sn, Arrays.copyOfRange(positions, from, to)));
-    }
-
-    /** As {@link #backward(Kernels, MemorySegment, long, int, int, int, int[])} on the process's backend. */
-    public void backward(MemorySegment dX, long dXOff, int ldx, int rows, int heads, int[] positions) {
-        backward(KernelBackends.get(), dX, dXOff, ldx, rows, heads, positions);
     }
 
     /** Bytes of the cos/sin tables a Rope allocates under {@code workspace}, for layouts and the planner. */

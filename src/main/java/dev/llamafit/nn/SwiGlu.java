@@ -3,7 +3,6 @@ package dev.llamafit.nn;
 
 import java.lang.foreign.MemorySegment;
 
-import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.kernels.Parallel;
 import dev.llamafit.tensor.Tensor;
@@ -89,10 +88,5 @@ public final class SwiGlu {
      */
     public static void activationBackward(Kernels k, MemorySegment gate, MemorySegment up, MemorySegment dH, MemorySegment dUp, long n) {
         Parallel.forRange(Math.toIntExact(n), 4096, (from, to) -> k.swigluBackward(gate, from, up, from, dH, from, dUp, from, to - from));
-    }
-
-    /** As {@link #activationBackward(Kernels, MemorySegment, MemorySegment, MemorySegment, MemorySegment, long)} on the process's backend. */
-    public static void activationBackward(MemorySegment gate, MemorySegment up, MemorySegment dH, MemorySegment dUp, long n) {
-        activationBackward(KernelBackends.get(), gate, up, dH, dUp, n);
     }
 }

@@ -101,7 +101,7 @@ class LayerGradientTest {
             MemorySegment xs = segment(arena, x), y = zeros(arena, rows * dim), inv = zeros(arena, rows), dX = zeros(arena, rows * dim);
             norm.forward(k, xs, 0, rows, y, 0, inv, 0);
             Tensor dW = zeroTensor(arena, "dW", dim);
-            norm.backward(xs, 0, inv, 0, segment(arena, dOut), 0, rows, dX, 0, dW);
+            norm.backward(k, xs, 0, inv, 0, segment(arena, dOut), 0, rows, dX, 0, dW);
             assertGradient("rmsnorm dX " + k.name(), read(dX, rows * dim), numeric(x, v -> dot(rmsnormRef(x, w, rows, dim, eps), dOut)));
             assertGradient("rmsnorm dWeight " + k.name(), read(dW), numeric(w, v -> dot(rmsnormRef(x, w, rows, dim, eps), dOut)));
         }
@@ -133,7 +133,7 @@ class LayerGradientTest {
         for (Kernels k : backends()) {
             try (Rope rope = new Rope(new MemoryLedger(), d, maxPos, inv, 1)) {
                 MemorySegment dX = segment(arena, dOut);
-                rope.backward(dX, 0, heads * d, rows, heads, pos);
+                rope.backward(k, dX, 0, heads * d, rows, heads, pos);
                 assertGradient("rope dX " + k.name(), read(dX, x.length), numeric(x, v -> dot(ropeRef(x, inv, pos, rows, heads, d), dOut)));
             }
         }
