@@ -1,7 +1,6 @@
 // `llamafit plan`: the memory breakdown of a training run before it starts, max batch / length, advice, the seed formula.
 package dev.llamafit.cli;
 
-import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -5,7 +5,6 @@ import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -23,15 +22,13 @@ import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.Technique;
 import dev.llamafit.model.TrainingStep;
 import dev.llamafit.optim.AdamW;
-import dev.llamafit.optim.GradClip;
 import dev.llamafit.optim.LrSchedule;
 import dev.llamafit.optim.Optimizer;
-import dev.llamafit.optim.Param;
 import dev.llamafit.optim.Sgd;
 import dev.llamafit.tensor.Tensor;
 
 /**
- * Full fine-tuning of a LLaMA-family model. One optimizer step takes {@code gradAccum} micro-batches; the loss
+ * Fine-tuning of a LLaMA-family model (all weights, or LoRA adapters on a frozen base). One optimizer step takes {@code gradAccum} micro-batches; the loss
  * is normalised by the unmasked tokens of the whole step, so accumulation equals a bigger batch. Checkpoints
  * hold everything the next step depends on (weights, optimizer state, step, data position), so a resumed run
  * continues bit for bit.

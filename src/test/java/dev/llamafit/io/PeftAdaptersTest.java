@@ -34,7 +34,6 @@ import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.model.LinearModule;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.LlamaModel;
-import dev.llamafit.model.LoraConfig;
 import dev.llamafit.peft.MergedFolders;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Shape;

@@ -19,7 +19,6 @@ import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.kernels.ScalarKernels;
 import dev.llamafit.memory.MemoryLedger;
-import dev.llamafit.tensor.Tensor;
 import dev.llamafit.testing.SharedData;
 
 /** Logits of tiny random models against the independent PyTorch reference (scripts/make_fixtures.py). */

@@ -4,7 +4,6 @@ package dev.llamafit.plan;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
-import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -23,7 +22,6 @@ import dev.llamafit.plan.pytorch.PytorchOptions;
 import dev.llamafit.plan.pytorch.PytorchProfile;
 import dev.llamafit.io.ModelPresets;
 import dev.llamafit.model.LlamaConfig;
-import dev.llamafit.model.LoraConfig;
 import dev.llamafit.plan.pytorch.PytorchOptions.Attention;
 import dev.llamafit.model.Technique.BaseDtype;
 import dev.llamafit.model.Technique.Method;
