@@ -21,7 +21,7 @@ abstract class TechniqueOptions {
     @Option(names = "--lora-dropout", defaultValue = "0", description = "Dropout on the adapters' input (default: ${DEFAULT-VALUE}).") double loraDropout;
     @Option(names = "--gradient-checkpointing", description = "Keep only block inputs; recompute each block in backward.") boolean gradientCheckpointing;
     @Option(names = "--checkpoint-every", defaultValue = "1", description = "With --gradient-checkpointing: checkpoint every N-th block (default: ${DEFAULT-VALUE}).") int checkpointEvery;
-    @Option(names = "--batch-size", defaultValue = "4", description = "Sequences per micro-batch (per worker) (default: ${DEFAULT-VALUE}).") int batchSize;
+    @Option(names = "--batch-size", defaultValue = "4", description = "Sequences per micro-batch (default: ${DEFAULT-VALUE}).") int batchSize;
     @Option(names = "--seq-len", defaultValue = "256", description = "Tokens per sequence (default: ${DEFAULT-VALUE}).") int seqLen;
 
     /** The keys of the seven linear modules, for the --lora-targets help. */

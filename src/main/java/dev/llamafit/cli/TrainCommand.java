@@ -59,7 +59,7 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--save-every", defaultValue = "0", description = "Checkpoint every N steps; 0 = at the end only (default: ${DEFAULT-VALUE}).") long saveEvery;
     @Option(names = "--resume", description = "Continue from a run folder (its newest checkpoint) or a checkpoint folder.") Path resume;
     @Option(names = "--resume-anyway", description = "With --resume: continue although the checkpoint was made with other settings (recorded in metrics.jsonl).") boolean resumeAnyway;
-    @Option(names = "--seed", defaultValue = "42", description = "Seed for data order (default: ${DEFAULT-VALUE}).") long seed;
+    @Option(names = "--seed", defaultValue = "42", description = "Seed for data order, the eval split, adapter initialisation and dropout (default: ${DEFAULT-VALUE}).") long seed;
     @Option(names = "--eval-data", description = "Separate evaluation data file.") Path evalData;
     @Option(names = "--eval-split", defaultValue = "0", description = "Fraction of the data held out for evaluation, e.g. 0.05.") double evalSplit;
     @Option(names = "--train-on-prompt", description = "Also train on prompt tokens of instruction and chat data.") boolean trainOnPrompt;
