@@ -1,17 +1,21 @@
 // The llamafit command line: subcommands, exit codes, and user-facing error messages.
 package dev.llamafit.cli;
 
+import java.io.IOException;
 import java.io.PrintWriter;
+import java.io.UncheckedIOException;
 
 import dev.llamafit.io.InputException;
+import dev.llamafit.train.RunFailure;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
 /**
  * Entry point. Exit codes: 0 ok, 1 runtime failure, 2 bad usage or input (DESIGN §8). Bad input is a picocli usage
  * error or an {@link InputException}: commands turn the validation failures of the records they build from flags
- * into one ({@link #userInput}). It prints one line without a stack trace. Any other exception is an internal error
- * (exit 1): one line, and {@code LLAMAFIT_DEBUG=1} adds the trace.
+ * into one ({@link #userInput}). It prints one line without a stack trace. A run that fails for a reason outside the
+ * program (I/O, a {@link RunFailure} such as a diverging loss) exits 1 with "failed: …"; any other exception is an
+ * internal error (exit 1): one line that says so, and {@code LLAMAFIT_DEBUG=1} adds the trace.
  */
 @Command(name = "llamafit", mixinStandardHelpOptions = true, version = "llamafit 0.1.0",
         description = "Fine-tune and run LLaMA-architecture models with measured memory-saving techniques.",
@@ -77,10 +81,16 @@ public final class Main implements Runnable {
                 err.println("llamafit: error: " + ex.getMessage());
                 return BAD_INPUT;
             }
-            // Anything else is a failure of the program, not of the input: say so, and how to see where it came from.
-            err.println("llamafit: internal error: " + (ex.getMessage() != null ? ex.getMessage() : ex.toString()));
+            String message = ex.getMessage() != null ? ex.getMessage() : ex.toString();
+            // The run failed for a reason outside the program (a file system error, a diverging loss): say what happened.
+            if (ex instanceof IOException || ex instanceof UncheckedIOException || ex instanceof RunFailure) {
+                err.println("llamafit: failed: " + message);
+                if (debug()) ex.printStackTrace(err);
+                return RUNTIME_FAILURE;
+            }
+            // Anything else is a bug: say so on one line, and how to see where it came from.
+            err.println("llamafit: internal error: " + message + (debug() ? "" : " (set LLAMAFIT_DEBUG=1 for the stack trace)"));
             if (debug()) ex.printStackTrace(err);
-            else err.println("(set LLAMAFIT_DEBUG=1 for the stack trace)");
             return RUNTIME_FAILURE;
         });
         cl.setParameterExceptionHandler((ex, a) -> {

@@ -97,7 +97,8 @@ final class TrainingLoop {
             lastLoss = loss;
             metrics.record(new Metrics.Step(done, loss, lr, gradNorm, stepSeqTokens / seconds, evalLoss));
             progress.update(done, loss, lr, gradNorm, stepSeqTokens / seconds, evalLoss, ledger.totalCurrentBytes());
-            if (!Double.isFinite(loss)) throw new IllegalStateException("loss became " + loss + " at step " + done + "; stopping");
+            if (!Double.isFinite(loss))
+                throw new RunFailure("loss became " + loss + " at step " + done + "; stopping (lower --lr, or check the data)");
             if (last || settings.saveEvery() > 0 && done % settings.saveEvery() == 0) save(done);
         }
         progress.close();

@@ -26,6 +26,8 @@ class ExitCodesTest {
             switch (with) {
                 case "iae" -> throw new IllegalArgumentException("index 7 out of range for a tensor of 4");
                 case "ise" -> throw new IllegalStateException("ledger closed twice");
+                case "io" -> throw new java.io.UncheckedIOException(new java.io.IOException("No space left on device"));
+                case "nan" -> throw new dev.llamafit.train.RunFailure("loss became NaN at step 3; stopping");
                 case "input" -> throw new InputException("data.txt: empty file");
                 case "record" -> Main.userInput(() -> { throw new IllegalArgumentException("--lora-r must be >= 1, got 0"); });
                 default -> { }
@@ -51,7 +53,19 @@ class ExitCodesTest {
             if (System.getenv("LLAMAFIT_DEBUG") == null) {
                 assertTrue(r.err().contains("LLAMAFIT_DEBUG=1"), r.err());
                 assertFalse(r.err().contains("\tat "), r.err());
+                assertEquals(1, r.err().lines().count(), "one line: " + r.err());
             }
+        }
+    }
+
+    /** A run that fails for a reason outside the program exits 1 too, but says what failed, not "internal error". */
+    @Test
+    void runtimeFailuresExitOneWithoutCallingThemBugs() {
+        for (String kind : new String[]{"io", "nan"}) {
+            BadInputTest.Run r = run("--with", kind);
+            assertEquals(Main.RUNTIME_FAILURE, r.code(), r.err());
+            assertTrue(r.err().startsWith("llamafit: failed: "), r.err());
+            assertTrue(r.err().contains(kind.equals("io") ? "No space left on device" : "loss became NaN"), r.err());
         }
     }
 
