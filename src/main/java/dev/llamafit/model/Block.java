@@ -30,8 +30,8 @@ import dev.llamafit.tensor.Tensor;
  * stream in place, reuses one scratch row set for every block and attends over a KV cache; training writes each
  * tensor into the block's {@link BlockActivations} for backward and attends with saved probabilities.
  * Parameter gradients are accumulated into the tensors given at construction (null for none: a frozen base).
- * A module with a LoRA adapter adds scale·B·A·dropout(x) to its output; the SwiGLU is spelled out here (instead of
- * {@link SwiGlu}) so each of its projections can carry one.
+ * A module with a LoRA adapter adds scale·B·A·dropout(x) to its output, so the MLP runs its three projections
+ * here, around the {@link SwiGlu} activation.
  */
 final class Block {
     private static final int MODULES = LinearModule.ALL.size();
@@ -183,7 +183,7 @@ final class Block {
         Projection.forwardFused(kk, xn, 0, n, gateUp, new MemorySegment[] {gate, up});
         adapter(c, a, GATE, xn, gate);
         adapter(c, a, UP, xn, up);
-        kk.swiglu(h, 0, gate, 0, up, 0, (long) n * c.config().intermediateSize());
+        SwiGlu.forward(kk, h, gate, up, (long) n * c.config().intermediateSize());
         project(c, a, DOWN, h, out);
     }
 
@@ -225,7 +225,7 @@ final class Block {
         LlamaConfig cfg = c.config();
         // MLP branch: x_out = x_mid + down(silu(gate(n2)) ⊙ up(n2))
         projectBackward(c, a, s, DOWN, a.h(), dX, s.dH(), false);
-        SwiGlu.activationBackward(kk, a.gate(), a.up(), s.dH(), s.dUp(), (long) n * cfg.intermediateSize());
+        SwiGlu.backward(kk, a.gate(), a.up(), s.dH(), s.dUp(), (long) n * cfg.intermediateSize());
         projectBackward(c, a, s, GATE, a.xnMlp(), s.dH(), s.dXn(), false);
         projectBackward(c, a, s, UP, a.xnMlp(), s.dUp(), s.dXn(), true);
         mlpNorm.backward(kk, a.xMid(), 0, a.invRmsMlp(), 0, s.dXn(), 0, n, dX, 0, dMlpNorm);

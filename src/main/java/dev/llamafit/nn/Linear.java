@@ -64,9 +64,4 @@ public final class Linear implements Projection {
         if (dBias != null)
             for (int r = 0; r < rows; r++) k.add(dBias.segment(), 0, dY, dYOff + (long) r * out, out);
     }
-
-    /** {@link Projection#forwardFused} for callers holding fp32 layers (the SwiGLU layer). */
-    public static void forwardFused(Kernels k, MemorySegment x, long xOff, int rows, Linear[] layers, MemorySegment[] ys) {
-        Projection.forwardFused(k, x, xOff, rows, layers, ys);
-    }
 }

@@ -203,30 +203,36 @@ class LayerGradientTest {
         return linearRef(h, wd, bd, rows, f, c);
     }
 
+    /** The MLP as the decoder block runs it: fused gate/up projections, the SwiGLU activation, the down projection. */
     @org.junit.jupiter.api.Test
     void swiglu() {
         int rows = 4, c = 5, f = 7;
         double[] x = random(rows * c, 20, 1), wg = random(f * c, 21, 1), bg = random(f, 22, 0.3), wu = random(f * c, 23, 1),
                 bu = random(f, 24, 0.3), wd = random(c * f, 25, 0.7), bd = random(c, 26, 0.3), dOut = random(rows * c, 27, 1);
         for (Kernels k : backends()) {
-            SwiGlu mlp = new SwiGlu(new Linear(tensor(arena, "wg", wg, f, c), tensor(arena, "bg", bg, f)),
-                    new Linear(tensor(arena, "wu", wu, f, c), tensor(arena, "bu", bu, f)),
-                    new Linear(tensor(arena, "wd", wd, c, f), tensor(arena, "bd", bd, c)));
+            Projection gate = new Linear(tensor(arena, "wg", wg, f, c), tensor(arena, "bg", bg, f)),
+                    up = new Linear(tensor(arena, "wu", wu, f, c), tensor(arena, "bu", bu, f)),
+                    down = new Linear(tensor(arena, "wd", wd, c, f), tensor(arena, "bd", bd, c));
             MemorySegment xs = segment(arena, x), g = zeros(arena, rows * f), u = zeros(arena, rows * f), h = zeros(arena, rows * f),
                     out = zeros(arena, rows * c), dH = zeros(arena, rows * f), dU = zeros(arena, rows * f), dX = zeros(arena, rows * c);
-            mlp.forwardTraining(k, xs, 0, rows, g, u, h, out, 0);
-            SwiGlu.Grads grads = new SwiGlu.Grads(zeroTensor(arena, "dwg", f, c), zeroTensor(arena, "dbg", f),
-                    zeroTensor(arena, "dwu", f, c), zeroTensor(arena, "dbu", f), zeroTensor(arena, "dwd", c, f), zeroTensor(arena, "dbd", c));
-            mlp.backward(k, xs, 0, rows, g, u, h, segment(arena, dOut), 0, dH, dU, dX, 0, grads);
+            Projection.forwardFused(k, xs, 0, rows, new Projection[] {gate, up}, new MemorySegment[] {g, u});
+            SwiGlu.forward(k, h, g, u, (long) rows * f);
+            down.forward(k, h, 0, rows, out, 0);
+            Tensor dWg = zeroTensor(arena, "dwg", f, c), dBg = zeroTensor(arena, "dbg", f), dWu = zeroTensor(arena, "dwu", f, c),
+                    dBu = zeroTensor(arena, "dbu", f), dWd = zeroTensor(arena, "dwd", c, f), dBd = zeroTensor(arena, "dbd", c);
+            down.backward(k, h, 0, segment(arena, dOut), 0, rows, dH, 0, false, dWd, dBd);
+            SwiGlu.backward(k, g, u, dH, dU, (long) rows * f);
+            gate.backward(k, xs, 0, dH, 0, rows, dX, 0, false, dWg, dBg);
+            up.backward(k, xs, 0, dU, 0, rows, dX, 0, true, dWu, dBu);
             java.util.function.ToDoubleFunction<Void> loss = z -> dot(swigluRef(x, wg, bg, wu, bu, wd, bd, rows, c, f), dOut);
             String p = "swiglu " + k.name() + " ";
             assertGradient(p + "dX", read(dX, rows * c), numeric(x, loss));
-            assertGradient(p + "dGateW", read(grads.dGateW()), numeric(wg, loss));
-            assertGradient(p + "dGateB", read(grads.dGateB()), numeric(bg, loss));
-            assertGradient(p + "dUpW", read(grads.dUpW()), numeric(wu, loss));
-            assertGradient(p + "dUpB", read(grads.dUpB()), numeric(bu, loss));
-            assertGradient(p + "dDownW", read(grads.dDownW()), numeric(wd, loss));
-            assertGradient(p + "dDownB", read(grads.dDownB()), numeric(bd, loss));
+            assertGradient(p + "dGateW", read(dWg), numeric(wg, loss));
+            assertGradient(p + "dGateB", read(dBg), numeric(bg, loss));
+            assertGradient(p + "dUpW", read(dWu), numeric(wu, loss));
+            assertGradient(p + "dUpB", read(dBu), numeric(bu, loss));
+            assertGradient(p + "dDownW", read(dWd), numeric(wd, loss));
+            assertGradient(p + "dDownB", read(dBd), numeric(bd, loss));
         }
     }
 
