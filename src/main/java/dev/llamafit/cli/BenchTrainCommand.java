@@ -24,6 +24,7 @@ import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.memory.ProcessMemory;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.LoraConfig;
+import dev.llamafit.model.Technique;
 import dev.llamafit.model.ParameterLayout;
 import dev.llamafit.model.RandomModels;
 import dev.llamafit.model.TrainingStep;
@@ -93,9 +94,9 @@ final class BenchTrainCommand implements Callable<Integer> {
         double best = Double.MAX_VALUE;
         double loss = Double.NaN;
         LoraConfig lora = loraR > 0 ? new LoraConfig(loraR, 16, 0, LoraConfig.parseTargets(loraTargets), false) : null;
-        TrainingStep.Options options = new TrainingStep.Options(lora, checkpointing, 1, 5);
+        Technique technique = Technique.of(lora).withGradientCheckpointing(checkpointing, 1);
         long trainable;
-        try (TrainingStep step = new TrainingStep(c, w, k, ledger, batch, seqLen, options);
+        try (TrainingStep step = new TrainingStep(c, w, k, ledger, batch, seqLen, technique, 5);
              AdamW opt = new AdamW(0.9, 0.999, 1e-8, 0.0, ledger)) {
             List<Param> ps = new ArrayList<>();
             if (lora != null) {

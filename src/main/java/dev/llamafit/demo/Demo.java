@@ -325,6 +325,6 @@ public final class Demo {
 
     /** LoRA's trainable parameters: A [r, in] and B [out, r] for every targeted module of every layer. */
     static long loraParameters(LlamaConfig config) {
-        return TrainingLayout.of(config, 1, 2, LORA, 1).adapterSpecs().stream().mapToLong(s -> s.shape().elements()).sum();
+        return TrainingLayout.of(config, 1, 2, Technique.lora(LORA)).adapterSpecs().stream().mapToLong(s -> s.shape().elements()).sum();
     }
 }

@@ -65,6 +65,9 @@ public record Technique(Method method, LoraConfig lora, Precision precision, Bas
     /** Full fine-tuning in fp32 with AdamW, no checkpointing, no accumulation. */
     public static final Technique FULL = new Technique(Method.FULL, null, Precision.FP32, null, Optimizer.ADAMW, false, 1, 1);
 
+    /** Full fine-tuning when {@code lora} is null, else LoRA with those settings; otherwise as {@link #FULL}. */
+    public static Technique of(LoraConfig lora) { return lora == null ? FULL : lora(lora); }
+
     /** LoRA with these settings, otherwise as {@link #FULL}. */
     public static Technique lora(LoraConfig lora) {
         return new Technique(Method.LORA, lora, Precision.FP32, null, Optimizer.ADAMW, false, 1, 1);

@@ -45,11 +45,10 @@ import dev.llamafit.tensor.TensorSpec;
  * @param seqLen          T
  * @param threads         parallel chunks that each get an attention-backward scratch [T, T]
  * @param lossChunkRows   rows of logits the chunked cross-entropy holds at once
- * @param lora            adapters on a frozen base, or null for full fine-tuning
- * @param checkpointEvery 0: no gradient checkpointing; N &gt; 0: blocks with index % N == 0 are checkpointed
+ * @param technique       full fine-tuning or LoRA (adapters on a frozen base), and gradient checkpointing; the
+ *                        layout reads {@link #lora()} and {@link #checkpointEvery()} from it
  */
-public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int threads, int lossChunkRows,
-                             LoraConfig lora, int checkpointEvery) {
+public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int threads, int lossChunkRows, Technique technique) {
     /** Default rows per loss chunk: [128, V] fp32 is 16 MB at V = 32000, big enough for an efficient GEMM. */
     public static final int DEFAULT_LOSS_CHUNK_ROWS = 128;
 
@@ -58,25 +57,31 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
         if (seqLen > config.maxPositions())
             throw new IllegalArgumentException("seqLen " + seqLen + " exceeds max_position_embeddings " + config.maxPositions());
         if (threads <= 0 || lossChunkRows <= 0) throw new IllegalArgumentException("threads and lossChunkRows must be > 0");
-        if (checkpointEvery < 0) throw new IllegalArgumentException("checkpointEvery must be >= 0 (0 = off), got " + checkpointEvery);
+        if (technique == null) throw new IllegalArgumentException("a technique is required");
         Math.multiplyExact(batch, seqLen);
     }
 
     /** Full fine-tuning without checkpointing. */
     public TrainingLayout(LlamaConfig config, int batch, int seqLen, int threads, int lossChunkRows) {
-        this(config, batch, seqLen, threads, lossChunkRows, null, 0);
+        this(config, batch, seqLen, threads, lossChunkRows, Technique.FULL);
     }
 
     /** The layout with this process's thread count and the default loss chunk (capped at N). */
     public static TrainingLayout of(LlamaConfig config, int batch, int seqLen) {
-        return of(config, batch, seqLen, null, 0);
+        return of(config, batch, seqLen, Technique.FULL);
     }
 
-    /** As {@link #of(LlamaConfig, int, int)}, with LoRA (or null) and checkpointing every N blocks (0 = off). */
-    public static TrainingLayout of(LlamaConfig config, int batch, int seqLen, LoraConfig lora, int checkpointEvery) {
+    /** As {@link #of(LlamaConfig, int, int)}, for {@code technique} (its LoRA settings and checkpointing). */
+    public static TrainingLayout of(LlamaConfig config, int batch, int seqLen, Technique technique) {
         return new TrainingLayout(config, batch, seqLen, dev.llamafit.kernels.Parallel.threads(),
-                Math.min(DEFAULT_LOSS_CHUNK_ROWS, Math.multiplyExact(batch, seqLen)), lora, checkpointEvery);
+                Math.min(DEFAULT_LOSS_CHUNK_ROWS, Math.multiplyExact(batch, seqLen)), technique);
     }
+
+    /** The adapters on a frozen base, or null for full fine-tuning. */
+    public LoraConfig lora() { return technique.lora(); }
+
+    /** 0: no gradient checkpointing; N &gt; 0: blocks with index % N == 0 are checkpointed. */
+    public int checkpointEvery() { return technique.checkpointInterval(); }
 
     /** N = B·T. */
     public int rows() { return batch * seqLen; }
@@ -86,7 +91,7 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
     public static final String SHARED_PREFIX = "shared.";
 
     /** Whether block {@code layer} keeps only its input and is recomputed in backward. */
-    public boolean checkpointed(int layer) { return checkpointEvery > 0 && layer % checkpointEvery == 0; }
+    public boolean checkpointed(int layer) { return checkpointEvery() > 0 && layer % checkpointEvery() == 0; }
 
     // ---------------------------------------------------------------- linear modules and adapters
 
@@ -102,13 +107,13 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
 
     /** LoRA: A [r, in] and B [out, r] per targeted module of every layer, in layer then module order; empty otherwise. */
     public List<TensorSpec> adapterSpecs() {
-        if (lora == null) return List.of();
+        if (lora() == null) return List.of();
         List<TensorSpec> s = new ArrayList<>();
         for (int l = 0; l < config.numLayers(); l++)
-            for (LinearModule m : lora.modules()) {
+            for (LinearModule m : lora().modules()) {
                 String component = m.parent() == LinearModule.Parent.MLP ? "mlp" : "attention";
-                s.add(new TensorSpec(m.peftKey(l, 'A'), Shape.of(lora.rank(), m.in(config)), DType.F32, component));
-                s.add(new TensorSpec(m.peftKey(l, 'B'), Shape.of(m.out(config), lora.rank()), DType.F32, component));
+                s.add(new TensorSpec(m.peftKey(l, 'A'), Shape.of(lora().rank(), m.in(config)), DType.F32, component));
+                s.add(new TensorSpec(m.peftKey(l, 'B'), Shape.of(m.out(config), lora().rank()), DType.F32, component));
             }
         return List.copyOf(s);
     }
@@ -133,20 +138,20 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
                 act(p + "gate", Shape.of(n, f), "mlp"),
                 act(p + "up", Shape.of(n, f), "mlp"),
                 act(p + "h", Shape.of(n, f), "mlp")));
-        if (lora != null)
-            for (LinearModule m : lora.modules()) {
-                s.add(act(p + m.key() + ".lora_u", Shape.of(n, lora.rank()), "lora"));
-                if (lora.dropout() > 0) s.add(act(p + m.key() + ".lora_x", Shape.of(n, m.in(config)), "lora"));
+        if (lora() != null)
+            for (LinearModule m : lora().modules()) {
+                s.add(act(p + m.key() + ".lora_u", Shape.of(n, lora().rank()), "lora"));
+                if (lora().dropout() > 0) s.add(act(p + m.key() + ".lora_x", Shape.of(n, m.in(config)), "lora"));
             }
         return s;
     }
 
     /** Whether a non-checkpointed block keeps this tensor (suffix after the prefix) for backward; see the class comment. */
     boolean saves(String suffix) {
-        if (lora == null) return true;
+        if (lora() == null) return true;
         return switch (suffix) {
-            case "xn_attn", "att", "xn_mlp", "h" -> lora.dropout() == 0
-                    && lora.modules().stream().anyMatch(m -> moduleInput(m).equals(suffix));
+            case "xn_attn", "att", "xn_mlp", "h" -> lora().dropout() == 0
+                    && lora().modules().stream().anyMatch(m -> moduleInput(m).equals(suffix));
             default -> true;
         };
     }
@@ -170,7 +175,7 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
         List<ActivationLayout.Slot> out = new ArrayList<>();
         for (ActivationLayout.Slot s : blockTensors(SHARED_PREFIX)) {
             String suffix = s.spec().name().substring(SHARED_PREFIX.length());
-            if (checkpointEvery > 0 ? !suffix.equals("x_in") : !saves(suffix)) out.add(s);
+            if (checkpointEvery() > 0 ? !suffix.equals("x_in") : !saves(suffix)) out.add(s);
         }
         return List.copyOf(out);
     }
@@ -194,10 +199,10 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
                         Shape.of(threads, Attention.backwardScratchPerChunk(seqLen)), DType.F32, "attention"), Category.WORKSPACE),
                 new ActivationLayout.Slot(new TensorSpec("loss_logits",
                         Shape.of(CrossEntropy.scratchElements(lossChunkRows, config.vocabSize())), DType.F32, "lm_head"), Category.WORKSPACE)));
-        if (lora != null) {
-            s.add(act("grad.lora_du", Shape.of(n, lora.rank()), "backward"));
-            if (lora.dropout() > 0) {
-                int maxIn = lora.modules().stream().mapToInt(m -> m.in(config)).max().orElseThrow();
+        if (lora() != null) {
+            s.add(act("grad.lora_du", Shape.of(n, lora().rank()), "backward"));
+            if (lora().dropout() > 0) {
+                int maxIn = lora().modules().stream().mapToInt(m -> m.in(config)).max().orElseThrow();
                 s.add(act("grad.lora_dx", Shape.of(n, maxIn), "backward"));
             }
         }
@@ -219,7 +224,7 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
      * frozen base.
      */
     public List<TensorSpec> gradientSpecs() {
-        return lora == null ? ParameterLayout.of(config, DType.F32).specs() : adapterSpecs();
+        return lora() == null ? ParameterLayout.of(config, DType.F32).specs() : adapterSpecs();
     }
 
     /**

@@ -30,7 +30,7 @@ import dev.llamafit.tensor.TensorSpec;
  * Gradients accumulate (+=) across calls until {@link #zeroGradients()}. With tied embeddings the LM head's and the
  * embedding's weight gradient are the same tensor. Not thread-safe; one call at a time.
  *
- * <p>With {@link Options#lora()} the base weights are frozen: the step owns LoRA adapters A [r, in], B [out, r] per
+ * <p>With LoRA ({@link Technique#lora()}) the base weights are frozen: the step owns LoRA adapters A [r, in], B [out, r] per
  * targeted module (PEFT init: A ~ U(−1/√in, 1/√in), B = 0, so the model starts as the base) filed under
  * {@code weights}, and only their gradients exist. With gradient checkpointing, checkpointed blocks
  * ({@link TrainingLayout#checkpointed}) are recomputed from their saved input just before their backward.
@@ -63,26 +63,6 @@ public final class TrainingStep implements AutoCloseable {
     }
 
     /**
-     * How to train: full fine-tuning or LoRA, and gradient checkpointing.
-     *
-     * @param lora                  adapters on a frozen base, or null for full fine-tuning
-     * @param gradientCheckpointing recompute checkpointed blocks in backward instead of saving their activations
-     * @param checkpointEvery       N ≥ 1: blocks with index % N == 0 are checkpointed (1 = every block); ignored when off
-     * @param seed                  adapter initialisation and dropout masks
-     */
-    public record Options(LoraConfig lora, boolean gradientCheckpointing, int checkpointEvery, long seed) {
-        public static final Options FULL = new Options(null, false, 1, 0);
-
-        public Options {
-            if (gradientCheckpointing && checkpointEvery < 1)
-                throw new IllegalArgumentException("checkpointEvery must be >= 1 with gradient checkpointing, got " + checkpointEvery);
-        }
-
-        /** The layout's checkpointEvery: 0 when checkpointing is off. */
-        public int checkpointInterval() { return gradientCheckpointing ? checkpointEvery : 0; }
-    }
-
-    /**
      * Full fine-tuning.
      *
      * @param weights owned, writable F32 tensors named as in {@link ParameterLayout} (tied: no lm_head); see {@link #ownedCopy}
@@ -92,11 +72,13 @@ public final class TrainingStep implements AutoCloseable {
     }
 
     /**
-     * @param weights F32 base weights; with LoRA they are only read (a read-only mapping will do)
+     * @param weights   F32 base weights; with LoRA they are only read (a read-only mapping will do)
+     * @param technique full fine-tuning or LoRA, and gradient checkpointing (what the layout reads)
+     * @param seed      adapter initialisation and dropout masks
      */
     public TrainingStep(LlamaConfig config, Map<String, Tensor> weights, Kernels k, MemoryLedger ledger, int batch, int seqLen,
-                        Options options) {
-        this(TrainingLayout.of(config, batch, seqLen, options.lora(), options.checkpointInterval()), weights, k, ledger, options.seed());
+                        Technique technique, long seed) {
+        this(TrainingLayout.of(config, batch, seqLen, technique), weights, k, ledger, seed);
     }
 
     public TrainingStep(TrainingLayout layout, Map<String, Tensor> weights, Kernels k, MemoryLedger ledger) {

@@ -69,7 +69,7 @@ public final class Planner {
     /** The engine's layout for this technique and micro-batch on this device (its thread count sizes the attention scratch). */
     public static TrainingLayout layout(LlamaConfig config, Technique t, int batch, int seqLen, Device device) {
         return new TrainingLayout(config, batch, seqLen, device.threads(),
-                Math.min(TrainingLayout.DEFAULT_LOSS_CHUNK_ROWS, Math.multiplyExact(batch, seqLen)), t.lora(), t.checkpointInterval());
+                Math.min(TrainingLayout.DEFAULT_LOSS_CHUNK_ROWS, Math.multiplyExact(batch, seqLen)), t);
     }
 
     private static MemoryPlan llamafit(LlamaConfig config, Technique o, int batch, int seqLen, Device device) {

@@ -59,9 +59,7 @@ final class TrainableModel implements AutoCloseable {
         Map<String, Tensor> weights = Map.of();
         try {
             weights = lora ? frozenBase.weights() : loadWeights(o, config, checkpoint, kernels, ledger);
-            TrainingStep.Options so = new TrainingStep.Options(o.lora(), o.technique().gradientCheckpointing(),
-                    o.technique().checkpointEvery(), o.seed());
-            TrainingStep step = new TrainingStep(config, weights, kernels, ledger, o.batchSize(), o.seqLen(), so);
+            TrainingStep step = new TrainingStep(config, weights, kernels, ledger, o.batchSize(), o.seqLen(), o.technique(), o.seed());
             return new TrainableModel(o, config, ledger, frozenBase, weights, lora ? List.of() : new ArrayList<>(weights.values()), step);
         } catch (RuntimeException e) {
             if (!lora) weights.values().forEach(Tensor::close);

@@ -27,12 +27,12 @@ import dev.llamafit.testing.SharedData;
 class GradientCheckpointingTest {
 
     /** Gradients of one step with the given options, by name (copied out, the step is closed). */
-    static Map<String, float[]> gradients(Path dir, TrainingStep.Options o, int[][] ids, int[][] labels, long counted) {
+    static Map<String, float[]> gradients(Path dir, Technique o, int[][] ids, int[][] labels, long counted) {
         Kernels k = KernelBackends.get();
         MemoryLedger ledger = new MemoryLedger();
         try (ModelFolder folder = ModelFolder.open(dir, ledger, k)) {
             Map<String, Tensor> w = TrainingStep.ownedCopy(folder.weights(), ledger);
-            try (TrainingStep step = new TrainingStep(folder.config(), w, k, ledger, ids.length, ids[0].length, o)) {
+            try (TrainingStep step = new TrainingStep(folder.config(), w, k, ledger, ids.length, ids[0].length, o, 5)) {
                 if (o.lora() != null) LoraTrainingTest.randomizeAdapters(step, 17);
                 step.zeroGradients();
                 // Two steps: the second draws new dropout masks, and must draw the same ones in the recompute.
@@ -57,9 +57,9 @@ class GradientCheckpointingTest {
         List<LoraConfig> modes = Arrays.asList(null, new LoraConfig(4, 8, 0, List.of("q_proj", "v_proj", "o_proj", "down_proj"), false),
                 new LoraConfig(2, 4, 0.2, LinearModule.keys(), true));
         for (LoraConfig lc : modes) {
-            Map<String, float[]> off = gradients(dir, new TrainingStep.Options(lc, false, 1, 5), ids, labels, counted);
+            Map<String, float[]> off = gradients(dir, Technique.of(lc), ids, labels, counted);
             for (int every : new int[] {1, 2}) {
-                Map<String, float[]> on = gradients(dir, new TrainingStep.Options(lc, true, every, 5), ids, labels, counted);
+                Map<String, float[]> on = gradients(dir, Technique.of(lc).withGradientCheckpointing(true, every), ids, labels, counted);
                 assertEquals(off.keySet(), on.keySet());
                 for (String n : off.keySet()) {
                     double scale = LoraTrainingTest.maxAbs(off.get(n)), err = SharedData.maxAbsDiff(off.get(n), on.get(n));
@@ -97,7 +97,9 @@ class GradientCheckpointingTest {
         assertEquals(5152, block);
         assertEquals(3984, head);
         LoraConfig qv = new LoraConfig(r, 4, 0, List.of("q_proj", "v_proj"), false);
-        record Case(LoraConfig lora, int every, long expectedBytes) {}
+        record Case(LoraConfig lora, int every, long expectedBytes) {
+            Technique technique() { return Technique.of(lora).withGradientCheckpointing(every > 0, Math.max(1, every)); }
+        }
         List<Case> cases = List.of(
                 new Case(null, 0, 4 * (l * block + head)),
                 new Case(null, 1, 4 * ((long) l * n * cc + (block - (long) n * cc) + head)),
@@ -107,10 +109,10 @@ class GradientCheckpointingTest {
         for (Case k : cases) {
             MemoryLedger ledger = new MemoryLedger();
             Map<String, Tensor> w = RandomModels.weights(c, ledger, 1, 0.1);
-            TrainingLayout layout = TrainingLayout.of(c, b, t, k.lora(), k.every());
+            TrainingLayout layout = TrainingLayout.of(c, b, t, k.technique());
             assertEquals(k.expectedBytes(), layout.bytes(Category.ACTIVATIONS), k + " layout");
             try (TrainingStep step = new TrainingStep(c, w, KernelBackends.get(), ledger, b, t,
-                    new TrainingStep.Options(k.lora(), k.every() > 0, Math.max(1, k.every()), 1))) {
+                    k.technique(), 1)) {
                 step.forwardBackward(TrainingStepTest.randomIds(b, t, c.vocabSize(), 1, false), TrainingStepTest.randomIds(b, t, c.vocabSize(), 2, true), 10);
                 assertEquals(k.expectedBytes(), ledger.peakBytes(Category.ACTIVATIONS), k + " ledger peak");
             } finally {

@@ -35,7 +35,7 @@ class LoraTrainingTest {
     static final LoraConfig QV = new LoraConfig(2, 4, 0, List.of("q_proj", "v_proj"), false);
     static final LoraConfig ALL = new LoraConfig(3, 6, 0, LinearModule.keys(), false);
 
-    static TrainingStep.Options lora(LoraConfig c) { return new TrainingStep.Options(c, false, 1, 11); }
+    static Technique lora(LoraConfig c) { return Technique.lora(c); }
 
     /** Random non-zero values for every adapter (PEFT's B = 0 would make dA vanish). */
     static void randomizeAdapters(TrainingStep step, long seed) {
@@ -58,7 +58,7 @@ class LoraTrainingTest {
             Map<String, Tensor> w = RandomModels.weights(c, ledger, 5, 0.2);
             int[][] ids = TrainingStepTest.randomIds(2, 9, c.vocabSize(), 1, false), labels = TrainingStepTest.randomIds(2, 9, c.vocabSize(), 2, true);
             try (TrainingStep full = new TrainingStep(c, w, KernelBackends.get(), ledger, 2, 9);
-                 TrainingStep adapted = new TrainingStep(c, w, KernelBackends.get(), ledger, 2, 9, lora(ALL))) {
+                 TrainingStep adapted = new TrainingStep(c, w, KernelBackends.get(), ledger, 2, 9, lora(ALL), 11)) {
                 for (Map.Entry<String, Tensor> e : adapted.adapterWeights().entrySet()) {
                     double m = maxAbs(e.getValue().toFloatArray());
                     if (e.getKey().contains("lora_B")) assertEquals(0, m, e.getKey() + " starts at zero");
@@ -95,7 +95,7 @@ class LoraTrainingTest {
                      SafetensorsFile adapter = SafetensorsFile.open(dir.resolve("lora_grads/adapter.safetensors"), ledger);
                      SafetensorsFile grads = SafetensorsFile.open(dir.resolve("lora_grads/expected_grads.safetensors"), ledger);
                      TrainingStep step = new TrainingStep(folder.config(), folder.weights(), k, ledger, ids.length, ids[0].length,
-                             new TrainingStep.Options(lc, ckpt, 1, 3))) {
+                             Technique.of(lc).withGradientCheckpointing(ckpt, 1), 3)) {
                     Map<String, Tensor> given = new LinkedHashMap<>();
                     for (String n : adapter.names()) given.put(n, adapter.find(n).orElseThrow());
                     step.loadAdapter(given);
@@ -124,8 +124,8 @@ class LoraTrainingTest {
         int t = 12;
         int[][] ids = TrainingStepTest.randomIds(8, t, c.vocabSize(), 1, false), labels = TrainingStepTest.randomIds(8, t, c.vocabSize(), 2, true);
         long counted = Arrays.stream(labels).flatMapToInt(Arrays::stream).filter(l -> l != -100).count();
-        try (TrainingStep big = new TrainingStep(c, w, KernelBackends.get(), ledger, 8, t, lora(ALL));
-             TrainingStep small = new TrainingStep(c, w, KernelBackends.get(), ledger, 2, t, lora(ALL))) {
+        try (TrainingStep big = new TrainingStep(c, w, KernelBackends.get(), ledger, 8, t, lora(ALL), 11);
+             TrainingStep small = new TrainingStep(c, w, KernelBackends.get(), ledger, 2, t, lora(ALL), 11)) {
             randomizeAdapters(big, 5);
             small.loadAdapter(big.adapterWeights());
             TrainingStep.Loss whole = big.forwardBackward(ids, labels, counted);
@@ -153,9 +153,9 @@ class LoraTrainingTest {
                     MemoryLedger ledger = new MemoryLedger();
                     Map<String, Tensor> w = RandomModels.weights(c, ledger, 1, 0.1);
                     long baseWeights = ledger.currentBytes(Category.WEIGHTS);
-                    TrainingLayout layout = TrainingLayout.of(c, 3, 7, lc, every);
+                    TrainingLayout layout = TrainingLayout.of(c, 3, 7, Technique.of(lc).withGradientCheckpointing(every > 0, Math.max(every, 1)));
                     String what = lc.targets() + " p=" + lc.dropout() + " every=" + every + " tied=" + tied;
-                    try (TrainingStep step = new TrainingStep(c, w, KernelBackends.get(), ledger, 3, 7, new TrainingStep.Options(lc, every > 0, Math.max(every, 1), 9))) {
+                    try (TrainingStep step = new TrainingStep(c, w, KernelBackends.get(), ledger, 3, 7, Technique.of(lc).withGradientCheckpointing(every > 0, Math.max(every, 1)), 9)) {
                         long adapterBytes = 0;
                         for (TensorSpec s : layout.adapterSpecs()) adapterBytes += s.bytes();
                         assertEquals(adapterBytes, ledger.currentBytes(Category.GRADIENTS), what + ": gradients == adapter parameter bytes");
@@ -183,7 +183,7 @@ class LoraTrainingTest {
         LlamaConfig c = TrainingStepTest.tiny(true);
         MemoryLedger ledger = new MemoryLedger();
         Map<String, Tensor> w = RandomModels.weights(c, ledger, 1, 0.1);
-        try (TrainingStep step = new TrainingStep(c, w, KernelBackends.get(), ledger, 1, 4, lora(QV));
+        try (TrainingStep step = new TrainingStep(c, w, KernelBackends.get(), ledger, 1, 4, lora(QV), 11);
              TrainingStep full = new TrainingStep(c, w, KernelBackends.get(), ledger, 1, 4)) {
             Map<String, Tensor> given = new LinkedHashMap<>(step.adapterWeights());
             String a0 = LinearModule.Q.peftKey(0, 'A');

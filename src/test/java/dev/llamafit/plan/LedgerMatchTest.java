@@ -74,8 +74,7 @@ class LedgerMatchTest {
 
         MemoryLedger ledger = new MemoryLedger();
         Map<String, Tensor> w = RandomModels.weights(c, ledger, 5, 0.05);
-        TrainingStep.Options so = new TrainingStep.Options(technique.lora(), gc, every, 3);
-        try (TrainingStep step = new TrainingStep(c, w, KernelBackends.get(), ledger, batch, T, so);
+        try (TrainingStep step = new TrainingStep(c, w, KernelBackends.get(), ledger, batch, T, technique, 3);
              Optimizer opt = optimizer.equals("sgd") ? new Sgd(0.9, 0, ledger) : new AdamW(0.9, 0.999, 1e-8, 0, ledger)) {
             SplittableRandom r = new SplittableRandom(1);
             int[][] ids = new int[batch][T], labels = new int[batch][T];
