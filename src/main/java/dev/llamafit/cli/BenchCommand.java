@@ -23,6 +23,7 @@ import dev.llamafit.kernels.BandwidthProbe;
 import dev.llamafit.kernels.GemmBenchmark;
 import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.kernels.Kernels;
+import dev.llamafit.kernels.OneDnnKernels;
 import dev.llamafit.kernels.Parallel;
 import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.model.KvCache;
@@ -52,12 +53,21 @@ final class BenchCommand implements Runnable {
     }
 
     @Command(name = "gemm", mixinStandardHelpOptions = true,
-            description = "fp32 GEMM GFLOPS (C = A·Bᵀ, the forward pass's layout) against PyTorch's torch.matmul in the same run.")
+            description = "GEMM GFLOPS (C = A·Bᵀ, the forward pass's layout): llamafit's fp32 path, oneDNN called directly"
+                    + " (fp32 sgemm or the bf16 matmul) and PyTorch's matmul in the same run.")
     static final class Gemm implements Callable<Integer> {
         @Spec CommandSpec spec;
 
         @Option(names = "--sizes", split = ",", defaultValue = "1024,2048", description = "Square sizes (default: ${DEFAULT-VALUE}).")
         int[] sizes;
+
+        @Option(names = "--shapes", split = ",", defaultValue = "", description = "More shapes MxNxK, e.g. 2048x768x288 (a stories15M"
+                + " prefill's [T·B, C]·[F, C]ᵀ); none by default.")
+        List<String> shapes;
+
+        @Option(names = "--dtype", defaultValue = "fp32", description = "Operand type of the oneDNN and torch GEMMs: fp32 or bf16 (the"
+                + " llamafit row is always its fp32 path, the baseline; default: ${DEFAULT-VALUE}).")
+        String dtype;
 
         @Option(names = "--runs", defaultValue = "5", description = "Timed runs per size; the best is reported (default: ${DEFAULT-VALUE}).")
         int runs;
@@ -73,23 +83,47 @@ final class BenchCommand implements Runnable {
 
         @Override
         public Integer call() throws Exception {
-            Kernels k = KernelBackends.get();
-            List<GemmBenchmark.Result> ours = new GemmBenchmark(k, MemoryLedger.global()).runSquare(sizes, 2, runs);
             if (!reference.equals("torch") && !reference.equals("none"))
                 throw new InputException("--reference must be torch or none, got '" + reference + "'");
-            Map<Integer, Map<String, Double>> torch = reference.equals("torch") ? torchGemm(python, sizes) : Map.of();
+            DType type = switch (dtype) {
+                case "fp32" -> DType.F32;
+                case "bf16" -> DType.BF16;
+                default -> throw new InputException("--dtype must be fp32 or bf16, got '" + dtype + "'");
+            };
+            List<int[]> mnk = new ArrayList<>();
+            for (int size : sizes) mnk.add(new int[] {size, size, size});
+            for (String sh : shapes) if (!sh.isBlank()) mnk.add(parseShape(sh));
+
+            Kernels k = KernelBackends.get();
+            GemmBenchmark bench = new GemmBenchmark(k, MemoryLedger.global());
+            String why = OneDnnKernels.unavailableReason();
+            OneDnnKernels dnnl = why == null ? OneDnnKernels.create() : null;
+            Map<String, Map<String, Double>> torch = reference.equals("torch") ? torchGemm(python, dtype, mnk) : Map.of();
             List<Map<String, Object>> rows = new ArrayList<>();
-            for (GemmBenchmark.Result r : ours) {
+            for (int[] s : mnk) {
+                int m = s[0], n = s[1], kk = s[2];
+                String key = m + "x" + n + "x" + kk;
                 Map<String, Object> row = new LinkedHashMap<>();
-                row.put("size", r.m());
-                row.put("gflops", round(r.gflops()));
-                Map<String, Double> t = torch.get(r.m());
+                row.put("shape", key);
+                GemmBenchmark.Result ours = bench.run(m, n, kk, true, 2, runs);
+                row.put("llamafit_fp32_gflops", round(ours.gflops()));
+                if (dnnl != null) {
+                    GemmBenchmark.Call call = type == DType.F32
+                            ? (a, b, c) -> dnnl.nativeSgemm(false, true, m, n, kk, 1f, a, 0, kk, b, 0, kk, 0f, c, 0, n)
+                            : (a, b, c) -> dnnl.gemmBf16(false, true, m, n, kk, 1f, a, 0, kk, b, 0, kk, 0f, c, 0, n);
+                    GemmBenchmark.Result d = bench.run("onednn", type, call, m, n, kk, true, 2, runs);
+                    row.put("onednn_" + dtype + "_gflops", round(d.gflops()));
+                    row.put("ratio_onednn_vs_llamafit_fp32", round(d.gflops() / ours.gflops()));
+                }
+                Map<String, Double> t = torch.get(key);
                 if (t != null && !t.isEmpty()) {
-                    // The ratio is against PyTorch's fastest fp32 path measured here, not its default one.
+                    // Ratios are against PyTorch's fastest path for this dtype measured here, not its default one.
                     double best = t.values().stream().mapToDouble(Double::doubleValue).max().orElseThrow();
                     t.forEach((op, g) -> row.put("torch_" + op + "_gflops", round(g)));
-                    row.put("torch_gflops", round(best));
-                    row.put("ratio_vs_torch", round(r.gflops() / best));
+                    row.put("torch_" + dtype + "_gflops", round(best));
+                    row.put("ratio_llamafit_fp32_vs_torch", round(ours.gflops() / best));
+                    if (row.containsKey("onednn_" + dtype + "_gflops"))
+                        row.put("ratio_onednn_vs_torch", round((Double) row.get("onednn_" + dtype + "_gflops") / best));
                 }
                 rows.add(row);
             }
@@ -97,34 +131,52 @@ final class BenchCommand implements Runnable {
             if (json) {
                 Map<String, Object> o = new LinkedHashMap<>();
                 o.put("bench", "gemm");
+                o.put("dtype", dtype);
                 o.put("backend", k.name());
+                o.put("onednn", dnnl != null ? dnnl.name() : "unavailable: " + why);
                 o.put("threads", Parallel.threads());
                 o.put("results", rows);
                 out.println(Json.write(o));
             } else {
-                out.printf("fp32 GEMM, %s, %d threads (best of %d)%n", k.name(), Parallel.threads(), runs);
-                for (Map<String, Object> row : rows)
-                    out.printf(Locale.ROOT, "  %5d³  %8.1f GFLOPS%s%n", row.get("size"), row.get("gflops"),
-                            row.containsKey("torch_gflops") ? String.format(Locale.ROOT, "   torch best %8.1f GFLOPS (matmul %s, mkldnn_linear %s)   ratio %.2f×",
-                                    row.get("torch_gflops"), row.get("torch_matmul_gflops"), row.getOrDefault("torch_mkldnn_linear_gflops", "n/a"),
-                                    row.get("ratio_vs_torch")) : "");
+                out.printf("GEMM, %s operands for oneDNN and torch; llamafit fp32 on %s; %d threads (best of %d)%n", dtype, k.name(),
+                        Parallel.threads(), runs);
+                if (dnnl == null) out.println("  oneDNN not measured: " + why);
+                for (Map<String, Object> row : rows) {
+                    StringBuilder line = new StringBuilder(String.format(Locale.ROOT, "  %-16s", row.get("shape")));
+                    row.forEach((name, v) -> { if (!name.equals("shape")) line.append(String.format(Locale.ROOT, "  %s %s", name, v)); });
+                    out.println(line);
+                }
             }
             return Main.OK;
         }
     }
 
+    /** "MxNxK" as {m, n, k}. */
+    static int[] parseShape(String s) {
+        String[] p = s.trim().split("x");
+        try {
+            if (p.length == 3) {
+                int[] r = {Integer.parseInt(p[0]), Integer.parseInt(p[1]), Integer.parseInt(p[2])};
+                if (r[0] > 0 && r[1] > 0 && r[2] > 0) return r;
+            }
+        } catch (NumberFormatException e) {
+            // reported below
+        }
+        throw new InputException("--shapes takes MxNxK with positive sizes, got '" + s + "'");
+    }
+
     /**
-     * Runs bench/torch_gemm.py with the same thread count; returns GFLOPS by size and PyTorch op
-     * ("matmul": what plain torch code gets; "mkldnn_linear": its oneDNN path).
+     * Runs bench/torch_gemm.py with the same thread count and dtype; returns GFLOPS by shape ("MxNxK") and PyTorch op
+     * ("matmul": what plain torch code gets; "mkldnn_linear": its oneDNN path, fp32 only).
      */
-    static Map<Integer, Map<String, Double>> torchGemm(String python, int[] sizes) throws IOException, InterruptedException {
+    static Map<String, Map<String, Double>> torchGemm(String python, String dtype, List<int[]> shapes) throws IOException, InterruptedException {
         Path script = scriptPath("torch_gemm.py");
         if (!Files.isRegularFile(script)) throw new IllegalStateException("reference script not found: " + script);
-        List<String> cmd = new ArrayList<>(List.of(python, script.toString(), String.valueOf(Parallel.threads())));
-        for (int size : sizes) cmd.add(String.valueOf(size));
-        Map<Integer, Map<String, Double>> out = new LinkedHashMap<>();
+        List<String> cmd = new ArrayList<>(List.of(python, script.toString(), "--dtype", dtype, String.valueOf(Parallel.threads())));
+        for (int[] s : shapes) cmd.add(s[0] + "x" + s[1] + "x" + s[2]);
+        Map<String, Map<String, Double>> out = new LinkedHashMap<>();
         for (JsonNode n : runJsonLines(cmd))
-            out.computeIfAbsent(n.get("size").asInt(), x -> new LinkedHashMap<>()).put(n.get("op").asText(), n.get("gflops").asDouble());
+            out.computeIfAbsent(n.get("shape").asText(), x -> new LinkedHashMap<>()).put(n.get("op").asText(), n.get("gflops").asDouble());
         return out;
     }
 

@@ -10,6 +10,8 @@ import java.util.SplittableRandom;
 
 import dev.llamafit.memory.Category;
 import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.tensor.DType;
+import dev.llamafit.tensor.Tensor;
 
 /**
  * Best-of-N timing of {@code C = A·op(B)} on buffers from the ledger (category workspace). Best-of rather than
@@ -52,31 +54,52 @@ public final class GemmBenchmark {
 
     /** Times C [m, n] = A [m, k] · op(B), op(B) = Bᵀ with B stored [n, k] when {@code transB}, else B [k, n]. */
     public Result run(int m, int n, int k, boolean transB, int warmups, int runs) {
+        return run(kernels.name(), DType.F32, (a, b, c) -> kernels.gemm(false, transB, m, n, k, 1f, a, 0, k, b, 0, transB ? k : n, 0f, c, 0, n),
+                m, n, k, transB, warmups, runs);
+    }
+
+    /** One GEMM call on the benchmark's buffers: A [m, k] and B of the operand type, C [m, n] fp32. */
+    @FunctionalInterface
+    public interface Call {
+        void gemm(MemorySegment a, MemorySegment b, MemorySegment c);
+    }
+
+    /**
+     * Times {@code call} on A and B filled with the same random values in {@code operands} (16-bit types rounded
+     * from fp32), so every path multiplies the same matrices; {@code label} names the path in the result.
+     */
+    public Result run(String label, DType operands, Call call, int m, int n, int k, boolean transB, int warmups, int runs) {
         if (runs < 1 || warmups < 0) throw new IllegalArgumentException("need runs >= 1 and warmups >= 0, got " + runs + ", " + warmups);
-        try (MemoryLedger.Buffer a = ledger.allocate(Category.WORKSPACE, "bench.gemm.A", Math.multiplyExact(4L * m, k));
-             MemoryLedger.Buffer b = ledger.allocate(Category.WORKSPACE, "bench.gemm.B", Math.multiplyExact(4L * n, k));
+        long es = operands.bytes();
+        try (MemoryLedger.Buffer a = ledger.allocate(Category.WORKSPACE, "bench.gemm.A", Math.multiplyExact(es * m, k));
+             MemoryLedger.Buffer b = ledger.allocate(Category.WORKSPACE, "bench.gemm.B", Math.multiplyExact(es * n, k));
              MemoryLedger.Buffer c = ledger.allocate(Category.WORKSPACE, "bench.gemm.C", Math.multiplyExact(4L * m, n))) {
-            fill(a.segment(), 1);
-            fill(b.segment(), 2);
-            int ldb = transB ? k : n;
-            for (int w = 0; w < warmups; w++) {
-                kernels.gemm(false, transB, m, n, k, 1f, a.segment(), 0, k, b.segment(), 0, ldb, 0f, c.segment(), 0, n);
-            }
+            fill(a.segment(), operands, 1);
+            fill(b.segment(), operands, 2);
+            for (int w = 0; w < warmups; w++) call.gemm(a.segment(), b.segment(), c.segment());
             long best = Long.MAX_VALUE;
             for (int r = 0; r < runs; r++) {
                 long t0 = System.nanoTime();
-                kernels.gemm(false, transB, m, n, k, 1f, a.segment(), 0, k, b.segment(), 0, ldb, 0f, c.segment(), 0, n);
+                call.gemm(a.segment(), b.segment(), c.segment());
                 best = Math.min(best, System.nanoTime() - t0);
             }
             double seconds = best / 1e9;
-            return new Result(kernels.name(), m, n, k, transB, Parallel.threads(), runs, seconds, 2.0 * m * n * k / seconds / 1e9);
+            return new Result(label, m, n, k, transB, Parallel.threads(), runs, seconds, 2.0 * m * n * k / seconds / 1e9);
         }
     }
 
-    private static void fill(MemorySegment seg, long seed) {
+    private static void fill(MemorySegment seg, DType type, long seed) {
         SplittableRandom rnd = new SplittableRandom(seed);
-        long n = seg.byteSize() / 4;
-        for (long i = 0; i < n; i++) seg.setAtIndex(F32_LE, i, (float) (rnd.nextDouble() - 0.5));
+        long n = seg.byteSize() / type.bytes();
+        for (long i = 0; i < n; i++) {
+            float v = (float) (rnd.nextDouble() - 0.5);
+            switch (type) {
+                case F32 -> seg.setAtIndex(F32_LE, i, v);
+                case BF16 -> seg.setAtIndex(Tensor.I16_LE, i, (short) (Float.floatToRawIntBits(v) + 0x8000 >>> 16)); // round half up: test data only
+                case F16 -> seg.setAtIndex(Tensor.I16_LE, i, Float.floatToFloat16(v));
+                default -> throw new IllegalArgumentException("no GEMM benchmark for " + type);
+            }
+        }
     }
 
     /** Prints one JSON line per size: {@code java ... dev.llamafit.kernels.GemmBenchmark 1024 2048}. */

@@ -37,6 +37,7 @@ public final class KernelBackends {
     /** The backends this build knows, best first. The scalar specification runs everywhere, so it comes last. */
     public static final List<Provider> PROVIDERS = List.of(
             new Provider("vector", KernelBackends::vectorUnavailableReason, KernelBackends::newVector),
+            new Provider("onednn", OneDnnKernels::unavailableReason, OneDnnKernels::create),
             new Provider("scalar", () -> null, ScalarKernels::new));
 
     private KernelBackends() {}

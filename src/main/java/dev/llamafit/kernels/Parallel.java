@@ -53,6 +53,9 @@ public final class Parallel {
 
     public static int threads() { return THREADS; }
 
+    /** True on a thread running a pool task, where a nested forRange runs inline (native kernels use 1 thread there). */
+    static boolean inPoolTask() { return IN_POOL.get(); }
+
     /** Runs {@code body} over [0, n) split into at most {@link #threads()} chunks; the caller takes one chunk. */
     public static void forRange(int n, RangeBody body) {
         forRange(n, 1, body);
