@@ -165,6 +165,9 @@ public final class ModelFolder implements AutoCloseable {
         }
     }
 
+    /** The dtype the checkpoint stores its matrices in (that of its embedding): what outputs keep by default. */
+    public DType storedDtype() { return find(source, ParameterLayout.EMBED, config).orElseThrow().dtype(); }
+
     public Path dir() { return dir; }
 
     public LlamaConfig config() { return config; }
