@@ -33,6 +33,9 @@ final class EvalCommand implements Callable<Integer> {
 
     @Option(names = "--model", required = true, description = "Hugging Face model folder.") Path model;
     @Option(names = "--adapter", description = "PEFT LoRA adapter folder, merged into the weights in memory.") Path adapter;
+    @Option(names = "--dtype", paramLabel = "fp32|bf16|fp16",
+            description = "Weights' dtype in memory: converted on load when it differs from the checkpoint's (default: the checkpoint's own; a bf16/fp16 checkpoint is memory-mapped and used in place). With --adapter, the adapted matrices are fp32 (merged).")
+    WeightDtype dtype;
     @Option(names = "--data", required = true, description = "Data file: .txt, Alpaca .json/.jsonl, or chat .jsonl.") Path data;
     @Option(names = "--seq-len", defaultValue = "256", description = "Tokens per sequence (default: ${DEFAULT-VALUE}).") int seqLen;
     @Option(names = "--batch-size", defaultValue = "4", description = "Sequences per batch (default: ${DEFAULT-VALUE}).") int batchSize;
@@ -45,7 +48,7 @@ final class EvalCommand implements Callable<Integer> {
         MemoryLedger ledger = MemoryLedger.global();
         Kernels k = KernelBackends.get();
         Tokenizer tokenizer = Tokenizers.load(model);
-        try (ModelFolder folder = (adapter == null ? ModelFolder.open(model, ledger, k) : MergedFolders.open(model, adapter, ledger, k))) {
+        try (ModelFolder folder = GenerateCommand.openModel(model, adapter, WeightDtype.of(dtype), ledger, k)) {
             if (seqLen > folder.config().maxPositions())
                 throw InputException.at(model.resolve("config.json"), "--seq-len " + seqLen + " exceeds max_position_embeddings "
                         + folder.config().maxPositions());

@@ -38,6 +38,10 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--adapter", description = "PEFT LoRA adapter folder, merged into the weights in memory.")
     Path adapter;
 
+    @Option(names = "--dtype", paramLabel = "fp32|bf16|fp16",
+            description = "Weights' dtype in memory: converted on load when it differs from the checkpoint's (default: the checkpoint's own; a bf16/fp16 checkpoint is memory-mapped and used in place). With --adapter, the adapted matrices are fp32 (merged).")
+    WeightDtype dtype;
+
     @Option(names = "--prompt", defaultValue = "", description = "Prompt text (default: empty, start from BOS).")
     String prompt;
 
@@ -70,7 +74,7 @@ final class GenerateCommand implements Callable<Integer> {
         MemoryLedger ledger = MemoryLedger.global();
         Kernels kernels = KernelBackends.get();
         Tokenizer tokenizer = Tokenizers.load(model);
-        try (ModelFolder folder = (adapter == null ? ModelFolder.open(model, ledger, kernels) : MergedFolders.open(model, adapter, ledger, kernels));
+        try (ModelFolder folder = openModel(model, adapter, WeightDtype.of(dtype), ledger, kernels);
              LlamaModel llama = folder.newModel(kernels, ledger)) {
             int[] promptIds = tokenizer.encode(prompt, !noBos && tokenizer.addBosByDefault());
             if (promptIds.length == 0)
@@ -109,5 +113,10 @@ final class GenerateCommand implements Callable<Integer> {
             }
         }
         return Main.OK;
+    }
+
+    /** The model, its matrices in {@code dtype} (null: the checkpoint's own); an adapter's matrices are merged into F32 copies. */
+    static ModelFolder openModel(Path model, Path adapter, dev.llamafit.tensor.DType dtype, MemoryLedger ledger, Kernels k) {
+        return adapter == null ? ModelFolder.open(model, ledger, k, dtype) : MergedFolders.open(model, adapter, ledger, k, dtype);
     }
 }

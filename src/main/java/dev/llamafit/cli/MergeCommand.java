@@ -21,9 +21,16 @@ final class MergeCommand implements Callable<Integer> {
     @Option(names = "--adapter", required = true, description = "PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors).") Path adapter;
     @Option(names = "--output", required = true, description = "Output folder for the merged model.") Path output;
 
+    @Option(names = "--dtype", paramLabel = "fp32|bf16|fp16",
+            description = "Convert the base's matrices to this dtype on load (default: as stored). W + scale·B·A is computed in fp32.")
+    WeightDtype dtype;
+    @Option(names = "--save-dtype", paramLabel = "fp32|bf16|fp16",
+            description = "Dtype of every tensor written (default: the base's: --dtype, or else the checkpoint's own).")
+    WeightDtype saveDtype;
+
     @Override
     public Integer call() throws Exception {
-        MergedFolders.write(model, adapter, output, KernelBackends.get(), MemoryLedger.global());
+        MergedFolders.write(model, adapter, output, KernelBackends.get(), MemoryLedger.global(), WeightDtype.of(dtype), WeightDtype.of(saveDtype));
         spec.commandLine().getOut().printf("wrote merged model %s (base %s + adapter %s)%n", output, model, adapter);
         return Main.OK;
     }

@@ -28,6 +28,7 @@ import dev.llamafit.plan.Devices;
 import dev.llamafit.plan.MemoryPlan;
 import dev.llamafit.plan.Planner;
 import dev.llamafit.plan.Recommender;
+import dev.llamafit.tensor.DType;
 import dev.llamafit.train.TrainOptions;
 import dev.llamafit.train.Trainer;
 import picocli.CommandLine.Command;
@@ -67,13 +68,17 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--lora-alpha", defaultValue = "16", description = "LoRA alpha; scale = alpha/r (default: ${DEFAULT-VALUE}).") double loraAlpha;
     @Option(names = "--use-rslora", description = "Scale adapters by alpha/√r (rsLoRA) instead of alpha/r.") boolean useRslora;
     @Option(names = "--adapter", description = "Start LoRA training from this PEFT adapter folder.") Path adapter;
+    @Option(names = "--dtype", paramLabel = "fp32|bf16|fp16", description = "With LoRA: the frozen base's dtype in memory, converted on load "
+            + "(default: the checkpoint's own; a bf16/fp16 checkpoint is memory-mapped and used in place). Full fine-tuning trains fp32 weights.")
+    WeightDtype dtype;
     @Option(names = "--max-memory", description = "Stop before allocating if the plan exceeds this (default: physical RAM less 10%%), e.g. 8GiB.") String maxMemory;
     @Option(names = "--force", description = "Train even when the plan exceeds --max-memory.") boolean force;
 
     @Override
     public Integer call() throws Exception {
         // Flags become records here: what they cannot describe, or what the engine does not run, is bad input (exit 2).
-        Technique t = Main.userInput(() -> technique.technique(Technique.Precision.FP32, null, loraAlpha, useRslora, gradAccum));
+        Technique.BaseDtype base = baseDtype();
+        Technique t = Main.userInput(() -> technique.technique(Technique.Precision.FP32, base, loraAlpha, useRslora, gradAccum));
         if (!t.notImplemented().isEmpty()) throw new InputException(Planner.notImplementedMessage(t.notImplemented()));
         LoraConfig lora = t.lora();
         TrainOptions o = Main.userInput(() -> new TrainOptions(model, data, output, steps, epochs, technique.batchSize, technique.seqLen, lr, schedule.name(),
@@ -156,5 +161,35 @@ final class TrainCommand implements Callable<Integer> {
             throw new InputException(sb.toString());
         }
         return plan;
+    }
+
+    /**
+     * The frozen base's storage for the technique (and so the plan): --dtype, or with LoRA and no --dtype the dtype a
+     * 16-bit checkpoint stores (used in place); null for an fp32 checkpoint, as before 16-bit bases existed.
+     */
+    private Technique.BaseDtype baseDtype() {
+        boolean lora = Main.userInput(() -> technique.method()) == Technique.Method.LORA;
+        if (dtype != null && !lora) {
+            if (dtype == WeightDtype.fp32) return null;
+            throw new InputException("--dtype " + dtype + " applies to a LoRA run's frozen base (--lora-r); full fine-tuning trains fp32 weights "
+                    + "(mixed-precision training is not implemented yet)");
+        }
+        if (!lora) return null;
+        DType d = dtype != null ? dtype.dtype() : null;
+        if (d == null) {
+            try (ModelFolder f = ModelFolder.open(model, new MemoryLedger(), KernelBackends.get(), DType.F32)) {
+                DType stored = f.storedDtype();
+                if (stored == DType.F32) return null;
+                d = stored;
+            } catch (InputException e) {
+                return null; // a bad model folder is reported where the run opens it, after the flags are checked
+            }
+        }
+        return switch (d) {
+            case F32 -> Technique.BaseDtype.FP32;
+            case BF16 -> Technique.BaseDtype.BF16;
+            case F16 -> Technique.BaseDtype.FP16;
+            default -> throw new InputException("unsupported base dtype " + d);
+        };
     }
 }

@@ -1,6 +1,8 @@
 // Loads a Hugging Face model folder (config.json + safetensors) into a LlamaModel, validating every tensor.
 package dev.llamafit.io;
 
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -22,9 +24,14 @@ import dev.llamafit.tensor.Tensor;
 import dev.llamafit.tensor.TensorSpec;
 
 /**
- * A model folder opened for use: its config, its tensors (memory-mapped) and fp32 views of every
- * parameter. F32 tensors are used in place (ledger: weights, mapped); F16/BF16 tensors are converted
- * once into owned fp32 buffers (ledger: weights).
+ * A model folder opened for use: its config, its tensors (memory-mapped) and a view of every parameter in the
+ * dtype asked for. Matrices (rank 2: projections, embedding, LM head) come in that dtype: a tensor already stored so
+ * is used in place (ledger: weights, mapped); any other is converted once into an owned buffer (ledger: weights) —
+ * widening is exact, fp32→bf16 rounds to nearest even, fp32→f16 is IEEE's. Vectors (norm gains, biases) are always
+ * F32, widened into owned buffers when stored in 16 bits: they are under 0.1% of a model's parameters, and keeping
+ * them fp32 keeps every element-wise kernel single-typed. {@link #open(Path, MemoryLedger, Kernels)} asks for F32
+ * everywhere (what training, merging and inspection read); {@link #open(Path, MemoryLedger, Kernels, DType)} with
+ * null keeps each matrix in its checkpoint's dtype.
  */
 public final class ModelFolder implements AutoCloseable {
     private final Path dir;
@@ -49,7 +56,18 @@ public final class ModelFolder implements AutoCloseable {
         return ConfigJson.read(cfg);
     }
 
+    /** All parameters as F32: fp32 checkpoints in place, 16-bit ones widened into owned buffers. */
     public static ModelFolder open(Path dir, MemoryLedger ledger, Kernels kernels) {
+        return open(dir, ledger, kernels, DType.F32);
+    }
+
+    /**
+     * Matrices as {@code dtype} (F32, BF16 or F16; null: each as its checkpoint stores it, so a bf16 checkpoint is used
+     * in place, never widened), vectors as F32.
+     */
+    public static ModelFolder open(Path dir, MemoryLedger ledger, Kernels kernels, DType dtype) {
+        if (dtype != null && dtype != DType.F32 && dtype != DType.BF16 && dtype != DType.F16)
+            throw new IllegalArgumentException("weights are F32, BF16 or F16, not " + dtype);
         LlamaConfig config = readConfig(dir);
         TensorSource source = Safetensors.openModelFolder(dir, ledger);
         List<Tensor> owned = new ArrayList<>();
@@ -62,7 +80,9 @@ public final class ModelFolder implements AutoCloseable {
                 if (!t.shape().equals(spec.shape()))
                     throw InputException.at(source.fileOf(sourceName(source, spec.name(), config)), "tensor " + spec.name(),
                             "shape " + t.shape() + " does not match config.json, which implies " + spec.shape());
-                weights.put(spec.name(), toF32(t, spec.name(), ledger, kernels, owned));
+                DType want = t.shape().rank() < 2 || dtype == null && !isWeightType(t.dtype()) ? DType.F32
+                        : dtype == null ? t.dtype() : dtype;
+                weights.put(spec.name(), convert(t, want, spec.name(), ledger, kernels, owned));
             }
             for (String name : source.names()) {
                 boolean known = weights.containsKey(name) || name.endsWith(".rotary_emb.inv_freq")
@@ -104,17 +124,49 @@ public final class ModelFolder implements AutoCloseable {
         return source.find(name).isPresent() || !config.tieWordEmbeddings() ? name : ParameterLayout.LM_HEAD;
     }
 
-    private static Tensor toF32(Tensor t, String name, MemoryLedger ledger, Kernels k, List<Tensor> owned) {
-        if (t.dtype() == DType.F32) return t;
-        Tensor f = Tensor.allocate(ledger, Category.WEIGHTS, name, DType.F32, t.shape());
+    private static boolean isWeightType(DType t) { return t == DType.F32 || t == DType.BF16 || t == DType.F16; }
+
+    /** {@code t} itself when already {@code want}, else an owned copy converted to {@code want}. */
+    private static Tensor convert(Tensor t, DType want, String name, MemoryLedger ledger, Kernels k, List<Tensor> owned) {
+        if (t.dtype() == want) return t;
+        if (!isWeightType(t.dtype())) throw new IllegalStateException("unsupported weight dtype " + t.dtype() + " for " + name);
+        Tensor f = Tensor.allocate(ledger, Category.WEIGHTS, name, want, t.shape());
         owned.add(f);
-        switch (t.dtype()) {
-            case F16 -> k.f16ToF32(t.segment(), 0, f.segment(), 0, t.elements());
-            case BF16 -> k.bf16ToF32(t.segment(), 0, f.segment(), 0, t.elements());
-            default -> throw new IllegalStateException("unsupported weight dtype " + t.dtype() + " for " + name);
-        }
+        convert(k, t.segment(), t.dtype(), f.segment(), want, t.elements());
         return f;
     }
+
+    /**
+     * n elements from src (F32, BF16, F16) into dst in another of these types. 16-bit to 16-bit goes through fp32 in
+     * row-sized pieces (widening is exact, so this is one rounding).
+     */
+    public static void convert(Kernels k, MemorySegment src, DType from,
+                               MemorySegment dst, DType to, long n) {
+        if (from == to) {
+            MemorySegment.copy(src, 0, dst, 0, from.bytesFor(n));
+        } else if (from == DType.F32) {
+            if (to == DType.BF16) k.f32ToBf16(src, 0, dst, 0, n);
+            else k.f32ToF16(src, 0, dst, 0, n);
+        } else if (to == DType.F32) {
+            if (from == DType.BF16) k.bf16ToF32(src, 0, dst, 0, n);
+            else k.f16ToF32(src, 0, dst, 0, n);
+        } else {
+            int piece = 4096;
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment tmp = arena.allocate(piece * 4L, 64);
+                for (long i = 0; i < n; i += piece) {
+                    int len = (int) Math.min(piece, n - i);
+                    if (from == DType.BF16) k.bf16ToF32(src, i, tmp, 0, len);
+                    else k.f16ToF32(src, i, tmp, 0, len);
+                    if (to == DType.BF16) k.f32ToBf16(tmp, 0, dst, i, len);
+                    else k.f32ToF16(tmp, 0, dst, i, len);
+                }
+            }
+        }
+    }
+
+    /** The dtype the checkpoint stores its matrices in (that of its embedding): what outputs keep by default. */
+    public DType storedDtype() { return find(source, ParameterLayout.EMBED, config).orElseThrow().dtype(); }
 
     public Path dir() { return dir; }
 
@@ -122,7 +174,7 @@ public final class ModelFolder implements AutoCloseable {
 
     public TensorSource source() { return source; }
 
-    /** fp32 parameter tensors by Hugging Face name (tied: no lm_head entry). */
+    /** Parameter tensors by Hugging Face name (tied: no lm_head entry): matrices in the dtype opened with, vectors F32. */
     public Map<String, Tensor> weights() { return weights; }
 
     /** A model over these weights; close it before this folder. */

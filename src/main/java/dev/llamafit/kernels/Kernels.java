@@ -3,6 +3,8 @@ package dev.llamafit.kernels;
 
 import java.lang.foreign.MemorySegment;
 
+import dev.llamafit.tensor.DType;
+
 /**
  * Compute kernels over off-heap fp32 data (unless a method says otherwise).
  *
@@ -34,6 +36,25 @@ public interface Kernels extends UpdateKernels {
               MemorySegment a, long aOff, int lda,
               MemorySegment b, long bOff, int ldb,
               float beta, MemorySegment c, long cOff, int ldc);
+
+    /**
+     * {@link #gemm} over typed operands: A and B may each be F32, BF16 or F16 (C is always F32), offsets and strides in
+     * the operand's own elements. Each 16-bit element is widened exactly to fp32 and the products accumulate in fp32, so
+     * the result equals {@link #gemm} on widened copies; with both operands F32 this <em>is</em> {@link #gemm}, bit for bit.
+     * The default converts through {@link ScalarKernels#gemm(boolean, boolean, int, int, int, float, MemorySegment,
+     * DType, long, int, MemorySegment, DType, long, int, float, MemorySegment,
+     * long, int) the specification} (slow, but right); backends that can do better override it.
+     */
+    default void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                      MemorySegment a, DType aType, long aOff, int lda,
+                      MemorySegment b, DType bType, long bOff, int ldb,
+                      float beta, MemorySegment c, long cOff, int ldc) {
+        if (aType == DType.F32 && bType == DType.F32) {
+            gemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+        } else {
+            ScalarKernels.typedGemm(transA, transB, m, n, k, alpha, a, aType, aOff, lda, b, bType, bOff, ldb, beta, c, cOff, ldc);
+        }
+    }
 
     /**
      * RMSNorm per row (Zhang and Sennrich 2019, as in LLaMA): {@code out[r,i] = x[r,i] / sqrt(mean_i(x[r,i]²) + eps) · weight[i]}.
@@ -122,7 +143,7 @@ public interface Kernels extends UpdateKernels {
      * Embedding gather: row {@code ids[t]} of {@code table} ([V, dim] of the given storage type) to row t of
      * out ([ids.length, dim] fp32). Ids are checked against {@code vocab}.
      */
-    void embedding(MemorySegment out, long outOff, MemorySegment table, dev.llamafit.tensor.DType tableType,
+    void embedding(MemorySegment out, long outOff, MemorySegment table, DType tableType,
                    int vocab, int dim, int[] ids);
 
     /** IEEE half (binary16) to fp32; {@code srcOff} counts 2-byte elements. */

@@ -23,6 +23,24 @@ public final class ScalarKernels implements Kernels {
                      MemorySegment a, long aOff, int lda,
                      MemorySegment b, long bOff, int ldb,
                      float beta, MemorySegment c, long cOff, int ldc) {
+        typedGemm(transA, transB, m, n, k, alpha, a, DType.F32, aOff, lda, b, DType.F32, bOff, ldb, beta, c, cOff, ldc);
+    }
+
+    @Override
+    public void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                     MemorySegment a, DType aType, long aOff, int lda,
+                     MemorySegment b, DType bType, long bOff, int ldb,
+                     float beta, MemorySegment c, long cOff, int ldc) {
+        typedGemm(transA, transB, m, n, k, alpha, a, aType, aOff, lda, b, bType, bOff, ldb, beta, c, cOff, ldc);
+    }
+
+    /** The specification of both gemms: every element of A and B read through its dtype ({@link #load}), fp32 sums. */
+    static void typedGemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                          MemorySegment a, DType aType, long aOff, int lda,
+                          MemorySegment b, DType bType, long bOff, int ldb,
+                          float beta, MemorySegment c, long cOff, int ldc) {
+        checkOperand(aType);
+        checkOperand(bType);
         Parallel.forRange(m, 4, (from, to) -> {
             for (int i = from; i < to; i++) {
                 for (int j = 0; j < n; j++) {
@@ -31,7 +49,7 @@ public final class ScalarKernels implements Kernels {
                         // op(A)[i,p] and op(B)[p,j], reading the stored layout the flags describe.
                         long ai = transA ? aOff + (long) p * lda + i : aOff + (long) i * lda + p;
                         long bi = transB ? bOff + (long) j * ldb + p : bOff + (long) p * ldb + j;
-                        sum += a.getAtIndex(F32_LE, ai) * b.getAtIndex(F32_LE, bi);
+                        sum += load(a, aType, ai) * load(b, bType, bi);
                     }
                     long ci = cOff + (long) i * ldc + j;
                     // beta == 0 must not read C: it may hold NaN or garbage.
@@ -303,6 +321,21 @@ public final class ScalarKernels implements Kernels {
     @Override
     public void f32ToBf16(MemorySegment src, long srcOff, MemorySegment dst, long dstOff, long n) {
         for (long i = 0; i < n; i++) dst.setAtIndex(I16_LE, dstOff + i, floatToBf16(src.getAtIndex(F32_LE, srcOff + i)));
+    }
+
+    /** Element {@code i} of a F32, BF16 or F16 segment as a float: the 16-bit widenings are exact. */
+    static float load(MemorySegment s, DType type, long i) {
+        return switch (type) {
+            case F32 -> s.getAtIndex(F32_LE, i);
+            case BF16 -> bf16ToFloat(s.getAtIndex(I16_LE, i));
+            case F16 -> Float.float16ToFloat(s.getAtIndex(I16_LE, i));
+            default -> throw new IllegalArgumentException("no GEMM operand of type " + type);
+        };
+    }
+
+    static void checkOperand(DType type) {
+        if (type != DType.F32 && type != DType.BF16 && type != DType.F16)
+            throw new IllegalArgumentException("GEMM operands are F32, BF16 or F16, not " + type);
     }
 
     /** bfloat16 is the upper half of an fp32, so widening is exact. */

@@ -2,11 +2,18 @@
 package dev.llamafit.kernels;
 
 import static dev.llamafit.tensor.Tensor.F32_LE;
+import static dev.llamafit.tensor.Tensor.I16_LE;
 
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteOrder;
 
+import dev.llamafit.tensor.DType;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -19,10 +26,18 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p>With few rows of C (decode: m = 1) and B stored [n, k], packing is skipped: outputs are dot products of
  * contiguous rows in 4×4 tiles, parallel over n, bound by reading the weights once.
+ *
+ * <p>Typed operands (BF16, F16: {@link Kernels#gemm(boolean, boolean, int, int, int, float, MemorySegment, DType, long,
+ * int, MemorySegment, DType, long, int, float, MemorySegment, long, int)}) are widened to fp32 while packing, so the
+ * micro-kernel is the fp32 one and the result equals the fp32 GEMM on widened copies bit for bit. The skinny path
+ * widens B a few rows at a time (a multiple of 8, so its dot-product tiles group rows exactly as in fp32) into a small
+ * per-thread scratch, and A (at most {@link #SKINNY_ROWS} rows) once per task.
  */
 final class VectorGemm {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
     private static final int L = S.length();
+    private static final VectorSpecies<Integer> SI = VectorSpecies.of(int.class, VectorShape.forBitSize(L * 32));
+    private static final VectorSpecies<Short> SS = VectorSpecies.of(short.class, VectorShape.forBitSize(L * 16));
     private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
 
     /** Register tile: MR rows of C by NR columns (two vectors). 16 accumulators + 2 B vectors + 1 broadcast fit 32 zmm. */
@@ -59,7 +74,121 @@ final class VectorGemm {
 
     private static final ThreadLocal<Buffers> BUFFERS = ThreadLocal.withInitial(Buffers::new);
 
+    /** Floats of widened B rows the skinny path holds per thread (64 KiB; at least 8 rows). */
+    private static final int SKINNY_SCRATCH = 16 * 1024;
+
+    /** Off-heap per-thread scratch for the skinny path's widened operands (the dot tiles read segments), grown on demand. */
+    private static final class Scratch {
+        MemorySegment a = MemorySegment.NULL, b = MemorySegment.NULL;
+
+        static MemorySegment ensure(MemorySegment s, long floats) {
+            return s.byteSize() >= floats * 4 ? s : Arena.ofAuto().allocate(floats * 4, 64);
+        }
+    }
+
+    private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
+
     private VectorGemm() {}
+
+    /** The typed GEMM (see the class comment); with two F32 operands exactly {@link #gemm(boolean, boolean, int, int, int, float, MemorySegment, long, int, MemorySegment, long, int, float, MemorySegment, long, int)}. */
+    static void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                     MemorySegment a, DType aType, long aOff, int lda,
+                     MemorySegment b, DType bType, long bOff, int ldb,
+                     float beta, MemorySegment c, long cOff, int ldc) {
+        ScalarKernels.checkOperand(aType);
+        ScalarKernels.checkOperand(bType);
+        if (aType == DType.F32 && bType == DType.F32) {
+            gemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+            return;
+        }
+        if (m <= 0 || n <= 0) return;
+        if (k <= 0 || alpha == 0f) {
+            scaleC(m, n, beta, c, cOff, ldc);
+            return;
+        }
+        long flops = 2L * m * n * k;
+        if (m <= SKINNY_ROWS && !transA && transB) {
+            int grain = (int) Math.max(1, MIN_SKINNY_FLOPS_PER_TASK / Math.max(1, 2L * m * k));
+            Parallel.forRange(n, grain, (j0, j1) -> skinnyTyped(j0, j1, m, k, alpha, a, aType, aOff, lda, b, bType, bOff, ldb,
+                    beta, c, cOff, ldc));
+            return;
+        }
+        if (m >= n) {
+            int units = (m + MR - 1) / MR;
+            int grain = (int) Math.max(1, MIN_FLOPS_PER_TASK / Math.max(1, flops / units));
+            Parallel.forRange(units, grain, (u0, u1) -> blocked(transA, transB, u0 * MR, Math.min(m, u1 * MR), 0, n, k, alpha,
+                    a, aType, aOff, lda, b, bType, bOff, ldb, beta, c, cOff, ldc));
+        } else {
+            int units = (n + NR - 1) / NR;
+            int grain = (int) Math.max(1, MIN_FLOPS_PER_TASK / Math.max(1, flops / units));
+            Parallel.forRange(units, grain, (u0, u1) -> blocked(transA, transB, 0, m, u0 * NR, Math.min(n, u1 * NR), k, alpha,
+                    a, aType, aOff, lda, b, bType, bOff, ldb, beta, c, cOff, ldc));
+        }
+    }
+
+    /**
+     * The skinny path over typed operands: A widened once into scratch (unless F32), then B's rows [j0, j1) in chunks
+     * of a multiple of 8 rows widened into scratch and handed to {@link #skinnyNT}, whose tiles then group the rows
+     * exactly as one call over [j0, j1) would.
+     */
+    private static void skinnyTyped(int j0, int j1, int m, int k, float alpha,
+                                    MemorySegment a, DType aType, long aOff, int lda,
+                                    MemorySegment b, DType bType, long bOff, int ldb,
+                                    float beta, MemorySegment c, long cOff, int ldc) {
+        Scratch s = SCRATCH.get();
+        Buffers buf = BUFFERS.get();
+        MemorySegment aw = a;
+        long awOff = aOff;
+        int awLd = lda;
+        if (aType != DType.F32) {
+            s.a = Scratch.ensure(s.a, (long) m * k);
+            for (int i = 0; i < m; i++) widen(a, aType, aOff + (long) i * lda, s.a, (long) i * k, k);
+            aw = s.a;
+            awOff = 0;
+            awLd = k;
+        }
+        if (bType == DType.F32) {
+            skinnyNT(j0, j1, m, k, alpha, aw, awOff, awLd, b, bOff, ldb, beta, c, cOff, ldc, buf.tile);
+            return;
+        }
+        int chunk = Math.max(8, SKINNY_SCRATCH / Math.max(1, k) / 8 * 8);
+        s.b = Scratch.ensure(s.b, (long) chunk * k);
+        for (int j = j0; j < j1; j += chunk) {
+            int rows = Math.min(chunk, j1 - j);
+            for (int q = 0; q < rows; q++) widen(b, bType, bOff + (long) (j + q) * ldb, s.b, (long) q * k, k);
+            skinnyNT(0, rows, m, k, alpha, aw, awOff, awLd, s.b, 0, k, beta, c, cOff + j, ldc, buf.tile);
+        }
+    }
+
+    /** dst[dstIdx, +n) (fp32 segment) = src[srcIdx, +n) widened exactly from BF16 or F16. */
+    private static void widen(MemorySegment src, DType type, long srcIdx, MemorySegment dst, long dstIdx, int n) {
+        int i = 0;
+        if (type == DType.BF16) {
+            for (; i + L <= n; i += L) {
+                IntVector w = (IntVector) ShortVector.fromMemorySegment(SS, src, (srcIdx + i) * 2, LE).convertShape(VectorOperators.S2I, SI, 0);
+                w.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoMemorySegment(dst, (dstIdx + i) * 4, LE);
+            }
+        }
+        for (; i < n; i++) dst.setAtIndex(F32_LE, dstIdx + i, ScalarKernels.load(src, type, srcIdx + i));
+    }
+
+    /** dst[dstOff, +n) = src[srcIdx, +n) as floats, read through the operand's dtype (the copy of the fp32 path otherwise). */
+    private static void widen(MemorySegment src, DType type, long srcIdx, float[] dst, int dstOff, int n) {
+        if (type == DType.F32) {
+            MemorySegment.copy(src, F32_LE, srcIdx * 4, dst, dstOff, n);
+            return;
+        }
+        int i = 0;
+        if (type == DType.BF16) {
+            for (; i + L <= n; i += L) {
+                IntVector w = (IntVector) ShortVector.fromMemorySegment(SS, src, (srcIdx + i) * 2, LE).convertShape(VectorOperators.S2I, SI, 0);
+                w.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(dst, dstOff + i);
+            }
+            for (; i < n; i++) dst[dstOff + i] = ScalarKernels.bf16ToFloat(src.getAtIndex(I16_LE, srcIdx + i));
+        } else {
+            for (; i < n; i++) dst[dstOff + i] = Float.float16ToFloat(src.getAtIndex(I16_LE, srcIdx + i));
+        }
+    }
 
     /**
      * See {@link Kernels#gemm}; C is [m, n], op(A) [m, k], op(B) [k, n]. With k == 0 or alpha == 0, A and B are
@@ -85,19 +214,19 @@ final class VectorGemm {
             int units = (m + MR - 1) / MR;
             int grain = (int) Math.max(1, MIN_FLOPS_PER_TASK / Math.max(1, flops / units));
             Parallel.forRange(units, grain, (u0, u1) -> blocked(transA, transB, u0 * MR, Math.min(m, u1 * MR), 0, n, k, alpha,
-                    a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc));
+                    a, DType.F32, aOff, lda, b, DType.F32, bOff, ldb, beta, c, cOff, ldc));
         } else {
             int units = (n + NR - 1) / NR;
             int grain = (int) Math.max(1, MIN_FLOPS_PER_TASK / Math.max(1, flops / units));
             Parallel.forRange(units, grain, (u0, u1) -> blocked(transA, transB, 0, m, u0 * NR, Math.min(n, u1 * NR), k, alpha,
-                    a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc));
+                    a, DType.F32, aOff, lda, b, DType.F32, bOff, ldb, beta, c, cOff, ldc));
         }
     }
 
     /** C[i0:i1, j0:j1] on the calling thread. */
     private static void blocked(boolean transA, boolean transB, int i0, int i1, int j0, int j1, int k, float alpha,
-                                MemorySegment a, long aOff, int lda,
-                                MemorySegment b, long bOff, int ldb,
+                                MemorySegment a, DType aType, long aOff, int lda,
+                                MemorySegment b, DType bType, long bOff, int ldb,
                                 float beta, MemorySegment c, long cOff, int ldc) {
         Buffers buf = BUFFERS.get();
         for (int jc = j0; jc < j1; jc += NC) {
@@ -106,10 +235,10 @@ final class VectorGemm {
                 int kc = Math.min(KC, k - pc);
                 // Only the first depth block applies beta; later blocks accumulate onto the partial result.
                 float betaHere = pc == 0 ? beta : 1f;
-                packB(transB, b, bOff, ldb, pc, kc, jc, nc, buf);
+                packB(transB, b, bType, bOff, ldb, pc, kc, jc, nc, buf);
                 for (int ic = i0; ic < i1; ic += MC) {
                     int mc = Math.min(MC, i1 - ic);
-                    packA(transA, a, aOff, lda, ic, mc, pc, kc, buf);
+                    packA(transA, a, aType, aOff, lda, ic, mc, pc, kc, buf);
                     for (int jr = 0; jr < nc; jr += NR) {
                         int nr = Math.min(NR, nc - jr);
                         for (int ir = 0; ir < mc; ir += MR) {
@@ -190,7 +319,7 @@ final class VectorGemm {
      * Packs op(B)[pc:pc+kc, jc:jc+nc] as NR-wide micro-panels, each [kc][NR], zero-padding the last panel so
      * the micro-kernel needs no edge cases.
      */
-    private static void packB(boolean transB, MemorySegment b, long bOff, int ldb, int pc, int kc, int jc, int nc, Buffers buf) {
+    private static void packB(boolean transB, MemorySegment b, DType bType, long bOff, int ldb, int pc, int kc, int jc, int nc, Buffers buf) {
         float[] pb = buf.b;
         for (int jr = 0; jr < nc; jr += NR) {
             int nr = Math.min(NR, nc - jr);
@@ -200,7 +329,10 @@ final class VectorGemm {
                 for (int p = 0; p < kc; p++) {
                     long src = bOff + (long) (pc + p) * ldb + jc + jr;
                     int dst = base + p * NR;
-                    if (nr == NR) {
+                    if (bType != DType.F32) {
+                        widen(b, bType, src, pb, dst, nr);
+                        for (int col = nr; col < NR; col++) pb[dst + col] = 0f;
+                    } else if (nr == NR) {
                         FloatVector.fromMemorySegment(S, b, src * 4, LE).intoArray(pb, dst);
                         FloatVector.fromMemorySegment(S, b, (src + L) * 4, LE).intoArray(pb, dst + L);
                     } else {
@@ -214,7 +346,7 @@ final class VectorGemm {
                 // strided reads hit L1 (NR·kc floats = 32 KiB).
                 float[] rows = buf.rows;
                 for (int col = 0; col < nr; col++) {
-                    MemorySegment.copy(b, F32_LE, (bOff + (long) (jc + jr + col) * ldb + pc) * 4, rows, col * kc, kc);
+                    widen(b, bType, bOff + (long) (jc + jr + col) * ldb + pc, rows, col * kc, kc);
                 }
                 for (int p = 0; p < kc; p++) {
                     int dst = base + p * NR;
@@ -226,7 +358,7 @@ final class VectorGemm {
     }
 
     /** Packs op(A)[ic:ic+mc, pc:pc+kc] as MR-tall micro-panels, each [kc][MR], zero-padded. */
-    private static void packA(boolean transA, MemorySegment a, long aOff, int lda, int ic, int mc, int pc, int kc, Buffers buf) {
+    private static void packA(boolean transA, MemorySegment a, DType aType, long aOff, int lda, int ic, int mc, int pc, int kc, Buffers buf) {
         float[] pa = buf.a;
         for (int ir = 0; ir < mc; ir += MR) {
             int mr = Math.min(MR, mc - ir);
@@ -236,7 +368,7 @@ final class VectorGemm {
                 // packed panel in order (the same in-cache transpose as for B).
                 float[] rows = buf.rows;
                 for (int r = 0; r < mr; r++) {
-                    MemorySegment.copy(a, F32_LE, (aOff + (long) (ic + ir + r) * lda + pc) * 4, rows, r * kc, kc);
+                    widen(a, aType, aOff + (long) (ic + ir + r) * lda + pc, rows, r * kc, kc);
                 }
                 for (int p = 0; p < kc; p++) {
                     int dst = base + p * MR;
@@ -248,7 +380,10 @@ final class VectorGemm {
                 for (int p = 0; p < kc; p++) {
                     long src = aOff + (long) (pc + p) * lda + ic + ir;
                     int dst = base + p * MR;
-                    if (mr == MR) {
+                    if (aType != DType.F32) {
+                        widen(a, aType, src, pa, dst, mr);
+                        for (int r = mr; r < MR; r++) pa[dst + r] = 0f;
+                    } else if (mr == MR) {
                         MemorySegment.copy(a, F32_LE, src * 4, pa, dst, MR);
                     } else {
                         for (int r = 0; r < mr; r++) pa[dst + r] = a.getAtIndex(F32_LE, src + r);

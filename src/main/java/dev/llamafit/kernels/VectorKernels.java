@@ -46,6 +46,14 @@ public final class VectorKernels implements Kernels {
     }
 
     @Override
+    public void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                     MemorySegment a, DType aType, long aOff, int lda,
+                     MemorySegment b, DType bType, long bOff, int ldb,
+                     float beta, MemorySegment c, long cOff, int ldc) {
+        VectorGemm.gemm(transA, transB, m, n, k, alpha, a, aType, aOff, lda, b, bType, bOff, ldb, beta, c, cOff, ldc);
+    }
+
+    @Override
     public void rmsnorm(MemorySegment out, long outOff, MemorySegment x, long xOff, MemorySegment weight, long wOff,
                         int rows, int dim, float eps) {
         for (int r = 0; r < rows; r++) {

@@ -11,6 +11,7 @@ import dev.llamafit.kernels.Kernels;
 import dev.llamafit.kernels.Parallel;
 import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.nn.Attention;
+import dev.llamafit.nn.Linear;
 import dev.llamafit.nn.Projection;
 import dev.llamafit.nn.RmsNorm;
 import dev.llamafit.nn.Rope;
@@ -46,8 +47,11 @@ public final class LlamaModel implements AutoCloseable {
         for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) {
             Tensor t = weights.get(spec.name());
             if (t == null) throw new IllegalArgumentException("missing weight " + spec.name());
-            if (!t.shape().equals(spec.shape()) || t.dtype() != DType.F32)
-                throw new IllegalArgumentException("weight " + spec.name() + " is " + t.dtype() + t.shape() + ", expected F32" + spec.shape());
+            // Matrices may be F32, BF16 or F16 (used in place by the projections and the embedding); vectors are F32.
+            boolean typeOk = spec.shape().rank() == 2 ? Linear.isDenseType(t.dtype()) : t.dtype() == DType.F32;
+            if (!t.shape().equals(spec.shape()) || !typeOk)
+                throw new IllegalArgumentException("weight " + spec.name() + " is " + t.dtype() + t.shape() + ", expected "
+                        + (spec.shape().rank() == 2 ? "F32, BF16 or F16" : "F32") + spec.shape());
         }
         this.embedding = weights.get(ParameterLayout.EMBED);
         List<Block> bs = new ArrayList<>();

@@ -14,6 +14,7 @@ import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.nn.Attention;
 import dev.llamafit.nn.CrossEntropy;
 import dev.llamafit.nn.Embedding;
+import dev.llamafit.nn.Linear;
 import dev.llamafit.nn.RmsNorm;
 import dev.llamafit.nn.Rope;
 import dev.llamafit.tensor.DType;
@@ -42,6 +43,7 @@ public final class TrainingStep implements AutoCloseable {
     private final Map<String, Tensor> gradients;
     private final Map<String, Tensor> adapters;  // LoRA A/B by PEFT name; empty for full fine-tuning
     private final long seed;
+    private final Tensor sixteenBitWeight;       // a BF16/F16 base matrix, or null: full fine-tuning then cannot run
     private long calls;                           // forwardBackward calls so far: each draws fresh dropout masks
     private final Map<String, Tensor> buffers = new LinkedHashMap<>();
     private final Embedding embedding;
@@ -72,7 +74,8 @@ public final class TrainingStep implements AutoCloseable {
     }
 
     /**
-     * @param weights   F32 base weights; with LoRA they are only read (a read-only mapping will do)
+     * @param weights   base weights; with LoRA they are only read (a read-only mapping will do), and matrices may be
+     *                  BF16/F16 (used in place); full fine-tuning needs them all F32
      * @param technique full fine-tuning or LoRA, and gradient checkpointing (what the layout reads)
      * @param seed      adapter initialisation and dropout masks
      */
@@ -91,12 +94,20 @@ public final class TrainingStep implements AutoCloseable {
         this.kernels = k;
         this.layout = layout;
         this.seed = seed;
+        Tensor halfWeight = null;
         for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) {
             Tensor t = weights.get(spec.name());
             if (t == null) throw new IllegalArgumentException("missing weight " + spec.name());
-            if (t.dtype() != DType.F32 || !t.shape().equals(spec.shape()))
-                throw new IllegalArgumentException("weight " + spec.name() + " is " + t.dtype() + t.shape() + ", expected F32" + spec.shape());
+            // A frozen base (LoRA, or a step used only for forwardLoss) may keep its matrices in BF16/F16, read in place;
+            // full fine-tuning updates weights and needs them F32 (forwardBackward refuses otherwise). Vectors are F32.
+            boolean matrix = spec.shape().rank() == 2;
+            boolean typeOk = matrix ? Linear.isDenseType(t.dtype()) : t.dtype() == DType.F32;
+            if (!typeOk || !t.shape().equals(spec.shape()))
+                throw new IllegalArgumentException("weight " + spec.name() + " is " + t.dtype() + t.shape() + ", expected "
+                        + (matrix ? "F32, BF16 or F16" : "F32") + spec.shape());
+            if (t.dtype() != DType.F32 && halfWeight == null) halfWeight = t;
         }
+        this.sixteenBitWeight = halfWeight;
         Map<String, Tensor> g = new LinkedHashMap<>(), ad = new LinkedHashMap<>();
         Rope r = null;
         try {
@@ -241,6 +252,9 @@ public final class TrainingStep implements AutoCloseable {
     public Loss forwardBackward(int[][] inputIds, int[][] labels, double normalizer) {
         if (!(normalizer > 0) || Double.isInfinite(normalizer))
             throw new IllegalArgumentException("normalizer must be a positive finite number, got " + normalizer);
+        if (layout.lora() == null && sixteenBitWeight != null)
+            throw new IllegalStateException("full fine-tuning updates every weight and needs them F32, but " + sixteenBitWeight
+                    + " is not (make an owned fp32 copy: ownedCopy)");
         calls++;
         return run(inputIds, labels, (float) (1.0 / normalizer), true);
     }

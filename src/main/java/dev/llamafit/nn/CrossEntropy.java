@@ -5,6 +5,7 @@ import java.lang.foreign.MemorySegment;
 
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.kernels.Parallel;
+import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Tensor;
 
 /**
@@ -57,6 +58,8 @@ public final class CrossEntropy {
         for (int r = 0; r < rows; r++)
             if (labels[r] != IGNORE && (labels[r] < 0 || labels[r] >= vocab))
                 throw new IllegalArgumentException("label " + labels[r] + " at row " + r + " is outside [0, " + vocab + ") and is not " + IGNORE);
+        if (dHead != null && head.dtype() != DType.F32)
+            throw new IllegalArgumentException("a " + head.dtype() + " LM head is frozen here (no weight gradient): " + head);
         boolean backward = dHead != null || dXf != null;
         double sum = 0;
         long tokens = 0;
@@ -65,7 +68,8 @@ public final class CrossEntropy {
             int m = Math.min(chunkRows, rows - r0), first = r0;
             long xOff = xfOff + (long) r0 * dim;
             // logits[m, V] = xf_chunk · Wᵀ
-            k.gemm(false, true, m, vocab, dim, 1f, xf, xOff, dim, head.segment(), 0, dim, 0f, logits, 0, vocab);
+            if (head.dtype() == DType.F32) k.gemm(false, true, m, vocab, dim, 1f, xf, xOff, dim, head.segment(), 0, dim, 0f, logits, 0, vocab);
+            else k.gemm(false, true, m, vocab, dim, 1f, xf, DType.F32, xOff, dim, head.segment(), head.dtype(), 0, dim, 0f, logits, 0, vocab);
             Parallel.forRange(m, (from, to) -> {
                 for (int i = from; i < to; i++) rowLoss[i] = row(k, logits, (long) i * vocab, labels[first + i], invNormalizer);
             });
@@ -78,8 +82,11 @@ public final class CrossEntropy {
             // The chunk now holds dlogits. dW_head[V, C] += dlogitsᵀ · xf_chunk ; dXf_chunk[m, C] = dlogits · W
             if (dHead != null)
                 k.gemm(true, false, vocab, dim, m, 1f, logits, 0, vocab, xf, xOff, dim, 1f, dHead.segment(), 0, dim);
-            if (dXf != null)
+            if (dXf != null && head.dtype() == DType.F32)
                 k.gemm(false, false, m, dim, vocab, 1f, logits, 0, vocab, head.segment(), 0, dim, 0f, dXf, dXfOff + (long) r0 * dim, dim);
+            else if (dXf != null)
+                k.gemm(false, false, m, dim, vocab, 1f, logits, DType.F32, 0, vocab, head.segment(), head.dtype(), 0, dim,
+                        0f, dXf, dXfOff + (long) r0 * dim, dim);
         }
         return new Result(sum, tokens);
     }

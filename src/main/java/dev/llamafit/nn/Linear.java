@@ -1,4 +1,4 @@
-// The fp32 dense projection: y = x·Wᵀ + b over an F32 weight stored [out, in] as in PyTorch and safetensors.
+// The dense projection: y = x·Wᵀ + b over an F32, BF16 or F16 weight stored [out, in] as in PyTorch and safetensors.
 package dev.llamafit.nn;
 
 import java.lang.foreign.MemorySegment;
@@ -7,7 +7,12 @@ import dev.llamafit.kernels.Kernels;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Tensor;
 
-/** A dense layer. Weight [out, in] (row-major, as Hugging Face stores it), optional bias [out]. */
+/**
+ * A dense layer. Weight [out, in] (row-major, as Hugging Face stores it) in F32, BF16 or F16, used in place (a 16-bit
+ * weight is widened inside the GEMM's packing, never copied whole); optional bias [out], always F32 (the model folder
+ * widens 16-bit biases, which are tiny, so every element-wise kernel stays fp32). An F32 weight runs the fp32 GEMM
+ * exactly as before. A 16-bit weight is frozen: it takes no weight gradient.
+ */
 public final class Linear implements Projection {
     private final Tensor weight; // [out, in]
     private final Tensor bias;   // [out] or null
@@ -15,8 +20,8 @@ public final class Linear implements Projection {
     private final int out;
 
     public Linear(Tensor weight, Tensor bias) {
-        if (weight.dtype() != DType.F32 || weight.shape().rank() != 2)
-            throw new IllegalArgumentException("Linear needs an F32 [out, in] weight, got " + weight);
+        if (!isDenseType(weight.dtype()) || weight.shape().rank() != 2)
+            throw new IllegalArgumentException("Linear needs an F32, BF16 or F16 [out, in] weight, got " + weight);
         this.weight = weight;
         this.out = Math.toIntExact(weight.shape().dim(0));
         this.in = Math.toIntExact(weight.shape().dim(1));
@@ -24,6 +29,9 @@ public final class Linear implements Projection {
             throw new IllegalArgumentException("bias " + bias + " does not match weight " + weight);
         this.bias = bias;
     }
+
+    /** The weight dtypes a dense projection reads in place. */
+    public static boolean isDenseType(DType t) { return t == DType.F32 || t == DType.BF16 || t == DType.F16; }
 
     @Override
     public int in() { return in; }
@@ -38,7 +46,8 @@ public final class Linear implements Projection {
     /** y[rows, out] = x[rows, in] · Wᵀ + b: one GEMM over all columns, then the bias row by row. */
     @Override
     public void forward(Kernels k, MemorySegment x, long xOff, int rows, MemorySegment y, long yOff) {
-        k.gemm(false, true, rows, out, in, 1f, x, xOff, in, weight.segment(), 0, in, 0f, y, yOff, out);
+        if (weight.dtype() == DType.F32) k.gemm(false, true, rows, out, in, 1f, x, xOff, in, weight.segment(), 0, in, 0f, y, yOff, out);
+        else k.gemm(false, true, rows, out, in, 1f, x, DType.F32, xOff, in, weight.segment(), weight.dtype(), 0, in, 0f, y, yOff, out);
         if (bias != null) {
             for (int r = 0; r < rows; r++) k.add(y, yOff + (long) r * out, bias.segment(), 0, out);
         }
@@ -47,8 +56,12 @@ public final class Linear implements Projection {
     /** Columns [from, to): rows from..to of W against x, written at column offset {@code from} of y's rows. */
     @Override
     public void forwardColumns(Kernels k, MemorySegment x, long xOff, int rows, int from, int to, MemorySegment y, long yOff) {
-        k.gemm(false, true, rows, to - from, in, 1f, x, xOff, in, weight.segment(), (long) from * in, in,
-                0f, y, yOff + from, out);
+        if (weight.dtype() == DType.F32)
+            k.gemm(false, true, rows, to - from, in, 1f, x, xOff, in, weight.segment(), (long) from * in, in,
+                    0f, y, yOff + from, out);
+        else
+            k.gemm(false, true, rows, to - from, in, 1f, x, DType.F32, xOff, in, weight.segment(), weight.dtype(),
+                    (long) from * in, in, 0f, y, yOff + from, out);
         if (bias != null)
             for (int r = 0; r < rows; r++) k.add(y, yOff + (long) r * out + from, bias.segment(), from, to - from);
     }
@@ -56,8 +69,13 @@ public final class Linear implements Projection {
     @Override
     public void backward(Kernels k, MemorySegment x, long xOff, MemorySegment dY, long dYOff, int rows,
                          MemorySegment dX, long dXOff, boolean accumulateDx, Tensor dWeight, Tensor dBias) {
-        if (dX != null)
+        if (dWeight != null && weight.dtype() != DType.F32)
+            throw new IllegalArgumentException("a " + weight.dtype() + " weight is frozen here (no weight gradient): " + weight);
+        if (dX != null && weight.dtype() == DType.F32)
             k.gemm(false, false, rows, in, out, 1f, dY, dYOff, out, weight.segment(), 0, in,
+                    accumulateDx ? 1f : 0f, dX, dXOff, in);
+        else if (dX != null)
+            k.gemm(false, false, rows, in, out, 1f, dY, DType.F32, dYOff, out, weight.segment(), weight.dtype(), 0, in,
                     accumulateDx ? 1f : 0f, dX, dXOff, in);
         if (dWeight != null)
             k.gemm(true, false, out, in, rows, 1f, dY, dYOff, out, x, xOff, in, 1f, dWeight.segment(), 0, in);

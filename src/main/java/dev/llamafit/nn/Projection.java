@@ -5,7 +5,6 @@ import java.lang.foreign.MemorySegment;
 
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.kernels.Parallel;
-import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Tensor;
 
 /**
@@ -23,8 +22,8 @@ public sealed interface Projection permits Linear {
 
     /** The projection of {@code weight} [out, in] (+ {@code bias} [out], or null) in the weight's own format. */
     static Projection of(Tensor weight, Tensor bias) {
-        if (weight.dtype() == DType.F32) return new Linear(weight, bias);
-        throw new IllegalArgumentException("no projection for " + weight.dtype() + " weights yet: " + weight);
+        if (Linear.isDenseType(weight.dtype())) return new Linear(weight, bias);
+        throw new IllegalArgumentException("no projection for " + weight.dtype() + " weights: " + weight);
     }
 
     /** y[rows, out] = x[rows, in] · Wᵀ + b; y is overwritten. */

@@ -9,6 +9,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeSet;
 
+import dev.llamafit.io.ModelFolder;
 import dev.llamafit.io.PeftAdapters;
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.memory.Category;
@@ -60,7 +61,7 @@ public final class LoraMerge {
     /**
      * W + scale·B·A for every layer the adapter holds.
      *
-     * @param base    F32 weights by Hugging Face name (model.layers.{i}.self_attn.q_proj.weight …)
+     * @param base    weights by Hugging Face name, matrices F32, BF16 or F16 (results are F32 either way) (model.layers.{i}.self_attn.q_proj.weight …)
      * @param adapter F32 factors by PEFT key (every A with its B, shapes already validated by the reader)
      * @throws NonFiniteException if a factor or a merged matrix holds NaN/Inf (nothing stays allocated)
      */
@@ -96,12 +97,14 @@ public final class LoraMerge {
                 int outDim = Math.toIntExact(w.shape().dim(0)), inDim = Math.toIntExact(w.shape().dim(1)), r = config.rank();
                 check(a, Shape.of(r, inDim), key);
                 check(b, Shape.of(outDim, r), bKey);
-                check(w, Shape.of(outDim, inDim), wName);
+                if (!dev.llamafit.nn.Linear.isDenseType(w.dtype()) || !w.shape().equals(Shape.of(outDim, inDim)))
+                    throw new IllegalArgumentException(wName + " is " + w.dtype() + w.shape() + ", expected F32, BF16 or F16" + Shape.of(outDim, inDim));
                 requireFinite(a, key, "adapter tensor");
                 requireFinite(b, bKey, "adapter tensor");
                 Tensor result = Tensor.allocate(ledger, Category.WEIGHTS, wName, DType.F32, w.shape());
                 owned.add(result);
-                MemorySegment.copy(w.segment(), 0, result.segment(), 0, w.bytes());
+                // A 16-bit base is widened exactly: the sum is computed in fp32 whatever the base's dtype.
+                ModelFolder.convert(kernels, w.segment(), w.dtype(), result.segment(), DType.F32, w.elements());
                 // result[out, in] += scale · B[out, r] · A[r, in]
                 kernels.gemm(false, false, outDim, inDim, r, scale, b.segment(), 0, r, a.segment(), 0, inDim,
                         1f, result.segment(), 0, inDim);

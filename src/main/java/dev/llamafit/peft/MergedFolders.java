@@ -13,6 +13,7 @@ import dev.llamafit.io.ModelFolder;
 import dev.llamafit.io.PeftAdapters;
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Tensor;
 
 /**
@@ -32,7 +33,15 @@ public final class MergedFolders {
      * @throws InputException if either folder is bad or the adapter does not fit the model
      */
     public static ModelFolder open(Path dir, Path adapterDir, MemoryLedger ledger, Kernels kernels) {
-        ModelFolder base = ModelFolder.open(dir, ledger, kernels);
+        return open(dir, adapterDir, ledger, kernels, DType.F32);
+    }
+
+    /**
+     * As {@link #open(Path, Path, MemoryLedger, Kernels)} with the base's matrices in {@code dtype} (null: the
+     * checkpoint's own, used in place): the adapted matrices are owned F32 (W widened + scale·B·A), the others stay.
+     */
+    public static ModelFolder open(Path dir, Path adapterDir, MemoryLedger ledger, Kernels kernels, DType dtype) {
+        ModelFolder base = ModelFolder.open(dir, ledger, kernels, dtype);
         try (PeftAdapters.Adapter adapter = PeftAdapters.read(adapterDir, base.config(), ledger)) {
             LoraMerge.Merged merged = merge(adapterDir, base.weights(), adapter, kernels, ledger);
             return base.withWeights(merged.weights(), merged.owned());
@@ -44,16 +53,26 @@ public final class MergedFolders {
 
     /**
      * {@code llamafit merge --model DIR --adapter DIR --output DIR}: writes a full Hugging Face folder whose adapted
-     * weights are W + scale·B·A (F32), with the model's config and tokenizer files.
+     * weights are W + scale·B·A (F32), with the model's config and tokenizer files: every tensor F32, as before issue 15.
      *
      * @throws InputException if a folder is bad, the adapter does not fit the model, the output is one of the inputs,
      *                        or the merge produces NaN/Inf
      */
     public static void write(Path model, Path adapter, Path out, Kernels kernels, MemoryLedger ledger) throws IOException {
+        write(model, adapter, out, kernels, ledger, DType.F32, DType.F32);
+    }
+
+    /**
+     * {@code llamafit merge} with {@code --dtype} ({@code dtype}: the base's matrices converted on load, null: as stored)
+     * and {@code --save-dtype} ({@code saveDtype}; null: the base's dtype, i.e. {@code dtype} or else the checkpoint's).
+     * W + scale·B·A is computed in fp32 either way.
+     */
+    public static void write(Path model, Path adapter, Path out, Kernels kernels, MemoryLedger ledger, DType dtype, DType saveDtype)
+            throws IOException {
         Path o = out.toAbsolutePath().normalize();
         if (o.equals(model.toAbsolutePath().normalize()) || o.equals(adapter.toAbsolutePath().normalize()))
             throw InputException.at(out, "the output folder must differ from the model and adapter folders (they are read while writing)");
-        try (ModelFolder folder = ModelFolder.open(model, ledger, kernels);
+        try (ModelFolder folder = ModelFolder.open(model, ledger, kernels, dtype);
              PeftAdapters.Adapter a = PeftAdapters.read(adapter, folder.config(), ledger);
              LoraMerge.Merged merged = merge(adapter, folder.weights(), a, kernels, ledger)) {
             List<Tensor> named = new ArrayList<>();
@@ -62,7 +81,8 @@ public final class MergedFolders {
                 Tensor t = e.getValue();
                 named.add(t.name().equals(e.getKey()) ? t : new Tensor(e.getKey(), t.dtype(), t.shape(), t.segment()));
             }
-            HfFolderWriter.write(out, folder.config(), named, model);
+            DType store = saveDtype != null ? saveDtype : dtype != null ? dtype : folder.storedDtype();
+            HfFolderWriter.write(out, folder.config(), named, model, store, ledger, kernels);
         }
     }
 

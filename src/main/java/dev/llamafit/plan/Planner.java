@@ -47,7 +47,7 @@ public final class Planner {
 
     /** One message for everything the engine cannot run yet, each by its flag. */
     public static String notImplementedMessage(List<String> missing) {
-        return String.join(", ", missing) + (missing.size() == 1 ? " is" : " are") + " not implemented in the llamafit runtime yet (it trains fp32 full or LoRA, "
+        return String.join(", ", missing) + (missing.size() == 1 ? " is" : " are") + " not implemented in the llamafit runtime yet (it trains fp32 full, or LoRA on an fp32, bf16 or fp16 frozen base, "
                 + "AdamW/SGD, with optional gradient checkpointing, on one worker); plan it with --runtime pytorch";
     }
 
@@ -78,9 +78,21 @@ public final class Planner {
         TrainingLayout layout = layout(config, o, batch, seqLen, device);
         List<Component> c = new ArrayList<>();
         long base = ParameterLayout.of(config, DType.F32).bytes();
-        c.add(Component.constant("weights", Column.DEVICE, Category.WEIGHTS, base, o.adapters()
-                ? "frozen fp32 base, read in place (memory-mapped safetensors; ledger: weights, mapped): Σ ParameterLayout"
-                : "owned fp32 copy of every parameter (Trainer copies, then closes the mapping): Σ ParameterLayout"));
+        Technique.BaseDtype bd = o.baseDtype();
+        if (o.adapters() && bd != null && bd.floatBytes() == 2) {
+            // A 16-bit checkpoint used in place: the whole mapping at 2 B per parameter, plus owned fp32 copies of the
+            // vectors (norm gains, biases), which the kernels read as fp32.
+            long vectors = 0;
+            for (TensorSpec s : ParameterLayout.of(config, DType.F32).specs()) if (s.shape().rank() < 2) vectors = Math.addExact(vectors, s.bytes());
+            long mapped = ParameterLayout.of(config, DType.BF16).bytes();
+            c.add(Component.constant("weights", Column.DEVICE, Category.WEIGHTS, Math.addExact(mapped, vectors),
+                    "frozen " + Technique.name(bd) + " base, read in place (memory-mapped; ledger: weights, mapped) at 2 B per parameter"
+                            + " + owned fp32 copies of the norm/bias vectors: Σ ParameterLayout(" + Technique.name(bd) + ") + Σ vectors × 4 B"));
+        } else {
+            c.add(Component.constant("weights", Column.DEVICE, Category.WEIGHTS, base, o.adapters()
+                    ? "frozen fp32 base, read in place (memory-mapped safetensors; ledger: weights, mapped): Σ ParameterLayout"
+                    : "owned fp32 copy of every parameter (Trainer copies, then closes the mapping): Σ ParameterLayout"));
+        }
         if (o.adapters())
             c.add(Component.constant("weights.adapters", Column.DEVICE, Category.WEIGHTS, sum(layout.adapterSpecs()),
                     "LoRA A [r, in] + B [out, r] per targeted module, fp32: Σ TrainingLayout.adapterSpecs"));
@@ -104,6 +116,9 @@ public final class Planner {
         c.add(Component.constant("workspace", Column.DEVICE, Category.WORKSPACE, ws,
                 "per-thread attention scratch [threads, T²], loss chunk [rows, V], RoPE tables"));
         List<String> notes = new ArrayList<>();
+        if (o.adapters() && bd != null && bd.floatBytes() == 2)
+            notes.add("planned for a " + Technique.name(bd) + " checkpoint used in place; converting an fp32 checkpoint on load (--dtype "
+                    + Technique.name(bd) + ") holds its fp32 mapping and owned " + Technique.name(bd) + " matrices instead");
         if (!o.adapters())
             notes.add("while loading, full fine-tuning holds the mapped checkpoint and its owned copy at once (+"
                     + dev.llamafit.memory.ByteSize.format(base) + " of mapped, evictable page cache for F32 files)");

@@ -19,6 +19,7 @@ import dev.llamafit.memory.Category;
 import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.ParameterLayout;
+import dev.llamafit.model.Technique;
 import dev.llamafit.model.TrainingStep;
 import dev.llamafit.optim.Param;
 import dev.llamafit.tensor.DType;
@@ -55,7 +56,9 @@ final class TrainableModel implements AutoCloseable {
     /** Opens the model of {@code o}; with {@code checkpoint}, its trainable weights come from that checkpoint. */
     static TrainableModel open(TrainOptions o, LlamaConfig config, Path checkpoint, Kernels kernels, MemoryLedger ledger) {
         boolean lora = o.lora() != null;
-        ModelFolder frozenBase = lora ? ModelFolder.open(o.model(), ledger, kernels) : null;
+        // A LoRA base is frozen: kept as the checkpoint stores it (a bf16/fp16 one mapped and used in place, never
+        // widened) unless the technique names its dtype (--dtype), then converted on load.
+        ModelFolder frozenBase = lora ? ModelFolder.open(o.model(), ledger, kernels, baseDtype(o.technique().baseDtype())) : null;
         Map<String, Tensor> weights = Map.of();
         try {
             weights = lora ? frozenBase.weights() : loadWeights(o, config, checkpoint, kernels, ledger);
@@ -69,6 +72,17 @@ final class TrainableModel implements AutoCloseable {
     }
 
     boolean lora() { return o.lora() != null; }
+
+    /** The weights' dtype for a frozen base's storage; null (the checkpoint's own) when the technique names none. */
+    static DType baseDtype(Technique.BaseDtype b) {
+        if (b == null) return null;
+        return switch (b) {
+            case FP32 -> DType.F32;
+            case BF16 -> DType.BF16;
+            case FP16 -> DType.F16;
+            case INT8, NF4 -> throw new IllegalArgumentException("--base-dtype " + Technique.name(b) + " is not implemented in the llamafit runtime");
+        };
+    }
 
     /** Trainable tensors in checkpoint order. */
     List<Tensor> trainable() { return params.stream().map(Param::value).toList(); }

@@ -3,18 +3,22 @@ package dev.llamafit.plan;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
 
+import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
 import dev.llamafit.model.Technique;
 import dev.llamafit.io.ConfigJson;
+import dev.llamafit.io.HfFolderWriter;
+import dev.llamafit.io.ModelFolder;
 import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.kernels.Parallel;
 import dev.llamafit.memory.Category;
@@ -54,6 +58,57 @@ class LedgerMatchTest {
         a.add(Arguments.of("stories15M", true, false, 1, 2, "adamw", 0.1));
         a.add(Arguments.of("tiny", true, true, 1, 3, "adamw", 0.1));
         return a;
+    }
+
+    /** LoRA on a 16-bit checkpoint used in place (--base-dtype bf16|fp16), with and without checkpointing. */
+    static List<Arguments> sixteenBitBase() {
+        List<Arguments> a = new ArrayList<>();
+        for (String shape : List.of("tiny", "stories15M"))
+            for (String dtype : List.of("bf16", "fp16")) a.add(Arguments.of(shape, dtype, shape.equals("tiny"), 2));
+        a.add(Arguments.of("tiny", "bf16", false, 1));
+        return a;
+    }
+
+    @ParameterizedTest(name = "{0} base={1} gc={2} B={3}")
+    @MethodSource("sixteenBitBase")
+    void planEqualsLedgerForASixteenBitLoraBase(String shapeName, String dtype, boolean gc, int batch, @TempDir Path tmp) throws IOException {
+        LlamaConfig c = shape(shapeName);
+        DType d = dtype.equals("bf16") ? DType.BF16 : DType.F16;
+        Path dir = tmp.resolve("base");
+        MemoryLedger writing = new MemoryLedger();
+        Map<String, Tensor> w = RandomModels.weights(c, writing, 5, 0.05);
+        try {
+            List<Tensor> ordered = new ArrayList<>();
+            for (TensorSpec s : ParameterLayout.of(c, DType.F32).specs()) ordered.add(w.get(s.name()));
+            HfFolderWriter.write(dir, c, ordered, null, d, writing, KernelBackends.get());
+        } finally {
+            w.values().forEach(Tensor::close);
+        }
+        LoraConfig adapters = new LoraConfig(4, 16, 0.0, List.of("q_proj", "v_proj", "down_proj"), false);
+        Technique technique = new Technique(Technique.Method.LORA, adapters, Technique.Precision.FP32,
+                d == DType.BF16 ? Technique.BaseDtype.BF16 : Technique.BaseDtype.FP16, Technique.Optimizer.ADAMW, gc, 1, 1);
+        MemoryPlan plan = Planner.plan(c, technique, batch, T, Devices.cpu(64L << 30, Parallel.threads()));
+
+        MemoryLedger ledger = new MemoryLedger();
+        try (ModelFolder base = ModelFolder.open(dir, ledger, KernelBackends.get(), null);
+             TrainingStep step = new TrainingStep(c, base.weights(), KernelBackends.get(), ledger, batch, T, technique, 3);
+             Optimizer opt = new AdamW(0.9, 0.999, 1e-8, 0, ledger)) {
+            assertEquals(d, base.weights().get(ParameterLayout.EMBED).dtype(), "the base is used in place");
+            SplittableRandom r = new SplittableRandom(1);
+            int[][] ids = new int[batch][T], labels = new int[batch][T];
+            for (int i = 0; i < batch; i++)
+                for (int t = 0; t < T; t++) { ids[i][t] = r.nextInt(c.vocabSize()); labels[i][t] = r.nextInt(c.vocabSize()); }
+            List<Param> params = new ArrayList<>();
+            step.adapterWeights().forEach((n, v) -> params.add(new Param(n, v, step.adapterGradients().get(n), true)));
+            for (int i = 0; i < 2; i++) {
+                step.zeroGradients();
+                step.forwardBackward(ids, labels, batch * T);
+                opt.step(params, 1e-3);
+            }
+            for (Category cat : List.of(Category.WEIGHTS, Category.GRADIENTS, Category.OPTIMIZER, Category.ACTIVATIONS, Category.WORKSPACE))
+                assertEquals(ledger.peakBytes(cat), plan.categoryPeak(cat), cat.key() + " planned vs ledger peak");
+            assertEquals(ledger.totalPeakBytes(), plan.peak(Column.DEVICE, Metric.ALLOCATED), "total planned vs ledger peak");
+        }
     }
 
 
