@@ -88,6 +88,25 @@ public final class OneDnnKernels implements Kernels {
                 beta, slice(c, cOff, m, n, ldc, 4), ldc);
     }
 
+    /**
+     * The typed GEMM: two 16-bit operands of a type oneDNN's matmul supports here (bf16 on AVX-512 BF16) go to
+     * {@link #gemm16}; every other pair (fp32 activations against 16-bit weights, as the model runs today) goes to the
+     * Vector API path, which widens the 16-bit operand while packing.
+     */
+    @Override
+    public void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                     MemorySegment a, DType aType, long aOff, int lda,
+                     MemorySegment b, DType bType, long bOff, int ldb,
+                     float beta, MemorySegment c, long cOff, int ldc) {
+        if (aType == DType.F32 && bType == DType.F32) {
+            gemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+        } else if (supports16(aType, bType) && a.isNative() && b.isNative() && c.isNative()) {
+            gemm16(transA, transB, m, n, k, alpha, a, aOff, lda, aType, b, bOff, ldb, bType, beta, c, cOff, ldc);
+        } else {
+            vector.gemm(transA, transB, m, n, k, alpha, a, aType, aOff, lda, b, bType, bOff, ldb, beta, c, cOff, ldc);
+        }
+    }
+
     /** dnnl_sgemm regardless of the default choice: for the benchmark and the agreement tests. */
     public void nativeSgemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
                             MemorySegment a, long aOff, int lda, MemorySegment b, long bOff, int ldb,

@@ -96,6 +96,25 @@ class OneDnnKernelsTest {
         assertThrows(IndexOutOfBoundsException.class, () -> k.nativeSgemm(false, true, 4, 4, 8, 1f, x, 0, 8, x, 0, 8, 0f, x, 0, 4));
     }
 
+    /** The typed GEMM routes two bf16 operands to oneDNN and mixed pairs (fp32 × 16-bit weights) to the Vector API path. */
+    @Test
+    void typedGemmRoutesBf16PairsNativeAndMixedPairsToTheVectorPath() {
+        OneDnnKernels k = onednn();
+        Kernels vector = new VectorKernels();
+        int m = 37, n = 288, kk = 64;
+        MemorySegment x = random(DType.F32, (long) m * kk, 5), w = random(DType.BF16, (long) n * kk, 6), x16 = random(DType.BF16, (long) m * kk, 7);
+        MemorySegment got = ARENA.allocate(4L * m * n), want = ARENA.allocate(4L * m * n);
+        for (DType wt : new DType[] {DType.BF16, DType.F16}) {
+            MemorySegment wTyped = wt == DType.BF16 ? w : random(DType.F16, (long) n * kk, 8);
+            k.gemm(false, true, m, n, kk, 1f, x, DType.F32, 0, kk, wTyped, wt, 0, kk, 0f, got, 0, n);
+            vector.gemm(false, true, m, n, kk, 1f, x, DType.F32, 0, kk, wTyped, wt, 0, kk, 0f, want, 0, n);
+            assertEquals(-1, got.mismatch(want), "fp32 × " + wt + " must be the Vector API path, bit for bit");
+        }
+        k.gemm(false, true, m, n, kk, 1f, x16, DType.BF16, 0, kk, w, DType.BF16, 0, kk, 0f, got, 0, n);
+        k.gemmBf16(false, true, m, n, kk, 1f, x16, 0, kk, w, 0, kk, 0f, want, 0, n);
+        assertEquals(-1, got.mismatch(want), "bf16 × bf16 must go to oneDNN's matmul");
+    }
+
     @Test
     void identicalCallsGiveIdenticalBits() {
         OneDnnKernels k = onednn();
