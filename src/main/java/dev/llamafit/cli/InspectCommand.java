@@ -39,7 +39,7 @@ final class InspectCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         MemoryLedger ledger = new MemoryLedger();
-        try (ModelFolder folder = ModelFolder.open(model, ledger, KernelBackends.get())) {
+        try (ModelFolder folder = ModelFolder.open(model, ledger, KernelBackends.get(), null)) {
             LlamaConfig c = folder.config();
             ParameterLayout layout = ParameterLayout.of(c, DType.F32);
             List<Map<String, Object>> tensors = new ArrayList<>();

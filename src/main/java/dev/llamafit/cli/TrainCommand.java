@@ -177,7 +177,7 @@ final class TrainCommand implements Callable<Integer> {
         if (!lora) return null;
         DType d = dtype != null ? dtype.dtype() : null;
         if (d == null) {
-            try (ModelFolder f = ModelFolder.open(model, new MemoryLedger(), KernelBackends.get(), DType.F32)) {
+            try (ModelFolder f = ModelFolder.open(model, new MemoryLedger(), KernelBackends.get(), null)) { // in place: maps, converts nothing
                 DType stored = f.storedDtype();
                 if (stored == DType.F32) return null;
                 d = stored;
