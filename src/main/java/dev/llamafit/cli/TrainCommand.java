@@ -71,6 +71,9 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--dtype", paramLabel = "fp32|bf16|fp16", description = "With LoRA: the frozen base's dtype in memory, converted on load "
             + "(default: the checkpoint's own; a bf16/fp16 checkpoint is memory-mapped and used in place). Full fine-tuning trains fp32 weights.")
     WeightDtype dtype;
+    @Option(names = "--save-dtype", paramLabel = "fp32|bf16|fp16", description = "Full fine-tuning: dtype of final/ "
+            + "(default: the base checkpoint's own; the weights train in fp32).")
+    WeightDtype saveDtype;
     @Option(names = "--max-memory", description = "Stop before allocating if the plan exceeds this (default: physical RAM less 10%%), e.g. 8GiB.") String maxMemory;
     @Option(names = "--force", description = "Train even when the plan exceeds --max-memory.") boolean force;
 
@@ -83,7 +86,7 @@ final class TrainCommand implements Callable<Integer> {
         LoraConfig lora = t.lora();
         TrainOptions o = Main.userInput(() -> new TrainOptions(model, data, output, steps, epochs, technique.batchSize, technique.seqLen, lr, schedule.name(),
                 warmup, weightDecay, maxGradNorm, evalEvery, saveEvery, resume, seed, evalData, evalSplit,
-                trainOnPrompt, skipBadRecords, t, adapter, resumeAnyway));
+                trainOnPrompt, skipBadRecords, t, adapter, resumeAnyway, WeightDtype.of(saveDtype)));
         PrintWriter out = spec.commandLine().getOut();
         MemoryPlan plan = gate(o, t, out);
         MemoryLedger ledger = MemoryLedger.global();
@@ -177,8 +180,8 @@ final class TrainCommand implements Callable<Integer> {
         if (!lora) return null;
         DType d = dtype != null ? dtype.dtype() : null;
         if (d == null) {
-            try (ModelFolder f = ModelFolder.open(model, new MemoryLedger(), KernelBackends.get(), null)) { // in place: maps, converts nothing
-                DType stored = f.storedDtype();
+            try {
+                DType stored = ModelFolder.storedDtype(model, KernelBackends.get());
                 if (stored == DType.F32) return null;
                 d = stored;
             } catch (InputException e) {

@@ -222,7 +222,7 @@ public final class Demo {
         boolean real = evalData == null;
         Technique technique = lora == null ? Technique.FULL : Technique.lora(lora).withGradientCheckpointing(true, 1);
         return new TrainOptions(model, data, out, steps, 0, batch, seqLen, lr, "cosine", warmup, 0.0, 1.0,
-                0, 0, null, 1234, evalData, real ? REAL_EVAL_SPLIT : 0, false, false, technique, null, false);
+                0, 0, null, 1234, evalData, real ? REAL_EVAL_SPLIT : 0, false, false, technique, null, false, null);
     }
 
     /** Runs the Trainer with the ledger's peaks reset first, so the phase's peaks are its own. */

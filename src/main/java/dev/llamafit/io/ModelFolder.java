@@ -168,6 +168,13 @@ public final class ModelFolder implements AutoCloseable {
     /** The dtype the checkpoint stores its matrices in (that of its embedding): what outputs keep by default. */
     public DType storedDtype() { return find(source, ParameterLayout.EMBED, config).orElseThrow().dtype(); }
 
+    /** The dtype the checkpoint in {@code dir} stores its matrices in, read from a mapping (nothing is converted). */
+    public static DType storedDtype(Path dir, Kernels kernels) {
+        try (ModelFolder f = open(dir, new MemoryLedger(), kernels, null)) {
+            return f.storedDtype();
+        }
+    }
+
     public Path dir() { return dir; }
 
     public LlamaConfig config() { return config; }

@@ -214,6 +214,9 @@ public final class TrainingStep implements AutoCloseable {
 
     public LlamaConfig config() { return config; }
 
+    /** The backend this step computes with. */
+    public Kernels kernels() { return kernels; }
+
     /** forwardBackward calls so far; dropout masks derive from (seed, this count), so checkpoints store it. */
     public long dropoutCalls() { return calls; }
 

@@ -5,6 +5,7 @@ import java.nio.file.Path;
 
 import dev.llamafit.model.LoraConfig;
 import dev.llamafit.model.Technique;
+import dev.llamafit.tensor.DType;
 
 /**
  * What a {@code train} run does. Either {@code steps} or {@code epochs} sets its length (steps win when both
@@ -33,6 +34,7 @@ import dev.llamafit.model.Technique;
  * @param technique      method, LoRA settings, optimizer, checkpointing, accumulation (what the engine planner also takes)
  * @param adapter        an existing PEFT adapter folder to continue training (LoRA only), or null
  * @param resumeAnyway   resume even where the checkpoint was made with other settings (model, data, seed, shape, technique)
+ * @param saveDtype      dtype of the tensors in final/ (full fine-tuning): F32, BF16 or F16; null = the base checkpoint's own
  */
 public record TrainOptions(
         Path model, Path data, Path output,
@@ -40,7 +42,7 @@ public record TrainOptions(
         double lr, String schedule, long warmup, double weightDecay, double maxGradNorm,
         long evalEvery, long saveEvery, Path resume, long seed,
         Path evalData, double evalSplit, boolean trainOnPrompt, boolean skipBadRecords,
-        Technique technique, Path adapter, boolean resumeAnyway) {
+        Technique technique, Path adapter, boolean resumeAnyway, DType saveDtype) {
 
     public TrainOptions {
         if (model == null || data == null || output == null) throw new IllegalArgumentException("--model, --data and --output are required");
@@ -57,6 +59,11 @@ public record TrainOptions(
         if (!(evalSplit >= 0 && evalSplit < 1)) throw new IllegalArgumentException("--eval-split must be in [0, 1), got " + evalSplit);
         if (evalData != null && evalSplit > 0) throw new IllegalArgumentException("give --eval-data or --eval-split, not both");
         if (adapter != null && technique.lora() == null) throw new IllegalArgumentException("--adapter needs LoRA training (--lora-r)");
+        if (saveDtype != null && technique.lora() != null)
+            throw new IllegalArgumentException("--save-dtype sets the dtype of a full fine-tuning's final/ model; a LoRA run writes its "
+                    + "adapter in fp32, as PEFT does (llamafit merge --save-dtype sets a merged model's)");
+        if (saveDtype != null && saveDtype != DType.F32 && saveDtype != DType.BF16 && saveDtype != DType.F16)
+            throw new IllegalArgumentException("--save-dtype must be fp32, bf16 or fp16, got " + saveDtype);
     }
 
     /** Full fine-tuning with AdamW or SGD and {@code gradAccum} micro-batches per step (tests and library callers). */
@@ -66,7 +73,7 @@ public record TrainOptions(
                         boolean trainOnPrompt, boolean skipBadRecords) {
         this(model, data, output, steps, epochs, batchSize, seqLen, lr, schedule, warmup, weightDecay, maxGradNorm,
                 evalEvery, saveEvery, resume, seed, evalData, evalSplit, trainOnPrompt, skipBadRecords,
-                Technique.FULL.withOptimizer(Technique.parse(Technique.Optimizer.class, "--optimizer", optimizer)).withGradAccum(gradAccum), null, false);
+                Technique.FULL.withOptimizer(Technique.parse(Technique.Optimizer.class, "--optimizer", optimizer)).withGradAccum(gradAccum), null, false, null);
     }
 
     /** LoRA settings, or null for full fine-tuning. */

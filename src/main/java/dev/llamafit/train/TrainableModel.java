@@ -143,7 +143,17 @@ final class TrainableModel implements AutoCloseable {
         Path dir = o.output().resolve("final");
         List<Tensor> toWrite = new ArrayList<>();
         for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) toWrite.add(weights.get(spec.name()));
-        HfFolderWriter.write(dir, config, toWrite, o.model());
+        // The trained weights are fp32; final/ keeps the base checkpoint's dtype unless --save-dtype says otherwise.
+        DType save = o.saveDtype() != null ? o.saveDtype() : ModelFolder.storedDtype(o.model(), step.kernels());
+        if (save == DType.F32) {
+            HfFolderWriter.write(dir, config, toWrite, o.model());
+        } else {
+            // The run is over: free its activations and gradients before the converted copies exist, so that writing
+            // them never lifts the ledger above the training peak the plan states (closing the step twice is harmless).
+            Kernels kernels = step.kernels();
+            step.close();
+            HfFolderWriter.write(dir, config, toWrite, o.model(), save, ledger, kernels);
+        }
         return dir;
     }
 

@@ -1,4 +1,4 @@
-// --dtype on generate, eval and train, --save-dtype on merge, through the command line.
+// --dtype on generate, eval and train, --save-dtype on train and merge, through the command line.
 package dev.llamafit.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -79,6 +79,29 @@ class DtypeFlagsTest {
                 "--steps", "1", "--dtype", "bf16");
         assertEquals(2, full.code(), full.out());
         assertTrue(full.err().contains("--dtype bf16 applies to a LoRA run"), full.err());
+    }
+
+    /** Full fine-tuning trains fp32 weights; final/ keeps the base checkpoint's dtype unless --save-dtype says otherwise. */
+    @Test
+    void fullFineTuningSavesInTheBaseDtypeUnlessToldOtherwise() throws IOException {
+        Path fp32 = SharedData.require("models/tinystories-656k");
+        Path data = SharedData.require("datasets/text/tinystories_sample.txt");
+        Path bf16 = bf16Copy(fp32);
+        String[] run = {"train", "--data", data.toString(), "--steps", "1", "--batch-size", "1", "--seq-len", "32", "--model"};
+        Object[][] cases = {{bf16, null, DType.BF16}, {bf16, "fp32", DType.F32}, {fp32, null, DType.F32}, {fp32, "fp16", DType.F16}};
+        int i = 0;
+        for (Object[] c : cases) {
+            Path out = tmp.resolve("full-" + i++);
+            String[] args = concat(run, c[0].toString(), "--output", out.toString());
+            if (c[1] != null) args = concat(args, "--save-dtype", (String) c[1]);
+            BadInputTest.Run r = BadInputTest.run(args);
+            assertEquals(0, r.code(), r.err() + r.out());
+            assertEquals(c[2], ModelFolder.storedDtype(out.resolve("final"), KernelBackends.get()), c[0] + " --save-dtype " + c[1]);
+        }
+        BadInputTest.Run lora = BadInputTest.run(concat(run, bf16.toString(), "--output", tmp.resolve("lora").toString(), "--lora-r", "4",
+                "--save-dtype", "bf16"));
+        assertEquals(2, lora.code(), lora.out());
+        assertTrue(lora.err().contains("--save-dtype sets the dtype of a full fine-tuning"), lora.err());
     }
 
     @Test

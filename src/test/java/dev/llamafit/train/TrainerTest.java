@@ -106,7 +106,7 @@ class TrainerTest {
         Path out = tmp.resolve("lora");
         var lora = new dev.llamafit.model.LoraConfig(8, 16, 0, java.util.List.of("q_proj", "v_proj"), false);
         Trainer.Result r = train(new TrainOptions(model, data, out, 25, 0, 8, 256, 3e-3, "cosine", 3, 0.0, 1.0,
-                0, 0, null, 1, data, 0, false, false, Technique.lora(lora).withGradientCheckpointing(true, 1), null, false));
+                0, 0, null, 1, data, 0, false, false, Technique.lora(lora).withGradientCheckpointing(true, 1), null, false, null));
         assertEquals(out.resolve("adapter"), r.finalModel());
         MemoryLedger ledger = new MemoryLedger();
         var k = KernelBackends.get();
@@ -134,7 +134,7 @@ class TrainerTest {
         var lora = new dev.llamafit.model.LoraConfig(4, 8, 0.1, dev.llamafit.model.LinearModule.keys(), true);
         java.util.function.BiFunction<Path, long[], TrainOptions> opts = (out, a) -> new TrainOptions(model, data, out, a[0], 0, 2, 32,
                 2e-3, "constant", 2, 0.0, 1.0, 0, a[1], a[2] == 1 ? out : null, 9, null, 0, false, false,
-                Technique.lora(lora).withGradientCheckpointing(true, 2), null, false);
+                Technique.lora(lora).withGradientCheckpointing(true, 2), null, false, null);
         Path straight = tmp.resolve("lora-straight"), split = tmp.resolve("lora-split");
         train(opts.apply(straight, new long[] {12, 0, 0}));
         train(opts.apply(split, new long[] {6, 6, 0}));
