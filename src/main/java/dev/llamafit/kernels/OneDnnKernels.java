@@ -6,26 +6,25 @@ import java.lang.foreign.MemorySegment;
 import dev.llamafit.tensor.DType;
 
 /**
- * Kernels whose GEMMs may run in oneDNN (libdnnl.so.2 through java.lang.foreign, see {@link OneDnn}); all
- * other kernels, the optimizer's included, are a {@link VectorKernels} it holds (composition: one
- * implementation of each op).
+ * Kernels whose GEMMs may run in oneDNN (libdnnl.so.2 through java.lang.foreign, see {@link OneDnn}); every
+ * other kernel, the optimizer's included, is the {@link VectorKernels} one it extends, so a kernel added to
+ * {@link Kernels} can never be left to a default here by mistake.
  *
  * <p>fp32 {@link #gemm}: oneDNN's {@code dnnl_sgemm} only when {@link #NATIVE_SGEMM} is set
- * ({@code -Dllamafit.onednn.sgemm=true}); by default it stays on the Vector path, because measured here
- * sgemm was not faster at the model's shapes (docs/BENCHMARKS.md), and the fp32 results then stay
- * bit-identical to the vector backend's. {@link #gemm16} is the bf16×bf16→fp32 (and f16×f16 where oneDNN
+ * ({@code -Dllamafit.onednn.sgemm=true}); by default it stays on the Vector path, so that fp32 results stay
+ * bit-identical to the vector backend's (sgemm measured 1.2-1.4× faster here, docs/BENCHMARKS.md, but it would
+ * change the bits of every fp32 output). {@link #gemm16} is the bf16×bf16→fp32 (and f16×f16 where oneDNN
  * supports it) GEMM through the matmul primitive, which the Vector API cannot do at 16-bit speed.
  *
  * <p>Native calls need native memory: heap segments, and empty shapes, go to the Vector path (fp32) or are
  * widened by the caller (16-bit). Every range a native call reads or writes is bounds-checked first, since
  * the library itself cannot check.
  */
-public final class OneDnnKernels implements Kernels {
+public final class OneDnnKernels extends VectorKernels {
     /** {@code -Dllamafit.onednn.sgemm=true}: send fp32 GEMM to dnnl_sgemm too. */
     public static final boolean NATIVE_SGEMM = Boolean.getBoolean("llamafit.onednn.sgemm");
 
     private final OneDnn dnnl;
-    private final VectorKernels vector = new VectorKernels();
     private final boolean nativeSgemm;
 
     OneDnnKernels(OneDnn dnnl, boolean nativeSgemm) {
@@ -71,7 +70,7 @@ public final class OneDnnKernels implements Kernels {
 
     @Override
     public String name() {
-        return "onednn(" + dnnl.version() + ", fp32 GEMM " + (nativeSgemm ? "native" : "vector") + ", other kernels " + vector.name() + ")";
+        return "onednn(" + dnnl.version() + ", fp32 GEMM " + (nativeSgemm ? "native" : "vector") + ", other kernels " + super.name() + ")";
     }
 
     @Override
@@ -79,7 +78,7 @@ public final class OneDnnKernels implements Kernels {
                      MemorySegment a, long aOff, int lda, MemorySegment b, long bOff, int ldb,
                      float beta, MemorySegment c, long cOff, int ldc) {
         if (!nativeSgemm || m == 0 || n == 0 || k == 0 || !a.isNative() || !b.isNative() || !c.isNative()) {
-            vector.gemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+            super.gemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
             return;
         }
         dnnl.sgemm(transA, transB, m, n, k, alpha,
@@ -103,7 +102,7 @@ public final class OneDnnKernels implements Kernels {
         } else if (supports16(aType, bType) && a.isNative() && b.isNative() && c.isNative()) {
             gemm16(transA, transB, m, n, k, alpha, a, aOff, lda, aType, b, bOff, ldb, bType, beta, c, cOff, ldc);
         } else {
-            vector.gemm(transA, transB, m, n, k, alpha, a, aType, aOff, lda, b, bType, bOff, ldb, beta, c, cOff, ldc);
+            super.gemm(transA, transB, m, n, k, alpha, a, aType, aOff, lda, b, bType, bOff, ldb, beta, c, cOff, ldc);
         }
     }
 
@@ -140,7 +139,7 @@ public final class OneDnnKernels implements Kernels {
         if (k == 0) { // an empty sum: C = beta·C (oneDNN rejects zero-sized dimensions here)
             for (int i = 0; i < m; i++) {
                 if (beta == 0f) cs.asSlice(4L * i * ldc, 4L * n).fill((byte) 0);
-                else vector.scale(c, cOff + (long) i * ldc, n, beta);
+                else scale(c, cOff + (long) i * ldc, n, beta);
             }
             return;
         }
@@ -165,95 +164,4 @@ public final class OneDnnKernels implements Kernels {
         long elems = rows == 0 || cols == 0 ? 0 : (long) (rows - 1) * ld + cols;
         return seg.asSlice(off * elemBytes, elems * elemBytes); // throws IndexOutOfBoundsException past the end
     }
-
-    // Everything else: the Vector API implementation.
-
-    @Override
-    public void rmsnorm(MemorySegment out, long outOff, MemorySegment x, long xOff, MemorySegment weight, long wOff, int rows, int dim, float eps) {
-        vector.rmsnorm(out, outOff, x, xOff, weight, wOff, rows, dim, eps);
-    }
-
-    @Override
-    public void rmsnormBackward(MemorySegment x, long xOff, MemorySegment invRms, long invOff, MemorySegment dY, long dYOff,
-                                MemorySegment weight, long wOff, int rows, int dim, MemorySegment dX, long dXOff,
-                                MemorySegment dWeight, long dwOff) {
-        vector.rmsnormBackward(x, xOff, invRms, invOff, dY, dYOff, weight, wOff, rows, dim, dX, dXOff, dWeight, dwOff);
-    }
-
-    @Override
-    public void softmax(MemorySegment x, long off, int len) { vector.softmax(x, off, len); }
-
-    @Override
-    public void softmaxBackward(MemorySegment p, long pOff, MemorySegment d, long dOff, int len) { vector.softmaxBackward(p, pOff, d, dOff, len); }
-
-    @Override
-    public double softmaxCrossEntropy(MemorySegment z, long off, int len, int label, float scale) {
-        return vector.softmaxCrossEntropy(z, off, len, label, scale);
-    }
-
-    @Override
-    public void silu(MemorySegment out, long outOff, MemorySegment x, long xOff, long n) { vector.silu(out, outOff, x, xOff, n); }
-
-    @Override
-    public void swiglu(MemorySegment out, long outOff, MemorySegment gate, long gateOff, MemorySegment up, long upOff, long n) {
-        vector.swiglu(out, outOff, gate, gateOff, up, upOff, n);
-    }
-
-    @Override
-    public void swigluBackward(MemorySegment gate, long gateOff, MemorySegment up, long upOff, MemorySegment dH, long dHOff,
-                               MemorySegment dUp, long dUpOff, long n) {
-        vector.swigluBackward(gate, gateOff, up, upOff, dH, dHOff, dUp, dUpOff, n);
-    }
-
-    @Override
-    public void rope(MemorySegment x, long xOff, int ldx, int rows, int heads, int headDim, MemorySegment cos, MemorySegment sin, int[] positions) {
-        vector.rope(x, xOff, ldx, rows, heads, headDim, cos, sin, positions);
-    }
-
-    @Override
-    public void ropeBackward(MemorySegment dx, long xOff, int ldx, int rows, int heads, int headDim, MemorySegment cos, MemorySegment sin, int[] positions) {
-        vector.ropeBackward(dx, xOff, ldx, rows, heads, headDim, cos, sin, positions);
-    }
-
-    @Override
-    public void add(MemorySegment y, long yOff, MemorySegment x, long xOff, long n) { vector.add(y, yOff, x, xOff, n); }
-
-    @Override
-    public void axpy(float alpha, MemorySegment x, long xOff, MemorySegment y, long yOff, long n) { vector.axpy(alpha, x, xOff, y, yOff, n); }
-
-    @Override
-    public void scale(MemorySegment x, long off, long n, float alpha) { vector.scale(x, off, n, alpha); }
-
-    @Override
-    public float dot(MemorySegment x, long xOff, MemorySegment y, long yOff, int n) { return vector.dot(x, xOff, y, yOff, n); }
-
-    @Override
-    public void embedding(MemorySegment out, long outOff, MemorySegment table, DType tableType, int vocab, int dim, int[] ids) {
-        vector.embedding(out, outOff, table, tableType, vocab, dim, ids);
-    }
-
-    @Override
-    public void f16ToF32(MemorySegment src, long srcOff, MemorySegment dst, long dstOff, long n) { vector.f16ToF32(src, srcOff, dst, dstOff, n); }
-
-    @Override
-    public void bf16ToF32(MemorySegment src, long srcOff, MemorySegment dst, long dstOff, long n) { vector.bf16ToF32(src, srcOff, dst, dstOff, n); }
-
-    @Override
-    public void f32ToF16(MemorySegment src, long srcOff, MemorySegment dst, long dstOff, long n) { vector.f32ToF16(src, srcOff, dst, dstOff, n); }
-
-    @Override
-    public void f32ToBf16(MemorySegment src, long srcOff, MemorySegment dst, long dstOff, long n) { vector.f32ToBf16(src, srcOff, dst, dstOff, n); }
-
-    @Override
-    public void adamw(MemorySegment p, MemorySegment g, MemorySegment m, MemorySegment v, long from, long to, AdamCoefficients c) {
-        vector.adamw(p, g, m, v, from, to, c);
-    }
-
-    @Override
-    public void sgd(MemorySegment p, MemorySegment g, MemorySegment buf, long from, long to, SgdCoefficients c) {
-        vector.sgd(p, g, buf, from, to, c);
-    }
-
-    @Override
-    public double sumOfSquares(MemorySegment x, long from, long to) { return vector.sumOfSquares(x, from, to); }
 }

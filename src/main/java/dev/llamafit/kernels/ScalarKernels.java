@@ -171,6 +171,19 @@ public final class ScalarKernels implements Kernels {
     @Override
     public void rope(MemorySegment x, long xOff, int ldx, int rows, int heads, int headDim,
                      MemorySegment cos, MemorySegment sin, int[] positions) {
+        rotate(x, xOff, ldx, rows, heads, headDim, cos, sin, positions, 1f);
+    }
+
+    /** RoPE's backward is the rotation by −θ: the forward with sin negated (exactly, so the same rounding). */
+    @Override
+    public void ropeBackward(MemorySegment dx, long xOff, int ldx, int rows, int heads, int headDim,
+                             MemorySegment cos, MemorySegment sin, int[] positions) {
+        rotate(dx, xOff, ldx, rows, heads, headDim, cos, sin, positions, -1f);
+    }
+
+    /** Rotates each pair (x[i], x[i + D/2]) by the angle whose sine is sinSign·sin: +1 forward, −1 backward. */
+    private static void rotate(MemorySegment x, long xOff, int ldx, int rows, int heads, int headDim,
+                               MemorySegment cos, MemorySegment sin, int[] positions, float sinSign) {
         int half = headDim / 2;
         for (int r = 0; r < rows; r++) {
             long table = (long) positions[r] * half;
@@ -178,27 +191,9 @@ public final class ScalarKernels implements Kernels {
                 long base = xOff + (long) r * ldx + (long) h * headDim;
                 for (int i = 0; i < half; i++) {
                     float x1 = x.getAtIndex(F32_LE, base + i), x2 = x.getAtIndex(F32_LE, base + i + half);
-                    float c = cos.getAtIndex(F32_LE, table + i), s = sin.getAtIndex(F32_LE, table + i);
+                    float c = cos.getAtIndex(F32_LE, table + i), s = sinSign * sin.getAtIndex(F32_LE, table + i);
                     x.setAtIndex(F32_LE, base + i, x1 * c - x2 * s);
                     x.setAtIndex(F32_LE, base + i + half, x2 * c + x1 * s);
-                }
-            }
-        }
-    }
-
-    @Override
-    public void ropeBackward(MemorySegment dx, long xOff, int ldx, int rows, int heads, int headDim,
-                             MemorySegment cos, MemorySegment sin, int[] positions) {
-        int half = headDim / 2;
-        for (int r = 0; r < rows; r++) {
-            long table = (long) positions[r] * half;
-            for (int h = 0; h < heads; h++) {
-                long base = xOff + (long) r * ldx + (long) h * headDim;
-                for (int i = 0; i < half; i++) {
-                    float d1 = dx.getAtIndex(F32_LE, base + i), d2 = dx.getAtIndex(F32_LE, base + i + half);
-                    float c = cos.getAtIndex(F32_LE, table + i), s = sin.getAtIndex(F32_LE, table + i);
-                    dx.setAtIndex(F32_LE, base + i, d1 * c + d2 * s);
-                    dx.setAtIndex(F32_LE, base + i + half, d2 * c - d1 * s);
                 }
             }
         }

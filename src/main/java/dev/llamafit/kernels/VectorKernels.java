@@ -23,7 +23,7 @@ import jdk.incubator.vector.VectorSpecies;
  * order the specification fixes (double sums in the backward kernels) add the lanes' products in that order.
  * The optimizer family lives in {@link VectorUpdates}.
  */
-public final class VectorKernels implements Kernels {
+public sealed class VectorKernels implements Kernels permits OneDnnKernels {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
     private static final int L = S.length();
     /** Ints and shorts with as many lanes as S, for the 16-bit float conversions. */
@@ -245,7 +245,21 @@ public final class VectorKernels implements Kernels {
     @Override
     public void rope(MemorySegment x, long xOff, int ldx, int rows, int heads, int headDim,
                      MemorySegment cos, MemorySegment sin, int[] positions) {
+        rotate(x, xOff, ldx, rows, heads, headDim, cos, sin, positions, false);
+    }
+
+    /** RoPE's backward is the rotation by −θ: the forward with sin negated (exactly, so the same rounding). */
+    @Override
+    public void ropeBackward(MemorySegment dx, long xOff, int ldx, int rows, int heads, int headDim,
+                             MemorySegment cos, MemorySegment sin, int[] positions) {
+        rotate(dx, xOff, ldx, rows, heads, headDim, cos, sin, positions, true);
+    }
+
+    /** As ScalarKernels' rotation: each pair (x[i], x[i + D/2]) by θ, or by −θ when {@code inverse}. */
+    private static void rotate(MemorySegment x, long xOff, int ldx, int rows, int heads, int headDim,
+                               MemorySegment cos, MemorySegment sin, int[] positions, boolean inverse) {
         int half = headDim / 2;
+        float sinSign = inverse ? -1f : 1f;
         for (int r = 0; r < rows; r++) {
             long table = (long) positions[r] * half;
             for (int h = 0; h < heads; h++) {
@@ -255,43 +269,16 @@ public final class VectorKernels implements Kernels {
                     FloatVector x1 = FloatVector.fromMemorySegment(S, x, (base + i) * 4, LE);
                     FloatVector x2 = FloatVector.fromMemorySegment(S, x, (base + i + half) * 4, LE);
                     FloatVector c = FloatVector.fromMemorySegment(S, cos, (table + i) * 4, LE);
-                    FloatVector s = FloatVector.fromMemorySegment(S, sin, (table + i) * 4, LE);
+                    FloatVector s = FloatVector.fromMemorySegment(S, sin, (table + i) * 4, LE).mul(sinSign);
                     // Same rounding as the scalar x1·c − x2·s: two products, then one subtraction.
                     x1.mul(c).sub(x2.mul(s)).intoMemorySegment(x, (base + i) * 4, LE);
                     x2.mul(c).add(x1.mul(s)).intoMemorySegment(x, (base + i + half) * 4, LE);
                 }
                 for (; i < half; i++) {
                     float x1 = x.getAtIndex(F32_LE, base + i), x2 = x.getAtIndex(F32_LE, base + i + half);
-                    float c = cos.getAtIndex(F32_LE, table + i), s = sin.getAtIndex(F32_LE, table + i);
+                    float c = cos.getAtIndex(F32_LE, table + i), s = sinSign * sin.getAtIndex(F32_LE, table + i);
                     x.setAtIndex(F32_LE, base + i, x1 * c - x2 * s);
                     x.setAtIndex(F32_LE, base + i + half, x2 * c + x1 * s);
-                }
-            }
-        }
-    }
-
-    @Override
-    public void ropeBackward(MemorySegment dx, long xOff, int ldx, int rows, int heads, int headDim,
-                             MemorySegment cos, MemorySegment sin, int[] positions) {
-        int half = headDim / 2;
-        for (int r = 0; r < rows; r++) {
-            long table = (long) positions[r] * half;
-            for (int h = 0; h < heads; h++) {
-                long base = xOff + (long) r * ldx + (long) h * headDim;
-                int i = 0;
-                for (; i + L <= half; i += L) {
-                    FloatVector d1 = FloatVector.fromMemorySegment(S, dx, (base + i) * 4, LE);
-                    FloatVector d2 = FloatVector.fromMemorySegment(S, dx, (base + i + half) * 4, LE);
-                    FloatVector c = FloatVector.fromMemorySegment(S, cos, (table + i) * 4, LE);
-                    FloatVector s = FloatVector.fromMemorySegment(S, sin, (table + i) * 4, LE);
-                    d1.mul(c).add(d2.mul(s)).intoMemorySegment(dx, (base + i) * 4, LE);
-                    d2.mul(c).sub(d1.mul(s)).intoMemorySegment(dx, (base + i + half) * 4, LE);
-                }
-                for (; i < half; i++) {
-                    float d1 = dx.getAtIndex(F32_LE, base + i), d2 = dx.getAtIndex(F32_LE, base + i + half);
-                    float c = cos.getAtIndex(F32_LE, table + i), s = sin.getAtIndex(F32_LE, table + i);
-                    dx.setAtIndex(F32_LE, base + i, d1 * c + d2 * s);
-                    dx.setAtIndex(F32_LE, base + i + half, d2 * c - d1 * s);
                 }
             }
         }
