@@ -90,10 +90,6 @@ public record Technique(Method method, LoraConfig lora, Precision precision, Bas
         return new Technique(m, l, precision, base, optimizer, gradientCheckpointing, checkpointEvery, gradAccum);
     }
 
-    public Technique withPrecision(Precision p) {
-        return new Technique(method, lora, p, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, gradAccum);
-    }
-
     /** How many of {@code layers} blocks are checkpointed. */
     public int checkpointedBlocks(int layers) { return gradientCheckpointing ? (layers + checkpointEvery - 1) / checkpointEvery : 0; }
 
