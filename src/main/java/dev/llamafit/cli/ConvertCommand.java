@@ -5,6 +5,7 @@ import java.nio.file.Path;
 import java.util.concurrent.Callable;
 
 import dev.llamafit.io.Llama2cImporter;
+import dev.llamafit.io.OutputFolder;
 import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.ParameterLayout;
@@ -35,7 +36,10 @@ final class ConvertCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        LlamaConfig c = Llama2cImporter.convert(input, tokenizer, output, MemoryLedger.global());
+        LlamaConfig c;
+        try (OutputFolder.Lock lock = OutputFolder.lock(output, "--output", System.out)) {
+            c = Llama2cImporter.convert(input, tokenizer, output, MemoryLedger.global());
+        }
         long params = ParameterLayout.of(c, DType.F32).parameterCount();
         spec.commandLine().getOut().printf("wrote %s: llama, dim %d, %d layers, %d heads (%d kv), vocab %d, %,d parameters%s%n",
                 output, c.hiddenSize(), c.numLayers(), c.numHeads(), c.numKvHeads(), c.vocabSize(), params,

@@ -13,6 +13,7 @@ import java.util.Map;
 import java.util.concurrent.Callable;
 
 import dev.llamafit.io.Json;
+import dev.llamafit.io.OutputFolder;
 import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.memory.ByteSize;
 import dev.llamafit.memory.Category;
@@ -49,7 +50,10 @@ final class DemoCommand implements Callable<Integer> {
         PrintStream log = json ? System.err : System.out;
         if (!json) out.printf("llamafit demo: working in %s%n", dir);
         out.flush();
-        Demo.Report r = new Demo(o, KernelBackends.get(), MemoryLedger.global(), log).run();
+        Demo.Report r;
+        try (OutputFolder.Lock lock = OutputFolder.lock(dir, "--work", log)) {
+            r = new Demo(o, KernelBackends.get(), MemoryLedger.global(), log).run();
+        }
         if (json) out.println(Json.write(toJson(r)));
         else printText(r, out);
         return Main.OK;

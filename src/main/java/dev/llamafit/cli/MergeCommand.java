@@ -4,6 +4,7 @@ package dev.llamafit.cli;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 
+import dev.llamafit.io.OutputFolder;
 import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.peft.MergedFolders;
@@ -30,7 +31,9 @@ final class MergeCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        MergedFolders.write(model, adapter, output, KernelBackends.get(), MemoryLedger.global(), WeightDtype.of(dtype), WeightDtype.of(saveDtype));
+        try (OutputFolder.Lock lock = OutputFolder.lock(output, "--output", System.out)) {
+            MergedFolders.write(model, adapter, output, KernelBackends.get(), MemoryLedger.global(), WeightDtype.of(dtype), WeightDtype.of(saveDtype));
+        }
         spec.commandLine().getOut().printf("wrote merged model %s (base %s + adapter %s)%n", output, model, adapter);
         return Main.OK;
     }

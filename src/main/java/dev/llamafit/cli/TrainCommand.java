@@ -14,6 +14,7 @@ import dev.llamafit.io.AtomicFiles;
 import dev.llamafit.io.InputException;
 import dev.llamafit.io.Json;
 import dev.llamafit.io.ModelFolder;
+import dev.llamafit.io.OutputFolder;
 import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.kernels.Parallel;
 import dev.llamafit.memory.ByteSize;
@@ -87,6 +88,13 @@ final class TrainCommand implements Callable<Integer> {
         TrainOptions o = Main.userInput(() -> new TrainOptions(model, data, output, steps, epochs, technique.batchSize, technique.seqLen, lr, schedule.name(),
                 warmup, weightDecay, maxGradNorm, evalEvery, saveEvery, resume, seed, evalData, evalSplit,
                 trainOnPrompt, skipBadRecords, t, adapter, resumeAnyway, WeightDtype.of(saveDtype)));
+        // The output folder is checked and locked before anything is loaded, and stays locked until memory.json is written.
+        try (OutputFolder.Lock lock = OutputFolder.lock(o.output(), "--output", System.out)) {
+            return run(o, t, lora);
+        }
+    }
+
+    private Integer run(TrainOptions o, Technique t, LoraConfig lora) throws Exception {
         PrintWriter out = spec.commandLine().getOut();
         MemoryPlan plan = gate(o, t, out);
         MemoryLedger ledger = MemoryLedger.global();

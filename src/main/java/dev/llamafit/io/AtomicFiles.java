@@ -35,25 +35,61 @@ public final class AtomicFiles {
     /**
      * Writes through {@code body} to a temporary sibling (same folder, so the rename stays on one file system
      * and is atomic), forces it to disk, renames it over {@code target}, then fsyncs the folder. The temporary
-     * file gets default permissions, not the 0600 of {@code Files.createTempFile}.
+     * file gets default permissions, not the 0600 of {@code Files.createTempFile}. A failure (disk full, I/O error)
+     * is an {@link OutputWriteException} naming {@code target}; the temporary is removed and {@code target} is as it was.
      */
     public static void write(Path target, Writer body) throws IOException {
         Path absolute = target.toAbsolutePath();
         Path dir = absolute.getParent();
-        Files.createDirectories(dir);
-        Path tmp = dir.resolve("." + absolute.getFileName() + "." + Long.toHexString(ThreadLocalRandom.current().nextLong()) + ".tmp");
+        try {
+            Files.createDirectories(dir);
+        } catch (IOException e) {
+            throw OutputWriteException.of("creating folder", dir, e);
+        }
+        Path tmp = dir.resolve("." + absolute.getFileName() + "." + Long.toHexString(ThreadLocalRandom.current().nextLong()) + TMP);
         boolean moved = false;
         try {
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
                 body.write(ch);
                 ch.force(true);
+            } catch (OutputWriteException e) {
+                throw e;
+            } catch (IOException e) {
+                // write(2) failures (ENOSPC, EIO, EFBIG) carry no path: name the file the caller asked for.
+                throw OutputWriteException.of("writing", target, e);
             }
-            Files.move(tmp, absolute, StandardCopyOption.ATOMIC_MOVE);
+            try {
+                Files.move(tmp, absolute, StandardCopyOption.ATOMIC_MOVE);
+            } catch (IOException e) {
+                throw OutputWriteException.of("renaming " + tmp + " to", target, e);
+            }
             moved = true;
         } finally {
-            if (!moved) Files.deleteIfExists(tmp);
+            if (!moved) {
+                try {
+                    Files.deleteIfExists(tmp);
+                } catch (IOException ignored) {
+                    // Left for removeStaleTemporaries at the next run; the failure being reported matters more.
+                }
+            }
         }
         fsyncDirectory(dir);
+    }
+
+    /** The suffix of the temporaries {@link #write} makes: ".NAME.HEX.tmp". */
+    private static final String TMP = ".tmp";
+    private static final java.util.regex.Pattern TEMPORARY = java.util.regex.Pattern.compile("\\..+\\.[0-9a-f]{1,16}\\.tmp");
+
+    /**
+     * Deletes the temporaries a killed or failed {@link #write} left in {@code dir} (not recursive; a missing folder
+     * is fine). Call it only while holding the folder's lock ({@link OutputFolder}): another writer's temporaries
+     * look the same.
+     */
+    public static void removeStaleTemporaries(Path dir) throws IOException {
+        if (!Files.isDirectory(dir)) return;
+        try (java.nio.file.DirectoryStream<Path> ds = Files.newDirectoryStream(dir, p -> TEMPORARY.matcher(p.getFileName().toString()).matches())) {
+            for (Path p : ds) if (Files.isRegularFile(p, java.nio.file.LinkOption.NOFOLLOW_LINKS)) Files.deleteIfExists(p);
+        }
     }
 
     /** Copies {@code source} to {@code target} atomically (the file is small enough to hold in memory). */

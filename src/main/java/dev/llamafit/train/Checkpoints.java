@@ -20,6 +20,8 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.llamafit.io.AtomicFiles;
 import dev.llamafit.io.InputException;
 import dev.llamafit.io.Json;
+import dev.llamafit.io.OutputFolder;
+import dev.llamafit.io.OutputWriteException;
 import dev.llamafit.io.safetensors.SafetensorsWriter;
 import dev.llamafit.tensor.Tensor;
 
@@ -50,12 +52,18 @@ public final class Checkpoints {
     /** Saves a checkpoint for {@code step}; returns its folder. */
     public static Path save(Path runDir, long step, List<Tensor> weights, List<Tensor> optimizerState,
                             Map<String, Object> trainerState) throws IOException {
-        Path parent = Files.createDirectories(runDir.resolve(DIR));
-        removeStaleTemporaries(parent);
+        String operation = "writing checkpoint step " + step + " to";
+        Path parent = runDir.resolve(DIR);
         String name = String.format("step-%08d", step);
         Path target = parent.resolve(name);
         Path tmp = parent.resolve("." + name + ".tmp-" + Long.toHexString(ThreadLocalRandom.current().nextLong()));
-        Files.createDirectory(tmp);
+        try {
+            Files.createDirectories(parent);
+            removeStaleTemporaries(parent);
+            Files.createDirectory(tmp);
+        } catch (IOException e) {
+            throw OutputWriteException.of(operation, tmp, e);
+        }
         try {
             SafetensorsWriter.write(tmp.resolve(MODEL), weights, Map.of("format", "pt", "llamafit", "checkpoint"));
             if (HALT_IN_CHECKPOINT == step) Runtime.getRuntime().halt(137); // test hook: a kill mid-checkpoint
@@ -66,11 +74,20 @@ public final class Checkpoints {
             Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
             AtomicFiles.fsyncDirectory(parent);
         } catch (IOException | RuntimeException e) {
-            deleteTree(tmp);
+            try {
+                deleteTree(tmp);
+            } catch (IOException cleanup) {
+                e.addSuppressed(cleanup); // the next run removes it (removeStaleTemporaries)
+            }
+            if (e instanceof IOException io) throw OutputWriteException.of(operation, tmp, io);
             throw e;
         }
-        List<Path> all = list(parent);
-        for (int i = 0; i < all.size() - KEEP; i++) deleteTree(all.get(i));
+        try {
+            List<Path> all = list(parent);
+            for (int i = 0; i < all.size() - KEEP; i++) deleteTree(all.get(i));
+        } catch (IOException e) {
+            throw OutputWriteException.of("deleting old checkpoints in", parent, e);
+        }
         return target;
     }
 
@@ -111,6 +128,31 @@ public final class Checkpoints {
     private static void removeStaleTemporaries(Path parent) throws IOException {
         try (DirectoryStream<Path> ds = Files.newDirectoryStream(parent, ".step-*.tmp-*")) {
             for (Path p : ds) deleteTree(p);
+        }
+    }
+
+    /**
+     * Removes what killed or failed writes left in a run folder (temporary checkpoint folders, temporary files) so
+     * that they cannot block this run. Only under the folder's lock: another run's temporaries look the same.
+     */
+    public static void removeStaleTemporaries(OutputFolder.Lock lock) throws IOException {
+        Path runDir = lock.folder();
+        if (Files.isDirectory(runDir.resolve(DIR))) removeStaleTemporaries(runDir.resolve(DIR));
+        for (String sub : new String[] {"", DIR, "final", "adapter"}) AtomicFiles.removeStaleTemporaries(runDir.resolve(sub));
+    }
+
+    /**
+     * What a failed write leaves to fall back on, for its message: "the last intact checkpoint is RUN/checkpoints/step-N
+     * (resume with --resume RUN)", or that there is none yet.
+     */
+    public static String intactNote(Path runDir) {
+        try {
+            Path parent = runDir.resolve(DIR);
+            List<Path> all = Files.isDirectory(parent) ? list(parent) : List.of();
+            if (all.isEmpty()) return "no checkpoint of this run is complete yet (start it again)";
+            return "the last intact checkpoint is " + all.getLast() + " (resume with --resume " + runDir + ")";
+        } catch (RuntimeException e) {
+            return "";
         }
     }
 

@@ -18,6 +18,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 
 import dev.llamafit.io.AtomicFiles;
 import dev.llamafit.io.Json;
+import dev.llamafit.io.OutputWriteException;
 
 /**
  * Appends one JSON object per optimizer step to {@code metrics.jsonl} and redraws {@code loss.png}. On resume,
@@ -113,8 +114,12 @@ public final class Metrics {
 
     public void record(Entry e) throws IOException {
         entries.add(e);
-        Files.writeString(file, Json.writeCompact(e.toJson()) + "\n", java.nio.file.StandardOpenOption.APPEND,
-                java.nio.file.StandardOpenOption.CREATE);
+        try {
+            Files.writeString(file, Json.writeCompact(e.toJson()) + "\n", java.nio.file.StandardOpenOption.APPEND,
+                    java.nio.file.StandardOpenOption.CREATE);
+        } catch (IOException x) {
+            throw OutputWriteException.of("appending step " + e.step() + " to", file, x);
+        }
     }
 
     /** The step records so far, oldest first. */
@@ -151,7 +156,16 @@ public final class Metrics {
         chart.addSeries("train", x, y).setMarker(SeriesMarkers.NONE);
         if (!ex.isEmpty()) chart.addSeries("eval", ex, ey).setMarker(SeriesMarkers.CIRCLE);
         Path tmp = plot.resolveSibling("." + PLOT + ".tmp.png");
-        BitmapEncoder.saveBitmap(chart, tmp.toString(), BitmapEncoder.BitmapFormat.PNG);
-        Files.move(tmp, plot, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        try {
+            BitmapEncoder.saveBitmap(chart, tmp.toString(), BitmapEncoder.BitmapFormat.PNG);
+            Files.move(tmp, plot, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        } catch (IOException failure) {
+            try {
+                Files.deleteIfExists(tmp);
+            } catch (IOException cleanup) {
+                failure.addSuppressed(cleanup); // removed at the next run's start
+            }
+            throw OutputWriteException.of("drawing the loss curve to", plot, failure);
+        }
     }
 }

@@ -11,6 +11,8 @@ import java.util.Map;
 
 import dev.llamafit.io.InputException;
 import dev.llamafit.io.ModelFolder;
+import dev.llamafit.io.OutputFolder;
+import dev.llamafit.io.OutputWriteException;
 import dev.llamafit.io.data.Batches;
 import dev.llamafit.io.data.Example;
 import dev.llamafit.io.safetensors.SafetensorsFile;
@@ -50,7 +52,21 @@ public final class Trainer {
         this.log = log;
     }
 
+    /**
+     * Runs the whole training under the output folder's lock (a second run on it stops with bad input naming this
+     * one). A failed write (disk full, I/O error) is an {@link OutputWriteException} that also says which checkpoint
+     * is still intact.
+     */
     public Result run() throws IOException {
+        try (OutputFolder.Lock lock = OutputFolder.lock(o.output(), "--output", log)) {
+            Checkpoints.removeStaleTemporaries(lock);
+            return runLocked();
+        } catch (OutputWriteException e) {
+            throw e.withNote(Checkpoints.intactNote(o.output()));
+        }
+    }
+
+    private Result runLocked() throws IOException {
         Tokenizer tokenizer = Tokenizers.load(o.model());
         LlamaConfig config = ModelFolder.readConfig(o.model());
         TrainingData data = TrainingData.load(o, tokenizer, config, log);
