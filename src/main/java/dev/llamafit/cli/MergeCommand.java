@@ -31,6 +31,7 @@ final class MergeCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        MergedFolders.checkOutput(model, adapter, output); // before the lock, which would leave a lock file in an input folder
         try (OutputFolder.Lock lock = OutputFolder.lock(output, "--output", System.out)) {
             MergedFolders.write(model, adapter, output, KernelBackends.get(), MemoryLedger.global(), WeightDtype.of(dtype), WeightDtype.of(saveDtype));
         }

@@ -51,6 +51,13 @@ public final class MergedFolders {
         }
     }
 
+    /** Refuses an output folder that is one of the inputs, which are read while the output is written (exit 2). */
+    public static void checkOutput(Path model, Path adapter, Path out) {
+        Path o = out.toAbsolutePath().normalize();
+        if (o.equals(model.toAbsolutePath().normalize()) || o.equals(adapter.toAbsolutePath().normalize()))
+            throw InputException.at(out, "the output folder must differ from the model and adapter folders (they are read while writing)");
+    }
+
     /**
      * {@code llamafit merge --model DIR --adapter DIR --output DIR}: writes a full Hugging Face folder whose adapted
      * weights are W + scale·B·A (F32), with the model's config and tokenizer files: every tensor F32, as before issue 15.
@@ -69,9 +76,7 @@ public final class MergedFolders {
      */
     public static void write(Path model, Path adapter, Path out, Kernels kernels, MemoryLedger ledger, DType dtype, DType saveDtype)
             throws IOException {
-        Path o = out.toAbsolutePath().normalize();
-        if (o.equals(model.toAbsolutePath().normalize()) || o.equals(adapter.toAbsolutePath().normalize()))
-            throw InputException.at(out, "the output folder must differ from the model and adapter folders (they are read while writing)");
+        checkOutput(model, adapter, out);
         try (ModelFolder folder = ModelFolder.open(model, ledger, kernels, dtype);
              PeftAdapters.Adapter a = PeftAdapters.read(adapter, folder.config(), ledger);
              LoraMerge.Merged merged = merge(adapter, folder.weights(), a, kernels, ledger)) {

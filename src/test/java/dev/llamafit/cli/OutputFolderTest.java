@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
@@ -167,14 +168,42 @@ class OutputFolderTest {
     void anOutputThatIsNotWritableIsBadInputNamingIt() throws Exception {
         Path parent = Files.createDirectories(tmp.resolve("readonly"));
         Files.setPosixFilePermissions(parent, PosixFilePermissions.fromString("r-xr-xr-x"));
+        // root (CI runs as root) writes through permissions; the immutable attribute stops root too, where the file system has it.
+        boolean immutable = Files.isWritable(parent) && chattr("+i", parent);
         try {
-            // root (and CAP_DAC_OVERRIDE) writes anyway: the check and the refusal cannot happen there.
-            Assumptions.assumeFalse(Files.isWritable(parent), "permissions are not enforced for this user (root?)");
+            Assumptions.assumeFalse(Files.isWritable(parent), "neither permissions nor chattr +i make a folder unwritable here");
             Path out = parent.resolve("run");
             BadInputTest.assertBadInput(train(out, 1), out.toString(), "not writable");
         } finally {
+            if (immutable) chattr("-i", parent);
             Files.setPosixFilePermissions(parent, PosixFilePermissions.fromString("rwxr-xr-x"));
         }
+    }
+
+    private static boolean chattr(String flag, Path dir) {
+        try {
+            Process p = new ProcessBuilder("chattr", flag, dir.toString()).redirectErrorStream(true).start();
+            p.getInputStream().readAllBytes();
+            return p.waitFor() == 0;
+        } catch (IOException e) {
+            return false;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return false;
+        }
+    }
+
+    @Test
+    void aMergeIntoItsOwnModelFolderIsRefusedWithoutLeavingALockThere() throws Exception {
+        Path model = tmp.resolve("model");
+        Path fixture = SharedData.fixture("tiny-llama-gqa-tied");
+        try (var files = Files.list(fixture)) {
+            Files.createDirectories(model);
+            for (Path f : files.toList()) if (Files.isRegularFile(f)) Files.copy(f, model.resolve(f.getFileName()));
+        }
+        BadInputTest.assertBadInput(BadInputTest.run("merge", "--model", model.toString(), "--adapter",
+                fixture.resolve("lora").toString(), "--output", model.toString()), "must differ");
+        assertFalse(Files.exists(model.resolve(OutputFolder.LOCK_FILE)));
     }
 
     @Test
