@@ -40,11 +40,14 @@ final class EvalCommand implements Callable<Integer> {
     @Option(names = "--seq-len", defaultValue = "256", description = "Tokens per sequence (default: ${DEFAULT-VALUE}).") int seqLen;
     @Option(names = "--batch-size", defaultValue = "4", description = "Sequences per batch (default: ${DEFAULT-VALUE}).") int batchSize;
     @Option(names = "--train-on-prompt", description = "Score prompt tokens of instruction and chat data too.") boolean trainOnPrompt;
+    @Option(names = "--skip-bad-records", description = "Skip malformed records (and report how many) instead of stopping.") boolean skipBadRecords;
+    @Option(names = "--max-record-bytes", defaultValue = "1048576", description = "Longest JSONL record (line) read; a longer one is a bad record (default: ${DEFAULT-VALUE}).") long maxRecordBytes;
     @Option(names = "--json", description = "Print one JSON object.") boolean json;
 
     @Override
     public Integer call() {
         if (batchSize < 1 || seqLen < 2) throw new InputException("--batch-size must be >= 1 and --seq-len >= 2");
+        DataOptions dataOptions = Main.userInput(() -> new DataOptions(seqLen, trainOnPrompt, skipBadRecords, null, Map.of(), maxRecordBytes));
         MemoryLedger ledger = MemoryLedger.global();
         Kernels k = KernelBackends.get();
         Tokenizer tokenizer = Tokenizers.load(model);
@@ -52,7 +55,7 @@ final class EvalCommand implements Callable<Integer> {
             if (seqLen > folder.config().maxPositions())
                 throw InputException.at(model.resolve("config.json"), "--seq-len " + seqLen + " exceeds max_position_embeddings "
                         + folder.config().maxPositions());
-            LoadedDataset d = Datasets.load(data, tokenizer, model, new DataOptions(seqLen, trainOnPrompt, false, null, Map.of()));
+            LoadedDataset d = Datasets.load(data, tokenizer, model, dataOptions);
             int padId = tokenizer.eosId() >= 0 ? tokenizer.eosId() : 0;
             TrainingStep.Loss loss;
             try (TrainingStep step = new TrainingStep(folder.config(), folder.weights(), k, ledger, batchSize, seqLen)) {

@@ -15,6 +15,7 @@ import dev.llamafit.io.InputException;
 import dev.llamafit.io.Json;
 import dev.llamafit.io.ModelFolder;
 import dev.llamafit.io.OutputFolder;
+import dev.llamafit.io.data.Datasets;
 import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.kernels.Parallel;
 import dev.llamafit.memory.ByteSize;
@@ -66,6 +67,7 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--eval-split", defaultValue = "0", description = "Fraction of the data held out for evaluation, e.g. 0.05.") double evalSplit;
     @Option(names = "--train-on-prompt", description = "Also train on prompt tokens of instruction and chat data.") boolean trainOnPrompt;
     @Option(names = "--skip-bad-records", description = "Skip malformed records (and report how many) instead of stopping.") boolean skipBadRecords;
+    @Option(names = "--max-record-bytes", defaultValue = "1048576", description = "Longest JSONL record (line) read; a longer one is a bad record (default: ${DEFAULT-VALUE}).") long maxRecordBytes;
     @Option(names = "--lora-alpha", defaultValue = "16", description = "LoRA alpha; scale = alpha/r (default: ${DEFAULT-VALUE}).") double loraAlpha;
     @Option(names = "--use-rslora", description = "Scale adapters by alpha/√r (rsLoRA) instead of alpha/r.") boolean useRslora;
     @Option(names = "--adapter", description = "Start LoRA training from this PEFT adapter folder.") Path adapter;
@@ -87,7 +89,7 @@ final class TrainCommand implements Callable<Integer> {
         LoraConfig lora = t.lora();
         TrainOptions o = Main.userInput(() -> new TrainOptions(model, data, output, steps, epochs, technique.batchSize, technique.seqLen, lr, schedule.name(),
                 warmup, weightDecay, maxGradNorm, evalEvery, saveEvery, resume, seed, evalData, evalSplit,
-                trainOnPrompt, skipBadRecords, t, adapter, resumeAnyway, WeightDtype.of(saveDtype)));
+                trainOnPrompt, skipBadRecords, t, adapter, resumeAnyway, WeightDtype.of(saveDtype), maxRecordBytes));
         // The output folder is checked and locked before anything is loaded, and stays locked until memory.json is written.
         try (OutputFolder.Lock lock = OutputFolder.lock(o.output(), "--output", System.out)) {
             return run(o, t, lora);
@@ -128,6 +130,7 @@ final class TrainCommand implements Callable<Integer> {
         j.put("planned_total_bytes", plan.devicePeakBytes());
         j.put("measured_total_peak_bytes", r.memory().totalPeakBytes());
         j.put("jvm_baseline_bytes", baseline);
+        j.put("planned_data_bytes", dataBytes(o, ModelFolder.readConfig(o.model())));
         if (rss.isPresent()) j.put("peak_rss_bytes", rss.getAsLong());
         AtomicFiles.writeString(o.output().resolve(MEMORY_REPORT), Json.write(j) + "\n");
         return Main.OK;
@@ -155,13 +158,15 @@ final class TrainCommand implements Callable<Integer> {
         long limit = maxMemory != null ? Main.userInput(() -> ByteSize.parse(maxMemory)) : ProcessMemory.physicalRamBytes() / 10 * 9;
         if (limit <= 0) throw new InputException("--max-memory must be > 0, got " + maxMemory);
         // A limit at or below the JVM's own baseline leaves the tensors nothing (one byte, so that nothing fits).
-        Device device = Devices.cpu(Math.max(1, limit - JVM_BASELINE_BYTES), Parallel.threads());
+        // The tokenised corpus is heap, beside the JVM's own baseline: the device gets what both leave.
+        long data = dataBytes(o, config);
+        Device device = Devices.cpu(Math.max(1, limit - JVM_BASELINE_BYTES - data), Parallel.threads());
         // The model's own limits (a rank above a matrix) are input errors too.
         MemoryPlan plan = Main.userInput(() -> Planner.plan(config, t, o.batchSize(), o.seqLen(), device));
-        out.printf("plan: %s peak (+ %s JVM baseline) against --max-memory %s%n", ByteSize.format(plan.devicePeakBytes()),
-                ByteSize.format(JVM_BASELINE_BYTES), ByteSize.format(limit));
+        out.printf("plan: %s peak (+ %s JVM baseline%s) against --max-memory %s%n", ByteSize.format(plan.devicePeakBytes()),
+                ByteSize.format(JVM_BASELINE_BYTES), data > 0 ? " + " + ByteSize.format(data) + " data" : "", ByteSize.format(limit));
         if (!plan.fits() && !force) {
-            StringBuilder sb = new StringBuilder("the run needs " + ByteSize.format(plan.devicePeakBytes() + JVM_BASELINE_BYTES)
+            StringBuilder sb = new StringBuilder("the run needs " + ByteSize.format(plan.devicePeakBytes() + JVM_BASELINE_BYTES + data)
                     + " but --max-memory is " + ByteSize.format(limit)
                     + (limit <= JVM_BASELINE_BYTES ? ", less than the JVM alone takes (" + ByteSize.format(JVM_BASELINE_BYTES) + ")" : "")
                     + " (use --force to try anyway)");
@@ -172,6 +177,12 @@ final class TrainCommand implements Callable<Integer> {
             throw new InputException(sb.toString());
         }
         return plan;
+    }
+
+    /** Planned bytes of the tokenised training and eval data (an upper bound from the files' sizes; see Datasets.plannedBytes). */
+    static long dataBytes(TrainOptions o, LlamaConfig config) {
+        long d = Datasets.plannedBytes(o.data(), config.vocabSize(), null);
+        return o.evalData() == null ? d : Math.addExact(d, Datasets.plannedBytes(o.evalData(), config.vocabSize(), null));
     }
 
     /**

@@ -3,6 +3,7 @@ package dev.llamafit.train;
 
 import java.nio.file.Path;
 
+import dev.llamafit.io.data.DataOptions;
 import dev.llamafit.model.LoraConfig;
 import dev.llamafit.model.Technique;
 import dev.llamafit.tensor.DType;
@@ -35,6 +36,7 @@ import dev.llamafit.tensor.DType;
  * @param adapter        an existing PEFT adapter folder to continue training (LoRA only), or null
  * @param resumeAnyway   resume even where the checkpoint was made with other settings (model, data, seed, shape, technique)
  * @param saveDtype      dtype of the tensors in final/ (full fine-tuning): F32, BF16 or F16; null = the base checkpoint's own
+ * @param maxRecordBytes the longest JSONL record read (--max-record-bytes); a longer one is a bad record
  */
 public record TrainOptions(
         Path model, Path data, Path output,
@@ -42,7 +44,7 @@ public record TrainOptions(
         double lr, String schedule, long warmup, double weightDecay, double maxGradNorm,
         long evalEvery, long saveEvery, Path resume, long seed,
         Path evalData, double evalSplit, boolean trainOnPrompt, boolean skipBadRecords,
-        Technique technique, Path adapter, boolean resumeAnyway, DType saveDtype) {
+        Technique technique, Path adapter, boolean resumeAnyway, DType saveDtype, long maxRecordBytes) {
 
     public TrainOptions {
         if (model == null || data == null || output == null) throw new IllegalArgumentException("--model, --data and --output are required");
@@ -64,6 +66,19 @@ public record TrainOptions(
                     + "adapter in fp32, as PEFT does (llamafit merge --save-dtype sets a merged model's)");
         if (saveDtype != null && saveDtype != DType.F32 && saveDtype != DType.BF16 && saveDtype != DType.F16)
             throw new IllegalArgumentException("--save-dtype must be fp32, bf16 or fp16, got " + saveDtype);
+        if (maxRecordBytes < 1 || maxRecordBytes > DataOptions.MAX_MAX_RECORD_BYTES)
+            throw new IllegalArgumentException("--max-record-bytes must be in [1, " + DataOptions.MAX_MAX_RECORD_BYTES + "], got " + maxRecordBytes);
+    }
+
+    /** With the default JSONL record limit ({@link DataOptions#DEFAULT_MAX_RECORD_BYTES}). */
+    public TrainOptions(Path model, Path data, Path output, long steps, double epochs, int batchSize, int seqLen,
+                        double lr, String schedule, long warmup, double weightDecay, double maxGradNorm,
+                        long evalEvery, long saveEvery, Path resume, long seed,
+                        Path evalData, double evalSplit, boolean trainOnPrompt, boolean skipBadRecords,
+                        Technique technique, Path adapter, boolean resumeAnyway, DType saveDtype) {
+        this(model, data, output, steps, epochs, batchSize, seqLen, lr, schedule, warmup, weightDecay, maxGradNorm, evalEvery, saveEvery,
+                resume, seed, evalData, evalSplit, trainOnPrompt, skipBadRecords, technique, adapter, resumeAnyway, saveDtype,
+                DataOptions.DEFAULT_MAX_RECORD_BYTES);
     }
 
     /** Full fine-tuning with AdamW or SGD and {@code gradAccum} micro-batches per step (tests and library callers). */

@@ -11,6 +11,7 @@ import dev.llamafit.io.data.Batches;
 import dev.llamafit.io.data.DataOptions;
 import dev.llamafit.io.data.Datasets;
 import dev.llamafit.io.data.Example;
+import dev.llamafit.io.data.ExampleViews;
 import dev.llamafit.io.data.LoadedDataset;
 import dev.llamafit.io.tokenizer.Tokenizer;
 import dev.llamafit.model.LlamaConfig;
@@ -23,8 +24,8 @@ import dev.llamafit.model.LlamaConfig;
  */
 record TrainingData(List<Example> train, List<Example> eval, int padId, long totalSteps) {
     TrainingData {
-        train = List.copyOf(train);
-        eval = List.copyOf(eval);
+        train = ExampleViews.copyOf(train); // a view over packed text stays a view (one token stream, not every example)
+        eval = ExampleViews.copyOf(eval);
         if (totalSteps < 1) throw new IllegalArgumentException("a run has at least one step, got " + totalSteps);
     }
 
@@ -33,7 +34,7 @@ record TrainingData(List<Example> train, List<Example> eval, int padId, long tot
         if (o.seqLen() > config.maxPositions())
             throw InputException.at(o.model().resolve("config.json"), "--seq-len " + o.seqLen()
                     + " exceeds the model's max_position_embeddings " + config.maxPositions());
-        DataOptions dataOptions = new DataOptions(o.seqLen(), o.trainOnPrompt(), o.skipBadRecords(), null, Map.of());
+        DataOptions dataOptions = new DataOptions(o.seqLen(), o.trainOnPrompt(), o.skipBadRecords(), null, Map.of(), o.maxRecordBytes());
         LoadedDataset loaded = Datasets.load(o.data(), tokenizer, o.model(), dataOptions);
         report(log, loaded, o.data());
         List<Example> train = loaded.examples();

@@ -1,7 +1,6 @@
 // Seeded, resumable micro-batches of examples, padded to T; (epoch, batch) fully determines the next batch.
 package dev.llamafit.io.data;
 
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Iterator;
 import java.util.List;
@@ -54,11 +53,14 @@ public final class Batches implements Iterator<Batches.Batch> {
         if (batchSize < 1) throw new IllegalArgumentException("batchSize must be >= 1, got " + batchSize);
         if (seqLen < 1) throw new IllegalArgumentException("seqLen must be >= 1, got " + seqLen);
         if (padId < 0) throw new IllegalArgumentException("padId must be a token id >= 0, got " + padId);
-        for (int i = 0; i < examples.size(); i++) {
+        // Views over packed text know their longest example; asking each one would build every example once.
+        int longest = ExampleViews.longest(examples);
+        for (int i = 0; longest < 0 && i < examples.size(); i++) {
             if (examples.get(i).length() > seqLen)
                 throw new IllegalArgumentException("example " + i + " has " + examples.get(i).length() + " positions, above seqLen " + seqLen);
         }
-        this.examples = List.copyOf(examples);
+        if (longest > seqLen) throw new IllegalArgumentException("examples have up to " + longest + " positions, above seqLen " + seqLen);
+        this.examples = ExampleViews.copyOf(examples);
         this.batchSize = batchSize;
         this.seqLen = seqLen;
         this.padId = padId;
@@ -156,8 +158,12 @@ public final class Batches implements Iterator<Batches.Batch> {
         boolean[] isEval = new boolean[n];
         int[] p = permutation(n, mix(seed, -1), true);
         for (int i = 0; i < nEval; i++) isEval[p[i]] = true;
-        List<Example> train = new ArrayList<>(n - nEval), eval = new ArrayList<>(nEval);
-        for (int i = 0; i < n; i++) (isEval[i] ? eval : train).add(examples.get(i));
-        return new Split(List.copyOf(train), List.copyOf(eval));
+        int[] train = new int[n - nEval], eval = new int[nEval];
+        for (int i = 0, t = 0, e = 0; i < n; i++) {
+            if (isEval[i]) eval[e++] = i;
+            else train[t++] = i;
+        }
+        // Views over packed text stay views: the split does not materialise every example.
+        return new Split(ExampleViews.pick(examples, train), ExampleViews.pick(examples, eval));
     }
 }

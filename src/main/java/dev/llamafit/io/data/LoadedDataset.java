@@ -22,7 +22,7 @@ public record LoadedDataset(List<Example> examples, int badRecords, List<String>
     public static final int MAX_REASONS = 5;
 
     public LoadedDataset {
-        examples = List.copyOf(examples);
+        examples = ExampleViews.copyOf(examples);
         badReasons = List.copyOf(badReasons);
     }
 
