@@ -246,7 +246,7 @@ final class Mutator {
             }
             case 5 -> {
                 int span = Math.min(len - at, 1 + r.nextInt(64));
-                int times = 1 + r.nextInt(r.nextBoolean() ? 20 : 20_000);
+                int times = 1 + r.nextInt(r.nextBoolean() ? 20 : Math.max(1, 65_536 / span)); // at most ~64 KiB more: a case stays cheap
                 byte[] chunk = Arrays.copyOfRange(in, at, at + span);
                 byte[] rep = new byte[chunk.length * times];
                 for (int i = 0; i < times; i++) System.arraycopy(chunk, 0, rep, i * chunk.length, chunk.length);
