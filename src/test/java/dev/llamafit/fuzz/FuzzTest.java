@@ -47,7 +47,9 @@ import dev.llamafit.memory.ProcessMemory;
  * model; llama2's tokenizer.model is 0.5 MB.
  *
  * <p>Cases marked {@code known:BRANCH} in regressions.txt are skipped (reported as such) until the fix on that branch
- * is merged; then the marker is replaced by {@code fixed}.
+ * is merged; then the marker is replaced by {@code fixed}. Cases marked {@code fixed:2} must exit 2 (findings that
+ * exited 0 by accepting garbage). A seed's meaning is {@link Mutator}'s code: changing a mutation changes what old
+ * seeds do, so each regression line also says, in words, what its input was.
  */
 @Tag("fuzz")
 class FuzzTest {
@@ -147,7 +149,7 @@ class FuzzTest {
         double secs = (System.nanoTime() - t0) / 1e9;
         String error = err.toString().strip();
         if (Boolean.getBoolean("llamafit.fuzz.verbose"))
-            System.out.printf("fuzz %s exit %d %.2fs %s%n    %s%n", what, code, secs, "", error.lines().reduce((a, b) -> b).orElse(""));
+            System.out.printf("fuzz %s exit %d %.2fs%n    %s%n", what, code, secs, error.lines().reduce((a, b) -> b).orElse(""));
         if (error.contains("internal error")) fail("internal error: " + what + "\n  " + error);
         if (code != 0 && code != 2) fail("exit " + code + ": " + what + "\n  " + error);
         if (mustRefuse && code != 2) fail("exit " + code + ", but this regression case must be refused with exit 2: " + what);
