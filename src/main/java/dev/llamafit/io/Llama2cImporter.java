@@ -16,6 +16,8 @@ import java.util.Map;
 import java.util.function.IntFunction;
 
 import dev.llamafit.io.safetensors.SafetensorsWriter;
+import dev.llamafit.io.tokenizer.HfTokenizer;
+import dev.llamafit.io.tokenizer.SentencePieceTokenizer;
 import dev.llamafit.memory.Category;
 import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.model.LinearModule;
@@ -46,6 +48,9 @@ public final class Llama2cImporter {
     public static LlamaConfig convert(Path checkpoint, Path tokenizer, Path out, MemoryLedger ledger) throws IOException {
         if (!Files.isRegularFile(checkpoint)) throw InputException.at(checkpoint, "file not found");
         if (tokenizer != null && !Files.isRegularFile(tokenizer)) throw InputException.at(tokenizer, "tokenizer file not found");
+        // The tokenizer is copied as it is, so read it first: a broken one is reported here, naming it, not by the
+        // first command that loads the converted folder.
+        if (tokenizer != null) checkTokenizer(tokenizer);
         long size = Files.size(checkpoint);
         if (size < HEADER_BYTES) throw InputException.at(checkpoint, "byte 0", "file of " + size + " bytes is shorter than the 28-byte llama2.c header");
         try (FileChannel ch = FileChannel.open(checkpoint, StandardOpenOption.READ);
@@ -64,14 +69,31 @@ public final class Llama2cImporter {
             if (vocab == 0 || heads % kvHeads != 0 || dim % heads != 0)
                 throw InputException.at(checkpoint, "header", "inconsistent header " + java.util.Arrays.toString(h));
             int headDim = dim / heads, kvDim = kvHeads * headDim;
-            LlamaConfig config = new LlamaConfig("llama", dim, hidden, layers, heads, kvHeads, headDim, vocab, seqLen,
-                    1e-5, 10000.0, new RopeScaling.None(), shared, false, false, false, 0, 1, List.of(2));
+            LlamaConfig config;
+            try {
+                config = new LlamaConfig("llama", dim, hidden, layers, heads, kvHeads, headDim, vocab, seqLen,
+                        1e-5, 10000.0, new RopeScaling.None(), shared, false, false, false, 0, 1, List.of(2));
+            } catch (IllegalArgumentException e) {
+                // The header passed the plausibility checks but not the config's rules (e.g. a vocabulary too small
+                // for the ids llama2.c fixes: unk 0, bos 1, eos 2).
+                throw InputException.at(checkpoint, "header", "header " + java.util.Arrays.toString(h)
+                        + " does not describe a valid model: " + e.getMessage());
+            }
 
-            long floats = (long) vocab * dim
-                    + (long) layers * (2L * dim + (long) dim * dim * 2 + 2L * kvDim * dim + 3L * dim * hidden)
-                    + dim + (long) seqLen * headDim;
-            if (!shared) floats += (long) vocab * dim;
-            long expected = HEADER_BYTES + floats * 4;
+            // Each field is at most 2^20, so a product of three can pass 2^63: exact arithmetic, and a header that
+            // overflows is one that no file can match.
+            long expected;
+            try {
+                long perLayer = Math.addExact(Math.addExact(2L * dim + 2L * dim * dim, 2L * kvDim * dim),
+                        Math.multiplyExact(3L * dim, (long) hidden));
+                long floats = Math.addExact(Math.addExact((long) vocab * dim, Math.multiplyExact((long) layers, perLayer)),
+                        dim + (long) seqLen * headDim);
+                if (!shared) floats = Math.addExact(floats, (long) vocab * dim);
+                expected = Math.addExact(HEADER_BYTES, Math.multiplyExact(floats, 4L));
+            } catch (ArithmeticException e) {
+                throw InputException.at(checkpoint, "header", "header " + java.util.Arrays.toString(h)
+                        + " implies more than 2^63 bytes of weights: not a version-0 llama2.c checkpoint");
+            }
             if (size != expected)
                 throw InputException.at(checkpoint, "file is " + size + " bytes, but its header (" + java.util.Arrays.toString(h)
                         + ") implies " + expected + " bytes: truncated or not a version-0 llama2.c checkpoint");
@@ -118,6 +140,13 @@ public final class Llama2cImporter {
                 owned.forEach(Tensor::close);
             }
         }
+    }
+
+    private static void checkTokenizer(Path tokenizer) {
+        String name = tokenizer.getFileName().toString();
+        if (name.endsWith(".model")) SentencePieceTokenizer.load(tokenizer);
+        else if (name.endsWith(".json")) HfTokenizer.load(tokenizer);
+        else SentencePieceTokenizer.loadLlama2c(tokenizer, 0);
     }
 
     private static void copyTokenizer(Path tokenizer, Path out) throws IOException {

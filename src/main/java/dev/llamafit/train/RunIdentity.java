@@ -4,7 +4,6 @@ package dev.llamafit.train;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -72,21 +71,31 @@ record RunIdentity(Map<String, String> fields) {
     }
 
     /**
-     * The identity a checkpoint's trainer state recorded. Checkpoints written before these checks have no
-     * {@code identity} object; of their fields only {@code seed} is known (the paths they hold are not compared).
+     * The identity a checkpoint's trainer state recorded ({@code file}'s content {@code state}). Checkpoints written
+     * before these checks have no {@code identity} object; of their fields only {@code seed} is known (the paths they
+     * hold are not compared). Identity values are written as strings; anything else is bad input naming the field.
      */
-    static RunIdentity fromState(JsonNode state) {
+    static RunIdentity fromState(Path file, JsonNode state) {
         Map<String, String> f = new LinkedHashMap<>();
         JsonNode id = state.get("identity");
-        if (id != null && id.isObject()) {
-            for (Iterator<Map.Entry<String, JsonNode>> it = id.fields(); it.hasNext(); ) {
-                Map.Entry<String, JsonNode> e = it.next();
-                f.put(e.getKey(), e.getValue().asText());
+        if (id != null && !id.isNull()) {
+            if (!id.isObject())
+                throw InputException.at(file, "'identity' must be an object of strings, found " + TrainerState.abbreviated(id));
+            for (Map.Entry<String, JsonNode> e : id.properties()) {
+                if (!e.getValue().isTextual())
+                    throw InputException.at(file, "'identity." + e.getKey() + "' must be a string, found "
+                            + TrainerState.abbreviated(e.getValue()));
+                f.put(e.getKey(), e.getValue().textValue());
             }
         } else {
             if (state.has("seed")) f.put("seed", state.get("seed").asText());
-            if (state.has("model")) f.put("model_path", state.get("model").asText());
-            if (state.has("data")) f.put("data_path", state.get("data").asText());
+            for (String[] k : new String[][] {{"model", "model_path"}, {"data", "data_path"}}) {
+                JsonNode v = state.get(k[0]);
+                if (v == null || v.isNull()) continue;
+                if (!v.isTextual())
+                    throw InputException.at(file, "'" + k[0] + "' must be a string (a path), found " + TrainerState.abbreviated(v));
+                f.put(k[1], v.textValue());
+            }
         }
         return new RunIdentity(f);
     }
@@ -111,8 +120,10 @@ record RunIdentity(Map<String, String> fields) {
     private String shown(String field) {
         String v = fields.get(field);
         String path = fields.get(field + PATH_SUFFIX);
-        if (v.startsWith("sha256:")) v = v.substring(0, 7 + 12) + "…" + v.substring(v.indexOf(' ') < 0 ? v.length() : v.indexOf(' '));
-        else if (field.equals("model")) v = "sha256:" + v.substring(0, Math.min(12, v.length())) + "…";
+        if (v.startsWith("sha256:")) {
+            int space = v.indexOf(' ') < 0 ? v.length() : v.indexOf(' ');
+            if (space > 7 + 12) v = v.substring(0, 7 + 12) + "…" + v.substring(space);
+        } else if (field.equals("model")) v = "sha256:" + v.substring(0, Math.min(12, v.length())) + "…";
         return path == null ? v : path + " (" + v + ")";
     }
 }

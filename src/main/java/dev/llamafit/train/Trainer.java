@@ -132,6 +132,9 @@ public final class Trainer {
             for (String name : f.names()) saved.put(name, f.find(name).orElseThrow());
             optimizer.loadState(saved, state.optimizerSteps());
         }
+        if (state.data().batch() >= batches.batchesPerEpoch())
+            throw InputException.at(checkpoint.resolve(Checkpoints.STATE), "'data_batch' = " + state.data().batch()
+                    + " is past the " + batches.batchesPerEpoch() + " batches of an epoch of this data");
         batches.seek(state.data());
         log.printf("resuming from %s at step %d%n", checkpoint, state.step());
         if (state.totalSteps() >= 0 && state.totalSteps() != totalSteps)

@@ -55,18 +55,48 @@ record TrainerState(long step, long optimizerSteps, Batches.Position data, long 
         return m;
     }
 
-    /** Reads a checkpoint folder's state; a file missing a required key, or of a newer format, is bad input. */
+    /**
+     * Reads a checkpoint folder's state. Every field read is type- and range-checked: a file missing a required key,
+     * holding a wrong type or an out-of-range count, or of a newer format, is bad input naming the file and the key.
+     */
     static TrainerState read(Path checkpoint) {
         Path file = checkpoint.resolve(Checkpoints.STATE);
         JsonNode n = Checkpoints.readState(checkpoint);
-        int format = n.path("format").asInt(1);
+        if (n == null || !n.isObject())
+            throw InputException.at(file, "trainer state must be a JSON object, found " + type(n));
+        long format = integer(file, n, "format", 1, 1, Long.MAX_VALUE);
         if (format > FORMAT)
             throw InputException.at(file, "trainer state format " + format + " is newer than this llamafit reads (" + FORMAT + ")");
         for (String k : new String[] {"step", "optimizer_steps", "data_epoch", "data_batch"})
             if (!n.hasNonNull(k)) throw InputException.at(file, "trainer state lacks '" + k + "'");
-        return new TrainerState(n.get("step").asLong(), n.get("optimizer_steps").asLong(),
-                new Batches.Position(n.get("data_epoch").asLong(), n.get("data_batch").asLong()),
-                n.path("seed").asLong(0), n.path("total_steps").asLong(-1), n.path("dropout_calls").asLong(0),
-                RunIdentity.fromState(n), Map.of());
+        return new TrainerState(integer(file, n, "step", 0, 0, Long.MAX_VALUE),
+                integer(file, n, "optimizer_steps", 0, 0, Long.MAX_VALUE),
+                new Batches.Position(integer(file, n, "data_epoch", 0, 0, Long.MAX_VALUE),
+                        integer(file, n, "data_batch", 0, 0, Long.MAX_VALUE)),
+                integer(file, n, "seed", 0, Long.MIN_VALUE, Long.MAX_VALUE),
+                integer(file, n, "total_steps", -1, -1, Long.MAX_VALUE),
+                integer(file, n, "dropout_calls", 0, 0, Long.MAX_VALUE),
+                RunIdentity.fromState(file, n), Map.of());
+    }
+
+    /** An optional whole-number field in [min, max]; {@code absent} when missing or null. */
+    private static long integer(Path file, JsonNode n, String key, long absent, long min, long max) {
+        JsonNode v = n.get(key);
+        if (v == null || v.isNull()) return absent;
+        if (!v.isIntegralNumber() || !v.canConvertToLong())
+            throw InputException.at(file, "'" + key + "' must be a whole number, found " + abbreviated(v));
+        long x = v.longValue();
+        if (x < min || x > max)
+            throw InputException.at(file, "'" + key + "' = " + x + " is out of range (expected " + min + " or more)");
+        return x;
+    }
+
+    static String type(JsonNode v) {
+        return v == null || v.isMissingNode() ? "nothing" : v.getNodeType().toString().toLowerCase();
+    }
+
+    static String abbreviated(JsonNode v) {
+        String s = v.toString();
+        return type(v) + " " + (s.length() <= 40 ? s : s.substring(0, 37) + "...");
     }
 }
