@@ -154,6 +154,12 @@ class HostileSizesTest {
                 "--batch-size 1000000000", "--seq-len 64", "does not fit");
     }
 
+    @Test
+    void trainGateRefusesHugeGradientAccumulation() throws IOException {
+        BadInputTest.assertBadInput(train("--batch-size", "1", "--seq-len", "16", "--grad-accum", "2147483647"),
+                "--grad-accum 2147483647", "does not fit");
+    }
+
     @ParameterizedTest
     @CsvSource({"1000000000, 64", "40000000, 64", "2147483647, 512"})
     void planRefusesHugeBatches(String batch, String seqLen) {
