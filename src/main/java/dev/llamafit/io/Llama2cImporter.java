@@ -64,8 +64,13 @@ public final class Llama2cImporter {
             if (vocab == 0 || heads % kvHeads != 0 || dim % heads != 0)
                 throw InputException.at(checkpoint, "header", "inconsistent header " + java.util.Arrays.toString(h));
             int headDim = dim / heads, kvDim = kvHeads * headDim;
-            LlamaConfig config = new LlamaConfig("llama", dim, hidden, layers, heads, kvHeads, headDim, vocab, seqLen,
-                    1e-5, 10000.0, new RopeScaling.None(), shared, false, false, false, 0, 1, List.of(2));
+            LlamaConfig config;
+            try {
+                config = new LlamaConfig("llama", dim, hidden, layers, heads, kvHeads, headDim, vocab, seqLen,
+                        1e-5, 10000.0, new RopeScaling.None(), shared, false, false, false, 0, 1, List.of(2));
+            } catch (IllegalArgumentException e) { // the config's own limits (sizes, RoPE's even head_dim) name the field
+                throw InputException.at(checkpoint, "header", e.getMessage());
+            }
 
             long floats = (long) vocab * dim
                     + (long) layers * (2L * dim + (long) dim * dim * 2 + 2L * kvDim * dim + 3L * dim * hidden)

@@ -202,6 +202,18 @@ class HostileSizesTest {
         assertEquals(0, r.code(), r.err());
     }
 
+    /** A llama2.c header within the importer's plausibility bound but past LlamaConfig's limits names the header field. */
+    @ParameterizedTest
+    @CsvSource({"1000000, 32, num_hidden_layers", "64, -2147483648, vocab_size"})
+    void llama2cHeaderSizesAreBadInput(int layers, int vocab, String field) throws IOException {
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(28 + 64).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        for (int v : new int[] {64, 128, layers, 4, 4, vocab, 64}) b.putInt(v);
+        Path bin = tmp.resolve("huge.bin");
+        Files.write(bin, b.array());
+        BadInputTest.assertBadInput(BadInputTest.run("convert", "--from", "llama2c", "--input", bin.toString(),
+                "--output", tmp.resolve("converted").toString()), "huge.bin", field);
+    }
+
     @ParameterizedTest
     @CsvSource({"1000000000, 64", "40000000, 64", "2147483647, 512"})
     void evalRefusesHugeBatches(String batch, String seqLen) throws IOException {
