@@ -47,6 +47,8 @@ final class EvalCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         if (batchSize < 1 || seqLen < 2) throw new InputException("--batch-size must be >= 1 and --seq-len >= 2");
+        // The engine indexes a batch's rows with an int: a larger batch is refused before anything is loaded.
+        Main.userInput(() -> { dev.llamafit.plan.Planner.checkTokens(batchSize, seqLen); return null; });
         DataOptions dataOptions = Main.userInput(() -> new DataOptions(seqLen, trainOnPrompt, skipBadRecords, null, Map.of(), maxRecordBytes));
         MemoryLedger ledger = MemoryLedger.global();
         Kernels k = KernelBackends.get();

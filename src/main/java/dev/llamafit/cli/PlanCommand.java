@@ -294,7 +294,14 @@ final class PlanCommand implements Callable<Integer> {
     /** Largest batch (or sequence length) that fits: doubling, then bisection. 0 when even 1 does not fit. */
     static int maxFitting(LlamaConfig c, Request req, BiFunction<Integer, Integer, MemoryPlan> planner, boolean batch) {
         int limit = batch ? 1 << 16 : c.maxPositions();
-        java.util.function.IntPredicate fits = v -> planner.apply(batch ? v : req.batch(), batch ? req.seqLen() : v).fits();
+        // A probe the planners refuse (more tokens than a micro-batch holds, bytes past a long) does not fit.
+        java.util.function.IntPredicate fits = v -> {
+            try {
+                return planner.apply(batch ? v : req.batch(), batch ? req.seqLen() : v).fits();
+            } catch (IllegalArgumentException tooLarge) {
+                return false;
+            }
+        };
         if (!fits.test(1)) return 0;
         int lo = 1, hi = 2;
         while (hi <= limit && fits.test(hi)) { lo = hi; hi *= 2; }

@@ -136,6 +136,11 @@ final class TrainCommand implements Callable<Integer> {
         return Main.OK;
     }
 
+    /** Most micro-batches per optimizer step (--grad-accum): the step keeps each one's ids until its backward. */
+    static final int MAX_GRAD_ACCUM = 1 << 16;
+    /** Most tokens per optimizer step (B × T × k): their ids and labels take 8 B each, 1 GiB at this bound. */
+    static final long MAX_STEP_TOKENS = 1L << 27;
+
     /** Planned vs measured memory of the run, in the run folder. */
     static final String MEMORY_REPORT = "memory.json";
 
@@ -176,6 +181,13 @@ final class TrainCommand implements Callable<Integer> {
             if (recs.isEmpty()) sb.append("; no plan the llamafit runtime implements fits: lower --seq-len or use a smaller model");
             throw new InputException(sb.toString());
         }
+        // An optimizer step holds the ids and labels of its k micro-batches at once (8 B per token, outside the plan):
+        // bounded so that they stay small beside it.
+        long microTokens = (long) o.batchSize() * o.seqLen();
+        if (t.gradAccum() > MAX_GRAD_ACCUM || microTokens > MAX_STEP_TOKENS / t.gradAccum())
+            throw new InputException(String.format(Locale.ROOT, "--grad-accum %d × --batch-size %d × --seq-len %d does not fit: an optimizer step "
+                    + "holds its micro-batches' tokens at once, at most %,d micro-batches and %,d tokens (lower --grad-accum)",
+                    t.gradAccum(), o.batchSize(), o.seqLen(), MAX_GRAD_ACCUM, MAX_STEP_TOKENS));
         return plan;
     }
 

@@ -38,7 +38,7 @@ public final class ConfigJson {
             throw InputException.at(file, "unsupported architecture '" + type + "'" + (arch.isEmpty() ? "" : " (" + arch + ")")
                     + ": llamafit runs LLaMA-family models with model_type " + LlamaConfig.SUPPORTED_TYPES);
         }
-        String act = root.path("hidden_act").asText("silu");
+        String act = string(root, "hidden_act", "silu", file);
         if (!act.equals("silu"))
             throw InputException.at(file, "hidden_act '" + act + "' is not supported (LLaMA-family models use silu)");
         List<String> missing = new ArrayList<>();
@@ -50,17 +50,30 @@ public final class ConfigJson {
             int hidden = requiredInt(root, "hidden_size", file);
             int heads = requiredInt(root, "num_attention_heads", file);
             int defaultPositions = type.equals("llama") ? 2048 : 32768;
-            int headDim = root.hasNonNull("head_dim") ? intField(root, "head_dim", file) : hidden / Math.max(1, heads);
-            boolean attentionBias = root.path("attention_bias").asBoolean(false);
+            int headDim;
+            if (root.hasNonNull("head_dim")) headDim = intField(root, "head_dim", file);
+            else {
+                // transformers derives head_dim as hidden_size // num_attention_heads and requires them to divide.
+                if (heads > 0 && hidden % heads != 0)
+                    throw InputException.at(file, "hidden_size (" + hidden + ") must be a multiple of num_attention_heads (" + heads
+                            + ") when head_dim is not given");
+                headDim = hidden / Math.max(1, heads);
+            }
+            boolean attentionBias = bool(root, "attention_bias", false, file);
             boolean qkvBias = type.equals("qwen2") || attentionBias;
             boolean oBias = !type.equals("qwen2") && attentionBias;
             int window = 0;
-            if (root.hasNonNull("sliding_window") && root.path("use_sliding_window").asBoolean(!type.equals("qwen2")))
-                window = intField(root, "sliding_window", file);
+            boolean useWindow = bool(root, "use_sliding_window", !type.equals("qwen2"), file);
+            if (root.hasNonNull("sliding_window") && useWindow) window = intField(root, "sliding_window", file);
             List<Integer> eos = new ArrayList<>();
             JsonNode eosNode = root.get("eos_token_id");
-            if (eosNode != null && eosNode.isArray()) eosNode.forEach(n -> eos.add(n.asInt()));
-            else if (eosNode != null && eosNode.isNumber()) eos.add(eosNode.asInt());
+            if (eosNode != null && eosNode.isArray()) {
+                for (int i = 0; i < eosNode.size(); i++) eos.add(intValue(eosNode.get(i), "eos_token_id[" + i + "]", file));
+            } else if (eosNode != null && !eosNode.isNull()) {
+                if (!eosNode.isIntegralNumber())
+                    throw InputException.at(file, "field 'eos_token_id' must be an integer or a list of integers, got " + eosNode);
+                eos.add(intValue(eosNode, "eos_token_id", file));
+            }
             return new LlamaConfig(type, hidden,
                     requiredInt(root, "intermediate_size", file),
                     requiredInt(root, "num_hidden_layers", file),
@@ -69,14 +82,14 @@ public final class ConfigJson {
                     headDim,
                     requiredInt(root, "vocab_size", file),
                     root.hasNonNull("max_position_embeddings") ? intField(root, "max_position_embeddings", file) : defaultPositions,
-                    root.path("rms_norm_eps").asDouble(1e-6),
-                    root.path("rope_theta").asDouble(10000.0),
+                    number(root, "rms_norm_eps", 1e-6, file),
+                    number(root, "rope_theta", 10000.0, file),
                     ropeScaling(root.get("rope_scaling"), file),
-                    root.path("tie_word_embeddings").asBoolean(false),
+                    bool(root, "tie_word_embeddings", false, file),
                     qkvBias, oBias,
-                    root.path("mlp_bias").asBoolean(false),
+                    bool(root, "mlp_bias", false, file),
                     window,
-                    root.hasNonNull("bos_token_id") ? root.get("bos_token_id").asInt() : -1,
+                    root.hasNonNull("bos_token_id") ? intField(root, "bos_token_id", file) : -1,
                     eos);
         } catch (IllegalArgumentException e) {
             throw InputException.at(file, e.getMessage());
@@ -85,16 +98,22 @@ public final class ConfigJson {
 
     private static RopeScaling ropeScaling(JsonNode n, Path file) {
         if (n == null || n.isNull()) return new RopeScaling.None();
-        String type = n.has("rope_type") ? n.get("rope_type").asText() : n.path("type").asText("");
+        if (!n.isObject()) throw InputException.at(file, "field 'rope_scaling' must be an object or null, got " + n);
+        String type = n.hasNonNull("rope_type") ? string(n, "rope_type", "", "rope_scaling.", file) : string(n, "type", "", "rope_scaling.", file);
         return switch (type) {
             case "default" -> new RopeScaling.None();
-            case "linear" -> new RopeScaling.Linear(n.path("factor").asDouble());
-            case "llama3" -> new RopeScaling.Llama3(n.path("factor").asDouble(), n.path("low_freq_factor").asDouble(1),
-                    n.path("high_freq_factor").asDouble(4), n.path("original_max_position_embeddings").asInt(8192));
+            case "linear" -> new RopeScaling.Linear(requiredNumber(n, "factor", "rope_scaling.", file));
+            case "llama3" -> new RopeScaling.Llama3(requiredNumber(n, "factor", "rope_scaling.", file),
+                    number(n, "low_freq_factor", 1, "rope_scaling.", file), number(n, "high_freq_factor", 4, "rope_scaling.", file),
+                    n.hasNonNull("original_max_position_embeddings")
+                            ? intValue(n.get("original_max_position_embeddings"), "rope_scaling.original_max_position_embeddings", file) : 8192);
             default -> throw InputException.at(file, "rope_scaling",
                     "unsupported rope_scaling type '" + type + "' (supported: linear, llama3)");
         };
     }
+
+    // Strict field readers: null or absent gives the default, any other JSON type than the field's is bad input that
+    // names the file, the field and the value (Jackson's asDouble/asBoolean/asInt would turn "tiny" into 0 silently).
 
     private static int requiredInt(JsonNode root, String field, Path file) {
         if (!root.hasNonNull(field)) throw InputException.at(file, "missing required field '" + field + "'");
@@ -102,10 +121,51 @@ public final class ConfigJson {
     }
 
     private static int intField(JsonNode root, String field, Path file) {
-        JsonNode n = root.get(field);
-        if (!n.canConvertToInt() || !n.isIntegralNumber())
+        return intValue(root.get(field), field, file);
+    }
+
+    private static int intValue(JsonNode n, String field, Path file) {
+        if (n == null || !n.isIntegralNumber())
             throw InputException.at(file, "field '" + field + "' must be an integer, got " + n);
-        return n.asInt();
+        if (!n.canConvertToInt())
+            throw InputException.at(file, "field '" + field + "' must be an integer between " + Integer.MIN_VALUE + " and "
+                    + Integer.MAX_VALUE + ", got " + n);
+        return n.intValue();
+    }
+
+    private static double number(JsonNode root, String field, double dflt, Path file) {
+        return number(root, field, dflt, "", file);
+    }
+
+    private static double number(JsonNode obj, String field, double dflt, String prefix, Path file) {
+        return obj.hasNonNull(field) ? requiredNumber(obj, field, prefix, file) : dflt;
+    }
+
+    private static double requiredNumber(JsonNode obj, String field, String prefix, Path file) {
+        JsonNode n = obj.get(field);
+        if (n == null || n.isNull()) throw InputException.at(file, "missing required field '" + prefix + field + "'");
+        if (!n.isNumber()) throw InputException.at(file, "field '" + prefix + field + "' must be a number, got " + n);
+        double v = n.doubleValue();
+        if (!Double.isFinite(v)) throw InputException.at(file, "field '" + prefix + field + "' must be a finite number, got " + n);
+        return v;
+    }
+
+    private static boolean bool(JsonNode root, String field, boolean dflt, Path file) {
+        JsonNode n = root.get(field);
+        if (n == null || n.isNull()) return dflt;
+        if (!n.isBoolean()) throw InputException.at(file, "field '" + field + "' must be true or false, got " + n);
+        return n.booleanValue();
+    }
+
+    private static String string(JsonNode root, String field, String dflt, Path file) {
+        return string(root, field, dflt, "", file);
+    }
+
+    private static String string(JsonNode obj, String field, String dflt, String prefix, Path file) {
+        JsonNode n = obj.get(field);
+        if (n == null || n.isNull()) return dflt;
+        if (!n.isTextual()) throw InputException.at(file, "field '" + prefix + field + "' must be a string, got " + n);
+        return n.textValue();
     }
 
     /** The config.json of a model, in transformers' field names. */

@@ -29,9 +29,10 @@ public record ActivationLayout(LlamaConfig config, int batch, int tokens, int kv
     public ActivationLayout {
         if (batch <= 0 || tokens <= 0) throw new IllegalArgumentException("batch and tokens must be > 0");
         if (kvLength < tokens) throw new IllegalArgumentException("kvLength " + kvLength + " < tokens " + tokens);
+        TrainingLayout.tokens(batch, tokens);
     }
 
-    public int rows() { return Math.multiplyExact(batch, tokens); }
+    public int rows() { return batch * tokens; }
 
     public List<Slot> slots() {
         int n = rows();

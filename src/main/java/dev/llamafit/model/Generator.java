@@ -27,7 +27,7 @@ public final class Generator {
         int maxPos = model.config().maxPositions();
         if (promptIds.length > maxPos)
             throw new IllegalArgumentException("prompt of " + promptIds.length + " tokens exceeds the model's context of " + maxPos);
-        int capacity = Math.min(maxPos, promptIds.length + Math.max(1, maxNewTokens));
+        int capacity = (int) Math.min(maxPos, (long) promptIds.length + Math.max(1, maxNewTokens));
         try (KvCache cache = model.newCache(1, capacity)) {
             if (maxNewTokens == 0) return new Result(promptIds.length, 0, 0, 0, "max_new_tokens");
             long t0 = System.nanoTime();

@@ -9,7 +9,7 @@ public sealed interface RopeScaling {
     /** Linear position interpolation (Chen et al. 2023): positions divided by {@code factor}. */
     record Linear(double factor) implements RopeScaling {
         public Linear {
-            if (!(factor > 0)) throw new IllegalArgumentException("rope_scaling.factor must be > 0, got " + factor);
+            if (!(factor > 0) || Double.isInfinite(factor)) throw new IllegalArgumentException("rope_scaling.factor must be > 0, got " + factor);
         }
     }
 
@@ -20,7 +20,10 @@ public sealed interface RopeScaling {
      */
     record Llama3(double factor, double lowFreqFactor, double highFreqFactor, int originalMaxPositions) implements RopeScaling {
         public Llama3 {
-            if (!(factor > 0)) throw new IllegalArgumentException("rope_scaling.factor must be > 0, got " + factor);
+            if (!(factor > 0) || Double.isInfinite(factor)) throw new IllegalArgumentException("rope_scaling.factor must be > 0, got " + factor);
+            if (!(lowFreqFactor > 0) || Double.isInfinite(highFreqFactor))
+                throw new IllegalArgumentException("rope_scaling.low_freq_factor must be > 0 and high_freq_factor finite, got "
+                        + lowFreqFactor + " and " + highFreqFactor);
             if (!(highFreqFactor > lowFreqFactor))
                 throw new IllegalArgumentException("rope_scaling.high_freq_factor (" + highFreqFactor
                         + ") must exceed low_freq_factor (" + lowFreqFactor + ")");

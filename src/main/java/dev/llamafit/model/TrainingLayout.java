@@ -58,7 +58,16 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
             throw new IllegalArgumentException("seqLen " + seqLen + " exceeds max_position_embeddings " + config.maxPositions());
         if (threads <= 0 || lossChunkRows <= 0) throw new IllegalArgumentException("threads and lossChunkRows must be > 0");
         if (technique == null) throw new IllegalArgumentException("a technique is required");
-        Math.multiplyExact(batch, seqLen);
+        tokens(batch, seqLen);
+    }
+
+    /** N = B·T, which must fit the int that indexes a batch's rows (IllegalArgumentException, not an overflow, otherwise). */
+    static int tokens(int batch, int seqLen) {
+        long n = (long) batch * seqLen;
+        if (n > Integer.MAX_VALUE)
+            throw new IllegalArgumentException("batch " + batch + " × sequence length " + seqLen + " = " + n
+                    + " tokens is more than one batch can hold (" + Integer.MAX_VALUE + ")");
+        return (int) n;
     }
 
     /** Full fine-tuning without checkpointing. */
@@ -74,7 +83,7 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
     /** As {@link #of(LlamaConfig, int, int)}, for {@code technique} (its LoRA settings and checkpointing). */
     public static TrainingLayout of(LlamaConfig config, int batch, int seqLen, Technique technique) {
         return new TrainingLayout(config, batch, seqLen, dev.llamafit.kernels.Parallel.threads(),
-                Math.min(DEFAULT_LOSS_CHUNK_ROWS, Math.multiplyExact(batch, seqLen)), technique);
+                Math.min(DEFAULT_LOSS_CHUNK_ROWS, tokens(batch, seqLen)), technique);
     }
 
     /** The adapters on a frozen base, or null for full fine-tuning. */

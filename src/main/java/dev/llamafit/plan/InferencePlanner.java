@@ -25,13 +25,22 @@ public final class InferencePlanner {
 
     /** KV capacity the Generator allocates: prompt + new tokens (at least one), capped at the context. */
     public static int capacity(LlamaConfig c, int promptLen, int newTokens) {
-        return Math.min(c.maxPositions(), promptLen + Math.max(1, newTokens));
+        return (int) Math.min(c.maxPositions(), (long) promptLen + Math.max(1, newTokens));
     }
 
     /** The engine's memory for generating {@code newTokens} after a {@code promptLen}-token prompt, {@code batch} sequences, fp32. */
     public static MemoryPlan plan(LlamaConfig c, int batch, int promptLen, int newTokens, Device device) {
         checkShape(c, batch, promptLen, newTokens);
         if (device.gpu()) throw new IllegalArgumentException("the llamafit runtime runs on the CPU; plan a GPU with --runtime pytorch");
+        Planner.checkTokens(batch, promptLen);
+        try {
+            return engine(c, batch, promptLen, newTokens, device);
+        } catch (ArithmeticException overflow) {
+            throw Planner.tooLarge(batch, promptLen);
+        }
+    }
+
+    private static MemoryPlan engine(LlamaConfig c, int batch, int promptLen, int newTokens, Device device) {
         int capacity = capacity(c, promptLen, newTokens);
         ActivationLayout prefill = new ActivationLayout(c, batch, promptLen, capacity, batch, device.threads());
         List<Component> comps = new ArrayList<>();

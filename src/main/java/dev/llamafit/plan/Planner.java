@@ -42,7 +42,33 @@ public final class Planner {
         if (batch < 1) throw new IllegalArgumentException("--batch-size must be >= 1, got " + batch);
         if (seqLen < 1) throw new IllegalArgumentException("--seq-len must be >= 1, got " + seqLen);
         validate(config, technique, seqLen);
-        return llamafit(config, technique, batch, seqLen, device);
+        checkTokens(batch, seqLen);
+        try {
+            return llamafit(config, technique, batch, seqLen, device);
+        } catch (ArithmeticException overflow) {
+            throw tooLarge(batch, seqLen);
+        }
+    }
+
+    /** Most tokens in one micro-batch (B × T): the engine's layouts index the rows of a batch with an int. */
+    public static final long MAX_TOKENS_PER_BATCH = Integer.MAX_VALUE;
+
+    /** Refuses (IllegalArgumentException) a micro-batch of more than {@link #MAX_TOKENS_PER_BATCH} tokens, whatever the memory. */
+    public static void checkTokens(int batch, int seqLen) {
+        long tokens = (long) batch * seqLen;
+        if (tokens > MAX_TOKENS_PER_BATCH)
+            throw new IllegalArgumentException(String.format(java.util.Locale.ROOT, "--batch-size %d × --seq-len %d = %,d tokens per micro-batch "
+                    + "does not fit: the llamafit runtime holds at most %,d tokens in one micro-batch (lower --batch-size; --grad-accum "
+                    + "keeps the effective batch)", batch, seqLen, tokens, MAX_TOKENS_PER_BATCH));
+    }
+
+    /**
+     * A plan whose bytes overflow a long (its sizes are summed with Math.addExact/multiplyExact) is more than 8 EiB:
+     * refused as not fitting anything, with the flags that made it so.
+     */
+    public static IllegalArgumentException tooLarge(int batch, int seqLen) {
+        return new IllegalArgumentException("--batch-size " + batch + " with --seq-len " + seqLen
+                + " does not fit: its memory is above 8 EiB (2^63 bytes); lower --batch-size or --seq-len");
     }
 
     /** One message for everything the engine cannot run yet, each by its flag. */
@@ -69,7 +95,7 @@ public final class Planner {
     /** The engine's layout for this technique and micro-batch on this device (its thread count sizes the attention scratch). */
     public static TrainingLayout layout(LlamaConfig config, Technique t, int batch, int seqLen, Device device) {
         return new TrainingLayout(config, batch, seqLen, device.threads(),
-                Math.min(TrainingLayout.DEFAULT_LOSS_CHUNK_ROWS, Math.multiplyExact(batch, seqLen)), t);
+                (int) Math.min(TrainingLayout.DEFAULT_LOSS_CHUNK_ROWS, (long) batch * seqLen), t);
     }
 
     private static MemoryPlan llamafit(LlamaConfig config, Technique o, int batch, int seqLen, Device device) {

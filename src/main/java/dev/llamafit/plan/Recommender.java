@@ -39,11 +39,11 @@ public final class Recommender {
                         MemoryPlan plan;
                         try {
                             // Halving the micro-batch accumulates over more micro-steps, keeping the effective batch.
-                            int steps = want.gradAccum() * (int) Math.ceil((double) batch / b);
+                            int steps = Math.multiplyExact(want.gradAccum(), (int) Math.ceil((double) batch / b));
                             t = new Technique(m, m == Method.FULL ? null : adapters(want), want.precision(), null, opt, gc,
                                     1, steps);
                             plan = Planner.plan(c, t, b, seqLen, device);
-                        } catch (IllegalArgumentException refused) {
+                        } catch (IllegalArgumentException | ArithmeticException refused) {
                             continue;
                         }
                         if (!plan.fits()) continue;
@@ -84,7 +84,7 @@ public final class Recommender {
         if (t.optimizer() != want.optimizer()) steps.add("optimizer " + Technique.name(t.optimizer()) + ": "
                 + (t.optimizer() == Optimizer.SGD ? "one momentum buffer instead of two" : "full AdamW"));
         if (b != wantBatch) steps.add(String.format(Locale.ROOT, "micro-batch %d × %d accumulation steps keeps the effective batch %d",
-                b, t.gradAccum(), wantBatch * want.gradAccum()));
+                b, t.gradAccum(), (long) wantBatch * want.gradAccum()));
         steps.add(String.format(Locale.ROOT, "peak %s of %s (%s than requested)", ByteSize.format(plan.devicePeakBytes()),
                 ByteSize.format(device.memoryBytes()), signed(plan.devicePeakBytes() - base.devicePeakBytes())));
         return steps;

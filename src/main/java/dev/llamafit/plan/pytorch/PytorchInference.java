@@ -26,6 +26,14 @@ public final class PytorchInference {
      *                     nf4), or null; given apart from {@code o} because the options tie int8/NF4 to LoRA training
      */
     public static MemoryPlan plan(LlamaConfig c, PytorchOptions o, BaseDtype w, int newTokens, Device device) {
+        try {
+            return compute(c, o, w, newTokens, device);
+        } catch (ArithmeticException overflow) {
+            throw dev.llamafit.plan.Planner.tooLarge(o.batchSize(), o.seqLen());
+        }
+    }
+
+    private static MemoryPlan compute(LlamaConfig c, PytorchOptions o, BaseDtype w, int newTokens, Device device) {
         InferencePlanner.checkShape(c, o.batchSize(), o.seqLen(), newTokens);
         if (o.method() != Method.FULL || o.gradientCheckpointing() || o.zero() != 0 || o.offload() != PytorchOptions.Offload.NONE)
             throw new IllegalArgumentException("--inference plans generation with one model: --method lora|qlora, --gradient-checkpointing, "

@@ -113,6 +113,14 @@ public final class PytorchProfile {
     }
 
     public static MemoryPlan plan(LlamaConfig c, PytorchOptions o, Device device) {
+        try {
+            return compute(c, o, device);
+        } catch (ArithmeticException overflow) {
+            throw dev.llamafit.plan.Planner.tooLarge(o.batchSize(), o.seqLen());
+        }
+    }
+
+    private static MemoryPlan compute(LlamaConfig c, PytorchOptions o, Device device) {
         o.validateFor(c);
         if (!device.gpu()) throw new IllegalArgumentException("the pytorch runtime plans CUDA GPUs; pick a GPU --device (or --runtime llamafit for the CPU)");
         Counts n = counts(c);

@@ -57,7 +57,7 @@ public final class PytorchRecommender {
                                         // they apply, and offered turned off.
                                         boolean fsdp = sharding == PytorchOptions.Sharding.FSDP && zero >= 2;
                                         // Halving the micro-batch accumulates over more micro-steps, whose gradients the plan holds.
-                                        int steps = want.gradAccum() * (int) Math.ceil((double) want.batchSize() / b);
+                                        int steps = Math.multiplyExact(want.gradAccum(), (int) Math.ceil((double) want.batchSize() / b));
                                         PytorchOptions.PytorchSettings run = asked.withFsdp(asked.blockUnits() && fsdp && m != Method.FULL,
                                                 asked.noSync() && fsdp && steps > 1);
                                         if (run.blockUnits() != asked.blockUnits() || run.noSync() != asked.noSync()) continue; // the variant with them off covers it
@@ -66,10 +66,15 @@ public final class PytorchRecommender {
                                                 opt, gc, 1, b, want.seqLen(), zero, want.workers(),
                                                 off, want.attention(), want.stack(), sharding, run, steps);
                                         o.validateFor(c);
-                                    } catch (IllegalArgumentException e) {
+                                    } catch (IllegalArgumentException | ArithmeticException e) {
                                         continue;
                                     }
-                                    MemoryPlan plan = PytorchProfile.plan(c, o, device);
+                                    MemoryPlan plan;
+                                    try {
+                                        plan = PytorchProfile.plan(c, o, device);
+                                    } catch (IllegalArgumentException tooLarge) {
+                                        continue;
+                                    }
                                     if (!plan.fits()) continue;
                                     out.add(new Recommendation(o, slowdown(want, o), plan, explain(want, o, base, plan, device)));
                                     break; // the largest micro-batch that fits is the fastest for this combination
@@ -152,7 +157,7 @@ public final class PytorchRecommender {
                 + "(accelerate: sync_each_batch=True; Fabric: no no_backward_sync): gradients stay sharded, a little more communication");
         if (o.offload() != want.offload()) steps.add("offload " + Technique.name(o.offload()) + ": optimizer states (and gradients/parameters at higher stages) in host RAM, PCIe-bound step");
         if (o.batchSize() != want.batchSize()) steps.add(String.format(Locale.ROOT, "micro-batch %d × %d accumulation steps keeps the effective batch %d",
-                o.batchSize(), o.gradAccum(), want.batchSize() * want.gradAccum()));
+                o.batchSize(), o.gradAccum(), (long) want.batchSize() * want.gradAccum()));
         steps.add(String.format(Locale.ROOT, "peak %s of %s (%s than requested)", ByteSize.format(plan.devicePeakBytes()),
                 ByteSize.format(device.memoryBytes()), signed(plan.devicePeakBytes() - base.devicePeakBytes())));
         return steps;
