@@ -42,8 +42,14 @@ final class EvalCommand implements Callable<Integer> {
     @Option(names = "--train-on-prompt", description = "Score prompt tokens of instruction and chat data too.") boolean trainOnPrompt;
     @Option(names = "--json", description = "Print one JSON object.") boolean json;
 
+    @picocli.CommandLine.Mixin NonFiniteOption nonFinite;
+
     @Override
-    public Integer call() {
+    public Integer call() throws Exception {
+        return nonFinite.around(spec, this::run);
+    }
+
+    private Integer run() {
         if (batchSize < 1 || seqLen < 2) throw new InputException("--batch-size must be >= 1 and --seq-len >= 2");
         MemoryLedger ledger = MemoryLedger.global();
         Kernels k = KernelBackends.get();

@@ -28,8 +28,14 @@ final class MergeCommand implements Callable<Integer> {
             description = "Dtype of every tensor written (default: the base's: --dtype, or else the checkpoint's own).")
     WeightDtype saveDtype;
 
+    @picocli.CommandLine.Mixin NonFiniteOption nonFinite;
+
     @Override
     public Integer call() throws Exception {
+        return nonFinite.around(spec, this::run);
+    }
+
+    private Integer run() throws Exception {
         MergedFolders.write(model, adapter, output, KernelBackends.get(), MemoryLedger.global(), WeightDtype.of(dtype), WeightDtype.of(saveDtype));
         spec.commandLine().getOut().printf("wrote merged model %s (base %s + adapter %s)%n", output, model, adapter);
         return Main.OK;
