@@ -44,8 +44,14 @@ final class EvalCommand implements Callable<Integer> {
     @Option(names = "--max-record-bytes", defaultValue = "1048576", description = "Longest JSONL record (line) read; a longer one is a bad record (default: ${DEFAULT-VALUE}).") long maxRecordBytes;
     @Option(names = "--json", description = "Print one JSON object.") boolean json;
 
+    @picocli.CommandLine.Mixin NonFiniteOption nonFinite;
+
     @Override
-    public Integer call() {
+    public Integer call() throws Exception {
+        return nonFinite.around(spec, this::run);
+    }
+
+    private Integer run() {
         if (batchSize < 1 || seqLen < 2) throw new InputException("--batch-size must be >= 1 and --seq-len >= 2");
         // The engine indexes a batch's rows with an int: a larger batch is refused before anything is loaded.
         Main.userInput(() -> { dev.llamafit.plan.Planner.checkTokens(batchSize, seqLen); return null; });

@@ -66,8 +66,14 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--json", description = "Print one JSON object (prompt_ids, ids, text, tokens_per_s) instead of streaming.")
     boolean json;
 
+    @picocli.CommandLine.Mixin NonFiniteOption nonFinite;
+
     @Override
-    public Integer call() {
+    public Integer call() throws Exception {
+        return nonFinite.around(spec, this::run);
+    }
+
+    private Integer run() {
         if (maxNewTokens < 0) throw new InputException("--max-new-tokens must be >= 0, got " + maxNewTokens);
         Sampler sampler = Main.userInput(() -> new Sampler(temperature, topK, topP, seed));
         PrintWriter out = spec.commandLine().getOut();

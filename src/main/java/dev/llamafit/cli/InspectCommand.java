@@ -36,8 +36,17 @@ final class InspectCommand implements Callable<Integer> {
     @Option(names = "--json", description = "Print one JSON object.")
     boolean json;
 
+    private static long nonFiniteTotal(ModelFolder folder) {
+        return folder.nonFinite().values().stream().mapToLong(Long::longValue).sum();
+    }
+
     @Override
     public Integer call() {
+        // Inspecting is how a user finds NaN/Inf weights, so they are reported per tensor here, never refused.
+        return ScopedValue.where(ModelFolder.NON_FINITE_ALLOWED, line -> {}).call(this::run);
+    }
+
+    private Integer run() {
         MemoryLedger ledger = new MemoryLedger();
         try (ModelFolder folder = ModelFolder.open(model, ledger, KernelBackends.get(), null)) {
             LlamaConfig c = folder.config();
@@ -50,6 +59,7 @@ final class InspectCommand implements Callable<Integer> {
                 row.put("dtype", t.dtype().safetensorsName());
                 row.put("shape", t.shape().dims());
                 row.put("bytes", t.bytes());
+                row.put("non_finite", folder.nonFinite().getOrDefault(name, 0L));
                 tensors.add(row);
             }
             Map<String, Object> memory = new LinkedHashMap<>();
@@ -66,6 +76,7 @@ final class InspectCommand implements Callable<Integer> {
                 o.put("parameters", layout.parameterCount());
                 o.put("parameters_by_component", layout.countsByComponent());
                 o.put("tensors", tensors);
+                o.put("non_finite_values", nonFiniteTotal(folder));
                 o.put("memory", memory);
                 out.println(Json.write(o));
                 return Main.OK;
@@ -83,8 +94,13 @@ final class InspectCommand implements Callable<Integer> {
                     out.printf("  %-10s %,15d  (%5.1f%%)%n", k, v, 100.0 * v / layout.parameterCount()));
             out.printf("tensors      %d%n", tensors.size());
             for (Map<String, Object> t : tensors)
-                out.printf("  %-52s %-5s %-14s %s%n", t.get("name"), t.get("dtype"),
-                        java.util.Arrays.toString((long[]) t.get("shape")), ByteSize.format((Long) t.get("bytes")));
+                out.printf("  %-52s %-5s %-14s %s%s%n", t.get("name"), t.get("dtype"),
+                        java.util.Arrays.toString((long[]) t.get("shape")), ByteSize.format((Long) t.get("bytes")),
+                        (Long) t.get("non_finite") > 0 ? "  " + t.get("non_finite") + " non-finite (NaN/Inf)" : "");
+            long bad = nonFiniteTotal(folder);
+            out.printf("non-finite   %s%n", bad == 0 ? "none (every weight is a finite number)"
+                    : bad + " NaN/Inf values in " + folder.nonFinite().size() + " tensors: generate, eval, train and merge "
+                    + "refuse this model unless given --allow-non-finite");
             out.println("memory (ledger)");
             for (Category cat : Category.values()) {
                 long b = ledger.currentBytes(cat);

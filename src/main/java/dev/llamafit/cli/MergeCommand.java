@@ -29,8 +29,14 @@ final class MergeCommand implements Callable<Integer> {
             description = "Dtype of every tensor written (default: the base's: --dtype, or else the checkpoint's own).")
     WeightDtype saveDtype;
 
+    @picocli.CommandLine.Mixin NonFiniteOption nonFinite;
+
     @Override
     public Integer call() throws Exception {
+        return nonFinite.around(spec, this::run);
+    }
+
+    private Integer run() throws Exception {
         MergedFolders.checkOutput(model, adapter, output); // before the lock, which would leave a lock file in an input folder
         try (OutputFolder.Lock lock = OutputFolder.lock(output, "--output", System.out)) {
             MergedFolders.write(model, adapter, output, KernelBackends.get(), MemoryLedger.global(), WeightDtype.of(dtype), WeightDtype.of(saveDtype));

@@ -80,8 +80,14 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--max-memory", description = "Stop before allocating if the plan exceeds this (default: physical RAM less 10%%), e.g. 8GiB.") String maxMemory;
     @Option(names = "--force", description = "Train even when the plan exceeds --max-memory.") boolean force;
 
+    @picocli.CommandLine.Mixin NonFiniteOption nonFinite;
+
     @Override
     public Integer call() throws Exception {
+        return nonFinite.around(spec, this::run);
+    }
+
+    private Integer run() throws Exception {
         // Flags become records here: what they cannot describe, or what the engine does not run, is bad input (exit 2).
         Technique.BaseDtype base = baseDtype();
         Technique t = Main.userInput(() -> technique.technique(Technique.Precision.FP32, base, loraAlpha, useRslora, gradAccum));
@@ -92,11 +98,11 @@ final class TrainCommand implements Callable<Integer> {
                 trainOnPrompt, skipBadRecords, t, adapter, resumeAnyway, WeightDtype.of(saveDtype), maxRecordBytes));
         // The output folder is checked and locked before anything is loaded, and stays locked until memory.json is written.
         try (OutputFolder.Lock lock = OutputFolder.lock(o.output(), "--output", System.out)) {
-            return run(o, t, lora);
+            return train(o, t, lora);
         }
     }
 
-    private Integer run(TrainOptions o, Technique t, LoraConfig lora) throws Exception {
+    private Integer train(TrainOptions o, Technique t, LoraConfig lora) throws Exception {
         PrintWriter out = spec.commandLine().getOut();
         MemoryPlan plan = gate(o, t, out);
         MemoryLedger ledger = MemoryLedger.global();

@@ -10,7 +10,9 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.function.Consumer;
 
+import dev.llamafit.io.safetensors.NonFinite;
 import dev.llamafit.io.safetensors.Safetensors;
 import dev.llamafit.io.safetensors.TensorSource;
 import dev.llamafit.kernels.Kernels;
@@ -32,6 +34,12 @@ import dev.llamafit.tensor.TensorSpec;
  * them fp32 keeps every element-wise kernel single-typed. {@link #open(Path, MemoryLedger, Kernels)} asks for F32
  * everywhere (what training, merging and inspection read); {@link #open(Path, MemoryLedger, Kernels, DType)} with
  * null keeps each matrix in its checkpoint's dtype.
+ *
+ * <p>Every parameter is checked for NaN/Inf as stored ({@link NonFinite}, one vectorised pass over the bytes): a
+ * checkpoint that holds them (a diverged run, a damaged file) would otherwise generate garbage or train on it
+ * silently. A hit is an {@link InputException} naming the file, the tensor and the count — unless the caller binds
+ * {@link #NON_FINITE_ALLOWED}, which then receives one warning line instead. The binding is scoped rather than a
+ * parameter so the choice reaches every loading path (generate, eval, merge, both kinds of training) unchanged.
  */
 public final class ModelFolder implements AutoCloseable {
     private final Path dir;
@@ -39,13 +47,22 @@ public final class ModelFolder implements AutoCloseable {
     private final TensorSource source;
     private final Map<String, Tensor> weights;
     private final List<Tensor> owned;
+    private final Map<String, Long> nonFinite;
 
-    private ModelFolder(Path dir, LlamaConfig config, TensorSource source, Map<String, Tensor> weights, List<Tensor> owned) {
+    /**
+     * Bound (to a sink for warning lines) while NaN/Inf in a base's weights are to be accepted: the CLI's
+     * --allow-non-finite. Unbound, a non-finite value refuses the folder.
+     */
+    public static final ScopedValue<Consumer<String>> NON_FINITE_ALLOWED = ScopedValue.newInstance();
+
+    private ModelFolder(Path dir, LlamaConfig config, TensorSource source, Map<String, Tensor> weights, List<Tensor> owned,
+                        Map<String, Long> nonFinite) {
         this.dir = dir;
         this.config = config;
         this.source = source;
         this.weights = weights;
         this.owned = owned;
+        this.nonFinite = nonFinite;
     }
 
     /** Reads {@code dir/config.json}; an absent folder or file is a clear error. */
@@ -66,6 +83,10 @@ public final class ModelFolder implements AutoCloseable {
      * in place, never widened), vectors as F32.
      */
     public static ModelFolder open(Path dir, MemoryLedger ledger, Kernels kernels, DType dtype) {
+        return open(dir, ledger, kernels, dtype, true);
+    }
+
+    private static ModelFolder open(Path dir, MemoryLedger ledger, Kernels kernels, DType dtype, boolean scan) {
         if (dtype != null && dtype != DType.F32 && dtype != DType.BF16 && dtype != DType.F16)
             throw new IllegalArgumentException("weights are F32, BF16 or F16, not " + dtype);
         LlamaConfig config = readConfig(dir);
@@ -73,6 +94,7 @@ public final class ModelFolder implements AutoCloseable {
         List<Tensor> owned = new ArrayList<>();
         try {
             Map<String, Tensor> weights = new LinkedHashMap<>();
+            Map<String, Long> nonFinite = new LinkedHashMap<>();
             ParameterLayout layout = ParameterLayout.of(config, DType.F32);
             for (TensorSpec spec : layout.specs()) {
                 Tensor t = find(source, spec.name(), config).orElseThrow(() -> InputException.at(dir,
@@ -80,6 +102,8 @@ public final class ModelFolder implements AutoCloseable {
                 if (!t.shape().equals(spec.shape()))
                     throw InputException.at(source.fileOf(sourceName(source, spec.name(), config)), "tensor " + spec.name(),
                             "shape " + t.shape() + " does not match config.json, which implies " + spec.shape());
+                long bad = scan ? NonFinite.count(t.segment(), t.dtype(), t.elements()) : 0;
+                if (bad > 0) nonFinite.put(sourceName(source, spec.name(), config), bad);
                 DType want = t.shape().rank() < 2 || dtype == null && !isWeightType(t.dtype()) ? DType.F32
                         : dtype == null ? t.dtype() : dtype;
                 weights.put(spec.name(), convert(t, want, spec.name(), ledger, kernels, owned));
@@ -91,7 +115,8 @@ public final class ModelFolder implements AutoCloseable {
                     throw InputException.at(source.fileOf(name), "tensor " + name,
                             "unexpected tensor: config.json does not describe it (wrong config, or an architecture variant llamafit does not run)");
             }
-            return new ModelFolder(dir, config, source, weights, owned);
+            if (!nonFinite.isEmpty()) refuseOrWarn(source, nonFinite);
+            return new ModelFolder(dir, config, source, weights, owned, nonFinite);
         } catch (RuntimeException e) {
             owned.forEach(Tensor::close);
             source.close();
@@ -110,7 +135,22 @@ public final class ModelFolder implements AutoCloseable {
             if (weights.containsValue(t)) keep.add(t);
             else t.close();
         }
-        return new ModelFolder(dir, config, source, new LinkedHashMap<>(weights), keep);
+        return new ModelFolder(dir, config, source, new LinkedHashMap<>(weights), keep, nonFinite);
+    }
+
+    /** The first tensor with NaN/Inf named with its count (and how many more there are): thrown, or warned when allowed. */
+    private static void refuseOrWarn(TensorSource source, Map<String, Long> nonFinite) {
+        var first = nonFinite.entrySet().iterator().next();
+        int more = nonFinite.size() - 1;
+        String what = "tensor '" + first.getKey() + "' has " + first.getValue() + " non-finite values (NaN/Inf)"
+                + (more == 0 ? "" : ", and " + more + " more tensor" + (more == 1 ? "" : "s") + " have some");
+        if (NON_FINITE_ALLOWED.isBound()) {
+            NON_FINITE_ALLOWED.get().accept(source.fileOf(first.getKey()).getFileName() + ": " + what
+                    + "; loading anyway (--allow-non-finite): outputs may be NaN");
+            return;
+        }
+        throw InputException.at(source.fileOf(first.getKey()), what + ": the checkpoint is damaged or comes from a diverged "
+                + "run (llamafit inspect lists every such tensor); pass --allow-non-finite to load it anyway");
     }
 
     /** With tied embeddings a file may store either name (tinystories-656k stores only lm_head.weight). */
@@ -170,7 +210,7 @@ public final class ModelFolder implements AutoCloseable {
 
     /** The dtype the checkpoint in {@code dir} stores its matrices in, read from a mapping (nothing is converted). */
     public static DType storedDtype(Path dir, Kernels kernels) {
-        try (ModelFolder f = open(dir, new MemoryLedger(), kernels, null)) {
+        try (ModelFolder f = open(dir, new MemoryLedger(), kernels, null, false)) {
             return f.storedDtype();
         }
     }
@@ -180,6 +220,9 @@ public final class ModelFolder implements AutoCloseable {
     public LlamaConfig config() { return config; }
 
     public TensorSource source() { return source; }
+
+    /** NaN/Inf counts of the tensors that hold any, by stored name (empty when clean; only seen when allowed). */
+    public Map<String, Long> nonFinite() { return java.util.Collections.unmodifiableMap(nonFinite); }
 
     /** Parameter tensors by Hugging Face name (tied: no lm_head entry): matrices in the dtype opened with, vectors F32. */
     public Map<String, Tensor> weights() { return weights; }

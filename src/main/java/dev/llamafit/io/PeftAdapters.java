@@ -209,15 +209,15 @@ public final class PeftAdapters {
     /** The LoraConfig of a PEFT adapter_config.json object; {@code file} is for messages. */
     public static AdapterConfig parseConfig(JsonNode root, Path file, LlamaConfig base) {
         if (!root.isObject()) throw InputException.at(file, "expected a JSON object");
-        String type = root.path("peft_type").asText("");
+        String type = JsonFields.optionalString(root, "peft_type", "", file, "");
         if (!type.equals("LORA"))
             throw InputException.at(file, "peft_type", type.isEmpty() ? "missing peft_type (expected \"LORA\")"
                     : "peft_type \"" + type + "\" is not supported: llamafit reads LoRA adapters (\"LORA\")");
-        String task = root.path("task_type").asText("CAUSAL_LM");
-        if (!root.path("task_type").isNull() && !task.equals("CAUSAL_LM"))
+        String task = JsonFields.optionalString(root, "task_type", "CAUSAL_LM", file, "");
+        if (!task.equals("CAUSAL_LM"))
             throw InputException.at(file, "task_type", "task_type \"" + task + "\" is not supported (expected \"CAUSAL_LM\": "
                     + "the adapter's keys are laid out for a causal language model)");
-        String bias = root.path("bias").asText("none");
+        String bias = JsonFields.optionalString(root, "bias", "none", file, "");
         if (!bias.equals("none"))
             throw InputException.at(file, "bias", "bias \"" + bias + "\" is not supported: llamafit's LoRA trains and merges "
                     + "no biases (PEFT bias=\"none\")");
@@ -230,21 +230,25 @@ public final class PeftAdapters {
         unsupportedUnlessEmpty(root, file, "target_parameters", "LoRA on parameters");
         unsupportedUnlessEmpty(root, file, "trainable_token_indices", "trainable tokens");
         for (String flag : List.of("use_dora", "lora_bias", "fan_in_fan_out", "use_qalora"))
-            if (root.path(flag).asBoolean(false))
+            if (JsonFields.optionalBoolean(root, flag, false, file, ""))
                 throw InputException.at(file, flag, flag + " = true is not supported (llamafit reads plain LoRA: "
                         + "W + scale·B·A with W stored [out, in])");
         JsonNode r = root.get("r");
         if (r == null || !r.isIntegralNumber() || !r.canConvertToInt())
             throw InputException.at(file, "r", "field 'r' must be an integer rank, got " + r);
         JsonNode alpha = root.path("lora_alpha");
-        if (!alpha.isMissingNode() && !alpha.isNumber())
+        if (!alpha.isMissingNode() && !alpha.isNull() && !alpha.isNumber())
             throw InputException.at(file, "lora_alpha", "field 'lora_alpha' must be a number, got " + alpha);
         JsonNode dropout = root.path("lora_dropout");
+        if (!dropout.isMissingNode() && !dropout.isNull() && !dropout.isNumber())
+            throw InputException.at(file, "lora_dropout", "field 'lora_dropout' must be a number, got " + dropout);
+        boolean rslora = JsonFields.optionalBoolean(root, "use_rslora", false, file, "");
+        String baseName = JsonFields.optionalString(root, "base_model_name_or_path", "", file, "");
         List<String> targets = resolveTargets(root.get("target_modules"), file, base);
         try {
-            LoraConfig cfg = new LoraConfig(r.asInt(), alpha.asDouble(8), dropout.isNumber() ? dropout.asDouble() : 0,
-                    targets, root.path("use_rslora").asBoolean(false));
-            return new AdapterConfig(cfg, root.path("base_model_name_or_path").asText(""));
+            LoraConfig cfg = new LoraConfig(r.asInt(), alpha.isNumber() ? alpha.asDouble() : 8, dropout.isNumber() ? dropout.asDouble() : 0,
+                    targets, rslora);
+            return new AdapterConfig(cfg, baseName);
         } catch (IllegalArgumentException e) {
             throw InputException.at(file, e.getMessage().replace("--lora-r", "r").replace("--lora-alpha", "lora_alpha")
                     .replace("--lora-dropout", "lora_dropout"));

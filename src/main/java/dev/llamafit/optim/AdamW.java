@@ -2,6 +2,7 @@
 package dev.llamafit.optim;
 
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 
 import dev.llamafit.kernels.KernelBackends;
@@ -39,6 +40,21 @@ public final class AdamW extends StoredStateOptimizer {
     private static final List<String> KINDS = List.of("exp_avg", "exp_avg_sq");
 
     private final Config config;
+
+    /** A second moment is a mean of squares: a negative one is damage, and its square root would be NaN. */
+    @Override
+    void checkValues(Map<String, Tensor> state) {
+        for (Map.Entry<String, Tensor> e : state.entrySet()) {
+            if (!e.getKey().startsWith("exp_avg_sq/") || e.getValue().dtype() != dev.llamafit.tensor.DType.F32) continue;
+            long negative = 0;
+            var seg = e.getValue().segment();
+            for (long i = 0, n = e.getValue().elements(); i < n; i++)
+                if (seg.getAtIndex(Tensor.F32_LE, i) < 0) negative++;
+            if (negative > 0)
+                throw new IllegalArgumentException("optimizer state entry " + e.getKey() + " has " + negative
+                        + " negative values (a second moment is never negative)");
+        }
+    }
 
     public AdamW(Config config, MemoryLedger ledger) {
         super(ledger, KINDS);

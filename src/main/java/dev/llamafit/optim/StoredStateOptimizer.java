@@ -35,6 +35,7 @@ abstract sealed class StoredStateOptimizer implements Optimizer permits AdamW, S
     @Override
     public final void loadState(Map<String, Tensor> state, long steps) {
         if (steps < 0) throw new IllegalArgumentException("optimizer steps must be >= 0, got " + steps);
+        checkValues(state);
         store.load(state);
         this.steps = steps;
     }
@@ -44,6 +45,9 @@ abstract sealed class StoredStateOptimizer implements Optimizer permits AdamW, S
         loadState(state, steps);
         store.checkParams(params, steps);
     }
+
+    /** Refuses state values this optimizer can never hold (a loaded checkpoint's): none by default. */
+    void checkValues(Map<String, Tensor> state) {}
 
     @Override
     public final long stateBytes(List<Param> params) { return store.bytesFor(params); }

@@ -22,7 +22,10 @@ import dev.llamafit.io.InputException;
 import dev.llamafit.io.Json;
 import dev.llamafit.io.OutputFolder;
 import dev.llamafit.io.OutputWriteException;
+import dev.llamafit.io.safetensors.NonFinite;
+import dev.llamafit.io.safetensors.SafetensorsFile;
 import dev.llamafit.io.safetensors.SafetensorsWriter;
+import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.tensor.Tensor;
 
 /**
@@ -48,6 +51,28 @@ public final class Checkpoints {
     private static final long HALT_IN_CHECKPOINT = Long.getLong("llamafit.test.haltInCheckpoint", -1);
 
     private Checkpoints() {}
+
+    /**
+     * Opens a checkpoint's safetensors file ({@link #MODEL} or {@link #OPTIMIZER}) and checks every tensor for NaN/Inf,
+     * as a base model is checked on load: a run never writes a non-finite checkpoint (it stops on a NaN loss first),
+     * so one that holds them is damaged, and resuming from it would train on garbage (exit 2 naming the tensor).
+     */
+    static SafetensorsFile openFinite(Path file, MemoryLedger ledger) {
+        SafetensorsFile f = SafetensorsFile.open(file, ledger);
+        try {
+            for (String name : f.names()) {
+                var t = f.find(name).orElseThrow();
+                long bad = NonFinite.count(t.segment(), t.dtype(), t.elements());
+                if (bad > 0)
+                    throw InputException.at(file, "tensor " + name, "has " + bad + " non-finite values (NaN/Inf): the checkpoint is"
+                            + " damaged; resume from an earlier one");
+            }
+            return f;
+        } catch (RuntimeException e) {
+            f.close();
+            throw e;
+        }
+    }
 
     /** Saves a checkpoint for {@code step}; returns its folder. */
     public static Path save(Path runDir, long step, List<Tensor> weights, List<Tensor> optimizerState,

@@ -13,6 +13,7 @@ import dev.llamafit.io.HfFolderWriter;
 import dev.llamafit.io.InputException;
 import dev.llamafit.io.ModelFolder;
 import dev.llamafit.io.PeftAdapters;
+import dev.llamafit.io.safetensors.NonFinite;
 import dev.llamafit.io.safetensors.SafetensorsFile;
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.memory.Category;
@@ -87,6 +88,20 @@ final class TrainableModel implements AutoCloseable {
     /** Trainable tensors in checkpoint order. */
     List<Tensor> trainable() { return params.stream().map(Param::value).toList(); }
 
+    /**
+     * Stops the run before {@code what} is written if an update made a trainable tensor NaN/Inf. The loss is checked
+     * every step, but a save comes after an update that no loss has seen yet: a run that diverges there (a damaged
+     * but finite value resumed from a checkpoint, say) must not leave a checkpoint or final/ that holds NaN.
+     */
+    void requireFinite(String what) {
+        for (Tensor t : trainable()) {
+            long bad = NonFinite.count(t.segment(), t.dtype(), t.elements());
+            if (bad > 0)
+                throw new RunFailure("the last update made " + t.name() + " non-finite (" + bad + " NaN/Inf values): the run diverged,"
+                        + " so " + what + " was not written; " + Checkpoints.intactNote(o.output()) + " (lower --lr)");
+        }
+    }
+
     private List<Param> params() {
         List<Param> out = new ArrayList<>();
         if (lora()) {
@@ -108,7 +123,7 @@ final class TrainableModel implements AutoCloseable {
             if (o.adapter() != null) loadAdapterFolder();
             return;
         }
-        try (SafetensorsFile f = SafetensorsFile.open(checkpoint.resolve(Checkpoints.MODEL), ledger)) {
+        try (SafetensorsFile f = Checkpoints.openFinite(checkpoint.resolve(Checkpoints.MODEL), ledger)) {
             Map<String, Tensor> saved = new LinkedHashMap<>();
             for (String name : f.names()) saved.put(name, f.find(name).orElseThrow());
             step.loadAdapter(saved);
@@ -135,6 +150,7 @@ final class TrainableModel implements AutoCloseable {
      * else the full model as a Hugging Face folder. Returns its folder.
      */
     Path writeFinal() throws IOException {
+        requireFinite("final/");
         if (lora()) {
             Path dir = o.output().resolve("adapter");
             PeftAdapters.write(dir, o.lora(), step.adapterWeights(), o.model().toString());
@@ -171,7 +187,7 @@ final class TrainableModel implements AutoCloseable {
     private static Map<String, Tensor> loadWeights(TrainOptions o, LlamaConfig config, Path checkpoint, Kernels kernels, MemoryLedger ledger) {
         Map<String, Tensor> out = new LinkedHashMap<>();
         try (ModelFolder base = checkpoint == null ? ModelFolder.open(o.model(), ledger, kernels) : null;
-             SafetensorsFile ck = checkpoint == null ? null : SafetensorsFile.open(checkpoint.resolve(Checkpoints.MODEL), ledger)) {
+             SafetensorsFile ck = checkpoint == null ? null : Checkpoints.openFinite(checkpoint.resolve(Checkpoints.MODEL), ledger)) {
             for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) {
                 Tensor src = base != null ? base.weights().get(spec.name())
                         : ck.find(spec.name()).orElseThrow(() -> InputException.at(checkpoint.resolve(Checkpoints.MODEL),

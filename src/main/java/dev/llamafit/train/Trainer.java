@@ -127,10 +127,14 @@ public final class Trainer {
     private void restore(Path checkpoint, TrainerState state, TrainableModel model, Optimizer optimizer, Batches batches,
                          long totalSteps) {
         model.step.setDropoutCalls(state.dropoutCalls());
-        try (SafetensorsFile f = SafetensorsFile.open(checkpoint.resolve(Checkpoints.OPTIMIZER), ledger)) {
+        try (SafetensorsFile f = Checkpoints.openFinite(checkpoint.resolve(Checkpoints.OPTIMIZER), ledger)) {
             Map<String, Tensor> saved = new LinkedHashMap<>();
             for (String name : f.names()) saved.put(name, f.find(name).orElseThrow());
-            optimizer.loadState(saved, state.optimizerSteps());
+            try {
+                optimizer.loadState(saved, state.optimizerSteps());
+            } catch (IllegalArgumentException e) { // names, shapes, dtypes and values the optimizer cannot hold
+                throw InputException.at(f.file(), e.getMessage());
+            }
         }
         if (state.data().batch() >= batches.batchesPerEpoch())
             throw InputException.at(checkpoint.resolve(Checkpoints.STATE), "'data_batch' = " + state.data().batch()

@@ -123,6 +123,7 @@ final class TrainingLoop {
     private void save(long done) throws IOException {
         TrainerState state = new TrainerState(done, optimizer.steps(), batches.position(), settings.seed(), data.totalSteps(),
                 model.step.dropoutCalls(), identity, model.checkpointExtras());
+        model.requireFinite("the checkpoint of step " + done);
         Checkpoints.save(settings.output(), done, model.trainable(), new ArrayList<>(optimizer.state().values()), state.toJson());
         metrics.plot();
     }

@@ -48,7 +48,9 @@ import dev.llamafit.memory.ProcessMemory;
  *
  * <p>Cases marked {@code known:BRANCH} in regressions.txt are skipped (reported as such) until the fix on that branch
  * is merged; then the marker is replaced by {@code fixed}. Cases marked {@code fixed:2} must exit 2 (findings that
- * exited 0 by accepting garbage). A seed's meaning is {@link Mutator}'s code: changing a mutation changes what old
+ * exited 0 by accepting garbage). Cases marked {@code diverges} hold damaged values that are finite and pass every
+ * load check (a huge optimizer moment, say): resuming from them makes the run diverge, and a diverging run is a run
+ * failure, so they must exit 1 with "failed:" saying so (never an internal error, never a silent exit 0). A seed's meaning is {@link Mutator}'s code: changing a mutation changes what old
  * seeds do, so each regression line also says, in words, what its input was.
  */
 @Tag("fuzz")
@@ -105,7 +107,7 @@ class FuzzTest {
         return DynamicTest.dynamicTest(reader.id() + ":" + seed, () -> {
             if (known != null && known.known())
                 Assumptions.abort(known.status() + " (fixed on that branch, not here): " + known.description());
-            runCase(reader, seed, known != null && known.status().equals("fixed:2"));
+            runCase(reader, seed, known == null ? "fixed" : known.status());
         });
     }
 
@@ -114,19 +116,19 @@ class FuzzTest {
         return fixtures;
     }
 
-    static void runCase(Reader reader, long seed, boolean mustRefuse) throws Exception {
+    static void runCase(Reader reader, long seed, String status) throws Exception {
         Fixtures fx = fixtures();
         Path dir = Files.createDirectories(root.resolve(reader.id() + "-" + seed));
         try {
             Reader.Case c = reader.prepare(dir, new Mutator(seed), fx);
             String what = reader.id() + ":" + seed + " [" + c.mutation() + "] llamafit " + String.join(" ", c.args());
-            check(c, what, mustRefuse);
+            check(c, what, status);
         } finally {
             deleteTree(dir);
         }
     }
 
-    private static void check(Reader.Case c, String what, boolean mustRefuse) throws Exception {
+    private static void check(Reader.Case c, String what, String status) throws Exception {
         StringWriter out = new StringWriter(), err = new StringWriter();
         resetPeakRss();
         long rssBefore = ProcessMemory.rssBytes().orElse(0);
@@ -151,8 +153,13 @@ class FuzzTest {
         if (Boolean.getBoolean("llamafit.fuzz.verbose"))
             System.out.printf("fuzz %s exit %d %.2fs%n    %s%n", what, code, secs, error.lines().reduce((a, b) -> b).orElse(""));
         if (error.contains("internal error")) fail("internal error: " + what + "\n  " + error);
+        if (status.equals("diverges")) {
+            if (code != 1 || !error.contains("llamafit: failed:") || !(error.contains("diverged") || error.contains("became NaN")))
+                fail("exit " + code + ", but this regression case must stop as a diverging run (exit 1, failed: ...): " + what + "\n  " + error);
+            return;
+        }
         if (code != 0 && code != 2) fail("exit " + code + ": " + what + "\n  " + error);
-        if (mustRefuse && code != 2) fail("exit " + code + ", but this regression case must be refused with exit 2: " + what);
+        if (status.equals("fixed:2") && code != 2) fail("exit " + code + ", but this regression case must be refused with exit 2: " + what);
         if (code == 2) {
             String line = error.lines().filter(l -> l.startsWith("llamafit: error:")).findFirst().orElse(error);
             if (!namesFile(line, c.file()))
@@ -198,8 +205,8 @@ class FuzzTest {
                 String s = line.strip();
                 if (s.isEmpty() || s.startsWith("#")) continue;
                 String[] p = s.split("\\s+", 4);
-                if (p.length < 4 || !(p[2].equals("fixed") || p[2].equals("fixed:2") || p[2].startsWith("known:")))
-                    throw new IllegalStateException(REGRESSIONS + ":" + n + ": expected 'READER SEED fixed|fixed:2|known:BRANCH DESCRIPTION'");
+                if (p.length < 4 || !(p[2].equals("fixed") || p[2].equals("fixed:2") || p[2].equals("diverges") || p[2].startsWith("known:")))
+                    throw new IllegalStateException(REGRESSIONS + ":" + n + ": expected 'READER SEED fixed|fixed:2|diverges|known:BRANCH DESCRIPTION'");
                 Regression g = new Regression(Reader.byId(p[0]), Long.parseLong(p[1]), p[2], p[3]);
                 out.put(p[0] + ":" + p[1], g);
             }

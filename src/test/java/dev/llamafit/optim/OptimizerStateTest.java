@@ -152,6 +152,13 @@ class OptimizerStateTest {
 
                 expect("matches no parameter", () -> other.loadState(good, 1, ps.subList(0, 2)));
                 expect("steps must be >= 0", () -> other.loadState(good, -1));
+
+                Map<String, Tensor> negative = new LinkedHashMap<>(good);
+                Tensor v = Tensor.allocate(ledger, Category.WORKSPACE, "v", DType.F32, good.get("exp_avg_sq/w1").shape());
+                v.segment().setAtIndex(Tensor.F32_LE, 3, -1e-9f);
+                negative.put("exp_avg_sq/w1", v);
+                expect("exp_avg_sq/w1 has 1 negative values", () -> other.loadState(negative, 1));
+                v.close();
                 wrong.close();
                 wrong2.close();
             }

@@ -3,6 +3,7 @@ package dev.llamafit.io.tokenizer;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.llamafit.io.InputException;
+import dev.llamafit.io.JsonFields;
 
 import java.nio.file.Path;
 import java.text.Normalizer.Form;
@@ -70,7 +71,7 @@ final class HfComponents {
         return switch (type) {
             case "Sequence" -> {
                 List<Normalizer> steps = new ArrayList<>();
-                JsonNode list = node.path("normalizers");
+                JsonNode list = JsonFields.optionalArray(node, "normalizers", file, where);
                 for (int i = 0; i < list.size(); i++) steps.add(normalizer(file, list.get(i), where + ".normalizers[" + i + "]"));
                 yield new Sequence(steps);
             }
@@ -202,15 +203,16 @@ final class HfComponents {
         return switch (type) {
             case "Sequence" -> {
                 List<PreTokenizer> steps = new ArrayList<>();
-                JsonNode list = node.path("pretokenizers");
+                JsonNode list = JsonFields.optionalArray(node, "pretokenizers", file, where);
                 for (int i = 0; i < list.size(); i++) steps.add(preTokenizer(file, list.get(i), where + ".pretokenizers[" + i + "]"));
                 yield new PreSequence(steps);
             }
             case "Metaspace" -> new Metaspace(replacement(file, node, where), prependScheme(file, node, where),
-                    node.path("split").asBoolean(true));
-            case "ByteLevel" -> new ByteLevel(node.path("add_prefix_space").asBoolean(true), node.path("use_regex").asBoolean(true));
+                    JsonFields.optionalBoolean(node, "split", true, file, where));
+            case "ByteLevel" -> new ByteLevel(JsonFields.optionalBoolean(node, "add_prefix_space", true, file, where),
+                    JsonFields.optionalBoolean(node, "use_regex", true, file, where));
             case "Split" -> {
-                String behavior = node.path("behavior").asText("Isolated");
+                String behavior = JsonFields.optionalString(node, "behavior", "Isolated", file, where);
                 Behavior b = switch (behavior) {
                     case "Isolated" -> Behavior.ISOLATED;
                     case "Removed" -> Behavior.REMOVED;
@@ -218,22 +220,22 @@ final class HfComponents {
                     case "MergedWithNext" -> Behavior.MERGED_WITH_NEXT;
                     default -> throw unsupported(file, where + ".behavior", "Split behavior", behavior);
                 };
-                yield new Split(pattern(file, node.path("pattern"), where), b, node.path("invert").asBoolean(false));
+                yield new Split(pattern(file, node.path("pattern"), where), b, JsonFields.optionalBoolean(node, "invert", false, file, where));
             }
             default -> throw unsupported(file, where, "pre_tokenizer", type);
         };
     }
 
     static char replacement(Path file, JsonNode node, String where) {
-        String r = node.path("replacement").asText("\u2581");
+        String r = JsonFields.optionalString(node, "replacement", "\u2581", file, where);
         if (r.length() != 1) throw InputException.at(file, where + ".replacement", "expected one character, got \"" + r + "\"");
         return r.charAt(0);
     }
 
     /** "prepend_scheme" (tokenizers >= 0.14) or the older boolean "add_prefix_space". */
     static PrependScheme prependScheme(Path file, JsonNode node, String where) {
-        if (node.has("prepend_scheme")) {
-            String s = node.get("prepend_scheme").asText();
+        if (JsonFields.value(node, "prepend_scheme") != null) {
+            String s = JsonFields.optionalString(node, "prepend_scheme", null, file, where);
             return switch (s) {
                 case "always" -> PrependScheme.ALWAYS;
                 case "first" -> PrependScheme.FIRST;
@@ -241,16 +243,16 @@ final class HfComponents {
                 default -> throw unsupported(file, where + ".prepend_scheme", "Metaspace prepend_scheme", s);
             };
         }
-        return node.path("add_prefix_space").asBoolean(true) ? PrependScheme.ALWAYS : PrependScheme.NEVER;
+        return JsonFields.optionalBoolean(node, "add_prefix_space", true, file, where) ? PrependScheme.ALWAYS : PrependScheme.NEVER;
     }
 
     // ---- shared helpers ---------------------------------------------------------------------------------
 
     /** {"String": "..."} is a literal; {"Regex": "..."} a regex (Oniguruma syntax, which Java's covers here). */
     static Pattern pattern(Path file, JsonNode node, String where) {
-        if (node.has("String")) return Pattern.compile(Pattern.quote(node.get("String").asText()));
+        if (node.has("String")) return Pattern.compile(Pattern.quote(JsonFields.optionalString(node, "String", "", file, where + ".pattern")));
         if (node.has("Regex")) {
-            String regex = node.get("Regex").asText();
+            String regex = JsonFields.optionalString(node, "Regex", "", file, where + ".pattern");
             try {
                 // Oniguruma's \s and \d are Unicode-aware; Java's are ASCII unless asked.
                 return Pattern.compile(regex, Pattern.UNICODE_CHARACTER_CLASS);
@@ -262,6 +264,7 @@ final class HfComponents {
     }
 
     static String type(Path file, JsonNode node, String where) {
+        if (!node.isObject()) throw InputException.at(file, "field '" + where + "' must be an object, got " + node);
         JsonNode type = node.get("type");
         if (type == null || !type.isTextual()) throw InputException.at(file, where, "missing \"type\"");
         return type.asText();

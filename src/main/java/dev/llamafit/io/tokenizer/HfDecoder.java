@@ -46,7 +46,7 @@ final class HfDecoder {
         String type = HfComponents.type(file, node, where);
         switch (type) {
             case "Sequence" -> {
-                JsonNode list = node.path("decoders");
+                JsonNode list = dev.llamafit.io.JsonFields.optionalArray(node, "decoders", file, where);
                 for (int i = 0; i < list.size(); i++) add(file, list.get(i), where + ".decoders[" + i + "]", steps);
             }
             case "Replace" -> steps.add(new ReplaceStep(HfComponents.pattern(file, node.path("pattern"), where),
@@ -55,7 +55,8 @@ final class HfDecoder {
             case "Fuse" -> steps.add(new FuseStep());
             case "Strip" -> {
                 String content = HfComponents.text(file, node, "content", where);
-                int start = node.path("start").asInt(0), stop = node.path("stop").asInt(0);
+                int start = dev.llamafit.io.JsonFields.optionalInt(node, "start", 0, 0, Integer.MAX_VALUE, file, where);
+                int stop = dev.llamafit.io.JsonFields.optionalInt(node, "stop", 0, 0, Integer.MAX_VALUE, file, where);
                 boolean fused = steps.stream().anyMatch(s -> s instanceof FuseStep);
                 if (content.length() != 1 || (fused && stop != 0)) {
                     throw InputException.at(file, where, "decoder Strip with content \"" + content + "\", stop " + stop

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.llamafit.io.InputException;
+import dev.llamafit.io.JsonFields;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -52,18 +53,18 @@ public final class HfTokenizer extends ByteDecoding {
     private final ConcurrentHashMap<String, int[]> cache = new ConcurrentHashMap<>();
 
     private HfTokenizer(Path file, JsonNode root) {
-        JsonNode model = root.path("model");
-        String type = model.path("type").asText(model.has("merges") ? "BPE" : "");
+        JsonNode model = JsonFields.optionalObject(root, "model", file, "");
+        if (model == null) throw InputException.at(file, "model", "missing \"model\" (a Hugging Face tokenizer.json has one)");
+        String type = JsonFields.optionalString(model, "type", model.has("merges") ? "BPE" : "", file, "model");
         if (!type.equals("BPE")) throw HfComponents.unsupported(file, "model.type", "model", type.isEmpty() ? "(none)" : type);
         for (String field : new String[] {"continuing_subword_prefix", "end_of_word_suffix"}) {
-            JsonNode v = model.path(field);
-            if (!v.isMissingNode() && !v.isNull() && !v.asText().isEmpty()) {
+            if (!JsonFields.optionalString(model, field, "", file, "model").isEmpty()) {
                 throw InputException.at(file, "model." + field, "BPE option " + field + " is not supported");
             }
         }
-        byteFallback = model.path("byte_fallback").asBoolean(false);
-        fuseUnk = model.path("fuse_unk").asBoolean(false);
-        ignoreMerges = model.path("ignore_merges").asBoolean(false);
+        byteFallback = JsonFields.optionalBoolean(model, "byte_fallback", false, file, "model");
+        fuseUnk = JsonFields.optionalBoolean(model, "fuse_unk", false, file, "model");
+        ignoreMerges = JsonFields.optionalBoolean(model, "ignore_merges", false, file, "model");
 
         vocab = new HashMap<>();
         int maxId = -1;
@@ -75,13 +76,17 @@ public final class HfTokenizer extends ByteDecoding {
             vocab.put(e.getKey(), id);
             maxId = Math.max(maxId, id);
         }
-        JsonNode added = root.path("added_tokens");
+        JsonNode added = JsonFields.optionalArray(root, "added_tokens", file, "");
         List<Integer> specialIds = new ArrayList<>();
         List<JsonNode> addedList = new ArrayList<>();
         for (int i = 0; i < added.size(); i++) {
             JsonNode t = added.get(i);
-            int id = checkedId(file, t.path("id"), "added_tokens[" + i + "].id");
-            String content = HfComponents.text(file, t, "content", "added_tokens[" + i + "]");
+            String where = "added_tokens[" + i + "]";
+            if (!t.isObject()) throw InputException.at(file, "field '" + where + "' must be an object, got " + t);
+            int id = checkedId(file, t.path("id"), where + ".id");
+            String content = HfComponents.text(file, t, "content", where);
+            for (String flag : new String[] {"special", "normalized", "lstrip", "rstrip", "single_word"})
+                JsonFields.optionalBoolean(t, flag, false, file, where);
             vocab.put(content, id);
             if (t.path("special").asBoolean(false)) specialIds.add(id);
             addedList.add(t);
@@ -95,10 +100,10 @@ public final class HfTokenizer extends ByteDecoding {
         Arrays.fill(byteIds, -1);
         for (int b = 0; b < 256; b++) byteIds[b] = vocab.getOrDefault(String.format("<0x%02X>", b), -1);
 
-        JsonNode unk = model.path("unk_token");
-        if (unk.isTextual()) {
-            Integer id = vocab.get(unk.asText());
-            if (id == null) throw InputException.at(file, "model.unk_token", "unk_token \"" + unk.asText() + "\" is not in the vocabulary");
+        String unk = JsonFields.optionalString(model, "unk_token", null, file, "model");
+        if (unk != null) {
+            Integer id = vocab.get(unk);
+            if (id == null) throw InputException.at(file, "model.unk_token", "unk_token \"" + unk + "\" is not in the vocabulary");
             unkId = id;
         } else {
             unkId = -1;
@@ -113,7 +118,7 @@ public final class HfTokenizer extends ByteDecoding {
         for (JsonNode t : addedList) (normalizer != null && t.path("normalized").asBoolean(!t.path("special").asBoolean(false)) ? normalized : raw).add(t);
         rawAdded = AddedTokens.of(raw, null);
         normalizedAdded = AddedTokens.of(normalized, normalizer);
-        bosId = templateBos(root.path("post_processor"));
+        bosId = templateBos(file, root.path("post_processor"), "post_processor");
         tokenBytes = new byte[pieces.length][];
         for (int id = 0; id < pieces.length; id++) tokenBytes[id] = decoder.bytes(pieces[id], false);
     }
@@ -140,15 +145,13 @@ public final class HfTokenizer extends ByteDecoding {
     }
 
     private static int checkedId(Path file, JsonNode node, String where) {
-        if (!node.canConvertToInt() || node.asInt() < 0 || node.asInt() >= 1 << 24) {
-            throw InputException.at(file, where, "expected a token id in [0, 16777216), got " + node);
-        }
-        return node.asInt();
+        if (node.isMissingNode()) throw InputException.at(file, "field '" + where + "' is missing (a token id)");
+        return JsonFields.intIn(node, 0, (1 << 24) - 1, file, where);
     }
 
     /** Merges are "left right" strings (older files) or [left, right] pairs; the rank is the index. */
     private MergeTable readMerges(Path file, JsonNode list) {
-        if (!list.isArray()) throw InputException.at(file, "model.merges", "expected an array");
+        if (!list.isArray()) throw InputException.at(file, "field 'model.merges' must be an array, got " + list);
         MergeTable table = new MergeTable(list.size());
         for (int rank = 0; rank < list.size(); rank++) {
             JsonNode m = list.get(rank);
@@ -159,7 +162,7 @@ public final class HfTokenizer extends ByteDecoding {
                 if (space < 0) throw InputException.at(file, "model.merges[" + rank + "]", "expected \"left right\", got \"" + s + "\"");
                 left = s.substring(0, space);
                 right = s.substring(space + 1);
-            } else if (m.isArray() && m.size() == 2) {
+            } else if (m.isArray() && m.size() == 2 && m.get(0).isTextual() && m.get(1).isTextual()) {
                 left = m.get(0).asText();
                 right = m.get(1).asText();
             } else {
@@ -224,21 +227,25 @@ public final class HfTokenizer extends ByteDecoding {
     }
 
     /** The BOS of a TemplateProcessing post-processor (maybe inside a Sequence) whose "single" starts with one. */
-    private int templateBos(JsonNode pp) {
+    private int templateBos(Path file, JsonNode pp, String where) {
         if (pp == null || pp.isNull() || pp.isMissingNode()) return -1;
-        if ("Sequence".equals(pp.path("type").asText())) {
-            for (JsonNode p : pp.path("processors")) {
-                int id = templateBos(p);
+        if (!pp.isObject()) throw InputException.at(file, "field '" + where + "' must be an object, got " + pp);
+        String type = JsonFields.optionalString(pp, "type", "", file, where);
+        if (type.equals("Sequence")) {
+            JsonNode list = JsonFields.optionalArray(pp, "processors", file, where);
+            for (int i = 0; i < list.size(); i++) {
+                int id = templateBos(file, list.get(i), where + ".processors[" + i + "]");
                 if (id >= 0) return id;
             }
             return -1;
         }
-        if (!"TemplateProcessing".equals(pp.path("type").asText())) return -1;
+        if (!type.equals("TemplateProcessing")) return -1;
         JsonNode first = pp.path("single").path(0).path("SpecialToken");
         if (first.isMissingNode()) return -1;
-        String name = first.path("id").asText();
+        String name = JsonFields.optionalString(first, "id", "", file, where + ".single[0].SpecialToken");
         JsonNode ids = pp.path("special_tokens").path(name).path("ids");
-        if (ids.isArray() && ids.size() == 1 && ids.get(0).canConvertToInt()) return ids.get(0).asInt();
+        if (ids.isArray() && ids.size() == 1)
+            return checkedId(file, ids.get(0), where + ".special_tokens[\"" + name + "\"].ids[0]");
         return vocab.getOrDefault(name, -1);
     }
 

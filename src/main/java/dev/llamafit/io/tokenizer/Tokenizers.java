@@ -5,11 +5,14 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.llamafit.io.InputException;
+import dev.llamafit.io.JsonFields;
 
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.LinkedHashSet;
+import java.util.List;
 import java.util.OptionalInt;
 import java.util.Set;
 
@@ -19,6 +22,10 @@ import java.util.Set;
  * in order: {@code tokenizer_config.json} (bos_token / eos_token as a string or {"content": ...},
  * add_bos_token), {@code special_tokens_map.json}, then {@code config.json} / {@code generation_config.json}
  * (bos_token_id, eos_token_id as a number or a list), then what the tokenizer file itself says.
+ *
+ * <p>Every field read is type-checked ({@link JsonFields}), and when the folder's config.json gives a vocab_size,
+ * every token id (the tokenizer's vocabulary, added tokens, special-token ids in the config files) must lie below
+ * it: an id the model has no embedding row for would otherwise fail later, far from the file that holds it.
  */
 public final class Tokenizers {
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -29,40 +36,58 @@ public final class Tokenizers {
     public static Tokenizer load(Path modelDir) {
         if (!Files.isDirectory(modelDir)) throw InputException.at(modelDir, "model folder not found");
         Tokenizer base;
-        if (Files.exists(modelDir.resolve("tokenizer.json"))) base = HfTokenizer.load(modelDir.resolve("tokenizer.json"));
-        else if (Files.exists(modelDir.resolve("tokenizer.model"))) base = SentencePieceTokenizer.load(modelDir.resolve("tokenizer.model"));
-        else if (Files.exists(modelDir.resolve("tokenizer.bin"))) base = SentencePieceTokenizer.loadLlama2c(modelDir.resolve("tokenizer.bin"), 0);
+        Path file;
+        if (Files.exists(file = modelDir.resolve("tokenizer.json"))) base = HfTokenizer.load(file);
+        else if (Files.exists(file = modelDir.resolve("tokenizer.model"))) base = SentencePieceTokenizer.load(file);
+        else if (Files.exists(file = modelDir.resolve("tokenizer.bin"))) base = SentencePieceTokenizer.loadLlama2c(file, 0);
         else throw new InputException("no tokenizer in " + modelDir + ": expected tokenizer.json, tokenizer.model or tokenizer.bin");
 
-        JsonNode tokenizerConfig = readJson(modelDir.resolve("tokenizer_config.json"));
-        JsonNode specialMap = readJson(modelDir.resolve("special_tokens_map.json"));
-        JsonNode config = readJson(modelDir.resolve("config.json"));
-        JsonNode generation = readJson(modelDir.resolve("generation_config.json"));
+        Path tokenizerConfigFile = modelDir.resolve("tokenizer_config.json"), specialMapFile = modelDir.resolve("special_tokens_map.json");
+        Path configFile = modelDir.resolve("config.json"), generationFile = modelDir.resolve("generation_config.json");
+        JsonNode tokenizerConfig = readJson(tokenizerConfigFile);
+        JsonNode specialMap = readJson(specialMapFile);
+        JsonNode config = readJson(configFile);
+        JsonNode generation = readJson(generationFile);
 
-        int bos = tokenByName(base, tokenizerConfig, "bos_token");
-        if (bos < 0) bos = tokenByName(base, specialMap, "bos_token");
-        if (bos < 0) bos = firstId(base, generation, "bos_token_id");
-        if (bos < 0) bos = firstId(base, config, "bos_token_id");
+        // The model's vocabulary bounds every id; without a config.json (a tokenizer-only folder) the tokenizer's own does.
+        int modelVocab = modelVocab(config);
+        if (modelVocab > 0 && base.vocabSize() > modelVocab) {
+            int id = base.vocabSize() - 1;
+            throw InputException.at(file, "token id " + id + " (\"" + base.piece(id) + "\") is beyond the model's vocabulary: "
+                    + "config.json has vocab_size " + modelVocab + " (ids 0.." + (modelVocab - 1) + "); this tokenizer does not belong to this model");
+        }
+        Ids ids = new Ids(base, modelVocab);
+        checkTokenizerConfig(tokenizerConfig, tokenizerConfigFile, ids);
+        checkTokenizerConfig(specialMap, specialMapFile, ids);
+        ids.check(generation, generationFile, "pad_token_id");
+        ids.check(config, configFile, "pad_token_id");
+
+        int bos = tokenByName(base, tokenizerConfig, tokenizerConfigFile, "bos_token");
+        if (bos < 0) bos = tokenByName(base, specialMap, specialMapFile, "bos_token");
+        if (bos < 0) bos = ids.first(generation, generationFile, "bos_token_id");
+        if (bos < 0) bos = ids.first(config, configFile, "bos_token_id");
         if (bos < 0) bos = base.bosId();
 
         Set<Integer> eos = new LinkedHashSet<>();
-        int eosByName = tokenByName(base, tokenizerConfig, "eos_token");
-        if (eosByName < 0) eosByName = tokenByName(base, specialMap, "eos_token");
+        int eosByName = tokenByName(base, tokenizerConfig, tokenizerConfigFile, "eos_token");
+        if (eosByName < 0) eosByName = tokenByName(base, specialMap, specialMapFile, "eos_token");
         if (eosByName >= 0) eos.add(eosByName);
         // generation_config.json's list is what generation stops on (Llama 3: <|end_of_text|>, <|eot_id|>, …).
-        addIds(base, generation, "eos_token_id", eos);
-        addIds(base, config, "eos_token_id", eos);
+        ids.add(generation, generationFile, "eos_token_id", eos);
+        ids.add(config, configFile, "eos_token_id", eos);
         if (eos.isEmpty() && base.eosId() >= 0) eos.add(base.eosId());
 
-        JsonNode addBosNode = tokenizerConfig == null ? null : tokenizerConfig.get("add_bos_token");
-        boolean addBos = addBosNode != null && addBosNode.isBoolean() ? addBosNode.asBoolean() : bos >= 0;
+        boolean addBos = JsonFields.optionalBoolean(tokenizerConfig, "add_bos_token", bos >= 0, tokenizerConfigFile, "");
         return new ConfiguredTokenizer(base, bos, Set.copyOf(eos), eos.isEmpty() ? -1 : eos.iterator().next(), addBos);
     }
 
     private static JsonNode readJson(Path file) {
         if (!Files.exists(file)) return null;
         try {
-            return JSON.readTree(file.toFile());
+            JsonNode root = JSON.readTree(file.toFile());
+            if (root == null || root.isNull()) return null;
+            if (!root.isObject()) throw InputException.at(file, "expected a JSON object, got " + (root.isArray() ? "an array" : root.getNodeType().toString().toLowerCase(java.util.Locale.ROOT)));
+            return root;
         } catch (JsonProcessingException e) {
             var loc = e.getLocation();
             throw InputException.at(file, loc == null ? null : "line " + loc.getLineNr() + ", column " + loc.getColumnNr(),
@@ -72,28 +97,91 @@ public final class Tokenizers {
         }
     }
 
-    /** "bos_token": "&lt;s&gt;" or {"content": "&lt;s&gt;", ...}, looked up in the vocabulary. */
-    private static int tokenByName(Tokenizer base, JsonNode json, String field) {
+    /** config.json's vocab_size when it is a positive integer; 0 otherwise (config.json's own reader judges it). */
+    private static int modelVocab(JsonNode config) {
+        JsonNode v = JsonFields.value(config, "vocab_size");
+        return v != null && v.isIntegralNumber() && v.canConvertToInt() && v.intValue() > 0 ? v.intValue() : 0;
+    }
+
+    /** The special-token names of tokenizer_config.json / special_tokens_map.json, and added_tokens_decoder's ids. */
+    private static void checkTokenizerConfig(JsonNode json, Path file, Ids ids) {
+        if (json == null) return;
+        for (String field : new String[] {"bos_token", "eos_token", "pad_token", "unk_token"}) tokenName(json, file, field);
+        JsonFields.optionalBoolean(json, "add_eos_token", false, file, "");
+        JsonNode decoder = JsonFields.optionalObject(json, "added_tokens_decoder", file, "");
+        if (decoder == null) return;
+        for (var it = decoder.properties().iterator(); it.hasNext(); ) {
+            var e = it.next();
+            String where = "added_tokens_decoder[\"" + e.getKey() + "\"]";
+            int id;
+            try {
+                id = Integer.parseInt(e.getKey());
+            } catch (NumberFormatException x) {
+                throw InputException.at(file, "field '" + where + "': key must be a token id, got \"" + e.getKey() + "\"");
+            }
+            ids.checkId(id, file, where);
+            if (!e.getValue().isObject()) throw JsonFields.wrong(file, "", where, "an object", e.getValue());
+            JsonFields.optionalString(e.getValue(), "content", null, file, where);
+        }
+    }
+
+    /** "bos_token": "&lt;s&gt;" or {"content": "&lt;s&gt;", ...} or null; null when absent. */
+    private static String tokenName(JsonNode json, Path file, String field) {
+        JsonNode v = JsonFields.value(json, field);
+        if (v == null) return null;
+        if (v.isTextual()) return v.textValue();
+        if (v.isObject()) return JsonFields.optionalString(v, "content", null, file, field);
+        throw JsonFields.wrong(file, "", field, "a string or an object with \"content\"", v);
+    }
+
+    /** The named token's id in the vocabulary; -1 when the field is absent or names no token. */
+    private static int tokenByName(Tokenizer base, JsonNode json, Path file, String field) {
         if (json == null) return -1;
-        JsonNode v = json.get(field);
-        if (v == null || v.isNull()) return -1;
-        String name = v.isTextual() ? v.asText() : v.path("content").asText(null);
+        String name = tokenName(json, file, field);
         if (name == null) return -1;
         OptionalInt id = base.tokenId(name);
         return id.isPresent() ? id.getAsInt() : -1;
     }
 
-    private static int firstId(Tokenizer base, JsonNode json, String field) {
-        Set<Integer> ids = new LinkedHashSet<>();
-        addIds(base, json, field, ids);
-        return ids.isEmpty() ? -1 : ids.iterator().next();
-    }
+    /** Token-id fields (a number, or a list for eos_token_id), checked against the model's vocabulary. */
+    private record Ids(Tokenizer base, int modelVocab) {
+        void checkId(long id, Path file, String where) {
+            if (id < 0 || modelVocab > 0 && id >= modelVocab)
+                throw InputException.at(file, "field '" + where + "': token id " + id + (id < 0 ? " is negative"
+                        : " is beyond the model's vocabulary: config.json has vocab_size " + modelVocab + " (ids 0.." + (modelVocab - 1) + ")"));
+        }
 
-    private static void addIds(Tokenizer base, JsonNode json, String field, Set<Integer> out) {
-        if (json == null || json.get(field) == null) return;
-        JsonNode v = json.get(field);
-        for (JsonNode n : v.isArray() ? v : java.util.List.of(v)) {
-            if (n.canConvertToInt() && n.asInt() >= 0 && n.asInt() < base.vocabSize()) out.add(n.asInt());
+        /** The ids of a field (none when absent or null); each must be an integer within the vocabulary. */
+        List<Integer> check(JsonNode json, Path file, String field) {
+            JsonNode v = JsonFields.value(json, field);
+            if (v == null) return List.of();
+            List<Integer> out = new ArrayList<>();
+            List<JsonNode> items = new ArrayList<>();
+            if (v.isArray()) v.forEach(items::add);
+            else items.add(v);
+            for (int i = 0; i < items.size(); i++) {
+                String where = v.isArray() ? field + "[" + i + "]" : field;
+                JsonNode n = items.get(i);
+                // pad_token_id -1 is the old "none" of transformers configs.
+                if (field.equals("pad_token_id") && n.isIntegralNumber() && n.longValue() == -1) continue;
+                if (!n.isIntegralNumber() || !n.canConvertToInt())
+                    throw InputException.at(file, "field '" + where + "' must be a token id (an integer"
+                            + (v.isArray() || !field.equals("eos_token_id") ? "" : " or a list of them") + "), got " + n);
+                checkId(n.intValue(), file, where);
+                out.add(n.intValue());
+            }
+            return out;
+        }
+
+        /** Adds the field's ids that the tokenizer names (an id past its pieces, inside the model's rows, is skipped). */
+        void add(JsonNode json, Path file, String field, Set<Integer> out) {
+            for (int id : check(json, file, field)) if (id < base.vocabSize()) out.add(id);
+        }
+
+        int first(JsonNode json, Path file, String field) {
+            Set<Integer> ids = new LinkedHashSet<>();
+            add(json, file, field, ids);
+            return ids.isEmpty() ? -1 : ids.iterator().next();
         }
     }
 
