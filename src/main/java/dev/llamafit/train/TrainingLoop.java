@@ -99,6 +99,9 @@ final class TrainingLoop {
             progress.update(done, loss, lr, gradNorm, stepSeqTokens / seconds, evalLoss, ledger.totalCurrentBytes());
             if (!Double.isFinite(loss))
                 throw new RunFailure("loss became " + loss + " at step " + done + "; stopping (lower --lr, or check the data)");
+            // A finite loss with a non-finite gradient has already poisoned this step's update: stop before it is saved.
+            if (!Double.isFinite(gradNorm))
+                throw new RunFailure("gradient norm became " + gradNorm + " at step " + done + "; stopping (lower --lr, or check the data)");
             if (last || settings.saveEvery() > 0 && done % settings.saveEvery() == 0) save(done);
         }
         progress.close();
