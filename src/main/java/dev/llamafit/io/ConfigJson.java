@@ -29,16 +29,15 @@ public final class ConfigJson {
 
     public static LlamaConfig parse(JsonNode root, Path file) {
         if (!root.isObject()) throw InputException.at(file, "expected a JSON object");
-        JsonNode typeNode = root.get("model_type");
-        if (typeNode == null || !typeNode.isTextual())
+        String type = JsonFields.optionalString(root, "model_type", null, file, "");
+        if (type == null)
             throw InputException.at(file, "missing required field 'model_type' (expected one of " + LlamaConfig.SUPPORTED_TYPES + ")");
-        String type = typeNode.asText();
         if (!LlamaConfig.SUPPORTED_TYPES.contains(type)) {
             String arch = root.path("architectures").path(0).asText("");
             throw InputException.at(file, "unsupported architecture '" + type + "'" + (arch.isEmpty() ? "" : " (" + arch + ")")
                     + ": llamafit runs LLaMA-family models with model_type " + LlamaConfig.SUPPORTED_TYPES);
         }
-        String act = string(root, "hidden_act", "silu", file);
+        String act = JsonFields.optionalString(root, "hidden_act", "silu", file, "");
         if (!act.equals("silu"))
             throw InputException.at(file, "hidden_act '" + act + "' is not supported (LLaMA-family models use silu)");
         List<String> missing = new ArrayList<>();
@@ -47,11 +46,11 @@ public final class ConfigJson {
             throw InputException.at(file, "missing required field" + (missing.size() > 1 ? "s " : " ") + String.join(", ", missing)
                     + " for model_type '" + type + "'");
         try {
-            int hidden = requiredInt(root, "hidden_size", file);
-            int heads = requiredInt(root, "num_attention_heads", file);
+            int hidden = integer(root, "hidden_size", file);
+            int heads = integer(root, "num_attention_heads", file);
             int defaultPositions = type.equals("llama") ? 2048 : 32768;
             int headDim;
-            if (root.hasNonNull("head_dim")) headDim = intField(root, "head_dim", file);
+            if (JsonFields.value(root, "head_dim") != null) headDim = integer(root, "head_dim", file);
             else {
                 // transformers derives head_dim as hidden_size // num_attention_heads and requires them to divide.
                 if (heads > 0 && hidden % heads != 0)
@@ -59,113 +58,75 @@ public final class ConfigJson {
                             + ") when head_dim is not given");
                 headDim = hidden / Math.max(1, heads);
             }
-            boolean attentionBias = bool(root, "attention_bias", false, file);
+            boolean attentionBias = JsonFields.optionalBoolean(root, "attention_bias", false, file, "");
             boolean qkvBias = type.equals("qwen2") || attentionBias;
             boolean oBias = !type.equals("qwen2") && attentionBias;
-            int window = 0;
-            boolean useWindow = bool(root, "use_sliding_window", !type.equals("qwen2"), file);
-            if (root.hasNonNull("sliding_window") && useWindow) window = intField(root, "sliding_window", file);
-            List<Integer> eos = new ArrayList<>();
-            JsonNode eosNode = root.get("eos_token_id");
-            if (eosNode != null && eosNode.isArray()) {
-                for (int i = 0; i < eosNode.size(); i++) eos.add(intValue(eosNode.get(i), "eos_token_id[" + i + "]", file));
-            } else if (eosNode != null && !eosNode.isNull()) {
-                if (!eosNode.isIntegralNumber())
-                    throw InputException.at(file, "field 'eos_token_id' must be an integer or a list of integers, got " + eosNode);
-                eos.add(intValue(eosNode, "eos_token_id", file));
-            }
+            boolean useWindow = JsonFields.optionalBoolean(root, "use_sliding_window", !type.equals("qwen2"), file, "");
+            int window = useWindow ? optionalInt(root, "sliding_window", 0, file) : 0;
             return new LlamaConfig(type, hidden,
-                    requiredInt(root, "intermediate_size", file),
-                    requiredInt(root, "num_hidden_layers", file),
+                    integer(root, "intermediate_size", file),
+                    integer(root, "num_hidden_layers", file),
                     heads,
-                    root.hasNonNull("num_key_value_heads") ? intField(root, "num_key_value_heads", file) : heads,
+                    optionalInt(root, "num_key_value_heads", heads, file),
                     headDim,
-                    requiredInt(root, "vocab_size", file),
-                    root.hasNonNull("max_position_embeddings") ? intField(root, "max_position_embeddings", file) : defaultPositions,
-                    number(root, "rms_norm_eps", 1e-6, file),
-                    number(root, "rope_theta", 10000.0, file),
-                    ropeScaling(root.get("rope_scaling"), file),
-                    bool(root, "tie_word_embeddings", false, file),
+                    integer(root, "vocab_size", file),
+                    optionalInt(root, "max_position_embeddings", defaultPositions, file),
+                    JsonFields.optionalNumber(root, "rms_norm_eps", 1e-6, file, ""),
+                    JsonFields.optionalNumber(root, "rope_theta", 10000.0, file, ""),
+                    ropeScaling(root, file),
+                    JsonFields.optionalBoolean(root, "tie_word_embeddings", false, file, ""),
                     qkvBias, oBias,
-                    bool(root, "mlp_bias", false, file),
+                    JsonFields.optionalBoolean(root, "mlp_bias", false, file, ""),
                     window,
-                    root.hasNonNull("bos_token_id") ? intField(root, "bos_token_id", file) : -1,
-                    eos);
+                    optionalInt(root, "bos_token_id", -1, file),
+                    eosTokenIds(root, file));
         } catch (IllegalArgumentException e) {
             throw InputException.at(file, e.getMessage());
         }
     }
 
-    private static RopeScaling ropeScaling(JsonNode n, Path file) {
-        if (n == null || n.isNull()) return new RopeScaling.None();
-        if (!n.isObject()) throw InputException.at(file, "field 'rope_scaling' must be an object or null, got " + n);
-        String type = n.hasNonNull("rope_type") ? string(n, "rope_type", "", "rope_scaling.", file) : string(n, "type", "", "rope_scaling.", file);
+    // Integer fields take any int here: LlamaConfig and its limits check the ranges, with messages that say why.
+
+    private static int integer(JsonNode obj, String field, Path file) {
+        return JsonFields.requiredInt(obj, field, Integer.MIN_VALUE, Integer.MAX_VALUE, file, "");
+    }
+
+    private static int optionalInt(JsonNode obj, String field, int dflt, Path file) {
+        return JsonFields.optionalInt(obj, field, dflt, Integer.MIN_VALUE, Integer.MAX_VALUE, file, "");
+    }
+
+    /** One id or a list of ids; absent or null is none. */
+    private static List<Integer> eosTokenIds(JsonNode root, Path file) {
+        JsonNode n = JsonFields.value(root, "eos_token_id");
+        List<Integer> eos = new ArrayList<>();
+        if (n == null) return eos;
+        if (n.isArray()) {
+            for (int i = 0; i < n.size(); i++)
+                eos.add(JsonFields.intIn(n.get(i), Integer.MIN_VALUE, Integer.MAX_VALUE, file, "eos_token_id[" + i + "]"));
+        } else if (n.isNumber()) {
+            eos.add(JsonFields.intIn(n, Integer.MIN_VALUE, Integer.MAX_VALUE, file, "eos_token_id"));
+        } else {
+            throw JsonFields.wrong(file, "", "eos_token_id", "an integer or a list of integers", n);
+        }
+        return eos;
+    }
+
+    private static RopeScaling ropeScaling(JsonNode root, Path file) {
+        JsonNode n = JsonFields.optionalObject(root, "rope_scaling", file, "");
+        if (n == null) return new RopeScaling.None();
+        String where = "rope_scaling";
+        String type = JsonFields.value(n, "rope_type") != null ? JsonFields.optionalString(n, "rope_type", "", file, where)
+                : JsonFields.optionalString(n, "type", "", file, where);
         return switch (type) {
             case "default" -> new RopeScaling.None();
-            case "linear" -> new RopeScaling.Linear(requiredNumber(n, "factor", "rope_scaling.", file));
-            case "llama3" -> new RopeScaling.Llama3(requiredNumber(n, "factor", "rope_scaling.", file),
-                    number(n, "low_freq_factor", 1, "rope_scaling.", file), number(n, "high_freq_factor", 4, "rope_scaling.", file),
-                    n.hasNonNull("original_max_position_embeddings")
-                            ? intValue(n.get("original_max_position_embeddings"), "rope_scaling.original_max_position_embeddings", file) : 8192);
+            case "linear" -> new RopeScaling.Linear(JsonFields.requiredNumber(n, "factor", file, where));
+            case "llama3" -> new RopeScaling.Llama3(JsonFields.requiredNumber(n, "factor", file, where),
+                    JsonFields.optionalNumber(n, "low_freq_factor", 1, file, where),
+                    JsonFields.optionalNumber(n, "high_freq_factor", 4, file, where),
+                    JsonFields.optionalInt(n, "original_max_position_embeddings", 8192, Integer.MIN_VALUE, Integer.MAX_VALUE, file, where));
             default -> throw InputException.at(file, "rope_scaling",
                     "unsupported rope_scaling type '" + type + "' (supported: linear, llama3)");
         };
-    }
-
-    // Strict field readers: null or absent gives the default, any other JSON type than the field's is bad input that
-    // names the file, the field and the value (Jackson's asDouble/asBoolean/asInt would turn "tiny" into 0 silently).
-
-    private static int requiredInt(JsonNode root, String field, Path file) {
-        if (!root.hasNonNull(field)) throw InputException.at(file, "missing required field '" + field + "'");
-        return intField(root, field, file);
-    }
-
-    private static int intField(JsonNode root, String field, Path file) {
-        return intValue(root.get(field), field, file);
-    }
-
-    private static int intValue(JsonNode n, String field, Path file) {
-        if (n == null || !n.isIntegralNumber())
-            throw InputException.at(file, "field '" + field + "' must be an integer, got " + n);
-        if (!n.canConvertToInt())
-            throw InputException.at(file, "field '" + field + "' must be an integer between " + Integer.MIN_VALUE + " and "
-                    + Integer.MAX_VALUE + ", got " + n);
-        return n.intValue();
-    }
-
-    private static double number(JsonNode root, String field, double dflt, Path file) {
-        return number(root, field, dflt, "", file);
-    }
-
-    private static double number(JsonNode obj, String field, double dflt, String prefix, Path file) {
-        return obj.hasNonNull(field) ? requiredNumber(obj, field, prefix, file) : dflt;
-    }
-
-    private static double requiredNumber(JsonNode obj, String field, String prefix, Path file) {
-        JsonNode n = obj.get(field);
-        if (n == null || n.isNull()) throw InputException.at(file, "missing required field '" + prefix + field + "'");
-        if (!n.isNumber()) throw InputException.at(file, "field '" + prefix + field + "' must be a number, got " + n);
-        double v = n.doubleValue();
-        if (!Double.isFinite(v)) throw InputException.at(file, "field '" + prefix + field + "' must be a finite number, got " + n);
-        return v;
-    }
-
-    private static boolean bool(JsonNode root, String field, boolean dflt, Path file) {
-        JsonNode n = root.get(field);
-        if (n == null || n.isNull()) return dflt;
-        if (!n.isBoolean()) throw InputException.at(file, "field '" + field + "' must be true or false, got " + n);
-        return n.booleanValue();
-    }
-
-    private static String string(JsonNode root, String field, String dflt, Path file) {
-        return string(root, field, dflt, "", file);
-    }
-
-    private static String string(JsonNode obj, String field, String dflt, String prefix, Path file) {
-        JsonNode n = obj.get(field);
-        if (n == null || n.isNull()) return dflt;
-        if (!n.isTextual()) throw InputException.at(file, "field '" + prefix + field + "' must be a string, got " + n);
-        return n.textValue();
     }
 
     /** The config.json of a model, in transformers' field names. */

@@ -7,10 +7,11 @@ import com.fasterxml.jackson.databind.JsonNode;
 
 /**
  * Typed reads of one field of a JSON object, for the small records llamafit reads beside a model (tokenizer.json,
- * tokenizer_config.json, generation_config.json, adapter_config.json). Jackson's {@code asBoolean(default)} and
- * friends turn a wrong type into the default silently ({@code "byte_fallback": "yes"} became false); these refuse
- * it instead, with one message naming the file and the field's dotted path. An absent field or a JSON null reads
- * as the default, since Hugging Face writers emit null for "not set".
+ * tokenizer_config.json, generation_config.json, adapter_config.json, config.json, a checkpoint's trainer_state.json).
+ * Jackson's {@code asBoolean(default)} and friends turn a wrong type into the default silently
+ * ({@code "byte_fallback": "yes"} became false); these refuse it instead, with one message, "FILE: field 'PATH' must
+ * be WHAT, got VALUE". An absent field or a JSON null reads as the default, since Hugging Face writers emit null for
+ * "not set".
  *
  * <p>{@code where} is the dotted path of the object holding the field ("model", "added_tokens[3]"); empty or null
  * for the top level.
@@ -48,19 +49,56 @@ public final class JsonFields {
         return v.textValue();
     }
 
-    /** An integer in [min, max]; 3.0 counts as 3 (Python writers emit it), 3.5 and "3" do not. */
+    /** A field that must be set: its node, or "missing required field 'PATH'". */
+    public static JsonNode required(JsonNode obj, String field, Path file, String where) {
+        JsonNode v = value(obj, field);
+        if (v == null) throw InputException.at(file, "missing required field '" + path(where, field) + "'");
+        return v;
+    }
+
+    // Integers, one rule for every file: 3.0 counts as 3 (Python writers emit it), 3.5, "3" and true do not. The
+    // message states the range only when the range is what is wrong.
+
+    public static int requiredInt(JsonNode obj, String field, int min, int max, Path file, String where) {
+        return intIn(required(obj, field, file, where), min, max, file, path(where, field));
+    }
+
     public static int optionalInt(JsonNode obj, String field, int dflt, int min, int max, Path file, String where) {
         JsonNode v = value(obj, field);
         return v == null ? dflt : intIn(v, min, max, file, path(where, field));
     }
 
+    public static long optionalLong(JsonNode obj, String field, long dflt, long min, long max, Path file, String where) {
+        JsonNode v = value(obj, field);
+        return v == null ? dflt : longIn(v, min, max, file, path(where, field));
+    }
+
     /** {@code v} as an integer in [min, max]; {@code fieldPath} is the full dotted path for the message. */
     public static int intIn(JsonNode v, int min, int max, Path file, String fieldPath) {
-        boolean integral = v.isIntegralNumber() || v.isFloatingPointNumber() && v.doubleValue() == Math.rint(v.doubleValue());
-        if (!integral || !v.canConvertToLong() || v.longValue() < min || v.longValue() > max) {
-            throw InputException.at(file, "field '" + fieldPath + "' must be an integer in [" + min + ", " + max + "], got " + shown(v));
+        return (int) longIn(v, min, max, file, fieldPath);
+    }
+
+    public static long longIn(JsonNode v, long min, long max, Path file, String fieldPath) {
+        boolean integral = v.isIntegralNumber()
+                || v.isFloatingPointNumber() && Double.isFinite(v.doubleValue()) && v.doubleValue() == Math.rint(v.doubleValue());
+        if (!integral) throw InputException.at(file, "field '" + fieldPath + "' must be an integer, got " + shown(v));
+        if (!v.canConvertToLong() || v.longValue() < min || v.longValue() > max) {
+            String range = max == Long.MAX_VALUE && min != Long.MIN_VALUE ? ">= " + min : "in [" + min + ", " + max + "]";
+            throw InputException.at(file, "field '" + fieldPath + "' must be an integer " + range + ", got " + shown(v));
         }
-        return (int) v.longValue();
+        return v.longValue();
+    }
+
+    /** A finite number (JSON has no NaN, but 1e400 reads as infinity). */
+    public static double requiredNumber(JsonNode obj, String field, Path file, String where) {
+        JsonNode v = required(obj, field, file, where);
+        if (!v.isNumber()) throw wrong(file, where, field, "a number", v);
+        if (!Double.isFinite(v.doubleValue())) throw wrong(file, where, field, "a finite number", v);
+        return v.doubleValue();
+    }
+
+    public static double optionalNumber(JsonNode obj, String field, double dflt, Path file, String where) {
+        return value(obj, field) == null ? dflt : requiredNumber(obj, field, file, where);
     }
 
     /** An array field: absent or null is an empty array. */
@@ -78,9 +116,10 @@ public final class JsonFields {
         return v;
     }
 
-    /** A value as JSON, cut short so a message stays one readable line. */
-    static String shown(JsonNode v) {
-        String s = v == null ? "nothing" : v.toString();
+    /** A value as JSON, cut short so a message stays one readable line; "nothing" for null. */
+    public static String shown(JsonNode v) {
+        // Jackson writes a number too large for a double (1e400) as the string "Infinity"; show it as the number it was.
+        String s = v == null ? "nothing" : v.isNumber() ? v.asText() : v.toString();
         return s.length() > 80 ? s.substring(0, 77) + "..." : s;
     }
 }

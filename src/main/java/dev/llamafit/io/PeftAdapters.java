@@ -233,21 +233,15 @@ public final class PeftAdapters {
             if (JsonFields.optionalBoolean(root, flag, false, file, ""))
                 throw InputException.at(file, flag, flag + " = true is not supported (llamafit reads plain LoRA: "
                         + "W + scale·B·A with W stored [out, in])");
-        JsonNode r = root.get("r");
-        if (r == null || !r.isIntegralNumber() || !r.canConvertToInt())
-            throw InputException.at(file, "r", "field 'r' must be an integer rank, got " + r);
-        JsonNode alpha = root.path("lora_alpha");
-        if (!alpha.isMissingNode() && !alpha.isNull() && !alpha.isNumber())
-            throw InputException.at(file, "lora_alpha", "field 'lora_alpha' must be a number, got " + alpha);
-        JsonNode dropout = root.path("lora_dropout");
-        if (!dropout.isMissingNode() && !dropout.isNull() && !dropout.isNumber())
-            throw InputException.at(file, "lora_dropout", "field 'lora_dropout' must be a number, got " + dropout);
+        // Ranges are LoraConfig's, whose messages below say why.
+        int r = JsonFields.requiredInt(root, "r", Integer.MIN_VALUE, Integer.MAX_VALUE, file, "");
+        double alpha = JsonFields.optionalNumber(root, "lora_alpha", 8, file, "");
+        double dropout = JsonFields.optionalNumber(root, "lora_dropout", 0, file, "");
         boolean rslora = JsonFields.optionalBoolean(root, "use_rslora", false, file, "");
         String baseName = JsonFields.optionalString(root, "base_model_name_or_path", "", file, "");
         List<String> targets = resolveTargets(root.get("target_modules"), file, base);
         try {
-            LoraConfig cfg = new LoraConfig(r.asInt(), alpha.isNumber() ? alpha.asDouble() : 8, dropout.isNumber() ? dropout.asDouble() : 0,
-                    targets, rslora);
+            LoraConfig cfg = new LoraConfig(r, alpha, dropout, targets, rslora);
             return new AdapterConfig(cfg, baseName);
         } catch (IllegalArgumentException e) {
             throw InputException.at(file, e.getMessage().replace("--lora-r", "r").replace("--lora-alpha", "lora_alpha")

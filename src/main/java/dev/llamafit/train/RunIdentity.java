@@ -11,6 +11,7 @@ import java.util.Map;
 import com.fasterxml.jackson.databind.JsonNode;
 
 import dev.llamafit.io.InputException;
+import dev.llamafit.io.JsonFields;
 import dev.llamafit.model.LoraConfig;
 import dev.llamafit.model.Technique;
 
@@ -77,24 +78,17 @@ record RunIdentity(Map<String, String> fields) {
      */
     static RunIdentity fromState(Path file, JsonNode state) {
         Map<String, String> f = new LinkedHashMap<>();
-        JsonNode id = state.get("identity");
-        if (id != null && !id.isNull()) {
-            if (!id.isObject())
-                throw InputException.at(file, "'identity' must be an object of strings, found " + TrainerState.abbreviated(id));
+        JsonNode id = JsonFields.optionalObject(state, "identity", file, "");
+        if (id != null) {
             for (Map.Entry<String, JsonNode> e : id.properties()) {
-                if (!e.getValue().isTextual())
-                    throw InputException.at(file, "'identity." + e.getKey() + "' must be a string, found "
-                            + TrainerState.abbreviated(e.getValue()));
+                if (!e.getValue().isTextual()) throw JsonFields.wrong(file, "identity", e.getKey(), "a string", e.getValue());
                 f.put(e.getKey(), e.getValue().textValue());
             }
         } else {
             if (state.has("seed")) f.put("seed", state.get("seed").asText());
             for (String[] k : new String[][] {{"model", "model_path"}, {"data", "data_path"}}) {
-                JsonNode v = state.get(k[0]);
-                if (v == null || v.isNull()) continue;
-                if (!v.isTextual())
-                    throw InputException.at(file, "'" + k[0] + "' must be a string (a path), found " + TrainerState.abbreviated(v));
-                f.put(k[1], v.textValue());
+                String v = JsonFields.optionalString(state, k[0], null, file, "");
+                if (v != null) f.put(k[1], v);
             }
         }
         return new RunIdentity(f);

@@ -8,6 +8,7 @@ import java.util.Map;
 import com.fasterxml.jackson.databind.JsonNode;
 
 import dev.llamafit.io.InputException;
+import dev.llamafit.io.JsonFields;
 import dev.llamafit.io.data.Batches;
 
 /**
@@ -63,40 +64,20 @@ record TrainerState(long step, long optimizerSteps, Batches.Position data, long 
         Path file = checkpoint.resolve(Checkpoints.STATE);
         JsonNode n = Checkpoints.readState(checkpoint);
         if (n == null || !n.isObject())
-            throw InputException.at(file, "trainer state must be a JSON object, found " + type(n));
-        long format = integer(file, n, "format", 1, 1, Long.MAX_VALUE);
+            throw InputException.at(file, "trainer state must be a JSON object, got " + JsonFields.shown(n));
+        long format = JsonFields.optionalLong(n, "format", 1, 1, Long.MAX_VALUE, file, "");
         if (format > FORMAT)
             throw InputException.at(file, "trainer state format " + format + " is newer than this llamafit reads (" + FORMAT + ")");
-        for (String k : new String[] {"step", "optimizer_steps", "data_epoch", "data_batch"})
-            if (!n.hasNonNull(k)) throw InputException.at(file, "trainer state lacks '" + k + "'");
-        return new TrainerState(integer(file, n, "step", 0, 0, Long.MAX_VALUE),
-                integer(file, n, "optimizer_steps", 0, 0, Long.MAX_VALUE),
-                new Batches.Position(integer(file, n, "data_epoch", 0, 0, Long.MAX_VALUE),
-                        integer(file, n, "data_batch", 0, 0, Long.MAX_VALUE)),
-                integer(file, n, "seed", 0, Long.MIN_VALUE, Long.MAX_VALUE),
-                integer(file, n, "total_steps", -1, -1, Long.MAX_VALUE),
-                integer(file, n, "dropout_calls", 0, 0, Long.MAX_VALUE),
+        return new TrainerState(count(n, "step", file), count(n, "optimizer_steps", file),
+                new Batches.Position(count(n, "data_epoch", file), count(n, "data_batch", file)),
+                JsonFields.optionalLong(n, "seed", 0, Long.MIN_VALUE, Long.MAX_VALUE, file, ""),
+                JsonFields.optionalLong(n, "total_steps", -1, -1, Long.MAX_VALUE, file, ""),
+                JsonFields.optionalLong(n, "dropout_calls", 0, 0, Long.MAX_VALUE, file, ""),
                 RunIdentity.fromState(file, n), Map.of());
     }
 
-    /** An optional whole-number field in [min, max]; {@code absent} when missing or null. */
-    private static long integer(Path file, JsonNode n, String key, long absent, long min, long max) {
-        JsonNode v = n.get(key);
-        if (v == null || v.isNull()) return absent;
-        if (!v.isIntegralNumber() || !v.canConvertToLong())
-            throw InputException.at(file, "'" + key + "' must be a whole number, found " + abbreviated(v));
-        long x = v.longValue();
-        if (x < min || x > max)
-            throw InputException.at(file, "'" + key + "' = " + x + " is out of range (expected " + min + " or more)");
-        return x;
-    }
-
-    static String type(JsonNode v) {
-        return v == null || v.isMissingNode() ? "nothing" : v.getNodeType().toString().toLowerCase();
-    }
-
-    static String abbreviated(JsonNode v) {
-        String s = v.toString();
-        return type(v) + " " + (s.length() <= 40 ? s : s.substring(0, 37) + "...");
+    /** A required count (>= 0). */
+    private static long count(JsonNode n, String field, Path file) {
+        return JsonFields.longIn(JsonFields.required(n, field, file, ""), 0, Long.MAX_VALUE, file, field);
     }
 }

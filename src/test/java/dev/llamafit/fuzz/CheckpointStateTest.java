@@ -37,12 +37,12 @@ class CheckpointStateTest {
 
     @ParameterizedTest
     @CsvSource(delimiter = '|', value = {
-            "step|-1|'step' = -1 is out of range",
-            "optimizer_steps|\"3\"|'optimizer_steps' must be a whole number",
+            "step|-1|field 'step' must be an integer >= 0, got -1",
+            "optimizer_steps|\"3\"|field 'optimizer_steps' must be an integer, got \"3\"",
             "data_batch|1000000|'data_batch' = 1000000 is past the",
-            "data_epoch|1e400|'data_epoch' must be a whole number",
-            "identity|5|'identity' must be an object",
-            "format|true|'format' must be a whole number"})
+            "data_epoch|1e400|field 'data_epoch' must be an integer, got",
+            "identity|5|field 'identity' must be an object, got 5",
+            "format|true|field 'format' must be an integer, got true"})
     void refused(String key, String json, String expected) throws IOException {
         Path ckpt = Reader.linkCopy(fx.checkpoint(), root.resolve(key + "-ckpt"));
         Path state = ckpt.resolve("trainer_state.json");
