@@ -125,8 +125,10 @@ final class TrainCommand implements Callable<Integer> {
         out.printf("  %-14s %12s %12s%n", "total", ByteSize.format(plan.devicePeakBytes()), ByteSize.format(r.memory().totalPeakBytes()));
         long baseline = JVM_BASELINE_BYTES;
         OptionalLong rss = ProcessMemory.peakRssBytes();
-        rss.ifPresent(b -> out.printf("  %-14s %12s %12s  (planned total + %s JVM baseline)%n", "process RSS",
-                ByteSize.format(plan.devicePeakBytes() + baseline), ByteSize.format(b), ByteSize.format(baseline)));
+        long data = dataBytes(o, ModelFolder.readConfig(o.model()));
+        rss.ifPresent(b -> out.printf("  %-14s %12s %12s  (planned total + %s JVM baseline%s)%n", "process RSS",
+                ByteSize.format(plan.devicePeakBytes() + baseline + data), ByteSize.format(b), ByteSize.format(baseline),
+                data > 0 ? " + " + ByteSize.format(data) + " data" : ""));
         if (o.lora() == null)
             out.println("  (full fine-tuning copies the weights while loading, so the measured weights peak includes the file mapping once)");
         // The same comparison for programs (and the RSS test): OUTPUT/memory.json, written atomically.
@@ -136,7 +138,7 @@ final class TrainCommand implements Callable<Integer> {
         j.put("planned_total_bytes", plan.devicePeakBytes());
         j.put("measured_total_peak_bytes", r.memory().totalPeakBytes());
         j.put("jvm_baseline_bytes", baseline);
-        j.put("planned_data_bytes", dataBytes(o, ModelFolder.readConfig(o.model())));
+        j.put("planned_data_bytes", data);
         if (rss.isPresent()) j.put("peak_rss_bytes", rss.getAsLong());
         AtomicFiles.writeString(o.output().resolve(MEMORY_REPORT), Json.write(j) + "\n");
         return Main.OK;
