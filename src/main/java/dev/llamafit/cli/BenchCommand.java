@@ -18,6 +18,7 @@ import java.util.concurrent.Callable;
 import com.fasterxml.jackson.databind.JsonNode;
 
 import dev.llamafit.io.InputException;
+import dev.llamafit.io.ModelFolder;
 import dev.llamafit.io.Json;
 import dev.llamafit.kernels.BandwidthProbe;
 import dev.llamafit.kernels.GemmBenchmark;
@@ -25,6 +26,7 @@ import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.kernels.OneDnnKernels;
 import dev.llamafit.kernels.Parallel;
+import dev.llamafit.memory.Category;
 import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.model.KvCache;
 import dev.llamafit.model.LlamaConfig;
@@ -202,13 +204,19 @@ final class BenchCommand implements Runnable {
     static double round(double v) { return Math.round(v * 100) / 100.0; }
 
     @Command(name = "generate", mixinStandardHelpOptions = true,
-            description = "Prefill and decode tokens/s of a random-weight stories15M-shaped model (fp32), and decode's weight"
-                    + " bandwidth as a fraction of a memory-bandwidth probe run in the same bench.")
+            description = "Prefill and decode tokens/s of a random-weight model of a stories shape, and decode's weight"
+                    + " bandwidth as a fraction of a memory-bandwidth probe run in the same bench. With --dtype bf16 or"
+                    + " fp16 the same weights are also stored in that dtype and both models run, interleaved, in one"
+                    + " run, with the 16-bit/fp32 ratios.")
     static final class Generate implements Callable<Integer> {
         @Spec CommandSpec spec;
 
         @Option(names = "--shape", defaultValue = "stories15M", description = "Model shape: stories15M or stories42M (default: ${DEFAULT-VALUE}).")
         String shape;
+
+        @Option(names = "--dtype", defaultValue = "fp32", description = "Weight matrices' dtype: fp32, bf16 or fp16; a 16-bit"
+                + " dtype is measured beside fp32 in the same run (default: ${DEFAULT-VALUE}).")
+        String dtype;
 
         @Option(names = "--prompt-tokens", defaultValue = "128", description = "Prefill length (default: ${DEFAULT-VALUE}).")
         int promptTokens;
@@ -227,61 +235,112 @@ final class BenchCommand implements Runnable {
             LlamaConfig c = RandomModels.byName(shape);
             if (promptTokens < 1 || newTokens < 1 || promptTokens + newTokens > c.maxPositions())
                 throw new InputException("--prompt-tokens + --new-tokens must be within 2.." + c.maxPositions());
+            if (runs < 1) throw new InputException("--runs must be at least 1, got " + runs);
+            DType type = switch (dtype) {
+                case "fp32" -> DType.F32;
+                case "bf16" -> DType.BF16;
+                case "fp16" -> DType.F16;
+                default -> throw new InputException("--dtype must be fp32, bf16 or fp16, got '" + dtype + "'");
+            };
             MemoryLedger ledger = MemoryLedger.global();
             Kernels k = KernelBackends.get();
+            // fp32 is always measured: it is the baseline a 16-bit ratio is taken against, in the same run.
+            List<DType> types = type == DType.F32 ? List.of(DType.F32) : List.of(DType.F32, type);
             Map<String, Tensor> w = RandomModels.weights(c, ledger, 7, 0.02);
-            double bestPrefill = 0, bestDecode = 0;
-            try (LlamaModel model = new LlamaModel(c, w, k, ledger)) {
+            List<Tensor> owned = new ArrayList<>();
+            double[] bestPrefill = new double[types.size()], bestDecode = new double[types.size()];
+            List<LlamaModel> models = new ArrayList<>();
+            try {
+                for (DType t : types) models.add(new LlamaModel(c, t == DType.F32 ? w : narrowed(w, t, k, ledger, owned), k, ledger));
                 int[] prompt = new int[promptTokens];
                 java.util.SplittableRandom rnd = new java.util.SplittableRandom(1);
                 for (int i = 0; i < prompt.length; i++) prompt[i] = rnd.nextInt(c.vocabSize());
-                for (int run = 0; run < runs + 1; run++) { // the first run warms up the JIT
-                    try (KvCache cache = model.newCache(1, promptTokens + newTokens)) {
-                        long t0 = System.nanoTime();
-                        Tensor logits = model.forward(new int[][] {prompt}, cache, LlamaModel.Logits.LAST);
-                        int next = Sampler.argmax(logits.toFloatArray());
-                        long t1 = System.nanoTime();
-                        for (int i = 0; i < newTokens; i++) {
-                            logits = model.forward(new int[][] {{next}}, cache, LlamaModel.Logits.LAST);
-                            next = Sampler.argmax(logits.toFloatArray());
-                        }
-                        long t2 = System.nanoTime();
+                // Runs alternate between the dtypes, so load from whoever else shares the machine hits both alike;
+                // the first round warms up the JIT and is not counted.
+                for (int run = 0; run < runs + 1; run++) {
+                    for (int m = 0; m < models.size(); m++) {
+                        double[] r = timeOnce(models.get(m), prompt, newTokens);
                         if (run == 0) continue;
-                        bestPrefill = Math.max(bestPrefill, promptTokens / ((t1 - t0) / 1e9));
-                        bestDecode = Math.max(bestDecode, newTokens / ((t2 - t1) / 1e9));
+                        bestPrefill[m] = Math.max(bestPrefill[m], r[0]);
+                        bestDecode[m] = Math.max(bestDecode[m], r[1]);
                     }
                 }
             } finally {
+                models.forEach(LlamaModel::close);
+                owned.forEach(Tensor::close);
                 w.values().forEach(Tensor::close);
             }
-            // Per decoded token every weight matrix is read once; with tied embeddings the LM head is the
-            // embedding matrix, read whole (the embedding lookup itself reads one row).
-            long weightBytes = ParameterLayout.of(c, DType.F32).bytes();
-            double effectiveGBs = weightBytes * bestDecode / 1e9;
             BandwidthProbe.Result probe = BandwidthProbe.measure(ledger, 512L << 20, 5);
             Map<String, Object> o = new LinkedHashMap<>();
             o.put("bench", "generate");
             o.put("shape", shape);
+            o.put("dtype", dtype);
             o.put("backend", k.name());
             o.put("threads", Parallel.threads());
             o.put("prompt_tokens", promptTokens);
             o.put("new_tokens", newTokens);
-            o.put("prefill_tokens_per_s", round(bestPrefill));
-            o.put("decode_tokens_per_s", round(bestDecode));
-            o.put("weight_bytes_per_token", weightBytes);
-            o.put("decode_weight_gb_per_s", round(effectiveGBs));
             o.put("probe_gb_per_s", round(probe.gbPerSecond()));
-            o.put("bandwidth_fraction", round(effectiveGBs / probe.gbPerSecond()));
             PrintWriter out = spec.commandLine().getOut();
-            if (json) {
-                out.println(Json.write(o));
-            } else {
-                out.printf(Locale.ROOT, "%s (random fp32 weights, %,d bytes), %s, %d threads%n", shape, weightBytes, k.name(), Parallel.threads());
-                out.printf(Locale.ROOT, "  prefill %d tokens: %10.1f tokens/s%n", promptTokens, bestPrefill);
-                out.printf(Locale.ROOT, "  decode  %d tokens: %10.1f tokens/s   weights read at %.1f GB/s = %.0f%% of the %.1f GB/s probe%n",
-                        newTokens, bestDecode, effectiveGBs, 100 * effectiveGBs / probe.gbPerSecond(), probe.gbPerSecond());
+            if (!json) out.printf(Locale.ROOT, "%s, random weights, %s, %d threads, best of %d%n", shape, k.name(), Parallel.threads(), runs);
+            for (int m = 0; m < types.size(); m++) {
+                String name = types.get(m) == DType.F32 ? "fp32" : dtype;
+                // Per decoded token every weight matrix is read once; with tied embeddings the LM head is the
+                // embedding matrix, read whole (the embedding lookup itself reads one row). Norms stay fp32.
+                long weightBytes = ParameterLayout.of(c, types.get(m)).bytes();
+                double gbs = weightBytes * bestDecode[m] / 1e9;
+                String p = types.size() == 1 ? "" : name + "_";
+                o.put(p + "prefill_tokens_per_s", round(bestPrefill[m]));
+                o.put(p + "decode_tokens_per_s", round(bestDecode[m]));
+                o.put(p + "weight_bytes_per_token", weightBytes);
+                o.put(p + "decode_weight_gb_per_s", round(gbs));
+                o.put(p + "bandwidth_fraction", round(gbs / probe.gbPerSecond()));
+                if (!json) {
+                    out.printf(Locale.ROOT, "  %-4s weights %,d bytes%n", name, weightBytes);
+                    out.printf(Locale.ROOT, "    prefill %d tokens: %10.1f tokens/s%n", promptTokens, bestPrefill[m]);
+                    out.printf(Locale.ROOT, "    decode  %d tokens: %10.1f tokens/s   weights read at %.1f GB/s = %.0f%% of the %.1f GB/s probe%n",
+                            newTokens, bestDecode[m], gbs, 100 * gbs / probe.gbPerSecond(), probe.gbPerSecond());
+                }
             }
+            if (types.size() > 1) {
+                o.put("ratio_prefill_" + dtype + "_vs_fp32", round(bestPrefill[1] / bestPrefill[0]));
+                o.put("ratio_decode_" + dtype + "_vs_fp32", round(bestDecode[1] / bestDecode[0]));
+                if (!json) out.printf(Locale.ROOT, "  %s/fp32, same run: prefill %.2fx, decode %.2fx%n", dtype,
+                        bestPrefill[1] / bestPrefill[0], bestDecode[1] / bestDecode[0]);
+            }
+            if (json) out.println(Json.write(o));
             return Main.OK;
+        }
+
+        /** {prefill tokens/s, decode tokens/s} of one greedy generation from {@code prompt}. */
+        private static double[] timeOnce(LlamaModel model, int[] prompt, int newTokens) {
+            try (KvCache cache = model.newCache(1, prompt.length + newTokens)) {
+                long t0 = System.nanoTime();
+                Tensor logits = model.forward(new int[][] {prompt}, cache, LlamaModel.Logits.LAST);
+                int next = Sampler.argmax(logits.toFloatArray());
+                long t1 = System.nanoTime();
+                for (int i = 0; i < newTokens; i++) {
+                    logits = model.forward(new int[][] {{next}}, cache, LlamaModel.Logits.LAST);
+                    next = Sampler.argmax(logits.toFloatArray());
+                }
+                long t2 = System.nanoTime();
+                return new double[] {prompt.length / ((t1 - t0) / 1e9), newTokens / ((t2 - t1) / 1e9)};
+            }
+        }
+
+        /** The same weights with every matrix stored as {@code type} (vectors stay fp32, as a loaded checkpoint's do). */
+        private static Map<String, Tensor> narrowed(Map<String, Tensor> w, DType type, Kernels k, MemoryLedger ledger, List<Tensor> owned) {
+            Map<String, Tensor> out = new LinkedHashMap<>();
+            w.forEach((name, t) -> {
+                if (t.shape().rank() < 2) {
+                    out.put(name, t);
+                    return;
+                }
+                Tensor n = Tensor.allocate(ledger, Category.WEIGHTS, name, type, t.shape());
+                owned.add(n);
+                ModelFolder.convert(k, t.segment(), DType.F32, n.segment(), type, t.elements());
+                out.put(name, n);
+            });
+            return out;
         }
     }
 }
