@@ -30,8 +30,8 @@ import jdk.incubator.vector.VectorSpecies;
  * <p>Typed operands (BF16, F16: {@link Kernels#gemm(boolean, boolean, int, int, int, float, MemorySegment, DType, long,
  * int, MemorySegment, DType, long, int, float, MemorySegment, long, int)}) are widened to fp32 while packing, so the
  * micro-kernel is the fp32 one and the result equals the fp32 GEMM on widened copies bit for bit. The skinny path
- * widens B a few rows at a time (a multiple of 8, so its dot-product tiles group rows exactly as in fp32) into a small
- * per-thread scratch, and A (at most {@link #SKINNY_ROWS} rows) once per task.
+ * (decode) reads 16-bit B in place and widens it in registers ({@link TypedDots}, whose tiles mirror the fp32 ones), and
+ * widens A (at most {@link #SKINNY_ROWS} rows) once per task into a small per-thread scratch.
  */
 final class VectorGemm {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
@@ -74,12 +74,9 @@ final class VectorGemm {
 
     private static final ThreadLocal<Buffers> BUFFERS = ThreadLocal.withInitial(Buffers::new);
 
-    /** Floats of widened B rows the skinny path holds per thread (64 KiB; at least 8 rows). */
-    private static final int SKINNY_SCRATCH = 16 * 1024;
-
-    /** Off-heap per-thread scratch for the skinny path's widened operands (the dot tiles read segments), grown on demand. */
+    /** Off-heap per-thread scratch for the skinny path's widened A (the dot tiles read segments), grown on demand. */
     private static final class Scratch {
-        MemorySegment a = MemorySegment.NULL, b = MemorySegment.NULL;
+        MemorySegment a = MemorySegment.NULL;
 
         static MemorySegment ensure(MemorySegment s, long floats) {
             return s.byteSize() >= floats * 4 ? s : Arena.ofAuto().allocate(floats * 4, 64);
@@ -127,9 +124,8 @@ final class VectorGemm {
     }
 
     /**
-     * The skinny path over typed operands: A widened once into scratch (unless F32), then B's rows [j0, j1) in chunks
-     * of a multiple of 8 rows widened into scratch and handed to {@link #skinnyNT}, whose tiles then group the rows
-     * exactly as one call over [j0, j1) would.
+     * The skinny path over typed operands: A widened once into scratch (unless F32), then B's rows [j0, j1) read in
+     * place by {@link TypedDots#skinny}, which widens 16-bit weights in registers and tiles the rows as {@link #skinnyNT}.
      */
     private static void skinnyTyped(int j0, int j1, int m, int k, float alpha,
                                     MemorySegment a, DType aType, long aOff, int lda,
@@ -151,13 +147,7 @@ final class VectorGemm {
             skinnyNT(j0, j1, m, k, alpha, aw, awOff, awLd, b, bOff, ldb, beta, c, cOff, ldc, buf.tile);
             return;
         }
-        int chunk = Math.max(8, SKINNY_SCRATCH / Math.max(1, k) / 8 * 8);
-        s.b = Scratch.ensure(s.b, (long) chunk * k);
-        for (int j = j0; j < j1; j += chunk) {
-            int rows = Math.min(chunk, j1 - j);
-            for (int q = 0; q < rows; q++) widen(b, bType, bOff + (long) (j + q) * ldb, s.b, (long) q * k, k);
-            skinnyNT(0, rows, m, k, alpha, aw, awOff, awLd, s.b, 0, k, beta, c, cOff + j, ldc, buf.tile);
-        }
+        TypedDots.skinny(j0, j1, m, k, alpha, aw, awOff, awLd, b, bType, bOff, ldb, beta, c, cOff, ldc, buf.tile);
     }
 
     /** dst[dstIdx, +n) (fp32 segment) = src[srcIdx, +n) widened exactly from BF16 or F16. */
@@ -540,7 +530,7 @@ final class VectorGemm {
     }
 
     /** C[r, q] = alpha·out[r·cols + q] + beta·C[r, q] for a rows×cols block; beta == 0 never reads C. */
-    private static void storeDots(float[] out, int rows, int cols, MemorySegment c, long cIdx, int ldc, float alpha, float beta) {
+    static void storeDots(float[] out, int rows, int cols, MemorySegment c, long cIdx, int ldc, float alpha, float beta) {
         for (int r = 0; r < rows; r++) {
             for (int q = 0; q < cols; q++) {
                 long ci = cIdx + (long) r * ldc + q;

@@ -1,0 +1,293 @@
+// Decode's typed matrix-vector products: fp32 rows of A against BF16/F16 weight rows widened in registers.
+package dev.llamafit.kernels;
+
+import static dev.llamafit.tensor.Tensor.F32_LE;
+import static jdk.incubator.vector.VectorOperators.LSHL;
+import static jdk.incubator.vector.VectorOperators.S2I;
+
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteOrder;
+
+import dev.llamafit.tensor.DType;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * VectorGemm's skinny path (few rows of fp32 A times B stored [n, k]) for 16-bit B, reading the weights straight from
+ * their segment: each vector of L 16-bit elements is loaded as shorts and widened to floats in registers (bf16: a
+ * 16-bit left shift; f16: a rebias of the exponent, see {@link #f16}), so a decode step reads half the bytes of fp32
+ * and writes nothing back. Every tile here mirrors the fp32 tile of the same name in VectorGemm lane for lane and sum
+ * for sum, and {@link #skinny} groups rows as VectorGemm.skinnyNT does, so the result equals the fp32 path on widened
+ * copies bit for bit (what the typed GEMM promises).
+ */
+final class TypedDots {
+    private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
+    private static final int L = S.length();
+    private static final VectorSpecies<Integer> SI = VectorSpecies.of(int.class, VectorShape.forBitSize(L * 32));
+    private static final VectorSpecies<Short> SS = VectorSpecies.of(short.class, VectorShape.forBitSize(L * 16));
+    private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+
+    private TypedDots() {}
+
+    /**
+     * C[0:m, j0:j1] = alpha·A·Bᵀ + beta·C for fp32 A [m, k] and B (BF16 or F16) stored [n, k]; offsets and strides in
+     * each operand's elements. The tiling of VectorGemm.skinnyNT: 1×8 tiles while m &lt; 4, then 4×4 and 1×4, then
+     * single dot products.
+     */
+    static void skinny(int j0, int j1, int m, int k, float alpha,
+                       MemorySegment a, long aOff, int lda,
+                       MemorySegment b, DType bType, long bOff, int ldb,
+                       float beta, MemorySegment c, long cOff, int ldc, float[] out) {
+        boolean bf16 = switch (bType) {
+            case BF16 -> true;
+            case F16 -> false;
+            default -> throw new IllegalArgumentException("typed dot products take BF16 or F16 weights, not " + bType);
+        };
+        int j = j0;
+        if (m < 4) {
+            for (; j + 8 <= j1; j += 8) {
+                for (int i = 0; i < m; i++) {
+                    if (bf16) tile1x8Bf16(a, aOff + (long) i * lda, b, bOff + (long) j * ldb, ldb, k, out);
+                    else tile1x8F16(a, aOff + (long) i * lda, b, bOff + (long) j * ldb, ldb, k, out);
+                    VectorGemm.storeDots(out, 1, 8, c, cOff + (long) i * ldc + j, ldc, alpha, beta);
+                }
+            }
+        }
+        for (; j + 4 <= j1; j += 4) {
+            int i = 0;
+            for (; i + 4 <= m; i += 4) {
+                tile4x4(a, aOff + (long) i * lda, lda, b, bf16, bOff + (long) j * ldb, ldb, k, out);
+                VectorGemm.storeDots(out, 4, 4, c, cOff + (long) i * ldc + j, ldc, alpha, beta);
+            }
+            for (; i < m; i++) {
+                tile1x4(a, aOff + (long) i * lda, b, bf16, bOff + (long) j * ldb, ldb, k, out);
+                VectorGemm.storeDots(out, 1, 4, c, cOff + (long) i * ldc + j, ldc, alpha, beta);
+            }
+        }
+        for (; j < j1; j++) {
+            for (int i = 0; i < m; i++) {
+                out[0] = dot(a, aOff + (long) i * lda, b, bf16, bOff + (long) j * ldb, k);
+                VectorGemm.storeDots(out, 1, 1, c, cOff + (long) i * ldc + j, ldc, alpha, beta);
+            }
+        }
+    }
+
+    /** L 16-bit elements at byte offset {@code at}, widened exactly to fp32. */
+    static FloatVector load(MemorySegment b, long at, boolean bf16) {
+        return bf16 ? bf16(b, at) : f16(b, at);
+    }
+
+    /** L bfloat16 elements at byte offset {@code at} as floats: each is the upper half of its fp32. */
+    static FloatVector bf16(MemorySegment b, long at) {
+        return shorts(b, at).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+    }
+
+    /** L IEEE half elements at byte offset {@code at} as floats (see {@link #f16(IntVector)}). */
+    static FloatVector f16(MemorySegment b, long at) {
+        return f16(shorts(b, at));
+    }
+
+    /** L 16-bit elements at byte offset {@code at}, sign-extended into ints. */
+    private static IntVector shorts(MemorySegment b, long at) {
+        return (IntVector) ShortVector.fromMemorySegment(SS, b, at, LE).convertShape(VectorOperators.S2I, SI, 0);
+    }
+
+    /**
+     * IEEE half to fp32, exactly as {@link Float#float16ToFloat}, from halves sign-extended into ints. Exponent and
+     * mantissa shifted into fp32's places read as a float 2^-112 times the value (subnormal halves land on fp32
+     * subnormals with the same digits), so one multiply by 2^112 rebiases normals and subnormals alike, exactly;
+     * Inf and NaN (exponent 31) take fp32's all-ones exponent with their mantissa instead (NaN made quiet); the sign goes
+     * back last.
+     */
+    static FloatVector f16(IntVector x) {
+        IntVector magnitude = x.and(0x7fff);
+        IntVector shifted = magnitude.lanewise(VectorOperators.LSHL, 13);
+        IntVector finite = shifted.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts();
+        VectorMask<Integer> special = magnitude.compare(VectorOperators.GE, 0x7c00);
+        IntVector bits = finite.blend(shifted.or(0x7f800000), special);
+        // A NaN comes back quiet, as from Float.float16ToFloat (vcvtph2ps): the top mantissa bit set.
+        bits = bits.blend(bits.or(0x00400000), magnitude.compare(VectorOperators.GT, 0x7c00));
+        return bits.or(x.and(0x8000).lanewise(VectorOperators.LSHL, 16)).reinterpretAsFloats();
+    }
+
+    private static float at(MemorySegment b, boolean bf16, long i) {
+        return ScalarKernels.load(b, bf16 ? DType.BF16 : DType.F16, i);
+    }
+
+    /** VectorGemm.dotTile4x4 with B widened in registers. */
+    private static void tile4x4(MemorySegment a, long aIdx, int lda, MemorySegment b, boolean bf16, long bIdx, int ldb, int k, float[] out) {
+        FloatVector s00 = FloatVector.zero(S), s01 = FloatVector.zero(S), s02 = FloatVector.zero(S), s03 = FloatVector.zero(S);
+        FloatVector s10 = FloatVector.zero(S), s11 = FloatVector.zero(S), s12 = FloatVector.zero(S), s13 = FloatVector.zero(S);
+        FloatVector s20 = FloatVector.zero(S), s21 = FloatVector.zero(S), s22 = FloatVector.zero(S), s23 = FloatVector.zero(S);
+        FloatVector s30 = FloatVector.zero(S), s31 = FloatVector.zero(S), s32 = FloatVector.zero(S), s33 = FloatVector.zero(S);
+        long a0 = aIdx * 4, a1 = a0 + 4L * lda, a2 = a1 + 4L * lda, a3 = a2 + 4L * lda;
+        long b0 = bIdx * 2, b1 = b0 + 2L * ldb, b2 = b1 + 2L * ldb, b3 = b2 + 2L * ldb;
+        int p = 0;
+        for (; p + L <= k; p += L) {
+            long o = 4L * p, h = 2L * p;
+            FloatVector y0 = load(b, b0 + h, bf16);
+            FloatVector y1 = load(b, b1 + h, bf16);
+            FloatVector y2 = load(b, b2 + h, bf16);
+            FloatVector y3 = load(b, b3 + h, bf16);
+            FloatVector x = FloatVector.fromMemorySegment(S, a, a0 + o, LE);
+            s00 = x.fma(y0, s00); s01 = x.fma(y1, s01); s02 = x.fma(y2, s02); s03 = x.fma(y3, s03);
+            x = FloatVector.fromMemorySegment(S, a, a1 + o, LE);
+            s10 = x.fma(y0, s10); s11 = x.fma(y1, s11); s12 = x.fma(y2, s12); s13 = x.fma(y3, s13);
+            x = FloatVector.fromMemorySegment(S, a, a2 + o, LE);
+            s20 = x.fma(y0, s20); s21 = x.fma(y1, s21); s22 = x.fma(y2, s22); s23 = x.fma(y3, s23);
+            x = FloatVector.fromMemorySegment(S, a, a3 + o, LE);
+            s30 = x.fma(y0, s30); s31 = x.fma(y1, s31); s32 = x.fma(y2, s32); s33 = x.fma(y3, s33);
+        }
+        out[0] = VectorMath.sum(s00); out[1] = VectorMath.sum(s01);
+        out[2] = VectorMath.sum(s02); out[3] = VectorMath.sum(s03);
+        out[4] = VectorMath.sum(s10); out[5] = VectorMath.sum(s11);
+        out[6] = VectorMath.sum(s12); out[7] = VectorMath.sum(s13);
+        out[8] = VectorMath.sum(s20); out[9] = VectorMath.sum(s21);
+        out[10] = VectorMath.sum(s22); out[11] = VectorMath.sum(s23);
+        out[12] = VectorMath.sum(s30); out[13] = VectorMath.sum(s31);
+        out[14] = VectorMath.sum(s32); out[15] = VectorMath.sum(s33);
+        for (; p < k; p++) {
+            for (int r = 0; r < 4; r++) {
+                float x = a.getAtIndex(F32_LE, aIdx + (long) r * lda + p);
+                for (int q = 0; q < 4; q++) out[r * 4 + q] += x * at(b, bf16, bIdx + (long) q * ldb + p);
+            }
+        }
+    }
+
+    /** VectorGemm.dotTile1x4 with B widened in registers. */
+    private static void tile1x4(MemorySegment a, long aIdx, MemorySegment b, boolean bf16, long bIdx, int ldb, int k, float[] out) {
+        FloatVector s0 = FloatVector.zero(S), s1 = FloatVector.zero(S), s2 = FloatVector.zero(S), s3 = FloatVector.zero(S);
+        FloatVector t0 = FloatVector.zero(S), t1 = FloatVector.zero(S), t2 = FloatVector.zero(S), t3 = FloatVector.zero(S);
+        long a0 = aIdx * 4;
+        long b0 = bIdx * 2, b1 = b0 + 2L * ldb, b2 = b1 + 2L * ldb, b3 = b2 + 2L * ldb;
+        int p = 0;
+        for (; p + 2 * L <= k; p += 2 * L) {
+            long o = 4L * p, o2 = o + 4L * L, h = 2L * p, h2 = h + 2L * L;
+            FloatVector x = FloatVector.fromMemorySegment(S, a, a0 + o, LE);
+            FloatVector x2 = FloatVector.fromMemorySegment(S, a, a0 + o2, LE);
+            s0 = x.fma(load(b, b0 + h, bf16), s0);
+            s1 = x.fma(load(b, b1 + h, bf16), s1);
+            s2 = x.fma(load(b, b2 + h, bf16), s2);
+            s3 = x.fma(load(b, b3 + h, bf16), s3);
+            t0 = x2.fma(load(b, b0 + h2, bf16), t0);
+            t1 = x2.fma(load(b, b1 + h2, bf16), t1);
+            t2 = x2.fma(load(b, b2 + h2, bf16), t2);
+            t3 = x2.fma(load(b, b3 + h2, bf16), t3);
+        }
+        for (; p + L <= k; p += L) {
+            long o = 4L * p, h = 2L * p;
+            FloatVector x = FloatVector.fromMemorySegment(S, a, a0 + o, LE);
+            s0 = x.fma(load(b, b0 + h, bf16), s0);
+            s1 = x.fma(load(b, b1 + h, bf16), s1);
+            s2 = x.fma(load(b, b2 + h, bf16), s2);
+            s3 = x.fma(load(b, b3 + h, bf16), s3);
+        }
+        out[0] = VectorMath.sum(s0.add(t0));
+        out[1] = VectorMath.sum(s1.add(t1));
+        out[2] = VectorMath.sum(s2.add(t2));
+        out[3] = VectorMath.sum(s3.add(t3));
+        for (; p < k; p++) {
+            float x = a.getAtIndex(F32_LE, aIdx + p);
+            for (int q = 0; q < 4; q++) out[q] += x * at(b, bf16, bIdx + (long) q * ldb + p);
+        }
+    }
+
+    /** VectorGemm.dotTile1x8 with B widened in registers: decode's GEMV, eight weight rows streaming at once. */
+    private static void tile1x8Bf16(MemorySegment a, long aIdx, MemorySegment b, long bIdx, int ldb, int k, float[] out) {
+        FloatVector s0 = FloatVector.zero(S), s1 = FloatVector.zero(S), s2 = FloatVector.zero(S), s3 = FloatVector.zero(S);
+        FloatVector s4 = FloatVector.zero(S), s5 = FloatVector.zero(S), s6 = FloatVector.zero(S), s7 = FloatVector.zero(S);
+        long a0 = aIdx * 4, ld = 2L * ldb;
+        long b0 = bIdx * 2, b1 = b0 + ld, b2 = b1 + ld, b3 = b2 + ld, b4 = b3 + ld, b5 = b4 + ld, b6 = b5 + ld, b7 = b6 + ld;
+        int p = 0;
+        for (; p + L <= k; p += L) {
+            long o = 4L * p, h = 2L * p;
+            FloatVector x = FloatVector.fromMemorySegment(S, a, a0 + o, LE);
+            IntVector w0 = (IntVector) ShortVector.fromMemorySegment(SS, b, b0 + h, LE).convertShape(S2I, SI, 0);
+            IntVector w1 = (IntVector) ShortVector.fromMemorySegment(SS, b, b1 + h, LE).convertShape(S2I, SI, 0);
+            IntVector w2 = (IntVector) ShortVector.fromMemorySegment(SS, b, b2 + h, LE).convertShape(S2I, SI, 0);
+            IntVector w3 = (IntVector) ShortVector.fromMemorySegment(SS, b, b3 + h, LE).convertShape(S2I, SI, 0);
+            IntVector w4 = (IntVector) ShortVector.fromMemorySegment(SS, b, b4 + h, LE).convertShape(S2I, SI, 0);
+            IntVector w5 = (IntVector) ShortVector.fromMemorySegment(SS, b, b5 + h, LE).convertShape(S2I, SI, 0);
+            IntVector w6 = (IntVector) ShortVector.fromMemorySegment(SS, b, b6 + h, LE).convertShape(S2I, SI, 0);
+            IntVector w7 = (IntVector) ShortVector.fromMemorySegment(SS, b, b7 + h, LE).convertShape(S2I, SI, 0);
+            s0 = x.fma(w0.lanewise(LSHL, 16).reinterpretAsFloats(), s0);
+            s1 = x.fma(w1.lanewise(LSHL, 16).reinterpretAsFloats(), s1);
+            s2 = x.fma(w2.lanewise(LSHL, 16).reinterpretAsFloats(), s2);
+            s3 = x.fma(w3.lanewise(LSHL, 16).reinterpretAsFloats(), s3);
+            s4 = x.fma(w4.lanewise(LSHL, 16).reinterpretAsFloats(), s4);
+            s5 = x.fma(w5.lanewise(LSHL, 16).reinterpretAsFloats(), s5);
+            s6 = x.fma(w6.lanewise(LSHL, 16).reinterpretAsFloats(), s6);
+            s7 = x.fma(w7.lanewise(LSHL, 16).reinterpretAsFloats(), s7);
+        }
+        out[0] = VectorMath.sum(s0); out[1] = VectorMath.sum(s1);
+        out[2] = VectorMath.sum(s2); out[3] = VectorMath.sum(s3);
+        out[4] = VectorMath.sum(s4); out[5] = VectorMath.sum(s5);
+        out[6] = VectorMath.sum(s6); out[7] = VectorMath.sum(s7);
+        for (; p < k; p++) {
+            float x = a.getAtIndex(F32_LE, aIdx + p);
+            for (int q = 0; q < 8; q++) out[q] += x * at(b, true, bIdx + (long) q * ldb + p);
+        }
+    }
+
+    /** VectorGemm.dotTile1x8 with B widened in registers: decode's GEMV, eight weight rows streaming at once. */
+    private static void tile1x8F16(MemorySegment a, long aIdx, MemorySegment b, long bIdx, int ldb, int k, float[] out) {
+        FloatVector s0 = FloatVector.zero(S), s1 = FloatVector.zero(S), s2 = FloatVector.zero(S), s3 = FloatVector.zero(S);
+        FloatVector s4 = FloatVector.zero(S), s5 = FloatVector.zero(S), s6 = FloatVector.zero(S), s7 = FloatVector.zero(S);
+        long a0 = aIdx * 4, ld = 2L * ldb;
+        long b0 = bIdx * 2, b1 = b0 + ld, b2 = b1 + ld, b3 = b2 + ld, b4 = b3 + ld, b5 = b4 + ld, b6 = b5 + ld, b7 = b6 + ld;
+        int p = 0;
+        for (; p + L <= k; p += L) {
+            long o = 4L * p, h = 2L * p;
+            FloatVector x = FloatVector.fromMemorySegment(S, a, a0 + o, LE);
+            IntVector w0 = (IntVector) ShortVector.fromMemorySegment(SS, b, b0 + h, LE).convertShape(S2I, SI, 0);
+            IntVector w1 = (IntVector) ShortVector.fromMemorySegment(SS, b, b1 + h, LE).convertShape(S2I, SI, 0);
+            IntVector w2 = (IntVector) ShortVector.fromMemorySegment(SS, b, b2 + h, LE).convertShape(S2I, SI, 0);
+            IntVector w3 = (IntVector) ShortVector.fromMemorySegment(SS, b, b3 + h, LE).convertShape(S2I, SI, 0);
+            IntVector w4 = (IntVector) ShortVector.fromMemorySegment(SS, b, b4 + h, LE).convertShape(S2I, SI, 0);
+            IntVector w5 = (IntVector) ShortVector.fromMemorySegment(SS, b, b5 + h, LE).convertShape(S2I, SI, 0);
+            IntVector w6 = (IntVector) ShortVector.fromMemorySegment(SS, b, b6 + h, LE).convertShape(S2I, SI, 0);
+            IntVector w7 = (IntVector) ShortVector.fromMemorySegment(SS, b, b7 + h, LE).convertShape(S2I, SI, 0);
+            s0 = x.fma(f16(w0), s0);
+            s1 = x.fma(f16(w1), s1);
+            s2 = x.fma(f16(w2), s2);
+            s3 = x.fma(f16(w3), s3);
+            s4 = x.fma(f16(w4), s4);
+            s5 = x.fma(f16(w5), s5);
+            s6 = x.fma(f16(w6), s6);
+            s7 = x.fma(f16(w7), s7);
+        }
+        out[0] = VectorMath.sum(s0); out[1] = VectorMath.sum(s1);
+        out[2] = VectorMath.sum(s2); out[3] = VectorMath.sum(s3);
+        out[4] = VectorMath.sum(s4); out[5] = VectorMath.sum(s5);
+        out[6] = VectorMath.sum(s6); out[7] = VectorMath.sum(s7);
+        for (; p < k; p++) {
+            float x = a.getAtIndex(F32_LE, aIdx + p);
+            for (int q = 0; q < 8; q++) out[q] += x * at(b, false, bIdx + (long) q * ldb + p);
+        }
+    }
+
+    /** VectorGemm.dot with y widened in registers. */
+    private static float dot(MemorySegment x, long xOff, MemorySegment y, boolean bf16, long yOff, int n) {
+        FloatVector s0 = FloatVector.zero(S), s1 = FloatVector.zero(S), s2 = FloatVector.zero(S), s3 = FloatVector.zero(S);
+        long xb = xOff * 4, yb = yOff * 2;
+        int i = 0;
+        for (; i + 4 * L <= n; i += 4 * L) {
+            long o = (long) i * 4, h = (long) i * 2;
+            s0 = FloatVector.fromMemorySegment(S, x, xb + o, LE).fma(load(y, yb + h, bf16), s0);
+            s1 = FloatVector.fromMemorySegment(S, x, xb + o + 4L * L, LE).fma(load(y, yb + h + 2L * L, bf16), s1);
+            s2 = FloatVector.fromMemorySegment(S, x, xb + o + 8L * L, LE).fma(load(y, yb + h + 4L * L, bf16), s2);
+            s3 = FloatVector.fromMemorySegment(S, x, xb + o + 12L * L, LE).fma(load(y, yb + h + 6L * L, bf16), s3);
+        }
+        for (; i + L <= n; i += L) {
+            s0 = FloatVector.fromMemorySegment(S, x, xb + (long) i * 4, LE).fma(load(y, yb + (long) i * 2, bf16), s0);
+        }
+        float sum = VectorMath.sum(s0.add(s1).add(s2.add(s3)));
+        for (; i < n; i++) sum += x.getAtIndex(F32_LE, xOff + i) * at(y, bf16, yOff + i);
+        return sum;
+    }
+}
