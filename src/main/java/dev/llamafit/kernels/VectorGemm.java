@@ -256,7 +256,8 @@ final class VectorGemm {
                         int nr = Math.min(NR, nc - jr);
                         for (int ir = 0; ir < mc; ir += MR) {
                             int mr = Math.min(MR, mc - ir);
-                            microKernel(buf.a, ir * kc, buf.b, jr * kc, kc, buf.tile);
+                            if (nr > NR / 2) microKernel(buf.a, ir * kc, buf.b, jr * kc, kc, buf.tile);
+                            else microKernelHalf(buf.a, ir * kc, buf.b, jr * kc, kc, buf.tile);
                             writeBack(buf.tile, c, cOff + (long) (ic + ir) * ldc + jc + jr, ldc, alpha, betaHere, mr, nr);
                         }
                     }
@@ -306,6 +307,42 @@ final class VectorGemm {
         c30.intoArray(tile, 3 * NR); c31.intoArray(tile, 3 * NR + L); c32.intoArray(tile, 3 * NR + 2 * L); c33.intoArray(tile, 3 * NR + 3 * L);
         c40.intoArray(tile, 4 * NR); c41.intoArray(tile, 4 * NR + L); c42.intoArray(tile, 4 * NR + 2 * L); c43.intoArray(tile, 4 * NR + 3 * L);
         c50.intoArray(tile, 5 * NR); c51.intoArray(tile, 5 * NR + L); c52.intoArray(tile, 5 * NR + 2 * L); c53.intoArray(tile, 5 * NR + 3 * L);
+    }
+
+    /**
+     * {@link #microKernel} for a last B panel at most half full (e.g. n = 288 = 4.5 panels): only its left two
+     * vectors are multiplied, so the zero padding costs no FMAs. Same summation order per element.
+     */
+    private static void microKernelHalf(float[] pa, int ai, float[] pb, int bi, int kc, float[] tile) {
+        FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
+        FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
+        FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
+        FloatVector c30 = FloatVector.zero(S), c31 = FloatVector.zero(S);
+        FloatVector c40 = FloatVector.zero(S), c41 = FloatVector.zero(S);
+        FloatVector c50 = FloatVector.zero(S), c51 = FloatVector.zero(S);
+        for (int p = 0; p < kc; p++) {
+            int ap = ai + p * MR, bp = bi + p * NR;
+            FloatVector b0 = FloatVector.fromArray(S, pb, bp);
+            FloatVector b1 = FloatVector.fromArray(S, pb, bp + L);
+            FloatVector x = FloatVector.broadcast(S, pa[ap]);
+            c00 = x.fma(b0, c00); c01 = x.fma(b1, c01);
+            x = FloatVector.broadcast(S, pa[ap + 1]);
+            c10 = x.fma(b0, c10); c11 = x.fma(b1, c11);
+            x = FloatVector.broadcast(S, pa[ap + 2]);
+            c20 = x.fma(b0, c20); c21 = x.fma(b1, c21);
+            x = FloatVector.broadcast(S, pa[ap + 3]);
+            c30 = x.fma(b0, c30); c31 = x.fma(b1, c31);
+            x = FloatVector.broadcast(S, pa[ap + 4]);
+            c40 = x.fma(b0, c40); c41 = x.fma(b1, c41);
+            x = FloatVector.broadcast(S, pa[ap + 5]);
+            c50 = x.fma(b0, c50); c51 = x.fma(b1, c51);
+        }
+        c00.intoArray(tile, 0); c01.intoArray(tile, L);
+        c10.intoArray(tile, NR); c11.intoArray(tile, NR + L);
+        c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + L);
+        c30.intoArray(tile, 3 * NR); c31.intoArray(tile, 3 * NR + L);
+        c40.intoArray(tile, 4 * NR); c41.intoArray(tile, 4 * NR + L);
+        c50.intoArray(tile, 5 * NR); c51.intoArray(tile, 5 * NR + L);
     }
 
     /** C[r, col] = alpha·tile[r, col] + beta·C[r, col] for the mr×nr valid part of the tile; beta == 0 never reads C. */
