@@ -114,10 +114,14 @@ final class VectorGemm {
                      float beta, MemorySegment c, long cOff, int ldc) {
         ScalarKernels.checkOperand(aType);
         ScalarKernels.checkOperand(bType);
-        if (aType == DType.F32 && bType == DType.F32) {
-            gemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
-            return;
-        }
+        dispatch(transA, transB, m, n, k, alpha, a, aType, aOff, lda, b, bType, bOff, ldb, beta, c, cOff, ldc);
+    }
+
+    /** Both GEMMs: the skinny path for a few rows of A·Bᵀ, else the blocked one, split over rows or columns (never k). */
+    private static void dispatch(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                                 MemorySegment a, DType aType, long aOff, int lda,
+                                 MemorySegment b, DType bType, long bOff, int ldb,
+                                 float beta, MemorySegment c, long cOff, int ldc) {
         if (m <= 0 || n <= 0) return;
         if (k <= 0 || alpha == 0f) {
             scaleC(m, n, beta, c, cOff, ldc);
@@ -126,8 +130,12 @@ final class VectorGemm {
         long flops = 2L * m * n * k;
         if (m <= SKINNY_ROWS && !transA && transB) {
             int grain = (int) Math.max(1, MIN_SKINNY_FLOPS_PER_TASK / Math.max(1, 2L * m * k));
-            Parallel.forRange(n, grain, (j0, j1) -> skinnyTyped(j0, j1, m, k, alpha, a, aType, aOff, lda, b, bType, bOff, ldb,
-                    beta, c, cOff, ldc));
+            if (aType == DType.F32 && bType == DType.F32)
+                Parallel.forRange(n, grain, (j0, j1) -> skinnyNT(j0, j1, m, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc,
+                        BUFFERS.get().tile));
+            else
+                Parallel.forRange(n, grain, (j0, j1) -> skinnyTyped(j0, j1, m, k, alpha, a, aType, aOff, lda, b, bType, bOff, ldb,
+                        beta, c, cOff, ldc));
             return;
         }
         if (m >= n) {
@@ -208,29 +216,7 @@ final class VectorGemm {
                      MemorySegment a, long aOff, int lda,
                      MemorySegment b, long bOff, int ldb,
                      float beta, MemorySegment c, long cOff, int ldc) {
-        if (m <= 0 || n <= 0) return;
-        if (k <= 0 || alpha == 0f) {
-            scaleC(m, n, beta, c, cOff, ldc);
-            return;
-        }
-        long flops = 2L * m * n * k;
-        if (m <= SKINNY_ROWS && !transA && transB) {
-            int grain = (int) Math.max(1, MIN_SKINNY_FLOPS_PER_TASK / Math.max(1, 2L * m * k));
-            Parallel.forRange(n, grain, (j0, j1) -> skinnyNT(j0, j1, m, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc,
-                    BUFFERS.get().tile));
-            return;
-        }
-        if (m >= n) {
-            int units = (m + MR - 1) / MR;
-            int grain = (int) Math.max(1, MIN_FLOPS_PER_TASK / Math.max(1, flops / units));
-            Parallel.forRange(units, grain, (u0, u1) -> blocked(transA, transB, u0 * MR, Math.min(m, u1 * MR), 0, n, k, alpha,
-                    a, DType.F32, aOff, lda, b, DType.F32, bOff, ldb, beta, c, cOff, ldc));
-        } else {
-            int units = (n + NR - 1) / NR;
-            int grain = (int) Math.max(1, MIN_FLOPS_PER_TASK / Math.max(1, flops / units));
-            Parallel.forRange(units, grain, (u0, u1) -> blocked(transA, transB, 0, m, u0 * NR, Math.min(n, u1 * NR), k, alpha,
-                    a, DType.F32, aOff, lda, b, DType.F32, bOff, ldb, beta, c, cOff, ldc));
-        }
+        dispatch(transA, transB, m, n, k, alpha, a, DType.F32, aOff, lda, b, DType.F32, bOff, ldb, beta, c, cOff, ldc);
     }
 
     /**
