@@ -104,7 +104,8 @@ final class TrainCommand implements Callable<Integer> {
 
     private Integer train(TrainOptions o, Technique t, LoraConfig lora) throws Exception {
         PrintWriter out = spec.commandLine().getOut();
-        MemoryPlan plan = gate(o, t, out);
+        long data = dataBytes(o, ModelFolder.readConfig(o.model()));
+        MemoryPlan plan = gate(o, t, data, out);
         MemoryLedger ledger = MemoryLedger.global();
         Trainer.Result r = new Trainer(o, KernelBackends.get(), ledger, System.out).run();
         out.printf(Locale.ROOT, "trained %d steps in %.1f s (%,d tokens): loss %.4f -> %.4f%s%n", r.steps(), r.seconds(), r.tokens(),
@@ -125,7 +126,6 @@ final class TrainCommand implements Callable<Integer> {
         out.printf("  %-14s %12s %12s%n", "total", ByteSize.format(plan.devicePeakBytes()), ByteSize.format(r.memory().totalPeakBytes()));
         long baseline = JVM_BASELINE_BYTES;
         OptionalLong rss = ProcessMemory.peakRssBytes();
-        long data = dataBytes(o, ModelFolder.readConfig(o.model()));
         rss.ifPresent(b -> out.printf("  %-14s %12s %12s  (planned total + %s JVM baseline%s)%n", "process RSS",
                 ByteSize.format(plan.devicePeakBytes() + baseline + data), ByteSize.format(b), ByteSize.format(baseline),
                 data > 0 ? " + " + ByteSize.format(data) + " data" : ""));
@@ -161,9 +161,10 @@ final class TrainCommand implements Callable<Integer> {
 
     /**
      * Plans the run with the same layouts the engine allocates from, and stops (exit 2) with the cheapest plans that
-     * would fit when the plan exceeds --max-memory, unless --force.
+     * would fit when the plan exceeds --max-memory, unless --force. {@code data} is the planned token storage
+     * ({@link #dataBytes}), which shares the memory limit with the JVM's baseline.
      */
-    private MemoryPlan gate(TrainOptions o, Technique t, PrintWriter out) {
+    private MemoryPlan gate(TrainOptions o, Technique t, long data, PrintWriter out) {
         LlamaConfig config = ModelFolder.readConfig(o.model());
         if (o.seqLen() > config.maxPositions())
             throw InputException.at(o.model().resolve("config.json"), "--seq-len " + o.seqLen()
@@ -172,7 +173,6 @@ final class TrainCommand implements Callable<Integer> {
         if (limit <= 0) throw new InputException("--max-memory must be > 0, got " + maxMemory);
         // A limit at or below the JVM's own baseline leaves the tensors nothing (one byte, so that nothing fits).
         // The tokenised corpus is heap, beside the JVM's own baseline: the device gets what both leave.
-        long data = dataBytes(o, config);
         Device device = Devices.cpu(Math.max(1, limit - JVM_BASELINE_BYTES - data), Parallel.threads());
         // The model's own limits (a rank above a matrix) are input errors too.
         MemoryPlan plan = Main.userInput(() -> Planner.plan(config, t, o.batchSize(), o.seqLen(), device));
