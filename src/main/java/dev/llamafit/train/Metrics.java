@@ -54,8 +54,23 @@ public final class Metrics {
         }
     }
 
-    /** One step's record. {@code evalLoss} is NaN when the step did not evaluate. */
-    public record Step(long step, double loss, double lr, double gradNorm, double tokensPerSecond, double evalLoss) implements Entry {
+    /**
+     * One step's record. {@code evalLoss} is NaN when the step did not evaluate. {@code lossScale} is the fp16 loss
+     * scale this step's backward used, NaN when the run has no scaler (fp32, bf16); {@code skipped} marks a step whose
+     * gradients overflowed, so the optimizer did not step. Both are written only for an fp16 run, so fp32 and bf16
+     * lines are as before.
+     */
+    public record Step(long step, double loss, double lr, double gradNorm, double tokensPerSecond, double evalLoss,
+                       double lossScale, boolean skipped) implements Entry {
+        public Step {
+            if (skipped && Double.isNaN(lossScale)) throw new IllegalArgumentException("only a loss-scaled (fp16) step can be skipped");
+        }
+
+        /** A step without loss scaling. */
+        public Step(long step, double loss, double lr, double gradNorm, double tokensPerSecond, double evalLoss) {
+            this(step, loss, lr, gradNorm, tokensPerSecond, evalLoss, Double.NaN, false);
+        }
+
         @Override
         public Map<String, Object> toJson() {
             Map<String, Object> m = new LinkedHashMap<>();
@@ -65,6 +80,8 @@ public final class Metrics {
             m.put("grad_norm", gradNorm);
             m.put("tokens_per_s", tokensPerSecond);
             if (!Double.isNaN(evalLoss)) m.put("eval_loss", evalLoss);
+            if (!Double.isNaN(lossScale)) m.put("loss_scale", lossScale);
+            if (skipped) m.put("skipped", true);
             return m;
         }
     }
@@ -106,7 +123,9 @@ public final class Metrics {
                 out.add(new Event(n.get("event").asText(), s, fields));
             } else {
                 out.add(new Step(s, n.get("loss").asDouble(), n.get("lr").asDouble(), n.get("grad_norm").asDouble(),
-                        n.get("tokens_per_s").asDouble(), n.has("eval_loss") ? n.get("eval_loss").asDouble() : Double.NaN));
+                        n.get("tokens_per_s").asDouble(), n.has("eval_loss") ? n.get("eval_loss").asDouble() : Double.NaN,
+                        n.has("loss_scale") ? n.get("loss_scale").asDouble() : Double.NaN,
+                        n.has("skipped") && n.get("skipped").asBoolean()));
             }
         }
         return out;
@@ -143,17 +162,20 @@ public final class Metrics {
         XYChart chart = new XYChartBuilder().width(800).height(500).title("llamafit training loss")
                 .xAxisTitle("step").yAxisTitle("loss").build();
         chart.getStyler().setMarkerSize(3);
-        double[] x = new double[steps.size()], y = new double[steps.size()];
-        List<Double> ex = new ArrayList<>(), ey = new ArrayList<>();
-        for (int i = 0; i < steps.size(); i++) {
-            x[i] = steps.get(i).step();
-            y[i] = steps.get(i).loss();
-            if (!Double.isNaN(steps.get(i).evalLoss())) {
-                ex.add((double) steps.get(i).step());
-                ey.add(steps.get(i).evalLoss());
+        List<Double> tx = new ArrayList<>(), ty = new ArrayList<>(), ex = new ArrayList<>(), ey = new ArrayList<>();
+        for (Step st : steps) {
+            // An fp16 step skipped for overflow may have an infinite loss: the chart leaves it out.
+            if (Double.isFinite(st.loss())) {
+                tx.add((double) st.step());
+                ty.add(st.loss());
+            }
+            if (!Double.isNaN(st.evalLoss())) {
+                ex.add((double) st.step());
+                ey.add(st.evalLoss());
             }
         }
-        chart.addSeries("train", x, y).setMarker(SeriesMarkers.NONE);
+        if (tx.isEmpty()) return;
+        chart.addSeries("train", tx, ty).setMarker(SeriesMarkers.NONE);
         if (!ex.isEmpty()) chart.addSeries("eval", ex, ey).setMarker(SeriesMarkers.CIRCLE);
         Path tmp = plot.resolveSibling("." + PLOT + ".tmp.png");
         try {

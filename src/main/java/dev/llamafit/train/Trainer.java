@@ -24,6 +24,7 @@ import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.Technique;
 import dev.llamafit.model.TrainingStep;
 import dev.llamafit.optim.AdamW;
+import dev.llamafit.optim.LossScaler;
 import dev.llamafit.optim.LrSchedule;
 import dev.llamafit.optim.Optimizer;
 import dev.llamafit.optim.Sgd;
@@ -86,7 +87,7 @@ public final class Trainer {
             Metrics metrics = new Metrics(o.output(), resumed == null ? -1 : startStep);
             if (!accepted.isEmpty()) metrics.record(new Metrics.Event("resume_mismatch_accepted", startStep, accepted));
             TrainingLoop loop = new TrainingLoop(TrainingLoop.Settings.of(o), model, optimizer, batches, schedule, metrics, data,
-                    identity, ledger, log);
+                    identity, ledger, log, scaler(resumed));
             loop.run(startStep);
             Path finalDir = model.writeFinal();
             metrics.plot();
@@ -94,6 +95,15 @@ public final class Trainer {
             return new Result(data.totalSteps() - startStep, loop.firstLoss, loop.lastLoss, loop.lastEval, loop.tokensSeen, secs,
                     finalDir, ledger.snapshot());
         }
+    }
+
+    /**
+     * The fp16 run's loss scaler, continuing the checkpoint's state where it has one (a checkpoint of another precision,
+     * resumed with --resume-anyway, starts a fresh one); null for fp32 and bf16, whose range needs no scaling.
+     */
+    private LossScaler scaler(TrainerState resumed) {
+        if (o.technique().precision() != Technique.Precision.FP16) return null;
+        return resumed == null || resumed.scaler() == null ? new LossScaler() : new LossScaler(resumed.scaler());
     }
 
     private Optimizer optimizer() {

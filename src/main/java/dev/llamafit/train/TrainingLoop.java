@@ -10,13 +10,29 @@ import java.util.List;
 import dev.llamafit.io.data.Batches;
 import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.optim.GradClip;
+import dev.llamafit.optim.LossScaler;
 import dev.llamafit.optim.LrSchedule;
 import dev.llamafit.optim.Optimizer;
 import dev.llamafit.optim.Param;
 import dev.llamafit.tensor.Tensor;
 
-/** The step loop of a set-up run, and what it has seen so far (the numbers a {@link Trainer.Result} reports). */
+/**
+ * The step loop of a set-up run, and what it has seen so far (the numbers a {@link Trainer.Result} reports).
+ *
+ * <p>With a {@link LossScaler} (fp16 runs) each step's loss gradient is multiplied by the scale, the gradients are
+ * unscaled before clipping, and a step whose gradients overflowed is skipped: no clipping, no optimizer update, no
+ * optimizer step counted; the data, the schedule and the step count still advance, as with GradScaler.
+ */
 final class TrainingLoop {
+    /**
+     * Skipped steps in a row after which an fp16 run stops. Each skip halves the scale, so after 64 the loss gradient
+     * is multiplied by 2^16·2^-64 = 2^-48: an overflow that persists there is not a range problem loss scaling can fix
+     * (the forward itself produces inf/NaN) and would skip every step from then on. A healthy run skips a handful in a
+     * row at its start while the scale falls from 2^16 to what its gradients fit (and one now and then after a growth),
+     * far fewer than 64. The scale is still a normal float at 2^-48, so unscaling stays exact up to the limit.
+     */
+    static final int MAX_CONSECUTIVE_SKIPS = 64;
+
     /**
      * The options the loop itself reads.
      *
@@ -54,12 +70,13 @@ final class TrainingLoop {
     final RunIdentity identity;
     final MemoryLedger ledger;
     final PrintStream log;
+    final LossScaler scaler; // null unless --precision fp16
     final long t0 = System.nanoTime();
     double firstLoss = Double.NaN, lastLoss = Double.NaN, lastEval = Double.NaN;
     long tokensSeen;
 
     TrainingLoop(Settings settings, TrainableModel model, Optimizer optimizer, Batches batches, LrSchedule schedule, Metrics metrics,
-                 TrainingData data, RunIdentity identity, MemoryLedger ledger, PrintStream log) {
+                 TrainingData data, RunIdentity identity, MemoryLedger ledger, PrintStream log, LossScaler scaler) {
         this.settings = settings;
         this.model = model;
         this.optimizer = optimizer;
@@ -70,6 +87,7 @@ final class TrainingLoop {
         this.identity = identity;
         this.ledger = ledger;
         this.log = log;
+        this.scaler = scaler;
     }
 
     void run(long startStep) throws IOException {
@@ -77,13 +95,20 @@ final class TrainingLoop {
         Progress progress = new Progress(log, startStep, total);
         for (long s = startStep; s < total; s++) {
             long stepStart = System.nanoTime();
-            double loss = forwardBackward();
+            double lossScale = scaler == null ? Double.NaN : scaler.scale();
+            double loss = forwardBackward(scaler == null ? 1 : scaler.scale());
             List<Tensor> grads = new ArrayList<>(model.params.size());
             for (Param p : model.params) grads.add(p.grad());
-            double gradNorm = GradClip.clipGlobalNorm(grads, settings.maxGradNorm());
+            // Unscale before clipping (GradScaler's order); a non-finite norm of the unscaled gradients is an overflow.
+            double gradNorm = scaler == null ? Double.NaN : scaler.unscale(grads);
+            boolean skipped = scaler != null && !Double.isFinite(gradNorm);
             double lr = schedule.lr(s);
-            optimizer.step(model.params, lr);
-            model.step.syncWorkingCopies(); // mixed precision: the GEMMs' 16-bit copies follow the fp32 masters
+            if (!skipped) {
+                gradNorm = GradClip.clipGlobalNorm(grads, settings.maxGradNorm());
+                optimizer.step(model.params, lr);
+                model.step.syncWorkingCopies(); // mixed precision: the GEMMs' 16-bit copies follow the fp32 masters
+            }
+            if (scaler != null) scaler.update(skipped);
             long done = s + 1;
             double seconds = (System.nanoTime() - stepStart) / 1e9;
             long stepSeqTokens = settings.tokensPerStep();
@@ -96,20 +121,28 @@ final class TrainingLoop {
             }
             if (Double.isNaN(firstLoss)) firstLoss = loss;
             lastLoss = loss;
-            metrics.record(new Metrics.Step(done, loss, lr, gradNorm, stepSeqTokens / seconds, evalLoss));
-            progress.update(done, loss, lr, gradNorm, stepSeqTokens / seconds, evalLoss, ledger.totalCurrentBytes());
-            if (!Double.isFinite(loss))
+            metrics.record(new Metrics.Step(done, loss, lr, gradNorm, stepSeqTokens / seconds, evalLoss, lossScale, skipped));
+            progress.update(done, loss, lr, gradNorm, stepSeqTokens / seconds, evalLoss, ledger.totalCurrentBytes(), lossScale, skipped);
+            if (skipped && scaler.consecutiveSkips() >= MAX_CONSECUTIVE_SKIPS)
+                throw new RunFailure("the fp16 gradients overflowed in " + scaler.consecutiveSkips() + " steps in a row up to step " + done
+                        + " (loss scale now " + scaler.scale() + "); stopping (use --precision bf16, or a lower --lr)");
+            // A skipped step changed no weight: its inf/NaN loss or gradients are the overflow the scaler handled.
+            if (!skipped && !Double.isFinite(loss))
                 throw new RunFailure("loss became " + loss + " at step " + done + "; stopping (lower --lr, or check the data)");
             // A finite loss with a non-finite gradient has already poisoned this step's update: stop before it is saved.
-            if (!Double.isFinite(gradNorm))
+            if (!skipped && !Double.isFinite(gradNorm))
                 throw new RunFailure("gradient norm became " + gradNorm + " at step " + done + "; stopping (lower --lr, or check the data)");
             if (last || settings.saveEvery() > 0 && done % settings.saveEvery() == 0) save(done);
         }
         progress.close();
     }
 
-    /** One optimizer step's k micro-batches, with the loss normalised by the unmasked tokens of all of them. */
-    private double forwardBackward() {
+    /**
+     * One optimizer step's k micro-batches, with the loss normalised by the unmasked tokens of all of them and its
+     * gradient multiplied by {@code lossScale} (1 without a scaler: the normaliser is then passed unchanged). Returns
+     * the unscaled mean loss: the micro-batches' sums are token losses, whatever the normaliser.
+     */
+    private double forwardBackward(float lossScale) {
         List<Batches.Batch> micro = new ArrayList<>(settings.gradAccum());
         long stepTokens = 0;
         for (int i = 0; i < settings.gradAccum(); i++) {
@@ -120,13 +153,15 @@ final class TrainingLoop {
         model.step.zeroGradients();
         double lossSum = 0;
         double normalizer = Math.max(1, stepTokens);
-        for (Batches.Batch b : micro) lossSum += model.step.forwardBackward(b.inputIds(), b.labels(), normalizer).sum();
+        // normalizer / scale: the step multiplies the loss gradient by 1/(normalizer/scale) = scale/normalizer.
+        double scaledNormalizer = lossScale == 1 ? normalizer : normalizer / lossScale;
+        for (Batches.Batch b : micro) lossSum += model.step.forwardBackward(b.inputIds(), b.labels(), scaledNormalizer).sum();
         return lossSum / normalizer;
     }
 
     private void save(long done) throws IOException {
         TrainerState state = new TrainerState(done, optimizer.steps(), batches.position(), settings.seed(), data.totalSteps(),
-                model.step.dropoutCalls(), identity, model.checkpointExtras());
+                model.step.dropoutCalls(), identity, model.checkpointExtras(), scaler == null ? null : scaler.state());
         model.requireFinite("the checkpoint of step " + done);
         Checkpoints.save(settings.output(), done, model.trainable(), new ArrayList<>(optimizer.state().values()), state.toJson());
         metrics.plot();
