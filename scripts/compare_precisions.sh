@@ -31,6 +31,6 @@ ref = evals("fp32")[0][-1][1] if "fp32" in precisions else None
 print(f"{'precision':10s} {'eval@50':>8s} {'eval@100':>8s} {'eval@150':>8s} {'eval@200':>8s} {'train loss':>10s} {'vs fp32':>8s}")
 for p in precisions:
     e, last = evals(p)
-    rel = f"{(e[-1][1] / ref - 1) * 100:+.2f}%" if ref else ""
+    rel = f"{(e[-1][1] / ref - 1) * 100:+.3f}%" if ref else ""
     print(f"{p:10s} " + " ".join(f"{v:8.4f}" for _, v in e) + f" {last:10.4f} {rel:>8s}")
 PY

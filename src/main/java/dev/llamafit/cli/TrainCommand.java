@@ -206,8 +206,9 @@ final class TrainCommand implements Callable<Integer> {
     }
 
     /**
-     * The frozen base's storage for the technique (and so the plan): --dtype, or with LoRA and no --dtype the dtype a
-     * 16-bit checkpoint stores (used in place); null for an fp32 checkpoint, as before 16-bit bases existed.
+     * The frozen base's storage for the technique (and so the plan): --dtype, or with LoRA and no --dtype the dtype the
+     * checkpoint stores (a 16-bit one is used in place); null for full fine-tuning, or a model folder that cannot be read
+     * (reported where the run opens it).
      */
     private Technique.BaseDtype baseDtype() {
         boolean lora = Main.userInput(() -> technique.method()) == Technique.Method.LORA;
@@ -220,9 +221,7 @@ final class TrainCommand implements Callable<Integer> {
         DType d = dtype != null ? dtype.dtype() : null;
         if (d == null) {
             try {
-                DType stored = ModelFolder.storedDtype(model, KernelBackends.get());
-                if (stored == DType.F32) return null;
-                d = stored;
+                d = ModelFolder.storedDtype(model, KernelBackends.get());
             } catch (InputException e) {
                 return null; // a bad model folder is reported where the run opens it, after the flags are checked
             }

@@ -75,6 +75,20 @@ public record Technique(Method method, LoraConfig lora, Precision precision, Bas
 
     public boolean adapters() { return lora != null; }
 
+    /**
+     * How a LoRA base is stored: {@link #baseDtype()}, or when that is null the compute dtype (bf16-pure: bf16), as a
+     * PyTorch run loads its model; null for full fine-tuning. {@code train} names the checkpoint's dtype explicitly.
+     */
+    public BaseDtype baseStorage() {
+        if (!adapters()) return null;
+        if (baseDtype != null) return baseDtype;
+        return switch (precision) {
+            case FP32 -> BaseDtype.FP32;
+            case BF16, BF16_PURE -> BaseDtype.BF16;
+            case FP16 -> BaseDtype.FP16;
+        };
+    }
+
     /** The layouts' checkpoint interval: 0 when checkpointing is off, else N. */
     public int checkpointInterval() { return gradientCheckpointing ? checkpointEvery : 0; }
 

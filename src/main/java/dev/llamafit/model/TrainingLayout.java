@@ -289,15 +289,15 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
     /**
      * Mixed precision: the 16-bit working copies the step owns (ledger: weights), same names as their fp32 source and
      * refreshed from it after every update. Full fine-tuning: every matrix. LoRA: the adapters, and the base's matrices
-     * unless the base is stored in the compute type already ({@link Technique#baseDtype()}; null is an fp32 checkpoint),
+     * unless the base is stored in the compute type already ({@link Technique#baseStorage()}),
      * then read in place. Empty in fp32.
      */
     public List<TensorSpec> workingCopySpecs() {
         DType half = half();
         if (half == null) return List.of();
         List<TensorSpec> out = new ArrayList<>();
-        Technique.BaseDtype bd = technique.baseDtype();
-        boolean baseInPlace = lora() != null && bd != null && bd.floatBytes() == 2 && (bd == Technique.BaseDtype.BF16) == (half == DType.BF16);
+        Technique.BaseDtype bd = technique.baseStorage();
+        boolean baseInPlace = bd == (half == DType.BF16 ? Technique.BaseDtype.BF16 : Technique.BaseDtype.FP16);
         if (!baseInPlace)
             for (TensorSpec s : ParameterLayout.of(config, DType.F32).specs())
                 if (s.shape().rank() == 2) out.add(new TensorSpec(s.name(), s.shape(), half, s.component()));

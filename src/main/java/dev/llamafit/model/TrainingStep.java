@@ -131,6 +131,11 @@ public final class TrainingStep implements AutoCloseable {
                     working.put(master, copy);
                     (ad.containsKey(spec.name()) ? computeAdapters : computeWeights).put(spec.name(), copy);
                 }
+                // Every matrix a GEMM reads is now 16-bit: a copy, or a base the technique says is stored so.
+                for (Tensor t : computeWeights.values())
+                    if (t.shape().rank() == 2 && t.dtype() != half)
+                        throw new IllegalArgumentException("the technique stores the LoRA base as " + layout.technique().baseStorage()
+                                + ", but " + t + " is " + t.dtype() + " (name the base's dtype in Technique.baseDtype)");
             }
             for (TensorSpec spec : layout.gradientSpecs())
                 g.put(spec.name(), Tensor.allocate(ledger, Category.GRADIENTS, spec.name(), DType.F32, spec.shape()));
@@ -191,8 +196,12 @@ public final class TrainingStep implements AutoCloseable {
             Tensor master = e.getKey(), copy = e.getValue();
             if (master.dtype() == copy.dtype()) MemorySegment.copy(master.segment(), 0, copy.segment(), 0, copy.bytes());
             else if (master.dtype() != DType.F32) {
-                // A 16-bit base of the other 16-bit type (a bf16 checkpoint under fp16, say): widen element by element.
-                for (long i = 0; i < copy.elements(); i++) copy.setFloat(i, master.getFloat(i));
+                // A 16-bit base of the other 16-bit type (a bf16 checkpoint under fp16, say): through fp32, element by element.
+                for (long i = 0; i < copy.elements(); i++) {
+                    float v = master.getFloat(i);
+                    short h = half == DType.BF16 ? dev.llamafit.kernels.ScalarKernels.floatToBf16(v) : Float.floatToFloat16(v);
+                    copy.segment().setAtIndex(Tensor.I16_LE, i, h);
+                }
             } else if (half == DType.BF16) kernels.f32ToBf16(master.segment(), 0, copy.segment(), 0, copy.elements());
             else kernels.f32ToF16(master.segment(), 0, copy.segment(), 0, copy.elements());
         }

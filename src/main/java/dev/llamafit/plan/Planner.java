@@ -105,7 +105,7 @@ public final class Planner {
         boolean mixed = o.precision().mixed();
         List<Component> c = new ArrayList<>();
         long base = ParameterLayout.of(config, DType.F32).bytes();
-        Technique.BaseDtype bd = o.baseDtype();
+        Technique.BaseDtype bd = o.baseStorage();
         if (o.adapters() && bd != null && bd.floatBytes() == 2) {
             // A 16-bit checkpoint used in place: the whole mapping at 2 B per parameter, plus owned fp32 copies of the
             // vectors (norm gains, biases), which the kernels read as fp32.

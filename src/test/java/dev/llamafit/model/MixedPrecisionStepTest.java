@@ -29,7 +29,7 @@ class MixedPrecisionStepTest {
     private static Technique technique(Technique.Precision p, boolean lora, boolean checkpointing) {
         Technique t = lora ? Technique.lora(new LoraConfig(4, 8, 0.0, List.of("q_proj", "v_proj", "down_proj"), false))
                 : Technique.FULL;
-        t = new Technique(t.method(), t.lora(), p, null, t.optimizer(), false, 1, 1);
+        t = new Technique(t.method(), t.lora(), p, lora ? Technique.BaseDtype.FP32 : null, t.optimizer(), false, 1, 1);
         return t.withGradientCheckpointing(checkpointing, 1);
     }
 
