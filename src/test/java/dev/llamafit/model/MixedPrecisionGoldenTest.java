@@ -32,35 +32,40 @@ import dev.llamafit.tensor.TensorSpec;
 import dev.llamafit.testing.SharedData;
 
 /**
- * The mixed-precision acceptance of issue 15 on the four tiny fixtures, each in bf16 and fp16.
+ * The mixed-precision acceptance of issue 15 on the four tiny fixtures, each in bf16 and fp16. Tolerances are in units
+ * of the 16-bit unit roundoff u (half the spacing of the numbers at 1): 2^-8 for bf16 (8 significant bits), 2^-11 for
+ * fp16 (11).
  *
  * <p><b>Against the autocast reference</b> (autocast_bf16/fp16.safetensors: real torch.autocast for bf16, an explicit
- * emulation of the same roundings for fp16). The engine and the reference round the same tensors to 16 bits, so they
- * differ only where an fp32 sum, accumulated in another order, lands on the other side of a 16-bit rounding boundary:
- * one 16-bit ulp (2^-8 relative in bf16, 2^-11 in fp16) in a few elements, plus the reference's 16-bit weight gradients
- * (autograd rounds a weight's gradient before widening it; the engine keeps it fp32: 2^-9 / 2^-12 relative per
- * element). Those flips propagate through the later layers and backward, so the bound is a few ulps norm-wise:
- * every parameter's gradient satisfies ||g − g_ref|| / ||g_ref|| ≤ {@code REF_TOL} (1e-2 bf16, 2e-3 fp16), and the mean
- * loss |Δ| ≤ {@code LOSS_TOL} (2e-3 bf16, 3e-4 fp16; the bf16 loss itself moves by up to 5e-3 from fp32's).
+ * emulation of the same roundings for fp16; scripts/make_autocast_fixtures.py). Autocast fixes which tensors are 16-bit,
+ * not every rounding: it rounds q/k before RoPE and again after, scales the scores after rounding q·kᵀ, rounds biases
+ * and weight gradients, where the engine rounds RoPE's output once, folds 1/√D into the GEMM, keeps biases and weight
+ * gradients fp32. Each such difference is an independent rounding error, so engine and reference differ by about as
+ * much as either differs from exact arithmetic, not by a few flipped ulps. Measured with an emulation that rounds where
+ * the engine does: loss within 1.3u (bf16) / 2.3u (fp16) of the reference, every gradient within 6u norm-wise. Bounds,
+ * twice that: |loss − loss_ref| ≤ 5u; ||g − g_ref|| / ||g_ref|| ≤ 12u for every parameter.
  *
  * <p><b>Against fp32</b> (the float64 reference expected_grads.safetensors, which the fp32 engine matches within
  * 1e-4): the per-layer gradients (every parameter of block l concatenated; embeddings, final norm and head as one more
- * group) satisfy ||g − g_fp32|| / ||g_fp32|| ≤ {@code FP32_TOL} (5e-2 bf16, 1e-2 fp16). The reference itself sits at
- * 1.7e-2..3.5e-2 (bf16) and 1.8e-3..4.5e-3 (fp16) per parameter, the worst being small bias gradients; the bound leaves
- * the engine its own rounding on top. That error must also be above {@code 1e-4}: a step that silently computed in
- * fp32 would pass every tolerance above against fp32 but not this one, nor the autocast comparison.
+ * group) must differ from fp32 by ||g − g_fp32|| / ||g_fp32|| in [1u, 8u]. The autocast reference itself sits at
+ * 1.9u..3.6u in every layer of every fixture in both precisions (and the engine-like emulation at 1.9u..3.8u). The lower
+ * bound is what makes this test fail for an engine that ignores the precision (fp32: ~0) or uses fp16 when asked for
+ * bf16 (~0.4u of bf16); the upper one fails for bf16 when asked for fp16 (~25u of fp16) and for real errors.
  *
  * <p>TODO(logits): the acceptance also asks for the forward logits against the reference ("logits" [B, T, V] in the
  * autocast files). TrainingStep does not expose logits yet; when {@code TrainingStep.logits(int[][])} exists, compare
- * them norm-wise within REF_TOL here.
+ * them norm-wise within 12u here (the engine-like emulation is at 1.6u..2.1u of the reference).
  */
 class MixedPrecisionGoldenTest {
 
-    record Tolerances(double ref, double loss, double fp32) {}
-
-    static final Map<Precision, Tolerances> TOL = Map.of(
-            Precision.BF16, new Tolerances(1e-2, 2e-3, 5e-2),
-            Precision.FP16, new Tolerances(2e-3, 3e-4, 1e-2));
+    /** Unit roundoff of the precision's 16-bit type. */
+    static double unitRoundoff(Precision p) {
+        return switch (p) {
+            case BF16 -> 0x1p-8;
+            case FP16 -> 0x1p-11;
+            default -> throw new IllegalArgumentException(p.toString());
+        };
+    }
 
     @ParameterizedTest
     @CsvSource({
@@ -72,7 +77,7 @@ class MixedPrecisionGoldenTest {
         int[][] ids = SharedData.ints(expected.get("input_ids")), labels = SharedData.ints(expected.get("labels"));
         long counted = 0;
         for (int[] row : labels) for (int l : row) if (l != -100) counted++;
-        Tolerances tol = TOL.get(precision);
+        double u = unitRoundoff(precision);
         String file = "autocast_" + precision.name().toLowerCase(Locale.ROOT) + ".safetensors";
         Technique technique = new Technique(Method.FULL, null, precision, null, Optimizer.ADAMW, false, 1, 1);
         for (Kernels k : List.of(KernelBackends.get(), new ScalarKernels())) {
@@ -90,7 +95,7 @@ class MixedPrecisionGoldenTest {
                     double lossErr = Math.abs(loss.mean() - refLoss);
                     System.out.printf(Locale.ROOT, "%s: loss %.6f, autocast %.6f, |Δ| %.2e, fp32 %.6f%n",
                             what, loss.mean(), refLoss, lossErr, expected.get("loss").asDouble());
-                    assertTrue(lossErr <= tol.loss(), what + " loss " + loss.mean() + " vs autocast " + refLoss);
+                    assertTrue(lossErr <= 5 * u, what + " loss " + loss.mean() + " vs autocast " + refLoss);
 
                     Map<String, double[]> groups = new LinkedHashMap<>(); // group -> {Σ(g − g32)², Σ g32²}
                     double worstRef = 0, worstMax = 0;
@@ -103,8 +108,8 @@ class MixedPrecisionGoldenTest {
                         double[] e = errors(got, want);
                         worstRef = Math.max(worstRef, e[0]);
                         worstMax = Math.max(worstMax, e[1]);
-                        assertTrue(e[0] <= tol.ref(), String.format(Locale.ROOT,
-                                "%s d%s vs autocast: ||Δ||/||ref|| = %.3e > %.0e (max |Δ| %.3e)", what, spec.name(), e[0], tol.ref(), e[1]));
+                        assertTrue(e[0] <= 12 * u, String.format(Locale.ROOT,
+                                "%s d%s vs autocast: ||Δ||/||ref|| = %.3e = %.1fu > 12u (max |Δ| %.3e)", what, spec.name(), e[0], e[0] / u, e[1]));
                         double[] acc = groups.computeIfAbsent(group(spec.name()), g -> new double[2]);
                         for (int i = 0; i < got.length; i++) {
                             double d = (double) got[i] - want32[i];
@@ -114,12 +119,13 @@ class MixedPrecisionGoldenTest {
                         checked++;
                     }
                     assertEquals(ref.names().size() - 2, checked, "every reference gradient was compared"); // less logits, loss
-                    System.out.printf(Locale.ROOT, "%s: vs autocast worst ||Δ||/||ref|| %.2e, worst max |Δ| %.2e%n", what, worstRef, worstMax);
+                    System.out.printf(Locale.ROOT, "%s: vs autocast worst ||Δ||/||ref|| %.2e (%.1fu), worst max |Δ| %.2e%n", what, worstRef, worstRef / u, worstMax);
                     for (Map.Entry<String, double[]> g : groups.entrySet()) {
                         double rel = Math.sqrt(g.getValue()[0] / g.getValue()[1]);
-                        System.out.printf(Locale.ROOT, "%s: %s vs fp32 ||Δ||/||g32|| %.2e%n", what, g.getKey(), rel);
-                        assertTrue(rel <= tol.fp32(), what + " " + g.getKey() + " gradients vs fp32: " + rel + " > " + tol.fp32());
-                        assertTrue(rel > 1e-4, what + " " + g.getKey() + " gradients equal fp32's (" + rel + "): the step did not compute in 16 bits");
+                        System.out.printf(Locale.ROOT, "%s: %s vs fp32 ||Δ||/||g32|| %.2e (%.1fu)%n", what, g.getKey(), rel, rel / u);
+                        assertTrue(rel <= 8 * u, String.format(Locale.ROOT, "%s %s gradients vs fp32: %.3e = %.1fu > 8u", what, g.getKey(), rel, rel / u));
+                        assertTrue(rel >= u, String.format(Locale.ROOT,
+                                "%s %s gradients vs fp32: %.3e = %.2fu < 1u: the step did not round to %s", what, g.getKey(), rel, rel / u, precision));
                     }
                 } finally {
                     weights.values().forEach(Tensor::close);
