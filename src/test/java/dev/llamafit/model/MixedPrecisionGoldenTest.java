@@ -43,7 +43,9 @@ import dev.llamafit.testing.SharedData;
  * gradients fp32. Each such difference is an independent rounding error, so engine and reference differ by about as
  * much as either differs from exact arithmetic, not by a few flipped ulps. Measured with an emulation that rounds where
  * the engine does: loss within 1.3u (bf16) / 2.3u (fp16) of the reference, every gradient within 6u norm-wise. Bounds,
- * twice that: |loss − loss_ref| ≤ 5u; ||g − g_ref|| / ||g_ref|| ≤ 12u for every parameter.
+ * twice that: |loss − loss_ref| ≤ 5u; ||g − g_ref|| / ||g_ref|| ≤ 12u for every parameter, or 3× the reference's own
+ * distance from exact arithmetic (||g_ref − g_fp64|| / ||g_ref||) where that is larger: a nearly cancelling gradient such
+ * as k's bias (softmax ignores a per-row constant; only RoPE breaks it) sits at 9u from exact even in the reference.
  *
  * <p><b>Against fp32</b> (the float64 reference expected_grads.safetensors, which the fp32 engine matches within
  * 1e-4): the per-layer gradients (every parameter of block l concatenated; embeddings, final norm and head as one more
@@ -99,6 +101,7 @@ class MixedPrecisionGoldenTest {
 
                     Map<String, double[]> groups = new LinkedHashMap<>(); // group -> {Σ(g − g32)², Σ g32²}
                     double worstRef = 0, worstMax = 0;
+                    String worstName = "";
                     int checked = 0;
                     for (TensorSpec spec : ParameterLayout.of(folder.config(), DType.F32).specs()) {
                         float[] got = step.gradients().get(spec.name()).toFloatArray();
@@ -106,10 +109,13 @@ class MixedPrecisionGoldenTest {
                         float[] want32 = fp32.find(spec.name()).orElseThrow().toFloatArray();
                         assertEquals(want.length, got.length, spec.name());
                         double[] e = errors(got, want);
-                        worstRef = Math.max(worstRef, e[0]);
+                        // A gradient that nearly cancels (k's bias: softmax ignores a per-row constant, only RoPE breaks
+                        // that) is noisier than its norm: the reference is then itself far from exact, so allow 3× that.
+                        double bound = Math.max(12 * u, 3 * errors(want32, want)[0]);
+                        if (e[0] / bound > worstRef) { worstRef = e[0] / bound; worstName = spec.name() + String.format(Locale.ROOT, " %.1fu", e[0] / u); }
                         worstMax = Math.max(worstMax, e[1]);
-                        assertTrue(e[0] <= 12 * u, String.format(Locale.ROOT,
-                                "%s d%s vs autocast: ||Δ||/||ref|| = %.3e = %.1fu > 12u (max |Δ| %.3e)", what, spec.name(), e[0], e[0] / u, e[1]));
+                        assertTrue(e[0] <= bound, String.format(Locale.ROOT,
+                                "%s d%s vs autocast: ||Δ||/||ref|| = %.3e = %.1fu > %.1fu (max |Δ| %.3e)", what, spec.name(), e[0], e[0] / u, bound / u, e[1]));
                         double[] acc = groups.computeIfAbsent(group(spec.name()), g -> new double[2]);
                         for (int i = 0; i < got.length; i++) {
                             double d = (double) got[i] - want32[i];
@@ -119,7 +125,7 @@ class MixedPrecisionGoldenTest {
                         checked++;
                     }
                     assertEquals(ref.names().size() - 2, checked, "every reference gradient was compared"); // less logits, loss
-                    System.out.printf(Locale.ROOT, "%s: vs autocast worst ||Δ||/||ref|| %.2e (%.1fu), worst max |Δ| %.2e%n", what, worstRef, worstRef / u, worstMax);
+                    System.out.printf(Locale.ROOT, "%s: vs autocast worst d%s (%.2f of its bound), worst max |Δ| %.2e%n", what, worstName, worstRef, worstMax);
                     for (Map.Entry<String, double[]> g : groups.entrySet()) {
                         double rel = Math.sqrt(g.getValue()[0] / g.getValue()[1]);
                         System.out.printf(Locale.ROOT, "%s: %s vs fp32 ||Δ||/||g32|| %.2e (%.1fu)%n", what, g.getKey(), rel, rel / u);
