@@ -9,7 +9,7 @@ import picocli.CommandLine.Option;
 /**
  * What both commands take. Each command adds its own {@code --method} and {@code --optimizer} (their values differ:
  * {@code train} runs full|lora with adamw|sgd; {@code plan} also plans qlora and adamw8bit for PyTorch) by subclassing;
- * precision, base dtype and parallelism are {@code plan}'s alone ({@link PlanCommand}). LoRA settings that do not
+ * base dtype and parallelism are {@code plan}'s alone ({@link PlanCommand}); each has its own {@code --precision} help. LoRA settings that do not
  * change memory (alpha, rsLoRA, a starting adapter) stay with {@code train}.
  */
 abstract class TechniqueOptions {
@@ -66,8 +66,13 @@ abstract class TechniqueOptions {
     static final class Train extends TechniqueOptions {
         @Option(names = "--method", description = "full or lora (default: lora when --lora-r > 0 is given, else full).") String method;
         @Option(names = "--optimizer", defaultValue = "adamw", description = "adamw (AdamW) or sgd (momentum 0.9) (default: ${DEFAULT-VALUE}).") String optimizer;
+        @Option(names = "--precision", defaultValue = "fp32", description = "fp32; bf16 or fp16: 16-bit GEMM operands and activations "
+                + "with fp32 master weights, gradients and optimizer state, as PyTorch's autocast (fp16 adds dynamic loss scaling) "
+                + "(default: ${DEFAULT-VALUE}).") String precision;
 
         @Override String methodFlag() { return method; }
+
+        Technique.Precision precision() { return Technique.parse(Technique.Precision.class, "--precision", precision); }
 
         @Override String optimizerFlag() { return optimizer; }
     }

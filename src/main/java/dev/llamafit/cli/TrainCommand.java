@@ -72,7 +72,7 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--use-rslora", description = "Scale adapters by alpha/√r (rsLoRA) instead of alpha/r.") boolean useRslora;
     @Option(names = "--adapter", description = "Start LoRA training from this PEFT adapter folder.") Path adapter;
     @Option(names = "--dtype", paramLabel = "fp32|bf16|fp16", description = "With LoRA: the frozen base's dtype in memory, converted on load "
-            + "(default: the checkpoint's own; a bf16/fp16 checkpoint is memory-mapped and used in place). Full fine-tuning trains fp32 weights.")
+            + "(default: the checkpoint's own; a bf16/fp16 checkpoint is memory-mapped and used in place). Full fine-tuning trains fp32 (master) weights.")
     WeightDtype dtype;
     @Option(names = "--save-dtype", paramLabel = "fp32|bf16|fp16", description = "Full fine-tuning: dtype of final/ "
             + "(default: the base checkpoint's own; the weights train in fp32).")
@@ -90,7 +90,7 @@ final class TrainCommand implements Callable<Integer> {
     private Integer run() throws Exception {
         // Flags become records here: what they cannot describe, or what the engine does not run, is bad input (exit 2).
         Technique.BaseDtype base = baseDtype();
-        Technique t = Main.userInput(() -> technique.technique(Technique.Precision.FP32, base, loraAlpha, useRslora, gradAccum));
+        Technique t = Main.userInput(() -> technique.technique(technique.precision(), base, loraAlpha, useRslora, gradAccum));
         if (!t.notImplemented().isEmpty()) throw new InputException(Planner.notImplementedMessage(t.notImplemented()));
         LoraConfig lora = t.lora();
         TrainOptions o = Main.userInput(() -> new TrainOptions(model, data, output, steps, epochs, technique.batchSize, technique.seqLen, lr, schedule.name(),
@@ -213,8 +213,8 @@ final class TrainCommand implements Callable<Integer> {
         boolean lora = Main.userInput(() -> technique.method()) == Technique.Method.LORA;
         if (dtype != null && !lora) {
             if (dtype == WeightDtype.fp32) return null;
-            throw new InputException("--dtype " + dtype + " applies to a LoRA run's frozen base (--lora-r); full fine-tuning trains fp32 weights "
-                    + "(mixed-precision training is not implemented yet)");
+            throw new InputException("--dtype " + dtype + " applies to a LoRA run's frozen base (--lora-r); full fine-tuning trains fp32 "
+                    + "master weights (for 16-bit compute use --precision " + (dtype == WeightDtype.fp16 ? "fp16" : "bf16") + ")");
         }
         if (!lora) return null;
         DType d = dtype != null ? dtype.dtype() : null;

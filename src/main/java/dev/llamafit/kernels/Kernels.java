@@ -157,4 +157,11 @@ public interface Kernels extends UpdateKernels {
 
     /** fp32 to bfloat16, round to nearest even; NaN stays NaN. */
     void f32ToBf16(MemorySegment src, long srcOff, MemorySegment dst, long dstOff, long n);
+
+    /**
+     * Rounds fp32 values in place to the nearest value of {@code to} (BF16 or F16, round to nearest even, as
+     * {@link #f32ToBf16}/{@link #f32ToF16} followed by the exact widening): mixed precision keeps a 16-bit tensor's values
+     * in an fp32 buffer while it is computed with, so every kernel stays fp32. F16 overflows to ±Inf.
+     */
+    void round16(MemorySegment x, long off, long n, DType to);
 }

@@ -318,6 +318,20 @@ public final class ScalarKernels implements Kernels {
         for (long i = 0; i < n; i++) dst.setAtIndex(I16_LE, dstOff + i, floatToBf16(src.getAtIndex(F32_LE, srcOff + i)));
     }
 
+    @Override
+    public void round16(MemorySegment x, long off, long n, DType to) {
+        for (long i = off; i < off + n; i++) x.setAtIndex(F32_LE, i, round16(x.getAtIndex(F32_LE, i), to));
+    }
+
+    /** v rounded to the nearest BF16 or F16 value (nearest even), as an fp32. */
+    static float round16(float v, DType to) {
+        return switch (to) {
+            case BF16 -> bf16ToFloat(floatToBf16(v));
+            case F16 -> Float.float16ToFloat(Float.floatToFloat16(v));
+            default -> throw new IllegalArgumentException("round16 rounds to BF16 or F16, not " + to);
+        };
+    }
+
     /** Element {@code i} of a F32, BF16 or F16 segment as a float: the 16-bit widenings are exact. */
     static float load(MemorySegment s, DType type, long i) {
         return switch (type) {

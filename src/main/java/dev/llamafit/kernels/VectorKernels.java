@@ -386,4 +386,25 @@ public sealed class VectorKernels implements Kernels permits OneDnnKernels {
         }
         for (; i < n; i++) dst.setAtIndex(I16_LE, dstOff + i, ScalarKernels.floatToBf16(src.getAtIndex(F32_LE, srcOff + i)));
     }
+
+    /** BF16: the nearest-even carry of {@link #f32ToBf16} with the low half cleared, NaN kept; F16 element by element. */
+    @Override
+    public void round16(MemorySegment x, long off, long n, DType to) {
+        if (to == DType.F16) {
+            for (long i = off; i < off + n; i++) x.setAtIndex(F32_LE, i, Float.float16ToFloat(Float.floatToFloat16(x.getAtIndex(F32_LE, i))));
+            return;
+        }
+        if (to != DType.BF16) throw new IllegalArgumentException("round16 rounds to BF16 or F16, not " + to);
+        long i = off, end = off + n;
+        for (; i + L <= end; i += L) {
+            FloatVector f = FloatVector.fromMemorySegment(S, x, i * 4, LE);
+            IntVector bits = (IntVector) f.reinterpretAsInts();
+            IntVector lsb = bits.lanewise(VectorOperators.LSHR, 16).and(1);
+            IntVector rounded = bits.add(0x7FFF).add(lsb).and(0xFFFF0000);
+            IntVector quietNaN = bits.and(0xFFFF0000).or(0x00400000);
+            VectorMask<Integer> nan = f.test(VectorOperators.IS_NAN).cast(SI);
+            rounded.blend(quietNaN, nan).reinterpretAsFloats().intoMemorySegment(x, i * 4, LE);
+        }
+        for (; i < end; i++) x.setAtIndex(F32_LE, i, ScalarKernels.round16(x.getAtIndex(F32_LE, i), DType.BF16));
+    }
 }

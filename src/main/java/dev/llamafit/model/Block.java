@@ -19,6 +19,7 @@ import dev.llamafit.nn.Projection;
 import dev.llamafit.nn.RmsNorm;
 import dev.llamafit.nn.Rope;
 import dev.llamafit.nn.SwiGlu;
+import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Tensor;
 
 /**
@@ -32,6 +33,12 @@ import dev.llamafit.tensor.Tensor;
  * Parameter gradients are accumulated into the tensors given at construction (null for none: a frozen base).
  * A module with a LoRA adapter adds scale·B·A·dropout(x) to its output, so the MLP runs its three projections
  * here, around the {@link SwiGlu} activation.
+ *
+ * <p>Mixed precision ({@link Context#half()} BF16 or F16) follows PyTorch's autocast: every tensor autocast holds in 16
+ * bits is rounded to 16 bits where it is produced ({@link #round}), forward and backward, while the buffers and every
+ * kernel stay fp32 (the GEMMs read 16-bit working weights); norms, softmax, the residual stream and weight gradients are
+ * fp32. The values a block saves are then exactly representable in 16 bits, which is how {@link BlockActivations}
+ * stores them.
  */
 final class Block {
     private static final int MODULES = LinearModule.ALL.size();
@@ -51,9 +58,10 @@ final class Block {
      * @param loraConfig adapters' settings, or null
      * @param adapters  LoRA A/B by PEFT key, or null
      * @param dAdapters their gradients, or null
+     * @param half      mixed precision's 16-bit type (the adapters' rounding), or null
      */
     Block(LlamaConfig config, int layer, Map<String, Tensor> w, Map<String, Tensor> g, LoraConfig loraConfig,
-          Map<String, Tensor> adapters, Map<String, Tensor> dAdapters) {
+          Map<String, Tensor> adapters, Map<String, Tensor> dAdapters, DType half) {
         this.layer = layer;
         attnNorm = new RmsNorm(w.get(ParameterLayout.inputNorm(layer)), config.rmsNormEps());
         mlpNorm = new RmsNorm(w.get(ParameterLayout.postAttentionNorm(layer)), config.rmsNormEps());
@@ -66,7 +74,7 @@ final class Block {
             dBias[i] = g.get(m.bias(layer));
             if (loraConfig != null && loraConfig.targets(m)) {
                 String an = m.peftKey(layer, 'A'), bn = m.peftKey(layer, 'B');
-                lora[i] = new LoraLinear(proj[i], adapters.get(an), adapters.get(bn), loraConfig.scale(), loraConfig.dropout());
+                lora[i] = new LoraLinear(proj[i], adapters.get(an), adapters.get(bn), loraConfig.scale(), loraConfig.dropout(), half);
                 dA[i] = dAdapters.get(an);
                 dB[i] = dAdapters.get(bn);
             }
@@ -76,7 +84,7 @@ final class Block {
     }
 
     /** A frozen block without adapters: what inference runs. */
-    Block(LlamaConfig config, int layer, Map<String, Tensor> w) { this(config, layer, w, Map.of(), null, null, null); }
+    Block(LlamaConfig config, int layer, Map<String, Tensor> w) { this(config, layer, w, Map.of(), null, null, null, null); }
 
     /**
      * The call's shape and the pieces shared by all blocks.
@@ -84,10 +92,24 @@ final class Block {
      * @param positions position of each of the N = B·T rows (RoPE)
      * @param train     dropout on (a training forward); off for evaluation and inference
      * @param seed      this step's dropout seed; each (layer, module) derives its own mask from it
+     * @param half      mixed-precision training's 16-bit type, or null (fp32; inference)
      */
     record Context(Kernels kernels, Rope rope, Attention attention, LlamaConfig config, int batch, int seqLen, int[] positions,
-                   boolean train, long seed) {
+                   boolean train, long seed, DType half) {
         int rows() { return batch * seqLen; }
+    }
+
+    /** Mixed precision: x [n] rounded in place to the 16-bit type, as autocast stores this tensor; nothing in fp32. */
+    private static void round(Context c, MemorySegment x, long n) {
+        if (c.half() != null) c.kernels().round16(x, 0, n, c.half());
+    }
+
+    /** Mixed precision: dst [n] = src rounded to 16 bits (the 16-bit gradient of a linear output); else src itself. */
+    private static MemorySegment rounded(Context c, MemorySegment src, MemorySegment dst, long n) {
+        if (c.half() == null) return src;
+        MemorySegment.copy(src, 0, dst, 0, n * 4);
+        round(c, dst, n);
+        return dst;
     }
 
     /** Inference scratch shared by all blocks (see ActivationLayout), N = B·T rows. */
@@ -153,12 +175,17 @@ final class Block {
         int n = c.rows();
         long nc = (long) n * c.config().hiddenSize();
         attnNorm.forward(kk, a.xIn(), 0, n, a.xnAttn(), 0, a.invRmsAttn(), 0);
+        round(c, a.xnAttn(), nc); // the q/k/v GEMMs' 16-bit input
         queryKeyValue(c, a, a.xnAttn(), a.q(), a.k(), a.v());
         c.attention().forwardTraining(kk, c.batch(), c.seqLen(), a.q(), a.k(), a.v(), a.probs(), 0, a.att());
+        round(c, a.att(), (long) n * c.config().qDim());
         project(c, a, O, a.att(), a.xMid());
+        round(c, a.xMid(), nc);   // o's 16-bit output, added to the fp32 residual
         kk.add(a.xMid(), 0, a.xIn(), 0, nc);
         mlpNorm.forward(kk, a.xMid(), 0, n, a.xnMlp(), 0, a.invRmsMlp(), 0);
+        round(c, a.xnMlp(), nc);
         mlp(c, a, a.xnMlp(), a.gate(), a.up(), a.h(), out);
+        round(c, out, nc);        // down's 16-bit output
         kk.add(out, 0, a.xMid(), 0, nc);
     }
 
@@ -171,8 +198,11 @@ final class Block {
         adapter(c, a, Q, xn, q);
         adapter(c, a, K, xn, k);
         adapter(c, a, V, xn, v);
+        round(c, v, (long) n * cfg.kvDim());
         c.rope().apply(kk, q, 0, cfg.qDim(), n, cfg.numHeads(), c.positions());
         c.rope().apply(kk, k, 0, cfg.kvDim(), n, cfg.numKvHeads(), c.positions());
+        round(c, q, (long) n * cfg.qDim()); // RoPE of a 16-bit q is 16-bit (rounded once, after it)
+        round(c, k, (long) n * cfg.kvDim());
     }
 
     /** SwiGLU (Shazeer 2020): h = silu(gate(n2)) ⊙ up(n2), out = down(h); h may alias gate (inference keeps nothing). */
@@ -183,7 +213,11 @@ final class Block {
         Projection.forwardFused(kk, xn, 0, n, gateUp, new MemorySegment[] {gate, up});
         adapter(c, a, GATE, xn, gate);
         adapter(c, a, UP, xn, up);
-        SwiGlu.forward(kk, h, gate, up, (long) n * c.config().intermediateSize());
+        long nf = (long) n * c.config().intermediateSize();
+        round(c, gate, nf);
+        round(c, up, nf);
+        SwiGlu.forward(kk, h, gate, up, nf);
+        round(c, h, nf);
         project(c, a, DOWN, h, out);
     }
 
@@ -223,21 +257,33 @@ final class Block {
         Kernels kk = c.kernels();
         int n = c.rows();
         LlamaConfig cfg = c.config();
-        // MLP branch: x_out = x_mid + down(silu(gate(n2)) ⊙ up(n2))
-        projectBackward(c, a, s, DOWN, a.h(), dX, s.dH(), false);
-        SwiGlu.backward(kk, a.gate(), a.up(), s.dH(), s.dUp(), (long) n * cfg.intermediateSize());
+        long nc = (long) n * cfg.hiddenSize(), nf = (long) n * cfg.intermediateSize();
+        long nq = (long) n * cfg.qDim(), nkv = (long) n * cfg.kvDim();
+        // MLP branch: x_out = x_mid + down(silu(gate(n2)) ⊙ up(n2)). Under mixed precision every gradient of a 16-bit
+        // tensor is rounded as autocast's would be: down's output gradient (a 16-bit copy of dX in dXn), dH, dGate, dUp, dXn.
+        projectBackward(c, a, s, DOWN, a.h(), rounded(c, dX, s.dXn(), nc), s.dH(), false);
+        round(c, s.dH(), nf);
+        SwiGlu.backward(kk, a.gate(), a.up(), s.dH(), s.dUp(), nf);
+        round(c, s.dH(), nf);
+        round(c, s.dUp(), nf);
         projectBackward(c, a, s, GATE, a.xnMlp(), s.dH(), s.dXn(), false);
         projectBackward(c, a, s, UP, a.xnMlp(), s.dUp(), s.dXn(), true);
+        round(c, s.dXn(), nc);
         mlpNorm.backward(kk, a.xMid(), 0, a.invRmsMlp(), 0, s.dXn(), 0, n, dX, 0, dMlpNorm);
         // Attention branch: x_mid = x_in + o(attention(...))
-        projectBackward(c, a, s, O, a.att(), dX, s.dAtt(), false);
+        projectBackward(c, a, s, O, a.att(), rounded(c, dX, s.dXn(), nc), s.dAtt(), false);
+        round(c, s.dAtt(), nq);
         c.attention().backward(kk, c.batch(), c.seqLen(), a.q(), a.k(), a.v(), a.probs(), 0, s.dAtt(),
                 s.dQ(), s.dK(), s.dV(), s.attention());
         c.rope().backward(kk, s.dQ(), 0, cfg.qDim(), n, cfg.numHeads(), c.positions());
         c.rope().backward(kk, s.dK(), 0, cfg.kvDim(), n, cfg.numKvHeads(), c.positions());
+        round(c, s.dQ(), nq);
+        round(c, s.dK(), nkv);
+        round(c, s.dV(), nkv);
         projectBackward(c, a, s, Q, a.xnAttn(), s.dQ(), s.dXn(), false);
         projectBackward(c, a, s, K, a.xnAttn(), s.dK(), s.dXn(), true);
         projectBackward(c, a, s, V, a.xnAttn(), s.dV(), s.dXn(), true);
+        round(c, s.dXn(), nc);
         attnNorm.backward(kk, a.xIn(), 0, a.invRmsAttn(), 0, s.dXn(), 0, n, dX, 0, dAttnNorm);
     }
 

@@ -124,7 +124,7 @@ public final class LlamaModel implements AutoCloseable {
         Kernels k = kernels;
         MemorySegment x = buf.get("x"), xn = buf.get("xn");
         k.embedding(x, 0, embedding.segment(), embedding.dtype(), config.vocabSize(), c, flat);
-        Block.Context ctx = new Block.Context(k, rope, attention, config, batch, t, positions, false, 0);
+        Block.Context ctx = new Block.Context(k, rope, attention, config, batch, t, positions, false, 0, null);
         Block.Scratch scratch = new Block.Scratch(xn, buf.get("q"), buf.get("k"), buf.get("v"), buf.get("att"),
                 buf.get("attention_scores"), buf.get("h_gate"), buf.get("h_up"));
         for (Block block : blocks) block.forward(ctx, x, scratch, cache, startPos);

@@ -104,7 +104,7 @@ public record Technique(Method method, LoraConfig lora, Precision precision, Bas
     public List<String> notImplemented() {
         List<String> out = new ArrayList<>();
         if (method == Method.QLORA) out.add("--method qlora");
-        if (precision != Precision.FP32) out.add("--precision " + name(precision));
+        if (precision == Precision.BF16_PURE) out.add("--precision " + name(precision));
         // A bf16/fp16 frozen base is read in place by the typed GEMM (LoRA only; full fine-tuning trains fp32 weights).
         boolean halfLoraBase = method == Method.LORA && (baseDtype == BaseDtype.BF16 || baseDtype == BaseDtype.FP16);
         if (baseDtype != null && baseDtype != BaseDtype.FP32 && !halfLoraBase) out.add("--base-dtype " + name(baseDtype));

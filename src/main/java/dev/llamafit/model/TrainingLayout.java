@@ -41,6 +41,14 @@ import dev.llamafit.tensor.TensorSpec;
  * u and dropout input under LoRA), and backward recomputes its forward there from x_in just before its backward.
  * Other blocks save as without checkpointing.
  *
+ * <p><b>Mixed precision</b> ({@link Technique.Precision#mixed()}: bf16 or fp16 with fp32 master weights). The tensors
+ * PyTorch's autocast holds in 16 bits ({@link #HALF_TENSORS}: the linear layers' inputs and outputs, attention's q, k, v,
+ * probabilities and output, the MLP's gate, up and h, LoRA's u and dropout input) are saved in the 16-bit type; x_in,
+ * x_mid and the inverse RMS stay fp32. A block computes in the fp32 {@code shared.*} set, on values already rounded to
+ * 16 bits where they were produced, so saving them in 16 bits and widening them before the block's backward is exact.
+ * Every trainable matrix then also has a 16-bit working copy ({@link #workingCopySpecs()}, under {@code weights}) that
+ * the GEMMs read, and its fp32 master is filed under {@code master_weights}.
+ *
  * @param batch           B
  * @param seqLen          T
  * @param threads         parallel chunks that each get an attention-backward scratch [T, T]
@@ -49,6 +57,10 @@ import dev.llamafit.tensor.TensorSpec;
  *                        layout reads {@link #lora()} and {@link #checkpointEvery()} from it
  */
 public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int threads, int lossChunkRows, Technique technique) {
+    /** The block tensors saved in 16 bits under mixed precision (autocast's 16-bit tensors). */
+    public static final java.util.Set<String> HALF_TENSORS = java.util.Set.of(
+            "xn_attn", "q", "k", "v", "probs", "att", "xn_mlp", "gate", "up", "h", "lora_u", "lora_x");
+
     /** Default rows per loss chunk: [128, V] fp32 is 16 MB at V = 32000, big enough for an efficient GEMM. */
     public static final int DEFAULT_LOSS_CHUNK_ROWS = 128;
 
@@ -95,6 +107,19 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
     /** N = B·T. */
     public int rows() { return batch * seqLen; }
 
+    /** The 16-bit type of mixed precision (BF16 or F16), or null when the step computes in fp32. */
+    public DType half() {
+        return switch (technique.precision()) {
+            case BF16 -> DType.BF16;
+            case FP16 -> DType.F16;
+            case FP32 -> null;
+            case BF16_PURE -> throw new IllegalArgumentException("--precision bf16-pure is not implemented in the llamafit runtime");
+        };
+    }
+
+    /** Where the trainable fp32 tensors are filed: {@code master_weights} under mixed precision, else {@code weights}. */
+    public Category trainableCategory() { return half() == null ? Category.WEIGHTS : Category.MASTER_WEIGHTS; }
+
     public static String blockPrefix(int layer) { return "layers." + layer + "."; }
 
     public static final String SHARED_PREFIX = "shared.";
@@ -129,8 +154,29 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
 
     // ---------------------------------------------------------------- activations
 
-    /** Every tensor a block's forward writes (besides its output), suffix names as in {@link BlockActivations}. */
+    /**
+     * Every tensor a block's forward writes (besides its output), suffix names as in {@link BlockActivations}; saved
+     * ones in their stored type (16-bit under mixed precision), the shared ones in fp32.
+     */
     private List<ActivationLayout.Slot> blockTensors(String p) {
+        List<ActivationLayout.Slot> s = new ArrayList<>();
+        DType half = p.equals(SHARED_PREFIX) ? null : half();
+        for (ActivationLayout.Slot slot : fp32BlockTensors(p)) {
+            String suffix = suffix(slot.spec().name());
+            if (half == null || !HALF_TENSORS.contains(suffix)) s.add(slot);
+            else s.add(new ActivationLayout.Slot(new TensorSpec(slot.spec().name(), slot.spec().shape(), half, slot.spec().component()),
+                    slot.category()));
+        }
+        return s;
+    }
+
+    /** "layers.3.q_proj.lora_u" → "lora_u", "shared.x_in" → "x_in": the name BlockActivations knows a tensor by. */
+    static String suffix(String name) {
+        int dot = name.lastIndexOf('.');
+        return name.substring(dot + 1);
+    }
+
+    private List<ActivationLayout.Slot> fp32BlockTensors(String p) {
         int n = rows(), c = config.hiddenSize(), f = config.intermediateSize();
         List<ActivationLayout.Slot> s = new ArrayList<>(List.of(
                 act(p + "x_in", Shape.of(n, c), "residual"),
@@ -177,14 +223,18 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
     }
 
     /**
-     * The one set of block tensors that blocks use without keeping: with checkpointing, a block's full set but its
-     * input (checkpointed blocks run and are recomputed there); else, under LoRA, the unsaved linear inputs.
+     * The one fp32 set of block tensors that blocks compute in without holding them in fp32 themselves: with
+     * checkpointing, a block's full set but its input (checkpointed blocks run and are recomputed there); under LoRA,
+     * the unsaved linear inputs; under mixed precision, the tensors saved in 16 bits.
      */
     public List<ActivationLayout.Slot> sharedSlots() {
         List<ActivationLayout.Slot> out = new ArrayList<>();
         for (ActivationLayout.Slot s : blockTensors(SHARED_PREFIX)) {
             String suffix = s.spec().name().substring(SHARED_PREFIX.length());
-            if (checkpointEvery() > 0 ? !suffix.equals("x_in") : !saves(suffix)) out.add(s);
+            boolean everyBlockHoldsIt = true;
+            for (int l = 0; l < config.numLayers() && everyBlockHoldsIt; l++)
+                everyBlockHoldsIt = checkpointed(l) ? suffix.equals("x_in") : saves(suffix) && (half() == null || !HALF_TENSORS.contains(suffix(suffix)));
+            if (!everyBlockHoldsIt) out.add(s);
         }
         return List.copyOf(out);
     }
@@ -237,17 +287,44 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
     }
 
     /**
-     * Bytes of {@code category} this layout allocates: GRADIENTS counts {@link #gradientSpecs()}, WEIGHTS the
-     * adapters the step owns (the base weights are the caller's), the others {@link #slots()}.
+     * Mixed precision: the 16-bit working copies the step owns (ledger: weights), same names as their fp32 source and
+     * refreshed from it after every update. Full fine-tuning: every matrix. LoRA: the adapters, and the base's matrices
+     * unless the base is stored in the compute type already ({@link Technique#baseDtype()}; null is an fp32 checkpoint),
+     * then read in place. Empty in fp32.
+     */
+    public List<TensorSpec> workingCopySpecs() {
+        DType half = half();
+        if (half == null) return List.of();
+        List<TensorSpec> out = new ArrayList<>();
+        Technique.BaseDtype bd = technique.baseDtype();
+        boolean baseInPlace = lora() != null && bd != null && bd.floatBytes() == 2 && (bd == Technique.BaseDtype.BF16) == (half == DType.BF16);
+        if (!baseInPlace)
+            for (TensorSpec s : ParameterLayout.of(config, DType.F32).specs())
+                if (s.shape().rank() == 2) out.add(new TensorSpec(s.name(), s.shape(), half, s.component()));
+        for (TensorSpec s : adapterSpecs()) out.add(new TensorSpec(s.name(), s.shape(), half, s.component()));
+        return List.copyOf(out);
+    }
+
+    /**
+     * Bytes of {@code category} this layout allocates: GRADIENTS counts {@link #gradientSpecs()}; the fp32 adapters the
+     * step owns are WEIGHTS, or MASTER_WEIGHTS under mixed precision, whose working copies are WEIGHTS (the base
+     * weights, and the masters of full fine-tuning, are the caller's); the others {@link #slots()}.
      */
     public long bytes(Category category) {
-        long sum = 0;
-        if (category == Category.GRADIENTS || category == Category.WEIGHTS) {
-            for (TensorSpec s : category == Category.GRADIENTS ? gradientSpecs() : adapterSpecs()) sum = Math.addExact(sum, s.bytes());
-            return sum;
+        if (category == Category.GRADIENTS) return sum(gradientSpecs());
+        if (category == Category.WEIGHTS || category == Category.MASTER_WEIGHTS) {
+            long adapters = category == trainableCategory() ? sum(adapterSpecs()) : 0;
+            return Math.addExact(adapters, category == Category.WEIGHTS ? sum(workingCopySpecs()) : 0);
         }
+        long sum = 0;
         for (ActivationLayout.Slot s : slots()) if (s.category() == category) sum = Math.addExact(sum, s.bytes());
         return sum;
+    }
+
+    private static long sum(List<TensorSpec> specs) {
+        long n = 0;
+        for (TensorSpec s : specs) n = Math.addExact(n, s.bytes());
+        return n;
     }
 
     /** The RoPE cos/sin tables the step allocates under workspace besides {@link #slots()} (not batch-dependent). */

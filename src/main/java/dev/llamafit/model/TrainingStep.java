@@ -35,6 +35,12 @@ import dev.llamafit.tensor.TensorSpec;
  * targeted module (PEFT init: A ~ U(−1/√in, 1/√in), B = 0, so the model starts as the base) filed under
  * {@code weights}, and only their gradients exist. With gradient checkpointing, checkpointed blocks
  * ({@link TrainingLayout#checkpointed}) are recomputed from their saved input just before their backward.
+ *
+ * <p>Mixed precision ({@link TrainingLayout#half()}): the given fp32 weights (and the step's adapters) are the masters;
+ * the step owns a 16-bit working copy of each matrix ({@link TrainingLayout#workingCopySpecs()}) that the GEMMs read,
+ * refreshed by {@link #syncWorkingCopies()} after every update. The embedding lookup and the norms read the fp32
+ * masters, as autocast does. Blocks round their 16-bit tensors ({@link Block}), save them in 16 bits after their
+ * forward and widen them before their backward.
  */
 public final class TrainingStep implements AutoCloseable {
     private final LlamaConfig config;
@@ -44,6 +50,8 @@ public final class TrainingStep implements AutoCloseable {
     private final Map<String, Tensor> adapters;  // LoRA A/B by PEFT name; empty for full fine-tuning
     private final long seed;
     private final Tensor sixteenBitWeight;       // a BF16/F16 base matrix, or null: full fine-tuning then cannot run
+    private final DType half;                     // mixed precision's 16-bit type, or null (fp32)
+    private final Map<Tensor, Tensor> working = new LinkedHashMap<>(); // mixed precision: fp32 master → 16-bit working copy
     private long calls;                           // forwardBackward calls so far: each draws fresh dropout masks
     private final Map<String, Tensor> buffers = new LinkedHashMap<>();
     private final Embedding embedding;
@@ -108,11 +116,22 @@ public final class TrainingStep implements AutoCloseable {
             if (t.dtype() != DType.F32 && halfWeight == null) halfWeight = t;
         }
         this.sixteenBitWeight = halfWeight;
+        this.half = layout.half();
         Map<String, Tensor> g = new LinkedHashMap<>(), ad = new LinkedHashMap<>();
+        Map<String, Tensor> computeWeights = new LinkedHashMap<>(weights), computeAdapters = ad;
         Rope r = null;
         try {
             for (TensorSpec spec : layout.adapterSpecs())
-                ad.put(spec.name(), Tensor.allocate(ledger, Category.WEIGHTS, spec.name(), DType.F32, spec.shape()));
+                ad.put(spec.name(), Tensor.allocate(ledger, layout.trainableCategory(), spec.name(), DType.F32, spec.shape()));
+            if (half != null) {
+                computeAdapters = new LinkedHashMap<>();
+                for (TensorSpec spec : layout.workingCopySpecs()) {
+                    Tensor master = ad.containsKey(spec.name()) ? ad.get(spec.name()) : weights.get(spec.name());
+                    Tensor copy = Tensor.allocate(ledger, Category.WEIGHTS, spec.name(), half, spec.shape());
+                    working.put(master, copy);
+                    (ad.containsKey(spec.name()) ? computeAdapters : computeWeights).put(spec.name(), copy);
+                }
+            }
             for (TensorSpec spec : layout.gradientSpecs())
                 g.put(spec.name(), Tensor.allocate(ledger, Category.GRADIENTS, spec.name(), DType.F32, spec.shape()));
             for (ActivationLayout.Slot s : layout.slots())
@@ -120,6 +139,7 @@ public final class TrainingStep implements AutoCloseable {
             r = LlamaModel.newRope(config, ledger);
         } catch (RuntimeException e) {
             ad.values().forEach(Tensor::close);
+            working.values().forEach(Tensor::close);
             g.values().forEach(Tensor::close);
             buffers.values().forEach(Tensor::close);
             throw e;
@@ -127,18 +147,19 @@ public final class TrainingStep implements AutoCloseable {
         this.gradients = Collections.unmodifiableMap(g);
         this.adapters = Collections.unmodifiableMap(ad);
         initAdapters();
+        syncWorkingCopies();
         this.rope = r;
-        this.attention = new Attention(config.numHeads(), config.numKvHeads(), config.headDim(), config.slidingWindow());
-        this.embedding = new Embedding(weights.get(ParameterLayout.EMBED));
+        this.attention = new Attention(config.numHeads(), config.numKvHeads(), config.headDim(), config.slidingWindow(), half);
+        this.embedding = new Embedding(weights.get(ParameterLayout.EMBED)); // the fp32 master: autocast looks rows up in fp32
         this.dEmbedding = g.get(ParameterLayout.EMBED);
         for (int l = 0; l < config.numLayers(); l++) {
-            blocks.add(new Block(config, l, weights, g, layout.lora(), ad, g));
+            blocks.add(new Block(config, l, computeWeights, g, layout.lora(), computeAdapters, g, half));
             saved.add(BlockActivations.of(buffers, l));
         }
         this.finalNorm = new RmsNorm(weights.get(ParameterLayout.NORM), config.rmsNormEps());
         this.dFinalNorm = g.get(ParameterLayout.NORM);
         String head = config.tieWordEmbeddings() ? ParameterLayout.EMBED : ParameterLayout.LM_HEAD;
-        this.loss = new CrossEntropy(weights.get(head), layout.lossChunkRows());
+        this.loss = new CrossEntropy(computeWeights.get(head), layout.lossChunkRows(), half);
         this.dHead = g.get(head);
         this.scratch = new Block.Grads(seg("grad.xn"), seg("grad.att"), seg("grad.q"), seg("grad.k"), seg("grad.v"),
                 seg("grad.h"), seg("grad.up"), seg("attention_backward_scratch"), optSeg("grad.lora_du"), optSeg("grad.lora_dx"));
@@ -158,6 +179,22 @@ public final class TrainingStep implements AutoCloseable {
             if (t.name().contains(".lora_B.")) continue; // allocate() zero-fills
             double bound = 1 / Math.sqrt(t.shape().dim(1));
             for (long i = 0; i < t.elements(); i++) t.setFloat(i, (float) ((rnd.nextDouble() * 2 - 1) * bound));
+        }
+    }
+
+    /**
+     * Mixed precision: rounds every fp32 master into its 16-bit working copy (nearest even). Call after each update of
+     * the masters (the optimizer step, loading an adapter or a checkpoint); a no-op in fp32.
+     */
+    public void syncWorkingCopies() {
+        for (Map.Entry<Tensor, Tensor> e : working.entrySet()) {
+            Tensor master = e.getKey(), copy = e.getValue();
+            if (master.dtype() == copy.dtype()) MemorySegment.copy(master.segment(), 0, copy.segment(), 0, copy.bytes());
+            else if (master.dtype() != DType.F32) {
+                // A 16-bit base of the other 16-bit type (a bf16 checkpoint under fp16, say): widen element by element.
+                for (long i = 0; i < copy.elements(); i++) copy.setFloat(i, master.getFloat(i));
+            } else if (half == DType.BF16) kernels.f32ToBf16(master.segment(), 0, copy.segment(), 0, copy.elements());
+            else kernels.f32ToF16(master.segment(), 0, copy.segment(), 0, copy.elements());
         }
     }
 
@@ -189,6 +226,7 @@ public final class TrainingStep implements AutoCloseable {
             if (src.dtype() == DType.F32) MemorySegment.copy(src.segment(), 0, dst.segment(), 0, dst.bytes());
             else for (long i = 0; i < dst.elements(); i++) dst.setFloat(i, src.getFloat(i));
         }
+        syncWorkingCopies();
     }
 
     /**
@@ -255,7 +293,7 @@ public final class TrainingStep implements AutoCloseable {
     public Loss forwardBackward(int[][] inputIds, int[][] labels, double normalizer) {
         if (!(normalizer > 0) || Double.isInfinite(normalizer))
             throw new IllegalArgumentException("normalizer must be a positive finite number, got " + normalizer);
-        if (layout.lora() == null && sixteenBitWeight != null)
+        if (layout.lora() == null && half == null && sixteenBitWeight != null)
             throw new IllegalStateException("full fine-tuning updates every weight and needs them F32, but " + sixteenBitWeight
                     + " is not (make an owned fp32 copy: ownedCopy)");
         calls++;
@@ -274,16 +312,18 @@ public final class TrainingStep implements AutoCloseable {
         int[] positions = new int[n];
         for (int i = 0; i < n; i++) positions[i] = i % t;
         long stepSeed = seed + 0x9E3779B97F4A7C15L * calls; // dropout masks: fresh per step, reproducible from the seed
-        Block.Context ctx = new Block.Context(kernels, rope, attention, config, b, t, positions, backward, stepSeed);
+        Block.Context ctx = new Block.Context(kernels, rope, attention, config, b, t, positions, backward, stepSeed, half);
 
         embedding.forward(kernels, ids, saved.getFirst().xIn(), 0);
         for (int l = 0; l < blocks.size(); l++) {
             // A checkpointed block's views point at the shared set, except x_in: only its input survives the next block.
             MemorySegment out = l + 1 < blocks.size() ? saved.get(l + 1).xIn() : seg("final.x");
             blocks.get(l).forward(ctx, saved.get(l), out);
+            if (backward && !layout.checkpointed(l)) saved.get(l).save(kernels); // mixed precision: its 16-bit tensors
         }
         MemorySegment xFinal = seg("final.x"), xf = seg("final.xn"), invRms = seg("final.inv_rms");
         finalNorm.forward(kernels, xFinal, 0, n, xf, 0, invRms, 0);
+        if (half != null) kernels.round16(xf, 0, (long) n * c, half); // the LM head's 16-bit input
         MemorySegment dXf = scratch.dXn();
         CrossEntropy.Result r = loss.forward(kernels, xf, 0, n, targets, invNormalizer,
                 backward ? dHead : null, backward ? dXf : null, 0, seg("loss_logits"));
@@ -291,11 +331,13 @@ public final class TrainingStep implements AutoCloseable {
 
         MemorySegment dX = seg("grad.x");
         dX.fill((byte) 0); // the norm's backward adds into dX
+        if (half != null) kernels.round16(dXf, 0, (long) n * c, half);
         finalNorm.backward(kernels, xFinal, 0, invRms, 0, dXf, 0, n, dX, 0, dFinalNorm);
         for (int l = blocks.size() - 1; l >= 0; l--) {
             // Recompute into the shared set; the output (already saved as the next block's input) goes to dXn,
             // scratch that this block's backward overwrites before reading.
             if (layout.checkpointed(l)) blocks.get(l).forward(ctx, saved.get(l), scratch.dXn());
+            else saved.get(l).restore(kernels);
             blocks.get(l).backward(ctx, saved.get(l), scratch, dX);
         }
         if (dEmbedding != null) embedding.backward(kernels, ids, dX, 0, dEmbedding);
@@ -318,6 +360,7 @@ public final class TrainingStep implements AutoCloseable {
         buffers.values().forEach(Tensor::close);
         gradients.values().forEach(Tensor::close);
         adapters.values().forEach(Tensor::close);
+        working.values().forEach(Tensor::close);
         rope.close();
     }
 }

@@ -5,6 +5,7 @@ import java.lang.foreign.MemorySegment;
 
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.kernels.Parallel;
+import dev.llamafit.tensor.DType;
 
 /**
  * Scaled dot-product attention (Vaswani et al. 2017) with a causal mask, an optional sliding window
@@ -18,10 +19,18 @@ public final class Attention {
     private final int kvHeads;   // KvH
     private final int headDim;   // D
     private final int window;    // 0 = unlimited
+    private final DType half;    // training under mixed precision: scores, P, dP and dS rounded to it; null = fp32
     /** Below this many query rows, P·V is accumulated row by row instead of through a GEMM. */
     private static final int SMALL_T = 8;
 
-    public Attention(int heads, int kvHeads, int headDim, int window) {
+    public Attention(int heads, int kvHeads, int headDim, int window) { this(heads, kvHeads, headDim, window, null); }
+
+    /**
+     * @param half BF16 or F16 for mixed-precision training: the products autocast computes in 16 bits (scores q·kᵀ,
+     *             P·V's operand P, and in backward dP and dS) are rounded to it; softmax and its backward stay fp32
+     */
+    public Attention(int heads, int kvHeads, int headDim, int window, DType half) {
+        this.half = half;
         this.heads = heads;
         this.kvHeads = kvHeads;
         this.headDim = headDim;
@@ -114,6 +123,7 @@ public final class Attention {
                 long pOff = probsOff + (long) bh * t * t;
                 // S[T, T] = q_h · k_hᵀ / √D, then row-wise masked softmax in place.
                 k.gemm(false, true, t, t, headDim, scale, q, qOff, qDim, keys, kvOff, kvDim, 0f, probs, pOff, t);
+                if (half != null) k.round16(probs, pOff, (long) t * t, half);
                 for (int i = 0; i < t; i++) {
                     int lo = lowest(i);
                     long row = pOff + (long) i * t;
@@ -121,6 +131,7 @@ public final class Attention {
                     k.softmax(probs, row + lo, i - lo + 1);
                     for (int j = i + 1; j < t; j++) probs.setAtIndex(F32, row + j, 0f);
                 }
+                if (half != null) k.round16(probs, pOff, (long) t * t, half);
                 // out_h[T, D] = P · v_h
                 k.gemm(false, false, t, headDim, t, 1f, probs, pOff, t, values, kvOff, kvDim, 0f, att, qOff, qDim);
             }
@@ -159,6 +170,7 @@ public final class Attention {
                     long pOff = probsOff + ((long) b * heads + h) * t * t;
                     // dP[T, T] = dOut_h · v_hᵀ
                     k.gemm(false, true, t, t, headDim, 1f, dAtt, qOff, qDim, values, kvOff, kvDim, 0f, scratch, sOff, t);
+                    if (half != null) k.round16(scratch, sOff, (long) t * t, half);
                     // dV_kvh[T, D] += Pᵀ · dOut_h
                     k.gemm(true, false, t, headDim, t, 1f, probs, pOff, t, dAtt, qOff, qDim, first, dV, kvOff, kvDim);
                     // dS = P ⊙ (dP − rowsum(P ⊙ dP)) over the attended keys lo..i; masked entries are exact zeros.
@@ -169,6 +181,7 @@ public final class Attention {
                         k.softmaxBackward(probs, pr + lo, scratch, sr + lo, i - lo + 1);
                         scratch.asSlice((sr + i + 1) * 4, (long) (t - i - 1) * 4).fill((byte) 0);
                     }
+                    if (half != null) k.round16(scratch, sOff, (long) t * t, half);
                     // dQ_h[T, D] = dS · k_h / √D ; dK_kvh[T, D] += dSᵀ · q_h / √D
                     k.gemm(false, false, t, headDim, t, scale, scratch, sOff, t, keys, kvOff, kvDim, 0f, dQ, qOff, qDim);
                     k.gemm(true, false, t, headDim, t, scale, scratch, sOff, t, q, qOff, qDim, first, dK, kvOff, kvDim);

@@ -25,9 +25,17 @@ public final class CrossEntropy {
     private final int vocab;   // V
     private final int dim;     // C
     private final int chunkRows;
+    private final DType half;  // mixed precision: logits and their gradient rounded to this 16-bit type; null in fp32
 
-    public CrossEntropy(Tensor head, int chunkRows) {
+    public CrossEntropy(Tensor head, int chunkRows) { this(head, chunkRows, null); }
+
+    /**
+     * @param half under mixed precision, BF16 or F16: the logits are the 16-bit output of the LM head's GEMM (as under
+     *             autocast) and their gradient is rounded likewise; the softmax and the loss stay fp32. Null: fp32.
+     */
+    public CrossEntropy(Tensor head, int chunkRows, DType half) {
         if (chunkRows <= 0) throw new IllegalArgumentException("chunkRows must be > 0, got " + chunkRows);
+        this.half = half;
         this.head = head;
         this.vocab = Math.toIntExact(head.shape().dim(0));
         this.dim = Math.toIntExact(head.shape().dim(1));
@@ -48,7 +56,7 @@ public final class CrossEntropy {
      * @param xf            [rows, C], the final norm's output
      * @param labels        one per row: a target id in [0, V), or {@link #IGNORE}
      * @param invNormalizer 1/normalizer: the scale of every gradient written
-     * @param dHead         [V, C] F32, accumulated (+=); null for no weight gradient
+     * @param dHead         [V, C] F32, accumulated (+=); null for no weight gradient (the head may be 16-bit: a working copy)
      * @param dXf           [rows, C], written; null for no input gradient
      * @param logits        scratch of at least {@link #scratchElements} floats
      */
@@ -58,8 +66,6 @@ public final class CrossEntropy {
         for (int r = 0; r < rows; r++)
             if (labels[r] != IGNORE && (labels[r] < 0 || labels[r] >= vocab))
                 throw new IllegalArgumentException("label " + labels[r] + " at row " + r + " is outside [0, " + vocab + ") and is not " + IGNORE);
-        if (dHead != null && head.dtype() != DType.F32)
-            throw new IllegalArgumentException("a " + head.dtype() + " LM head is frozen here (no weight gradient): " + head);
         boolean backward = dHead != null || dXf != null;
         double sum = 0;
         long tokens = 0;
@@ -70,6 +76,7 @@ public final class CrossEntropy {
             // logits[m, V] = xf_chunk · Wᵀ
             if (head.dtype() == DType.F32) k.gemm(false, true, m, vocab, dim, 1f, xf, xOff, dim, head.segment(), 0, dim, 0f, logits, 0, vocab);
             else k.gemm(false, true, m, vocab, dim, 1f, xf, DType.F32, xOff, dim, head.segment(), head.dtype(), 0, dim, 0f, logits, 0, vocab);
+            if (half != null) k.round16(logits, 0, (long) m * vocab, half);
             Parallel.forRange(m, (from, to) -> {
                 for (int i = from; i < to; i++) rowLoss[i] = row(k, logits, (long) i * vocab, labels[first + i], invNormalizer);
             });
@@ -79,6 +86,7 @@ public final class CrossEntropy {
                 tokens++;
             }
             if (!backward) continue;
+            if (half != null) k.round16(logits, 0, (long) m * vocab, half);
             // The chunk now holds dlogits. dW_head[V, C] += dlogitsᵀ · xf_chunk ; dXf_chunk[m, C] = dlogits · W
             if (dHead != null)
                 k.gemm(true, false, vocab, dim, m, 1f, logits, 0, vocab, xf, xOff, dim, 1f, dHead.segment(), 0, dim);

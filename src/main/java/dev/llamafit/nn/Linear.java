@@ -11,7 +11,7 @@ import dev.llamafit.tensor.Tensor;
  * A dense layer. Weight [out, in] (row-major, as Hugging Face stores it) in F32, BF16 or F16, used in place (a 16-bit
  * weight is widened inside the GEMM's packing, never copied whole); optional bias [out], always F32 (the model folder
  * widens 16-bit biases, which are tiny, so every element-wise kernel stays fp32). An F32 weight runs the fp32 GEMM
- * exactly as before. A 16-bit weight is frozen: it takes no weight gradient.
+ * exactly as before. The weight gradient (fp32) never reads W, so a 16-bit working copy of an fp32 master has one.
  */
 public final class Linear implements Projection {
     private final Tensor weight; // [out, in]
@@ -69,8 +69,6 @@ public final class Linear implements Projection {
     @Override
     public void backward(Kernels k, MemorySegment x, long xOff, MemorySegment dY, long dYOff, int rows,
                          MemorySegment dX, long dXOff, boolean accumulateDx, Tensor dWeight, Tensor dBias) {
-        if (dWeight != null && weight.dtype() != DType.F32)
-            throw new IllegalArgumentException("a " + weight.dtype() + " weight is frozen here (no weight gradient): " + weight);
         if (dX != null && weight.dtype() == DType.F32)
             k.gemm(false, false, rows, in, out, 1f, dY, dYOff, out, weight.segment(), 0, in,
                     accumulateDx ? 1f : 0f, dX, dXOff, in);

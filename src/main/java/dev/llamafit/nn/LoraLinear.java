@@ -26,14 +26,24 @@ public final class LoraLinear {
     private final int rank;      // r
     private final float scale;
     private final float dropout; // p in [0, 1)
+    private final DType half;    // mixed precision: dropout(x), u and du rounded to it; null = fp32
 
-    public LoraLinear(Projection base, Tensor a, Tensor b, double scale, double dropout) {
+    public LoraLinear(Projection base, Tensor a, Tensor b, double scale, double dropout) { this(base, a, b, scale, dropout, null); }
+
+    /**
+     * @param a    [r, in]: F32, or under mixed precision the 16-bit working copy of the fp32 master
+     * @param b    [out, r], the same type as a
+     * @param half BF16 or F16 under mixed precision: the adapter's 16-bit tensors as autocast holds them (its dropped-out
+     *             input, u, and u's gradient) are rounded to it; null in fp32
+     */
+    public LoraLinear(Projection base, Tensor a, Tensor b, double scale, double dropout, DType half) {
         this.base = base;
+        this.half = half;
         this.rank = Math.toIntExact(a.shape().dim(0));
-        if (a.dtype() != DType.F32 || a.shape().rank() != 2 || a.shape().dim(1) != base.in())
-            throw new IllegalArgumentException("lora_A must be F32 [r, " + base.in() + "], got " + a);
-        if (b.dtype() != DType.F32 || b.shape().rank() != 2 || b.shape().dim(0) != base.out() || b.shape().dim(1) != rank)
-            throw new IllegalArgumentException("lora_B must be F32 [" + base.out() + ", " + rank + "], got " + b);
+        if (!Linear.isDenseType(a.dtype()) || a.shape().rank() != 2 || a.shape().dim(1) != base.in())
+            throw new IllegalArgumentException("lora_A must be [r, " + base.in() + "] in F32, BF16 or F16, got " + a);
+        if (b.dtype() != a.dtype() || b.shape().rank() != 2 || b.shape().dim(0) != base.out() || b.shape().dim(1) != rank)
+            throw new IllegalArgumentException("lora_B must be " + a.dtype() + " [" + base.out() + ", " + rank + "], got " + b);
         if (!(dropout >= 0 && dropout < 1)) throw new IllegalArgumentException("dropout must be in [0, 1), got " + dropout);
         this.a = a;
         this.b = b;
@@ -80,10 +90,12 @@ public final class LoraLinear {
             });
             src = xd;
             srcOff = 0;
+            if (half != null) k.round16(xd, 0, (long) rows * in, half);
         }
         // u[rows, r] = xd · Aᵀ ; y[rows, out] += scale · u · Bᵀ
-        k.gemm(false, true, rows, rank, in, 1f, src, srcOff, in, a.segment(), 0, in, 0f, u, 0, rank);
-        k.gemm(false, true, rows, out, rank, scale, u, 0, rank, b.segment(), 0, rank, 1f, y, yOff, out);
+        k.gemm(false, true, rows, rank, in, 1f, src, DType.F32, srcOff, in, a.segment(), a.dtype(), 0, in, 0f, u, 0, rank);
+        if (half != null) k.round16(u, 0, (long) rows * rank, half);
+        k.gemm(false, true, rows, out, rank, scale, u, DType.F32, 0, rank, b.segment(), b.dtype(), 0, rank, 1f, y, yOff, out);
     }
 
     /** Base and adapter: y[rows, out] = x·Wᵀ + b + scale·(dropout(x)·Aᵀ)·Bᵀ (see {@link #forwardAdapter}). */
@@ -117,15 +129,16 @@ public final class LoraLinear {
         int in = base.in(), out = base.out();
         if (dX != null) base.backward(k, null, 0, dY, dYOff, rows, dX, dXOff, accumulateDx, null, null);
         k.gemm(true, false, out, rank, rows, scale, dY, dYOff, out, u, 0, rank, 1f, dB.segment(), 0, rank);
-        k.gemm(false, false, rows, rank, out, scale, dY, dYOff, out, b.segment(), 0, rank, 0f, du, 0, rank);
+        k.gemm(false, false, rows, rank, out, scale, dY, DType.F32, dYOff, out, b.segment(), b.dtype(), 0, rank, 0f, du, 0, rank);
+        if (half != null) k.round16(du, 0, (long) rows * rank, half);
         k.gemm(true, false, rank, in, rows, 1f, du, 0, rank, xd, 0, in, 1f, dA.segment(), 0, in);
         if (dX == null) return;
         if (dropout == 0) {
-            k.gemm(false, false, rows, in, rank, 1f, du, 0, rank, a.segment(), 0, in, 1f, dX, dXOff, in);
+            k.gemm(false, false, rows, in, rank, 1f, du, DType.F32, 0, rank, a.segment(), a.dtype(), 0, in, 1f, dX, dXOff, in);
             return;
         }
         // dropout'(x) is the mask scaled by 1/(1 − p): regenerate it from the seed, as forward drew it.
-        k.gemm(false, false, rows, in, rank, 1f, du, 0, rank, a.segment(), 0, in, 0f, dxScratch, 0, in);
+        k.gemm(false, false, rows, in, rank, 1f, du, DType.F32, 0, rank, a.segment(), a.dtype(), 0, in, 0f, dxScratch, 0, in);
         float p = dropout, inv = 1f / (1f - p);
         Parallel.forRange(rows, 16, (from, to) -> {
             for (long i = (long) from * in; i < (long) to * in; i++)

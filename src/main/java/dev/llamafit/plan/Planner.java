@@ -73,8 +73,8 @@ public final class Planner {
 
     /** One message for everything the engine cannot run yet, each by its flag. */
     public static String notImplementedMessage(List<String> missing) {
-        return String.join(", ", missing) + (missing.size() == 1 ? " is" : " are") + " not implemented in the llamafit runtime yet (it trains fp32 full, or LoRA on an fp32, bf16 or fp16 frozen base, "
-                + "AdamW/SGD, with optional gradient checkpointing, on one worker); plan it with --runtime pytorch";
+        return String.join(", ", missing) + (missing.size() == 1 ? " is" : " are") + " not implemented in the llamafit runtime yet (it trains full or LoRA, on an fp32, bf16 or fp16 frozen base, "
+                + "in fp32 or bf16/fp16 mixed precision, AdamW/SGD, with optional gradient checkpointing, on one worker); plan it with --runtime pytorch";
     }
 
     /** Checks the rules that need the model: sequence length within the context, LoRA rank within every adapted matrix. */
@@ -102,6 +102,7 @@ public final class Planner {
         if (device.gpu())
             throw new IllegalArgumentException("the llamafit runtime trains on the CPU; plan a GPU with --runtime pytorch, or use --device cpu / --memory SIZE");
         TrainingLayout layout = layout(config, o, batch, seqLen, device);
+        boolean mixed = o.precision().mixed();
         List<Component> c = new ArrayList<>();
         long base = ParameterLayout.of(config, DType.F32).bytes();
         Technique.BaseDtype bd = o.baseDtype();
@@ -114,14 +115,20 @@ public final class Planner {
             c.add(Component.constant("weights", Column.DEVICE, Category.WEIGHTS, Math.addExact(mapped, vectors),
                     "frozen " + Technique.name(bd) + " base, read in place (memory-mapped; ledger: weights, mapped) at 2 B per parameter"
                             + " + owned fp32 copies of the norm/bias vectors: Σ ParameterLayout(" + Technique.name(bd) + ") + Σ vectors × 4 B"));
+        } else if (o.adapters()) {
+            c.add(Component.constant("weights", Column.DEVICE, Category.WEIGHTS, base,
+                    "frozen fp32 base, read in place (memory-mapped safetensors; ledger: weights, mapped): Σ ParameterLayout"));
         } else {
-            c.add(Component.constant("weights", Column.DEVICE, Category.WEIGHTS, base, o.adapters()
-                    ? "frozen fp32 base, read in place (memory-mapped safetensors; ledger: weights, mapped): Σ ParameterLayout"
-                    : "owned fp32 copy of every parameter (Trainer copies, then closes the mapping): Σ ParameterLayout"));
+            c.add(Component.constant(mixed ? "master_weights" : "weights", Column.DEVICE, layout.trainableCategory(), base,
+                    "owned fp32 copy of every parameter (Trainer copies, then closes the mapping): Σ ParameterLayout"));
         }
         if (o.adapters())
-            c.add(Component.constant("weights.adapters", Column.DEVICE, Category.WEIGHTS, sum(layout.adapterSpecs()),
-                    "LoRA A [r, in] + B [out, r] per targeted module, fp32: Σ TrainingLayout.adapterSpecs"));
+            c.add(Component.constant(mixed ? "master_weights.adapters" : "weights.adapters", Column.DEVICE, layout.trainableCategory(),
+                    sum(layout.adapterSpecs()), "LoRA A [r, in] + B [out, r] per targeted module, fp32: Σ TrainingLayout.adapterSpecs"));
+        if (mixed)
+            c.add(Component.constant("weights.working_copies", Column.DEVICE, Category.WEIGHTS, sum(layout.workingCopySpecs()),
+                    Technique.name(o.precision()) + " copies of the trainable matrices" + (o.adapters() ? " (and of an fp32 base's)" : "")
+                            + ", refreshed after every update, that the GEMMs read: Σ TrainingLayout.workingCopySpecs"));
         long trainable = 0;
         for (TensorSpec s : layout.gradientSpecs()) trainable = Math.addExact(trainable, s.elements());
         c.add(Component.constant("gradients", Column.DEVICE, Category.GRADIENTS, sum(layout.gradientSpecs()),
@@ -137,7 +144,8 @@ public final class Planner {
             else ws = Math.addExact(ws, s.bytes());
         }
         c.add(Component.constant("activations", Column.DEVICE, Category.ACTIVATIONS, act,
-                "saved block tensors + shared block set + head and backward buffers, allocated once: Σ TrainingLayout.slots"
+                "saved block tensors" + (mixed ? " (autocast's 16-bit ones in " + Technique.name(o.precision()) + ")" : "")
+                        + " + shared block set + head and backward buffers, allocated once: Σ TrainingLayout.slots"
                         + (o.gradientCheckpointing() ? " (checkpointing: " + (o.checkpointEvery() == 1 ? "blocks keep" : "every " + o.checkpointEvery() + "-th block keeps") + " x_in only)" : "")));
         c.add(Component.constant("workspace", Column.DEVICE, Category.WORKSPACE, ws,
                 "per-thread attention scratch [threads, T²], loss chunk [rows, V], RoPE tables"));

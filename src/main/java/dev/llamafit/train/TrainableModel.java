@@ -29,7 +29,7 @@ import dev.llamafit.tensor.TensorSpec;
 
 /**
  * Full fine-tuning trains owned, writable fp32 copies of every weight (from the base model, or from a checkpoint on
- * resume). LoRA leaves the base frozen: it is read in place (memory-mapped F32, or converted once), never copied, and
+ * resume); under mixed precision they are the masters of the step's 16-bit working copies. LoRA leaves the base frozen: it is read in place (memory-mapped F32, or converted once), never copied, and
  * only the adapters are parameters; they start from --adapter, from a checkpoint, or from the step's own init.
  */
 final class TrainableModel implements AutoCloseable {
@@ -183,7 +183,7 @@ final class TrainableModel implements AutoCloseable {
         }
     }
 
-    /** Owned, writable fp32 copies of the base model's weights (or of a checkpoint's), filed under weights. */
+    /** Owned, writable fp32 copies of the base model's weights (or of a checkpoint's), filed under weights (master_weights when mixed). */
     private static Map<String, Tensor> loadWeights(TrainOptions o, LlamaConfig config, Path checkpoint, Kernels kernels, MemoryLedger ledger) {
         Map<String, Tensor> out = new LinkedHashMap<>();
         try (ModelFolder base = checkpoint == null ? ModelFolder.open(o.model(), ledger, kernels) : null;
@@ -195,7 +195,9 @@ final class TrainableModel implements AutoCloseable {
                 if (!src.shape().equals(spec.shape()) || src.dtype() != DType.F32)
                     throw InputException.at(checkpoint, "tensor " + spec.name() + " is " + src.dtype() + src.shape()
                             + ", expected F32" + spec.shape());
-                Tensor t = Tensor.allocate(ledger, Category.WEIGHTS, spec.name(), DType.F32, spec.shape());
+                // Under mixed precision these are the fp32 masters; the step makes the 16-bit working copies.
+                Category category = o.technique().precision().mixed() ? Category.MASTER_WEIGHTS : Category.WEIGHTS;
+                Tensor t = Tensor.allocate(ledger, category, spec.name(), DType.F32, spec.shape());
                 MemorySegment.copy(src.segment(), 0, t.segment(), 0, t.bytes());
                 out.put(spec.name(), t);
             }

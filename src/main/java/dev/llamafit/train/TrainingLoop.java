@@ -83,6 +83,7 @@ final class TrainingLoop {
             double gradNorm = GradClip.clipGlobalNorm(grads, settings.maxGradNorm());
             double lr = schedule.lr(s);
             optimizer.step(model.params, lr);
+            model.step.syncWorkingCopies(); // mixed precision: the GEMMs' 16-bit copies follow the fp32 masters
             long done = s + 1;
             double seconds = (System.nanoTime() - stepStart) / 1e9;
             long stepSeqTokens = settings.tokensPerStep();

@@ -104,12 +104,12 @@ class TrainBadInputTest {
     void techniquesTheRuntimeDoesNotImplementAreRefusedByName() {
         Path data = SharedData.require("datasets/text/tinystories_sample.txt");
         // A value `plan` knows for PyTorch but the engine does not run is refused by name, all of them in one message.
-        for (String[] flags : new String[][]{{"--method", "qlora"}, {"--optimizer", "adamw8bit"}})
+        for (String[] flags : new String[][]{{"--method", "qlora"}, {"--optimizer", "adamw8bit"}, {"--precision", "bf16-pure"}})
             BadInputTest.assertBadInput(train(data, flags), flags[flags.length - 1], "not implemented in the llamafit runtime yet");
         BadInputTest.assertBadInput(train(data, "--method", "qlora", "--optimizer", "adamw8bit"), "--method qlora, --optimizer adamw8bit are not implemented");
         BadInputTest.assertBadInput(train(data, "--method", "full", "--lora-r", "8"), "--lora-r 8", "--method is full");
         // Plan-only flags are not train's: a usage error (exit 2) that names the flag.
-        for (String[] flags : new String[][]{{"--precision", "bf16"}, {"--zero", "2"}, {"--workers", "2"}, {"--offload", "cpu"}, {"--base-dtype", "nf4"}}) {
+        for (String[] flags : new String[][]{{"--zero", "2"}, {"--workers", "2"}, {"--offload", "cpu"}, {"--base-dtype", "nf4"}}) {
             BadInputTest.Run r = train(data, flags);
             assertEquals(2, r.code(), r.err());
             assertTrue(r.err().contains("Unknown option") && r.err().contains(flags[0]), r.err());

@@ -252,6 +252,30 @@ class KernelsAgreementTest {
         }
     }
 
+    /** round16 is the conversion to 16 bits and back, bit for bit (NaN stays NaN, fp16 overflows to Inf), at an offset. */
+    @Test
+    void round16IsTheRoundTripThroughSixteenBits() {
+        for (int n : SIZES)
+            for (dev.llamafit.tensor.DType to : new dev.llamafit.tensor.DType[] {dev.llamafit.tensor.DType.BF16, dev.llamafit.tensor.DType.F16}) {
+                MemorySegment f = random(n + 3, 91 + n);
+                SplittableRandom r = new SplittableRandom(n);
+                for (int i = 3; i < n + 3; i += 4) f.setAtIndex(F32_LE, i, Float.intBitsToFloat(r.nextInt()));
+                if (n > 2) f.setAtIndex(F32_LE, 4, Float.intBitsToFloat(0x7F800001)); // signalling NaN
+                if (n > 3) f.setAtIndex(F32_LE, 5, 70000f);                        // above fp16's largest finite value
+                MemorySegment half = ARENA.allocate((n + 3) * 2L), want = ARENA.allocate((n + 3) * 4L);
+                if (to == dev.llamafit.tensor.DType.BF16) { SCALAR.f32ToBf16(f, 3, half, 0, n); SCALAR.bf16ToF32(half, 0, want, 0, n); }
+                else { SCALAR.f32ToF16(f, 3, half, 0, n); SCALAR.f16ToF32(half, 0, want, 0, n); }
+                for (Kernels k : new Kernels[] {SCALAR, VECTOR}) {
+                    MemorySegment x = copy(f);
+                    k.round16(x, 3, n, to);
+                    for (int i = 0; i < 3; i++) assertEquals(f.getAtIndex(F32_LE, i), x.getAtIndex(F32_LE, i), "before the offset");
+                    for (int i = 0; i < n; i++)
+                        assertEquals(Float.floatToRawIntBits(want.getAtIndex(F32_LE, i)), Float.floatToRawIntBits(x.getAtIndex(F32_LE, 3 + i)),
+                                k.getClass().getSimpleName() + " " + to + " n=" + n + " i=" + i);
+                }
+            }
+    }
+
     @Test
     void embeddingAgreesAndRejectsBadIds() {
         int vocab = 13, dim = 31;

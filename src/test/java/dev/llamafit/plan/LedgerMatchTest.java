@@ -60,6 +60,65 @@ class LedgerMatchTest {
         return a;
     }
 
+    /** Mixed precision: fp32 masters, 16-bit working copies and 16-bit saved activations, full and LoRA, with and without checkpointing. */
+    static List<Arguments> mixed() {
+        List<Arguments> a = new ArrayList<>();
+        for (String shape : List.of("tiny", "stories15M"))
+            for (boolean lora : List.of(false, true))
+                for (boolean gc : List.of(false, true)) a.add(Arguments.of(shape, lora, gc, 2, "bf16", 0.0));
+        a.add(Arguments.of("tiny", false, false, 3, "fp16", 0.0));
+        a.add(Arguments.of("tiny", true, true, 1, "fp16", 0.1));
+        a.add(Arguments.of("stories15M", true, false, 2, "bf16", 0.1));
+        return a;
+    }
+
+    @ParameterizedTest(name = "{0} lora={1} gc={2} B={3} {4} dropout={5}")
+    @MethodSource("mixed")
+    void planEqualsLedgerInMixedPrecision(String shapeName, boolean lora, boolean gc, int batch, String precision, double dropout) {
+        LlamaConfig c = shape(shapeName);
+        LoraConfig adapters = lora ? new LoraConfig(4, 16, dropout, List.of("q_proj", "v_proj", "down_proj"), false) : null;
+        Technique technique = new Technique(lora ? Technique.Method.LORA : Technique.Method.FULL, adapters,
+                Technique.parse(Technique.Precision.class, "--precision", precision), null, Technique.Optimizer.ADAMW, gc, 1, 1);
+        MemoryPlan plan = Planner.plan(c, technique, batch, T, Devices.cpu(64L << 30, Parallel.threads()));
+
+        // The fp32 weights: the masters of full fine-tuning (as Trainer files them), or an fp32 base (LoRA).
+        MemoryLedger ledger = new MemoryLedger(), scratch = new MemoryLedger();
+        Map<String, Tensor> random = RandomModels.weights(c, scratch, 5, 0.05), w = new java.util.LinkedHashMap<>();
+        for (Map.Entry<String, Tensor> e : random.entrySet()) {
+            Tensor t = Tensor.allocate(ledger, lora ? Category.WEIGHTS : Category.MASTER_WEIGHTS, e.getKey(), DType.F32, e.getValue().shape());
+            java.lang.foreign.MemorySegment.copy(e.getValue().segment(), 0, t.segment(), 0, t.bytes());
+            w.put(e.getKey(), t);
+        }
+        random.values().forEach(Tensor::close);
+        try (TrainingStep step = new TrainingStep(c, w, KernelBackends.get(), ledger, batch, T, technique, 3);
+             Optimizer opt = new AdamW(0.9, 0.999, 1e-8, 0, ledger)) {
+            List<Param> params = new ArrayList<>();
+            if (lora) step.adapterWeights().forEach((n, v) -> params.add(new Param(n, v, step.adapterGradients().get(n), true)));
+            else for (TensorSpec s : ParameterLayout.of(c, DType.F32).specs())
+                params.add(new Param(s.name(), w.get(s.name()), step.gradients().get(s.name()), true));
+            runTwoSteps(c, step, opt, params, batch);
+            for (Category cat : List.of(Category.WEIGHTS, Category.MASTER_WEIGHTS, Category.GRADIENTS, Category.OPTIMIZER,
+                    Category.ACTIVATIONS, Category.WORKSPACE))
+                assertEquals(ledger.peakBytes(cat), plan.categoryPeak(cat), cat.key() + " planned vs ledger peak");
+            assertEquals(ledger.totalPeakBytes(), plan.peak(Column.DEVICE, Metric.ALLOCATED), "total planned vs ledger peak");
+        } finally {
+            w.values().forEach(Tensor::close);
+        }
+    }
+
+    private static void runTwoSteps(LlamaConfig c, TrainingStep step, Optimizer opt, List<Param> params, int batch) {
+        SplittableRandom r = new SplittableRandom(1);
+        int[][] ids = new int[batch][T], labels = new int[batch][T];
+        for (int i = 0; i < batch; i++)
+            for (int t = 0; t < T; t++) { ids[i][t] = r.nextInt(c.vocabSize()); labels[i][t] = r.nextInt(c.vocabSize()); }
+        for (int i = 0; i < 2; i++) {
+            step.zeroGradients();
+            step.forwardBackward(ids, labels, batch * T);
+            opt.step(params, 1e-3);
+            step.syncWorkingCopies();
+        }
+    }
+
     /** LoRA on a 16-bit checkpoint used in place (--base-dtype bf16|fp16), with and without checkpointing. */
     static List<Arguments> sixteenBitBase() {
         List<Arguments> a = new ArrayList<>();
