@@ -314,15 +314,30 @@ public final class TrainingStep implements AutoCloseable {
         return run(inputIds, labels, 1f, false);
     }
 
-    private Loss run(int[][] inputIds, int[][] labels, float invNormalizer, boolean backward) {
-        int b = layout.batch(), t = layout.seqLen(), n = layout.rows(), c = config.hiddenSize();
-        int[] ids = flatten(inputIds, "inputIds", b, t);
-        int[] targets = flatten(labels, "labels", b, t);
+    /**
+     * The logits [B·T, V] of an evaluation forward (no dropout), row-major: what the loss reads, in the step's precision
+     * (under mixed precision the LM head's 16-bit output). For tests and inspection: it holds B·T·V floats on the heap.
+     */
+    public float[] logits(int[][] inputIds) {
+        int n = layout.rows(), v = config.vocabSize();
+        int[] ids = flatten(inputIds, "inputIds", layout.batch(), layout.seqLen());
+        MemorySegment xf = forwardToHead(ids, context(false), false);
+        float[] out = new float[Math.multiplyExact(n, v)];
+        loss.logits(kernels, xf, n, out, seg("loss_logits"));
+        return out;
+    }
+
+    private Block.Context context(boolean backward) {
+        int b = layout.batch(), t = layout.seqLen(), n = layout.rows();
         int[] positions = new int[n];
         for (int i = 0; i < n; i++) positions[i] = i % t;
         long stepSeed = seed + 0x9E3779B97F4A7C15L * calls; // dropout masks: fresh per step, reproducible from the seed
-        Block.Context ctx = new Block.Context(kernels, rope, attention, config, b, t, positions, backward, stepSeed, half);
+        return new Block.Context(kernels, rope, attention, config, b, t, positions, backward, stepSeed, half);
+    }
 
+    /** Embedding, every block (saving for backward when asked) and the final norm; returns its output, the head's input. */
+    private MemorySegment forwardToHead(int[] ids, Block.Context ctx, boolean backward) {
+        int n = layout.rows(), c = config.hiddenSize();
         embedding.forward(kernels, ids, saved.getFirst().xIn(), 0);
         for (int l = 0; l < blocks.size(); l++) {
             // A checkpointed block's views point at the shared set, except x_in: only its input survives the next block.
@@ -330,9 +345,19 @@ public final class TrainingStep implements AutoCloseable {
             blocks.get(l).forward(ctx, saved.get(l), out);
             if (backward && !layout.checkpointed(l)) saved.get(l).save(kernels); // mixed precision: its 16-bit tensors
         }
-        MemorySegment xFinal = seg("final.x"), xf = seg("final.xn"), invRms = seg("final.inv_rms");
-        finalNorm.forward(kernels, xFinal, 0, n, xf, 0, invRms, 0);
+        MemorySegment xf = seg("final.xn");
+        finalNorm.forward(kernels, seg("final.x"), 0, n, xf, 0, seg("final.inv_rms"), 0);
         if (half != null) kernels.round16(xf, 0, (long) n * c, half); // the LM head's 16-bit input
+        return xf;
+    }
+
+    private Loss run(int[][] inputIds, int[][] labels, float invNormalizer, boolean backward) {
+        int b = layout.batch(), t = layout.seqLen(), n = layout.rows(), c = config.hiddenSize();
+        int[] ids = flatten(inputIds, "inputIds", b, t);
+        int[] targets = flatten(labels, "labels", b, t);
+        Block.Context ctx = context(backward);
+        MemorySegment xf = forwardToHead(ids, ctx, backward);
+        MemorySegment xFinal = seg("final.x"), invRms = seg("final.inv_rms");
         MemorySegment dXf = scratch.dXn();
         CrossEntropy.Result r = loss.forward(kernels, xf, 0, n, targets, invNormalizer,
                 backward ? dHead : null, backward ? dXf : null, 0, seg("loss_logits"));

@@ -99,6 +99,19 @@ public final class CrossEntropy {
         return new Result(sum, tokens);
     }
 
+    /**
+     * The logits xf·Wᵀ of {@code rows} rows into {@code out} [rows·V] (rounded to the 16-bit type under mixed precision,
+     * as the loss sees them), computed a chunk at a time in {@code scratch}.
+     */
+    public void logits(Kernels k, MemorySegment xf, int rows, float[] out, MemorySegment scratch) {
+        for (int r0 = 0; r0 < rows; r0 += chunkRows) {
+            int m = Math.min(chunkRows, rows - r0);
+            k.gemm(false, true, m, vocab, dim, 1f, xf, DType.F32, (long) r0 * dim, dim, head.segment(), head.dtype(), 0, dim, 0f, scratch, 0, vocab);
+            if (half != null) k.round16(scratch, 0, (long) m * vocab, half);
+            MemorySegment.copy(scratch, Tensor.F32_LE, 0, out, r0 * vocab, m * vocab);
+        }
+    }
+
     /** One row: its loss, and its logits replaced by (softmax − onehot)·invNormalizer (zeros if ignored). */
     private double row(Kernels k, MemorySegment z, long off, int label, float invNormalizer) {
         if (label == IGNORE) {
