@@ -4,6 +4,7 @@
 Usage: /usr/bin/python3 bench/torch_train.py --threads 2 --dim 288 --layers 6 --heads 6 --kv-heads 6 \
            --ffn 768 --vocab 32000 --batch 8 --seq 256 --steps 3
 Prints one JSON line: tokens_per_s (best step after a warm-up step), step_seconds, peak_rss_bytes.
+With --autocast-bf16, forward and loss run under torch.autocast("cpu", dtype=torch.bfloat16): PyTorch's CPU AMP.
 
 The model is the standard eager formulation (nn.Linear layers, RMSNorm, rotate-half RoPE, causal softmax
 attention with GQA, SwiGLU, tied embeddings, F.cross_entropy over full logits) with torch.optim.AdamW —
@@ -120,6 +121,9 @@ def main():
     ap.add_argument("--lora-alpha", type=float, default=16.0)
     ap.add_argument("--lora-targets", default="q_proj,v_proj")
     ap.add_argument("--checkpointing", action="store_true", help="torch.utils.checkpoint around every block")
+    ap.add_argument("--autocast-bf16", action="store_true",
+                    help="torch.autocast('cpu', dtype=torch.bfloat16) around forward and loss (the standard CPU AMP loop;"
+                         " fp32 master weights and optimizer; torch 1.13's CPU autocast has no fp16)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -138,7 +142,8 @@ def main():
     for step in range(a.steps + 1):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=False)
-        loss = model(ids[:, :-1], ids[:, 1:], a.checkpointing)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast_bf16):
+            loss = model(ids[:, :-1], ids[:, 1:], a.checkpointing)
         loss.backward()
         opt.step()
         dt = time.perf_counter() - t0
@@ -147,7 +152,8 @@ def main():
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"tokens_per_s": round(a.batch * a.seq / best, 2), "step_seconds": round(best, 4),
                       "trainable_parameters": sum(p.numel() for p in params),
-                      "peak_rss_bytes": rss, "loss": round(loss.item(), 4), "torch": torch.__version__}), flush=True)
+                      "peak_rss_bytes": rss, "loss": round(loss.item(), 4), "torch": torch.__version__,
+                      "autocast": "bf16" if a.autocast_bf16 else "none"}), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-// `llamafit bench train`: full fp32 AdamW fine-tuning steps on random-weight models, against PyTorch in the same run.
+// `llamafit bench train`: AdamW fine-tuning steps (fp32 or mixed precision) on random-weight models, against PyTorch in the same run.
 package dev.llamafit.cli;
 
 import java.io.PrintWriter;
@@ -39,7 +39,7 @@ import picocli.CommandLine.Spec;
 import picocli.CommandLine.Model.CommandSpec;
 
 @Command(name = "train", mixinStandardHelpOptions = true,
-        description = "Tokens/s, model FLOPs utilisation and peak memory of full fp32 AdamW fine-tuning steps on a"
+        description = "Tokens/s, model FLOPs utilisation and peak memory of AdamW fine-tuning steps (fp32, or bf16/fp16 mixed precision) on a"
                 + " random-weight model, next to bench/torch_train.py (same shape, batch, optimizer) run in the same bench.")
 final class BenchTrainCommand implements Callable<Integer> {
     /** Where Debian's libopenblas0-pthread puts its libblas.so.3; PyTorch uses it when found first. */
@@ -74,6 +74,12 @@ final class BenchTrainCommand implements Callable<Integer> {
     @Option(names = "--gradient-checkpointing", description = "Recompute every block in backward (both runtimes).")
     boolean checkpointing;
 
+    @Option(names = "--precision", defaultValue = "fp32", description = "fp32, bf16 or fp16 (mixed precision: fp32 master"
+            + " weights, 16-bit GEMM operands). With bf16/fp16 llamafit's fp32 step is also measured, interleaved, and PyTorch"
+            + " runs torch.autocast(\"cpu\", dtype=torch.bfloat16) around forward and loss; torch 1.13's CPU autocast has no"
+            + " fp16, so fp16 is compared with that bf16 reference (default: ${DEFAULT-VALUE}).")
+    String precision;
+
     @Option(names = "--json", description = "Print one JSON object.")
     boolean json;
 
@@ -84,6 +90,12 @@ final class BenchTrainCommand implements Callable<Integer> {
         if (seqLen > c.maxPositions()) throw new dev.llamafit.io.InputException("--seq-len above the shape's context " + c.maxPositions());
         if (!reference.equals("torch") && !reference.equals("none"))
             throw new dev.llamafit.io.InputException("--reference must be torch or none, got '" + reference + "'");
+        Technique.Precision prec = switch (precision) {
+            case "fp32" -> Technique.Precision.FP32;
+            case "bf16" -> Technique.Precision.BF16;
+            case "fp16" -> Technique.Precision.FP16;
+            default -> throw new dev.llamafit.io.InputException("--precision must be fp32, bf16 or fp16, got '" + precision + "'");
+        };
         MemoryLedger ledger = MemoryLedger.global();
         Kernels k = KernelBackends.get();
         // The machine's fp32 GEMM peak as llamafit reaches it, for the utilisation figure.
@@ -91,22 +103,39 @@ final class BenchTrainCommand implements Callable<Integer> {
         double peakGflops = Math.max(gemm.run(1024, 1024, 1024, true, 2, 5).gflops(), gemm.run(2048, 2048, 2048, true, 1, 3).gflops());
         long params = ParameterLayout.of(c, DType.F32).parameterCount();
         Map<String, Tensor> w = RandomModels.weights(c, ledger, 11, 0.02);
-        double best = Double.MAX_VALUE;
-        double loss = Double.NaN;
         LoraConfig lora = loraR > 0 ? new LoraConfig(loraR, 16, 0, LoraConfig.parseTargets(loraTargets), false) : null;
-        Technique technique = Technique.of(lora).withGradientCheckpointing(checkpointing, 1);
-        long trainable;
-        try (TrainingStep step = new TrainingStep(c, w, k, ledger, batch, seqLen, technique, 5);
-             AdamW opt = new AdamW(0.9, 0.999, 1e-8, 0.0, ledger)) {
-            List<Param> ps = new ArrayList<>();
-            if (lora != null) {
-                for (var e : step.adapterWeights().entrySet())
-                    ps.add(new Param(e.getKey(), e.getValue(), step.adapterGradients().get(e.getKey()), true));
-            } else {
-                for (TensorSpec s : ParameterLayout.of(c, DType.F32).specs())
-                    ps.add(new Param(s.name(), w.get(s.name()), step.gradients().get(s.name()), true));
+        Technique base = Technique.of(lora).withGradientCheckpointing(checkpointing, 1);
+        // The asked precision first; under bf16/fp16 also fp32, its steps interleaved with the 16-bit ones so that load
+        // from whoever else shares the machine hits both alike ("16-bit vs own fp32" is a same-run ratio).
+        List<Technique.Precision> precisions = prec == Technique.Precision.FP32 ? List.of(prec) : List.of(prec, Technique.Precision.FP32);
+        double[] bestOf = new double[precisions.size()];
+        double[] lossOf = new double[precisions.size()];
+        java.util.Arrays.fill(bestOf, Double.MAX_VALUE);
+        long trainable = 0;
+        String stepKernels = k.name();
+        List<TrainingStep> runs = new ArrayList<>();
+        List<AdamW> opts = new ArrayList<>();
+        List<List<Param>> params16 = new ArrayList<>();
+        try {
+            for (Technique.Precision p : precisions) {
+                Technique technique = new Technique(base.method(), base.lora(), p, null, base.optimizer(), checkpointing, 1, 1);
+                TrainingStep step = new TrainingStep(c, w, k, ledger, batch, seqLen, technique, 5);
+                runs.add(step);
+                opts.add(new AdamW(0.9, 0.999, 1e-8, 0.0, ledger));
+                List<Param> ps = new ArrayList<>();
+                if (lora != null) {
+                    for (var e : step.adapterWeights().entrySet())
+                        ps.add(new Param(e.getKey(), e.getValue(), step.adapterGradients().get(e.getKey()), true));
+                } else {
+                    for (TensorSpec s : ParameterLayout.of(c, DType.F32).specs())
+                        ps.add(new Param(s.name(), w.get(s.name()), step.gradients().get(s.name()), true));
+                }
+                params16.add(ps);
+                if (p == prec) {
+                    trainable = ps.stream().mapToLong(Param::elements).sum();
+                    stepKernels = step.kernels().name();
+                }
             }
-            trainable = ps.stream().mapToLong(Param::elements).sum();
             SplittableRandom rnd = new SplittableRandom(3);
             int[][] ids = new int[batch][seqLen], labels = new int[batch][seqLen];
             for (int b = 0; b < batch; b++) {
@@ -115,16 +144,23 @@ final class BenchTrainCommand implements Callable<Integer> {
                 System.arraycopy(seq, 1, labels[b], 0, seqLen);
             }
             for (int i = 0; i <= steps; i++) {
-                long t0 = System.nanoTime();
-                step.zeroGradients();
-                loss = step.forwardBackward(ids, labels, (double) batch * seqLen).sum() / ((double) batch * seqLen);
-                opt.step(ps, 1e-4);
-                double secs = (System.nanoTime() - t0) / 1e9;
-                if (i > 0) best = Math.min(best, secs);
+                for (int p = 0; p < precisions.size(); p++) {
+                    TrainingStep step = runs.get(p);
+                    long t0 = System.nanoTime();
+                    step.zeroGradients();
+                    lossOf[p] = step.forwardBackward(ids, labels, (double) batch * seqLen).sum() / ((double) batch * seqLen);
+                    opts.get(p).step(params16.get(p), 1e-4);
+                    step.syncWorkingCopies(); // mixed precision: the 16-bit copies follow the updated masters
+                    double secs = (System.nanoTime() - t0) / 1e9;
+                    if (i > 0) bestOf[p] = Math.min(bestOf[p], secs);
+                }
             }
         } finally {
+            runs.forEach(TrainingStep::close);
+            opts.forEach(AdamW::close);
             w.values().forEach(Tensor::close);
         }
+        double best = bestOf[0], loss = lossOf[0];
         double tokensPerSecond = batch * seqLen / best;
         // Model FLOPs per token (Kaplan et al. 2020; PaLM appendix B): 6·N for the matmuls of forward and
         // backward, plus 12·L·C·T for attention scores and their use (causal halving not applied, as PaLM).
@@ -139,7 +175,8 @@ final class BenchTrainCommand implements Callable<Integer> {
         Map<String, Object> o = new LinkedHashMap<>();
         o.put("bench", "train");
         o.put("shape", shape);
-        o.put("backend", k.name());
+        o.put("backend", stepKernels);
+        o.put("precision", precision);
         o.put("threads", Parallel.threads());
         o.put("batch_size", batch);
         o.put("seq_len", seqLen);
@@ -154,31 +191,45 @@ final class BenchTrainCommand implements Callable<Integer> {
         o.put("mfu", BenchCommand.round(mfu));
         o.put("ledger_peak_bytes", ledgerPeak);
         o.put("peak_rss_bytes", rss);
+        if (precisions.size() > 1) {
+            o.put("fp32_step_seconds", BenchCommand.round(bestOf[1]));
+            o.put("fp32_tokens_per_s", BenchCommand.round(batch * seqLen / bestOf[1]));
+            o.put("ratio_" + precision + "_vs_fp32", BenchCommand.round(bestOf[1] / best));
+        }
+        String torchRef = prec == Technique.Precision.FP32 ? "fp32" : "bf16 autocast";
         if (reference.equals("torch")) {
-            JsonNode t = torch(c, batch);
+            JsonNode t = torch(c, batch, prec != Technique.Precision.FP32);
+            o.put("torch_reference", torchRef + (prec == Technique.Precision.FP16 ? " (torch CPU autocast has no fp16)" : ""));
             o.put("torch_blas", Files.isDirectory(OPENBLAS) ? "openblas-pthread" : "system default");
             o.put("torch_tokens_per_s", t.get("tokens_per_s").asDouble());
             o.put("torch_peak_rss_bytes", t.get("peak_rss_bytes").asLong());
             o.put("ratio_tokens_per_s", BenchCommand.round(tokensPerSecond / t.get("tokens_per_s").asDouble()));
-            o.put("ratio_peak_rss", BenchCommand.round((double) rss / t.get("peak_rss_bytes").asLong()));
+            // With a 16-bit precision this process also holds the fp32 step, so its RSS is not comparable.
+            if (precisions.size() == 1) o.put("ratio_peak_rss", BenchCommand.round((double) rss / t.get("peak_rss_bytes").asLong()));
         }
         PrintWriter out = spec.commandLine().getOut();
         if (json) {
             out.println(Json.write(o));
         } else {
-            out.printf(Locale.ROOT, "%s, B %d, T %d, fp32 AdamW, %s%s, %s, %d threads%n", shape, batch, seqLen, o.get("method"),
-                    checkpointing ? " + gradient checkpointing" : "", k.name(), Parallel.threads());
+            out.printf(Locale.ROOT, "%s, B %d, T %d, %s AdamW, %s%s, %s, %d threads%n", shape, batch, seqLen, precision, o.get("method"),
+                    checkpointing ? " + gradient checkpointing" : "", stepKernels, Parallel.threads());
             out.printf(Locale.ROOT, "  llamafit: %8.1f tokens/s  (step %.2f s, MFU %.0f%% of %.0f GFLOPS)  peak ledger %s, RSS %s%n",
                     tokensPerSecond, best, 100 * mfu, peakGflops, ByteSize.format(ledgerPeak), ByteSize.format(rss));
-            if (o.containsKey("torch_tokens_per_s"))
+            if (precisions.size() > 1)
+                out.printf(Locale.ROOT, "  llamafit fp32 (same run, interleaved): %8.1f tokens/s   %s/fp32 %.2f×  (RSS above holds both steps)%n",
+                        o.get("fp32_tokens_per_s"), precision, o.get("ratio_" + precision + "_vs_fp32"));
+            if (o.containsKey("torch_tokens_per_s") && precisions.size() == 1)
                 out.printf(Locale.ROOT, "  pytorch:  %8.1f tokens/s  peak RSS %s   ratio %.2f× tokens/s, %.2f× RSS%n",
                         o.get("torch_tokens_per_s"), ByteSize.format((Long) o.get("torch_peak_rss_bytes")),
                         o.get("ratio_tokens_per_s"), o.get("ratio_peak_rss"));
+            else if (o.containsKey("torch_tokens_per_s"))
+                out.printf(Locale.ROOT, "  pytorch %s:  %8.1f tokens/s  peak RSS %s   ratio %.2f× tokens/s%n", o.get("torch_reference"),
+                        o.get("torch_tokens_per_s"), ByteSize.format((Long) o.get("torch_peak_rss_bytes")), o.get("ratio_tokens_per_s"));
         }
         return Main.OK;
     }
 
-    private JsonNode torch(LlamaConfig c, int batch) throws Exception {
+    private JsonNode torch(LlamaConfig c, int batch, boolean autocast) throws Exception {
         Path script = BenchCommand.scriptPath("torch_train.py");
         List<String> cmd = new ArrayList<>(List.of(python, script.toString(), "--threads", String.valueOf(Parallel.threads()),
                 "--dim", String.valueOf(c.hiddenSize()), "--layers", String.valueOf(c.numLayers()),
@@ -187,6 +238,7 @@ final class BenchTrainCommand implements Callable<Integer> {
                 "--batch", String.valueOf(batch), "--seq", String.valueOf(seqLen), "--steps", String.valueOf(steps)));
         if (loraR > 0) cmd.addAll(List.of("--lora-r", String.valueOf(loraR), "--lora-alpha", "16", "--lora-targets", loraTargets));
         if (checkpointing) cmd.add("--checkpointing");
+        if (autocast) cmd.add("--autocast-bf16");
         Map<String, String> env = new LinkedHashMap<>();
         if (Files.isDirectory(OPENBLAS)) env.put("LD_LIBRARY_PATH", OPENBLAS.toString());
         List<JsonNode> lines = BenchCommand.runJsonLines(cmd, env);

@@ -164,4 +164,18 @@ public interface Kernels extends UpdateKernels {
      * in an fp32 buffer while it is computed with, so every kernel stays fp32. F16 overflows to ±Inf.
      */
     void round16(MemorySegment x, long off, long n, DType to);
+
+    /**
+     * A view of these kernels for mixed precision, whose GEMMs may assume that every operand value, F32 ones included, is
+     * exactly representable in {@code half} (BF16 or F16): the step rounds each 16-bit tensor where it is produced
+     * ({@link #round16}), so converting an operand to {@code half} loses nothing and the products are exact in fp32. A
+     * backend with a faster 16-bit GEMM may then run it (only the summation order changes); every other kernel is this
+     * one's. The default is {@code this}: the fp32 GEMM on such operands is already the right answer.
+     *
+     * @throws IllegalArgumentException unless {@code half} is BF16 or F16
+     */
+    default Kernels halfOperands(DType half) {
+        if (half != DType.BF16 && half != DType.F16) throw new IllegalArgumentException("halfOperands takes BF16 or F16, not " + half);
+        return this;
+    }
 }

@@ -14,6 +14,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
 import java.lang.invoke.MethodHandle;
 import java.util.Objects;
+import java.util.HashMap;
 import java.util.concurrent.ConcurrentHashMap;
 
 import dev.llamafit.tensor.DType;
@@ -55,7 +56,13 @@ final class OneDnn {
             primitiveExecute, memoryCreate, memoryDestroy, streamCreate, streamWait, ompSetNumThreads, ompGetMaxThreads;
     private final MemorySegment engine;
     private final String version;
-    private final ConcurrentHashMap<MatmulKey, Matmul> matmuls = new ConcurrentHashMap<>();
+    /**
+     * Created primitives, per calling thread. Debian's build keeps oneDNN's default library scratchpad, which is common to
+     * all primitives and ties each primitive to the thread that created it ("primitives can be created and executed in
+     * parallel but cannot migrate between threads", the scratchpad-mode documentation), so each thread creates and runs
+     * its own; the pool is fixed, so this is (shapes in use) × (pool threads + callers), kept for the process's life.
+     */
+    private final ThreadLocal<HashMap<MatmulKey, Matmul>> matmuls = ThreadLocal.withInitial(HashMap::new);
     /** One stream per calling thread: a CPU stream is cheap, and sharing one across threads is not documented as safe. */
     private final ThreadLocal<MemorySegment> streams;
 
@@ -161,7 +168,7 @@ final class OneDnn {
     record MatmulKey(int srcType, int weiType, boolean transA, boolean transB, int m, int n, int k, int lda, int ldb,
                      int ldc, float alpha, float beta, int threads) {}
 
-    /** A created primitive; executions are serialised on it (the default scratchpad is the primitive's own). */
+    /** A created primitive, run only by the thread that created it (see {@link #matmuls}). */
     private record Matmul(MemorySegment primitive, MemorySegment srcMd, MemorySegment weiMd, MemorySegment dstMd) {}
 
     /**
@@ -171,9 +178,9 @@ final class OneDnn {
      * @throws UnsupportedOperationException if oneDNN has no implementation for these types on this CPU
      */
     void matmul(MatmulKey key, MemorySegment a, MemorySegment b, MemorySegment c) {
-        Matmul mm = matmuls.computeIfAbsent(key, this::create);
+        Matmul mm = primitive(key);
         try (Arena arena = Arena.ofConfined()) {
-            setThreads();
+            ompSetNumThreads.invokeExact(key.threads());
             MemorySegment src = memory(arena, mm.srcMd, a), wei = memory(arena, mm.weiMd, b), dst = memory(arena, mm.dstMd, c);
             try {
                 // dnnl_exec_arg_t: int arg; (4 bytes padding) dnnl_memory_t memory: 16 bytes each.
@@ -185,10 +192,8 @@ final class OneDnn {
                 args.set(JAVA_INT, 32, ARG_DST);
                 args.set(ADDRESS, 40, dst);
                 MemorySegment stream = streams.get();
-                synchronized (mm) {
-                    check((int) primitiveExecute.invokeExact(mm.primitive, stream, 3, args), "dnnl_primitive_execute");
-                    check((int) streamWait.invokeExact(stream), "dnnl_stream_wait");
-                }
+                check((int) primitiveExecute.invokeExact(mm.primitive, stream, 3, args), "dnnl_primitive_execute");
+                check((int) streamWait.invokeExact(stream), "dnnl_stream_wait");
             } finally {
                 check((int) memoryDestroy.invokeExact(src), "dnnl_memory_destroy");
                 check((int) memoryDestroy.invokeExact(wei), "dnnl_memory_destroy");
@@ -203,12 +208,28 @@ final class OneDnn {
     boolean supportsMatmul(DType a, DType b) {
         int sa = dataType(a), sb = dataType(b);
         if (sa < 0 || sb < 0) return false;
-        try {
-            matmuls.computeIfAbsent(new MatmulKey(sa, sb, false, true, 4, 4, 4, 4, 4, 4, 1f, 0f, 1), this::create);
-            return true;
-        } catch (UnsupportedOperationException e) {
-            return false;
+        return supported.computeIfAbsent(sa * 16 + sb, x -> {
+            try {
+                primitive(new MatmulKey(sa, sb, false, true, 4, 4, 4, 4, 4, 4, 1f, 0f, 1));
+                return true;
+            } catch (UnsupportedOperationException e) {
+                return false;
+            }
+        });
+    }
+
+    /** {@link #supportsMatmul}'s answers by type pair: asked on every typed GEMM, so probed once. */
+    private final ConcurrentHashMap<Integer, Boolean> supported = new ConcurrentHashMap<>();
+
+    /** The calling thread's primitive for {@code key}, created on first use (a failed creation is not cached). */
+    private Matmul primitive(MatmulKey key) {
+        HashMap<MatmulKey, Matmul> mine = matmuls.get();
+        Matmul mm = mine.get(key);
+        if (mm == null) {
+            mm = create(key);
+            mine.put(key, mm);
         }
+        return mm;
     }
 
     private Matmul create(MatmulKey key) {

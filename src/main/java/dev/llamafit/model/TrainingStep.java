@@ -99,7 +99,8 @@ public final class TrainingStep implements AutoCloseable {
     /** @param seed LoRA initialisation and dropout masks (unused by full fine-tuning without dropout) */
     public TrainingStep(TrainingLayout layout, Map<String, Tensor> weights, Kernels k, MemoryLedger ledger, long seed) {
         this.config = layout.config();
-        this.kernels = k;
+        // Mixed precision: every GEMM operand holds 16-bit values (rounded where produced), which a backend may exploit.
+        this.kernels = layout.half() == null ? k : k.halfOperands(layout.half());
         this.layout = layout;
         this.seed = seed;
         Tensor halfWeight = null;

@@ -136,8 +136,12 @@ class OneDnnKernelsTest {
     void oneDnnUsesThePoolsThreadCountAndOneThreadInsidePoolTasks() {
         OneDnnKernels k = onednn();
         MemorySegment x = random(DType.BF16, 64, 5), c = ARENA.allocate(4 * 64);
+        MemorySegment f = random(DType.F32, 64, 5);
+        k.nativeSgemm(false, true, 8, 8, 8, 1f, f, 0, 8, f, 0, 8, 0f, c, 0, 8);
+        assertEquals(Parallel.threads(), k.binding().ompMaxThreads(), "sgemm from an ordinary thread");
+        // The matmul splits C over the pool itself: every stripe is one single-threaded call, so OpenMP never forks.
         k.gemmBf16(false, true, 8, 8, 8, 1f, x, 0, 8, x, 0, 8, 0f, c, 0, 8);
-        assertEquals(Parallel.threads(), k.binding().ompMaxThreads());
+        assertEquals(1, k.binding().ompMaxThreads(), "bf16 matmul");
         List<Integer> inside = new ArrayList<>();
         AtomicInteger chunks = new AtomicInteger();
         Parallel.forChunks(Parallel.threads(), (chunk, from, to) -> {
@@ -207,6 +211,52 @@ class OneDnnKernelsTest {
     }
 
     /** n random values in [-1, 1) of the given type (16-bit ones rounded to nearest even from fp32). */
+    /**
+     * The mixed-precision view: on operands holding bf16 values (F32 rounded, or BF16) every GEMM is the bf16 matmul on
+     * the same values, bit for bit as gemmBf16 on bf16 copies; an F32 operand with a value that is not bf16 sends that
+     * GEMM back to the Vector path, whose bits it then has; small products stay there too.
+     */
+    @Test
+    void theBf16ViewRunsTheNativeMatmulOnBf16ExactOperandsAndTheVectorPathOtherwise() {
+        OneDnnKernels k = onednn();
+        Kernels view = k.halfOperands(DType.BF16);
+        Kernels vector = new VectorKernels();
+        assertInstanceOf(OneDnnKernels.class, view);
+        assertTrue(view.name().contains("bf16"), view.name());
+        assertTrue(!k.halfOperands(DType.F16).name().contains("bf16"), "f16 stays on the Vector path");
+        assertThrows(IllegalArgumentException.class, () -> k.halfOperands(DType.F32));
+        int m = 96, n = 130, kk = 100; // 2·m·n·k ≥ MIN_BF16_FLOPS
+        for (int variant = 0; variant < 4; variant++) {
+            boolean transA = variant >= 2, transB = (variant & 1) == 0;
+            float alpha = variant == 1 ? 0.5f : 1f, beta = variant == 3 ? 1f : 0f;
+            MemorySegment a16 = random(DType.BF16, (long) m * kk, 20 + variant), b16 = random(DType.BF16, (long) kk * n, 30 + variant);
+            MemorySegment a = widen(a16, DType.BF16), b = widen(b16, DType.BF16);
+            int lda = transA ? m : kk, ldb = transB ? kk : n;
+            MemorySegment c0 = random(DType.F32, (long) m * n, 40), want = ARENA.allocate(4L * m * n), got = ARENA.allocate(4L * m * n);
+            want.copyFrom(c0);
+            k.gemmBf16(transA, transB, m, n, kk, alpha, a16, 0, lda, b16, 0, ldb, beta, want, 0, n);
+            got.copyFrom(c0);
+            view.gemm(transA, transB, m, n, kk, alpha, a, 0, lda, b, 0, ldb, beta, got, 0, n);
+            assertEquals(-1, want.mismatch(got), "F32×F32 through the view, variant " + variant);
+            got.copyFrom(c0);
+            view.gemm(transA, transB, m, n, kk, alpha, a, DType.F32, 0, lda, b16, DType.BF16, 0, ldb, beta, got, 0, n);
+            assertEquals(-1, want.mismatch(got), "F32×BF16 through the view, variant " + variant);
+            // One value that is not bf16: the whole GEMM runs on the Vector path.
+            a.setAtIndex(F32_LE, 7, Math.nextUp(a.getAtIndex(F32_LE, 7)));
+            want.copyFrom(c0);
+            vector.gemm(transA, transB, m, n, kk, alpha, a, 0, lda, b, 0, ldb, beta, want, 0, n);
+            got.copyFrom(c0);
+            view.gemm(transA, transB, m, n, kk, alpha, a, 0, lda, b, 0, ldb, beta, got, 0, n);
+            assertEquals(-1, want.mismatch(got), "an inexact operand falls back to the Vector path, variant " + variant);
+        }
+        // A rank-8 LoRA product (k = 8) is below MIN_BF16_SIDE: the Vector path's bits.
+        MemorySegment u = widen(random(DType.BF16, 512L * 8, 50), DType.BF16), bb = widen(random(DType.BF16, 300L * 8, 51), DType.BF16);
+        MemorySegment want = ARENA.allocate(4L * 512 * 300), got = ARENA.allocate(4L * 512 * 300);
+        vector.gemm(false, true, 512, 300, 8, 1f, u, 0, 8, bb, 0, 8, 0f, want, 0, 300);
+        view.gemm(false, true, 512, 300, 8, 1f, u, 0, 8, bb, 0, 8, 0f, got, 0, 300);
+        assertEquals(-1, want.mismatch(got), "rank-8 product");
+    }
+
     static MemorySegment random(DType type, long n, long seed) {
         SplittableRandom rnd = new SplittableRandom(seed);
         MemorySegment f = ARENA.allocate(4 * n, 64);
