@@ -8,10 +8,11 @@ import java.util.function.Consumer;
 import java.util.function.Supplier;
 
 /**
- * The process-wide {@link Kernels}, picked on first use from {@link #PROVIDERS}, best first: today the Vector
- * API ({@link VectorKernels}) when jdk.incubator.vector is loaded and its preferred float species has at least
- * 8 lanes, else the scalar specification. A later backend (e.g. native oneDNN through java.lang.foreign) is
- * one more {@link Provider} at the head of the list. The optimizer's kernels are part of the same backend.
+ * The process-wide {@link Kernels}, picked on first use from {@link #PROVIDERS}, best first: oneDNN
+ * ({@link OneDnnKernels}: the Vector API kernels plus native bf16 GEMMs for mixed precision) when libdnnl.so.2 loads,
+ * else the Vector API ({@link VectorKernels}) when jdk.incubator.vector is loaded and its preferred float species has
+ * at least 8 lanes, else the scalar specification. fp32 results are the same bits on onednn and vector (onednn runs
+ * fp32 on the Vector path). The optimizer's kernels are part of the same backend.
  *
  * <p>{@code -Dllamafit.kernels=NAME} asks for one provider and fails if it is unusable; without it each
  * provider skipped on the way to the chosen one is logged with its reason on System.err.
@@ -36,8 +37,8 @@ public final class KernelBackends {
 
     /** The backends this build knows, best first. The scalar specification runs everywhere, so it comes last. */
     public static final List<Provider> PROVIDERS = List.of(
-            new Provider("vector", KernelBackends::vectorUnavailableReason, KernelBackends::newVector),
             new Provider("onednn", OneDnnKernels::unavailableReason, OneDnnKernels::create),
+            new Provider("vector", KernelBackends::vectorUnavailableReason, KernelBackends::newVector),
             new Provider("scalar", () -> null, ScalarKernels::new));
 
     private KernelBackends() {}

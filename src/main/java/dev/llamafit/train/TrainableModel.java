@@ -58,8 +58,11 @@ final class TrainableModel implements AutoCloseable {
     static TrainableModel open(TrainOptions o, LlamaConfig config, Path checkpoint, Kernels kernels, MemoryLedger ledger) {
         boolean lora = o.lora() != null;
         // A LoRA base is frozen: kept as the checkpoint stores it (a bf16/fp16 one mapped and used in place, never
-        // widened) unless the technique names its dtype (--dtype), then converted on load.
-        ModelFolder frozenBase = lora ? ModelFolder.open(o.model(), ledger, kernels, baseDtype(o.technique().baseDtype())) : null;
+        // widened) unless the technique names its dtype (--dtype; `train` names the checkpoint's own), then converted on
+        // load. Unnamed, it is the compute dtype's under 16-bit compute (Technique.baseStorage), the checkpoint's in fp32.
+        Technique t = o.technique();
+        DType base = t.baseDtype() == null && t.precision() == Technique.Precision.FP32 ? null : baseDtype(t.baseStorage());
+        ModelFolder frozenBase = lora ? ModelFolder.open(o.model(), ledger, kernels, base) : null;
         Map<String, Tensor> weights = Map.of();
         try {
             weights = lora ? frozenBase.weights() : loadWeights(o, config, checkpoint, kernels, ledger);

@@ -92,10 +92,19 @@ class KernelBackendsTest {
     }
 
     @Test
-    void theRealProvidersAreVectorThenOneDnnThenTheScalarSpecification() {
-        // onednn is opt-in (-Dllamafit.kernels=onednn) until the model uses 16-bit GEMMs: vector stays the default.
-        assertEquals(List.of("vector", "onednn", "scalar"), KernelBackends.PROVIDERS.stream().map(KernelBackends.Provider::name).toList());
+    void theRealProvidersAreOneDnnThenVectorThenTheScalarSpecification() {
+        assertEquals(List.of("onednn", "vector", "scalar"), KernelBackends.PROVIDERS.stream().map(KernelBackends.Provider::name).toList());
         assertInstanceOf(ScalarKernels.class, KernelBackends.choose("scalar", KernelBackends.PROVIDERS, s -> {}));
-        assertInstanceOf(VectorKernels.class, KernelBackends.choose("", KernelBackends.PROVIDERS, s -> {}));
+        assertInstanceOf(VectorKernels.class, KernelBackends.choose("vector", KernelBackends.PROVIDERS, s -> {}));
+        // The default is onednn where it loads (a VectorKernels subclass), else vector with the reason logged.
+        List<String> log = new java.util.ArrayList<>();
+        Kernels chosen = KernelBackends.choose("", KernelBackends.PROVIDERS, log::add);
+        assertInstanceOf(VectorKernels.class, chosen);
+        if (OneDnnKernels.unavailableReason() == null) {
+            assertInstanceOf(OneDnnKernels.class, chosen);
+            assertEquals(List.of(), log);
+        } else {
+            assertTrue(log.getFirst().contains("onednn"), log.toString());
+        }
     }
 }

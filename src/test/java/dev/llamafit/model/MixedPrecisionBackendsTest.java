@@ -53,7 +53,7 @@ class MixedPrecisionBackendsTest {
                 true, false, false, 5, 1, List.of(2));
         Technique t = lora ? Technique.lora(new LoraConfig(16, 32, 0.0, List.of("q_proj", "v_proj", "down_proj"), false))
                 : Technique.FULL;
-        t = new Technique(t.method(), t.lora(), Technique.Precision.BF16, null, t.optimizer(), false, 1, 1);
+        t = new Technique(t.method(), t.lora(), Technique.Precision.BF16, lora ? Technique.BaseDtype.FP32 : null, t.optimizer(), false, 1, 1);
         MemoryLedger ledger = new MemoryLedger();
         Map<String, Tensor> w = RandomModels.weights(c, ledger, 11, 0.2);
         int b = 4, seq = 64;
