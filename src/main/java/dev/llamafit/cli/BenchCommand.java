@@ -109,6 +109,16 @@ final class BenchCommand implements Runnable {
                 row.put("shape", key);
                 GemmBenchmark.Result ours = bench.run(m, n, kk, true, 2, runs);
                 row.put("llamafit_fp32_gflops", round(ours.gflops()));
+                if (type == DType.BF16) {
+                    // The model's mixed-precision GEMM: activations (fp32 holding bf16 values) × bf16 working weights,
+                    // through the backend's half-operand view (oneDNN's bf16 matmul where it has one).
+                    Kernels half = k.halfOperands(DType.BF16);
+                    GemmBenchmark.Result mixed = bench.run("llamafit bf16", DType.F32, DType.BF16,
+                            (a, b, c) -> half.gemm(false, true, m, n, kk, 1f, a, DType.F32, 0, kk, b, DType.BF16, 0, kk, 0f, c, 0, n),
+                            m, n, kk, true, 5, runs); // warm-ups: oneDNN primitives are created per pool thread and shape
+                    row.put("llamafit_bf16_gflops", round(mixed.gflops()));
+                    row.put("ratio_llamafit_bf16_vs_fp32", round(mixed.gflops() / ours.gflops()));
+                }
                 if (dnnl != null) {
                     GemmBenchmark.Call call = type == DType.F32
                             ? (a, b, c) -> dnnl.nativeSgemm(false, true, m, n, kk, 1f, a, 0, kk, b, 0, kk, 0f, c, 0, n)
@@ -116,6 +126,8 @@ final class BenchCommand implements Runnable {
                     GemmBenchmark.Result d = bench.run("onednn", type, call, m, n, kk, true, 2, runs);
                     row.put("onednn_" + dtype + "_gflops", round(d.gflops()));
                     row.put("ratio_onednn_vs_llamafit_fp32", round(d.gflops() / ours.gflops()));
+                    if (row.containsKey("llamafit_bf16_gflops"))
+                        row.put("ratio_llamafit_bf16_vs_onednn", round((Double) row.get("llamafit_bf16_gflops") / d.gflops()));
                 }
                 Map<String, Double> t = torch.get(key);
                 if (t != null && !t.isEmpty()) {

@@ -69,13 +69,22 @@ public final class GemmBenchmark {
      * from fp32), so every path multiplies the same matrices; {@code label} names the path in the result.
      */
     public Result run(String label, DType operands, Call call, int m, int n, int k, boolean transB, int warmups, int runs) {
+        return run(label, operands, operands, call, m, n, k, transB, warmups, runs);
+    }
+
+    /**
+     * As {@link #run(String, DType, Call, int, int, int, boolean, int, int)} with A of type {@code aType} and B of
+     * {@code bType}. An F32 A beside a 16-bit B holds values rounded to B's type: what a mixed-precision step's
+     * activations are when they meet its 16-bit working weights.
+     */
+    public Result run(String label, DType aType, DType bType, Call call, int m, int n, int k, boolean transB, int warmups, int runs) {
         if (runs < 1 || warmups < 0) throw new IllegalArgumentException("need runs >= 1 and warmups >= 0, got " + runs + ", " + warmups);
-        long es = operands.bytes();
-        try (MemoryLedger.Buffer a = ledger.allocate(Category.WORKSPACE, "bench.gemm.A", Math.multiplyExact(es * m, k));
-             MemoryLedger.Buffer b = ledger.allocate(Category.WORKSPACE, "bench.gemm.B", Math.multiplyExact(es * n, k));
+        try (MemoryLedger.Buffer a = ledger.allocate(Category.WORKSPACE, "bench.gemm.A", Math.multiplyExact(aType.bytes() * m, k));
+             MemoryLedger.Buffer b = ledger.allocate(Category.WORKSPACE, "bench.gemm.B", Math.multiplyExact(bType.bytes() * n, k));
              MemoryLedger.Buffer c = ledger.allocate(Category.WORKSPACE, "bench.gemm.C", Math.multiplyExact(4L * m, n))) {
-            fill(a.segment(), operands, 1);
-            fill(b.segment(), operands, 2);
+            fill(a.segment(), aType, 1);
+            if (aType == DType.F32 && bType != DType.F32) kernels.round16(a.segment(), 0, (long) m * k, bType);
+            fill(b.segment(), bType, 2);
             for (int w = 0; w < warmups; w++) call.gemm(a.segment(), b.segment(), c.segment());
             long best = Long.MAX_VALUE;
             for (int r = 0; r < runs; r++) {
