@@ -80,6 +80,11 @@ final class BenchTrainCommand implements Callable<Integer> {
             + " fp16, so fp16 is compared with that bf16 reference (default: ${DEFAULT-VALUE}).")
     String precision;
 
+    @Option(names = "--fp32-step", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "With bf16/fp16: also time llamafit's fp32 step, interleaved (default); --no-fp32-step times the 16-bit"
+                    + " step alone, so the process's peak RSS is comparable with PyTorch's.")
+    boolean fp32Step;
+
     @Option(names = "--json", description = "Print one JSON object.")
     boolean json;
 
@@ -98,16 +103,18 @@ final class BenchTrainCommand implements Callable<Integer> {
         };
         MemoryLedger ledger = MemoryLedger.global();
         Kernels k = KernelBackends.get();
-        // The machine's fp32 GEMM peak as llamafit reaches it, for the utilisation figure.
-        GemmBenchmark gemm = new GemmBenchmark(k, ledger);
-        double peakGflops = Math.max(gemm.run(1024, 1024, 1024, true, 2, 5).gflops(), gemm.run(2048, 2048, 2048, true, 1, 3).gflops());
         long params = ParameterLayout.of(c, DType.F32).parameterCount();
-        Map<String, Tensor> w = RandomModels.weights(c, ledger, 11, 0.02);
         LoraConfig lora = loraR > 0 ? new LoraConfig(loraR, 16, 0, LoraConfig.parseTargets(loraTargets), false) : null;
+        // A 16-bit LoRA run trains on a base stored in its compute dtype, as on a bf16/fp16 checkpoint (drawn straight
+        // in 16 bits, so no fp32 copy lifts the peak RSS); full fine-tuning keeps fp32 masters.
+        DType half = prec == Technique.Precision.BF16 ? DType.BF16 : prec == Technique.Precision.FP16 ? DType.F16 : DType.F32;
+        Technique.BaseDtype baseDtype = lora == null ? null
+                : half == DType.BF16 ? Technique.BaseDtype.BF16 : half == DType.F16 ? Technique.BaseDtype.FP16 : Technique.BaseDtype.FP32;
+        Map<String, Tensor> w = RandomModels.weights(c, ledger, 11, 0.02, lora == null ? DType.F32 : half);
         Technique base = Technique.of(lora).withGradientCheckpointing(checkpointing, 1);
         // The asked precision first; under bf16/fp16 also fp32, its steps interleaved with the 16-bit ones so that load
         // from whoever else shares the machine hits both alike ("16-bit vs own fp32" is a same-run ratio).
-        List<Technique.Precision> precisions = prec == Technique.Precision.FP32 ? List.of(prec) : List.of(prec, Technique.Precision.FP32);
+        List<Technique.Precision> precisions = prec == Technique.Precision.FP32 || !fp32Step ? List.of(prec) : List.of(prec, Technique.Precision.FP32);
         double[] bestOf = new double[precisions.size()];
         double[] lossOf = new double[precisions.size()];
         java.util.Arrays.fill(bestOf, Double.MAX_VALUE);
@@ -118,7 +125,7 @@ final class BenchTrainCommand implements Callable<Integer> {
         List<List<Param>> params16 = new ArrayList<>();
         try {
             for (Technique.Precision p : precisions) {
-                Technique technique = new Technique(base.method(), base.lora(), p, null, base.optimizer(), checkpointing, 1, 1);
+                Technique technique = new Technique(base.method(), base.lora(), p, baseDtype, base.optimizer(), checkpointing, 1, 1);
                 TrainingStep step = new TrainingStep(c, w, k, ledger, batch, seqLen, technique, 5);
                 runs.add(step);
                 opts.add(new AdamW(0.9, 0.999, 1e-8, 0.0, ledger));
@@ -160,6 +167,11 @@ final class BenchTrainCommand implements Callable<Integer> {
             opts.forEach(AdamW::close);
             w.values().forEach(Tensor::close);
         }
+        long ledgerPeak = ledger.totalPeakBytes();
+        long rss = ProcessMemory.peakRssBytes().orElse(-1); // before the GEMM calibration below, which is not training
+        // The machine's fp32 GEMM peak as llamafit reaches it, for the utilisation figure.
+        GemmBenchmark gemm = new GemmBenchmark(k, ledger);
+        double peakGflops = Math.max(gemm.run(1024, 1024, 1024, true, 2, 5).gflops(), gemm.run(2048, 2048, 2048, true, 1, 3).gflops());
         double best = bestOf[0], loss = lossOf[0];
         double tokensPerSecond = batch * seqLen / best;
         // Model FLOPs per token (Kaplan et al. 2020; PaLM appendix B): 6·N for the matmuls of forward and
@@ -169,8 +181,6 @@ final class BenchTrainCommand implements Callable<Integer> {
         double matmulFlops = lora == null ? 6.0 * params : 4.0 * params + 6.0 * trainable;
         double flopsPerToken = matmulFlops + 12.0 * c.numLayers() * c.hiddenSize() * seqLen;
         double mfu = tokensPerSecond * flopsPerToken / (peakGflops * 1e9);
-        long ledgerPeak = ledger.totalPeakBytes();
-        long rss = ProcessMemory.peakRssBytes().orElse(-1);
 
         Map<String, Object> o = new LinkedHashMap<>();
         o.put("bench", "train");

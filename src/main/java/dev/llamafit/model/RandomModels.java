@@ -42,13 +42,30 @@ public final class RandomModels {
      * The caller closes the tensors.
      */
     public static Map<String, Tensor> weights(LlamaConfig config, MemoryLedger ledger, long seed, double std) {
+        return weights(config, ledger, seed, std, DType.F32);
+    }
+
+    /**
+     * As {@link #weights(LlamaConfig, MemoryLedger, long, double)} with the matrices drawn straight into {@code matrices}
+     * (F32, BF16 or F16, rounded to nearest even: a 16-bit checkpoint's layout, without an fp32 copy at any time);
+     * vectors stay F32, as a model folder hands them out.
+     */
+    public static Map<String, Tensor> weights(LlamaConfig config, MemoryLedger ledger, long seed, double std, DType matrices) {
         SplittableRandom random = new SplittableRandom(seed);
         Map<String, Tensor> w = new LinkedHashMap<>();
         for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) {
-            Tensor t = Tensor.allocate(ledger, Category.WEIGHTS, spec.name(), DType.F32, spec.shape());
+            DType type = spec.shape().rank() == 2 ? matrices : DType.F32;
+            Tensor t = Tensor.allocate(ledger, Category.WEIGHTS, spec.name(), type, spec.shape());
             boolean norm = spec.component().equals("norm");
-            for (long i = 0; i < t.elements(); i++)
-                t.setFloat(i, norm ? 1f : (float) (gaussian(random) * std));
+            for (long i = 0; i < t.elements(); i++) {
+                float v = norm ? 1f : (float) (gaussian(random) * std);
+                switch (type) {
+                    case F32 -> t.setFloat(i, v);
+                    case BF16 -> t.segment().setAtIndex(Tensor.I16_LE, i, dev.llamafit.kernels.ScalarKernels.floatToBf16(v));
+                    case F16 -> t.segment().setAtIndex(Tensor.I16_LE, i, Float.floatToFloat16(v));
+                    default -> throw new IllegalArgumentException("random weights in F32, BF16 or F16, not " + type);
+                }
+            }
             w.put(spec.name(), t);
         }
         return w;
