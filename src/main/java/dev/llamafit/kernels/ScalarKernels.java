@@ -238,7 +238,8 @@ public final class ScalarKernels implements Kernels {
     }
 
     @Override
-    public void adamwBf16(MemorySegment p, MemorySegment g, MemorySegment m, MemorySegment v, long from, long to, AdamCoefficients c) {
+    public void adamwBf16(MemorySegment p, MemorySegment g, MemorySegment m, MemorySegment v, long from, long to, AdamCoefficients c,
+                          int seed) {
         for (long i = from; i < to; i++) {
             float gi = bf16ToFloat(g.getAtIndex(I16_LE, i));
             float pi = bf16ToFloat(p.getAtIndex(I16_LE, i)) * c.decay();
@@ -247,7 +248,7 @@ public final class ScalarKernels implements Kernels {
             float denom = (float) Math.sqrt(vi) / c.bc2Sqrt() + c.eps();
             m.setAtIndex(I16_LE, i, floatToBf16(mi));
             v.setAtIndex(I16_LE, i, floatToBf16(vi));
-            p.setAtIndex(I16_LE, i, floatToBf16(pi + c.negStepSize() * mi / denom));
+            p.setAtIndex(I16_LE, i, UpdateKernels.stochasticBf16(pi + c.negStepSize() * mi / denom, UpdateKernels.roundingBits(seed, i)));
         }
     }
 

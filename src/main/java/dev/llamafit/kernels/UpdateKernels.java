@@ -39,9 +39,32 @@ public interface UpdateKernels {
 
     /**
      * bf16-pure training: AdamW on BF16 p, g, m and v, elements [from, to). Each value is widened (exact), updated with
-     * exactly {@link #adamw}'s fp32 operations, and p, m, v are rounded back to nearest even (NaN stays NaN).
+     * exactly {@link #adamw}'s fp32 operations; m and v are rounded back to nearest even, and the new p stochastically:
+     * {@link #stochasticBf16}(p, {@link #roundingBits}(seed, i)), so an update below half a bf16 ulp still moves p
+     * with the right probability instead of always being lost. NaN stays NaN.
      */
-    void adamwBf16(MemorySegment p, MemorySegment g, MemorySegment m, MemorySegment v, long from, long to, AdamCoefficients c);
+    void adamwBf16(MemorySegment p, MemorySegment g, MemorySegment m, MemorySegment v, long from, long to, AdamCoefficients c,
+                   int seed);
+
+    /**
+     * 16 uniform random bits for element i under {@code seed}: murmur3's 32-bit finalizer of seed + i·golden ratio
+     * (i's low 32 bits). Counter-based, so a resumed run draws exactly what an uninterrupted one would.
+     */
+    static int roundingBits(int seed, long i) {
+        int h = seed + (int) i * 0x9E3779B9;
+        h ^= h >>> 16;
+        h *= 0x85EBCA6B;
+        h ^= h >>> 13;
+        h *= 0xC2B2AE35;
+        h ^= h >>> 16;
+        return h & 0xFFFF;
+    }
+
+    /** v to bfloat16, rounded up in magnitude with probability (dropped low bits)/2^16: add {@code bits} < 2^16, truncate. NaN stays a quiet NaN. */
+    static short stochasticBf16(float v, int bits) {
+        if (Float.isNaN(v)) return ScalarKernels.floatToBf16(v);
+        return (short) ((Float.floatToRawIntBits(v) + bits) >>> 16);
+    }
 
     /**
      * dst[i] ← bf16(dst[i] + src[i]) for i in [0, n), dst BF16 and src fp32, round to nearest even: a BF16 weight

@@ -326,8 +326,9 @@ public sealed class VectorKernels implements Kernels permits OneDnnKernels {
     }
 
     @Override
-    public void adamwBf16(MemorySegment p, MemorySegment g, MemorySegment m, MemorySegment v, long from, long to, AdamCoefficients c) {
-        VectorUpdates.adamwBf16(p, g, m, v, from, to, c);
+    public void adamwBf16(MemorySegment p, MemorySegment g, MemorySegment m, MemorySegment v, long from, long to, AdamCoefficients c,
+                          int seed) {
+        VectorUpdates.adamwBf16(p, g, m, v, from, to, c, seed);
     }
 
     @Override

@@ -55,9 +55,12 @@ final class VectorUpdates {
 
     /**
      * {@link #adamw} on BF16 p, g, m, v: each lane widened (a short shifted into an int's top half), the same fp32
-     * operations, then rounded to nearest even as {@link ScalarKernels#floatToBf16} (NaN lanes truncated and made quiet).
+     * operations, then m and v rounded to nearest even as {@link ScalarKernels#floatToBf16} and p stochastically as
+     * {@link UpdateKernels#stochasticBf16} with {@link UpdateKernels#roundingBits} (NaN lanes truncated and made quiet).
      */
-    static void adamwBf16(MemorySegment p, MemorySegment g, MemorySegment m, MemorySegment v, long from, long to, AdamCoefficients c) {
+    static void adamwBf16(MemorySegment p, MemorySegment g, MemorySegment m, MemorySegment v, long from, long to, AdamCoefficients c,
+                          int seed) {
+        IntVector lane = IntVector.zero(SI).addIndex(1);
         float decay = c.decay(), b1 = c.beta1(), omb1 = c.oneMinusBeta1(), b2 = c.beta2(), omb2 = c.oneMinusBeta2();
         float negStep = c.negStepSize(), bc2Sqrt = c.bc2Sqrt(), eps = c.eps();
         FloatVector omb1V = FloatVector.broadcast(S, omb1);
@@ -82,13 +85,18 @@ final class VectorUpdates {
                     .blend(mb.lanewise(VectorOperators.LSHR, 16).or(0x0040), mv.test(VectorOperators.IS_NAN).cast(SI));
             IntVector vr = vb.add(0x7FFF).add(vb.lanewise(VectorOperators.LSHR, 16).and(1)).lanewise(VectorOperators.LSHR, 16)
                     .blend(vb.lanewise(VectorOperators.LSHR, 16).or(0x0040), vv.test(VectorOperators.IS_NAN).cast(SI));
-            IntVector pr = pb.add(0x7FFF).add(pb.lanewise(VectorOperators.LSHR, 16).and(1)).lanewise(VectorOperators.LSHR, 16)
+            // roundingBits(seed, i + lane) for every lane: (int) (i + lane) is (int) i + lane in int arithmetic
+            IntVector h = lane.add((int) i).mul(0x9E3779B9).add(seed);
+            h = h.lanewise(VectorOperators.XOR, h.lanewise(VectorOperators.LSHR, 16)).mul(0x85EBCA6B);
+            h = h.lanewise(VectorOperators.XOR, h.lanewise(VectorOperators.LSHR, 13)).mul(0xC2B2AE35);
+            h = h.lanewise(VectorOperators.XOR, h.lanewise(VectorOperators.LSHR, 16)).and(0xFFFF);
+            IntVector pr = pb.add(h).lanewise(VectorOperators.LSHR, 16)
                     .blend(pb.lanewise(VectorOperators.LSHR, 16).or(0x0040), pn.test(VectorOperators.IS_NAN).cast(SI));
             ((ShortVector) mr.convertShape(VectorOperators.I2S, SS, 0)).intoMemorySegment(m, o, LE);
             ((ShortVector) vr.convertShape(VectorOperators.I2S, SS, 0)).intoMemorySegment(v, o, LE);
             ((ShortVector) pr.convertShape(VectorOperators.I2S, SS, 0)).intoMemorySegment(p, o, LE);
         }
-        TAIL.adamwBf16(p, g, m, v, i, to, c);
+        TAIL.adamwBf16(p, g, m, v, i, to, c, seed);
     }
 
     /** dst ← bf16(dst + src), lane-wise: widen, one fp32 add, round to nearest even (NaN lanes truncated and made quiet). */

@@ -24,8 +24,8 @@ import dev.llamafit.tensor.Tensor;
  * The scalars are computed in double, as Python does, then rounded to float, as ATen does when it receives
  * them; m and v are F32 (8 bytes per trainable parameter), allocated lazily on the first step under
  * {@code Category.OPTIMIZER}, for the parameters passed only. A BF16 parameter (bf16-pure, as torchtune's full bf16)
- * has BF16 m and v (4 bytes) and is updated by {@code adamwBf16}: the same fp32 arithmetic on widened values, each
- * result rounded to nearest even.
+ * has BF16 m and v (4 bytes) and is updated by {@code adamwBf16}: the same fp32 arithmetic on widened values, m and v
+ * rounded to nearest even, p stochastically (see UpdateKernels#adamwBf16 and docs/ARCHITECTURE.md for the measurement).
  */
 public final class AdamW extends StoredStateOptimizer {
     /** Hyper-parameters; PyTorch's defaults are (0.9, 0.999, 1e-8, 0.01). */
@@ -88,7 +88,9 @@ public final class AdamW extends StoredStateOptimizer {
             var g = p.grad().segment();
             var m = s[0].segment();
             var v = s[1].segment();
-            if (p.value().dtype() == DType.BF16) UpdateKernels.forBlocks(p.elements(), (from, to) -> kernels.adamwBf16(pv, g, m, v, from, to, c));
+            // bf16-pure: the new p is rounded stochastically, with bits drawn from (parameter, step, element) alone.
+            int seed = p.name().hashCode() ^ Long.hashCode(t * 0x9E3779B97F4A7C15L);
+            if (p.value().dtype() == DType.BF16) UpdateKernels.forBlocks(p.elements(), (from, to) -> kernels.adamwBf16(pv, g, m, v, from, to, c, seed));
             else UpdateKernels.forBlocks(p.elements(), (from, to) -> kernels.adamw(pv, g, m, v, from, to, c));
         }
         steps = t;

@@ -130,10 +130,13 @@ final class StateStore implements AutoCloseable {
                 String key = kinds.get(k) + "/" + e.getKey();
                 if (t[k] == null) throw new IllegalArgumentException("optimizer state is missing entry " + key);
                 if (shape == null) shape = t[k].shape();
-                else if (!shape.equals(t[k].shape()) || t[k].dtype() != t[0].dtype()) {
-                    throw new IllegalArgumentException("optimizer state entry " + key + " is " + t[k].dtype() + t[k].shape() + " but "
-                            + kinds.getFirst() + "/" + e.getKey() + " is " + t[0].dtype() + shape);
+                else if (!shape.equals(t[k].shape())) {
+                    throw new IllegalArgumentException("optimizer state entry " + key + " has shape " + t[k].shape() + " but "
+                            + kinds.getFirst() + "/" + e.getKey() + " has shape " + shape);
                 }
+                if (t[k].dtype() != t[0].dtype())
+                    throw new IllegalArgumentException("optimizer state entry " + key + " is " + t[k].dtype() + " but "
+                            + kinds.getFirst() + "/" + e.getKey() + " is " + t[0].dtype());
             }
         }
         // Copy first, free the old state after: the caller may pass this optimizer's own state() back in.

@@ -54,21 +54,22 @@ class Bf16UpdateKernelsTest {
     @ParameterizedTest
     @ValueSource(ints = {1, 3, 7, 13, 31, 207, 1024, 70_001})
     void adamwBf16IsTheFp32UpdateOfWidenedValuesRoundedAndVectorMatchesScalar(int n) {
+        int seed = 0x5EED + n;
         Random r = new Random(n);
         MemorySegment p = bf16(r, n, 1, false, true), g = bf16(r, n, 0.1f, false, false);
         MemorySegment m = bf16(r, n, 0.01f, false, false), v = bf16(r, n, 1e-3f, true, false);
         MemorySegment sp = copy(p), sm = copy(m), sv = copy(v), vp = copy(p), vm = copy(m), vv = copy(v);
-        UpdateKernels.forBlocks(n, (a, b) -> SCALAR.adamwBf16(sp, g, sm, sv, a, b, ADAM));
-        UpdateKernels.forBlocks(n, (a, b) -> VECTOR.adamwBf16(vp, g, vm, vv, a, b, ADAM));
+        UpdateKernels.forBlocks(n, (a, b) -> SCALAR.adamwBf16(sp, g, sm, sv, a, b, ADAM, seed));
+        UpdateKernels.forBlocks(n, (a, b) -> VECTOR.adamwBf16(vp, g, vm, vv, a, b, ADAM, seed));
         assertSameShorts(sp, vp, n, "p");
         assertSameShorts(sm, vm, n, "m");
         assertSameShorts(sv, vv, n, "v");
-        // The specification: the fp32 kernel on the widened values, each output rounded to nearest even.
+        // The specification: the fp32 kernel on the widened values; m, v rounded to nearest even, p stochastically.
         MemorySegment fp = widen(p, n), fm = widen(m, n), fv = widen(v, n), fg = widen(g, n);
         SCALAR.adamw(fp, fg, fm, fv, 0, n, ADAM);
         int moved = 0;
         for (int i = 0; i < n; i++) {
-            assertEquals(ScalarKernels.floatToBf16(fp.getAtIndex(F32_LE, i)), sp.getAtIndex(I16_LE, i), "p " + i);
+            assertEquals(UpdateKernels.stochasticBf16(fp.getAtIndex(F32_LE, i), UpdateKernels.roundingBits(seed, i)), sp.getAtIndex(I16_LE, i), "p " + i);
             assertEquals(ScalarKernels.floatToBf16(fm.getAtIndex(F32_LE, i)), sm.getAtIndex(I16_LE, i), "m " + i);
             assertEquals(ScalarKernels.floatToBf16(fv.getAtIndex(F32_LE, i)), sv.getAtIndex(I16_LE, i), "v " + i);
             if (sp.getAtIndex(I16_LE, i) != p.getAtIndex(I16_LE, i)) moved++;
@@ -122,5 +123,28 @@ class Bf16UpdateKernelsTest {
             for (int i = 0; i < n; i++)
                 assertEquals(ScalarKernels.floatToBf16(w.getAtIndex(F32_LE, i) * 0.37f), y.getAtIndex(I16_LE, i), "scaled element " + i);
         }
+    }
+
+    /**
+     * Stochastic rounding is unbiased: 1 + x for x a quarter of a bf16 ulp rounds up in about a quarter of the elements
+     * (nearest even would never move them), and a value already in bf16 never moves. Different seeds draw differently.
+     */
+    @org.junit.jupiter.api.Test
+    void stochasticRoundingRoundsUpWithTheDroppedFraction() {
+        int n = 100_000, up = 0, upOtherSeed = 0, same = 0;
+        float v = 1f + 0x1p-9f; // bf16 ulp at 1 is 2^-7
+        for (int i = 0; i < n; i++) {
+            short r = UpdateKernels.stochasticBf16(v, UpdateKernels.roundingBits(42, i));
+            assertTrue(r == ScalarKernels.floatToBf16(1f) || r == ScalarKernels.floatToBf16(1f + 0x1p-7f));
+            if (r != ScalarKernels.floatToBf16(1f)) up++;
+            short o = UpdateKernels.stochasticBf16(v, UpdateKernels.roundingBits(43, i));
+            if (o != ScalarKernels.floatToBf16(1f)) upOtherSeed++;
+            if (o == r) same++;
+            assertEquals(ScalarKernels.floatToBf16(-1.5f), UpdateKernels.stochasticBf16(-1.5f, UpdateKernels.roundingBits(42, i)));
+        }
+        assertEquals(0.25, up / (double) n, 0.01);
+        assertEquals(0.25, upOtherSeed / (double) n, 0.01);
+        assertTrue(same < 0.7 * n, "another seed draws other bits: " + same + " equal of " + n);
+        assertTrue(Float.isNaN(ScalarKernels.bf16ToFloat(UpdateKernels.stochasticBf16(Float.NaN, 0xFFFF))));
     }
 }
