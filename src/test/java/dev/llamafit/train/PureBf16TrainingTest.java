@@ -50,6 +50,8 @@ class PureBf16TrainingTest {
     void checkpointsHoldBf16WeightsAndStatesAndTheLedgerMatchesThePlan() throws IOException {
         Path run = tmp.resolve("run");
         java.io.StringWriter out = new java.io.StringWriter(), err = new java.io.StringWriter();
+        // In-process runs share the global ledger: an earlier test's (fp32) gradients must not stand in this run's peak.
+        MemoryLedger.global().resetPeaks();
         int code = dev.llamafit.cli.Main.run(new String[] {"train", "--model", SharedData.require("models/tinystories-656k").toString(),
                 "--data", SharedData.require("datasets/text/tinystories_sample.txt").toString(), "--output", run.toString(),
                 "--steps", "2", "--save-every", "2", "--batch-size", "2", "--seq-len", "32", "--precision", "bf16-pure"},
