@@ -54,7 +54,7 @@ final class PlanCommand implements Callable<Integer> {
     @Option(names = "--model", description = "Model folder, config.json, or preset (e.g. llama-3.1-8b; see --list-presets). Required unless --list-presets.") String model;
     @Option(names = "--list-presets", description = "List the model presets (parameters, fp32/bf16 size) and the device presets (memory), then exit.") boolean listPresets;
     @Mixin TechniqueOptions.Plan technique;
-    @Option(names = "--precision", defaultValue = "fp32", description = "fp32, bf16, fp16, or (pytorch runtime) bf16-pure (default: ${DEFAULT-VALUE}).") String precision;
+    @Option(names = "--precision", defaultValue = "fp32", description = "fp32, bf16, fp16 or bf16-pure (default: ${DEFAULT-VALUE}).") String precision;
     @Option(names = "--base-dtype", description = "Frozen LoRA base storage (pytorch runtime): fp32, bf16, fp16 (as loaded), int8 or nf4 (default: the compute dtype).") String baseDtype;
     @Option(names = "--zero", defaultValue = "0", description = "ZeRO stage 0..3 (pytorch runtime) (default: ${DEFAULT-VALUE}).") int zero;
     @Option(names = "--workers", defaultValue = "1", description = "Data-parallel workers / GPUs (pytorch runtime) (default: ${DEFAULT-VALUE}).") int workers;

@@ -238,6 +238,27 @@ public final class ScalarKernels implements Kernels {
     }
 
     @Override
+    public void adamwBf16(MemorySegment p, MemorySegment g, MemorySegment m, MemorySegment v, long from, long to, AdamCoefficients c,
+                          int seed) {
+        for (long i = from; i < to; i++) {
+            float gi = bf16ToFloat(g.getAtIndex(I16_LE, i));
+            float pi = bf16ToFloat(p.getAtIndex(I16_LE, i)) * c.decay();
+            float mi = Math.fma(gi, c.oneMinusBeta1(), bf16ToFloat(m.getAtIndex(I16_LE, i)) * c.beta1());
+            float vi = bf16ToFloat(v.getAtIndex(I16_LE, i)) * c.beta2() + c.oneMinusBeta2() * gi * gi;
+            float denom = (float) Math.sqrt(vi) / c.bc2Sqrt() + c.eps();
+            m.setAtIndex(I16_LE, i, floatToBf16(mi));
+            v.setAtIndex(I16_LE, i, floatToBf16(vi));
+            p.setAtIndex(I16_LE, i, UpdateKernels.stochasticBf16(pi + c.negStepSize() * mi / denom, UpdateKernels.roundingBits(seed, i)));
+        }
+    }
+
+    @Override
+    public void addRoundBf16(MemorySegment dst, long dstOff, MemorySegment src, long srcOff, long n) {
+        for (long i = 0; i < n; i++)
+            dst.setAtIndex(I16_LE, dstOff + i, floatToBf16(bf16ToFloat(dst.getAtIndex(I16_LE, dstOff + i)) + src.getAtIndex(F32_LE, srcOff + i)));
+    }
+
+    @Override
     public void sgd(MemorySegment p, MemorySegment g, MemorySegment buf, long from, long to, SgdCoefficients c) {
         for (long i = from; i < to; i++) {
             float pi = p.getAtIndex(F32_LE, i);

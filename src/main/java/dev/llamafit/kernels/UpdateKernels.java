@@ -1,6 +1,8 @@
 // The optimizer's kernel family: element-wise AdamW and SGD updates and the sum of squares gradient clipping needs.
 package dev.llamafit.kernels;
 
+import static dev.llamafit.tensor.Tensor.I16_LE;
+
 import java.lang.foreign.MemorySegment;
 
 /**
@@ -34,6 +36,66 @@ public interface UpdateKernels {
      * is part of the contract: gradient clipping's norm, hence training, must not depend on the backend.
      */
     double sumOfSquares(MemorySegment x, long from, long to);
+
+    /**
+     * bf16-pure training: AdamW on BF16 p, g, m and v, elements [from, to). Each value is widened (exact), updated with
+     * exactly {@link #adamw}'s fp32 operations; m and v are rounded back to nearest even, and the new p stochastically:
+     * {@link #stochasticBf16}(p, {@link #roundingBits}(seed, i)), so an update below half a bf16 ulp still moves p
+     * with the right probability instead of always being lost. NaN stays NaN.
+     */
+    void adamwBf16(MemorySegment p, MemorySegment g, MemorySegment m, MemorySegment v, long from, long to, AdamCoefficients c,
+                   int seed);
+
+    /**
+     * 16 uniform random bits for element i under {@code seed}: murmur3's 32-bit finalizer of seed + i·golden ratio
+     * (i's low 32 bits). Counter-based, so a resumed run draws exactly what an uninterrupted one would.
+     */
+    static int roundingBits(int seed, long i) {
+        int h = seed + (int) i * 0x9E3779B9;
+        h ^= h >>> 16;
+        h *= 0x85EBCA6B;
+        h ^= h >>> 13;
+        h *= 0xC2B2AE35;
+        h ^= h >>> 16;
+        return h & 0xFFFF;
+    }
+
+    /** v to bfloat16, rounded up in magnitude with probability (dropped low bits)/2^16: add {@code bits} < 2^16, truncate. NaN stays a quiet NaN. */
+    static short stochasticBf16(float v, int bits) {
+        if (Float.isNaN(v)) return ScalarKernels.floatToBf16(v);
+        return (short) ((Float.floatToRawIntBits(v) + bits) >>> 16);
+    }
+
+    /**
+     * dst[i] ← bf16(dst[i] + src[i]) for i in [0, n), dst BF16 and src fp32, round to nearest even: a BF16 weight
+     * gradient (bf16-pure) takes each fp32 GEMM product with one rounding.
+     */
+    void addRoundBf16(MemorySegment dst, long dstOff, MemorySegment src, long srcOff, long n);
+
+    /** {@link #sumOfSquares} of BF16 elements (widened exactly), with the same accumulators and order: clipping a BF16 gradient. */
+    default double sumOfSquaresBf16(MemorySegment x, long from, long to) {
+        double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        long i = from;
+        for (; i + 4 <= to; i += 4) {
+            double x0 = ScalarKernels.bf16ToFloat(x.getAtIndex(I16_LE, i)), x1 = ScalarKernels.bf16ToFloat(x.getAtIndex(I16_LE, i + 1));
+            double x2 = ScalarKernels.bf16ToFloat(x.getAtIndex(I16_LE, i + 2)), x3 = ScalarKernels.bf16ToFloat(x.getAtIndex(I16_LE, i + 3));
+            a0 += x0 * x0;
+            a1 += x1 * x1;
+            a2 += x2 * x2;
+            a3 += x3 * x3;
+        }
+        for (; i < to; i++) {
+            double v = ScalarKernels.bf16ToFloat(x.getAtIndex(I16_LE, i));
+            a0 += v * v;
+        }
+        return (a0 + a1) + (a2 + a3);
+    }
+
+    /** x[i] ← bf16(x[i]·alpha) on BF16 elements [from, to): clipping scales a BF16 gradient (rare: once a step at most). */
+    default void scaleBf16(MemorySegment x, long from, long to, float alpha) {
+        for (long i = from; i < to; i++)
+            x.setAtIndex(I16_LE, i, ScalarKernels.floatToBf16(ScalarKernels.bf16ToFloat(x.getAtIndex(I16_LE, i)) * alpha));
+    }
 
     /** Per-step scalars of AdamW, already rounded to float as ATen does with Python-number arguments. */
     record AdamCoefficients(float decay, float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2,

@@ -326,6 +326,17 @@ public sealed class VectorKernels implements Kernels permits OneDnnKernels {
     }
 
     @Override
+    public void adamwBf16(MemorySegment p, MemorySegment g, MemorySegment m, MemorySegment v, long from, long to, AdamCoefficients c,
+                          int seed) {
+        VectorUpdates.adamwBf16(p, g, m, v, from, to, c, seed);
+    }
+
+    @Override
+    public void addRoundBf16(MemorySegment dst, long dstOff, MemorySegment src, long srcOff, long n) {
+        VectorUpdates.addRoundBf16(dst, dstOff, src, srcOff, n);
+    }
+
+    @Override
     public void sgd(MemorySegment p, MemorySegment g, MemorySegment buf, long from, long to, SgdCoefficients c) {
         VectorUpdates.sgd(p, g, buf, from, to, c);
     }

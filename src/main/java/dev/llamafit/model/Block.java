@@ -132,7 +132,8 @@ final class Block {
                  MemorySegment dUp,    // [N, F]
                  MemorySegment attention, // [threads, T·T]
                  MemorySegment loraDu, // [N, r] or null (no LoRA)
-                 MemorySegment loraDx) {} // [N, max in] or null (no LoRA dropout)
+                 MemorySegment loraDx, // [N, max in] or null (no LoRA dropout)
+                 MemorySegment weightGrad) {} // bf16-pure: fp32 [largest trainable matrix] for BF16 weight gradients; else null
 
     /** Mask seed of module m in this block: distinct per (step, layer, module), the same in a checkpoint recompute. */
     private long seed(Context c, LinearModule m) { return c.seed() ^ (0x632BE59BD9B4E019L * (layer * 8L + m.ordinal() + 1)); }
@@ -295,10 +296,10 @@ final class Block {
                                  MemorySegment dXout, boolean accumulate) {
         int i = m.ordinal(), n = c.rows();
         if (lora[i] == null) {
-            proj[i].backward(c.kernels(), x, 0, dY, 0, n, dXout, 0, accumulate, dWeight[i], dBias[i]);
+            proj[i].backward(c.kernels(), x, 0, dY, 0, n, dXout, 0, accumulate, dWeight[i], dBias[i], s.weightGrad());
             return;
         }
         MemorySegment xd = a.loraX()[i] != null ? a.loraX()[i] : x;
-        lora[i].backward(c.kernels(), xd, a.loraU()[i], dY, 0, n, dXout, 0, accumulate, s.loraDu(), s.loraDx(), dA[i], dB[i], seed(c, m));
+        lora[i].backward(c.kernels(), xd, a.loraU()[i], dY, 0, n, dXout, 0, accumulate, s.loraDu(), s.loraDx(), dA[i], dB[i], seed(c, m), s.weightGrad());
     }
 }

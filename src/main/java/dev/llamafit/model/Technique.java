@@ -118,7 +118,8 @@ public record Technique(Method method, LoraConfig lora, Precision precision, Bas
     public List<String> notImplemented() {
         List<String> out = new ArrayList<>();
         if (method == Method.QLORA) out.add("--method qlora");
-        if (precision == Precision.BF16_PURE) out.add("--precision " + name(precision));
+        // bf16-pure's BF16 optimizer states exist for AdamW only (optim.AdamW); SGD updates fp32 parameters.
+        if (precision == Precision.BF16_PURE && optimizer == Optimizer.SGD) out.add("--optimizer sgd with --precision bf16-pure");
         // A bf16/fp16 frozen base is read in place by the typed GEMM (LoRA only; full fine-tuning trains fp32 weights).
         boolean halfLoraBase = method == Method.LORA && (baseDtype == BaseDtype.BF16 || baseDtype == BaseDtype.FP16);
         if (baseDtype != null && baseDtype != BaseDtype.FP32 && !halfLoraBase) out.add("--base-dtype " + name(baseDtype));

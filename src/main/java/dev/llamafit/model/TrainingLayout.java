@@ -49,6 +49,11 @@ import dev.llamafit.tensor.TensorSpec;
  * Every trainable matrix then also has a 16-bit working copy ({@link #workingCopySpecs()}, under {@code weights}) that
  * the GEMMs read, and its fp32 master is filed under {@code master_weights}.
  *
+ * <p><b>bf16-pure</b> ({@link #pure()}, torchtune's full bf16) rounds the same activations to bf16, but has no masters
+ * and no working copies of trainable matrices: they are BF16 themselves ({@link #fullWeightSpecs()}, {@link
+ * #adapterSpecs()}), and so are their gradients. A GEMM writes fp32 only, so each weight-gradient product goes through
+ * one fp32 {@link #WEIGHT_GRAD_SCRATCH} (workspace) and is added to the BF16 gradient with one rounding.
+ *
  * @param batch           B
  * @param seqLen          T
  * @param threads         parallel chunks that each get an attention-backward scratch [T, T]
@@ -60,6 +65,9 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
     /** The block tensors saved in 16 bits under mixed precision (autocast's 16-bit tensors). */
     public static final java.util.Set<String> HALF_TENSORS = java.util.Set.of(
             "xn_attn", "q", "k", "v", "probs", "att", "xn_mlp", "gate", "up", "h", "lora_u", "lora_x");
+
+    /** bf16-pure's fp32 scratch [largest trainable matrix] for weight-gradient products (workspace). */
+    public static final String WEIGHT_GRAD_SCRATCH = "weight_grad_scratch";
 
     /** Default rows per loss chunk: [128, V] fp32 is 16 MB at V = 32000, big enough for an efficient GEMM. */
     public static final int DEFAULT_LOSS_CHUNK_ROWS = 128;
@@ -107,18 +115,38 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
     /** N = B·T. */
     public int rows() { return batch * seqLen; }
 
-    /** The 16-bit type of mixed precision (BF16 or F16), or null when the step computes in fp32. */
+    /**
+     * The 16-bit type activations are rounded to (BF16 or F16: mixed precision, and bf16-pure, which rounds as bf16
+     * does), or null when the step computes in fp32.
+     */
     public DType half() {
         return switch (technique.precision()) {
-            case BF16 -> DType.BF16;
+            case BF16, BF16_PURE -> DType.BF16;
             case FP16 -> DType.F16;
             case FP32 -> null;
-            case BF16_PURE -> throw new IllegalArgumentException("--precision bf16-pure is not implemented in the llamafit runtime");
         };
     }
 
-    /** Where the trainable fp32 tensors are filed: {@code master_weights} under mixed precision, else {@code weights}. */
-    public Category trainableCategory() { return half() == null ? Category.WEIGHTS : Category.MASTER_WEIGHTS; }
+    /** bf16-pure: the trainable matrices, their gradients and their optimizer states are BF16; there are no fp32 masters. */
+    public boolean pure() { return technique.precision() == Technique.Precision.BF16_PURE; }
+
+    /** The dtype of the trainable matrices (full fine-tuning's weight matrices, LoRA's A and B) and of their gradients. */
+    public DType trainableMatrixType() { return pure() ? DType.BF16 : DType.F32; }
+
+    /** Where the trainable tensors are filed: {@code master_weights} under mixed precision (fp32 masters), else {@code weights}. */
+    public Category trainableCategory() { return technique.precision().mixed() ? Category.MASTER_WEIGHTS : Category.WEIGHTS; }
+
+    /**
+     * Full fine-tuning's trainable tensors as the step needs them: {@link ParameterLayout}'s, with the matrices in
+     * {@link #trainableMatrixType()}. Vectors (norm gains, biases: well under 0.1% of the parameters) stay fp32 in
+     * every precision, because the norm and bias kernels are fp32.
+     */
+    public List<TensorSpec> fullWeightSpecs() {
+        List<TensorSpec> out = new ArrayList<>();
+        for (TensorSpec s : ParameterLayout.of(config, DType.F32).specs())
+            out.add(s.shape().rank() == 2 ? new TensorSpec(s.name(), s.shape(), trainableMatrixType(), s.component()) : s);
+        return List.copyOf(out);
+    }
 
     public static String blockPrefix(int layer) { return "layers." + layer + "."; }
 
@@ -139,15 +167,18 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
         };
     }
 
-    /** LoRA: A [r, in] and B [out, r] per targeted module of every layer, in layer then module order; empty otherwise. */
+    /**
+     * LoRA: A [r, in] and B [out, r] per targeted module of every layer, in layer then module order; empty otherwise.
+     * fp32, or BF16 under bf16-pure.
+     */
     public List<TensorSpec> adapterSpecs() {
         if (lora() == null) return List.of();
         List<TensorSpec> s = new ArrayList<>();
         for (int l = 0; l < config.numLayers(); l++)
             for (LinearModule m : lora().modules()) {
                 String component = m.parent() == LinearModule.Parent.MLP ? "mlp" : "attention";
-                s.add(new TensorSpec(m.peftKey(l, 'A'), Shape.of(lora().rank(), m.in(config)), DType.F32, component));
-                s.add(new TensorSpec(m.peftKey(l, 'B'), Shape.of(m.out(config), lora().rank()), DType.F32, component));
+                s.add(new TensorSpec(m.peftKey(l, 'A'), Shape.of(lora().rank(), m.in(config)), trainableMatrixType(), component));
+                s.add(new TensorSpec(m.peftKey(l, 'B'), Shape.of(m.out(config), lora().rank()), trainableMatrixType(), component));
             }
         return List.copyOf(s);
     }
@@ -258,6 +289,12 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
                         Shape.of(threads, Attention.backwardScratchPerChunk(seqLen)), DType.F32, "attention"), Category.WORKSPACE),
                 new ActivationLayout.Slot(new TensorSpec("loss_logits",
                         Shape.of(CrossEntropy.scratchElements(lossChunkRows, config.vocabSize())), DType.F32, "lm_head"), Category.WORKSPACE)));
+        if (pure()) {
+            // A GEMM writes fp32 only: each BF16 weight gradient's contribution is computed here, then added with one rounding.
+            long largest = 0;
+            for (TensorSpec g : gradientSpecs()) if (g.dtype() == DType.BF16) largest = Math.max(largest, g.elements());
+            s.add(new ActivationLayout.Slot(new TensorSpec(WEIGHT_GRAD_SCRATCH, Shape.of(largest), DType.F32, "backward"), Category.WORKSPACE));
+        }
         if (lora() != null) {
             s.add(act("grad.lora_du", Shape.of(n, lora().rank()), "backward"));
             if (lora().dropout() > 0) {
@@ -278,19 +315,19 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
     }
 
     /**
-     * The fp32 gradients the step allocates (ledger: gradients): full fine-tuning, one per parameter, same names and
-     * shapes as {@link ParameterLayout}; LoRA, one per adapter matrix ({@link #adapterSpecs()}) and none for the
-     * frozen base.
+     * The gradients the step allocates (ledger: gradients), each in its parameter's dtype (fp32; BF16 matrices under
+     * bf16-pure): full fine-tuning, one per parameter ({@link #fullWeightSpecs()}); LoRA, one per adapter matrix
+     * ({@link #adapterSpecs()}) and none for the frozen base.
      */
     public List<TensorSpec> gradientSpecs() {
-        return lora() == null ? ParameterLayout.of(config, DType.F32).specs() : adapterSpecs();
+        return lora() == null ? fullWeightSpecs() : adapterSpecs();
     }
 
     /**
      * Mixed precision: the 16-bit working copies the step owns (ledger: weights), same names as their fp32 source and
      * refreshed from it after every update. Full fine-tuning: every matrix. LoRA: the adapters, and the base's matrices
-     * unless the base is stored in the compute type already ({@link Technique#baseStorage()}),
-     * then read in place. Empty in fp32.
+     * unless the base is stored in the compute type already ({@link Technique#baseStorage()}), then read in place.
+     * bf16-pure trains BF16 matrices themselves, so only a LoRA base not stored in bf16 has copies. Empty in fp32.
      */
     public List<TensorSpec> workingCopySpecs() {
         DType half = half();
@@ -298,10 +335,10 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
         List<TensorSpec> out = new ArrayList<>();
         Technique.BaseDtype bd = technique.baseStorage();
         boolean baseInPlace = bd == (half == DType.BF16 ? Technique.BaseDtype.BF16 : Technique.BaseDtype.FP16);
-        if (!baseInPlace)
+        if (!baseInPlace && !(pure() && lora() == null))
             for (TensorSpec s : ParameterLayout.of(config, DType.F32).specs())
                 if (s.shape().rank() == 2) out.add(new TensorSpec(s.name(), s.shape(), half, s.component()));
-        for (TensorSpec s : adapterSpecs()) out.add(new TensorSpec(s.name(), s.shape(), half, s.component()));
+        if (!pure()) for (TensorSpec s : adapterSpecs()) out.add(new TensorSpec(s.name(), s.shape(), half, s.component()));
         return List.copyOf(out);
     }
 

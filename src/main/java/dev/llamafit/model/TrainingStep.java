@@ -41,6 +41,10 @@ import dev.llamafit.tensor.TensorSpec;
  * refreshed by {@link #syncWorkingCopies()} after every update. The embedding lookup and the norms read the fp32
  * masters, as autocast does. Blocks round their 16-bit tensors ({@link Block}), save them in 16 bits after their
  * forward and widen them before their backward.
+ *
+ * <p>bf16-pure ({@link TrainingLayout#pure()}): the trainable matrices (full fine-tuning's, given BF16; LoRA's adapters,
+ * allocated BF16) are read by the GEMMs directly and their gradients are BF16 ({@link dev.llamafit.nn.WeightGradient});
+ * activations are rounded as under bf16. A LoRA base not stored in bf16 still gets working copies.
  */
 public final class TrainingStep implements AutoCloseable {
     private final LlamaConfig config;
@@ -115,6 +119,8 @@ public final class TrainingStep implements AutoCloseable {
                 throw new IllegalArgumentException("weight " + spec.name() + " is " + t.dtype() + t.shape() + ", expected "
                         + (matrix ? "F32, BF16 or F16" : "F32") + spec.shape());
             if (t.dtype() != DType.F32 && halfWeight == null) halfWeight = t;
+            if (layout.pure() && layout.lora() == null && matrix && t.dtype() != DType.BF16)
+                throw new IllegalArgumentException("bf16-pure full fine-tuning trains BF16 matrices, but " + spec.name() + " is " + t.dtype());
         }
         this.sixteenBitWeight = halfWeight;
         this.half = layout.half();
@@ -123,23 +129,25 @@ public final class TrainingStep implements AutoCloseable {
         Rope r = null;
         try {
             for (TensorSpec spec : layout.adapterSpecs())
-                ad.put(spec.name(), Tensor.allocate(ledger, layout.trainableCategory(), spec.name(), DType.F32, spec.shape()));
-            if (half != null) {
-                computeAdapters = new LinkedHashMap<>();
+                ad.put(spec.name(), Tensor.allocate(ledger, layout.trainableCategory(), spec.name(), spec.dtype(), spec.shape()));
+            if (!layout.workingCopySpecs().isEmpty()) {
+                computeAdapters = new LinkedHashMap<>(ad); // bf16-pure: the adapters themselves; mixed: replaced by copies
                 for (TensorSpec spec : layout.workingCopySpecs()) {
                     Tensor master = ad.containsKey(spec.name()) ? ad.get(spec.name()) : weights.get(spec.name());
                     Tensor copy = Tensor.allocate(ledger, Category.WEIGHTS, spec.name(), half, spec.shape());
                     working.put(master, copy);
                     (ad.containsKey(spec.name()) ? computeAdapters : computeWeights).put(spec.name(), copy);
                 }
-                // Every matrix a GEMM reads is now 16-bit: a copy, or a base the technique says is stored so.
+            }
+            // Under 16-bit compute every matrix a GEMM reads is 16-bit: a copy, a bf16-pure weight, or a base the
+            // technique says is stored so.
+            if (half != null)
                 for (Tensor t : computeWeights.values())
                     if (t.shape().rank() == 2 && t.dtype() != half)
                         throw new IllegalArgumentException("the technique stores the LoRA base as " + layout.technique().baseStorage()
                                 + ", but " + t + " is " + t.dtype() + " (name the base's dtype in Technique.baseDtype)");
-            }
             for (TensorSpec spec : layout.gradientSpecs())
-                g.put(spec.name(), Tensor.allocate(ledger, Category.GRADIENTS, spec.name(), DType.F32, spec.shape()));
+                g.put(spec.name(), Tensor.allocate(ledger, Category.GRADIENTS, spec.name(), spec.dtype(), spec.shape()));
             for (ActivationLayout.Slot s : layout.slots())
                 buffers.put(s.spec().name(), Tensor.allocate(ledger, s.category(), s.spec().name(), s.spec().dtype(), s.spec().shape()));
             r = LlamaModel.newRope(config, ledger);
@@ -165,10 +173,11 @@ public final class TrainingStep implements AutoCloseable {
         this.finalNorm = new RmsNorm(weights.get(ParameterLayout.NORM), config.rmsNormEps());
         this.dFinalNorm = g.get(ParameterLayout.NORM);
         String head = config.tieWordEmbeddings() ? ParameterLayout.EMBED : ParameterLayout.LM_HEAD;
-        this.loss = new CrossEntropy(computeWeights.get(head), layout.lossChunkRows(), half);
+        this.loss = new CrossEntropy(computeWeights.get(head), layout.lossChunkRows(), half, optSeg(TrainingLayout.WEIGHT_GRAD_SCRATCH));
         this.dHead = g.get(head);
         this.scratch = new Block.Grads(seg("grad.xn"), seg("grad.att"), seg("grad.q"), seg("grad.k"), seg("grad.v"),
-                seg("grad.h"), seg("grad.up"), seg("attention_backward_scratch"), optSeg("grad.lora_du"), optSeg("grad.lora_dx"));
+                seg("grad.h"), seg("grad.up"), seg("attention_backward_scratch"), optSeg("grad.lora_du"), optSeg("grad.lora_dx"),
+                optSeg(TrainingLayout.WEIGHT_GRAD_SCRATCH));
     }
 
     private MemorySegment seg(String name) { return buffers.get(name).segment(); }
@@ -184,7 +193,7 @@ public final class TrainingStep implements AutoCloseable {
         for (Tensor t : adapters.values()) {
             if (t.name().contains(".lora_B.")) continue; // allocate() zero-fills
             double bound = 1 / Math.sqrt(t.shape().dim(1));
-            for (long i = 0; i < t.elements(); i++) t.setFloat(i, (float) ((rnd.nextDouble() * 2 - 1) * bound));
+            for (long i = 0; i < t.elements(); i++) put(t, i, (float) ((rnd.nextDouble() * 2 - 1) * bound));
         }
     }
 
@@ -208,6 +217,12 @@ public final class TrainingStep implements AutoCloseable {
         }
     }
 
+    /** Element i of an F32 or BF16 (bf16-pure) adapter ← v, rounded to nearest even for BF16. */
+    private static void put(Tensor t, long i, float v) {
+        if (t.dtype() == DType.BF16) t.segment().setAtIndex(Tensor.I16_LE, i, dev.llamafit.kernels.ScalarKernels.floatToBf16(v));
+        else t.setFloat(i, v);
+    }
+
     /** LoRA A and B by PEFT key ({@link LinearModule#peftKey}), trainable, owned by this step; empty for full fine-tuning. */
     public Map<String, Tensor> adapterWeights() { return adapters; }
 
@@ -216,7 +231,7 @@ public final class TrainingStep implements AutoCloseable {
 
     /**
      * Copies given adapter values (e.g. an adapter_model.safetensors) into this step's adapters. Every adapter must be
-     * given, with its exact shape; F16/BF16 are widened.
+     * given, with its exact shape; other dtypes are converted to the adapters' (fp32; BF16 under bf16-pure).
      */
     public void loadAdapter(Map<String, Tensor> given) {
         if (layout.lora() == null) throw new IllegalStateException("this training step has no LoRA adapters (full fine-tuning)");
@@ -233,8 +248,8 @@ public final class TrainingStep implements AutoCloseable {
         }
         for (Tensor dst : adapters.values()) {
             Tensor src = given.get(dst.name());
-            if (src.dtype() == DType.F32) MemorySegment.copy(src.segment(), 0, dst.segment(), 0, dst.bytes());
-            else for (long i = 0; i < dst.elements(); i++) dst.setFloat(i, src.getFloat(i));
+            if (src.dtype() == dst.dtype()) MemorySegment.copy(src.segment(), 0, dst.segment(), 0, dst.bytes());
+            else for (long i = 0; i < dst.elements(); i++) put(dst, i, src.getFloat(i));
         }
         syncWorkingCopies();
     }
@@ -276,7 +291,7 @@ public final class TrainingStep implements AutoCloseable {
 
     public TrainingLayout layout() { return layout; }
 
-    /** Full fine-tuning: same names and shapes as the weights; LoRA: the adapters' only. F32, category gradients. */
+    /** Full fine-tuning: same names and shapes as the weights; LoRA: the adapters' only. F32 (bf16-pure: BF16 matrices), category gradients. */
     public Map<String, Tensor> gradients() { return gradients; }
 
     /** Activation and workspace specs of this step (the planner sums the same lists: {@link TrainingLayout}). */
@@ -375,7 +390,7 @@ public final class TrainingStep implements AutoCloseable {
             else saved.get(l).restore(kernels);
             blocks.get(l).backward(ctx, saved.get(l), scratch, dX);
         }
-        if (dEmbedding != null) embedding.backward(kernels, ids, dX, 0, dEmbedding);
+        if (dEmbedding != null) embedding.backward(kernels, ids, dX, 0, dEmbedding, optSeg(TrainingLayout.WEIGHT_GRAD_SCRATCH));
         return new Loss(r.sum(), r.tokens());
     }
 

@@ -26,14 +26,19 @@ public final class CrossEntropy {
     private final int dim;     // C
     private final int chunkRows;
     private final DType half;  // mixed precision: logits and their gradient rounded to this 16-bit type; null in fp32
+    private final MemorySegment gradScratch; // bf16-pure: fp32 [V, C] for each chunk's dW_head before it is added; else null
 
     public CrossEntropy(Tensor head, int chunkRows) { this(head, chunkRows, null); }
+
+    public CrossEntropy(Tensor head, int chunkRows, DType half) { this(head, chunkRows, half, null); }
 
     /**
      * @param half under mixed precision, BF16 or F16: the logits are the 16-bit output of the LM head's GEMM (as under
      *             autocast) and their gradient is rounded likewise; the softmax and the loss stay fp32. Null: fp32.
+     * @param gradScratch fp32 scratch of at least V·C floats when dHead is BF16 (bf16-pure, {@link WeightGradient}); else null
      */
-    public CrossEntropy(Tensor head, int chunkRows, DType half) {
+    public CrossEntropy(Tensor head, int chunkRows, DType half, MemorySegment gradScratch) {
+        this.gradScratch = gradScratch;
         if (chunkRows <= 0) throw new IllegalArgumentException("chunkRows must be > 0, got " + chunkRows);
         this.half = half;
         this.head = head;
@@ -56,7 +61,8 @@ public final class CrossEntropy {
      * @param xf            [rows, C], the final norm's output
      * @param labels        one per row: a target id in [0, V), or {@link #IGNORE}
      * @param invNormalizer 1/normalizer: the scale of every gradient written
-     * @param dHead         [V, C] F32, accumulated (+=); null for no weight gradient (the head may be 16-bit: a working copy)
+     * @param dHead         [V, C] F32 (BF16 under bf16-pure: each chunk's part added with one rounding), accumulated (+=);
+     *                      null for no weight gradient (the head may be 16-bit: a working copy, or bf16-pure's weight)
      * @param dXf           [rows, C], written; null for no input gradient
      * @param logits        scratch of at least {@link #scratchElements} floats
      */
@@ -89,7 +95,7 @@ public final class CrossEntropy {
             if (half != null) k.round16(logits, 0, (long) m * vocab, half);
             // The chunk now holds dlogits. dW_head[V, C] += dlogitsᵀ · xf_chunk ; dXf_chunk[m, C] = dlogits · W
             if (dHead != null)
-                k.gemm(true, false, vocab, dim, m, 1f, logits, 0, vocab, xf, xOff, dim, 1f, dHead.segment(), 0, dim);
+                WeightGradient.addProduct(k, true, false, vocab, dim, m, 1f, logits, 0, vocab, xf, xOff, dim, dHead, gradScratch);
             if (dXf != null && head.dtype() == DType.F32)
                 k.gemm(false, false, m, dim, vocab, 1f, logits, 0, vocab, head.segment(), 0, dim, 0f, dXf, dXfOff + (long) r0 * dim, dim);
             else if (dXf != null)

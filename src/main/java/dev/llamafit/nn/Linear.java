@@ -11,7 +11,8 @@ import dev.llamafit.tensor.Tensor;
  * A dense layer. Weight [out, in] (row-major, as Hugging Face stores it) in F32, BF16 or F16, used in place (a 16-bit
  * weight is widened inside the GEMM's packing, never copied whole); optional bias [out], always F32 (the model folder
  * widens 16-bit biases, which are tiny, so every element-wise kernel stays fp32). An F32 weight runs the fp32 GEMM
- * exactly as before. The weight gradient (fp32) never reads W, so a 16-bit working copy of an fp32 master has one.
+ * exactly as before. The weight gradient never reads W, so a 16-bit working copy of an fp32 master has one (fp32), and
+ * so has a bf16-pure BF16 weight (BF16, through {@link WeightGradient}).
  */
 public final class Linear implements Projection {
     private final Tensor weight; // [out, in]
@@ -68,7 +69,7 @@ public final class Linear implements Projection {
 
     @Override
     public void backward(Kernels k, MemorySegment x, long xOff, MemorySegment dY, long dYOff, int rows,
-                         MemorySegment dX, long dXOff, boolean accumulateDx, Tensor dWeight, Tensor dBias) {
+                         MemorySegment dX, long dXOff, boolean accumulateDx, Tensor dWeight, Tensor dBias, MemorySegment gradScratch) {
         if (dX != null && weight.dtype() == DType.F32)
             k.gemm(false, false, rows, in, out, 1f, dY, dYOff, out, weight.segment(), 0, in,
                     accumulateDx ? 1f : 0f, dX, dXOff, in);
@@ -76,7 +77,7 @@ public final class Linear implements Projection {
             k.gemm(false, false, rows, in, out, 1f, dY, DType.F32, dYOff, out, weight.segment(), weight.dtype(), 0, in,
                     accumulateDx ? 1f : 0f, dX, dXOff, in);
         if (dWeight != null)
-            k.gemm(true, false, out, in, rows, 1f, dY, dYOff, out, x, xOff, in, 1f, dWeight.segment(), 0, in);
+            WeightGradient.addProduct(k, true, false, out, in, rows, 1f, dY, dYOff, out, x, xOff, in, dWeight, gradScratch);
         if (dBias != null)
             for (int r = 0; r < rows; r++) k.add(dBias.segment(), 0, dY, dYOff + (long) r * out, out);
     }

@@ -31,7 +31,8 @@ public final class LoraLinear {
     public LoraLinear(Projection base, Tensor a, Tensor b, double scale, double dropout) { this(base, a, b, scale, dropout, null); }
 
     /**
-     * @param a    [r, in]: F32, or under mixed precision the 16-bit working copy of the fp32 master
+     * @param a    [r, in]: F32, or under mixed precision the 16-bit working copy of the fp32 master (bf16-pure: the
+     *             BF16 adapter itself)
      * @param b    [out, r], the same type as a
      * @param half BF16 or F16 under mixed precision: the adapter's 16-bit tensors as autocast holds them (its dropped-out
      *             input, u, and u's gradient) are rounded to it; null in fp32
@@ -120,18 +121,26 @@ public final class LoraLinear {
      * @param dX        [rows, in] at dXOff, or null when the input needs no gradient
      * @param du        [rows, r] scratch
      * @param dxScratch [rows, in] scratch, used only when p > 0 (the masked term cannot be added by the GEMM)
-     * @param dA        [r, in], accumulated
-     * @param dB        [out, r], accumulated
+     * @param dA        [r, in], accumulated: F32, or BF16 under bf16-pure (then with {@code gradScratch})
+     * @param dB        [out, r], accumulated, the same type as dA
+     * @param gradScratch fp32 scratch of at least max(r·in, out·r) floats for BF16 gradients ({@link WeightGradient}), else null
      */
+    /** {@link #backward} with F32 adapter gradients. */
     public void backward(Kernels k, MemorySegment xd, MemorySegment u, MemorySegment dY, long dYOff, int rows,
                          MemorySegment dX, long dXOff, boolean accumulateDx, MemorySegment du, MemorySegment dxScratch,
                          Tensor dA, Tensor dB, long seed) {
+        backward(k, xd, u, dY, dYOff, rows, dX, dXOff, accumulateDx, du, dxScratch, dA, dB, seed, null);
+    }
+
+    public void backward(Kernels k, MemorySegment xd, MemorySegment u, MemorySegment dY, long dYOff, int rows,
+                         MemorySegment dX, long dXOff, boolean accumulateDx, MemorySegment du, MemorySegment dxScratch,
+                         Tensor dA, Tensor dB, long seed, MemorySegment gradScratch) {
         int in = base.in(), out = base.out();
         if (dX != null) base.backward(k, null, 0, dY, dYOff, rows, dX, dXOff, accumulateDx, null, null);
-        k.gemm(true, false, out, rank, rows, scale, dY, dYOff, out, u, 0, rank, 1f, dB.segment(), 0, rank);
+        WeightGradient.addProduct(k, true, false, out, rank, rows, scale, dY, dYOff, out, u, 0, rank, dB, gradScratch);
         k.gemm(false, false, rows, rank, out, scale, dY, DType.F32, dYOff, out, b.segment(), b.dtype(), 0, rank, 0f, du, 0, rank);
         if (half != null) k.round16(du, 0, (long) rows * rank, half);
-        k.gemm(true, false, rank, in, rows, 1f, du, 0, rank, xd, 0, in, 1f, dA.segment(), 0, in);
+        WeightGradient.addProduct(k, true, false, rank, in, rows, 1f, du, 0, rank, xd, 0, in, dA, gradScratch);
         if (dX == null) return;
         if (dropout == 0) {
             k.gemm(false, false, rows, in, rank, 1f, du, DType.F32, 0, rank, a.segment(), a.dtype(), 0, in, 1f, dX, dXOff, in);

@@ -45,11 +45,18 @@ public sealed interface Projection permits Linear {
      * @param x       [rows, in], the forward's input (saved); read only for dWeight
      * @param dY      [rows, out], gradient of the loss with respect to y
      * @param dX      [rows, in], or null when the input needs no gradient
-     * @param dWeight [out, in] F32, or null for a frozen weight
+     * @param dWeight [out, in] F32 (or BF16 under bf16-pure, with {@code gradScratch}), or null for a frozen weight
      * @param dBias   [out] F32, or null (no bias, or frozen)
+     * @param gradScratch fp32 scratch of at least out·in floats for a BF16 dWeight ({@link WeightGradient}), else null
      */
     void backward(Kernels k, MemorySegment x, long xOff, MemorySegment dY, long dYOff, int rows,
-                  MemorySegment dX, long dXOff, boolean accumulateDx, Tensor dWeight, Tensor dBias);
+                  MemorySegment dX, long dXOff, boolean accumulateDx, Tensor dWeight, Tensor dBias, MemorySegment gradScratch);
+
+    /** {@link #backward} with an F32 (or no) weight gradient. */
+    default void backward(Kernels k, MemorySegment x, long xOff, MemorySegment dY, long dYOff, int rows,
+                          MemorySegment dX, long dXOff, boolean accumulateDx, Tensor dWeight, Tensor dBias) {
+        backward(k, x, xOff, dY, dYOff, rows, dX, dXOff, accumulateDx, dWeight, dBias, null);
+    }
 
     /**
      * Several projections reading the same input (q/k/v, or gate/up) in one parallel pass: the pool splits their

@@ -9,6 +9,7 @@ import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.kernels.UpdateKernels;
 import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Tensor;
 
 /**
@@ -22,7 +23,9 @@ import dev.llamafit.tensor.Tensor;
  * </pre>
  * The scalars are computed in double, as Python does, then rounded to float, as ATen does when it receives
  * them; m and v are F32 (8 bytes per trainable parameter), allocated lazily on the first step under
- * {@code Category.OPTIMIZER}, for the parameters passed only.
+ * {@code Category.OPTIMIZER}, for the parameters passed only. A BF16 parameter (bf16-pure, as torchtune's full bf16)
+ * has BF16 m and v (4 bytes) and is updated by {@code adamwBf16}: the same fp32 arithmetic on widened values, m and v
+ * rounded to nearest even, p stochastically (see UpdateKernels#adamwBf16 and docs/ARCHITECTURE.md for the measurement).
  */
 public final class AdamW extends StoredStateOptimizer {
     /** Hyper-parameters; PyTorch's defaults are (0.9, 0.999, 1e-8, 0.01). */
@@ -45,11 +48,11 @@ public final class AdamW extends StoredStateOptimizer {
     @Override
     void checkValues(Map<String, Tensor> state) {
         for (Map.Entry<String, Tensor> e : state.entrySet()) {
-            if (!e.getKey().startsWith("exp_avg_sq/") || e.getValue().dtype() != dev.llamafit.tensor.DType.F32) continue;
+            Tensor t = e.getValue();
+            if (!e.getKey().startsWith("exp_avg_sq/") || t.dtype() != DType.F32 && t.dtype() != DType.BF16) continue;
             long negative = 0;
-            var seg = e.getValue().segment();
-            for (long i = 0, n = e.getValue().elements(); i < n; i++)
-                if (seg.getAtIndex(Tensor.F32_LE, i) < 0) negative++;
+            for (long i = 0, n = t.elements(); i < n; i++)
+                if (t.getFloat(i) < 0) negative++;
             if (negative > 0)
                 throw new IllegalArgumentException("optimizer state entry " + e.getKey() + " has " + negative
                         + " negative values (a second moment is never negative)");
@@ -85,7 +88,10 @@ public final class AdamW extends StoredStateOptimizer {
             var g = p.grad().segment();
             var m = s[0].segment();
             var v = s[1].segment();
-            UpdateKernels.forBlocks(p.elements(), (from, to) -> kernels.adamw(pv, g, m, v, from, to, c));
+            // bf16-pure: the new p is rounded stochastically, with bits drawn from (parameter, step, element) alone.
+            int seed = p.name().hashCode() ^ Long.hashCode(t * 0x9E3779B97F4A7C15L);
+            if (p.value().dtype() == DType.BF16) UpdateKernels.forBlocks(p.elements(), (from, to) -> kernels.adamwBf16(pv, g, m, v, from, to, c, seed));
+            else UpdateKernels.forBlocks(p.elements(), (from, to) -> kernels.adamw(pv, g, m, v, from, to, c));
         }
         steps = t;
     }

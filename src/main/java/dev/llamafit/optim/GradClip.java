@@ -16,7 +16,8 @@ import dev.llamafit.tensor.Tensor;
  * norm_type 2: total = ‖(‖g₁‖, ‖g₂‖, …)‖ = √Σ g², coefficient max_norm / (total + 1e-6), clamped to at
  * most 1, multiplied into every gradient. Differences, on purpose: the sum of squares is taken in double
  * (PyTorch reduces in the gradient's float32), and a non-finite norm leaves the gradients untouched and is
- * returned for the trainer to report (PyTorch would multiply by NaN unless error_if_nonfinite).
+ * returned for the trainer to report (PyTorch would multiply by NaN unless error_if_nonfinite). BF16 gradients
+ * (bf16-pure) are widened for the sum and rounded to nearest even when scaled.
  */
 public final class GradClip {
     /** The epsilon PyTorch adds to the norm before dividing. */
@@ -40,7 +41,8 @@ public final class GradClip {
         Kernels k = KernelBackends.get();
         for (Tensor g : grads) {
             MemorySegment s = g.segment();
-            UpdateKernels.forBlocks(g.elements(), (from, to) -> k.scale(s, from, to - from, scale));
+            if (g.dtype() == DType.BF16) UpdateKernels.forBlocks(g.elements(), (from, to) -> k.scaleBf16(s, from, to, scale));
+            else UpdateKernels.forBlocks(g.elements(), (from, to) -> k.scale(s, from, to - from, scale));
         }
         return norm;
     }
@@ -50,18 +52,23 @@ public final class GradClip {
         Kernels k = KernelBackends.get();
         double sum = 0;
         for (Tensor g : grads) {
-            if (g.dtype() != DType.F32) throw new IllegalArgumentException("gradient " + g.name() + " is " + g.dtype() + ", clipping needs F32");
-            sum += sumOfSquares(k, g.segment(), g.elements());
+            if (g.dtype() != DType.F32 && g.dtype() != DType.BF16)
+                throw new IllegalArgumentException("gradient " + g.name() + " is " + g.dtype() + ", clipping needs F32 or BF16");
+            sum += sumOfSquares(k, g.segment(), g.elements(), g.dtype() == DType.BF16);
         }
         return Math.sqrt(sum);
     }
 
-    private static double sumOfSquares(Kernels k, MemorySegment s, long n) {
+    /** Σ x² in double over F32 elements, or BF16 ones widened exactly (bf16-pure gradients). */
+    private static double sumOfSquares(Kernels k, MemorySegment s, long n, boolean bf16) {
         int blocks = Math.toIntExact((n + BLOCK - 1) / BLOCK);
-        if (blocks <= 1) return k.sumOfSquares(s, 0, n);
+        if (blocks <= 1) return bf16 ? k.sumOfSquaresBf16(s, 0, n) : k.sumOfSquares(s, 0, n);
         double[] partial = new double[blocks];
         Parallel.forRange(blocks, (b0, b1) -> {
-            for (int b = b0; b < b1; b++) partial[b] = k.sumOfSquares(s, (long) b * BLOCK, Math.min(n, (long) (b + 1) * BLOCK));
+            for (int b = b0; b < b1; b++) {
+                long from = (long) b * BLOCK, to = Math.min(n, (long) (b + 1) * BLOCK);
+                partial[b] = bf16 ? k.sumOfSquaresBf16(s, from, to) : k.sumOfSquares(s, from, to);
+            }
         });
         double sum = 0;
         for (double p : partial) sum += p;

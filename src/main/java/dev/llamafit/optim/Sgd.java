@@ -58,6 +58,9 @@ public final class Sgd extends StoredStateOptimizer {
     @Override
     public void step(List<Param> params, double lr) {
         beginStep(params, lr);
+        for (Param p : params)
+            if (p.value().dtype() != dev.llamafit.tensor.DType.F32)
+                throw new IllegalArgumentException("SGD updates F32 parameters; " + p.name() + " is " + p.value().dtype() + " (use AdamW for bf16-pure)");
         boolean useMomentum = config.momentum() != 0;
         Kernels kernels = KernelBackends.get();
         for (Param p : params) {

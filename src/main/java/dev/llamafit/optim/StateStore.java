@@ -16,7 +16,8 @@ import dev.llamafit.tensor.Shape;
 import dev.llamafit.tensor.Tensor;
 
 /**
- * Holds, for each parameter name, one F32 tensor per state kind (AdamW: exp_avg, exp_avg_sq; SGD: momentum),
+ * Holds, for each parameter name, one tensor per state kind in the parameter's dtype (F32; BF16 under bf16-pure)
+ * (AdamW: exp_avg, exp_avg_sq; SGD: momentum),
  * named "&lt;kind&gt;/&lt;param&gt;" as in a flattened PyTorch optimizer state_dict. Shared by the optimizers so that
  * the naming and the checks are written once.
  */
@@ -34,12 +35,12 @@ final class StateStore implements AutoCloseable {
         this.kinds = List.copyOf(kinds);
     }
 
-    /** Bytes per parameter element: 4 per kind (F32). */
-    long bytesPerElement() { return 4L * kinds.size(); }
+    /** Bytes of state per element of {@code p}: one value per kind in the parameter's dtype (4 for F32, 2 for BF16). */
+    long bytesPerElement(Param p) { return (long) p.value().dtype().bytes() * kinds.size(); }
 
     long bytesFor(List<Param> params) {
         long bytes = 0;
-        for (Param p : params) bytes = Math.addExact(bytes, Math.multiplyExact(p.elements(), bytesPerElement()));
+        for (Param p : params) bytes = Math.addExact(bytes, Math.multiplyExact(p.elements(), bytesPerElement(p)));
         return bytes;
     }
 
@@ -65,6 +66,9 @@ final class StateStore implements AutoCloseable {
                 continue;
             }
             for (int k = 0; k < kinds.size(); k++) {
+                if (t[k].dtype() != p.value().dtype())
+                    throw new IllegalArgumentException("optimizer state " + kinds.get(k) + "/" + p.name() + " is " + t[k].dtype()
+                            + " but parameter " + p.name() + " is " + p.value().dtype() + " (resume with the run's own --precision)");
                 if (!t[k].shape().equals(p.value().shape())) {
                     throw new IllegalArgumentException("optimizer state " + kinds.get(k) + "/" + p.name() + " has shape " + t[k].shape()
                             + " but parameter " + p.name() + " has shape " + p.value().shape());
@@ -86,7 +90,7 @@ final class StateStore implements AutoCloseable {
         return byParam.computeIfAbsent(p.name(), name -> {
             Tensor[] t = new Tensor[kinds.size()];
             for (int k = 0; k < t.length; k++) {
-                t[k] = Tensor.allocate(ledger, Category.OPTIMIZER, kinds.get(k) + "/" + name, DType.F32, p.value().shape());
+                t[k] = Tensor.allocate(ledger, Category.OPTIMIZER, kinds.get(k) + "/" + name, p.value().dtype(), p.value().shape());
             }
             return t;
         });
@@ -115,7 +119,8 @@ final class StateStore implements AutoCloseable {
             }
             Tensor t = e.getValue();
             if (t == null) throw new IllegalArgumentException("optimizer state entry " + key + " is null");
-            if (t.dtype() != DType.F32) throw new IllegalArgumentException("optimizer state entry " + key + " is " + t.dtype() + ", expected F32");
+            if (t.dtype() != DType.F32 && t.dtype() != DType.BF16)
+                throw new IllegalArgumentException("optimizer state entry " + key + " is " + t.dtype() + ", expected F32 (BF16 in bf16-pure runs)");
             incoming.computeIfAbsent(key.substring(slash + 1), n -> new Tensor[kinds.size()])[kind] = t;
         }
         for (Map.Entry<String, Tensor[]> e : incoming.entrySet()) {
@@ -129,6 +134,9 @@ final class StateStore implements AutoCloseable {
                     throw new IllegalArgumentException("optimizer state entry " + key + " has shape " + t[k].shape() + " but "
                             + kinds.getFirst() + "/" + e.getKey() + " has shape " + shape);
                 }
+                if (t[k].dtype() != t[0].dtype())
+                    throw new IllegalArgumentException("optimizer state entry " + key + " is " + t[k].dtype() + " but "
+                            + kinds.getFirst() + "/" + e.getKey() + " is " + t[0].dtype());
             }
         }
         // Copy first, free the old state after: the caller may pass this optimizer's own state() back in.
@@ -137,7 +145,7 @@ final class StateStore implements AutoCloseable {
             Tensor[] copies = new Tensor[kinds.size()];
             for (int k = 0; k < copies.length; k++) {
                 Tensor src = e.getValue()[k];
-                copies[k] = Tensor.allocate(ledger, Category.OPTIMIZER, kinds.get(k) + "/" + e.getKey(), DType.F32, src.shape());
+                copies[k] = Tensor.allocate(ledger, Category.OPTIMIZER, kinds.get(k) + "/" + e.getKey(), src.dtype(), src.shape());
                 copies[k].segment().copyFrom(src.segment());
             }
             copied.put(e.getKey(), copies);

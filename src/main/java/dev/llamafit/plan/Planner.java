@@ -74,7 +74,7 @@ public final class Planner {
     /** One message for everything the engine cannot run yet, each by its flag. */
     public static String notImplementedMessage(List<String> missing) {
         return String.join(", ", missing) + (missing.size() == 1 ? " is" : " are") + " not implemented in the llamafit runtime yet (it trains full or LoRA, on an fp32, bf16 or fp16 frozen base, "
-                + "in fp32 or bf16/fp16 mixed precision, AdamW/SGD, with optional gradient checkpointing, on one worker); plan it with --runtime pytorch";
+                + "in fp32, bf16/fp16 mixed precision or bf16-pure (AdamW), AdamW/SGD, with optional gradient checkpointing, on one worker); plan it with --runtime pytorch";
     }
 
     /** Checks the rules that need the model: sequence length within the context, LoRA rank within every adapted matrix. */
@@ -102,7 +102,7 @@ public final class Planner {
         if (device.gpu())
             throw new IllegalArgumentException("the llamafit runtime trains on the CPU; plan a GPU with --runtime pytorch, or use --device cpu / --memory SIZE");
         TrainingLayout layout = layout(config, o, batch, seqLen, device);
-        boolean mixed = o.precision().mixed();
+        boolean mixed = o.precision().mixed(), pure = layout.pure();
         List<Component> c = new ArrayList<>();
         long base = ParameterLayout.of(config, DType.F32).bytes();
         Technique.BaseDtype bd = o.baseStorage();
@@ -118,26 +118,33 @@ public final class Planner {
         } else if (o.adapters()) {
             c.add(Component.constant("weights", Column.DEVICE, Category.WEIGHTS, base,
                     "frozen fp32 base, read in place (memory-mapped safetensors; ledger: weights, mapped): Σ ParameterLayout"));
+        } else if (pure) {
+            c.add(Component.constant("weights", Column.DEVICE, Category.WEIGHTS, sum(layout.fullWeightSpecs()),
+                    "owned bf16 copy of every matrix (2 B per parameter) + fp32 norm/bias vectors (well under 0.1% of the"
+                            + " parameters; the norm kernels are fp32), no fp32 masters: Σ TrainingLayout.fullWeightSpecs"));
         } else {
             c.add(Component.constant(mixed ? "master_weights" : "weights", Column.DEVICE, layout.trainableCategory(), base,
                     "owned fp32 copy of every parameter (Trainer copies, then closes the mapping): Σ ParameterLayout"));
         }
         if (o.adapters())
             c.add(Component.constant(mixed ? "master_weights.adapters" : "weights.adapters", Column.DEVICE, layout.trainableCategory(),
-                    sum(layout.adapterSpecs()), "LoRA A [r, in] + B [out, r] per targeted module, fp32: Σ TrainingLayout.adapterSpecs"));
-        if (mixed)
+                    sum(layout.adapterSpecs()), "LoRA A [r, in] + B [out, r] per targeted module, " + (pure ? "bf16" : "fp32")
+                            + ": Σ TrainingLayout.adapterSpecs"));
+        if (!layout.workingCopySpecs().isEmpty())
             c.add(Component.constant("weights.working_copies", Column.DEVICE, Category.WEIGHTS, sum(layout.workingCopySpecs()),
-                    Technique.name(o.precision()) + " copies of the trainable matrices" + (o.adapters() ? " (and of an fp32 base's)" : "")
+                    pure ? "bf16 copies of the frozen base's matrices, which the GEMMs read: Σ TrainingLayout.workingCopySpecs"
+                            : Technique.name(o.precision()) + " copies of the trainable matrices" + (o.adapters() ? " (and of an fp32 base's)" : "")
                             + ", refreshed after every update, that the GEMMs read: Σ TrainingLayout.workingCopySpecs"));
-        long trainable = 0;
-        for (TensorSpec s : layout.gradientSpecs()) trainable = Math.addExact(trainable, s.elements());
-        c.add(Component.constant("gradients", Column.DEVICE, Category.GRADIENTS, sum(layout.gradientSpecs()),
-                "fp32, trainable tensors only, allocated once: Σ TrainingLayout.gradientSpecs"));
-        int perElement = o.optimizer() == Technique.Optimizer.SGD ? SGD_STATE_BYTES : ADAMW_STATE_BYTES;
-        long optimizer = Math.multiplyExact(trainable, (long) perElement);
+        long gradients = sum(layout.gradientSpecs());
+        c.add(Component.constant("gradients", Column.DEVICE, Category.GRADIENTS, gradients,
+                (pure ? "bf16 for matrices, fp32 for vectors" : "fp32") + ", trainable tensors only, allocated once: Σ TrainingLayout.gradientSpecs"));
+        // One state per kind in each parameter's dtype (optim.StateStore), so as many bytes per kind as the gradients.
+        int kinds = o.optimizer() == Technique.Optimizer.SGD ? SGD_STATE_BYTES / 4 : ADAMW_STATE_BYTES / 4;
+        long optimizer = Math.multiplyExact(gradients, (long) kinds);
         // States are allocated at the first step and live for the run: from step 2 on they are there in every phase.
         c.add(Component.constant("optimizer", Column.DEVICE, Category.OPTIMIZER, optimizer,
-                perElement + " B per trainable element (" + (perElement == 8 ? "AdamW m, v" : "SGD momentum") + ", fp32)"));
+                (pure ? "AdamW m, v in each parameter's dtype: 4 B per bf16 matrix element, 8 B per fp32 vector element"
+                        : (kinds * 4) + " B per trainable element (" + (kinds == 2 ? "AdamW m, v" : "SGD momentum") + ", fp32)")));
         long act = 0, ws = layout.ropeTableBytes();
         for (ActivationLayout.Slot s : layout.slots()) {
             if (s.category() == Category.ACTIVATIONS) act = Math.addExact(act, s.bytes());
@@ -148,7 +155,8 @@ public final class Planner {
                         + " + shared block set + head and backward buffers, allocated once: Σ TrainingLayout.slots"
                         + (o.gradientCheckpointing() ? " (checkpointing: " + (o.checkpointEvery() == 1 ? "blocks keep" : "every " + o.checkpointEvery() + "-th block keeps") + " x_in only)" : "")));
         c.add(Component.constant("workspace", Column.DEVICE, Category.WORKSPACE, ws,
-                "per-thread attention scratch [threads, T²], loss chunk [rows, V], RoPE tables"));
+                "per-thread attention scratch [threads, T²], loss chunk [rows, V], RoPE tables"
+                        + (pure ? ", fp32 weight-gradient scratch [largest trainable matrix] (bf16 gradients take each product with one rounding)" : "")));
         List<String> notes = new ArrayList<>();
         if (o.adapters() && bd != null && bd.floatBytes() == 2)
             notes.add("planned for a " + Technique.name(bd) + " checkpoint used in place; converting an fp32 checkpoint on load (--dtype "

@@ -29,7 +29,8 @@ import dev.llamafit.tensor.TensorSpec;
 
 /**
  * Full fine-tuning trains owned, writable fp32 copies of every weight (from the base model, or from a checkpoint on
- * resume); under mixed precision they are the masters of the step's 16-bit working copies. LoRA leaves the base frozen: it is read in place (memory-mapped F32, or converted once), never copied, and
+ * resume); under mixed precision they are the masters of the step's 16-bit working copies; under bf16-pure the
+ * matrices are BF16 copies, trained as such. LoRA leaves the base frozen: it is read in place (memory-mapped F32, or converted once), never copied, and
  * only the adapters are parameters; they start from --adapter, from a checkpoint, or from the step's own init.
  */
 final class TrainableModel implements AutoCloseable {
@@ -162,9 +163,10 @@ final class TrainableModel implements AutoCloseable {
         Path dir = o.output().resolve("final");
         List<Tensor> toWrite = new ArrayList<>();
         for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) toWrite.add(weights.get(spec.name()));
-        // The trained weights are fp32; final/ keeps the base checkpoint's dtype unless --save-dtype says otherwise.
+        // The trained weights are fp32 (bf16-pure: BF16 matrices); final/ keeps the base checkpoint's dtype unless
+        // --save-dtype says otherwise, so an fp32 base's bf16-pure run writes its matrices widened to fp32.
         DType save = o.saveDtype() != null ? o.saveDtype() : ModelFolder.storedDtype(o.model(), step.kernels());
-        if (save == DType.F32) {
+        if (save == DType.F32 && toWrite.stream().allMatch(t -> t.dtype() == DType.F32)) {
             HfFolderWriter.write(dir, config, toWrite, o.model());
         } else {
             // The run is over: free its activations and gradients before the converted copies exist, so that writing
@@ -186,23 +188,32 @@ final class TrainableModel implements AutoCloseable {
         }
     }
 
-    /** Owned, writable fp32 copies of the base model's weights (or of a checkpoint's), filed under weights (master_weights when mixed). */
+    /**
+     * Owned, writable copies of the base model's weights (or of a checkpoint's), filed under weights (master_weights when
+     * mixed): fp32, except bf16-pure's matrices, BF16.
+     */
     private static Map<String, Tensor> loadWeights(TrainOptions o, LlamaConfig config, Path checkpoint, Kernels kernels, MemoryLedger ledger) {
         Map<String, Tensor> out = new LinkedHashMap<>();
+        boolean pure = o.technique().precision() == Technique.Precision.BF16_PURE;
         try (ModelFolder base = checkpoint == null ? ModelFolder.open(o.model(), ledger, kernels) : null;
              SafetensorsFile ck = checkpoint == null ? null : Checkpoints.openFinite(checkpoint.resolve(Checkpoints.MODEL), ledger)) {
             for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) {
                 Tensor src = base != null ? base.weights().get(spec.name())
                         : ck.find(spec.name()).orElseThrow(() -> InputException.at(checkpoint.resolve(Checkpoints.MODEL),
                                 "checkpoint lacks tensor " + spec.name()));
-                if (!src.shape().equals(spec.shape()) || src.dtype() != DType.F32)
+                // bf16-pure trains BF16 matrices: an fp32 base is rounded to them (nearest even) once, here; a
+                // checkpoint of the run holds them as BF16 already. Vectors stay fp32 in every precision.
+                DType want = pure && spec.shape().rank() == 2 ? DType.BF16 : DType.F32;
+                boolean convert = checkpoint == null && src.dtype() == DType.F32 && want == DType.BF16;
+                if (!src.shape().equals(spec.shape()) || src.dtype() != want && !convert)
                     throw InputException.at(checkpoint, "tensor " + spec.name() + " is " + src.dtype() + src.shape()
-                            + ", expected F32" + spec.shape());
+                            + ", expected " + want + spec.shape());
                 // Under mixed precision these are the fp32 masters; the step makes the 16-bit working copies.
                 Category category = o.technique().precision().mixed() ? Category.MASTER_WEIGHTS : Category.WEIGHTS;
-                Tensor t = Tensor.allocate(ledger, category, spec.name(), DType.F32, spec.shape());
-                MemorySegment.copy(src.segment(), 0, t.segment(), 0, t.bytes());
+                Tensor t = Tensor.allocate(ledger, category, spec.name(), want, spec.shape());
                 out.put(spec.name(), t);
+                if (convert) kernels.f32ToBf16(src.segment(), 0, t.segment(), 0, t.elements());
+                else MemorySegment.copy(src.segment(), 0, t.segment(), 0, t.bytes());
             }
         } catch (RuntimeException e) {
             out.values().forEach(Tensor::close);

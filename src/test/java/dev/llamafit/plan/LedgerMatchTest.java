@@ -107,6 +107,54 @@ class LedgerMatchTest {
         }
     }
 
+    /** bf16-pure: BF16 trainable matrices, gradients and AdamW states, no masters; full and LoRA, with and without checkpointing. */
+    static List<Arguments> pure() {
+        List<Arguments> a = new ArrayList<>();
+        for (String shape : List.of("tiny", "stories15M"))
+            for (boolean lora : List.of(false, true))
+                for (boolean gc : List.of(false, true)) a.add(Arguments.of(shape, lora, gc, 2, 0.0));
+        a.add(Arguments.of("tiny", true, true, 1, 0.1));
+        return a;
+    }
+
+    @ParameterizedTest(name = "{0} lora={1} gc={2} B={3} dropout={4}")
+    @MethodSource("pure")
+    void planEqualsLedgerInBf16Pure(String shapeName, boolean lora, boolean gc, int batch, double dropout) {
+        LlamaConfig c = shape(shapeName);
+        LoraConfig adapters = lora ? new LoraConfig(4, 16, dropout, List.of("q_proj", "v_proj", "down_proj"), false) : null;
+        Technique technique = new Technique(lora ? Technique.Method.LORA : Technique.Method.FULL, adapters,
+                Technique.Precision.BF16_PURE, lora ? Technique.BaseDtype.FP32 : null, Technique.Optimizer.ADAMW, gc, 1, 1);
+        MemoryPlan plan = Planner.plan(c, technique, batch, T, Devices.cpu(64L << 30, Parallel.threads()));
+
+        // Full fine-tuning: owned BF16 matrices and fp32 vectors, as Trainer makes them; LoRA: an fp32 base.
+        MemoryLedger ledger = new MemoryLedger(), scratch = new MemoryLedger();
+        Map<String, Tensor> random = RandomModels.weights(c, scratch, 5, 0.05), w = new java.util.LinkedHashMap<>();
+        for (Map.Entry<String, Tensor> e : random.entrySet()) {
+            Tensor src = e.getValue();
+            DType d = !lora && src.shape().rank() == 2 ? DType.BF16 : DType.F32;
+            Tensor t = Tensor.allocate(ledger, Category.WEIGHTS, e.getKey(), d, src.shape());
+            if (d == DType.BF16) KernelBackends.get().f32ToBf16(src.segment(), 0, t.segment(), 0, t.elements());
+            else java.lang.foreign.MemorySegment.copy(src.segment(), 0, t.segment(), 0, t.bytes());
+            w.put(e.getKey(), t);
+        }
+        random.values().forEach(Tensor::close);
+        try (TrainingStep step = new TrainingStep(c, w, KernelBackends.get(), ledger, batch, T, technique, 3);
+             Optimizer opt = new AdamW(0.9, 0.999, 1e-8, 0, ledger)) {
+            List<Param> params = new ArrayList<>();
+            if (lora) step.adapterWeights().forEach((n, v) -> params.add(new Param(n, v, step.adapterGradients().get(n), true)));
+            else for (TensorSpec s : ParameterLayout.of(c, DType.F32).specs())
+                params.add(new Param(s.name(), w.get(s.name()), step.gradients().get(s.name()), true));
+            runTwoSteps(c, step, opt, params, batch);
+            for (Category cat : List.of(Category.WEIGHTS, Category.MASTER_WEIGHTS, Category.GRADIENTS, Category.OPTIMIZER,
+                    Category.ACTIVATIONS, Category.WORKSPACE))
+                assertEquals(ledger.peakBytes(cat), plan.categoryPeak(cat), cat.key() + " planned vs ledger peak");
+            assertEquals(0, ledger.peakBytes(Category.MASTER_WEIGHTS), "bf16-pure has no fp32 masters");
+            assertEquals(ledger.totalPeakBytes(), plan.peak(Column.DEVICE, Metric.ALLOCATED), "total planned vs ledger peak");
+        } finally {
+            w.values().forEach(Tensor::close);
+        }
+    }
+
     private static void runTwoSteps(LlamaConfig c, TrainingStep step, Optimizer opt, List<Param> params, int batch) {
         SplittableRandom r = new SplittableRandom(1);
         int[][] ids = new int[batch][T], labels = new int[batch][T];
