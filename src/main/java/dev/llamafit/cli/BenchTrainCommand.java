@@ -75,7 +75,7 @@ final class BenchTrainCommand implements Callable<Integer> {
     boolean checkpointing;
 
     @Option(names = "--precision", defaultValue = "fp32", description = "fp32, bf16 or fp16 (mixed precision: fp32 master"
-            + " weights, 16-bit GEMM operands). With bf16/fp16 llamafit's fp32 step is also measured, interleaved, and PyTorch"
+            + " weights, 16-bit GEMM operands), or bf16-pure (bf16 weights, gradients and AdamW states). With bf16/fp16 llamafit's fp32 step is also measured, interleaved, and PyTorch"
             + " runs torch.autocast(\"cpu\", dtype=torch.bfloat16) around forward and loss; torch 1.13's CPU autocast has no"
             + " fp16, so fp16 is compared with that bf16 reference (default: ${DEFAULT-VALUE}).")
     String precision;
@@ -99,7 +99,8 @@ final class BenchTrainCommand implements Callable<Integer> {
             case "fp32" -> Technique.Precision.FP32;
             case "bf16" -> Technique.Precision.BF16;
             case "fp16" -> Technique.Precision.FP16;
-            default -> throw new dev.llamafit.io.InputException("--precision must be fp32, bf16 or fp16, got '" + precision + "'");
+            case "bf16-pure" -> Technique.Precision.BF16_PURE;
+            default -> throw new dev.llamafit.io.InputException("--precision must be fp32, bf16, fp16 or bf16-pure, got '" + precision + "'");
         };
         MemoryLedger ledger = MemoryLedger.global();
         Kernels k = KernelBackends.get();
@@ -107,10 +108,14 @@ final class BenchTrainCommand implements Callable<Integer> {
         LoraConfig lora = loraR > 0 ? new LoraConfig(loraR, 16, 0, LoraConfig.parseTargets(loraTargets), false) : null;
         // A 16-bit LoRA run trains on a base stored in its compute dtype, as on a bf16/fp16 checkpoint (drawn straight
         // in 16 bits, so no fp32 copy lifts the peak RSS); full fine-tuning keeps fp32 masters.
-        DType half = prec == Technique.Precision.BF16 ? DType.BF16 : prec == Technique.Precision.FP16 ? DType.F16 : DType.F32;
+        // bf16-pure trains BF16 matrices themselves, so its full fine-tuning draws them in bf16 too (and its fp32
+        // comparison step gets fp32 weights of its own).
+        boolean pure = prec == Technique.Precision.BF16_PURE;
+        DType half = prec == Technique.Precision.FP16 ? DType.F16 : prec == Technique.Precision.FP32 ? DType.F32 : DType.BF16;
         Technique.BaseDtype baseDtype = lora == null ? null
                 : half == DType.BF16 ? Technique.BaseDtype.BF16 : half == DType.F16 ? Technique.BaseDtype.FP16 : Technique.BaseDtype.FP32;
-        Map<String, Tensor> w = RandomModels.weights(c, ledger, 11, 0.02, lora == null ? DType.F32 : half);
+        Map<String, Tensor> w = RandomModels.weights(c, ledger, 11, 0.02, lora == null && !pure ? DType.F32 : half);
+        Map<String, Tensor> w32 = pure && lora == null && fp32Step ? RandomModels.weights(c, ledger, 11, 0.02) : w;
         Technique base = Technique.of(lora).withGradientCheckpointing(checkpointing, 1);
         // The asked precision first; under bf16/fp16 also fp32, its steps interleaved with the 16-bit ones so that load
         // from whoever else shares the machine hits both alike ("16-bit vs own fp32" is a same-run ratio).
@@ -126,7 +131,8 @@ final class BenchTrainCommand implements Callable<Integer> {
         try {
             for (Technique.Precision p : precisions) {
                 Technique technique = new Technique(base.method(), base.lora(), p, baseDtype, base.optimizer(), checkpointing, 1, 1);
-                TrainingStep step = new TrainingStep(c, w, k, ledger, batch, seqLen, technique, 5);
+                Map<String, Tensor> weights = p == Technique.Precision.FP32 ? w32 : w;
+                TrainingStep step = new TrainingStep(c, weights, k, ledger, batch, seqLen, technique, 5);
                 runs.add(step);
                 opts.add(new AdamW(0.9, 0.999, 1e-8, 0.0, ledger));
                 List<Param> ps = new ArrayList<>();
@@ -135,7 +141,7 @@ final class BenchTrainCommand implements Callable<Integer> {
                         ps.add(new Param(e.getKey(), e.getValue(), step.adapterGradients().get(e.getKey()), true));
                 } else {
                     for (TensorSpec s : ParameterLayout.of(c, DType.F32).specs())
-                        ps.add(new Param(s.name(), w.get(s.name()), step.gradients().get(s.name()), true));
+                        ps.add(new Param(s.name(), weights.get(s.name()), step.gradients().get(s.name()), true));
                 }
                 params16.add(ps);
                 if (p == prec) {
@@ -166,6 +172,7 @@ final class BenchTrainCommand implements Callable<Integer> {
             runs.forEach(TrainingStep::close);
             opts.forEach(AdamW::close);
             w.values().forEach(Tensor::close);
+            if (w32 != w) w32.values().forEach(Tensor::close);
         }
         long ledgerPeak = ledger.totalPeakBytes();
         long rss = ProcessMemory.peakRssBytes().orElse(-1); // before the GEMM calibration below, which is not training
