@@ -124,7 +124,7 @@ final class TrainCommand implements Callable<Integer> {
             }
         }
         out.printf("  %-14s %12s %12s%n", "total", ByteSize.format(plan.devicePeakBytes()), ByteSize.format(r.memory().totalPeakBytes()));
-        long baseline = JVM_BASELINE_BYTES;
+        long baseline = jvmBaseline();
         OptionalLong rss = ProcessMemory.peakRssBytes();
         rss.ifPresent(b -> out.printf("  %-14s %12s %12s  (planned total + %s JVM baseline%s)%n", "process RSS",
                 ByteSize.format(plan.devicePeakBytes() + baseline + data), ByteSize.format(b), ByteSize.format(baseline),
@@ -159,6 +159,9 @@ final class TrainCommand implements Callable<Integer> {
      */
     static final long JVM_BASELINE_BYTES = 224L << 20;
 
+    /** The baseline of this process: the JVM's, plus the native code the kernel backend loaded (oneDNN's). */
+    static long jvmBaseline() { return JVM_BASELINE_BYTES + KernelBackends.get().nativeResidentBytes(); }
+
     /**
      * Plans the run with the same layouts the engine allocates from, and stops (exit 2) with the cheapest plans that
      * would fit when the plan exceeds --max-memory, unless --force. {@code data} is the planned token storage
@@ -173,11 +176,11 @@ final class TrainCommand implements Callable<Integer> {
         if (limit <= 0) throw new InputException("--max-memory must be > 0, got " + maxMemory);
         // A limit at or below the JVM's own baseline leaves the tensors nothing (one byte, so that nothing fits).
         // The tokenised corpus is heap, beside the JVM's own baseline: the device gets what both leave.
-        Device device = Devices.cpu(Math.max(1, limit - JVM_BASELINE_BYTES - data), Parallel.threads());
+        Device device = Devices.cpu(Math.max(1, limit - jvmBaseline() - data), Parallel.threads());
         // The model's own limits (a rank above a matrix) are input errors too.
         MemoryPlan plan = Main.userInput(() -> Planner.plan(config, t, o.batchSize(), o.seqLen(), device));
         out.printf("plan: %s peak (+ %s JVM baseline%s) against --max-memory %s%n", ByteSize.format(plan.devicePeakBytes()),
-                ByteSize.format(JVM_BASELINE_BYTES), data > 0 ? " + " + ByteSize.format(data) + " data" : "", ByteSize.format(limit));
+                ByteSize.format(jvmBaseline()), data > 0 ? " + " + ByteSize.format(data) + " data" : "", ByteSize.format(limit));
         if (!plan.fits() && !force) {
             StringBuilder sb = new StringBuilder("the run needs " + ByteSize.format(plan.devicePeakBytes() + JVM_BASELINE_BYTES + data)
                     + " but --max-memory is " + ByteSize.format(limit)

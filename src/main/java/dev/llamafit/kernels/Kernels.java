@@ -166,6 +166,12 @@ public interface Kernels extends UpdateKernels {
     void round16(MemorySegment x, long off, long n, DType to);
 
     /**
+     * Resident memory the backend holds outside the ledger and the JVM (a native library's code and data once loaded),
+     * for the process's RSS baseline; 0 for the Java backends.
+     */
+    default long nativeResidentBytes() { return 0; }
+
+    /**
      * A view of these kernels for mixed precision, whose GEMMs may assume that every operand value, F32 ones included, is
      * exactly representable in {@code half} (BF16 or F16): the step rounds each 16-bit tensor where it is produced
      * ({@link #round16}), so converting an operand to {@code half} loses nothing and the products are exact in fp32. A

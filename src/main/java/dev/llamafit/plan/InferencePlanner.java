@@ -54,7 +54,8 @@ public final class InferencePlanner {
                 Math.addExact(prefill.bytes(Category.WORKSPACE), Rope.tableBytes(c.headDim(), c.maxPositions())),
                 "per-thread attention scores [threads, T × capacity] + RoPE tables"));
         return new MemoryPlan(device, comps, List.of("inference: prompt " + promptLen + " + new tokens, KV capacity " + capacity,
-                "the JVM adds its own heap and code (not in the ledger): about " + ByteSize.format(224L << 20)));
+                "the JVM adds its own heap and code (not in the ledger): about " + ByteSize.format(224L << 20)
+                        + " (+12 MiB with the onednn kernel backend's native library)"));
     }
 
     /** The checks every runtime's generation plan makes: a batch, a prompt within the context, no negative token count. */
