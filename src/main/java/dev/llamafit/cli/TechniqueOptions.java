@@ -66,10 +66,10 @@ abstract class TechniqueOptions {
     static final class Train extends TechniqueOptions {
         @Option(names = "--method", description = "full or lora (default: lora when --lora-r > 0 is given, else full).") String method;
         @Option(names = "--optimizer", defaultValue = "adamw", description = "adamw (AdamW) or sgd (momentum 0.9) (default: ${DEFAULT-VALUE}).") String optimizer;
-        @Option(names = "--precision", defaultValue = "fp32", description = "fp32; bf16 or fp16: 16-bit GEMM operands and activations "
+        @Option(names = "--precision", defaultValue = "fp32", description = "fp32; bf16 or fp16: 16-bit GEMM operands and saved activations "
                 + "with fp32 master weights, gradients and optimizer state, as PyTorch's autocast (fp16 adds dynamic loss scaling); "
-                + "bf16-pure: bf16 activations as bf16, and the trained matrices, their gradients and AdamW's states all in bf16, "
-                + "no fp32 masters, as torchtune's full bf16 (norm/bias vectors stay fp32) (default: ${DEFAULT-VALUE}).") String precision;
+                + "bf16-pure: the same activations, and the trained matrices, their gradients and AdamW's states all in bf16 "
+                + "with no fp32 masters, as torchtune's full bf16 (norm/bias vectors stay fp32) (default: ${DEFAULT-VALUE}).") String precision;
 
         @Override String methodFlag() { return method; }
 
