@@ -21,13 +21,14 @@ import jdk.incubator.vector.VectorSpecies;
  * VectorGemm's skinny path (few rows of fp32 A times B stored [n, k]) for 16-bit B, reading the weights straight from
  * their segment and widening them in registers, so a decode step reads half the bytes of fp32 and writes nothing back.
  *
- * <p>BF16 ({@link #skinnyBf16}): each pair of weights is loaded as one int and widened by in-lane ALU ops (a shift for
+ * <p>BF16 with fewer than {@link #BF16_ROWS} rows of A (decode; {@link #skinnyBf16}): each pair of weights is loaded as one int and widened by in-lane ALU ops (a shift for
  * the even element, a mask for the odd one) against A rearranged once per task into even/odd halves
  * ({@link #pairOrder}). A cross-lane short→int convert per vector made the first version compute-bound (bf16 decode
  * read its weights at 35% of the bandwidth probe, fp32 at 54%). Its sums are in its own fixed order, within fp32
  * summation error of the fp32 path on widened copies, not bit for bit.
  *
- * <p>F16 ({@link #skinnyF16}): L halves loaded as shorts, sign-extended and rebiased ({@link #f16}); every tile mirrors
+ * <p>F16, and BF16 from {@link #BF16_ROWS} rows ({@link #skinny}): L halves loaded as shorts and sign-extended, then
+ * shifted (bf16) or rebiased ({@link #f16}); every tile mirrors
  * the fp32 tile of the same name in VectorGemm lane for lane and sum for sum, so the result equals the fp32 path on
  * widened copies bit for bit.
  */
@@ -38,20 +39,31 @@ final class TypedDots {
     private static final VectorSpecies<Short> SS = VectorSpecies.of(short.class, VectorShape.forBitSize(L * 16));
     private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
     private static final int HIGH = 0xFFFF0000;
+    /**
+     * bf16 weights take {@link #skinnyBf16} below this many rows of A (decode: one row per sequence); from 4 rows the
+     * fp32-mirrored tiles, whose 4×4 tile already widens each weight once for four rows, keep the widened copy's bits
+     * (so LoRA over a bf16 base trains exactly as over its widened copy: SixteenBitBaseLoraTest).
+     */
+    static final int BF16_ROWS = 4;
 
     private TypedDots() {}
 
     /**
-     * C[0:m, j0:j1] = alpha·A·Bᵀ + beta·C for fp32 A [m, k] and F16 B stored [n, k]; offsets and strides in each
-     * operand's elements. The tiling of VectorGemm.skinnyNT (1×8 tiles while m &lt; 4, then 4×4 and 1×4, then single
-     * dot products) and its tiles' sums, so the result is the fp32 path's on widened copies bit for bit. (BF16 weights
-     * take {@link #skinnyBf16}.)
+     * C[0:m, j0:j1] = alpha·A·Bᵀ + beta·C for fp32 A [m, k] and B (F16, or BF16 with at least {@link #BF16_ROWS}
+     * rows of A) stored [n, k]; offsets and strides in each operand's elements. The tiling of VectorGemm.skinnyNT
+     * (1×8 tiles while m &lt; 4, then 4×4 and 1×4, then single dot products) and its tiles' sums, so the result is
+     * the fp32 path's on widened copies bit for bit.
      */
-    static void skinnyF16(int j0, int j1, int m, int k, float alpha,
-                          MemorySegment a, long aOff, int lda,
-                          MemorySegment b, long bOff, int ldb,
-                          float beta, MemorySegment c, long cOff, int ldc, float[] out) {
-        final boolean bf16 = false;
+    static void skinny(int j0, int j1, int m, int k, float alpha,
+                       MemorySegment a, long aOff, int lda,
+                       MemorySegment b, DType bType, long bOff, int ldb,
+                       float beta, MemorySegment c, long cOff, int ldc, float[] out) {
+        boolean bf16 = switch (bType) {
+            case BF16 -> true;
+            case F16 -> false;
+            default -> throw new IllegalArgumentException("typed dot products take BF16 or F16 weights, not " + bType);
+        };
+        if (bf16 && m < BF16_ROWS) throw new IllegalArgumentException("bf16 weights under " + BF16_ROWS + " rows take skinnyBf16");
         int j = j0;
         if (m < 4) {
             for (; j + 8 <= j1; j += 8) {
@@ -220,7 +232,8 @@ final class TypedDots {
     }
 
     /**
-     * The bf16 skinny product over A in {@link #pairOrder} ([m, k], stride k): C[0:m, j0:j1] = alpha·A·Bᵀ + beta·C.
+     * The bf16 decode product over A in {@link #pairOrder} ([m, k], stride k, m &lt; {@link #BF16_ROWS}):
+     * C[0:m, j0:j1] = alpha·A·Bᵀ + beta·C.
      * Each pair of bf16 weights is loaded as one int and widened in-lane (even element: {@code bits << 16}; odd:
      * {@code bits & 0xFFFF0000}), no cross-lane convert. Every output, whatever tile computes it, is this scalar order
      * (so it does not depend on n, the split, the tiling or the JIT): L lane sums start at 0; for each whole block of
@@ -232,30 +245,16 @@ final class TypedDots {
     static void skinnyBf16(int j0, int j1, int m, int k, float alpha, MemorySegment a,
                            MemorySegment b, long bOff, int ldb,
                            float beta, MemorySegment c, long cOff, int ldc, float[] out) {
-        int mq = m >= 4 ? m - m % 4 : 0; // rows in 4×4 tiles; the rest (all of them while m < 4) in 1×4 tiles
+        if (m >= BF16_ROWS) throw new IllegalArgumentException("skinnyBf16 takes fewer than " + BF16_ROWS + " rows, not " + m);
         int j = j0;
-        for (; j + 4 <= j1 && mq > 0; j += 4) {
-            for (int i = 0; i < mq; i += 4) {
-                tile4x4Bf16(a, (long) i * k, k, b, bOff + (long) j * ldb, ldb, k, out);
-                VectorGemm.storeDots(out, 4, 4, c, cOff + (long) i * ldc + j, ldc, alpha, beta);
-            }
-        }
-        for (; j < j1; j++) {
-            for (int i = 0; i < mq; i++) {
-                out[0] = dotBf16(a, (long) i * k, b, bOff + (long) j * ldb, k);
-                VectorGemm.storeDots(out, 1, 1, c, cOff + (long) i * ldc + j, ldc, alpha, beta);
-            }
-        }
-        if (mq == m) return;
-        j = j0;
         for (; j + 4 <= j1; j += 4) {
-            for (int i = mq; i < m; i++) {
+            for (int i = 0; i < m; i++) {
                 tile1x4Bf16(a, (long) i * k, b, bOff + (long) j * ldb, ldb, k, out);
                 VectorGemm.storeDots(out, 1, 4, c, cOff + (long) i * ldc + j, ldc, alpha, beta);
             }
         }
         for (; j < j1; j++) {
-            for (int i = mq; i < m; i++) {
+            for (int i = 0; i < m; i++) {
                 out[0] = dotBf16(a, (long) i * k, b, bOff + (long) j * ldb, k);
                 VectorGemm.storeDots(out, 1, 1, c, cOff + (long) i * ldc + j, ldc, alpha, beta);
             }
@@ -309,47 +308,6 @@ final class TypedDots {
         out[0] = VectorMath.sum(s0); out[1] = VectorMath.sum(s1);
         out[2] = VectorMath.sum(s2); out[3] = VectorMath.sum(s3);
         tail(a, aIdx, 0, 1, b, bIdx, ldb, 4, p, k, out);
-    }
-
-    /** Four rows of A in pair order (stride lda) against four bf16 weight rows: each weight pair widened once for four rows. */
-    private static void tile4x4Bf16(MemorySegment a, long aIdx, int lda, MemorySegment b, long bIdx, int ldb, int k, float[] out) {
-        FloatVector s00 = FloatVector.zero(S), s01 = FloatVector.zero(S), s02 = FloatVector.zero(S), s03 = FloatVector.zero(S);
-        FloatVector s10 = FloatVector.zero(S), s11 = FloatVector.zero(S), s12 = FloatVector.zero(S), s13 = FloatVector.zero(S);
-        FloatVector s20 = FloatVector.zero(S), s21 = FloatVector.zero(S), s22 = FloatVector.zero(S), s23 = FloatVector.zero(S);
-        FloatVector s30 = FloatVector.zero(S), s31 = FloatVector.zero(S), s32 = FloatVector.zero(S), s33 = FloatVector.zero(S);
-        long a0 = aIdx * 4, a1 = a0 + 4L * lda, a2 = a1 + 4L * lda, a3 = a2 + 4L * lda, half = 4L * L;
-        long b0 = bIdx * 2, b1 = b0 + 2L * ldb, b2 = b1 + 2L * ldb, b3 = b2 + 2L * ldb;
-        int p = 0;
-        for (; p + 2 * L <= k; p += 2 * L) {
-            long o = 4L * p, h = 2L * p;
-            IntVector w0 = IntVector.fromMemorySegment(SI, b, b0 + h, LE);
-            IntVector w1 = IntVector.fromMemorySegment(SI, b, b1 + h, LE);
-            IntVector w2 = IntVector.fromMemorySegment(SI, b, b2 + h, LE);
-            IntVector w3 = IntVector.fromMemorySegment(SI, b, b3 + h, LE);
-            FloatVector e0 = even(w0), e1 = even(w1), e2 = even(w2), e3 = even(w3);
-            FloatVector d0 = odd(w0), d1 = odd(w1), d2 = odd(w2), d3 = odd(w3);
-            FloatVector xe = FloatVector.fromMemorySegment(S, a, a0 + o, LE), xo = FloatVector.fromMemorySegment(S, a, a0 + o + half, LE);
-            s00 = xo.fma(d0, xe.fma(e0, s00)); s01 = xo.fma(d1, xe.fma(e1, s01));
-            s02 = xo.fma(d2, xe.fma(e2, s02)); s03 = xo.fma(d3, xe.fma(e3, s03));
-            xe = FloatVector.fromMemorySegment(S, a, a1 + o, LE); xo = FloatVector.fromMemorySegment(S, a, a1 + o + half, LE);
-            s10 = xo.fma(d0, xe.fma(e0, s10)); s11 = xo.fma(d1, xe.fma(e1, s11));
-            s12 = xo.fma(d2, xe.fma(e2, s12)); s13 = xo.fma(d3, xe.fma(e3, s13));
-            xe = FloatVector.fromMemorySegment(S, a, a2 + o, LE); xo = FloatVector.fromMemorySegment(S, a, a2 + o + half, LE);
-            s20 = xo.fma(d0, xe.fma(e0, s20)); s21 = xo.fma(d1, xe.fma(e1, s21));
-            s22 = xo.fma(d2, xe.fma(e2, s22)); s23 = xo.fma(d3, xe.fma(e3, s23));
-            xe = FloatVector.fromMemorySegment(S, a, a3 + o, LE); xo = FloatVector.fromMemorySegment(S, a, a3 + o + half, LE);
-            s30 = xo.fma(d0, xe.fma(e0, s30)); s31 = xo.fma(d1, xe.fma(e1, s31));
-            s32 = xo.fma(d2, xe.fma(e2, s32)); s33 = xo.fma(d3, xe.fma(e3, s33));
-        }
-        out[0] = VectorMath.sum(s00); out[1] = VectorMath.sum(s01);
-        out[2] = VectorMath.sum(s02); out[3] = VectorMath.sum(s03);
-        out[4] = VectorMath.sum(s10); out[5] = VectorMath.sum(s11);
-        out[6] = VectorMath.sum(s12); out[7] = VectorMath.sum(s13);
-        out[8] = VectorMath.sum(s20); out[9] = VectorMath.sum(s21);
-        out[10] = VectorMath.sum(s22); out[11] = VectorMath.sum(s23);
-        out[12] = VectorMath.sum(s30); out[13] = VectorMath.sum(s31);
-        out[14] = VectorMath.sum(s32); out[15] = VectorMath.sum(s33);
-        tail(a, aIdx, lda, 4, b, bIdx, ldb, 4, p, k, out);
     }
 
     /** One row of A in pair order against one bf16 weight row (the few columns left over by the tiles). */

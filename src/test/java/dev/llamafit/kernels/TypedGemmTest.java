@@ -98,8 +98,8 @@ class TypedGemmTest {
             VECTOR.gemm(transA, transB, m, n, k, alpha, a.wide(), aOff, lda, b.wide(), bOff, ldb, beta, vWide, cOff, ldc);
             SCALAR.gemm(transA, transB, m, n, k, alpha, a.typed(), aType, aOff, lda, b.typed(), bType, bOff, ldb, beta, sTyped, cOff, ldc);
             SCALAR.gemm(transA, transB, m, n, k, alpha, a.wide(), aOff, lda, b.wide(), bOff, ldb, beta, sWide, cOff, ldc);
-            if (bType == DType.BF16 && !transA && transB && m <= VectorGemm.SKINNY_ROWS) {
-                // bf16 weights on the skinny path sum in TypedDots.skinnyBf16's own order: exactly that order (computed
+            if (bType == DType.BF16 && !transA && transB && m < TypedDots.BF16_ROWS) {
+                // bf16 weights under a few rows (decode) sum in TypedDots.skinnyBf16's own order: exactly that order (computed
                 // here in scalar code, so neither the JIT nor the tiling can change it), and within fp32 summation
                 // error of the exact product.
                 MemorySegment want = copy(c0), exact = copy(c0);
