@@ -40,7 +40,9 @@ public interface Kernels extends UpdateKernels {
     /**
      * {@link #gemm} over typed operands: A and B may each be F32, BF16 or F16 (C is always F32), offsets and strides in
      * the operand's own elements. Each 16-bit element is widened exactly to fp32 and the products accumulate in fp32, so
-     * the result equals {@link #gemm} on widened copies; with both operands F32 this <em>is</em> {@link #gemm}, bit for bit.
+     * the result is {@link #gemm} on widened copies up to summation order (the Vector backend keeps even that order except
+     * for bf16 weights under 4 rows of A, decode, which it sums in an order of its own); with both operands F32 this
+     * <em>is</em> {@link #gemm}, bit for bit.
      * The default converts through {@link ScalarKernels#gemm(boolean, boolean, int, int, int, float, MemorySegment,
      * DType, long, int, MemorySegment, DType, long, int, float, MemorySegment,
      * long, int) the specification} (slow, but right); backends that can do better override it.

@@ -31,8 +31,9 @@ import jdk.incubator.vector.VectorSpecies;
  * <p>Typed operands (BF16, F16: {@link Kernels#gemm(boolean, boolean, int, int, int, float, MemorySegment, DType, long,
  * int, MemorySegment, DType, long, int, float, MemorySegment, long, int)}) are widened to fp32 while packing, so the
  * micro-kernel is the fp32 one and the result equals the fp32 GEMM on widened copies bit for bit. The skinny path
- * (decode) reads 16-bit B in place and widens it in registers ({@link TypedDots}, whose tiles mirror the fp32 ones), and
- * widens A (at most {@link #SKINNY_ROWS} rows) once per task into a small per-thread scratch.
+ * (decode) reads 16-bit B in place and widens it in registers ({@link TypedDots}: its tiles mirror the fp32 ones bit
+ * for bit, except bf16 decode's, which widen pairs in-lane and sum in their own order), and copies A (at most {@link #SKINNY_ROWS} rows)
+ * once per task into a small per-thread scratch.
  */
 final class VectorGemm {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
@@ -152,8 +153,10 @@ final class VectorGemm {
     }
 
     /**
-     * The skinny path over typed operands: A widened once into scratch (unless F32), then B's rows [j0, j1) read in
-     * place by {@link TypedDots#skinny}, which widens 16-bit weights in registers and tiles the rows as {@link #skinnyNT}.
+     * The skinny path over typed operands, B's rows [j0, j1) read in place. BF16 B under {@link TypedDots#BF16_ROWS}
+     * rows (decode): A rearranged once per task into scratch in {@link TypedDots#pairOrder} for
+     * {@link TypedDots#skinnyBf16} (its own summation order). Otherwise A widened into scratch (unless F32), then
+     * {@link TypedDots#skinny}, which tiles the rows as {@link #skinnyNT} and keeps its sums (F32 B: skinnyNT itself).
      */
     private static void skinnyTyped(int j0, int j1, int m, int k, float alpha,
                                     MemorySegment a, DType aType, long aOff, int lda,
@@ -161,6 +164,12 @@ final class VectorGemm {
                                     float beta, MemorySegment c, long cOff, int ldc) {
         Scratch s = SCRATCH.get();
         Buffers buf = BUFFERS.get();
+        if (bType == DType.BF16 && m < TypedDots.BF16_ROWS) {
+            s.a = Scratch.ensure(s.a, (long) m * k);
+            TypedDots.pairOrder(a, aType, aOff, lda, m, k, s.a);
+            TypedDots.skinnyBf16(j0, j1, m, k, alpha, s.a, b, bOff, ldb, beta, c, cOff, ldc, buf.tile);
+            return;
+        }
         MemorySegment aw = a;
         long awOff = aOff;
         int awLd = lda;

@@ -37,8 +37,9 @@ class TypedDotsTest {
 
     /**
      * Decode-like shapes (m = 1..5; n not a multiple of 8 or of the vector length; k odd, below and above a vector):
-     * fp32 A times 16-bit B stored [n, k] equals the fp32 GEMM on widened copies bit for bit, and the specification
-     * exactly on small-integer operands, in all four transposition variants (gemmCase).
+     * fp32 A times F16 B stored [n, k] equals the fp32 GEMM on widened copies bit for bit; times BF16 B it equals
+     * skinnyBf16's scalar order bit for bit and the exact product within fp32 summation error; both equal the
+     * specification exactly on small-integer operands, in all four transposition variants (gemmCase).
      */
     @Test
     void skinnyTypedProductsAgreeOnAwkwardShapes() {
@@ -54,6 +55,24 @@ class TypedDotsTest {
                     }
                 }
             }
+        }
+    }
+
+    /**
+     * The bf16 decode product gives the same bits on every call, interpreted or compiled: 400 calls on one LM-head-like
+     * shape (k a whole number of blocks plus an odd tail), each against the scalar order.
+     */
+    @Test
+    void bf16DecodeProductKeepsItsBitsAcrossJitCompilation() {
+        int m = 1, n = 203, k = 4 * L + 5;
+        TypedGemmTest.Operand a = TypedGemmTest.operand(DType.F32, (long) m * k, 77, false);
+        TypedGemmTest.Operand b = TypedGemmTest.operand(DType.BF16, (long) n * k, 78, false);
+        MemorySegment want = TypedGemmTest.c(n, 79, false), exact = TypedGemmTest.copy(want);
+        TypedGemmTest.pairOrderGemm(m, n, k, 1f, a.wide(), 0, k, b.wide(), 0, k, 0f, want, 0, n, exact);
+        for (int run = 0; run < 400; run++) {
+            MemorySegment got = TypedGemmTest.c(n, 79, false);
+            TypedGemmTest.VECTOR.gemm(false, true, m, n, k, 1f, a.typed(), DType.F32, 0, k, b.typed(), DType.BF16, 0, k, 0f, got, 0, n);
+            TypedGemmTest.assertSameBits(want, got, "bf16 decode product, call " + run);
         }
     }
 }

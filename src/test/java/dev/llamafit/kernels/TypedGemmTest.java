@@ -1,4 +1,4 @@
-// The typed GEMM (BF16/F16 operands widened exactly, fp32 sums) against widening first and against the scalar specification.
+// The typed GEMM (BF16/F16 operands widened exactly, fp32 sums) against widening first (bf16 skinny: its own scalar order) and the specification.
 package dev.llamafit.kernels;
 
 import static dev.llamafit.tensor.Tensor.F32_LE;
@@ -98,8 +98,18 @@ class TypedGemmTest {
             VECTOR.gemm(transA, transB, m, n, k, alpha, a.wide(), aOff, lda, b.wide(), bOff, ldb, beta, vWide, cOff, ldc);
             SCALAR.gemm(transA, transB, m, n, k, alpha, a.typed(), aType, aOff, lda, b.typed(), bType, bOff, ldb, beta, sTyped, cOff, ldc);
             SCALAR.gemm(transA, transB, m, n, k, alpha, a.wide(), aOff, lda, b.wide(), bOff, ldb, beta, sWide, cOff, ldc);
-            // Converting while packing gives exactly what widening first and running the fp32 GEMM gives (C's padding included).
-            assertSameBits(vWide, vTyped, "vector typed vs widened " + what);
+            if (bType == DType.BF16 && !transA && transB && m < TypedDots.BF16_ROWS) {
+                // bf16 weights under a few rows (decode) sum in TypedDots.skinnyBf16's own order: exactly that order (computed
+                // here in scalar code, so neither the JIT nor the tiling can change it), and within fp32 summation
+                // error of the exact product.
+                MemorySegment want = copy(c0), exact = copy(c0);
+                pairOrderGemm(m, n, k, alpha, a.wide(), aOff, lda, b.wide(), bOff, ldb, beta, want, cOff, ldc, exact);
+                assertSameBits(want, vTyped, "vector bf16 skinny vs its scalar order " + what);
+                assertWithinSummationError(exact, vTyped, m, n, k, alpha, a.wide(), aOff, lda, b.wide(), bOff, ldb, beta, c0, cOff, ldc, what);
+            } else {
+                // Converting while packing gives exactly what widening first and running the fp32 GEMM gives (C's padding included).
+                assertSameBits(vWide, vTyped, "vector typed vs widened " + what);
+            }
             assertSameBits(sWide, sTyped, "scalar typed vs widened " + what);
             // With small integers every product and sum is exact, so the order of the sums cannot matter: same bits as the spec.
             // (Zero's sign may differ: it depends on where the sums start, not on any rounding.)
@@ -107,6 +117,57 @@ class TypedGemmTest {
             checks += 4;
         }
         return checks;
+    }
+
+    /**
+     * TypedDots.skinnyBf16's documented order, in scalar code: per output, L lane sums from 0, each whole block of 2·L
+     * at p adding fma(x[p+2q], w[p+2q]) then fma(x[p+2q+1], w[p+2q+1]) to lane q; lanes added left to right from 0; the
+     * tail's products (rounded) added in index order; then alpha·sum + beta·C (beta == 0 never reads C). {@code exact}
+     * gets the same outputs from double sums.
+     */
+    static void pairOrderGemm(int m, int n, int k, float alpha, MemorySegment a, long aOff, int lda,
+                              MemorySegment b, long bOff, int ldb, float beta, MemorySegment c, long cOff, int ldc,
+                              MemorySegment exact) {
+        int lanes = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED.length();
+        int blocks = k - k % (2 * lanes);
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < n; j++) {
+                long ai = aOff + (long) i * lda, bj = bOff + (long) j * ldb;
+                float[] acc = new float[lanes];
+                for (int p = 0; p < blocks; p += 2 * lanes) {
+                    for (int q = 0; q < lanes; q++) {
+                        long e = p + 2L * q;
+                        acc[q] = Math.fma(a.getAtIndex(F32_LE, ai + e), b.getAtIndex(F32_LE, bj + e), acc[q]);
+                        acc[q] = Math.fma(a.getAtIndex(F32_LE, ai + e + 1), b.getAtIndex(F32_LE, bj + e + 1), acc[q]);
+                    }
+                }
+                float sum = 0f;
+                for (float v : acc) sum += v;
+                for (int p = blocks; p < k; p++) sum += a.getAtIndex(F32_LE, ai + p) * b.getAtIndex(F32_LE, bj + p);
+                double d = 0;
+                for (int p = 0; p < k; p++) d += (double) a.getAtIndex(F32_LE, ai + p) * b.getAtIndex(F32_LE, bj + p);
+                long ci = cOff + (long) i * ldc + j;
+                float old = beta == 0f ? 0f : beta * c.getAtIndex(F32_LE, ci);
+                exact.setAtIndex(F32_LE, ci, (float) (alpha * d + (beta == 0f ? 0 : (double) beta * c.getAtIndex(F32_LE, ci))));
+                c.setAtIndex(F32_LE, ci, alpha * sum + old);
+            }
+        }
+    }
+
+    /** Each output within fp32 summation error of the exact one: (k + 2)·2⁻²³ of |alpha|·Σ|a·b| + |beta·C|. */
+    static void assertWithinSummationError(MemorySegment exact, MemorySegment got, int m, int n, int k, float alpha,
+                                           MemorySegment a, long aOff, int lda, MemorySegment b, long bOff, int ldb,
+                                           float beta, MemorySegment c0, long cOff, int ldc, String what) {
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < n; j++) {
+                double mag = 0;
+                for (int p = 0; p < k; p++)
+                    mag += Math.abs((double) a.getAtIndex(F32_LE, aOff + (long) i * lda + p) * b.getAtIndex(F32_LE, bOff + (long) j * ldb + p));
+                long ci = cOff + (long) i * ldc + j;
+                double bound = (k + 2) * 0x1p-23 * (Math.abs(alpha) * mag + Math.abs(beta * c0.getAtIndex(F32_LE, ci))) + Float.MIN_NORMAL;
+                assertEquals(exact.getAtIndex(F32_LE, ci), got.getAtIndex(F32_LE, ci), bound, what + ": C[" + i + ", " + j + "]");
+            }
+        }
     }
 
     @Test

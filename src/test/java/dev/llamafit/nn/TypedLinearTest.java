@@ -1,4 +1,4 @@
-// A dense projection over a BF16/F16 weight used in place equals the same projection over the widened fp32 weight.
+// A dense projection over a BF16/F16 weight used in place equals the same projection over the widened fp32 weight (bf16 decode rows: within summation error).
 package dev.llamafit.nn;
 
 import static dev.llamafit.tensor.Tensor.F32_LE;
@@ -30,6 +30,10 @@ class TypedLinearTest {
             assertEquals(Float.floatToRawIntBits(x.getAtIndex(F32_LE, i)), Float.floatToRawIntBits(y.getAtIndex(F32_LE, i)), what + " at " + i);
     }
 
+    static void assertClose(MemorySegment x, MemorySegment y, int n, double tol, String what) {
+        for (int i = 0; i < n; i++) assertEquals(x.getAtIndex(F32_LE, i), y.getAtIndex(F32_LE, i), tol, what + " at " + i);
+    }
+
     @Test
     void sixteenBitWeightsActLikeTheirWidenedCopies() {
         for (Kernels k : new Kernels[] {new VectorKernels(), new ScalarKernels()})
@@ -54,10 +58,18 @@ class TypedLinearTest {
             typed.forward(k, x, 0, rows, y1, 0);
             widened.forward(k, x, 0, rows, y2, 0);
             String what = k.name() + " " + type + " rows=" + rows;
-            assertSameBits(y2, y1, rows * out, "forward " + what);
             MemorySegment y3 = arena.allocate(rows * out * 4L);
             Projection.forwardFused(k, x, 0, rows, new Projection[] {typed}, new MemorySegment[] {y3});
-            assertSameBits(y2, y3, rows * out, "fused forward " + what);
+            if (type == DType.BF16 && rows < 4 && k instanceof VectorKernels) {
+                // Decode rows (fewer than 4) × bf16 weights: the vector path sums in its own order (TypedDots.skinnyBf16), so the
+                // outputs are the widened copy's within fp32 summation error (37 products of magnitude ≤ 1: 37·37·2⁻²³ < 2e-4),
+                // and the fused projection computes the same products in the same order.
+                assertClose(y2, y1, rows * out, 2e-4, "forward " + what);
+                assertSameBits(y1, y3, rows * out, "fused forward " + what);
+            } else {
+                assertSameBits(y2, y1, rows * out, "forward " + what);
+                assertSameBits(y2, y3, rows * out, "fused forward " + what);
+            }
             MemorySegment dx1 = floats(arena, rows * in, 5), dx2 = floats(arena, rows * in, 5);
             typed.backward(k, x, 0, dY, 0, rows, dx1, 0, true, null, null);
             widened.backward(k, x, 0, dY, 0, rows, dx2, 0, true, null, null);
