@@ -42,7 +42,7 @@ import picocli.CommandLine.Spec;
 import picocli.CommandLine.Model.CommandSpec;
 
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks (not tests): kernels and generation.",
-        subcommands = {BenchCommand.Gemm.class, BenchCommand.Generate.class, BenchTrainCommand.class})
+        subcommands = {BenchCommand.Gemm.class, BenchCommand.Generate.class, BenchTrainCommand.class, BenchAttentionCommand.class})
 final class BenchCommand implements Runnable {
     @Spec CommandSpec spec;
 

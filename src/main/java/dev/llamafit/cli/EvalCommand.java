@@ -45,6 +45,7 @@ final class EvalCommand implements Callable<Integer> {
     @Option(names = "--json", description = "Print one JSON object.") boolean json;
 
     @picocli.CommandLine.Mixin NonFiniteOption nonFinite;
+    @picocli.CommandLine.Mixin AttentionOption attention;
 
     @Override
     public Integer call() throws Exception {
@@ -66,7 +67,8 @@ final class EvalCommand implements Callable<Integer> {
             LoadedDataset d = Datasets.load(data, tokenizer, model, dataOptions);
             int padId = tokenizer.eosId() >= 0 ? tokenizer.eosId() : 0;
             TrainingStep.Loss loss;
-            try (TrainingStep step = new TrainingStep(folder.config(), folder.weights(), k, ledger, batchSize, seqLen)) {
+            dev.llamafit.model.Technique forward = dev.llamafit.model.Technique.FULL.withAttention(Main.userInput(attention::attention));
+            try (TrainingStep step = new TrainingStep(folder.config(), folder.weights(), k, ledger, batchSize, seqLen, forward, 0)) {
                 loss = Trainer.evaluate(step, d.examples(), batchSize, seqLen, padId);
             }
             double mean = loss.mean();

@@ -67,6 +67,7 @@ final class GenerateCommand implements Callable<Integer> {
     boolean json;
 
     @picocli.CommandLine.Mixin NonFiniteOption nonFinite;
+    @picocli.CommandLine.Mixin AttentionOption attention;
 
     @Override
     public Integer call() throws Exception {
@@ -76,12 +77,13 @@ final class GenerateCommand implements Callable<Integer> {
     private Integer run() {
         if (maxNewTokens < 0) throw new InputException("--max-new-tokens must be >= 0, got " + maxNewTokens);
         Sampler sampler = Main.userInput(() -> new Sampler(temperature, topK, topP, seed));
+        dev.llamafit.model.Technique.Attention attentionKind = Main.userInput(attention::attention);
         PrintWriter out = spec.commandLine().getOut();
         MemoryLedger ledger = MemoryLedger.global();
         Kernels kernels = KernelBackends.get();
         Tokenizer tokenizer = Tokenizers.load(model);
         try (ModelFolder folder = openModel(model, adapter, WeightDtype.of(dtype), ledger, kernels);
-             LlamaModel llama = folder.newModel(kernels, ledger)) {
+             LlamaModel llama = new LlamaModel(folder.config(), folder.weights(), kernels, ledger, attentionKind)) {
             int[] promptIds = tokenizer.encode(prompt, !noBos && tokenizer.addBosByDefault());
             if (promptIds.length == 0)
                 throw new InputException("empty prompt and no BOS token: nothing to condition on");

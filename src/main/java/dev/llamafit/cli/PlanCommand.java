@@ -60,7 +60,7 @@ final class PlanCommand implements Callable<Integer> {
     @Option(names = "--workers", defaultValue = "1", description = "Data-parallel workers / GPUs (pytorch runtime) (default: ${DEFAULT-VALUE}).") int workers;
     @Option(names = "--offload", defaultValue = "none", description = "none, or (pytorch runtime) cpu or disk (default: ${DEFAULT-VALUE}).") String offload;
     @Option(names = "--runtime", description = "llamafit (CPU) or pytorch (CUDA); default: pytorch for a GPU device, else llamafit.") String runtime;
-    @Option(names = "--attention", description = "eager, or (pytorch runtime) flash (default: flash for pytorch, eager for llamafit).") String attention;
+    @Option(names = "--attention", description = "eager or flash (default: flash for pytorch, eager for llamafit).") String attention;
     @Option(names = "--stack", defaultValue = "hf", description = "PyTorch stack conventions (pytorch runtime): hf or torchtune (default: ${DEFAULT-VALUE}).") String stack;
     @Option(names = "--sharding", description = "(pytorch runtime) With --zero: deepspeed (ZeRO) or fsdp (PyTorch FSDP); with --zero 0 and --workers > 1 also ddp (DistributedDataParallel, whose buckets copy the gradients) (default: ddp for --zero 0 with --workers > 1, what torchrun and accelerate launch run; otherwise deepspeed).") String sharding;
     @Option(names = "--shard-embeddings", description = "(pytorch runtime) With --sharding fsdp: wrap the embedding and LM head as units of their own (torchtune's custom_sharded_layers) instead of leaving them in the root unit, which stays gathered through forward and backward.") boolean shardEmbeddings;
@@ -151,13 +151,12 @@ final class PlanCommand implements Callable<Integer> {
             // The engine: what it cannot run is named, all of it, with what to give instead.
             List<String> pytorchOnly = new ArrayList<>();
             Technique t = Main.userInput(() -> technique.technique(Main.userInput(() -> Technique.parse(Technique.Precision.class, "--precision", precision), null),
-                    inference ? null : parsedBaseDtype(), 16, false, gradAccum), errors);
+                    inference ? null : parsedBaseDtype(), 16, false, gradAccum).withAttention(AttentionOption.parse(attention)), errors);
             if (t != null) pytorchOnly.addAll(inference ? t.notImplemented().stream().filter(x -> !x.startsWith("--base-dtype")).toList() : t.notImplemented());
             if (inference && weightsDtype != null && weightsDtype != Technique.BaseDtype.FP32) pytorchOnly.add("--base-dtype " + Technique.name(weightsDtype));
             if (zero != 0) pytorchOnly.add("--zero " + zero);
             if (workers != 1) pytorchOnly.add("--workers " + workers);
             if (!offload.equalsIgnoreCase("none")) pytorchOnly.add("--offload " + offload);
-            if (attention != null && attention.equalsIgnoreCase("flash")) pytorchOnly.add("flash attention (--attention flash)");
             if (optimizerInBackward) pytorchOnly.add("optimizer in backward");
             if (pagedOptimizer) pytorchOnly.add("paged optimizer states");
             if (activationOffload) pytorchOnly.add("activation offloading");
@@ -183,7 +182,7 @@ final class PlanCommand implements Callable<Integer> {
                 errors.add("the llamafit runtime " + (inference ? "runs" : "trains") + " on the CPU; plan a GPU with --runtime pytorch, or use --device cpu / --memory SIZE");
             if (!errors.isEmpty() || t == null) throw new InputException(String.join("; ", errors));
             req = new Request(false, t, technique.batchSize, technique.seqLen, null);
-            planner = inference ? (b, len) -> InferencePlanner.plan(config, b, len, maxNewTokens, dev)
+            planner = inference ? (b, len) -> InferencePlanner.plan(config, b, len, maxNewTokens, dev, t.attention())
                     : (b, len) -> Planner.plan(config, t, b, len, dev);
         } else {
             if (dev != null && !dev.gpu())

@@ -75,6 +75,8 @@ abstract class TechniqueOptions {
 
         Technique.Precision precision() { return Technique.parse(Technique.Precision.class, "--precision", precision); }
 
+        @Option(names = "--attention", paramLabel = "eager|flash", description = AttentionOption.DESCRIPTION) String attention;
+
         @Override String optimizerFlag() { return optimizer; }
     }
 

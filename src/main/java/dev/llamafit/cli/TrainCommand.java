@@ -90,7 +90,8 @@ final class TrainCommand implements Callable<Integer> {
     private Integer run() throws Exception {
         // Flags become records here: what they cannot describe, or what the engine does not run, is bad input (exit 2).
         Technique.BaseDtype base = baseDtype();
-        Technique t = Main.userInput(() -> technique.technique(technique.precision(), base, loraAlpha, useRslora, gradAccum));
+        Technique t = Main.userInput(() -> technique.technique(technique.precision(), base, loraAlpha, useRslora, gradAccum)
+                .withAttention(AttentionOption.parse(technique.attention)));
         if (!t.notImplemented().isEmpty()) throw new InputException(Planner.notImplementedMessage(t.notImplemented()));
         LoraConfig lora = t.lora();
         TrainOptions o = Main.userInput(() -> new TrainOptions(model, data, output, steps, epochs, technique.batchSize, technique.seqLen, lr, schedule.name(),

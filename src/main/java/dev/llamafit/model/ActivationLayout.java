@@ -5,6 +5,7 @@ import java.util.List;
 
 import dev.llamafit.memory.Category;
 import dev.llamafit.nn.Attention;
+import dev.llamafit.nn.FlashAttention;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Shape;
 import dev.llamafit.tensor.TensorSpec;
@@ -18,8 +19,15 @@ import dev.llamafit.tensor.TensorSpec;
  * @param kvLength     longest key length attended to (T, or the KV cache's capacity)
  * @param logitsRows   rows of logits produced: B·T (all positions) or B (last position only)
  * @param threads      parallel chunks that each get an attention score scratch
+ * @param attention    eager: each chunk's scratch is a [T, kvLength] score matrix; flash: tiles, O(T·D)
  */
-public record ActivationLayout(LlamaConfig config, int batch, int tokens, int kvLength, int logitsRows, int threads) {
+public record ActivationLayout(LlamaConfig config, int batch, int tokens, int kvLength, int logitsRows, int threads,
+                               Technique.Attention attention) {
+
+    /** With the default attention. */
+    public ActivationLayout(LlamaConfig config, int batch, int tokens, int kvLength, int logitsRows, int threads) {
+        this(config, batch, tokens, kvLength, logitsRows, threads, Technique.DEFAULT_ATTENTION);
+    }
 
     /** One buffer: what it is and which ledger category it is filed under. */
     public record Slot(TensorSpec spec, Category category) {
@@ -47,7 +55,8 @@ public record ActivationLayout(LlamaConfig config, int batch, int tokens, int kv
                 act("h_gate", Shape.of(n, f), "mlp"),
                 act("h_up", Shape.of(n, f), "mlp"),
                 act("logits", Shape.of(logitsRows, config.vocabSize()), "lm_head"),
-                new Slot(new TensorSpec("attention_scores", Shape.of(threads, Attention.scratchPerChunk(tokens, kvLength)),
+                new Slot(new TensorSpec("attention_scores", Shape.of(threads, attention == Technique.Attention.FLASH
+                        ? FlashAttention.scratchPerThread(tokens, kvLength, config.headDim()) : Attention.scratchPerChunk(tokens, kvLength)),
                         DType.F32, "attention"), Category.WORKSPACE));
     }
 

@@ -14,6 +14,7 @@ import java.util.Map;
 
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.nn.Attention;
+import dev.llamafit.nn.FlashAttention;
 import dev.llamafit.nn.LoraLinear;
 import dev.llamafit.nn.Projection;
 import dev.llamafit.nn.RmsNorm;
@@ -93,9 +94,11 @@ final class Block {
      * @param train     dropout on (a training forward); off for evaluation and inference
      * @param seed      this step's dropout seed; each (layer, module) derives its own mask from it
      * @param half      mixed-precision training's 16-bit type, or null (fp32; inference)
+     * @param flash     tiled attention (saves lse, not probs), or null for eager {@code attention}
+     * @param attentionScratch training: flash attention's per-thread scratch (forward and backward); else unused
      */
     record Context(Kernels kernels, Rope rope, Attention attention, LlamaConfig config, int batch, int seqLen, int[] positions,
-                   boolean train, long seed, DType half) {
+                   boolean train, long seed, DType half, FlashAttention flash, MemorySegment attentionScratch) {
         int rows() { return batch * seqLen; }
     }
 
@@ -162,7 +165,8 @@ final class Block {
             keys = new Attention.KvView(s.k(), 0, (long) c.seqLen() * kvDim, d, kvDim);
             values = new Attention.KvView(s.v(), 0, (long) c.seqLen() * kvDim, d, kvDim);
         }
-        c.attention().forward(kk, c.batch(), c.seqLen(), startPos, s.q(), keys, values, s.scores(), s.att());
+        if (c.flash() != null) c.flash().forwardCached(kk, c.batch(), c.seqLen(), startPos, s.q(), keys, values, s.scores(), s.att());
+        else c.attention().forward(kk, c.batch(), c.seqLen(), startPos, s.q(), keys, values, s.scores(), s.att());
         project(c, null, O, s.att(), s.xn());
         kk.add(x, 0, s.xn(), 0, nc);
         mlpNorm.forward(kk, x, 0, n, s.xn(), 0);
@@ -178,7 +182,9 @@ final class Block {
         attnNorm.forward(kk, a.xIn(), 0, n, a.xnAttn(), 0, a.invRmsAttn(), 0);
         round(c, a.xnAttn(), nc); // the q/k/v GEMMs' 16-bit input
         queryKeyValue(c, a, a.xnAttn(), a.q(), a.k(), a.v());
-        c.attention().forwardTraining(kk, c.batch(), c.seqLen(), a.q(), a.k(), a.v(), a.probs(), 0, a.att());
+        if (c.flash() != null)
+            c.flash().forward(kk, c.batch(), c.seqLen(), a.q(), a.k(), a.v(), a.att(), a.lse(), 0, c.attentionScratch());
+        else c.attention().forwardTraining(kk, c.batch(), c.seqLen(), a.q(), a.k(), a.v(), a.probs(), 0, a.att());
         round(c, a.att(), (long) n * c.config().qDim());
         project(c, a, O, a.att(), a.xMid());
         round(c, a.xMid(), nc);   // o's 16-bit output, added to the fp32 residual
@@ -274,7 +280,10 @@ final class Block {
         // Attention branch: x_mid = x_in + o(attention(...))
         projectBackward(c, a, s, O, a.att(), rounded(c, dX, s.dXn(), nc), s.dAtt(), false);
         round(c, s.dAtt(), nq);
-        c.attention().backward(kk, c.batch(), c.seqLen(), a.q(), a.k(), a.v(), a.probs(), 0, s.dAtt(),
+        if (c.flash() != null)
+            c.flash().backward(kk, c.batch(), c.seqLen(), a.q(), a.k(), a.v(), a.att(), a.lse(), 0, s.dAtt(),
+                    s.dQ(), s.dK(), s.dV(), s.attention());
+        else c.attention().backward(kk, c.batch(), c.seqLen(), a.q(), a.k(), a.v(), a.probs(), 0, s.dAtt(),
                 s.dQ(), s.dK(), s.dV(), s.attention());
         c.rope().backward(kk, s.dQ(), 0, cfg.qDim(), n, cfg.numHeads(), c.positions());
         c.rope().backward(kk, s.dK(), 0, cfg.kvDim(), n, cfg.numKvHeads(), c.positions());

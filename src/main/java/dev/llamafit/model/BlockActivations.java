@@ -22,7 +22,8 @@ record BlockActivations(
         MemorySegment q,          // [N, H·D] after RoPE
         MemorySegment k,          // [N, KvH·D] after RoPE
         MemorySegment v,          // [N, KvH·D]
-        MemorySegment probs,      // [B, H, T, T]
+        MemorySegment probs,      // [B, H, T, T] (eager attention), else null
+        MemorySegment lse,        // [B, H, T] (flash attention), else null
         MemorySegment att,        // [N, H·D]
         MemorySegment xMid,       // [N, C] residual after attention
         MemorySegment xnMlp,      // [N, C]
@@ -67,7 +68,7 @@ record BlockActivations(
             x[m.ordinal()] = find(buffers, p, m.key() + ".lora_x");
         }
         return new BlockActivations(get(buffers, p, "x_in"), get(buffers, p, "xn_attn"), get(buffers, p, "inv_rms_attn"),
-                get(buffers, p, "q"), get(buffers, p, "k"), get(buffers, p, "v"), get(buffers, p, "probs"),
+                get(buffers, p, "q"), get(buffers, p, "k"), get(buffers, p, "v"), find(buffers, p, "probs"), find(buffers, p, "lse"),
                 get(buffers, p, "att"), get(buffers, p, "x_mid"), get(buffers, p, "xn_mlp"), get(buffers, p, "inv_rms_mlp"),
                 get(buffers, p, "gate"), get(buffers, p, "up"), get(buffers, p, "h"), u, x, List.copyOf(halves));
     }

@@ -11,6 +11,7 @@ import dev.llamafit.kernels.Kernels;
 import dev.llamafit.kernels.Parallel;
 import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.nn.Attention;
+import dev.llamafit.nn.FlashAttention;
 import dev.llamafit.nn.Linear;
 import dev.llamafit.nn.Projection;
 import dev.llamafit.nn.RmsNorm;
@@ -38,10 +39,19 @@ public final class LlamaModel implements AutoCloseable {
     private final Projection lmHead;    // [V, C]
     private final Rope rope;
     private final Attention attention;
+    private final Technique.Attention attentionKind;
+    private final FlashAttention flash; // flash attention, else null
     private Buffers buffers;
 
     public LlamaModel(LlamaConfig config, Map<String, Tensor> weights, Kernels kernels, MemoryLedger ledger) {
+        this(config, weights, kernels, ledger, Technique.DEFAULT_ATTENTION);
+    }
+
+    /** @param attentionKind eager, or flash (tiled over the KV cache: no [T, kvLength] score matrix) */
+    public LlamaModel(LlamaConfig config, Map<String, Tensor> weights, Kernels kernels, MemoryLedger ledger,
+                      Technique.Attention attentionKind) {
         this.config = config;
+        this.attentionKind = attentionKind;
         this.kernels = kernels;
         this.ledger = ledger;
         for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) {
@@ -61,6 +71,8 @@ public final class LlamaModel implements AutoCloseable {
         this.lmHead = Projection.of(config.tieWordEmbeddings() ? embedding : weights.get(ParameterLayout.LM_HEAD), null);
         this.rope = newRope(config, ledger);
         this.attention = new Attention(config.numHeads(), config.numKvHeads(), config.headDim(), config.slidingWindow());
+        this.flash = attentionKind == Technique.Attention.FLASH
+                ? new FlashAttention(config.numHeads(), config.numKvHeads(), config.headDim(), config.slidingWindow(), null) : null;
     }
 
     static Rope newRope(LlamaConfig c, MemoryLedger ledger) {
@@ -111,7 +123,7 @@ public final class LlamaModel implements AutoCloseable {
         }
         int kvCapacity = cache == null ? t : cache.capacity();
         int logitsRows = which == Logits.ALL ? batch * t : batch;
-        Buffers buf = buffers(new ActivationLayout(config, batch, t, kvCapacity, logitsRows, Parallel.threads()));
+        Buffers buf = buffers(new ActivationLayout(config, batch, t, kvCapacity, logitsRows, Parallel.threads(), attentionKind));
 
         int n = batch * t, c = config.hiddenSize();
         int[] flat = new int[n];
@@ -124,7 +136,7 @@ public final class LlamaModel implements AutoCloseable {
         Kernels k = kernels;
         MemorySegment x = buf.get("x"), xn = buf.get("xn");
         k.embedding(x, 0, embedding.segment(), embedding.dtype(), config.vocabSize(), c, flat);
-        Block.Context ctx = new Block.Context(k, rope, attention, config, batch, t, positions, false, 0, null);
+        Block.Context ctx = new Block.Context(k, rope, attention, config, batch, t, positions, false, 0, null, flash, null);
         Block.Scratch scratch = new Block.Scratch(xn, buf.get("q"), buf.get("k"), buf.get("v"), buf.get("att"),
                 buf.get("attention_scores"), buf.get("h_gate"), buf.get("h_up"));
         for (Block block : blocks) block.forward(ctx, x, scratch, cache, startPos);

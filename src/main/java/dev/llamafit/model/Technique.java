@@ -22,9 +22,11 @@ import java.util.Locale;
  * @param checkpointEvery       N ≥ 1: with checkpointing, blocks whose index is a multiple of N are checkpointed
  * @param gradAccum             micro-batches per optimizer step (k ≥ 1); the engine keeps its gradients for the whole run,
  *                              so accumulation changes time, not memory
+ * @param attention             eager (saves the softmax probabilities, B·H·T² per block) or flash (tiled, saves one
+ *                              log-sum-exp per row)
  */
 public record Technique(Method method, LoraConfig lora, Precision precision, BaseDtype baseDtype, Optimizer optimizer,
-                        boolean gradientCheckpointing, int checkpointEvery, int gradAccum) {
+                        boolean gradientCheckpointing, int checkpointEvery, int gradAccum, Attention attention) {
 
     /** Full fine-tuning or low-rank adapters on a frozen base. */
     public enum Method { FULL, LORA, QLORA }
@@ -50,6 +52,12 @@ public record Technique(Method method, LoraConfig lora, Precision precision, Bas
         public int floatBytes() { return this == FP32 ? 4 : this == BF16 || this == FP16 ? 2 : 0; }
     }
 
+    /** How attention runs: eager (probabilities kept for backward) or flash (tiled, online softmax, recomputed). */
+    public enum Attention { EAGER, FLASH }
+
+    /** The attention a technique gets when none is named. */
+    public static final Attention DEFAULT_ATTENTION = Attention.EAGER;
+
     /** AdamW (fp32 states), AdamW with 8-bit states, SGD with momentum. */
     public enum Optimizer { ADAMW, ADAMW8BIT, SGD }
 
@@ -60,6 +68,17 @@ public record Technique(Method method, LoraConfig lora, Precision precision, Bas
             throw new IllegalArgumentException(method == Method.FULL ? "full fine-tuning takes no LoRA settings" : "--method " + name(method) + " needs LoRA settings");
         if (checkpointEvery < 1) throw new IllegalArgumentException("--checkpoint-every must be >= 1, got " + checkpointEvery);
         if (gradAccum < 1) throw new IllegalArgumentException("--grad-accum must be >= 1, got " + gradAccum);
+        if (attention == null) throw new IllegalArgumentException("an attention kind is required");
+    }
+
+    /** With the default attention ({@link #DEFAULT_ATTENTION}). */
+    public Technique(Method method, LoraConfig lora, Precision precision, BaseDtype baseDtype, Optimizer optimizer,
+                     boolean gradientCheckpointing, int checkpointEvery, int gradAccum) {
+        this(method, lora, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, gradAccum, DEFAULT_ATTENTION);
+    }
+
+    public Technique withAttention(Attention a) {
+        return new Technique(method, lora, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, gradAccum, a);
     }
 
     /** Full fine-tuning in fp32 with AdamW, no checkpointing, no accumulation. */
@@ -93,22 +112,22 @@ public record Technique(Method method, LoraConfig lora, Precision precision, Bas
     public int checkpointInterval() { return gradientCheckpointing ? checkpointEvery : 0; }
 
     public Technique withGradientCheckpointing(boolean on, int every) {
-        return new Technique(method, lora, precision, baseDtype, optimizer, on, every, gradAccum);
+        return new Technique(method, lora, precision, baseDtype, optimizer, on, every, gradAccum, attention);
     }
 
     public Technique withOptimizer(Optimizer o) {
-        return new Technique(method, lora, precision, baseDtype, o, gradientCheckpointing, checkpointEvery, gradAccum);
+        return new Technique(method, lora, precision, baseDtype, o, gradientCheckpointing, checkpointEvery, gradAccum, attention);
     }
 
     public Technique withMethod(Method m, LoraConfig l, BaseDtype base) {
-        return new Technique(m, l, precision, base, optimizer, gradientCheckpointing, checkpointEvery, gradAccum);
+        return new Technique(m, l, precision, base, optimizer, gradientCheckpointing, checkpointEvery, gradAccum, attention);
     }
 
     /** How many of {@code layers} blocks are checkpointed. */
     public int checkpointedBlocks(int layers) { return gradientCheckpointing ? (layers + checkpointEvery - 1) / checkpointEvery : 0; }
 
     public Technique withGradAccum(int k) {
-        return new Technique(method, lora, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, k);
+        return new Technique(method, lora, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, k, attention);
     }
 
     /**

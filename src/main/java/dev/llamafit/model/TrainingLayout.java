@@ -7,6 +7,7 @@ import java.util.List;
 import dev.llamafit.memory.Category;
 import dev.llamafit.nn.Attention;
 import dev.llamafit.nn.CrossEntropy;
+import dev.llamafit.nn.FlashAttention;
 import dev.llamafit.nn.Rope;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Shape;
@@ -25,7 +26,8 @@ import dev.llamafit.tensor.TensorSpec;
  * <p><b>What a block saves.</b> Full fine-tuning: all 14 tensors of {@link BlockActivations}. With LoRA the base is
  * frozen, so a tensor that only a base weight gradient reads is not kept:
  * <ul>
- * <li>always kept (input gradient needs them): x_in and inv_rms_attn (attention norm backward), q, k, v, probs
+ * <li>always kept (input gradient needs them): x_in and inv_rms_attn (attention norm backward), q, k, v, probs (or,
+ *     with flash attention, lse [B, H, T])
  *     (attention backward), x_mid and inv_rms_mlp (MLP norm backward), gate and up (SwiGLU backward);</li>
  * <li>the inputs of the linear layers, xn_attn (q/k/v), att (o), xn_mlp (gate/up) and h (down), are kept only when
  *     an adapter reads them in backward, i.e. its module is targeted and lora_dropout = 0; otherwise they are
@@ -114,6 +116,12 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
 
     /** N = B·T. */
     public int rows() { return batch * seqLen; }
+
+    /**
+     * Flash attention: a block saves one log-sum-exp per query row ({@code lse} [B, H, T]) instead of the probabilities
+     * ({@code probs} [B, H, T, T]), and the per-thread attention scratch holds tiles, O(T·D) rather than T².
+     */
+    public boolean flash() { return technique.attention() == Technique.Attention.FLASH; }
 
     /**
      * The 16-bit type activations are rounded to (BF16 or F16: mixed precision, and bf16-pure, which rounds as bf16
@@ -216,7 +224,8 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
                 act(p + "q", Shape.of(n, config.qDim()), "attention"),
                 act(p + "k", Shape.of(n, config.kvDim()), "attention"),
                 act(p + "v", Shape.of(n, config.kvDim()), "attention"),
-                act(p + "probs", Shape.of(batch, config.numHeads(), seqLen, seqLen), "attention"),
+                flash() ? act(p + "lse", Shape.of(batch, config.numHeads(), seqLen), "attention")
+                        : act(p + "probs", Shape.of(batch, config.numHeads(), seqLen, seqLen), "attention"),
                 act(p + "att", Shape.of(n, config.qDim()), "attention"),
                 act(p + "x_mid", Shape.of(n, c), "residual"),
                 act(p + "xn_mlp", Shape.of(n, c), "norm"),
@@ -285,8 +294,9 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
                 act("grad.v", Shape.of(n, config.kvDim()), "backward"),
                 act("grad.h", Shape.of(n, f), "backward"),
                 act("grad.up", Shape.of(n, f), "backward"),
-                new ActivationLayout.Slot(new TensorSpec("attention_backward_scratch",
-                        Shape.of(threads, Attention.backwardScratchPerChunk(seqLen)), DType.F32, "attention"), Category.WORKSPACE),
+                new ActivationLayout.Slot(new TensorSpec("attention_backward_scratch", Shape.of(threads, flash()
+                        ? FlashAttention.scratchPerThread(seqLen, seqLen, config.headDim()) : Attention.backwardScratchPerChunk(seqLen)),
+                        DType.F32, "attention"), Category.WORKSPACE),
                 new ActivationLayout.Slot(new TensorSpec("loss_logits",
                         Shape.of(CrossEntropy.scratchElements(lossChunkRows, config.vocabSize())), DType.F32, "lm_head"), Category.WORKSPACE)));
         if (pure()) {

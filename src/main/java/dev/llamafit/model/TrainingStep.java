@@ -14,6 +14,7 @@ import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.nn.Attention;
 import dev.llamafit.nn.CrossEntropy;
 import dev.llamafit.nn.Embedding;
+import dev.llamafit.nn.FlashAttention;
 import dev.llamafit.nn.Linear;
 import dev.llamafit.nn.RmsNorm;
 import dev.llamafit.nn.Rope;
@@ -68,6 +69,7 @@ public final class TrainingStep implements AutoCloseable {
     private final Tensor dEmbedding; // [V, C], null when frozen
     private final Rope rope;
     private final Attention attention;
+    private final FlashAttention flash; // --attention flash, else null
     private final Block.Grads scratch;
 
     /** Loss summed over the counted tokens, and their number. */
@@ -164,6 +166,7 @@ public final class TrainingStep implements AutoCloseable {
         syncWorkingCopies();
         this.rope = r;
         this.attention = new Attention(config.numHeads(), config.numKvHeads(), config.headDim(), config.slidingWindow(), half);
+        this.flash = layout.flash() ? new FlashAttention(config.numHeads(), config.numKvHeads(), config.headDim(), config.slidingWindow(), half) : null;
         this.embedding = new Embedding(weights.get(ParameterLayout.EMBED)); // the fp32 master: autocast looks rows up in fp32
         this.dEmbedding = g.get(ParameterLayout.EMBED);
         for (int l = 0; l < config.numLayers(); l++) {
@@ -348,7 +351,8 @@ public final class TrainingStep implements AutoCloseable {
         int[] positions = new int[n];
         for (int i = 0; i < n; i++) positions[i] = i % t;
         long stepSeed = seed + 0x9E3779B97F4A7C15L * calls; // dropout masks: fresh per step, reproducible from the seed
-        return new Block.Context(kernels, rope, attention, config, b, t, positions, backward, stepSeed, half);
+        return new Block.Context(kernels, rope, attention, config, b, t, positions, backward, stepSeed, half, flash,
+                seg("attention_backward_scratch"));
     }
 
     /** Embedding, every block (saving for backward when asked) and the final norm; returns its output, the head's input. */

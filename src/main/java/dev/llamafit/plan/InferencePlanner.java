@@ -10,6 +10,7 @@ import dev.llamafit.model.ActivationLayout;
 import dev.llamafit.model.KvCache;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.ParameterLayout;
+import dev.llamafit.model.Technique;
 import dev.llamafit.nn.Rope;
 import dev.llamafit.tensor.DType;
 
@@ -30,19 +31,24 @@ public final class InferencePlanner {
 
     /** The engine's memory for generating {@code newTokens} after a {@code promptLen}-token prompt, {@code batch} sequences, fp32. */
     public static MemoryPlan plan(LlamaConfig c, int batch, int promptLen, int newTokens, Device device) {
+        return plan(c, batch, promptLen, newTokens, device, Technique.DEFAULT_ATTENTION);
+    }
+
+    /** As {@link #plan(LlamaConfig, int, int, int, Device)} with eager or flash attention (its scratch differs). */
+    public static MemoryPlan plan(LlamaConfig c, int batch, int promptLen, int newTokens, Device device, Technique.Attention attention) {
         checkShape(c, batch, promptLen, newTokens);
         if (device.gpu()) throw new IllegalArgumentException("the llamafit runtime runs on the CPU; plan a GPU with --runtime pytorch");
         Planner.checkTokens(batch, promptLen);
         try {
-            return engine(c, batch, promptLen, newTokens, device);
+            return engine(c, batch, promptLen, newTokens, device, attention);
         } catch (ArithmeticException overflow) {
             throw Planner.tooLarge(batch, promptLen);
         }
     }
 
-    private static MemoryPlan engine(LlamaConfig c, int batch, int promptLen, int newTokens, Device device) {
+    private static MemoryPlan engine(LlamaConfig c, int batch, int promptLen, int newTokens, Device device, Technique.Attention attention) {
         int capacity = capacity(c, promptLen, newTokens);
-        ActivationLayout prefill = new ActivationLayout(c, batch, promptLen, capacity, batch, device.threads());
+        ActivationLayout prefill = new ActivationLayout(c, batch, promptLen, capacity, batch, device.threads(), attention);
         List<Component> comps = new ArrayList<>();
         comps.add(Component.constant("weights", Column.DEVICE, Category.WEIGHTS, ParameterLayout.of(c, DType.F32).bytes(),
                 "fp32 parameters, memory-mapped from safetensors: Σ ParameterLayout"));

@@ -65,28 +65,36 @@ class LedgerMatchTest {
         List<Arguments> a = new ArrayList<>();
         for (String shape : List.of("tiny", "stories15M"))
             for (boolean lora : List.of(false, true))
-                for (boolean gc : List.of(false, true)) a.add(Arguments.of(shape, lora, gc, 2, "bf16", 0.0));
-        a.add(Arguments.of("tiny", false, false, 3, "fp16", 0.0));
-        a.add(Arguments.of("tiny", true, true, 1, "fp16", 0.1));
-        a.add(Arguments.of("stories15M", true, false, 2, "bf16", 0.1));
+                for (boolean gc : List.of(false, true)) a.add(Arguments.of(shape, lora, gc, 2, "bf16", 0.0, "eager"));
+        a.add(Arguments.of("tiny", false, false, 3, "fp16", 0.0, "eager"));
+        a.add(Arguments.of("tiny", true, true, 1, "fp16", 0.1, "eager"));
+        a.add(Arguments.of("stories15M", true, false, 2, "bf16", 0.1, "eager"));
+        // Flash attention: lse instead of probs, tiles instead of the T² scratch, in fp32 and bf16.
+        for (String shape : List.of("tiny", "stories15M"))
+            for (boolean lora : List.of(false, true))
+                for (boolean gc : List.of(false, true)) a.add(Arguments.of(shape, lora, gc, 2, "fp32", 0.0, "flash"));
+        a.add(Arguments.of("stories15M", false, false, 1, "bf16", 0.0, "flash"));
+        a.add(Arguments.of("tiny", true, true, 3, "bf16", 0.1, "flash"));
         return a;
     }
 
-    @ParameterizedTest(name = "{0} lora={1} gc={2} B={3} {4} dropout={5}")
+    @ParameterizedTest(name = "{0} lora={1} gc={2} B={3} {4} dropout={5} {6}")
     @MethodSource("mixed")
-    void planEqualsLedgerInMixedPrecision(String shapeName, boolean lora, boolean gc, int batch, String precision, double dropout) {
+    void planEqualsLedgerInMixedPrecision(String shapeName, boolean lora, boolean gc, int batch, String precision, double dropout,
+                                          String attention) {
         LlamaConfig c = shape(shapeName);
         LoraConfig adapters = lora ? new LoraConfig(4, 16, dropout, List.of("q_proj", "v_proj", "down_proj"), false) : null;
         Technique technique = new Technique(lora ? Technique.Method.LORA : Technique.Method.FULL, adapters,
                 Technique.parse(Technique.Precision.class, "--precision", precision), lora ? Technique.BaseDtype.FP32 : null,
-                Technique.Optimizer.ADAMW, gc, 1, 1);
+                Technique.Optimizer.ADAMW, gc, 1, 1, Technique.parse(Technique.Attention.class, "--attention", attention));
         MemoryPlan plan = Planner.plan(c, technique, batch, T, Devices.cpu(64L << 30, Parallel.threads()));
 
         // The fp32 weights: the masters of full fine-tuning (as Trainer files them), or an fp32 base (LoRA).
         MemoryLedger ledger = new MemoryLedger(), scratch = new MemoryLedger();
         Map<String, Tensor> random = RandomModels.weights(c, scratch, 5, 0.05), w = new java.util.LinkedHashMap<>();
         for (Map.Entry<String, Tensor> e : random.entrySet()) {
-            Tensor t = Tensor.allocate(ledger, lora ? Category.WEIGHTS : Category.MASTER_WEIGHTS, e.getKey(), DType.F32, e.getValue().shape());
+            Tensor t = Tensor.allocate(ledger, lora || !technique.precision().mixed() ? Category.WEIGHTS : Category.MASTER_WEIGHTS,
+                    e.getKey(), DType.F32, e.getValue().shape());
             java.lang.foreign.MemorySegment.copy(e.getValue().segment(), 0, t.segment(), 0, t.bytes());
             w.put(e.getKey(), t);
         }
