@@ -109,7 +109,7 @@ class FlashAttentionTest {
 
     @Test
     void matchesEagerOnAwkwardLengths() {
-        for (int t : new int[] {1, 3, 17, 64, 65, 255}) compare(K, 2, 4, 2, 16, 0, t, null, 1e-5);
+        for (int t : new int[] {1, 3, 17, 64, 65, 129, 255, 300}) compare(K, 2, 4, 2, 16, 0, t, null, 1e-5);
         compare(K, 1, 2, 1, 16, 0, 1000, null, 1e-5);
     }
 
@@ -145,7 +145,7 @@ class FlashAttentionTest {
     /** Prefill and decode through a KV-cache layout [B, KvH, capacity, D]: flash equals Attention.forward. */
     @Test
     void cachedInferenceMatchesEager() {
-        int[][] cases = {{0, 40, 0}, {0, 130, 0}, {37, 1, 0}, {37, 1, 5}, {37, 3, 0}, {600, 1, 0}, {20, 70, 64}};
+        int[][] cases = {{0, 40, 0}, {0, 130, 0}, {37, 1, 0}, {37, 1, 5}, {37, 3, 0}, {600, 1, 0}, {20, 70, 64}, {300, 200, 0}, {5000, 1, 0}, {5000, 2, 64}};
         for (int[] c : cases) {
             int startPos = c[0], t = c[1], window = c[2];
             int batch = 2, heads = 8, kvHeads = 2, headDim = 16, capacity = startPos + t + 5, kvLen = startPos + t;
