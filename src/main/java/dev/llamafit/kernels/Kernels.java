@@ -89,6 +89,23 @@ public interface Kernels extends UpdateKernels {
      */
     void softmaxBackward(MemorySegment p, long pOff, MemorySegment d, long dOff, int len);
 
+    /** Largest of {@code len ≥ 1} contiguous elements (NaN if any is NaN, as Math.max): a tiled softmax's running row max. */
+    float max(MemorySegment x, long off, int len);
+
+    /**
+     * {@code x[i] ← e^(x[i] − shift)} in place over {@code len} elements, returning the float sum of the new values:
+     * the exponentiate-and-sum step of an online (tiled) softmax, whose shift is the running maximum or, in backward,
+     * the row's log-sum-exp. The specification sums in order of i; a backend may sum in lanes (float rounding), but
+     * with the same bits whether compiled or not. {@code x − shift} below about −87.3 (and −∞) gives exactly 0.
+     */
+    float expSum(MemorySegment x, long off, int len, float shift);
+
+    /**
+     * Softmax backward over one row with the row's sum already known: {@code d[i] ← p[i]·(d[i] − s)}. Tiled attention
+     * knows s = rowsum(P ⊙ dP) = dOut·O before it sees the row (FlashAttention-2's D).
+     */
+    void softmaxBackward(MemorySegment p, long pOff, MemorySegment d, long dOff, int len, float s);
+
     /**
      * One row of softmax cross-entropy: returns {@code −log softmax(z)[label]}, computed as
      * {@code max − z[label] − log p[argmax]} (p[argmax] ≥ 1/len never underflows), and replaces z with

@@ -127,6 +127,29 @@ public final class ScalarKernels implements Kernels {
     }
 
     @Override
+    public float max(MemorySegment x, long off, int len) {
+        float m = Float.NEGATIVE_INFINITY;
+        for (int i = 0; i < len; i++) m = Math.max(m, x.getAtIndex(F32_LE, off + i));
+        return m;
+    }
+
+    @Override
+    public float expSum(MemorySegment x, long off, int len, float shift) {
+        float sum = 0f;
+        for (int i = 0; i < len; i++) {
+            float e = (float) Math.exp(x.getAtIndex(F32_LE, off + i) - shift);
+            x.setAtIndex(F32_LE, off + i, e);
+            sum += e;
+        }
+        return sum;
+    }
+
+    @Override
+    public void softmaxBackward(MemorySegment p, long pOff, MemorySegment d, long dOff, int len, float s) {
+        for (int j = 0; j < len; j++) d.setAtIndex(F32_LE, dOff + j, p.getAtIndex(F32_LE, pOff + j) * (d.getAtIndex(F32_LE, dOff + j) - s));
+    }
+
+    @Override
     public double softmaxCrossEntropy(MemorySegment z, long off, int len, int label, float scale) {
         int arg = 0;
         float max = Float.NEGATIVE_INFINITY;

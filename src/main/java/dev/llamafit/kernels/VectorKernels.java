@@ -169,6 +169,47 @@ public sealed class VectorKernels implements Kernels permits OneDnnKernels {
         for (; i < len; i++) d.setAtIndex(F32_LE, dOff + i, p.getAtIndex(F32_LE, pOff + i) * (d.getAtIndex(F32_LE, dOff + i) - s));
     }
 
+    @Override
+    public float max(MemorySegment x, long off, int len) {
+        long base = off * 4;
+        FloatVector maxV = FloatVector.broadcast(S, Float.NEGATIVE_INFINITY);
+        int i = 0;
+        for (; i + L <= len; i += L) maxV = maxV.max(FloatVector.fromMemorySegment(S, x, base + i * 4L, LE));
+        float max = maxV.reduceLanes(VectorOperators.MAX); // max is exact in any order
+        for (; i < len; i++) max = Math.max(max, x.getAtIndex(F32_LE, off + i));
+        return max;
+    }
+
+    @Override
+    public float expSum(MemorySegment x, long off, int len, float shift) {
+        long base = off * 4;
+        FloatVector sumV = FloatVector.zero(S);
+        int i = 0;
+        for (; i + L <= len; i += L) {
+            FloatVector e = VectorMath.exp(FloatVector.fromMemorySegment(S, x, base + i * 4L, LE).sub(shift));
+            e.intoMemorySegment(x, base + i * 4L, LE);
+            sumV = sumV.add(e);
+        }
+        float sum = VectorMath.sum(sumV);
+        for (; i < len; i++) {
+            float e = (float) Math.exp(x.getAtIndex(F32_LE, off + i) - shift);
+            x.setAtIndex(F32_LE, off + i, e);
+            sum += e;
+        }
+        return sum;
+    }
+
+    @Override
+    public void softmaxBackward(MemorySegment p, long pOff, MemorySegment d, long dOff, int len, float s) {
+        long pb = pOff * 4, db = dOff * 4;
+        int i = 0;
+        for (; i + L <= len; i += L) {
+            FloatVector pv = FloatVector.fromMemorySegment(S, p, pb + i * 4L, LE);
+            pv.mul(FloatVector.fromMemorySegment(S, d, db + i * 4L, LE).sub(s)).intoMemorySegment(d, db + i * 4L, LE);
+        }
+        for (; i < len; i++) d.setAtIndex(F32_LE, dOff + i, p.getAtIndex(F32_LE, pOff + i) * (d.getAtIndex(F32_LE, dOff + i) - s));
+    }
+
     /** The arg-max only picks which p[argmax] to read; any index holding the maximum gives the same p. */
     @Override
     public double softmaxCrossEntropy(MemorySegment z, long off, int len, int label, float scale) {

@@ -405,6 +405,50 @@ class KernelsAgreementTest {
     }
 
     @Test
+    void tiledSoftmaxPrimitivesAgree() {
+        for (int n : SIZES) {
+            MemorySegment x = random(n, 60 + n);
+            for (int i = 0; i < n; i++) x.setAtIndex(F32_LE, i, x.getAtIndex(F32_LE, i) * 6);
+            if (n > 4) x.setAtIndex(F32_LE, n - 2, 7f); // the maximum in the scalar tail or not
+            for (int i = 0; i < n; i += 5) x.setAtIndex(F32_LE, i, Float.NEGATIVE_INFINITY); // masked entries
+            float want = Float.NEGATIVE_INFINITY;
+            for (int i = 0; i < n; i++) want = Math.max(want, x.getAtIndex(F32_LE, i));
+            assertEquals(want, SCALAR.max(x, 0, n), "scalar max n=" + n);
+            assertEquals(want, VECTOR.max(x, 0, n), "vector max n=" + n);
+            // exp with a shift: the running max, and a shift above it (backward's log-sum-exp).
+            for (float shift : new float[] {want, want + 2.5f}) {
+                if (Float.isInfinite(shift)) continue;
+                MemorySegment s = copy(x), v = copy(x);
+                float ss = SCALAR.expSum(s, 0, n, shift), vs = VECTOR.expSum(v, 0, n, shift);
+                assertClose(s, v, n, 1e-6, "expSum n=" + n);
+                assertEquals(ss, vs, 1e-6 * n * ss, "expSum's sum n=" + n);
+                double exact = 0;
+                for (int i = 0; i < n; i++) {
+                    exact += Math.exp((double) x.getAtIndex(F32_LE, i) - shift);
+                    if (i % 5 == 0) assertEquals(0f, v.getAtIndex(F32_LE, i), "e^-Inf is 0 (n=" + n + ")");
+                }
+                assertEquals(exact, vs, 1e-6 * n * exact, "expSum against double n=" + n);
+                // Same bits the second time round (JIT or not).
+                MemorySegment again = copy(x);
+                assertEquals(Float.floatToRawIntBits(vs), Float.floatToRawIntBits(VECTOR.expSum(again, 0, n, shift)), "repeat n=" + n);
+                assertSameBits(v, again, n, "expSum repeat n=" + n);
+            }
+            // softmaxBackward with the row sum given equals the one that computes it.
+            MemorySegment p = random(n, n + 71);
+            for (int i = 0; i < n; i++) p.setAtIndex(F32_LE, i, Math.abs(p.getAtIndex(F32_LE, i)));
+            SCALAR.softmax(p, 0, n);
+            MemorySegment d = random(n, n + 72), full = copy(d), s = copy(d), v = copy(d);
+            double dot = 0;
+            for (int j = 0; j < n; j++) dot += p.getAtIndex(F32_LE, j) * d.getAtIndex(F32_LE, j);
+            SCALAR.softmaxBackward(p, 0, full, 0, n);
+            SCALAR.softmaxBackward(p, 0, s, 0, n, (float) dot);
+            VECTOR.softmaxBackward(p, 0, v, 0, n, (float) dot);
+            assertSameBits(full, s, n, "softmaxBackward with s n=" + n);
+            assertSameBits(s, v, n, "vector softmaxBackward with s n=" + n);
+        }
+    }
+
+    @Test
     void softmaxCrossEntropyGivesTheSpecificationsBits() {
         for (int n : SIZES) {
             for (int label : new int[] {0, n / 2, n - 1}) {
