@@ -35,7 +35,9 @@ class FlashAttentionStepTest {
         Map<String, Tensor> w = RandomModels.weights(c, ledger, 13, 0.2);
         int b = 2, t = 17;
         int[][] ids = TrainingStepTest.randomIds(b, t, c.vocabSize(), 3, false), labels = TrainingStepTest.randomIds(b, t, c.vocabSize(), 4, true);
-        double tol = p == Technique.Precision.FP32 ? 1e-5 : 0.02;
+        // fp32: the 1e-5. bf16: the two kernels round at different points (flash rounds the unnormalised P tile),
+        // so they differ by 16-bit noise, each about 0.03 from fp32 (MixedPrecisionStepTest): bounded at 0.05.
+        double tol = p == Technique.Precision.FP32 ? 1e-5 : 0.05;
         try (TrainingStep eager = new TrainingStep(c, w, k, ledger, b, t, technique(Technique.Attention.EAGER, lora, checkpointing, p), 5)) {
             if (lora) for (Tensor a : eager.adapterWeights().values())
                 if (a.name().contains("lora_B")) for (long i = 0; i < a.elements(); i++) a.setFloat(i, (float) Math.cos(i) * 0.2f);
