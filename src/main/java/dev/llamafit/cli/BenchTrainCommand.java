@@ -85,14 +85,19 @@ final class BenchTrainCommand implements Callable<Integer> {
                     + " step alone, so the process's peak RSS is comparable with PyTorch's.")
     boolean fp32Step;
 
+    @Option(names = "--attention", defaultValue = "eager", description = "eager or flash (llamafit's step; default: ${DEFAULT-VALUE}).")
+    String attention;
+
     @Option(names = "--json", description = "Print one JSON object.")
     boolean json;
 
     @Override
     public Integer call() throws Exception {
+        // A random-weight model's context is only the RoPE tables' length: a longer --seq-len extends it.
         LlamaConfig c = RandomModels.byName(shape);
+        if (seqLen < 2) throw new dev.llamafit.io.InputException("--seq-len must be >= 2, got " + seqLen);
+        if (seqLen > c.maxPositions()) c = c.withMaxPositions(seqLen);
         int batch = batchSize != null ? batchSize : shape.equals("stories15M") ? 8 : 4;
-        if (seqLen > c.maxPositions()) throw new dev.llamafit.io.InputException("--seq-len above the shape's context " + c.maxPositions());
         if (!reference.equals("torch") && !reference.equals("none"))
             throw new dev.llamafit.io.InputException("--reference must be torch or none, got '" + reference + "'");
         Technique.Precision prec = switch (precision) {
@@ -116,7 +121,8 @@ final class BenchTrainCommand implements Callable<Integer> {
                 : half == DType.BF16 ? Technique.BaseDtype.BF16 : half == DType.F16 ? Technique.BaseDtype.FP16 : Technique.BaseDtype.FP32;
         Map<String, Tensor> w = RandomModels.weights(c, ledger, 11, 0.02, lora == null && !pure ? DType.F32 : half);
         Map<String, Tensor> w32 = pure && lora == null && fp32Step ? RandomModels.weights(c, ledger, 11, 0.02) : w;
-        Technique base = Technique.of(lora).withGradientCheckpointing(checkpointing, 1);
+        Technique base = Technique.of(lora).withGradientCheckpointing(checkpointing, 1)
+                .withAttention(Technique.parse(Technique.Attention.class, "--attention", attention));
         // The asked precision first; under bf16/fp16 also fp32, its steps interleaved with the 16-bit ones so that load
         // from whoever else shares the machine hits both alike ("16-bit vs own fp32" is a same-run ratio).
         List<Technique.Precision> precisions = prec == Technique.Precision.FP32 || !fp32Step ? List.of(prec) : List.of(prec, Technique.Precision.FP32);
@@ -130,7 +136,8 @@ final class BenchTrainCommand implements Callable<Integer> {
         List<List<Param>> params16 = new ArrayList<>();
         try {
             for (Technique.Precision p : precisions) {
-                Technique technique = new Technique(base.method(), base.lora(), p, baseDtype, base.optimizer(), checkpointing, 1, 1);
+                Technique technique = new Technique(base.method(), base.lora(), p, baseDtype, base.optimizer(), checkpointing, 1, 1,
+                        base.attention());
                 Map<String, Tensor> weights = p == Technique.Precision.FP32 ? w32 : w;
                 TrainingStep step = new TrainingStep(c, weights, k, ledger, batch, seqLen, technique, 5);
                 runs.add(step);
@@ -200,6 +207,7 @@ final class BenchTrainCommand implements Callable<Integer> {
         o.put("parameters", params);
         o.put("method", lora == null ? "full" : "lora r=" + loraR + " " + String.join(",", lora.targets()));
         o.put("gradient_checkpointing", checkpointing);
+        o.put("attention", attention);
         o.put("trainable_parameters", trainable);
         o.put("loss", BenchCommand.round(loss));
         o.put("step_seconds", BenchCommand.round(best));
