@@ -131,8 +131,6 @@ final class Block {
                  MemorySegment dQ,     // [N, H·D]
                  MemorySegment dK,     // [N, KvH·D]
                  MemorySegment dV,     // [N, KvH·D]
-                 MemorySegment dH,     // [N, F]
-                 MemorySegment dUp,    // [N, F]
                  MemorySegment attention, // [threads, T·T]
                  MemorySegment loraDu, // [N, r] or null (no LoRA)
                  MemorySegment loraDx, // [N, max in] or null (no LoRA dropout)
@@ -268,13 +266,16 @@ final class Block {
         long nq = (long) n * cfg.qDim(), nkv = (long) n * cfg.kvDim();
         // MLP branch: x_out = x_mid + down(silu(gate(n2)) ⊙ up(n2)). Under mixed precision every gradient of a 16-bit
         // tensor is rounded as autocast's would be: down's output gradient (a 16-bit copy of dX in dXn), dH, dGate, dUp, dXn.
-        projectBackward(c, a, s, DOWN, a.h(), rounded(c, dX, s.dXn(), nc), s.dH(), false);
-        round(c, s.dH(), nf);
-        SwiGlu.backward(kk, a.gate(), a.up(), s.dH(), s.dUp(), nf);
-        round(c, s.dH(), nf);
-        round(c, s.dUp(), nf);
-        projectBackward(c, a, s, GATE, a.xnMlp(), s.dH(), s.dXn(), false);
-        projectBackward(c, a, s, UP, a.xnMlp(), s.dUp(), s.dXn(), true);
+        // dH overwrites h (read only for down's weight gradient, which comes first) and dUp overwrites up (SwiGLU's
+        // backward reads each element before writing it): the MLP's backward needs no [N, F] buffers of its own.
+        MemorySegment dH = a.h(), dUp = a.up();
+        projectBackward(c, a, s, DOWN, a.h(), rounded(c, dX, s.dXn(), nc), dH, false);
+        round(c, dH, nf);
+        SwiGlu.backward(kk, a.gate(), a.up(), dH, dUp, nf);
+        round(c, dH, nf);
+        round(c, dUp, nf);
+        projectBackward(c, a, s, GATE, a.xnMlp(), dH, s.dXn(), false);
+        projectBackward(c, a, s, UP, a.xnMlp(), dUp, s.dXn(), true);
         round(c, s.dXn(), nc);
         mlpNorm.backward(kk, a.xMid(), 0, a.invRmsMlp(), 0, s.dXn(), 0, n, dX, 0, dMlpNorm);
         // Attention branch: x_mid = x_in + o(attention(...))

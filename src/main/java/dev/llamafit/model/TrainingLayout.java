@@ -279,12 +279,14 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
         return List.copyOf(out);
     }
 
-    /** The final norm's input and output, shared backward buffers, and workspace. */
+    /**
+     * The final norm's input, shared backward buffers, and workspace. The norm's output (the LM head's input) lives in
+     * grad.xn, which the chunked loss turns into its gradient chunk by chunk; the MLP's backward reuses h and up.
+     */
     public List<ActivationLayout.Slot> headSlots() {
-        int n = rows(), c = config.hiddenSize(), f = config.intermediateSize();
+        int n = rows(), c = config.hiddenSize();
         List<ActivationLayout.Slot> s = new ArrayList<>(List.of(
                 act("final.x", Shape.of(n, c), "residual"),
-                act("final.xn", Shape.of(n, c), "norm"),
                 act("final.inv_rms", Shape.of(n), "norm"),
                 act("grad.x", Shape.of(n, c), "backward"),
                 act("grad.xn", Shape.of(n, c), "backward"),
@@ -292,8 +294,6 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
                 act("grad.q", Shape.of(n, config.qDim()), "backward"),
                 act("grad.k", Shape.of(n, config.kvDim()), "backward"),
                 act("grad.v", Shape.of(n, config.kvDim()), "backward"),
-                act("grad.h", Shape.of(n, f), "backward"),
-                act("grad.up", Shape.of(n, f), "backward"),
                 new ActivationLayout.Slot(new TensorSpec("attention_backward_scratch", Shape.of(threads, flash()
                         ? FlashAttention.scratchPerThread(seqLen, seqLen, config.headDim()) : Attention.backwardScratchPerChunk(seqLen)),
                         DType.F32, "attention"), Category.WORKSPACE),

@@ -179,7 +179,7 @@ public final class TrainingStep implements AutoCloseable {
         this.loss = new CrossEntropy(computeWeights.get(head), layout.lossChunkRows(), half, optSeg(TrainingLayout.WEIGHT_GRAD_SCRATCH));
         this.dHead = g.get(head);
         this.scratch = new Block.Grads(seg("grad.xn"), seg("grad.att"), seg("grad.q"), seg("grad.k"), seg("grad.v"),
-                seg("grad.h"), seg("grad.up"), seg("attention_backward_scratch"), optSeg("grad.lora_du"), optSeg("grad.lora_dx"),
+                seg("attention_backward_scratch"), optSeg("grad.lora_du"), optSeg("grad.lora_dx"),
                 optSeg(TrainingLayout.WEIGHT_GRAD_SCRATCH));
     }
 
@@ -365,7 +365,8 @@ public final class TrainingStep implements AutoCloseable {
             blocks.get(l).forward(ctx, saved.get(l), out);
             if (backward && !layout.checkpointed(l)) saved.get(l).save(kernels); // mixed precision: its 16-bit tensors
         }
-        MemorySegment xf = seg("final.xn");
+        // The head's input lives in grad.xn: the chunked loss reads each chunk of it just before writing that chunk's dXf.
+        MemorySegment xf = scratch.dXn();
         finalNorm.forward(kernels, seg("final.x"), 0, n, xf, 0, seg("final.inv_rms"), 0);
         if (half != null) kernels.round16(xf, 0, (long) n * c, half); // the LM head's 16-bit input
         return xf;

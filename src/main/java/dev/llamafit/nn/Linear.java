@@ -70,14 +70,15 @@ public final class Linear implements Projection {
     @Override
     public void backward(Kernels k, MemorySegment x, long xOff, MemorySegment dY, long dYOff, int rows,
                          MemorySegment dX, long dXOff, boolean accumulateDx, Tensor dWeight, Tensor dBias, MemorySegment gradScratch) {
+        // The weight gradient reads x first, so that dX may overwrite x (the block reuses h's buffer for dH).
+        if (dWeight != null)
+            WeightGradient.addProduct(k, true, false, out, in, rows, 1f, dY, dYOff, out, x, xOff, in, dWeight, gradScratch);
         if (dX != null && weight.dtype() == DType.F32)
             k.gemm(false, false, rows, in, out, 1f, dY, dYOff, out, weight.segment(), 0, in,
                     accumulateDx ? 1f : 0f, dX, dXOff, in);
         else if (dX != null)
             k.gemm(false, false, rows, in, out, 1f, dY, DType.F32, dYOff, out, weight.segment(), weight.dtype(), 0, in,
                     accumulateDx ? 1f : 0f, dX, dXOff, in);
-        if (dWeight != null)
-            WeightGradient.addProduct(k, true, false, out, in, rows, 1f, dY, dYOff, out, x, xOff, in, dWeight, gradScratch);
         if (dBias != null)
             for (int r = 0; r < rows; r++) k.add(dBias.segment(), 0, dY, dYOff + (long) r * out, out);
     }

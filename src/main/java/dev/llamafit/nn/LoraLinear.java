@@ -136,12 +136,14 @@ public final class LoraLinear {
                          MemorySegment dX, long dXOff, boolean accumulateDx, MemorySegment du, MemorySegment dxScratch,
                          Tensor dA, Tensor dB, long seed, MemorySegment gradScratch) {
         int in = base.in(), out = base.out();
-        if (dX != null) base.backward(k, null, 0, dY, dYOff, rows, dX, dXOff, accumulateDx, null, null);
+        // The adapter's gradients read xd before the base writes dX, so that dX may overwrite the input (the block reuses
+        // h's buffer for dH, and without dropout xd is h).
         WeightGradient.addProduct(k, true, false, out, rank, rows, scale, dY, dYOff, out, u, 0, rank, dB, gradScratch);
         k.gemm(false, false, rows, rank, out, scale, dY, DType.F32, dYOff, out, b.segment(), b.dtype(), 0, rank, 0f, du, 0, rank);
         if (half != null) k.round16(du, 0, (long) rows * rank, half);
         WeightGradient.addProduct(k, true, false, rank, in, rows, 1f, du, 0, rank, xd, 0, in, dA, gradScratch);
         if (dX == null) return;
+        base.backward(k, null, 0, dY, dYOff, rows, dX, dXOff, accumulateDx, null, null);
         if (dropout == 0) {
             k.gemm(false, false, rows, in, rank, 1f, du, DType.F32, 0, rank, a.segment(), a.dtype(), 0, in, 1f, dX, dXOff, in);
             return;
