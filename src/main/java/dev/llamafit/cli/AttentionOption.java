@@ -7,7 +7,7 @@ import picocli.CommandLine.Option;
 /** A picocli mixin: {@code --attention eager|flash}, parsed into {@link Technique.Attention}. */
 final class AttentionOption {
     static final String DESCRIPTION = "eager (keeps the softmax probabilities) or flash (tiled with an online softmax: no T×T"
-            + " matrix) (default: eager).";
+            + " matrix) (default: flash).";
 
     @Option(names = "--attention", paramLabel = "eager|flash", description = DESCRIPTION) String attention;
 

@@ -60,7 +60,7 @@ final class PlanCommand implements Callable<Integer> {
     @Option(names = "--workers", defaultValue = "1", description = "Data-parallel workers / GPUs (pytorch runtime) (default: ${DEFAULT-VALUE}).") int workers;
     @Option(names = "--offload", defaultValue = "none", description = "none, or (pytorch runtime) cpu or disk (default: ${DEFAULT-VALUE}).") String offload;
     @Option(names = "--runtime", description = "llamafit (CPU) or pytorch (CUDA); default: pytorch for a GPU device, else llamafit.") String runtime;
-    @Option(names = "--attention", description = "eager or flash (default: flash for pytorch, eager for llamafit).") String attention;
+    @Option(names = "--attention", description = "eager or flash (default: flash).") String attention;
     @Option(names = "--stack", defaultValue = "hf", description = "PyTorch stack conventions (pytorch runtime): hf or torchtune (default: ${DEFAULT-VALUE}).") String stack;
     @Option(names = "--sharding", description = "(pytorch runtime) With --zero: deepspeed (ZeRO) or fsdp (PyTorch FSDP); with --zero 0 and --workers > 1 also ddp (DistributedDataParallel, whose buckets copy the gradients) (default: ddp for --zero 0 with --workers > 1, what torchrun and accelerate launch run; otherwise deepspeed).") String sharding;
     @Option(names = "--shard-embeddings", description = "(pytorch runtime) With --sharding fsdp: wrap the embedding and LM head as units of their own (torchtune's custom_sharded_layers) instead of leaving them in the root unit, which stays gathered through forward and backward.") boolean shardEmbeddings;

@@ -56,7 +56,7 @@ public record Technique(Method method, LoraConfig lora, Precision precision, Bas
     public enum Attention { EAGER, FLASH }
 
     /** The attention a technique gets when none is named. */
-    public static final Attention DEFAULT_ATTENTION = Attention.EAGER;
+    public static final Attention DEFAULT_ATTENTION = Attention.FLASH;
 
     /** AdamW (fp32 states), AdamW with 8-bit states, SGD with momentum. */
     public enum Optimizer { ADAMW, ADAMW8BIT, SGD }

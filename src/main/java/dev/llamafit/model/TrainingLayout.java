@@ -30,8 +30,8 @@ import dev.llamafit.tensor.TensorSpec;
  *     with flash attention, lse [B, H, T])
  *     (attention backward), x_mid and inv_rms_mlp (MLP norm backward), gate and up (SwiGLU backward);</li>
  * <li>the inputs of the linear layers, xn_attn (q/k/v), att (o), xn_mlp (gate/up) and h (down), are kept only when
- *     an adapter reads them in backward, i.e. its module is targeted and lora_dropout = 0; otherwise they are
- *     forward temporaries in {@code shared.*};</li>
+ *     an adapter reads them in backward, i.e. its module is targeted and lora_dropout = 0 (att also under flash
+ *     attention, whose backward reads its output); otherwise they are forward temporaries in {@code shared.*};</li>
  * <li>per targeted module m: {@code layers.{l}.m.lora_u} [N, r] (for dB) and, with dropout, {@code
  *     layers.{l}.m.lora_x} = dropout(input) [N, in] (for dA; the mask is regenerated from a seed, never stored).</li>
  * </ul>
@@ -244,6 +244,8 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
     /** Whether a non-checkpointed block keeps this tensor (suffix after the prefix) for backward; see the class comment. */
     boolean saves(String suffix) {
         if (lora() == null) return true;
+        // Flash attention's backward reads its output O (D = rowsum(dO ⊙ O)), so att is kept whatever the adapters.
+        if (suffix.equals("att") && flash()) return true;
         return switch (suffix) {
             case "xn_attn", "att", "xn_mlp", "h" -> lora().dropout() == 0
                     && lora().modules().stream().anyMatch(m -> moduleInput(m).equals(suffix));
