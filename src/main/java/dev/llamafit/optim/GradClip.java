@@ -32,8 +32,12 @@ public final class GradClip {
      * {@code maxNorm} ≤ 0 or infinite means no clipping (the norm is still computed and returned).
      */
     public static double clipGlobalNorm(List<Tensor> grads, double maxNorm) {
+        return clip(grads, maxNorm, globalNorm(grads));
+    }
+
+    /** As {@link #clipGlobalNorm} with the norm already computed ({@link #globalNorm}, e.g. by the loss scaler's unscale). */
+    public static double clip(List<Tensor> grads, double maxNorm, double norm) {
         if (Double.isNaN(maxNorm)) throw new IllegalArgumentException("max gradient norm is NaN");
-        double norm = globalNorm(grads);
         if (maxNorm <= 0 || Double.isInfinite(maxNorm) || !Double.isFinite(norm)) return norm;
         double coef = maxNorm / (norm + EPS);
         if (coef >= 1.0) return norm; // clamp(max=1): multiplying by 1 changes nothing

@@ -104,7 +104,9 @@ final class TrainingLoop {
             boolean skipped = scaler != null && !Double.isFinite(gradNorm);
             double lr = schedule.lr(s);
             if (!skipped) {
-                gradNorm = GradClip.clipGlobalNorm(grads, settings.maxGradNorm());
+                // unscale already summed the squares of the unscaled gradients: clip with that norm, not a second pass.
+                gradNorm = scaler == null ? GradClip.clipGlobalNorm(grads, settings.maxGradNorm())
+                        : GradClip.clip(grads, settings.maxGradNorm(), gradNorm);
                 optimizer.step(model.params, lr);
                 model.step.syncWorkingCopies(); // mixed precision: the GEMMs' 16-bit copies follow the fp32 masters
             }

@@ -99,17 +99,8 @@ class LedgerMatchTest {
             w.put(e.getKey(), t);
         }
         random.values().forEach(Tensor::close);
-        try (TrainingStep step = new TrainingStep(c, w, KernelBackends.get(), ledger, batch, T, technique, 3);
-             Optimizer opt = new AdamW(0.9, 0.999, 1e-8, 0, ledger)) {
-            List<Param> params = new ArrayList<>();
-            if (lora) step.adapterWeights().forEach((n, v) -> params.add(new Param(n, v, step.adapterGradients().get(n), true)));
-            else for (TensorSpec s : ParameterLayout.of(c, DType.F32).specs())
-                params.add(new Param(s.name(), w.get(s.name()), step.gradients().get(s.name()), true));
-            runTwoSteps(c, step, opt, params, batch);
-            for (Category cat : List.of(Category.WEIGHTS, Category.MASTER_WEIGHTS, Category.GRADIENTS, Category.OPTIMIZER,
-                    Category.ACTIVATIONS, Category.WORKSPACE))
-                assertEquals(ledger.peakBytes(cat), plan.categoryPeak(cat), cat.key() + " planned vs ledger peak");
-            assertEquals(ledger.totalPeakBytes(), plan.peak(Column.DEVICE, Metric.ALLOCATED), "total planned vs ledger peak");
+        try {
+            trainTwoStepsAndCompare(c, technique, w, ledger, plan, batch);
         } finally {
             w.values().forEach(Tensor::close);
         }
@@ -146,20 +137,31 @@ class LedgerMatchTest {
             w.put(e.getKey(), t);
         }
         random.values().forEach(Tensor::close);
+        try {
+            trainTwoStepsAndCompare(c, technique, w, ledger, plan, batch);
+            assertEquals(0, ledger.peakBytes(Category.MASTER_WEIGHTS), "bf16-pure has no fp32 masters");
+        } finally {
+            w.values().forEach(Tensor::close);
+        }
+    }
+
+    /**
+     * Builds the step on {@code w} (the weights the caller made, as Trainer makes them), trains two AdamW steps, and
+     * compares every category's and the total peak of the ledger with the plan.
+     */
+    private static void trainTwoStepsAndCompare(LlamaConfig c, Technique technique, Map<String, Tensor> w, MemoryLedger ledger,
+                                                MemoryPlan plan, int batch) {
         try (TrainingStep step = new TrainingStep(c, w, KernelBackends.get(), ledger, batch, T, technique, 3);
              Optimizer opt = new AdamW(0.9, 0.999, 1e-8, 0, ledger)) {
             List<Param> params = new ArrayList<>();
-            if (lora) step.adapterWeights().forEach((n, v) -> params.add(new Param(n, v, step.adapterGradients().get(n), true)));
+            if (technique.adapters()) step.adapterWeights().forEach((n, v) -> params.add(new Param(n, v, step.adapterGradients().get(n), true)));
             else for (TensorSpec s : ParameterLayout.of(c, DType.F32).specs())
                 params.add(new Param(s.name(), w.get(s.name()), step.gradients().get(s.name()), true));
             runTwoSteps(c, step, opt, params, batch);
             for (Category cat : List.of(Category.WEIGHTS, Category.MASTER_WEIGHTS, Category.GRADIENTS, Category.OPTIMIZER,
                     Category.ACTIVATIONS, Category.WORKSPACE))
                 assertEquals(ledger.peakBytes(cat), plan.categoryPeak(cat), cat.key() + " planned vs ledger peak");
-            assertEquals(0, ledger.peakBytes(Category.MASTER_WEIGHTS), "bf16-pure has no fp32 masters");
             assertEquals(ledger.totalPeakBytes(), plan.peak(Column.DEVICE, Metric.ALLOCATED), "total planned vs ledger peak");
-        } finally {
-            w.values().forEach(Tensor::close);
         }
     }
 
