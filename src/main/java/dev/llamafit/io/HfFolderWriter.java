@@ -88,6 +88,7 @@ public final class HfFolderWriter {
             case BF16 -> "bfloat16";
             case F16 -> "float16";
             case I8 -> "int8";
+            case U8 -> "uint8";
         };
     }
 

@@ -160,7 +160,7 @@ final class OneDnn {
             case F32 -> DT_F32;
             case BF16 -> DT_BF16;
             case F16 -> DT_F16;
-            case I8 -> -1;
+            case I8, U8 -> -1;
         };
     }
 

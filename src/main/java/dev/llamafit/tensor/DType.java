@@ -8,7 +8,9 @@ public enum DType {
     F32(4, "F32"),
     F16(2, "F16"),
     BF16(2, "BF16"),
-    I8(1, "I8");
+    I8(1, "I8"),
+    /** Unsigned bytes: packed NF4 codes (two per byte), 8-bit quantisation codes. */
+    U8(1, "U8");
 
     private final int bytes;
     private final String safetensorsName;

@@ -65,6 +65,7 @@ public final class Tensor implements AutoCloseable {
             case F16 -> Float.float16ToFloat(segment.get(I16_LE, i * 2));
             case BF16 -> Float.intBitsToFloat((segment.get(I16_LE, i * 2) & 0xFFFF) << 16);
             case I8 -> segment.get(ValueLayout.JAVA_BYTE, i);
+            case U8 -> segment.get(ValueLayout.JAVA_BYTE, i) & 0xFF;
         };
     }
 
