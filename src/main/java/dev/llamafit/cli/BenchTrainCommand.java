@@ -85,8 +85,10 @@ final class BenchTrainCommand implements Callable<Integer> {
                     + " step alone, so the process's peak RSS is comparable with PyTorch's.")
     boolean fp32Step;
 
-    @Option(names = "--attention", defaultValue = "eager", description = "eager or flash (llamafit's step; default: ${DEFAULT-VALUE}).")
-    String attention;
+    @Option(names = "--attention", defaultValue = "eager", split = ",", description = "eager or flash (llamafit's step), or"
+            + " both (e.g. flash,eager): the first is the step measured, each other one is timed too, its steps interleaved with"
+            + " the first's, for a same-run ratio (default: ${DEFAULT-VALUE}).")
+    List<String> attention;
 
     @Option(names = "--json", description = "Print one JSON object.")
     boolean json;
@@ -121,13 +123,17 @@ final class BenchTrainCommand implements Callable<Integer> {
                 : half == DType.BF16 ? Technique.BaseDtype.BF16 : half == DType.F16 ? Technique.BaseDtype.FP16 : Technique.BaseDtype.FP32;
         Map<String, Tensor> w = RandomModels.weights(c, ledger, 11, 0.02, lora == null && !pure ? DType.F32 : half);
         Map<String, Tensor> w32 = pure && lora == null && fp32Step ? RandomModels.weights(c, ledger, 11, 0.02) : w;
-        Technique base = Technique.of(lora).withGradientCheckpointing(checkpointing, 1)
-                .withAttention(Technique.parse(Technique.Attention.class, "--attention", attention));
-        // The asked precision first; under bf16/fp16 also fp32, its steps interleaved with the 16-bit ones so that load
-        // from whoever else shares the machine hits both alike ("16-bit vs own fp32" is a same-run ratio).
-        List<Technique.Precision> precisions = prec == Technique.Precision.FP32 || !fp32Step ? List.of(prec) : List.of(prec, Technique.Precision.FP32);
-        double[] bestOf = new double[precisions.size()];
-        double[] lossOf = new double[precisions.size()];
+        Technique base = Technique.of(lora).withGradientCheckpointing(checkpointing, 1);
+        List<Technique.Attention> attentions = attention.stream().map(a -> Technique.parse(Technique.Attention.class, "--attention", a)).distinct().toList();
+        // The asked step first; under bf16/fp16 also fp32, and the other attention when two are named, their steps
+        // interleaved with the first's so that load from whoever else shares the machine hits all alike (the ratios
+        // are same-run ratios).
+        List<Variant> variants = new ArrayList<>(List.of(new Variant(prec, attentions.getFirst())));
+        if (prec != Technique.Precision.FP32 && fp32Step) variants.add(new Variant(Technique.Precision.FP32, attentions.getFirst()));
+        for (Technique.Attention a : attentions.subList(1, attentions.size())) variants.add(new Variant(prec, a));
+        int fp32Index = prec != Technique.Precision.FP32 && fp32Step ? 1 : -1;
+        double[] bestOf = new double[variants.size()];
+        double[] lossOf = new double[variants.size()];
         java.util.Arrays.fill(bestOf, Double.MAX_VALUE);
         long trainable = 0;
         String stepKernels = k.name();
@@ -135,9 +141,10 @@ final class BenchTrainCommand implements Callable<Integer> {
         List<AdamW> opts = new ArrayList<>();
         List<List<Param>> params16 = new ArrayList<>();
         try {
-            for (Technique.Precision p : precisions) {
+            for (Variant v : variants) {
+                Technique.Precision p = v.precision();
                 Technique technique = new Technique(base.method(), base.lora(), p, baseDtype, base.optimizer(), checkpointing, 1, 1,
-                        base.attention());
+                        v.attention());
                 Map<String, Tensor> weights = p == Technique.Precision.FP32 ? w32 : w;
                 TrainingStep step = new TrainingStep(c, weights, k, ledger, batch, seqLen, technique, 5);
                 runs.add(step);
@@ -151,7 +158,7 @@ final class BenchTrainCommand implements Callable<Integer> {
                         ps.add(new Param(s.name(), weights.get(s.name()), step.gradients().get(s.name()), true));
                 }
                 params16.add(ps);
-                if (p == prec) {
+                if (v == variants.getFirst()) {
                     trainable = ps.stream().mapToLong(Param::elements).sum();
                     stepKernels = step.kernels().name();
                 }
@@ -164,7 +171,7 @@ final class BenchTrainCommand implements Callable<Integer> {
                 System.arraycopy(seq, 1, labels[b], 0, seqLen);
             }
             for (int i = 0; i <= steps; i++) {
-                for (int p = 0; p < precisions.size(); p++) {
+                for (int p = 0; p < variants.size(); p++) {
                     TrainingStep step = runs.get(p);
                     long t0 = System.nanoTime();
                     step.zeroGradients();
@@ -207,7 +214,7 @@ final class BenchTrainCommand implements Callable<Integer> {
         o.put("parameters", params);
         o.put("method", lora == null ? "full" : "lora r=" + loraR + " " + String.join(",", lora.targets()));
         o.put("gradient_checkpointing", checkpointing);
-        o.put("attention", attention);
+        o.put("attention", Technique.name(attentions.getFirst()));
         o.put("trainable_parameters", trainable);
         o.put("loss", BenchCommand.round(loss));
         o.put("step_seconds", BenchCommand.round(best));
@@ -216,10 +223,17 @@ final class BenchTrainCommand implements Callable<Integer> {
         o.put("mfu", BenchCommand.round(mfu));
         o.put("ledger_peak_bytes", ledgerPeak);
         o.put("peak_rss_bytes", rss);
-        if (precisions.size() > 1) {
-            o.put("fp32_step_seconds", BenchCommand.round(bestOf[1]));
-            o.put("fp32_tokens_per_s", BenchCommand.round(batch * seqLen / bestOf[1]));
-            o.put("ratio_" + precision + "_vs_fp32", BenchCommand.round(bestOf[1] / best));
+        if (fp32Index > 0) {
+            o.put("fp32_step_seconds", BenchCommand.round(bestOf[fp32Index]));
+            o.put("fp32_tokens_per_s", BenchCommand.round(batch * seqLen / bestOf[fp32Index]));
+            o.put("ratio_" + precision + "_vs_fp32", BenchCommand.round(bestOf[fp32Index] / best));
+        }
+        for (int i = fp32Index > 0 ? 2 : 1; i < variants.size(); i++) {
+            String a = Technique.name(variants.get(i).attention());
+            o.put(a + "_step_seconds", BenchCommand.round(bestOf[i]));
+            o.put(a + "_tokens_per_s", BenchCommand.round(batch * seqLen / bestOf[i]));
+            o.put(a + "_loss", BenchCommand.round(lossOf[i]));
+            o.put("ratio_" + o.get("attention") + "_vs_" + a, BenchCommand.round(bestOf[i] / best));
         }
         String torchRef = prec == Technique.Precision.FP32 ? "fp32" : "bf16 autocast";
         if (reference.equals("torch")) {
@@ -230,7 +244,7 @@ final class BenchTrainCommand implements Callable<Integer> {
             o.put("torch_peak_rss_bytes", t.get("peak_rss_bytes").asLong());
             o.put("ratio_tokens_per_s", BenchCommand.round(tokensPerSecond / t.get("tokens_per_s").asDouble()));
             // With a 16-bit precision this process also holds the fp32 step, so its RSS is not comparable.
-            if (precisions.size() == 1) o.put("ratio_peak_rss", BenchCommand.round((double) rss / t.get("peak_rss_bytes").asLong()));
+            if (variants.size() == 1) o.put("ratio_peak_rss", BenchCommand.round((double) rss / t.get("peak_rss_bytes").asLong()));
         }
         PrintWriter out = spec.commandLine().getOut();
         if (json) {
@@ -240,10 +254,15 @@ final class BenchTrainCommand implements Callable<Integer> {
                     checkpointing ? " + gradient checkpointing" : "", stepKernels, Parallel.threads());
             out.printf(Locale.ROOT, "  llamafit: %8.1f tokens/s  (step %.2f s, MFU %.0f%% of %.0f GFLOPS)  peak ledger %s, RSS %s%n",
                     tokensPerSecond, best, 100 * mfu, peakGflops, ByteSize.format(ledgerPeak), ByteSize.format(rss));
-            if (precisions.size() > 1)
+            if (fp32Index > 0)
                 out.printf(Locale.ROOT, "  llamafit fp32 (same run, interleaved): %8.1f tokens/s   %s/fp32 %.2f×  (RSS above holds both steps)%n",
                         o.get("fp32_tokens_per_s"), precision, o.get("ratio_" + precision + "_vs_fp32"));
-            if (o.containsKey("torch_tokens_per_s") && precisions.size() == 1)
+            for (int i = fp32Index > 0 ? 2 : 1; i < variants.size(); i++) {
+                String a = Technique.name(variants.get(i).attention());
+                out.printf(Locale.ROOT, "  llamafit %s attention (same run, interleaved): %8.1f tokens/s   %s/%s %.2f×  (RSS above holds both steps)%n",
+                        a, o.get(a + "_tokens_per_s"), o.get("attention"), a, o.get("ratio_" + o.get("attention") + "_vs_" + a));
+            }
+            if (o.containsKey("torch_tokens_per_s") && variants.size() == 1)
                 out.printf(Locale.ROOT, "  pytorch:  %8.1f tokens/s  peak RSS %s   ratio %.2f× tokens/s, %.2f× RSS%n",
                         o.get("torch_tokens_per_s"), ByteSize.format((Long) o.get("torch_peak_rss_bytes")),
                         o.get("ratio_tokens_per_s"), o.get("ratio_peak_rss"));
@@ -253,6 +272,9 @@ final class BenchTrainCommand implements Callable<Integer> {
         }
         return Main.OK;
     }
+
+    /** One step configuration timed in the bench: the asked one, and those interleaved with it for same-run ratios. */
+    private record Variant(Technique.Precision precision, Technique.Attention attention) {}
 
     private JsonNode torch(LlamaConfig c, int batch, boolean autocast) throws Exception {
         Path script = BenchCommand.scriptPath("torch_train.py");
