@@ -11,6 +11,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.RopeScaling;
+import dev.llamafit.quant.Quantization;
 
 /**
  * Reads and writes the model part of a Hugging Face {@code config.json}. Fields follow transformers'
@@ -79,7 +80,8 @@ public final class ConfigJson {
                     JsonFields.optionalBoolean(root, "mlp_bias", false, file, ""),
                     window,
                     optionalInt(root, "bos_token_id", -1, file),
-                    eosTokenIds(root, file));
+                    eosTokenIds(root, file),
+                    quantization(root, file));
         } catch (IllegalArgumentException e) {
             throw InputException.at(file, e.getMessage());
         }
@@ -109,6 +111,30 @@ public final class ConfigJson {
             throw JsonFields.wrong(file, "", "eos_token_id", "an integer or a list of integers", n);
         }
         return eos;
+    }
+
+    /**
+     * transformers' {@code quantization_config} for bitsandbytes (BitsAndBytesConfig): load_in_8bit is LLM.int8() with
+     * llm_int8_threshold, load_in_4bit with bnb_4bit_quant_type nf4 is NF4 with bnb_4bit_use_double_quant. Absent:
+     * not quantised. Other methods (GPTQ, AWQ, …) and fp4 are refused by name.
+     */
+    private static Quantization quantization(JsonNode root, Path file) {
+        JsonNode n = JsonFields.optionalObject(root, "quantization_config", file, "");
+        if (n == null) return null;
+        String where = "quantization_config";
+        String method = JsonFields.optionalString(n, "quant_method", "bitsandbytes", file, where);
+        if (!method.equals("bitsandbytes"))
+            throw InputException.at(file, where, "quant_method '" + method + "' is not supported (llamafit reads bitsandbytes int8 and nf4 folders)");
+        boolean int8 = JsonFields.optionalBoolean(n, "load_in_8bit", false, file, where);
+        boolean four = JsonFields.optionalBoolean(n, "load_in_4bit", false, file, where);
+        if (int8 == four)
+            throw InputException.at(file, where, "exactly one of load_in_8bit and load_in_4bit must be true, got "
+                    + int8 + " and " + four);
+        if (int8) return Quantization.int8(JsonFields.optionalNumber(n, "llm_int8_threshold", Quantization.DEFAULT_INT8_THRESHOLD, file, where));
+        String type = JsonFields.optionalString(n, "bnb_4bit_quant_type", "fp4", file, where);
+        if (!type.equals("nf4"))
+            throw InputException.at(file, where, "bnb_4bit_quant_type '" + type + "' is not supported (llamafit reads nf4)");
+        return Quantization.nf4(JsonFields.optionalBoolean(n, "bnb_4bit_use_double_quant", false, file, where));
     }
 
     private static RopeScaling ropeScaling(JsonNode root, Path file) {
@@ -163,6 +189,7 @@ public final class ConfigJson {
         if (c.eosTokenIds().size() == 1) m.put("eos_token_id", c.eosTokenIds().get(0));
         else if (!c.eosTokenIds().isEmpty()) m.put("eos_token_id", c.eosTokenIds());
         m.put("torch_dtype", "float32");
+        if (c.quantization() != null) m.put("quantization_config", c.quantization().toConfig("float32"));
         return m;
     }
 }

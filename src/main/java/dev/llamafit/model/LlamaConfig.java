@@ -3,6 +3,8 @@ package dev.llamafit.model;
 
 import java.util.List;
 
+import dev.llamafit.quant.Quantization;
+
 /**
  * A LLaMA-family architecture: Llama 1/2/3, Mistral, Qwen2 and their relatives (SmolLM, TinyLlama).
  *
@@ -25,6 +27,8 @@ import java.util.List;
  * @param slidingWindow      attention window in tokens (Mistral), 0 for full causal attention
  * @param bosTokenId         beginning-of-sequence id, −1 if none
  * @param eosTokenIds        end-of-sequence ids (may be several, e.g. Llama 3 instruct)
+ * @param quantization       how the block linear layers are stored when quantised (config.json's quantization_config, or
+ *                           a base quantised on load), null when they are not
  */
 public record LlamaConfig(
         String modelType,
@@ -45,7 +49,8 @@ public record LlamaConfig(
         boolean mlpBias,
         int slidingWindow,
         int bosTokenId,
-        List<Integer> eosTokenIds) {
+        List<Integer> eosTokenIds,
+        Quantization quantization) {
 
     /** The model types llamafit implements. */
     public static final List<String> SUPPORTED_TYPES = List.of("llama", "mistral", "qwen2");
@@ -64,6 +69,15 @@ public record LlamaConfig(
     public static final long MAX_MATRIX_ELEMENTS = Integer.MAX_VALUE;
     /** Most parameters in a model, 2^40 (about 1.1 trillion). */
     public static final long MAX_PARAMETERS = 1L << 40;
+
+    /** An unquantised model's config. */
+    public LlamaConfig(String modelType, int hiddenSize, int intermediateSize, int numLayers, int numHeads, int numKvHeads,
+                       int headDim, int vocabSize, int maxPositions, double rmsNormEps, double ropeTheta, RopeScaling ropeScaling,
+                       boolean tieWordEmbeddings, boolean qkvBias, boolean oBias, boolean mlpBias, int slidingWindow,
+                       int bosTokenId, List<Integer> eosTokenIds) {
+        this(modelType, hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads, headDim, vocabSize, maxPositions, rmsNormEps,
+                ropeTheta, ropeScaling, tieWordEmbeddings, qkvBias, oBias, mlpBias, slidingWindow, bosTokenId, eosTokenIds, null);
+    }
 
     public LlamaConfig {
         if (!SUPPORTED_TYPES.contains(modelType))
@@ -150,6 +164,13 @@ public record LlamaConfig(
     public LlamaConfig withMaxPositions(int positions) {
         return new LlamaConfig(modelType, hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads, headDim, vocabSize,
                 positions, rmsNormEps, ropeTheta, ropeScaling, tieWordEmbeddings, qkvBias, oBias, mlpBias, slidingWindow,
-                bosTokenId, eosTokenIds);
+                bosTokenId, eosTokenIds, quantization);
+    }
+
+    /** A copy whose block linear layers are quantised as {@code q} (null: not quantised). */
+    public LlamaConfig withQuantization(Quantization q) {
+        return new LlamaConfig(modelType, hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads, headDim, vocabSize,
+                maxPositions, rmsNormEps, ropeTheta, ropeScaling, tieWordEmbeddings, qkvBias, oBias, mlpBias, slidingWindow,
+                bosTokenId, eosTokenIds, q);
     }
 }

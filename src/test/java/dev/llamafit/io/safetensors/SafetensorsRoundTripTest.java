@@ -122,14 +122,20 @@ class SafetensorsRoundTripTest {
     }
 
     @Test
-    void writesI8ButReaderRefusesIt() throws IOException {
-        Path file = dir.resolve("i8.safetensors");
+    void roundTripsI8AndU8() throws IOException {
+        // bitsandbytes' quantised weights: int8 codes (LLM.int8()) and packed NF4 bytes (U8), read back bit for bit.
+        Path file = dir.resolve("q.safetensors");
         Tensor q = new Tensor("q", DType.I8, Shape.of(4), MemorySegment.ofArray(new byte[] {1, -2, 3, -4}));
-        SafetensorsWriter.write(file, List.of(q), null);
-        byte[] bytes = Files.readAllBytes(file);
-        assertArrayEquals(new byte[] {1, -2, 3, -4}, java.util.Arrays.copyOfRange(bytes, bytes.length - 4, bytes.length));
-        TestFiles.assertInputError(file, () -> SafetensorsFile.open(file, ledger),
-                "unsupported dtype I8 for tensor q (llamafit reads F32, F16, BF16)");
+        Tensor u = new Tensor("u", DType.U8, Shape.of(3, 1), MemorySegment.ofArray(new byte[] {(byte) 0xF0, 0x0F, (byte) 0x81}));
+        SafetensorsWriter.write(file, List.of(q, u), null);
+        try (SafetensorsFile f = SafetensorsFile.open(file, ledger)) {
+            Tensor rq = f.find("q").orElseThrow(), ru = f.find("u").orElseThrow();
+            assertEquals(DType.I8, rq.dtype());
+            assertEquals(DType.U8, ru.dtype());
+            assertEquals(Shape.of(3, 1), ru.shape());
+            assertArrayEquals(new float[] {1, -2, 3, -4}, rq.toFloatArray());
+            assertArrayEquals(new float[] {0xF0, 0x0F, 0x81}, ru.toFloatArray());
+        }
     }
 
     @Test
