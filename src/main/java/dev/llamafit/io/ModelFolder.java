@@ -21,6 +21,8 @@ import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.LlamaModel;
 import dev.llamafit.model.ParameterLayout;
+import dev.llamafit.quant.Quantization;
+import dev.llamafit.quant.QuantizedWeights;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Tensor;
 import dev.llamafit.tensor.TensorSpec;
@@ -44,7 +46,8 @@ import dev.llamafit.tensor.TensorSpec;
 public final class ModelFolder implements AutoCloseable {
     private final Path dir;
     private final LlamaConfig config;
-    private final TensorSource source;
+    private final TensorSource source; // null once a quantised model has let go of the mapping
+    private final DType storedDtype;
     private final Map<String, Tensor> weights;
     private final List<Tensor> owned;
     private final Map<String, Long> nonFinite;
@@ -55,11 +58,12 @@ public final class ModelFolder implements AutoCloseable {
      */
     public static final ScopedValue<Consumer<String>> NON_FINITE_ALLOWED = ScopedValue.newInstance();
 
-    private ModelFolder(Path dir, LlamaConfig config, TensorSource source, Map<String, Tensor> weights, List<Tensor> owned,
-                        Map<String, Long> nonFinite) {
+    private ModelFolder(Path dir, LlamaConfig config, TensorSource source, DType storedDtype, Map<String, Tensor> weights,
+                        List<Tensor> owned, Map<String, Long> nonFinite) {
         this.dir = dir;
         this.config = config;
         this.source = source;
+        this.storedDtype = storedDtype;
         this.weights = weights;
         this.owned = owned;
         this.nonFinite = nonFinite;
@@ -83,13 +87,26 @@ public final class ModelFolder implements AutoCloseable {
      * in place, never widened), vectors as F32.
      */
     public static ModelFolder open(Path dir, MemoryLedger ledger, Kernels kernels, DType dtype) {
-        return open(dir, ledger, kernels, dtype, true);
+        return open(dir, ledger, kernels, dtype, null, true);
     }
 
-    private static ModelFolder open(Path dir, MemoryLedger ledger, Kernels kernels, DType dtype, boolean scan) {
+    /**
+     * As {@link #open(Path, MemoryLedger, Kernels, DType)}, with the block linear layers quantised as {@code quantize}
+     * (null: as stored). A folder quantised already (config.json's quantization_config) loads its bitsandbytes tensors
+     * whatever {@code quantize} says, which may only repeat the stored kind (an int8 threshold given here replaces the
+     * stored one: it is a runtime setting). A quantised model holds owned copies of everything it keeps and releases the
+     * file mapping once loaded, so its memory is the quantised bytes, not the checkpoint's.
+     */
+    public static ModelFolder open(Path dir, MemoryLedger ledger, Kernels kernels, DType dtype, Quantization quantize) {
+        return open(dir, ledger, kernels, dtype, quantize, true);
+    }
+
+    private static ModelFolder open(Path dir, MemoryLedger ledger, Kernels kernels, DType dtype, Quantization quantize, boolean scan) {
         if (dtype != null && dtype != DType.F32 && dtype != DType.BF16 && dtype != DType.F16)
             throw new IllegalArgumentException("weights are F32, BF16 or F16, not " + dtype);
-        LlamaConfig config = readConfig(dir);
+        LlamaConfig stored = readConfig(dir);
+        Quantization q = quantization(dir, stored.quantization(), quantize);
+        LlamaConfig config = stored.withQuantization(q);
         TensorSource source = Safetensors.openModelFolder(dir, ledger);
         List<Tensor> owned = new ArrayList<>();
         try {
@@ -97,16 +114,33 @@ public final class ModelFolder implements AutoCloseable {
             Map<String, Long> nonFinite = new LinkedHashMap<>();
             ParameterLayout layout = ParameterLayout.of(config, DType.F32);
             for (TensorSpec spec : layout.specs()) {
+                if (q != null && stored.quantization() != null && ParameterLayout.isQuantizable(spec)) {
+                    readQuantized(dir, source, spec, q, ledger, owned, weights);
+                    continue;
+                }
                 Tensor t = find(source, spec.name(), config).orElseThrow(() -> InputException.at(dir,
                         "missing tensor " + spec.name() + " (config.json implies shape " + spec.shape() + ")"));
+                if (!isWeightType(t.dtype()))
+                    throw InputException.at(source.fileOf(sourceName(source, spec.name(), config)), "tensor " + spec.name(),
+                            "dtype " + t.dtype().safetensorsName() + " is a quantised weight's, but config.json has "
+                                    + (stored.quantization() == null ? "no quantization_config" : "it as an unquantised layer"));
                 if (!t.shape().equals(spec.shape()))
                     throw InputException.at(source.fileOf(sourceName(source, spec.name(), config)), "tensor " + spec.name(),
                             "shape " + t.shape() + " does not match config.json, which implies " + spec.shape());
                 long bad = scan ? NonFinite.count(t.segment(), t.dtype(), t.elements()) : 0;
                 if (bad > 0) nonFinite.put(sourceName(source, spec.name(), config), bad);
+                if (q != null && ParameterLayout.isQuantizable(spec)) {
+                    if (bad > 0) throw InputException.at(source.fileOf(spec.name()), "tensor " + spec.name(),
+                            "holds " + bad + " non-finite values (NaN/Inf), which cannot be quantised");
+                    Map<String, Tensor> qt = QuantizedWeights.quantize(q, t, ledger, spec.name().substring(0, spec.name().length() - ".weight".length()));
+                    owned.addAll(qt.values());
+                    weights.putAll(qt);
+                    continue;
+                }
                 DType want = t.shape().rank() < 2 || dtype == null && !isWeightType(t.dtype()) ? DType.F32
                         : dtype == null ? t.dtype() : dtype;
-                weights.put(spec.name(), convert(t, want, spec.name(), ledger, kernels, owned));
+                // A quantised model lets go of the mapping, so it copies even what it keeps as stored.
+                weights.put(spec.name(), convert(t, want, spec.name(), ledger, kernels, owned, q != null));
             }
             for (String name : source.names()) {
                 boolean known = weights.containsKey(name) || name.endsWith(".rotary_emb.inv_freq")
@@ -116,11 +150,65 @@ public final class ModelFolder implements AutoCloseable {
                             "unexpected tensor: config.json does not describe it (wrong config, or an architecture variant llamafit does not run)");
             }
             if (!nonFinite.isEmpty()) refuseOrWarn(source, nonFinite);
-            return new ModelFolder(dir, config, source, weights, owned, nonFinite);
+            DType storedDtype = find(source, ParameterLayout.EMBED, config).orElseThrow().dtype();
+            if (q != null) {
+                source.close();
+                source = null;
+            }
+            return new ModelFolder(dir, config, source, storedDtype, weights, owned, nonFinite);
         } catch (RuntimeException e) {
             owned.forEach(Tensor::close);
-            source.close();
+            if (source != null) source.close();
             throw e;
+        }
+    }
+
+    /** The quantisation to load with: the stored one (which a request may only repeat), else the requested one. */
+    private static Quantization quantization(Path dir, Quantization stored, Quantization requested) {
+        if (stored == null || requested == null) return stored != null ? stored : requested;
+        Path cfg = dir.resolve("config.json");
+        if (stored.kind() != requested.kind())
+            throw InputException.at(cfg, "quantization_config", "the folder is quantised as " + stored.describe() + " already;"
+                    + " --base-dtype " + requested.kind().name().toLowerCase(java.util.Locale.ROOT) + " needs the unquantised model");
+        if (stored.kind() == Quantization.Kind.INT8) return requested;
+        if (stored.doubleQuant() != requested.doubleQuant())
+            throw InputException.at(cfg, "quantization_config", "the folder is quantised as " + stored.describe()
+                    + " already, so its block constants are " + (stored.doubleQuant() ? "" : "not ") + "double-quantised; drop "
+                    + (stored.doubleQuant() ? "--no-double-quant" : "--double-quant"));
+        return stored;
+    }
+
+    /**
+     * Module {@code spec}'s bitsandbytes tensors from a quantised folder, each checked against {@link QuantizedWeights#specs}
+     * and copied into an owned buffer; NF4's quant_state JSON onto the heap, parsed to check it describes this weight.
+     */
+    private static void readQuantized(Path dir, TensorSource source, TensorSpec spec, Quantization q, MemoryLedger ledger,
+                                      List<Tensor> owned, Map<String, Tensor> weights) {
+        String prefix = spec.name().substring(0, spec.name().length() - ".weight".length());
+        long out = spec.shape().dim(0), in = spec.shape().dim(1);
+        for (TensorSpec s : QuantizedWeights.specs(q, prefix, out, in)) {
+            Tensor t = source.find(s.name()).orElseThrow(() -> InputException.at(dir,
+                    "missing tensor " + s.name() + " of the " + q.describe() + " layer " + prefix + " (config.json's quantization_config implies "
+                            + s.dtype().safetensorsName() + " " + s.shape() + ")"));
+            if (t.dtype() != s.dtype() || !t.shape().equals(s.shape()))
+                throw InputException.at(source.fileOf(s.name()), "tensor " + s.name(), t.dtype().safetensorsName() + " " + t.shape()
+                        + " does not match the " + q.describe() + " layout of " + prefix + " [" + out + ", " + in + "], which is "
+                        + s.dtype().safetensorsName() + " " + s.shape());
+            Tensor copy = Tensor.allocate(ledger, Category.WEIGHTS, s.name(), s.dtype(), s.shape());
+            owned.add(copy);
+            MemorySegment.copy(t.segment(), 0, copy.segment(), 0, t.bytes());
+            weights.put(s.name(), copy);
+        }
+        String meta = QuantizedWeights.metadataKey(q, prefix);
+        if (meta != null) {
+            Tensor t = source.find(meta).orElseThrow(() -> InputException.at(source.fileOf(spec.name()),
+                    "missing tensor " + meta + " (bitsandbytes' NF4 quant_state of " + prefix + ")"));
+            weights.put(meta, QuantizedWeights.onHeap(t));
+            try {
+                QuantizedWeights.check(q, weights, spec.name(), out, in);
+            } catch (IllegalArgumentException e) {
+                throw InputException.at(source.fileOf(meta), "tensor " + meta, e.getMessage());
+            }
         }
     }
 
@@ -135,7 +223,7 @@ public final class ModelFolder implements AutoCloseable {
             if (weights.containsValue(t)) keep.add(t);
             else t.close();
         }
-        return new ModelFolder(dir, config, source, new LinkedHashMap<>(weights), keep, nonFinite);
+        return new ModelFolder(dir, config, source, storedDtype, new LinkedHashMap<>(weights), keep, nonFinite);
     }
 
     /** The first tensor with NaN/Inf named with its count (and how many more there are): thrown, or warned when allowed. */
@@ -166,9 +254,9 @@ public final class ModelFolder implements AutoCloseable {
 
     private static boolean isWeightType(DType t) { return t == DType.F32 || t == DType.BF16 || t == DType.F16; }
 
-    /** {@code t} itself when already {@code want}, else an owned copy converted to {@code want}. */
-    private static Tensor convert(Tensor t, DType want, String name, MemoryLedger ledger, Kernels k, List<Tensor> owned) {
-        if (t.dtype() == want) return t;
+    /** {@code t} itself when already {@code want} (unless {@code copy}), else an owned copy converted to {@code want}. */
+    private static Tensor convert(Tensor t, DType want, String name, MemoryLedger ledger, Kernels k, List<Tensor> owned, boolean copy) {
+        if (t.dtype() == want && !copy) return t;
         if (!isWeightType(t.dtype())) throw new IllegalStateException("unsupported weight dtype " + t.dtype() + " for " + name);
         Tensor f = Tensor.allocate(ledger, Category.WEIGHTS, name, want, t.shape());
         owned.add(f);
@@ -206,11 +294,11 @@ public final class ModelFolder implements AutoCloseable {
     }
 
     /** The dtype the checkpoint stores its matrices in (that of its embedding): what outputs keep by default. */
-    public DType storedDtype() { return find(source, ParameterLayout.EMBED, config).orElseThrow().dtype(); }
+    public DType storedDtype() { return storedDtype; }
 
     /** The dtype the checkpoint in {@code dir} stores its matrices in, read from a mapping (nothing is converted). */
     public static DType storedDtype(Path dir, Kernels kernels) {
-        try (ModelFolder f = open(dir, new MemoryLedger(), kernels, null, false)) {
+        try (ModelFolder f = open(dir, new MemoryLedger(), kernels, null, null, false)) {
             return f.storedDtype();
         }
     }
@@ -219,7 +307,10 @@ public final class ModelFolder implements AutoCloseable {
 
     public LlamaConfig config() { return config; }
 
-    public TensorSource source() { return source; }
+    public TensorSource source() {
+        if (source == null) throw new IllegalStateException("a quantised model folder has released its file mapping");
+        return source;
+    }
 
     /** NaN/Inf counts of the tensors that hold any, by stored name (empty when clean; only seen when allowed). */
     public Map<String, Long> nonFinite() { return java.util.Collections.unmodifiableMap(nonFinite); }
@@ -235,6 +326,6 @@ public final class ModelFolder implements AutoCloseable {
     @Override
     public void close() {
         owned.forEach(Tensor::close);
-        source.close();
+        if (source != null) source.close();
     }
 }

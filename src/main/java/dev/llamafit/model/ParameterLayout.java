@@ -7,6 +7,8 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
+import dev.llamafit.quant.Quantization;
+import dev.llamafit.quant.QuantizedWeights;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Shape;
 import dev.llamafit.tensor.TensorSpec;
@@ -54,6 +56,33 @@ public final class ParameterLayout {
     public static String postAttentionNorm(int layer) { return layerPrefix(layer) + "post_attention_layernorm.weight"; }
 
     public List<TensorSpec> specs() { return specs; }
+
+    /**
+     * Whether a quantised base stores {@code spec} as int8/NF4: the weight matrices of the blocks' linear layers (attention
+     * and MLP components, rank 2). Embeddings, the LM head, norms and biases keep their stored dtype, as transformers does
+     * with bitsandbytes.
+     */
+    public static boolean isQuantizable(TensorSpec spec) {
+        return spec.shape().rank() == 2 && (spec.component().equals("attention") || spec.component().equals("mlp"));
+    }
+
+    /**
+     * The bytes of the parameters as a frozen base quantised as {@code q} holds them: the quantisable matrices in their
+     * bitsandbytes tensors ({@link QuantizedWeights#specs}), every other matrix as {@code matrices} (the stored dtype),
+     * vectors as F32.
+     */
+    public static List<TensorSpec> quantizedSpecs(LlamaConfig config, Quantization q, DType matrices) {
+        List<TensorSpec> out = new ArrayList<>();
+        for (TensorSpec s : of(config, DType.F32).specs()) {
+            if (isQuantizable(s)) {
+                String prefix = s.name().substring(0, s.name().length() - ".weight".length());
+                out.addAll(QuantizedWeights.specs(q, prefix, s.shape().dim(0), s.shape().dim(1)));
+            } else {
+                out.add(new TensorSpec(s.name(), s.shape(), s.shape().rank() < 2 ? DType.F32 : matrices, s.component()));
+            }
+        }
+        return out;
+    }
 
     public long parameterCount() {
         long n = 0;

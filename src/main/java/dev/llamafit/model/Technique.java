@@ -5,6 +5,8 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 
+import dev.llamafit.quant.Quantization;
+
 /**
  * How the engine trains, independent of the data and of any PyTorch stack: the method (full fine-tuning or adapters),
  * the adapters' settings, the precision and storage of the weights, the optimizer, gradient checkpointing and gradient
@@ -24,9 +26,12 @@ import java.util.Locale;
  *                              so accumulation changes time, not memory
  * @param attention             eager (saves the softmax probabilities, B·H·T² per block) or flash (tiled, saves one
  *                              log-sum-exp per row)
+ * @param quantization          with an int8 or NF4 base: its settings (double quantisation, outlier threshold); derived
+ *                              from {@code baseDtype} with bitsandbytes' defaults when null, and null otherwise
  */
 public record Technique(Method method, LoraConfig lora, Precision precision, BaseDtype baseDtype, Optimizer optimizer,
-                        boolean gradientCheckpointing, int checkpointEvery, int gradAccum, Attention attention) {
+                        boolean gradientCheckpointing, int checkpointEvery, int gradAccum, Attention attention,
+                        Quantization quantization) {
 
     /** Full fine-tuning or low-rank adapters on a frozen base. */
     public enum Method { FULL, LORA, QLORA }
@@ -69,6 +74,29 @@ public record Technique(Method method, LoraConfig lora, Precision precision, Bas
         if (checkpointEvery < 1) throw new IllegalArgumentException("--checkpoint-every must be >= 1, got " + checkpointEvery);
         if (gradAccum < 1) throw new IllegalArgumentException("--grad-accum must be >= 1, got " + gradAccum);
         if (attention == null) throw new IllegalArgumentException("an attention kind is required");
+        // QLoRA is LoRA on an NF4 base: the method names the base when no dtype does.
+        if (method == Method.QLORA && baseDtype == null) baseDtype = BaseDtype.NF4;
+        if (method == Method.QLORA && baseDtype != BaseDtype.NF4)
+            throw new IllegalArgumentException("--method qlora means an nf4 base, not --base-dtype " + name(baseDtype));
+        if (quantization != null && baseDtype != null && !baseDtype.quantised()) quantization = null;
+        if (baseDtype != null && baseDtype.quantised()) {
+            Quantization.Kind kind = baseDtype == BaseDtype.INT8 ? Quantization.Kind.INT8 : Quantization.Kind.NF4;
+            if (quantization == null || quantization.kind() != kind)
+                quantization = kind == Quantization.Kind.INT8 ? Quantization.int8(Quantization.DEFAULT_INT8_THRESHOLD) : Quantization.nf4(true);
+        } else if (quantization != null) {
+            baseDtype = quantization.kind() == Quantization.Kind.INT8 ? BaseDtype.INT8 : BaseDtype.NF4;
+        }
+    }
+
+    public Technique(Method method, LoraConfig lora, Precision precision, BaseDtype baseDtype, Optimizer optimizer,
+                     boolean gradientCheckpointing, int checkpointEvery, int gradAccum, Attention attention) {
+        this(method, lora, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, gradAccum, attention, null);
+    }
+
+    /** With a base quantised as {@code q} (its kind becomes the base dtype). */
+    public Technique withQuantization(Quantization q) {
+        return new Technique(method, lora, precision, q.kind() == Quantization.Kind.INT8 ? BaseDtype.INT8 : BaseDtype.NF4, optimizer,
+                gradientCheckpointing, checkpointEvery, gradAccum, attention, q);
     }
 
     /** With the default attention ({@link #DEFAULT_ATTENTION}). */
@@ -78,7 +106,7 @@ public record Technique(Method method, LoraConfig lora, Precision precision, Bas
     }
 
     public Technique withAttention(Attention a) {
-        return new Technique(method, lora, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, gradAccum, a);
+        return new Technique(method, lora, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, gradAccum, a, quantization);
     }
 
     /** Full fine-tuning in fp32 with AdamW, no checkpointing, no accumulation. */
@@ -112,22 +140,22 @@ public record Technique(Method method, LoraConfig lora, Precision precision, Bas
     public int checkpointInterval() { return gradientCheckpointing ? checkpointEvery : 0; }
 
     public Technique withGradientCheckpointing(boolean on, int every) {
-        return new Technique(method, lora, precision, baseDtype, optimizer, on, every, gradAccum, attention);
+        return new Technique(method, lora, precision, baseDtype, optimizer, on, every, gradAccum, attention, quantization);
     }
 
     public Technique withOptimizer(Optimizer o) {
-        return new Technique(method, lora, precision, baseDtype, o, gradientCheckpointing, checkpointEvery, gradAccum, attention);
+        return new Technique(method, lora, precision, baseDtype, o, gradientCheckpointing, checkpointEvery, gradAccum, attention, quantization);
     }
 
     public Technique withMethod(Method m, LoraConfig l, BaseDtype base) {
-        return new Technique(m, l, precision, base, optimizer, gradientCheckpointing, checkpointEvery, gradAccum, attention);
+        return new Technique(m, l, precision, base, optimizer, gradientCheckpointing, checkpointEvery, gradAccum, attention, quantization);
     }
 
     /** How many of {@code layers} blocks are checkpointed. */
     public int checkpointedBlocks(int layers) { return gradientCheckpointing ? (layers + checkpointEvery - 1) / checkpointEvery : 0; }
 
     public Technique withGradAccum(int k) {
-        return new Technique(method, lora, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, k, attention);
+        return new Technique(method, lora, precision, baseDtype, optimizer, gradientCheckpointing, checkpointEvery, k, attention, quantization);
     }
 
     /**
@@ -136,12 +164,11 @@ public record Technique(Method method, LoraConfig lora, Precision precision, Bas
      */
     public List<String> notImplemented() {
         List<String> out = new ArrayList<>();
-        if (method == Method.QLORA) out.add("--method qlora");
         // bf16-pure's BF16 optimizer states exist for AdamW only (optim.AdamW); SGD updates fp32 parameters.
         if (precision == Precision.BF16_PURE && optimizer == Optimizer.SGD) out.add("--optimizer sgd with --precision bf16-pure");
-        // A bf16/fp16 frozen base is read in place by the typed GEMM (LoRA only; full fine-tuning trains fp32 weights).
-        boolean halfLoraBase = method == Method.LORA && (baseDtype == BaseDtype.BF16 || baseDtype == BaseDtype.FP16);
-        if (baseDtype != null && baseDtype != BaseDtype.FP32 && !halfLoraBase) out.add("--base-dtype " + name(baseDtype));
+        // A bf16/fp16 frozen base is read in place by the typed GEMM, an int8/NF4 one by its quantised projection (adapters
+        // only: full fine-tuning trains its weights, so they are never frozen in another format).
+        if (baseDtype != null && baseDtype != BaseDtype.FP32 && !adapters()) out.add("--base-dtype " + name(baseDtype));
         if (optimizer == Optimizer.ADAMW8BIT) out.add("--optimizer adamw8bit");
         return out;
     }
