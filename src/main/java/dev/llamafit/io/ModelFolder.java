@@ -102,6 +102,10 @@ public final class ModelFolder implements AutoCloseable {
                 if (!t.shape().equals(spec.shape()))
                     throw InputException.at(source.fileOf(sourceName(source, spec.name(), config)), "tensor " + spec.name(),
                             "shape " + t.shape() + " does not match config.json, which implies " + spec.shape());
+                // U8 is readable (8-bit optimizer states), but is no weight type of a plain model folder.
+                if (!isWeightType(t.dtype()))
+                    throw InputException.at(source.fileOf(sourceName(source, spec.name(), config)), "tensor " + spec.name(),
+                            "unsupported dtype " + t.dtype() + " for a model weight (llamafit loads F32, F16, BF16 weights)");
                 long bad = scan ? NonFinite.count(t.segment(), t.dtype(), t.elements()) : 0;
                 if (bad > 0) nonFinite.put(sourceName(source, spec.name(), config), bad);
                 DType want = t.shape().rank() < 2 || dtype == null && !isWeightType(t.dtype()) ? DType.F32

@@ -142,7 +142,8 @@ public record Technique(Method method, LoraConfig lora, Precision precision, Bas
         // A bf16/fp16 frozen base is read in place by the typed GEMM (LoRA only; full fine-tuning trains fp32 weights).
         boolean halfLoraBase = method == Method.LORA && (baseDtype == BaseDtype.BF16 || baseDtype == BaseDtype.FP16);
         if (baseDtype != null && baseDtype != BaseDtype.FP32 && !halfLoraBase) out.add("--base-dtype " + name(baseDtype));
-        if (optimizer == Optimizer.ADAMW8BIT) out.add("--optimizer adamw8bit");
+        // 8-bit states quantise fp32 moments of fp32 parameters (optim.AdamW8bit); bf16-pure has BF16 parameters.
+        if (precision == Precision.BF16_PURE && optimizer == Optimizer.ADAMW8BIT) out.add("--optimizer adamw8bit with --precision bf16-pure");
         return out;
     }
 

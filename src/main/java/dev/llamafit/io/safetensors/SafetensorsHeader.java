@@ -57,7 +57,7 @@ record SafetensorsHeader(List<Entry> entries, Map<String, String> metadata) {
             "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4");
 
     /** Dtypes llamafit reads from safetensors files. */
-    private static final List<DType> READABLE = List.of(DType.F32, DType.F16, DType.BF16);
+    private static final List<DType> READABLE = List.of(DType.F32, DType.F16, DType.BF16, DType.U8);
 
     /**
      * Strict JSON: duplicate keys are an error (the last one would silently win otherwise, hiding a tensor), and
@@ -197,10 +197,10 @@ record SafetensorsHeader(List<Entry> entries, Map<String, String> metadata) {
         String tensor = where.substring("tensor ".length());
         if (KNOWN_UNSUPPORTED.contains(name)) {
             throw InputException.at(file, where, "unsupported dtype " + name + " for tensor " + tensor
-                    + " (llamafit reads F32, F16, BF16)");
+                    + " (llamafit reads F32, F16, BF16, U8)");
         }
         throw InputException.at(file, where, "unknown dtype \"" + name + "\" for tensor " + tensor
-                + " (safetensors dtypes llamafit reads: F32, F16, BF16)");
+                + " (safetensors dtypes llamafit reads: F32, F16, BF16, U8)");
     }
 
     /** A JSON array of non-negative integers that fit in a long (the reference parses them as usize). */

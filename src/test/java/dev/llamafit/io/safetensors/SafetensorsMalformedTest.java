@@ -138,9 +138,9 @@ class SafetensorsMalformedTest {
 
     @Test
     void unsupportedDtype() throws IOException {
-        for (String dtype : new String[] {"I32", "F64", "BOOL", "F8_E4M3", "I64", "U8"}) {
+        for (String dtype : new String[] {"I32", "F64", "BOOL", "F8_E4M3", "I64"}) {
             expectError(file(dir, dtype + ".safetensors", "{" + entry("w", dtype, "[1]", 0, 4) + "}", f32(1f)),
-                    "unsupported dtype " + dtype + " for tensor w (llamafit reads F32, F16, BF16)");
+                    "unsupported dtype " + dtype + " for tensor w (llamafit reads F32, F16, BF16, U8)");
         }
     }
 

@@ -129,7 +129,7 @@ class SafetensorsRoundTripTest {
         byte[] bytes = Files.readAllBytes(file);
         assertArrayEquals(new byte[] {1, -2, 3, -4}, java.util.Arrays.copyOfRange(bytes, bytes.length - 4, bytes.length));
         TestFiles.assertInputError(file, () -> SafetensorsFile.open(file, ledger),
-                "unsupported dtype I8 for tensor q (llamafit reads F32, F16, BF16)");
+                "unsupported dtype I8 for tensor q (llamafit reads F32, F16, BF16, U8)");
     }
 
     @Test
