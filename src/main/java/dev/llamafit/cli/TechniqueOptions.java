@@ -8,7 +8,7 @@ import picocli.CommandLine.Option;
 
 /**
  * What both commands take. Each command adds its own {@code --method} and {@code --optimizer} (their values differ:
- * {@code train} runs full|lora with adamw|sgd; {@code plan} also plans qlora and adamw8bit for PyTorch) by subclassing;
+ * {@code train} runs full|lora with adamw|adamw8bit|sgd; {@code plan} also plans qlora and adamw8bit for PyTorch) by subclassing;
  * base dtype and parallelism are {@code plan}'s alone ({@link PlanCommand}); each has its own {@code --precision} help. LoRA settings that do not
  * change memory (alpha, rsLoRA, a starting adapter) stay with {@code train}.
  */
@@ -65,7 +65,7 @@ abstract class TechniqueOptions {
     /** `train`'s: what the engine runs. */
     static final class Train extends TechniqueOptions {
         @Option(names = "--method", description = "full or lora (default: lora when --lora-r > 0 is given, else full).") String method;
-        @Option(names = "--optimizer", defaultValue = "adamw", description = "adamw (AdamW) or sgd (momentum 0.9) (default: ${DEFAULT-VALUE}).") String optimizer;
+        @Option(names = "--optimizer", defaultValue = "adamw", description = "adamw (AdamW), adamw8bit (AdamW with 8-bit block-wise quantised states, as bitsandbytes) or sgd (momentum 0.9) (default: ${DEFAULT-VALUE}).") String optimizer;
         @Option(names = "--precision", defaultValue = "fp32", description = "fp32; bf16 or fp16: 16-bit GEMM operands and saved activations "
                 + "with fp32 master weights, gradients and optimizer state, as PyTorch's autocast (fp16 adds dynamic loss scaling); "
                 + "bf16-pure: the same activations, and the trained matrices, their gradients and AdamW's states all in bf16 "
@@ -83,7 +83,7 @@ abstract class TechniqueOptions {
     /** `plan`'s: the engine's values, and what only the PyTorch runtime plans. */
     static final class Plan extends TechniqueOptions {
         @Option(names = "--method", description = "full, lora, or qlora (pytorch runtime) (default: lora when --lora-r > 0 is given, else full).") String method;
-        @Option(names = "--optimizer", defaultValue = "adamw", description = "adamw (AdamW), sgd (momentum 0.9), or adamw8bit (pytorch runtime) (default: ${DEFAULT-VALUE}).") String optimizer;
+        @Option(names = "--optimizer", defaultValue = "adamw", description = "adamw (AdamW), sgd (momentum 0.9), or adamw8bit (8-bit states, bitsandbytes' AdamW8bit) (default: ${DEFAULT-VALUE}).") String optimizer;
 
         @Override String methodFlag() { return method; }
 

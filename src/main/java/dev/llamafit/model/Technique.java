@@ -169,7 +169,8 @@ public record Technique(Method method, LoraConfig lora, Precision precision, Bas
         // A bf16/fp16 frozen base is read in place by the typed GEMM, an int8/NF4 one by its quantised projection (adapters
         // only: full fine-tuning trains its weights, so they are never frozen in another format).
         if (baseDtype != null && baseDtype != BaseDtype.FP32 && !adapters()) out.add("--base-dtype " + name(baseDtype));
-        if (optimizer == Optimizer.ADAMW8BIT) out.add("--optimizer adamw8bit");
+        // 8-bit states quantise fp32 moments of fp32 parameters (optim.AdamW8bit); bf16-pure has BF16 parameters.
+        if (precision == Precision.BF16_PURE && optimizer == Optimizer.ADAMW8BIT) out.add("--optimizer adamw8bit with --precision bf16-pure");
         return out;
     }
 

@@ -141,10 +141,18 @@ public final class Planner {
         // One state per kind in each parameter's dtype (optim.StateStore), so as many bytes per kind as the gradients.
         int kinds = o.optimizer() == Technique.Optimizer.SGD ? SGD_STATE_BYTES / 4 : ADAMW_STATE_BYTES / 4;
         long optimizer = Math.multiplyExact(gradients, (long) kinds);
+        // 8-bit AdamW sizes each trainable tensor's state itself (U8 codes + F32 absmax per block; small tensors fp32).
+        if (o.optimizer() == Technique.Optimizer.ADAMW8BIT) {
+            optimizer = 0;
+            for (TensorSpec g : layout.gradientSpecs()) optimizer = Math.addExact(optimizer, dev.llamafit.optim.AdamW8bit.stateBytes(g.elements()));
+        }
         // States are allocated at the first step and live for the run: from step 2 on they are there in every phase.
         c.add(Component.constant("optimizer", Column.DEVICE, Category.OPTIMIZER, optimizer,
-                (pure ? "AdamW m, v in each parameter's dtype: 4 B per bf16 matrix element, 8 B per fp32 vector element"
-                        : (kinds * 4) + " B per trainable element (" + (kinds == 2 ? "AdamW m, v" : "SGD momentum") + ", fp32)")));
+                o.optimizer() == Technique.Optimizer.ADAMW8BIT
+                        ? "8-bit AdamW: m, v as U8 codes (2 B per element) + an F32 absmax each per block of 2048, for tensors of >= 4096"
+                                + " elements; fp32 m, v (8 B per element) below: Σ AdamW8bit.stateBytes(TrainingLayout.gradientSpecs)"
+                        : pure ? "AdamW m, v in each parameter's dtype: 4 B per bf16 matrix element, 8 B per fp32 vector element"
+                        : (kinds * 4) + " B per trainable element (" + (kinds == 2 ? "AdamW m, v" : "SGD momentum") + ", fp32)"));
         long act = 0, ws = layout.ropeTableBytes();
         for (ActivationLayout.Slot s : layout.slots()) {
             if (s.category() == Category.ACTIVATIONS) act = Math.addExact(act, s.bytes());

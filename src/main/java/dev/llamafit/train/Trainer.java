@@ -24,6 +24,7 @@ import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.Technique;
 import dev.llamafit.model.TrainingStep;
 import dev.llamafit.optim.AdamW;
+import dev.llamafit.optim.AdamW8bit;
 import dev.llamafit.optim.LossScaler;
 import dev.llamafit.optim.LrSchedule;
 import dev.llamafit.optim.Optimizer;
@@ -107,9 +108,11 @@ public final class Trainer {
     }
 
     private Optimizer optimizer() {
-        return o.technique().optimizer() == Technique.Optimizer.ADAMW
-                ? new AdamW(0.9, 0.999, 1e-8, o.weightDecay(), ledger)
-                : new Sgd(0.9, o.weightDecay(), ledger);
+        return switch (o.technique().optimizer()) {
+            case ADAMW -> new AdamW(0.9, 0.999, 1e-8, o.weightDecay(), ledger);
+            case ADAMW8BIT -> new AdamW8bit(0.9, 0.999, 1e-8, o.weightDecay(), ledger);
+            case SGD -> new Sgd(0.9, o.weightDecay(), ledger);
+        };
     }
 
     /**

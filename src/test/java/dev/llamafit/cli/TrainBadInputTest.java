@@ -104,12 +104,13 @@ class TrainBadInputTest {
     void techniquesTheRuntimeDoesNotImplementAreRefusedByName() {
         Path data = SharedData.require("datasets/text/tinystories_sample.txt");
         // A value `plan` knows for PyTorch but the engine does not run is refused by name, all of them in one message.
-        for (String[] flags : new String[][]{{"--method", "qlora"}, {"--optimizer", "adamw8bit"}})
+        for (String[] flags : new String[][]{{"--method", "qlora"}, {"--precision", "bf16-pure", "--optimizer", "adamw8bit"}})
             BadInputTest.assertBadInput(train(data, flags), flags[flags.length - 1], "not implemented in the llamafit runtime yet");
         // bf16-pure runs with AdamW only (its BF16 optimizer states).
         BadInputTest.assertBadInput(train(data, "--precision", "bf16-pure", "--optimizer", "sgd"), "--optimizer sgd with --precision bf16-pure",
                 "not implemented in the llamafit runtime yet");
-        BadInputTest.assertBadInput(train(data, "--method", "qlora", "--optimizer", "adamw8bit"), "--method qlora, --optimizer adamw8bit are not implemented");
+        BadInputTest.assertBadInput(train(data, "--method", "qlora", "--precision", "bf16-pure", "--optimizer", "adamw8bit"),
+                "--method qlora, --optimizer adamw8bit with --precision bf16-pure are not implemented");
         BadInputTest.assertBadInput(train(data, "--method", "full", "--lora-r", "8"), "--lora-r 8", "--method is full");
         // Plan-only flags are not train's: a usage error (exit 2) that names the flag.
         for (String[] flags : new String[][]{{"--zero", "2"}, {"--workers", "2"}, {"--offload", "cpu"}, {"--base-dtype", "nf4"}}) {

@@ -63,10 +63,10 @@ class PlanCommandTest {
     /** Everything missing from a plan request is said in one message: the runtime and the device, not one per try. */
     @Test
     void aPlanErrorNamesEverythingMissingAtOnce() {
-        Run r = run("plan", "--model", "llama-2-7b", "--optimizer", "adamw8bit");
+        Run r = run("plan", "--model", "llama-2-7b", "--optimizer", "adamw8bit", "--precision", "bf16-pure");
         assertEquals(2, r.code);
         assertEquals(1, r.err.lines().count(), r.err);
-        assertTrue(r.err.contains("--optimizer adamw8bit") && r.err.contains("--runtime pytorch") && r.err.contains("GPU --device"), r.err);
+        assertTrue(r.err.contains("--optimizer adamw8bit with --precision bf16-pure") && r.err.contains("--runtime pytorch") && r.err.contains("GPU --device"), r.err);
         // Following the message plans.
         assertEquals(0, run("plan", "--model", "llama-2-7b", "--precision", "bf16", "--runtime", "pytorch", "--device", "a100-80gb").code);
         // Several pieces the engine lacks, all named; and a CPU device for PyTorch with a bad --attention, both said.
@@ -107,7 +107,7 @@ class PlanCommandTest {
         r = run("plan", "--model", "llama-2-7b", "--base-dtype", "int8", "--device", "a100-80gb");
         assertEquals(2, r.code);
         assertTrue(r.err.contains("needs --method lora or qlora"), r.err);
-        r = run("plan", "--model", "llama-2-7b", "--optimizer", "adamw8bit");
+        r = run("plan", "--model", "llama-2-7b", "--optimizer", "adamw8bit", "--precision", "bf16-pure");
         assertEquals(2, r.code);
         assertTrue(r.err.contains("not implemented in the llamafit runtime yet"), r.err);
         r = run("plan", "--model", "smollm-135m", "--method", "lora", "--lora-r", "1000", "--lora-targets", "k_proj");
