@@ -38,6 +38,7 @@ import math
 import os
 import struct
 
+import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,14 +68,27 @@ def normal_map(offset=0.9677083):
     return v / v.abs().max()
 
 
+def linspace32(start, end, steps):
+    """torch.linspace in float32 by its scalar formula: step = (end - start) / (steps - 1), the first half counted from
+    start (start + step * i), the second back from end (end - step * (steps - 1 - i)). PyTorch's vectorised CPU kernel
+    computes runs as base + i * step instead and can differ in the last bit (it does on this machine), so a map built
+    with torch.linspace would depend on the CPU; the scalar formula is the definition both sides can reproduce."""
+    start, end = np.float32(start), np.float32(end)
+    step = np.float32((end - start) / np.float32(steps - 1))
+    half = steps // 2
+    return torch.tensor([start + step * np.float32(i) if i < half else end - step * np.float32(steps - 1 - i)
+                         for i in range(steps)], dtype=torch.float32)
+
+
 def dynamic_map(signed=True, max_exponent_bits=7, total_bits=8):
-    """The dynamic 8-bit map (Dettmers 2015, bitsandbytes create_dynamic_map), in fp32 as the library builds it."""
+    """The dynamic 8-bit map (Dettmers 2015, bitsandbytes create_dynamic_map), in fp32 as the library builds it
+    (linspace by its scalar formula, see linspace32)."""
     data = []
     non_sign_bits = total_bits - 1
     for i in range(max_exponent_bits):
         items = 2 ** (i + non_sign_bits - max_exponent_bits) + 1 if signed \
             else 2 ** (i + non_sign_bits - max_exponent_bits + 1) + 1
-        bounds = torch.linspace(0.1, 1, items, dtype=torch.float32)
+        bounds = linspace32(0.1, 1, items)
         means = (bounds[:-1] + bounds[1:]) / 2.0
         scale = 10 ** (-(max_exponent_bits - 1) + i)
         data += (scale * means).tolist()
@@ -185,6 +199,43 @@ def write_case(name, w, with_input, metadata, with_dequantized=False):
     write_safetensors(os.path.join(OUT, f"nf4_{name}.safetensors"), tensors, metadata)
 
 
+def ulps_around(x, count):
+    """x and its `count` float32 neighbours on each side."""
+    out, lo, hi = [x], x, x
+    for _ in range(count):
+        lo, hi = np.nextafter(lo, np.float32(-np.inf)), np.nextafter(hi, np.float32(np.inf))
+        out += [lo, hi]
+    return out
+
+
+def edge_weight():
+    """Blocks whose elements sit next to the midpoints between NF4 levels, where only the exact fp32 steps decide the
+    code: block 0 has absmax 1 and the floats around each midpoint (ties included: the lower code wins); blocks 1-4
+    have a random absmax (element 0) and values for which x * (1/absmax) and x / absmax round to different codes, so a
+    division in place of bitsandbytes' reciprocal-and-multiply changes the result."""
+    levels = NF4.numpy()
+    blocks = [[np.float32(1.0)]]
+    for k in range(15):
+        blocks[0] += ulps_around(np.float32((np.float64(levels[k]) + np.float64(levels[k + 1])) / 2), 1)
+    rng = np.random.default_rng(16)
+    while len(blocks) < 5:
+        a = np.float32(rng.uniform(0.01, 1.0))
+        inv = np.float32(np.float32(1.0) / a)
+        picked = []
+        for k in range(15):
+            mid = np.float32((np.float64(levels[k]) + np.float64(levels[k + 1])) / 2 * np.float64(a))
+            for x in ulps_around(mid, 4):
+                by_reciprocal = nearest(torch.tensor([np.float32(x * inv)]), NF4).item()
+                by_division = nearest(torch.tensor([np.float32(x / a)]), NF4).item()
+                if by_reciprocal != by_division and len(picked) < BLOCK - 1:
+                    picked.append(x)
+        if len(picked) >= 4:
+            blocks.append([a] + picked)
+    for blk in blocks:
+        blk += [np.float32(0.0)] * (BLOCK - len(blk))
+    return torch.tensor(np.array(blocks, dtype=np.float32))
+
+
 def self_checks():
     # The hard-coded levels are the paper's construction (they were printed from fp32 arithmetic: agree to 1e-7).
     assert (normal_map() - NF4.double()).abs().max() < 1e-7, (normal_map(), NF4)
@@ -209,6 +260,8 @@ def main():
     w.view(-1)[5000:5003] = torch.tensor([0.9, -1.3, 0.4])
     w.view(-1)[64 * 200: 64 * 201] *= 1e-4
     write_case("random_f32", w, True, {"case": "torch.randn(259, 67) * 0.02, block 0 zero, outliers, a tiny block"})
+    # Values next to the midpoints between levels (ties; reciprocal-and-multiply against division).
+    write_case("edges_f32", edge_weight(), True, {"case": "values around the midpoints between NF4 levels"})
     # bf16 and fp16 weights (quantised from their exact fp32 widening), odd sizes, with the dequantised weights.
     w = (torch.randn(45, 29, generator=g) * 0.05).to(torch.bfloat16)
     write_case("random_bf16", w, True, {"case": "torch.randn(45, 29) * 0.05 in bf16"}, True)
