@@ -25,6 +25,7 @@ import dev.llamafit.kernels.GemmBenchmark;
 import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.kernels.OneDnnKernels;
+import dev.llamafit.kernels.PackSource;
 import dev.llamafit.kernels.Parallel;
 import dev.llamafit.memory.Category;
 import dev.llamafit.memory.MemoryLedger;
@@ -34,7 +35,10 @@ import dev.llamafit.model.LlamaModel;
 import dev.llamafit.model.ParameterLayout;
 import dev.llamafit.model.RandomModels;
 import dev.llamafit.model.Sampler;
+import dev.llamafit.quant.Nf4;
+import dev.llamafit.quant.Nf4Weight;
 import dev.llamafit.tensor.DType;
+import dev.llamafit.tensor.Shape;
 import dev.llamafit.tensor.Tensor;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -68,7 +72,8 @@ final class BenchCommand implements Runnable {
         List<String> shapes;
 
         @Option(names = "--dtype", defaultValue = "fp32", description = "Operand type of the oneDNN and torch GEMMs: fp32 or bf16 (the"
-                + " llamafit row is always its fp32 path, the baseline; default: ${DEFAULT-VALUE}).")
+                + " llamafit row is always its fp32 path, the baseline); nf4 adds llamafit's NF4 weight GEMM (double-quantised,"
+                + " dequantised while packing) beside its fp32 and bf16 ones, with bf16 references (default: ${DEFAULT-VALUE}).")
         String dtype;
 
         @Option(names = "--runs", defaultValue = "5", description = "Timed runs per size; the best is reported (default: ${DEFAULT-VALUE}).")
@@ -89,9 +94,10 @@ final class BenchCommand implements Runnable {
                 throw new InputException("--reference must be torch or none, got '" + reference + "'");
             DType type = switch (dtype) {
                 case "fp32" -> DType.F32;
-                case "bf16" -> DType.BF16;
-                default -> throw new InputException("--dtype must be fp32 or bf16, got '" + dtype + "'");
+                case "bf16", "nf4" -> DType.BF16; // nf4 is measured beside the bf16 paths, against bf16 references
+                default -> throw new InputException("--dtype must be fp32, bf16 or nf4, got '" + dtype + "'");
             };
+            String ref = type == DType.BF16 ? "bf16" : "fp32"; // the oneDNN and torch operand type
             List<int[]> mnk = new ArrayList<>();
             for (int size : sizes) mnk.add(new int[] {size, size, size});
             for (String sh : shapes) if (!sh.isBlank()) mnk.add(parseShape(sh));
@@ -100,7 +106,7 @@ final class BenchCommand implements Runnable {
             GemmBenchmark bench = new GemmBenchmark(k, MemoryLedger.global());
             String why = OneDnnKernels.unavailableReason();
             OneDnnKernels dnnl = why == null ? OneDnnKernels.create() : null;
-            Map<String, Map<String, Double>> torch = reference.equals("torch") ? torchGemm(python, dtype, mnk) : Map.of();
+            Map<String, Map<String, Double>> torch = reference.equals("torch") ? torchGemm(python, ref, mnk) : Map.of();
             List<Map<String, Object>> rows = new ArrayList<>();
             for (int[] s : mnk) {
                 int m = s[0], n = s[1], kk = s[2];
@@ -109,6 +115,7 @@ final class BenchCommand implements Runnable {
                 row.put("shape", key);
                 GemmBenchmark.Result ours = bench.run(m, n, kk, true, 2, runs);
                 row.put("llamafit_fp32_gflops", round(ours.gflops()));
+                double bf16Gflops = Double.NaN;
                 if (type == DType.BF16) {
                     // The model's mixed-precision GEMM: activations (fp32 holding bf16 values) × bf16 working weights,
                     // through the backend's half-operand view (oneDNN's bf16 matmul where it has one).
@@ -118,13 +125,22 @@ final class BenchCommand implements Runnable {
                             m, n, kk, true, 5, runs); // warm-ups: oneDNN primitives are created per pool thread and shape
                     row.put("llamafit_bf16_gflops", round(mixed.gflops()));
                     row.put("ratio_llamafit_bf16_vs_fp32", round(mixed.gflops() / ours.gflops()));
+                    bf16Gflops = mixed.gflops();
+                }
+                if (dtype.equals("nf4")) {
+                    List<Tensor> encoded = new ArrayList<>();
+                    GemmBenchmark.Result nf4 = bench.runEncoded("llamafit nf4", b -> nf4Weight(b, n, kk, encoded), m, n, kk, 2, runs);
+                    encoded.forEach(Tensor::close);
+                    row.put("llamafit_nf4_gflops", round(nf4.gflops()));
+                    row.put("ratio_llamafit_nf4_vs_fp32", round(nf4.gflops() / ours.gflops()));
+                    row.put("ratio_llamafit_nf4_vs_bf16", round(nf4.gflops() / bf16Gflops));
                 }
                 if (dnnl != null) {
                     GemmBenchmark.Call call = type == DType.F32
                             ? (a, b, c) -> dnnl.nativeSgemm(false, true, m, n, kk, 1f, a, 0, kk, b, 0, kk, 0f, c, 0, n)
                             : (a, b, c) -> dnnl.gemmBf16(false, true, m, n, kk, 1f, a, 0, kk, b, 0, kk, 0f, c, 0, n);
                     GemmBenchmark.Result d = bench.run("onednn", type, call, m, n, kk, true, 2, runs);
-                    row.put("onednn_" + dtype + "_gflops", round(d.gflops()));
+                    row.put("onednn_" + ref + "_gflops", round(d.gflops()));
                     row.put("ratio_onednn_vs_llamafit_fp32", round(d.gflops() / ours.gflops()));
                     if (row.containsKey("llamafit_bf16_gflops"))
                         row.put("ratio_llamafit_bf16_vs_onednn", round((Double) row.get("llamafit_bf16_gflops") / d.gflops()));
@@ -134,10 +150,10 @@ final class BenchCommand implements Runnable {
                     // Ratios are against PyTorch's fastest path for this dtype measured here, not its default one.
                     double best = t.values().stream().mapToDouble(Double::doubleValue).max().orElseThrow();
                     t.forEach((op, g) -> row.put("torch_" + op + "_gflops", round(g)));
-                    row.put("torch_" + dtype + "_gflops", round(best));
+                    row.put("torch_" + ref + "_gflops", round(best));
                     row.put("ratio_llamafit_fp32_vs_torch", round(ours.gflops() / best));
-                    if (row.containsKey("onednn_" + dtype + "_gflops"))
-                        row.put("ratio_onednn_vs_torch", round((Double) row.get("onednn_" + dtype + "_gflops") / best));
+                    if (row.containsKey("onednn_" + ref + "_gflops"))
+                        row.put("ratio_onednn_vs_torch", round((Double) row.get("onednn_" + ref + "_gflops") / best));
                 }
                 rows.add(row);
             }
@@ -152,7 +168,7 @@ final class BenchCommand implements Runnable {
                 o.put("results", rows);
                 out.println(Json.write(o));
             } else {
-                out.printf("GEMM, %s operands for oneDNN and torch; llamafit fp32 on %s; %d threads (best of %d)%n", dtype, k.name(),
+                out.printf("GEMM, %s operands for oneDNN and torch; llamafit fp32 on %s; %d threads (best of %d)%n", ref, k.name(),
                         Parallel.threads(), runs);
                 if (dnnl == null) out.println("  oneDNN not measured: " + why);
                 for (Map<String, Object> row : rows) {
@@ -163,6 +179,13 @@ final class BenchCommand implements Runnable {
             }
             return Main.OK;
         }
+    }
+
+    /** The bench's fp32 B [n, k] quantised to NF4 with double quantisation, as a GEMM source; its tensors join {@code owned}. */
+    static PackSource nf4Weight(java.lang.foreign.MemorySegment b, int n, int k, List<Tensor> owned) {
+        Map<String, Tensor> q = Nf4.quantize(new Tensor("bench.gemm.B", DType.F32, Shape.of(n, k), b), true, MemoryLedger.global(), "bench.gemm.B");
+        owned.addAll(q.values());
+        return Nf4Weight.of(q, "bench.gemm.B.weight");
     }
 
     /** "MxNxK" as {m, n, k}. */

@@ -97,6 +97,21 @@ public final class GemmBenchmark {
         }
     }
 
+    /**
+     * Times C [m, n] = A [m, k] · Bᵀ with B [n, k] read through the {@link PackSource} that {@code encode} makes from
+     * the same random fp32 B as the other paths (a quantised weight: `bench gemm --dtype nf4`). Encoding happens in the
+     * first warm-up, untimed; the result's GFLOPS count 2·m·n·k like the others.
+     */
+    public Result runEncoded(String label, java.util.function.Function<MemorySegment, PackSource> encode,
+                             int m, int n, int k, int warmups, int runs) {
+        if (warmups < 1) throw new IllegalArgumentException("an encoded B needs a warm-up run (it is encoded there)");
+        PackSource[] b = new PackSource[1];
+        return run(label, DType.F32, (a, raw, c) -> {
+            if (b[0] == null) b[0] = encode.apply(raw);
+            kernels.gemm(true, m, n, k, 1f, a, 0, k, b[0], 0, k, 0f, c, 0, n);
+        }, m, n, k, true, warmups, runs);
+    }
+
     private static void fill(MemorySegment seg, DType type, long seed) {
         SplittableRandom rnd = new SplittableRandom(seed);
         long n = seg.byteSize() / type.bytes();

@@ -47,6 +47,17 @@ public interface Kernels extends UpdateKernels {
      * DType, long, int, MemorySegment, DType, long, int, float, MemorySegment,
      * long, int) the specification} (slow, but right); backends that can do better override it.
      */
+    /**
+     * {@link #gemm} with an fp32 A (not transposed) and a B that exists only as a {@link PackSource} (a quantised
+     * weight), read a slice at a time while the GEMM packs it: op(B) is Bᵀ with B stored [n, k] when {@code transB},
+     * else B stored [k, n]; offsets and strides are in B's elements. The result is {@link #gemm} on B's widened values
+     * up to summation order (the Vector backend keeps even that order). The default is the scalar specification.
+     */
+    default void gemm(boolean transB, int m, int n, int k, float alpha, MemorySegment a, long aOff, int lda,
+                      PackSource b, long bOff, int ldb, float beta, MemorySegment c, long cOff, int ldc) {
+        ScalarKernels.sourceGemm(transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+    }
+
     default void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
                       MemorySegment a, DType aType, long aOff, int lda,
                       MemorySegment b, DType bType, long bOff, int ldb,

@@ -34,6 +34,26 @@ public final class ScalarKernels implements Kernels {
         typedGemm(transA, transB, m, n, k, alpha, a, aType, aOff, lda, b, bType, bOff, ldb, beta, c, cOff, ldc);
     }
 
+    /** The specification of the {@link PackSource} gemm: B read one element at a time through the source, fp32 sums. */
+    static void sourceGemm(boolean transB, int m, int n, int k, float alpha, MemorySegment a, long aOff, int lda,
+                           PackSource b, long bOff, int ldb, float beta, MemorySegment c, long cOff, int ldc) {
+        Parallel.forRange(m, 4, (from, to) -> {
+            float[] one = new float[1];
+            for (int i = from; i < to; i++) {
+                for (int j = 0; j < n; j++) {
+                    float sum = 0f;
+                    for (int p = 0; p < k; p++) {
+                        b.read(transB ? bOff + (long) j * ldb + p : bOff + (long) p * ldb + j, 1, one, 0);
+                        sum += a.getAtIndex(F32_LE, aOff + (long) i * lda + p) * one[0];
+                    }
+                    long ci = cOff + (long) i * ldc + j;
+                    float old = beta == 0f ? 0f : beta * c.getAtIndex(F32_LE, ci);
+                    c.setAtIndex(F32_LE, ci, (alpha == 0f ? 0f : alpha * sum) + old);
+                }
+            }
+        });
+    }
+
     /** The specification of both gemms: every element of A and B read through its dtype ({@link #load}), fp32 sums. */
     static void typedGemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
                           MemorySegment a, DType aType, long aOff, int lda,

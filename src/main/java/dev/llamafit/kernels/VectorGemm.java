@@ -98,6 +98,9 @@ final class VectorGemm {
     /** Off-heap per-thread scratch for the skinny path's widened A (the dot tiles read segments), grown on demand. */
     private static final class Scratch {
         MemorySegment a = MemorySegment.NULL;
+        /** Widened rows of a {@link PackSource} B ({@link #skinnySource}): written as floats, read as a segment. */
+        MemorySegment b = MemorySegment.NULL;
+        float[] rows = new float[0];
 
         static MemorySegment ensure(MemorySegment s, long floats) {
             return s.byteSize() >= floats * 4 ? s : Arena.ofAuto().allocate(floats * 4, 64);
@@ -115,13 +118,23 @@ final class VectorGemm {
                      float beta, MemorySegment c, long cOff, int ldc) {
         ScalarKernels.checkOperand(aType);
         ScalarKernels.checkOperand(bType);
-        dispatch(transA, transB, m, n, k, alpha, a, aType, aOff, lda, b, bType, bOff, ldb, beta, c, cOff, ldc);
+        dispatch(transA, transB, m, n, k, alpha, a, aType, aOff, lda, b, bType, null, bOff, ldb, beta, c, cOff, ldc);
+    }
+
+    /**
+     * The GEMM over a B read through {@code src} (see {@link PackSource}): the blocked path packs it as it packs a typed
+     * B, so C equals the fp32 GEMM on B's widened values bit for bit. The skinny path (A·Bᵀ, few rows) widens 8 rows
+     * of B at a time into per-thread scratch and runs {@link #skinnyNT} on them, in the tiles it would use on an fp32 B.
+     */
+    static void gemm(boolean transB, int m, int n, int k, float alpha, MemorySegment a, long aOff, int lda,
+                     PackSource src, long bOff, int ldb, float beta, MemorySegment c, long cOff, int ldc) {
+        dispatch(false, transB, m, n, k, alpha, a, DType.F32, aOff, lda, MemorySegment.NULL, DType.F32, src, bOff, ldb, beta, c, cOff, ldc);
     }
 
     /** Both GEMMs: the skinny path for a few rows of A·Bᵀ, else the blocked one, split over rows or columns (never k). */
     private static void dispatch(boolean transA, boolean transB, int m, int n, int k, float alpha,
                                  MemorySegment a, DType aType, long aOff, int lda,
-                                 MemorySegment b, DType bType, long bOff, int ldb,
+                                 MemorySegment b, DType bType, PackSource bSrc, long bOff, int ldb,
                                  float beta, MemorySegment c, long cOff, int ldc) {
         if (m <= 0 || n <= 0) return;
         if (k <= 0 || alpha == 0f) {
@@ -131,7 +144,9 @@ final class VectorGemm {
         long flops = 2L * m * n * k;
         if (m <= SKINNY_ROWS && !transA && transB) {
             int grain = (int) Math.max(1, MIN_SKINNY_FLOPS_PER_TASK / Math.max(1, 2L * m * k));
-            if (aType == DType.F32 && bType == DType.F32)
+            if (bSrc != null)
+                Parallel.forRange(n, grain, (j0, j1) -> skinnySource(j0, j1, m, k, alpha, a, aOff, lda, bSrc, bOff, ldb, beta, c, cOff, ldc));
+            else if (aType == DType.F32 && bType == DType.F32)
                 Parallel.forRange(n, grain, (j0, j1) -> skinnyNT(j0, j1, m, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc,
                         BUFFERS.get().tile));
             else
@@ -143,12 +158,12 @@ final class VectorGemm {
             int units = (m + MR - 1) / MR;
             int grain = (int) Math.max(1, MIN_FLOPS_PER_TASK / Math.max(1, flops / units));
             Parallel.forRange(units, grain, (u0, u1) -> blocked(transA, transB, u0 * MR, Math.min(m, u1 * MR), 0, n, k, alpha,
-                    a, aType, aOff, lda, b, bType, bOff, ldb, beta, c, cOff, ldc));
+                    a, aType, aOff, lda, b, bType, bSrc, bOff, ldb, beta, c, cOff, ldc));
         } else {
             int units = (n + NR - 1) / NR;
             int grain = (int) Math.max(1, MIN_FLOPS_PER_TASK / Math.max(1, flops / units));
             Parallel.forRange(units, grain, (u0, u1) -> blocked(transA, transB, 0, m, u0 * NR, Math.min(n, u1 * NR), k, alpha,
-                    a, aType, aOff, lda, b, bType, bOff, ldb, beta, c, cOff, ldc));
+                    a, aType, aOff, lda, b, bType, bSrc, bOff, ldb, beta, c, cOff, ldc));
         }
     }
 
@@ -185,6 +200,29 @@ final class VectorGemm {
             return;
         }
         TypedDots.skinny(j0, j1, m, k, alpha, aw, awOff, awLd, b, bType, bOff, ldb, beta, c, cOff, ldc, buf.tile);
+    }
+
+    /** Rows of B a skinny task over a {@link PackSource} widens at once: a multiple of 8 keeps {@link #skinnyNT}'s tiles. */
+    private static final int SOURCE_ROWS = 8;
+
+    /**
+     * The skinny path over B read through {@code src}: rows [j0, j1) of B [n, k] widened {@link #SOURCE_ROWS} at a
+     * time into a per-thread scratch, each group then {@link #skinnyNT} against A. Groups start at j0 and hold a multiple
+     * of 8 rows (the last excepted), so every output is computed by the same tile as on an fp32 B.
+     */
+    private static void skinnySource(int j0, int j1, int m, int k, float alpha, MemorySegment a, long aOff, int lda,
+                                     PackSource src, long bOff, int ldb, float beta, MemorySegment c, long cOff, int ldc) {
+        Scratch s = SCRATCH.get();
+        Buffers buf = BUFFERS.get();
+        s.b = Scratch.ensure(s.b, (long) SOURCE_ROWS * k);
+        if (s.rows.length < SOURCE_ROWS * k) s.rows = new float[SOURCE_ROWS * k];
+        for (int j = j0; j < j1; j += SOURCE_ROWS) {
+            int rows = Math.min(SOURCE_ROWS, j1 - j);
+            for (int r = 0; r < rows; r++) src.read(bOff + (long) (j + r) * ldb, k, s.rows, r * k);
+            // The dot tiles read segments (vector loads from heap segments need byte[] backing), hence the copy.
+            MemorySegment.copy(s.rows, 0, s.b, F32_LE, 0, rows * k);
+            skinnyNT(0, rows, m, k, alpha, a, aOff, lda, s.b, 0, k, beta, c, cOff + j, ldc, buf.tile);
+        }
     }
 
     /** dst[dstIdx, +n) (fp32 segment) = src[srcIdx, +n) widened exactly from BF16 or F16. */
@@ -225,7 +263,7 @@ final class VectorGemm {
                      MemorySegment a, long aOff, int lda,
                      MemorySegment b, long bOff, int ldb,
                      float beta, MemorySegment c, long cOff, int ldc) {
-        dispatch(transA, transB, m, n, k, alpha, a, DType.F32, aOff, lda, b, DType.F32, bOff, ldb, beta, c, cOff, ldc);
+        dispatch(transA, transB, m, n, k, alpha, a, DType.F32, aOff, lda, b, DType.F32, null, bOff, ldb, beta, c, cOff, ldc);
     }
 
     /**
@@ -235,7 +273,7 @@ final class VectorGemm {
      */
     private static void blocked(boolean transA, boolean transB, int i0, int i1, int j0, int j1, int k, float alpha,
                                 MemorySegment a, DType aType, long aOff, int lda,
-                                MemorySegment b, DType bType, long bOff, int ldb,
+                                MemorySegment b, DType bType, PackSource bSrc, long bOff, int ldb,
                                 float beta, MemorySegment c, long cOff, int ldc) {
         Buffers buf = BUFFERS.get();
         for (int jc = j0; jc < j1; jc += NC) {
@@ -244,7 +282,7 @@ final class VectorGemm {
                 int kc = Math.min(KC, k - pc);
                 // Only the first depth block applies beta; later blocks accumulate onto the partial result.
                 float betaHere = pc == 0 ? beta : 1f;
-                packB(transB, b, bType, bOff, ldb, pc, kc, jc, nc, buf);
+                packB(transB, b, bType, bSrc, bOff, ldb, pc, kc, jc, nc, buf);
                 for (int ic = i0; ic < i1; ic += MC) {
                     int mc = Math.min(MC, i1 - ic);
                     packA(transA, a, aType, aOff, lda, ic, mc, pc, kc, buf);
@@ -364,7 +402,8 @@ final class VectorGemm {
      * Packs op(B)[pc:pc+kc, jc:jc+nc] as NR-wide micro-panels, each [kc][NR], zero-padding the last panel so
      * the micro-kernel needs no edge cases.
      */
-    private static void packB(boolean transB, MemorySegment b, DType bType, long bOff, int ldb, int pc, int kc, int jc, int nc, Buffers buf) {
+    private static void packB(boolean transB, MemorySegment b, DType bType, PackSource bSrc, long bOff, int ldb,
+                              int pc, int kc, int jc, int nc, Buffers buf) {
         float[] pb = buf.b;
         float[] rows = buf.rows;
         for (int jr = 0; jr < nc; jr += NR) {
@@ -378,7 +417,8 @@ final class VectorGemm {
                 for (int p = 0; p < kc; p++) {
                     long src = bOff + (long) (pc + p) * ldb + jc + jr;
                     int dst = base + p * NR;
-                    widen(b, bType, src, pb, dst, nr);
+                    if (bSrc != null) bSrc.read(src, nr, pb, dst);
+                    else widen(b, bType, src, pb, dst, nr);
                     Arrays.fill(pb, dst + nr, dst + NR, 0f);
                 }
             } else {
@@ -386,7 +426,9 @@ final class VectorGemm {
                 // [NR][kc] buffer, then write the packed panel in order, so the stores stream sequentially and the
                 // strided reads hit L1/L2.
                 for (int col = 0; col < nr; col++) {
-                    widen(b, bType, bOff + (long) (jc + jr + col) * ldb + pc, rows, col * kc, kc);
+                    long src = bOff + (long) (jc + jr + col) * ldb + pc;
+                    if (bSrc != null) bSrc.read(src, kc, rows, col * kc);
+                    else widen(b, bType, src, rows, col * kc, kc);
                 }
                 Arrays.fill(rows, nr * kc, NR * kc, 0f);
                 // The transpose gathers L rows' p-th floats into one vector (vgatherdps) instead of copying floats one

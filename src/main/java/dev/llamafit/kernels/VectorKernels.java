@@ -46,6 +46,12 @@ public sealed class VectorKernels implements Kernels permits OneDnnKernels {
     }
 
     @Override
+    public void gemm(boolean transB, int m, int n, int k, float alpha, MemorySegment a, long aOff, int lda,
+                     PackSource b, long bOff, int ldb, float beta, MemorySegment c, long cOff, int ldc) {
+        VectorGemm.gemm(transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+    }
+
+    @Override
     public void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
                      MemorySegment a, DType aType, long aOff, int lda,
                      MemorySegment b, DType bType, long bOff, int ldb,
