@@ -22,6 +22,7 @@ import dev.llamafit.io.ModelFolder;
 import dev.llamafit.io.Json;
 import dev.llamafit.kernels.BandwidthProbe;
 import dev.llamafit.kernels.GemmBenchmark;
+import dev.llamafit.nn.Int8OutlierExperiment;
 import dev.llamafit.kernels.KernelBackends;
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.kernels.OneDnnKernels;
@@ -73,7 +74,9 @@ final class BenchCommand implements Runnable {
 
         @Option(names = "--dtype", defaultValue = "fp32", description = "Operand type of the oneDNN and torch GEMMs: fp32 or bf16 (the"
                 + " llamafit row is always its fp32 path, the baseline); nf4 adds llamafit's NF4 weight GEMM (double-quantised,"
-                + " dequantised while packing) beside its fp32 and bf16 ones, with bf16 references (default: ${DEFAULT-VALUE}).")
+                + " dequantised while packing) beside its fp32 and bf16 ones, with bf16 references; int8 times llamafit's fp32, bf16"
+                + " and int8 (s8·s8→s32) GEMMs side by side, oneDNN and torch in fp32, plus LLM.int8()'s outlier experiment"
+                + " (default: ${DEFAULT-VALUE}).")
         String dtype;
 
         @Option(names = "--runs", defaultValue = "5", description = "Timed runs per size; the best is reported (default: ${DEFAULT-VALUE}).")
@@ -95,9 +98,12 @@ final class BenchCommand implements Runnable {
             DType type = switch (dtype) {
                 case "fp32" -> DType.F32;
                 case "bf16", "nf4" -> DType.BF16; // nf4 is measured beside the bf16 paths, against bf16 references
-                default -> throw new InputException("--dtype must be fp32, bf16 or nf4, got '" + dtype + "'");
+                case "int8" -> DType.I8;
+                default -> throw new InputException("--dtype must be fp32, bf16, int8 or nf4, got '" + dtype + "'");
             };
-            String ref = type == DType.BF16 ? "bf16" : "fp32"; // the oneDNN and torch operand type
+            // int8 has no oneDNN-direct or torch counterpart here: those rows stay fp32, the baseline.
+            DType refType = type == DType.I8 ? DType.F32 : type;
+            String refDtype = refType == DType.BF16 ? "bf16" : "fp32"; // the oneDNN and torch operand type
             List<int[]> mnk = new ArrayList<>();
             for (int size : sizes) mnk.add(new int[] {size, size, size});
             for (String sh : shapes) if (!sh.isBlank()) mnk.add(parseShape(sh));
@@ -106,7 +112,7 @@ final class BenchCommand implements Runnable {
             GemmBenchmark bench = new GemmBenchmark(k, MemoryLedger.global());
             String why = OneDnnKernels.unavailableReason();
             OneDnnKernels dnnl = why == null ? OneDnnKernels.create() : null;
-            Map<String, Map<String, Double>> torch = reference.equals("torch") ? torchGemm(python, ref, mnk) : Map.of();
+            Map<String, Map<String, Double>> torch = reference.equals("torch") ? torchGemm(python, refDtype, mnk) : Map.of();
             List<Map<String, Object>> rows = new ArrayList<>();
             for (int[] s : mnk) {
                 int m = s[0], n = s[1], kk = s[2];
@@ -116,7 +122,7 @@ final class BenchCommand implements Runnable {
                 GemmBenchmark.Result ours = bench.run(m, n, kk, true, 2, runs);
                 row.put("llamafit_fp32_gflops", round(ours.gflops()));
                 double bf16Gflops = Double.NaN;
-                if (type == DType.BF16) {
+                if (type == DType.BF16 || type == DType.I8) {
                     // The model's mixed-precision GEMM: activations (fp32 holding bf16 values) × bf16 working weights,
                     // through the backend's half-operand view (oneDNN's bf16 matmul where it has one).
                     Kernels half = k.halfOperands(DType.BF16);
@@ -135,12 +141,20 @@ final class BenchCommand implements Runnable {
                     row.put("ratio_llamafit_nf4_vs_fp32", round(nf4.gflops() / ours.gflops()));
                     row.put("ratio_llamafit_nf4_vs_bf16", round(nf4.gflops() / bf16Gflops));
                 }
+                if (type == DType.I8) {
+                    // LLM.int8()'s GEMM: int8 codes of activations and weights, int32 sums (oneDNN's VNNI matmul on onednn).
+                    GemmBenchmark.Result i8 = bench.run("llamafit int8", DType.I8,
+                            (a, b, c) -> k.gemmI8(m, n, kk, a, 0, kk, b, 0, kk, c, 0, n), m, n, kk, true, 5, runs);
+                    row.put("llamafit_int8_gops", round(i8.gflops()));
+                    row.put("ratio_llamafit_int8_vs_fp32", round(i8.gflops() / ours.gflops()));
+                    row.put("ratio_llamafit_int8_vs_bf16", round(i8.gflops() / (Double) row.get("llamafit_bf16_gflops")));
+                }
                 if (dnnl != null) {
-                    GemmBenchmark.Call call = type == DType.F32
+                    GemmBenchmark.Call call = refType == DType.F32
                             ? (a, b, c) -> dnnl.nativeSgemm(false, true, m, n, kk, 1f, a, 0, kk, b, 0, kk, 0f, c, 0, n)
                             : (a, b, c) -> dnnl.gemmBf16(false, true, m, n, kk, 1f, a, 0, kk, b, 0, kk, 0f, c, 0, n);
-                    GemmBenchmark.Result d = bench.run("onednn", type, call, m, n, kk, true, 2, runs);
-                    row.put("onednn_" + ref + "_gflops", round(d.gflops()));
+                    GemmBenchmark.Result d = bench.run("onednn", refType, call, m, n, kk, true, 2, runs);
+                    row.put("onednn_" + refDtype + "_gflops", round(d.gflops()));
                     row.put("ratio_onednn_vs_llamafit_fp32", round(d.gflops() / ours.gflops()));
                     if (row.containsKey("llamafit_bf16_gflops"))
                         row.put("ratio_llamafit_bf16_vs_onednn", round((Double) row.get("llamafit_bf16_gflops") / d.gflops()));
@@ -150,13 +164,15 @@ final class BenchCommand implements Runnable {
                     // Ratios are against PyTorch's fastest path for this dtype measured here, not its default one.
                     double best = t.values().stream().mapToDouble(Double::doubleValue).max().orElseThrow();
                     t.forEach((op, g) -> row.put("torch_" + op + "_gflops", round(g)));
-                    row.put("torch_" + ref + "_gflops", round(best));
+                    row.put("torch_" + refDtype + "_gflops", round(best));
                     row.put("ratio_llamafit_fp32_vs_torch", round(ours.gflops() / best));
-                    if (row.containsKey("onednn_" + ref + "_gflops"))
-                        row.put("ratio_onednn_vs_torch", round((Double) row.get("onednn_" + ref + "_gflops") / best));
+                    if (row.containsKey("onednn_" + refDtype + "_gflops"))
+                        row.put("ratio_onednn_vs_torch", round((Double) row.get("onednn_" + refDtype + "_gflops") / best));
                 }
                 rows.add(row);
             }
+            Int8OutlierExperiment.Result outliers = type == DType.I8
+                    ? Int8OutlierExperiment.run(k, 64, 1024, 1024, 6, 6f, 16) : null;
             PrintWriter out = spec.commandLine().getOut();
             if (json) {
                 Map<String, Object> o = new LinkedHashMap<>();
@@ -166,9 +182,20 @@ final class BenchCommand implements Runnable {
                 o.put("onednn", dnnl != null ? dnnl.name() : "unavailable: " + why);
                 o.put("threads", Parallel.threads());
                 o.put("results", rows);
+                if (outliers != null) {
+                    Map<String, Object> e = new LinkedHashMap<>();
+                    e.put("shape", outliers.rows() + "x" + outliers.out() + "x" + outliers.in());
+                    e.put("outlier_features", outliers.outlierFeatures());
+                    e.put("threshold", (double) outliers.threshold());
+                    e.put("rel_error_bf16", outliers.bf16());
+                    e.put("rel_error_int8_decomposed", outliers.int8Decomposed());
+                    e.put("rel_error_int8_plain", outliers.int8Plain());
+                    e.put("rel_error_int8_weights_only", outliers.int8WeightsOnly());
+                    o.put("int8_outliers", e);
+                }
                 out.println(Json.write(o));
             } else {
-                out.printf("GEMM, %s operands for oneDNN and torch; llamafit fp32 on %s; %d threads (best of %d)%n", ref, k.name(),
+                out.printf("GEMM, %s operands for oneDNN and torch; llamafit fp32 on %s; %d threads (best of %d)%n", refDtype, k.name(),
                         Parallel.threads(), runs);
                 if (dnnl == null) out.println("  oneDNN not measured: " + why);
                 for (Map<String, Object> row : rows) {
@@ -176,6 +203,7 @@ final class BenchCommand implements Runnable {
                     row.forEach((name, v) -> { if (!name.equals("shape")) line.append(String.format(Locale.ROOT, "  %s %s", name, v)); });
                     out.println(line);
                 }
+                if (outliers != null) out.println("  " + outliers.summary());
             }
             return Main.OK;
         }

@@ -1,4 +1,4 @@
-// Measures fp32 GEMM throughput (GFLOPS) of a kernel backend at given shapes, for `llamafit bench gemm`.
+// Measures GEMM throughput (GFLOPS; GOPS for int8) of a kernel backend at given shapes, for `llamafit bench gemm`.
 package dev.llamafit.kernels;
 
 import static dev.llamafit.tensor.Tensor.F32_LE;
@@ -83,7 +83,7 @@ public final class GemmBenchmark {
              MemoryLedger.Buffer b = ledger.allocate(Category.WORKSPACE, "bench.gemm.B", Math.multiplyExact(bType.bytes() * n, k));
              MemoryLedger.Buffer c = ledger.allocate(Category.WORKSPACE, "bench.gemm.C", Math.multiplyExact(4L * m, n))) {
             fill(a.segment(), aType, 1);
-            if (aType == DType.F32 && bType != DType.F32) kernels.round16(a.segment(), 0, (long) m * k, bType);
+            if (aType == DType.F32 && (bType == DType.BF16 || bType == DType.F16)) kernels.round16(a.segment(), 0, (long) m * k, bType);
             fill(b.segment(), bType, 2);
             for (int w = 0; w < warmups; w++) call.gemm(a.segment(), b.segment(), c.segment());
             long best = Long.MAX_VALUE;
@@ -121,6 +121,7 @@ public final class GemmBenchmark {
                 case F32 -> seg.setAtIndex(F32_LE, i, v);
                 case BF16 -> seg.setAtIndex(Tensor.I16_LE, i, (short) (Float.floatToRawIntBits(v) + 0x8000 >>> 16)); // round half up: test data only
                 case F16 -> seg.setAtIndex(Tensor.I16_LE, i, Float.floatToFloat16(v));
+                case I8 -> seg.set(java.lang.foreign.ValueLayout.JAVA_BYTE, i, (byte) Math.round(v * 254)); // codes in [-127, 127]
                 default -> throw new IllegalArgumentException("no GEMM benchmark for " + type);
             }
         }

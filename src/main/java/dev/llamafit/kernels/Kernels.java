@@ -70,6 +70,27 @@ public interface Kernels extends UpdateKernels {
     }
 
     /**
+     * int8 GEMM with int32 accumulation, in the forward pass's layout: {@code C[m, n] = A[m, k] · Bᵀ} with A [m, k] and B
+     * stored [n, k], both signed bytes (I8), C int32 and overwritten. Offsets and strides count elements (bytes for A and
+     * B, ints for C). Integer sums are exact, so every backend must give the same bits; k is at most {@link #MAX_I8_K},
+     * below which no sum of k products of two bytes can overflow an int. LLM.int8()'s quantised matmul
+     * (dev.llamafit.nn.Int8Linear) is this product followed by the row and column scales.
+     *
+     * @throws IllegalArgumentException if k exceeds {@link #MAX_I8_K} or a size is negative
+     */
+    void gemmI8(int m, int n, int k, MemorySegment a, long aOff, int lda, MemorySegment b, long bOff, int ldb,
+                MemorySegment c, long cOff, int ldc);
+
+    /** Largest k for {@link #gemmI8}: k·128·128 stays below 2³¹. */
+    int MAX_I8_K = (1 << 17) - 1;
+
+    /** {@link #gemmI8}'s argument checks, shared by the backends. */
+    static void checkGemmI8(int m, int n, int k) {
+        if (m < 0 || n < 0 || k < 0) throw new IllegalArgumentException("negative int8 GEMM size: m=" + m + " n=" + n + " k=" + k);
+        if (k > MAX_I8_K) throw new IllegalArgumentException("int8 GEMM with k=" + k + " could overflow int32 (at most " + MAX_I8_K + ")");
+    }
+
+    /**
      * RMSNorm per row (Zhang and Sennrich 2019, as in LLaMA): {@code out[r,i] = x[r,i] / sqrt(mean_i(x[r,i]²) + eps) · weight[i]}.
      * x and out are [rows, dim] contiguous; out may alias x.
      */

@@ -44,6 +44,7 @@ final class OneDnn {
     // dnnl_types.h
     private static final int STATUS_SUCCESS = 0;
     private static final int DT_F16 = 1, DT_BF16 = 2, DT_F32 = 3;
+    static final int DT_S32 = 4, DT_S8 = 5;
     private static final int ENGINE_CPU = 1;
     private static final int STREAM_DEFAULT = 1;
     private static final int ARG_SRC = 1, ARG_DST = 17, ARG_WEIGHTS = 33;
@@ -164,16 +165,19 @@ final class OneDnn {
         };
     }
 
-    /** A matmul's shape, layout and epilogue: the primitive cache's key (creation costs far more than a small GEMM). */
-    record MatmulKey(int srcType, int weiType, boolean transA, boolean transB, int m, int n, int k, int lda, int ldb,
+    /**
+     * A matmul's shape, layout and epilogue: the primitive cache's key (creation costs far more than a small GEMM). The
+     * destination is F32, or S32 for the int8 GEMM ({@link #DT_S8} operands).
+     */
+    record MatmulKey(int srcType, int weiType, int dstType, boolean transA, boolean transB, int m, int n, int k, int lda, int ldb,
                      int ldc, float alpha, float beta, int threads) {}
 
     /** A created primitive, run only by the thread that created it (see {@link #matmuls}). */
     private record Matmul(MemorySegment primitive, MemorySegment srcMd, MemorySegment weiMd, MemorySegment dstMd) {}
 
     /**
-     * {@code C = alpha·op(A)·op(B) + beta·C} through the matmul primitive: A and B of the key's types, C fp32,
-     * accumulation in fp32. Addresses already offset.
+     * {@code C = alpha·op(A)·op(B) + beta·C} through the matmul primitive: A and B of the key's types, C fp32 with
+     * accumulation in fp32 (or, for two s8 operands, C int32 with exact int32 accumulation). Addresses already offset.
      *
      * @throws UnsupportedOperationException if oneDNN has no implementation for these types on this CPU
      */
@@ -210,7 +214,7 @@ final class OneDnn {
         if (sa < 0 || sb < 0) return false;
         return supported.computeIfAbsent(sa * 16 + sb, x -> {
             try {
-                primitive(new MatmulKey(sa, sb, false, true, 4, 4, 4, 4, 4, 4, 1f, 0f, 1));
+                primitive(new MatmulKey(sa, sb, DT_F32, false, true, 4, 4, 4, 4, 4, 4, 1f, 0f, 1));
                 return true;
             } catch (UnsupportedOperationException e) {
                 return false;
@@ -237,7 +241,7 @@ final class OneDnn {
         try (Arena tmp = Arena.ofConfined()) {
             MemorySegment srcMd = md(keep, tmp, key.srcType, key.m, key.k, key.transA ? 1 : key.lda, key.transA ? key.lda : 1);
             MemorySegment weiMd = md(keep, tmp, key.weiType, key.k, key.n, key.transB ? 1 : key.ldb, key.transB ? key.ldb : 1);
-            MemorySegment dstMd = md(keep, tmp, DT_F32, key.m, key.n, key.ldc, 1);
+            MemorySegment dstMd = md(keep, tmp, key.dstType, key.m, key.n, key.ldc, 1);
             MemorySegment op = tmp.allocate(OP_DESC_BYTES, 16);
             check((int) matmulDescInit.invokeExact(op, srcMd, weiMd, MemorySegment.NULL, dstMd), "dnnl_matmul_desc_init");
 

@@ -241,10 +241,78 @@ public final class OneDnnKernels extends VectorKernels {
                               MemorySegment a, long aOff, int lda, DType aType, MemorySegment b, long bOff, int ldb, DType bType,
                               float beta, MemorySegment c, long cOff, int ldc) {
         int es = aType.bytes();
-        OneDnn.MatmulKey key = new OneDnn.MatmulKey(OneDnn.dataType(aType), OneDnn.dataType(bType), transA, transB,
+        OneDnn.MatmulKey key = new OneDnn.MatmulKey(OneDnn.dataType(aType), OneDnn.dataType(bType), OneDnn.dataType(DType.F32), transA, transB,
                 m, n, k, lda, ldb, ldc, alpha, beta, 1);
         dnnl.matmul(key, slice(a, aOff, transA ? k : m, transA ? m : k, lda, es),
                 slice(b, bOff, transB ? n : k, transB ? k : n, ldb, es), slice(c, cOff, m, n, ldc, 4));
+    }
+
+    /**
+     * {@link Kernels#gemmI8} through oneDNN's s8×s8→s32 matmul (VNNI's byte dot products: about 4× the fp32 rate here,
+     * docs/BENCHMARKS.md), split over the pool as {@link #gemm16} is; heap segments, and CPUs where oneDNN has no int8
+     * matmul or where its result is not exact ({@link #nativeI8}), run the Vector path, which gives the same bits.
+     */
+    @Override
+    public void gemmI8(int m, int n, int k, MemorySegment a, long aOff, int lda, MemorySegment b, long bOff, int ldb,
+                       MemorySegment c, long cOff, int ldc) {
+        Kernels.checkGemmI8(m, n, k);
+        if (m == 0 || n == 0 || k == 0 || !a.isNative() || !b.isNative() || !c.isNative() || !nativeI8()) {
+            super.gemmI8(m, n, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
+            return;
+        }
+        slice(a, aOff, m, k, lda, 1);
+        slice(b, bOff, n, k, ldb, 1);
+        slice(c, cOff, m, n, ldc, 4);
+        long flops = 2L * m * n * k;
+        int tasks = (int) Math.min(Parallel.threads(), Math.max(1, flops / MIN_I8_FLOPS_PER_TASK));
+        if (tasks <= 1 || Parallel.inPoolTask()) {
+            i8Stripe(m, n, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
+        } else if (m >= n || m >= 64L * tasks) {
+            Parallel.forRange(m, Math.max(1, m / tasks), (r0, r1) -> i8Stripe(r1 - r0, n, k,
+                    a, aOff + (long) r0 * lda, lda, b, bOff, ldb, c, cOff + (long) r0 * ldc, ldc));
+        } else {
+            Parallel.forRange(n, Math.max(1, n / tasks), (j0, j1) -> i8Stripe(m, j1 - j0, k,
+                    a, aOff, lda, b, bOff + (long) j0 * ldb, ldb, c, cOff + j0, ldc));
+        }
+    }
+
+    /** Work per task below which the int8 matmul is not split (flops; int8 runs ~4× the fp32 rate). */
+    static final long MIN_I8_FLOPS_PER_TASK = 1L << 24;
+
+    private void i8Stripe(int m, int n, int k, MemorySegment a, long aOff, int lda, MemorySegment b, long bOff, int ldb,
+                          MemorySegment c, long cOff, int ldc) {
+        OneDnn.MatmulKey key = new OneDnn.MatmulKey(OneDnn.DT_S8, OneDnn.DT_S8, OneDnn.DT_S32, false, true,
+                m, n, k, lda, ldb, ldc, 1f, 0f, 1);
+        dnnl.matmul(key, slice(a, aOff, m, k, lda, 1), slice(b, bOff, n, k, ldb, 1), slice(c, cOff, m, n, ldc, 4));
+    }
+
+    /**
+     * Whether oneDNN's s8 matmul runs here and is exact, decided once per process: a small product of extreme values
+     * (±127, -128, long enough that 16-bit intermediate sums would saturate, as vpmaddubsw does on CPUs without VNNI) must
+     * equal the scalar specification's.
+     */
+    public boolean nativeI8() {
+        Boolean ok = NATIVE_I8;
+        if (ok == null) NATIVE_I8 = ok = probeI8();
+        return ok;
+    }
+
+    private static volatile Boolean NATIVE_I8;
+
+    private boolean probeI8() {
+        int m = 4, n = 4, k = 96;
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment a = arena.allocate(m * k), b = arena.allocate(n * k);
+            MemorySegment c = arena.allocate(4L * m * n), want = arena.allocate(4L * m * n);
+            byte[] extremes = {127, -128, -127, 127, 1, -1, 0, 127};
+            for (int i = 0; i < m * k; i++) a.set(java.lang.foreign.ValueLayout.JAVA_BYTE, i, extremes[(i * 5 + i / k) % extremes.length]);
+            for (int i = 0; i < n * k; i++) b.set(java.lang.foreign.ValueLayout.JAVA_BYTE, i, (byte) (i % 3 == 0 ? -128 : 127));
+            i8Stripe(m, n, k, a, 0, k, b, 0, k, c, 0, n);
+            new ScalarKernels().gemmI8(m, n, k, a, 0, k, b, 0, k, want, 0, n);
+            return c.mismatch(want) < 0;
+        } catch (UnsupportedOperationException e) {
+            return false;
+        }
     }
 
     /** bf16×bf16→fp32: {@link #gemm16} with both operands bf16. */

@@ -5,6 +5,8 @@ import static dev.llamafit.tensor.Tensor.F32_LE;
 import static dev.llamafit.tensor.Tensor.I16_LE;
 
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 
 import dev.llamafit.tensor.DType;
 
@@ -14,6 +16,9 @@ import dev.llamafit.tensor.DType;
  * split the other kernels themselves, by sizes only (layers over rows, the optimizer in {@link #BLOCK}s).
  */
 public final class ScalarKernels implements Kernels {
+
+    /** int32, little-endian, unaligned: int8 GEMM results. */
+    static final ValueLayout.OfInt I32_LE = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     @Override
     public String name() { return "scalar"; }
@@ -79,6 +84,21 @@ public final class ScalarKernels implements Kernels {
                 }
             }
         });
+    }
+
+    /** The specification of {@link Kernels#gemmI8}: each C[i, j] the int sum of A[i, p]·B[j, p] over p, in order. */
+    @Override
+    public void gemmI8(int m, int n, int k, MemorySegment a, long aOff, int lda, MemorySegment b, long bOff, int ldb,
+                       MemorySegment c, long cOff, int ldc) {
+        Kernels.checkGemmI8(m, n, k);
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < n; j++) {
+                int sum = 0;
+                for (int p = 0; p < k; p++)
+                    sum += a.get(ValueLayout.JAVA_BYTE, aOff + (long) i * lda + p) * b.get(ValueLayout.JAVA_BYTE, bOff + (long) j * ldb + p);
+                c.setAtIndex(I32_LE, cOff + (long) i * ldc + j, sum);
+            }
+        }
     }
 
     @Override

@@ -59,6 +59,13 @@ public sealed class VectorKernels implements Kernels permits OneDnnKernels {
         VectorGemm.gemm(transA, transB, m, n, k, alpha, a, aType, aOff, lda, b, bType, bOff, ldb, beta, c, cOff, ldc);
     }
 
+    /** {@link VectorInt8Gemm}: exact int sums, so the same bits as the specification. */
+    @Override
+    public void gemmI8(int m, int n, int k, MemorySegment a, long aOff, int lda, MemorySegment b, long bOff, int ldb,
+                       MemorySegment c, long cOff, int ldc) {
+        VectorInt8Gemm.gemm(m, n, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
+    }
+
     @Override
     public void rmsnorm(MemorySegment out, long outOff, MemorySegment x, long xOff, MemorySegment weight, long wOff,
                         int rows, int dim, float eps) {

@@ -13,7 +13,7 @@ import dev.llamafit.tensor.Tensor;
  * another format (bf16/fp16, int8, NF4: DESIGN §10, "weights know their format") is one more implementation here.
  * Activations and gradients are fp32 [rows, features], contiguous rows, at element offsets.
  */
-public sealed interface Projection permits Linear, Nf4Linear {
+public sealed interface Projection permits Linear, Nf4Linear, Int8Linear {
     /** Input features: columns of W. */
     int in();
 
