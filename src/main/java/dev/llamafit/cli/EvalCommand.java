@@ -46,6 +46,7 @@ final class EvalCommand implements Callable<Integer> {
 
     @picocli.CommandLine.Mixin NonFiniteOption nonFinite;
     @picocli.CommandLine.Mixin AttentionOption attention;
+    @picocli.CommandLine.Mixin QuantizeOptions quantization;
 
     @Override
     public Integer call() throws Exception {
@@ -60,7 +61,8 @@ final class EvalCommand implements Callable<Integer> {
         MemoryLedger ledger = MemoryLedger.global();
         Kernels k = KernelBackends.get();
         Tokenizer tokenizer = Tokenizers.load(model);
-        try (ModelFolder folder = GenerateCommand.openModel(model, adapter, WeightDtype.of(dtype), ledger, k)) {
+        dev.llamafit.quant.Quantization quantize = Main.userInput(quantization::quantization);
+        try (ModelFolder folder = GenerateCommand.openModel(model, adapter, WeightDtype.of(dtype), quantize, ledger, k)) {
             if (seqLen > folder.config().maxPositions())
                 throw InputException.at(model.resolve("config.json"), "--seq-len " + seqLen + " exceeds max_position_embeddings "
                         + folder.config().maxPositions());

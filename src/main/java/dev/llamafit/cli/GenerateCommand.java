@@ -22,6 +22,7 @@ import dev.llamafit.model.Generator;
 import dev.llamafit.model.LlamaModel;
 import dev.llamafit.model.Sampler;
 import dev.llamafit.peft.MergedFolders;
+import dev.llamafit.quant.Quantization;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -68,6 +69,7 @@ final class GenerateCommand implements Callable<Integer> {
 
     @picocli.CommandLine.Mixin NonFiniteOption nonFinite;
     @picocli.CommandLine.Mixin AttentionOption attention;
+    @picocli.CommandLine.Mixin QuantizeOptions quantization;
 
     @Override
     public Integer call() throws Exception {
@@ -82,7 +84,8 @@ final class GenerateCommand implements Callable<Integer> {
         MemoryLedger ledger = MemoryLedger.global();
         Kernels kernels = KernelBackends.get();
         Tokenizer tokenizer = Tokenizers.load(model);
-        try (ModelFolder folder = openModel(model, adapter, WeightDtype.of(dtype), ledger, kernels);
+        Quantization quantize = Main.userInput(quantization::quantization);
+        try (ModelFolder folder = openModel(model, adapter, WeightDtype.of(dtype), quantize, ledger, kernels);
              LlamaModel llama = new LlamaModel(folder.config(), folder.weights(), kernels, ledger, attentionKind)) {
             int[] promptIds = tokenizer.encode(prompt, !noBos && tokenizer.addBosByDefault());
             if (promptIds.length == 0)
@@ -123,8 +126,15 @@ final class GenerateCommand implements Callable<Integer> {
         return Main.OK;
     }
 
-    /** The model, its matrices in {@code dtype} (null: the checkpoint's own); an adapter's matrices are merged into F32 copies. */
-    static ModelFolder openModel(Path model, Path adapter, dev.llamafit.tensor.DType dtype, MemoryLedger ledger, Kernels k) {
-        return adapter == null ? ModelFolder.open(model, ledger, k, dtype) : MergedFolders.open(model, adapter, ledger, k, dtype);
+    /**
+     * The model, its matrices in {@code dtype} (null: the checkpoint's own) and its block linear layers quantised as
+     * {@code quantize} (null: as stored); an adapter's matrices are merged into F32 copies, which a quantised base cannot take.
+     */
+    static ModelFolder openModel(Path model, Path adapter, dev.llamafit.tensor.DType dtype, Quantization quantize, MemoryLedger ledger, Kernels k) {
+        if (adapter == null) return ModelFolder.open(model, ledger, k, dtype, quantize);
+        if (quantize != null || ModelFolder.readConfig(model).quantization() != null)
+            throw new InputException("--adapter merges W + scale·B·A into the base's matrices, which a quantised base (--base-dtype, or a"
+                    + " bitsandbytes folder) cannot hold: merge into the unquantised model first (llamafit merge), then quantise that");
+        return MergedFolders.open(model, adapter, ledger, k, dtype);
     }
 }

@@ -70,7 +70,7 @@ final class Block {
         dMlpNorm = g.get(ParameterLayout.postAttentionNorm(layer));
         for (LinearModule m : LinearModule.ALL) {
             int i = m.ordinal();
-            proj[i] = Projection.of(w.get(m.weight(layer)), w.get(m.bias(layer)));
+            proj[i] = Projection.of(w, m.weight(layer), w.get(m.bias(layer)), config.quantization());
             dWeight[i] = g.get(m.weight(layer));
             dBias[i] = g.get(m.bias(layer));
             if (loraConfig != null && loraConfig.targets(m)) {

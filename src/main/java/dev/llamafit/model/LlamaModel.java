@@ -55,6 +55,8 @@ public final class LlamaModel implements AutoCloseable {
         this.kernels = kernels;
         this.ledger = ledger;
         for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) {
+            // An int8/NF4 matrix is bitsandbytes' tensors under its name, which its projection checks (Projection.of).
+            if (config.quantization() != null && ParameterLayout.isQuantizable(spec)) continue;
             Tensor t = weights.get(spec.name());
             if (t == null) throw new IllegalArgumentException("missing weight " + spec.name());
             // Matrices may be F32, BF16 or F16 (used in place by the projections and the embedding); vectors are F32.

@@ -332,7 +332,10 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
      * ({@link #adapterSpecs()}) and none for the frozen base.
      */
     public List<TensorSpec> gradientSpecs() {
-        return lora() == null ? fullWeightSpecs() : adapterSpecs();
+        if (lora() != null) return adapterSpecs();
+        // A quantised model's int8/NF4 matrices take no gradient (a step over one only evaluates: `eval`).
+        if (config.quantization() == null) return fullWeightSpecs();
+        return fullWeightSpecs().stream().filter(s -> !ParameterLayout.isQuantizable(s)).toList();
     }
 
     /**
@@ -346,7 +349,8 @@ public record TrainingLayout(LlamaConfig config, int batch, int seqLen, int thre
         if (half == null) return List.of();
         List<TensorSpec> out = new ArrayList<>();
         Technique.BaseDtype bd = technique.baseStorage();
-        boolean baseInPlace = bd == (half == DType.BF16 ? Technique.BaseDtype.BF16 : Technique.BaseDtype.FP16);
+        // A quantised base keeps its int8/NF4 matrices, and holds its others (embeddings, LM head) in the compute dtype.
+        boolean baseInPlace = bd == (half == DType.BF16 ? Technique.BaseDtype.BF16 : Technique.BaseDtype.FP16) || bd != null && bd.quantised();
         if (!baseInPlace && !(pure() && lora() == null))
             for (TensorSpec s : ParameterLayout.of(config, DType.F32).specs())
                 if (s.shape().rank() == 2) out.add(new TensorSpec(s.name(), s.shape(), half, s.component()));

@@ -111,6 +111,8 @@ public final class TrainingStep implements AutoCloseable {
         this.seed = seed;
         Tensor halfWeight = null;
         for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) {
+            // An int8/NF4 matrix is bitsandbytes' tensors under its name, which its projection checks (Projection.of).
+            if (config.quantization() != null && ParameterLayout.isQuantizable(spec)) continue;
             Tensor t = weights.get(spec.name());
             if (t == null) throw new IllegalArgumentException("missing weight " + spec.name());
             // A frozen base (LoRA, or a step used only for forwardLoss) may keep its matrices in BF16/F16, read in place;
@@ -145,7 +147,7 @@ public final class TrainingStep implements AutoCloseable {
             // technique says is stored so.
             if (half != null)
                 for (Tensor t : computeWeights.values())
-                    if (t.shape().rank() == 2 && t.dtype() != half)
+                    if (t.shape().rank() == 2 && Linear.isDenseType(t.dtype()) && t.dtype() != half)
                         throw new IllegalArgumentException("the technique stores the LoRA base as " + layout.technique().baseStorage()
                                 + ", but " + t + " is " + t.dtype() + " (name the base's dtype in Technique.baseDtype)");
             for (TensorSpec spec : layout.gradientSpecs())

@@ -2,9 +2,11 @@
 package dev.llamafit.nn;
 
 import java.lang.foreign.MemorySegment;
+import java.util.Map;
 
 import dev.llamafit.kernels.Kernels;
 import dev.llamafit.kernels.Parallel;
+import dev.llamafit.quant.Quantization;
 import dev.llamafit.tensor.Tensor;
 
 /**
@@ -24,6 +26,18 @@ public sealed interface Projection permits Linear, Nf4Linear, Int8Linear {
     static Projection of(Tensor weight, Tensor bias) {
         if (Linear.isDenseType(weight.dtype())) return new Linear(weight, bias);
         throw new IllegalArgumentException("no projection for " + weight.dtype() + " weights: " + weight);
+    }
+
+    /**
+     * The projection stored under {@code weightKey} in {@code w}: dense when {@code q} is null, else the int8 or NF4 one
+     * reading bitsandbytes' tensors of that module ({@link dev.llamafit.quant.QuantizedWeights}).
+     */
+    static Projection of(Map<String, Tensor> w, String weightKey, Tensor bias, Quantization q) {
+        if (q == null) return of(w.get(weightKey), bias);
+        return switch (q.kind()) {
+            case INT8 -> Int8Linear.of(w, weightKey, (float) q.int8Threshold());
+            case NF4 -> Nf4Linear.of(w, weightKey, bias);
+        };
     }
 
     /** y[rows, out] = x[rows, in] · Wᵀ + b; y is overwritten. */
