@@ -64,7 +64,8 @@ abstract class TechniqueOptions {
 
     /** `train`'s: what the engine runs. */
     static final class Train extends TechniqueOptions {
-        @Option(names = "--method", description = "full or lora (default: lora when --lora-r > 0 is given, else full).") String method;
+        @Option(names = "--method", description = "full, lora, or qlora (lora on an nf4 base, double-quantised unless --no-double-quant)"
+                + " (default: lora when --lora-r > 0 is given, else full).") String method;
         @Option(names = "--optimizer", defaultValue = "adamw", description = "adamw (AdamW), adamw8bit (AdamW with 8-bit block-wise quantised states, as bitsandbytes) or sgd (momentum 0.9) (default: ${DEFAULT-VALUE}).") String optimizer;
         @Option(names = "--precision", defaultValue = "fp32", description = "fp32; bf16 or fp16: 16-bit GEMM operands and saved activations "
                 + "with fp32 master weights, gradients and optimizer state, as PyTorch's autocast (fp16 adds dynamic loss scaling); "

@@ -25,6 +25,7 @@ import dev.llamafit.memory.ProcessMemory;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.LoraConfig;
 import dev.llamafit.model.Technique;
+import dev.llamafit.quant.Quantization;
 import dev.llamafit.plan.Device;
 import dev.llamafit.plan.Devices;
 import dev.llamafit.plan.MemoryPlan;
@@ -81,6 +82,7 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--force", description = "Train even when the plan exceeds --max-memory.") boolean force;
 
     @picocli.CommandLine.Mixin NonFiniteOption nonFinite;
+    @picocli.CommandLine.Mixin QuantizeOptions quantize;
 
     @Override
     public Integer call() throws Exception {
@@ -89,9 +91,11 @@ final class TrainCommand implements Callable<Integer> {
 
     private Integer run() throws Exception {
         // Flags become records here: what they cannot describe, or what the engine does not run, is bad input (exit 2).
-        Technique.BaseDtype base = baseDtype();
-        Technique t = Main.userInput(() -> technique.technique(technique.precision(), base, loraAlpha, useRslora, gradAccum)
+        Quantization q = quantization();
+        Technique.BaseDtype base = q != null ? null : baseDtype();
+        Technique unquantised = Main.userInput(() -> technique.technique(technique.precision(), base, loraAlpha, useRslora, gradAccum)
                 .withAttention(AttentionOption.parse(technique.attention)));
+        Technique t = q == null ? unquantised : Main.userInput(() -> unquantised.withQuantization(q));
         if (!t.notImplemented().isEmpty()) throw new InputException(Planner.notImplementedMessage(t.notImplemented()));
         LoraConfig lora = t.lora();
         TrainOptions o = Main.userInput(() -> new TrainOptions(model, data, output, steps, epochs, technique.batchSize, technique.seqLen, lr, schedule.name(),
@@ -214,8 +218,33 @@ final class TrainCommand implements Callable<Integer> {
      * checkpoint stores (a 16-bit one is used in place); null for full fine-tuning, or a model folder that cannot be read
      * (reported where the run opens it).
      */
+    /**
+     * The base's quantisation: --base-dtype (or --method qlora: nf4), else a bitsandbytes folder's own; null when the
+     * base is not quantised. Adapters only: a quantised matrix cannot be trained.
+     */
+    private Quantization quantization() {
+        Technique.Method method = Main.userInput(() -> technique.method());
+        Quantization q = Main.userInput(() -> quantize.quantization(method == Technique.Method.QLORA && quantize.baseDtype == null ? "nf4" : quantize.baseDtype));
+        Quantization stored = null;
+        try {
+            stored = ModelFolder.readConfig(model).quantization();
+        } catch (InputException e) {
+            // a bad model folder is reported where the run opens it, after the flags are checked
+        }
+        if (q == null) q = stored;
+        if (q == null) return null;
+        if (method == Technique.Method.FULL)
+            throw new InputException((stored != null ? "the model folder is quantised (" + stored.describe() + "), so its"
+                    : "--base-dtype " + q.kind().name().toLowerCase(Locale.ROOT) + " makes the") + " block linear layers frozen:"
+                    + " train adapters on it (--method lora or qlora); full fine-tuning needs the unquantised model");
+        if (dtype != null)
+            throw new InputException("--dtype sets an unquantised base's dtype; a quantised base keeps its embeddings and LM head in"
+                    + " the compute dtype (--precision)");
+        return q;
+    }
+
     private Technique.BaseDtype baseDtype() {
-        boolean lora = Main.userInput(() -> technique.method()) == Technique.Method.LORA;
+        boolean lora = Main.userInput(() -> technique.method()) != Technique.Method.FULL;
         if (dtype != null && !lora) {
             if (dtype == WeightDtype.fp32) return null;
             throw new InputException("--dtype " + dtype + " applies to a LoRA run's frozen base (--lora-r); full fine-tuning trains fp32 "

@@ -106,7 +106,19 @@ public final class Planner {
         List<Component> c = new ArrayList<>();
         long base = ParameterLayout.of(config, DType.F32).bytes();
         Technique.BaseDtype bd = o.baseStorage();
-        if (o.adapters() && bd != null && bd.floatBytes() == 2) {
+        if (o.adapters() && o.quantization() != null) {
+            // Quantised on load (or read from a bitsandbytes folder) into owned buffers, the mapping released: the block
+            // linear layers in their int8/NF4 tensors, the other matrices in the compute dtype, vectors fp32.
+            DType matrices = layout.half() != null ? layout.half() : DType.F32;
+            c.add(Component.constant("weights", Column.DEVICE, Category.WEIGHTS,
+                    sum(ParameterLayout.quantizedSpecs(config, o.quantization(), matrices)),
+                    "frozen " + o.quantization().describe() + " base: block linear layers in bitsandbytes' tensors"
+                            + (o.quantization().kind() == dev.llamafit.quant.Quantization.Kind.INT8 ? " (1 B per weight + an fp32 scale per row)"
+                            : o.quantization().doubleQuant() ? " (4 bits per weight + 8-bit absmax per 64, fp32 per 16384)" : " (4 bits per weight + fp32 absmax per 64)")
+                            + ", embeddings and LM head " + Technique.name(o.precision() == Technique.Precision.FP32 ? Technique.BaseDtype.FP32
+                            : layout.half() == DType.BF16 ? Technique.BaseDtype.BF16 : Technique.BaseDtype.FP16)
+                            + ", norms fp32, all owned: Σ ParameterLayout.quantizedSpecs"));
+        } else if (o.adapters() && bd != null && bd.floatBytes() == 2) {
             // A 16-bit checkpoint used in place: the whole mapping at 2 B per parameter, plus owned fp32 copies of the
             // vectors (norm gains, biases), which the kernels read as fp32.
             long vectors = 0;
@@ -166,7 +178,10 @@ public final class Planner {
                 "per-thread attention scratch [threads, T²], loss chunk [rows, V], RoPE tables"
                         + (pure ? ", fp32 weight-gradient scratch [largest trainable matrix] (bf16 gradients take each product with one rounding)" : "")));
         List<String> notes = new ArrayList<>();
-        if (o.adapters() && bd != null && bd.floatBytes() == 2)
+        if (o.adapters() && o.quantization() != null)
+            notes.add("while loading, the checkpoint's mapping is held as well (a matrix is quantised from it, then the mapping is"
+                    + " released); its pages are evictable page cache");
+        else if (o.adapters() && bd != null && bd.floatBytes() == 2)
             notes.add("planned for a " + Technique.name(bd) + " checkpoint used in place; converting an fp32 checkpoint on load (--dtype "
                     + Technique.name(bd) + ") holds its fp32 mapping and owned " + Technique.name(bd) + " matrices instead");
         if (!o.adapters())

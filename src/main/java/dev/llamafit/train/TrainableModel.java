@@ -62,12 +62,16 @@ final class TrainableModel implements AutoCloseable {
         // widened) unless the technique names its dtype (--dtype; `train` names the checkpoint's own), then converted on
         // load. Unnamed, it is the compute dtype's under 16-bit compute (Technique.baseStorage), the checkpoint's in fp32.
         Technique t = o.technique();
-        DType base = t.baseDtype() == null && t.precision() == Technique.Precision.FP32 ? null : baseDtype(t.baseStorage());
-        ModelFolder frozenBase = lora ? ModelFolder.open(o.model(), ledger, kernels, base) : null;
+        // A quantised base keeps its embeddings and LM head in the compute dtype (so no working copies are made of them).
+        DType half = t.precision() == Technique.Precision.FP16 ? DType.F16 : DType.BF16;
+        DType base = t.quantization() != null ? (t.precision() == Technique.Precision.FP32 ? DType.F32 : half)
+                : t.baseDtype() == null && t.precision() == Technique.Precision.FP32 ? null : baseDtype(t.baseStorage());
+        ModelFolder frozenBase = lora ? ModelFolder.open(o.model(), ledger, kernels, base, t.quantization()) : null;
         Map<String, Tensor> weights = Map.of();
         try {
             weights = lora ? frozenBase.weights() : loadWeights(o, config, checkpoint, kernels, ledger);
-            TrainingStep step = new TrainingStep(config, weights, kernels, ledger, o.batchSize(), o.seqLen(), o.technique(), o.seed());
+            LlamaConfig stepConfig = frozenBase != null ? frozenBase.config() : config; // a quantised base's config says so
+            TrainingStep step = new TrainingStep(stepConfig, weights, kernels, ledger, o.batchSize(), o.seqLen(), o.technique(), o.seed());
             return new TrainableModel(o, config, ledger, frozenBase, weights, lora ? List.of() : new ArrayList<>(weights.values()), step);
         } catch (RuntimeException e) {
             if (!lora) weights.values().forEach(Tensor::close);
