@@ -24,6 +24,7 @@ import dev.llamafit.memory.ProcessMemory;
 import dev.llamafit.model.LinearModule;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.Technique;
+import dev.llamafit.quant.Quantization;
 import dev.llamafit.plan.Column;
 import dev.llamafit.plan.Component;
 import dev.llamafit.plan.Device;
@@ -150,8 +151,11 @@ final class PlanCommand implements Callable<Integer> {
         if (!pt) {
             // The engine: what it cannot run is named, all of it, with what to give instead.
             List<String> pytorchOnly = new ArrayList<>();
-            Technique t = Main.userInput(() -> technique.technique(Main.userInput(() -> Technique.parse(Technique.Precision.class, "--precision", precision), null),
+            Technique parsed = Main.userInput(() -> technique.technique(Main.userInput(() -> Technique.parse(Technique.Precision.class, "--precision", precision), null),
                     inference ? null : parsedBaseDtype(), 16, false, gradAccum).withAttention(AttentionOption.parse(attention)), errors);
+            // The engine runs NF4 with or without double quantisation (its block constants are sized exactly either way).
+            boolean engineNf4 = !inference && parsed != null && parsed.baseDtype() == Technique.BaseDtype.NF4;
+            Technique t = engineNf4 && noDoubleQuant ? parsed.withQuantization(Quantization.nf4(false)) : parsed;
             if (t != null) pytorchOnly.addAll(inference ? t.notImplemented().stream().filter(x -> !x.startsWith("--base-dtype")).toList() : t.notImplemented());
             if (inference && weightsDtype != null && weightsDtype != Technique.BaseDtype.FP32) pytorchOnly.add("--base-dtype " + Technique.name(weightsDtype));
             if (zero != 0) pytorchOnly.add("--zero " + zero);
@@ -170,7 +174,7 @@ final class PlanCommand implements Callable<Integer> {
                 if (fsdpWrap != null) pytorchOnly.add("--fsdp-wrap");
                 if (noSync) pytorchOnly.add("--no-sync");
             }
-            if (noDoubleQuant) pytorchOnly.add("--no-double-quant");
+            if (noDoubleQuant && !engineNf4) pytorchOnly.add("--no-double-quant");
             if (sharding != null) pytorchOnly.add("--sharding " + sharding);
             if (inference && t != null && (t.adapters() || t.gradientCheckpointing()))
                 errors.add("--inference plans generation with one model: --method lora|qlora and --gradient-checkpointing are training techniques "

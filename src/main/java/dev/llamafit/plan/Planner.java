@@ -73,8 +73,8 @@ public final class Planner {
 
     /** One message for everything the engine cannot run yet, each by its flag. */
     public static String notImplementedMessage(List<String> missing) {
-        return String.join(", ", missing) + (missing.size() == 1 ? " is" : " are") + " not implemented in the llamafit runtime yet (it trains full or LoRA, on an fp32, bf16 or fp16 frozen base, "
-                + "in fp32, bf16/fp16 mixed precision or bf16-pure (AdamW), AdamW/SGD, with optional gradient checkpointing, on one worker); plan it with --runtime pytorch";
+        return String.join(", ", missing) + (missing.size() == 1 ? " is" : " are") + " not implemented in the llamafit runtime yet (it trains full or LoRA, on an fp32, bf16, fp16, int8 or NF4 frozen base, "
+                + "in fp32, bf16/fp16 mixed precision or bf16-pure (AdamW), AdamW/AdamW8bit/SGD, with optional gradient checkpointing, on one worker); plan it with --runtime pytorch";
     }
 
     /** Checks the rules that need the model: sequence length within the context, LoRA rank within every adapted matrix. */
