@@ -32,6 +32,6 @@ class BenchGemmInt8Test {
         StringWriter out = new StringWriter(), err = new StringWriter();
         int code = Main.run(new String[] {"bench", "gemm", "--dtype", "int4"}, new PrintWriter(out, true), new PrintWriter(err, true));
         assertEquals(2, code);
-        assertTrue(err.toString().contains("fp32, bf16 or int8"), err.toString());
+        assertTrue(err.toString().contains("fp32, bf16, int8 or nf4"), err.toString());
     }
 }

@@ -29,6 +29,6 @@ class BenchGemmNf4Test {
     void anUnknownDtypeIsBadInput() {
         String[] r = run("bench", "gemm", "--dtype", "nf3", "--sizes", "64", "--reference", "none");
         assertEquals("2", r[0]);
-        assertTrue(r[2].contains("fp32, bf16 or nf4"), r[2]);
+        assertTrue(r[2].contains("fp32, bf16, int8 or nf4"), r[2]);
     }
 }
