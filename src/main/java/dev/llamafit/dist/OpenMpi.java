@@ -22,7 +22,9 @@ import java.lang.invoke.MethodHandle;
  * all-reduce) the sums are all-gathered back. That fixes the order of the fp32 additions, which MPI_Allreduce leaves to
  * the algorithm Open MPI picks by size (see {@link Collectives}). Rounds move at most {@link #ROUND_FLOATS} values per
  * rank through two staging buffers of that size, so the counts passed to MPI always fit its {@code int}, and the extra
- * memory is bounded (2 × 16 MiB) whatever the buffer. The all-gather and broadcast are MPI's own calls, in rounds.
+ * memory is bounded (2 × 16 MiB) whatever the buffer. The broadcast is MPI_Bcast in rounds of below 2³¹ values; the
+ * all-gather is one MPI_Allgather straight into the output when count is a multiple of the ranks (no padding to drop),
+ * else MPI_Allgather in staging rounds.
  *
  * <p>Threads: initialised with MPI_THREAD_SERIALIZED (calls from any thread, one at a time), and every method is
  * synchronized, since the training loop's thread need not be the one that initialised MPI. Errors: the communicator's
@@ -188,6 +190,10 @@ public final class OpenMpi implements Collectives {
         long n = shardCount(count);
         Collectives.checkFloats("allGather shard", shard, n);
         Collectives.checkFloats("allGather out", out, count);
+        if (n * size == count && n <= Integer.MAX_VALUE) { // no padding to drop: MPI's call straight into out
+            call(mpi.allgather(), shard, (int) n, out, (int) n, "MPI_Allgather");
+            return;
+        }
         ensureStaging();
         int s = (int) Math.min(ROUND_FLOATS / size, Math.max(n, 1));
         for (long o = 0; o < n; o += s) {
