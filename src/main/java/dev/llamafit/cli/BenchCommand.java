@@ -47,7 +47,8 @@ import picocli.CommandLine.Spec;
 import picocli.CommandLine.Model.CommandSpec;
 
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks (not tests): kernels and generation.",
-        subcommands = {BenchCommand.Gemm.class, BenchCommand.Generate.class, BenchTrainCommand.class, BenchAttentionCommand.class})
+        subcommands = {BenchCommand.Gemm.class, BenchCommand.Generate.class, BenchTrainCommand.class, BenchAttentionCommand.class,
+                BenchCollectivesCommand.class})
 final class BenchCommand implements Runnable {
     @Spec CommandSpec spec;
 
