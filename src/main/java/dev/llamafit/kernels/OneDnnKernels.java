@@ -194,6 +194,9 @@ public final class OneDnnKernels extends VectorKernels {
         nativeBf16.increment();
     }
 
+    /** Whether this is the {@link #halfOperands halfOperands(BF16)} view, whose GEMMs run as bf16 matmuls. */
+    public boolean bf16Operands() { return bf16Operands; }
+
     /** How many GEMMs this {@link #halfOperands} view has run as native bf16 matmuls (0 for the plain kernels). */
     public long nativeBf16Gemms() { return nativeBf16.sum(); }
 

@@ -10,6 +10,8 @@ import java.nio.ByteOrder;
 import java.util.Map;
 
 import dev.llamafit.kernels.Kernels;
+import dev.llamafit.kernels.OneDnnKernels;
+import dev.llamafit.kernels.PackSource;
 import dev.llamafit.kernels.Parallel;
 import dev.llamafit.quant.Int8;
 import dev.llamafit.tensor.DType;
@@ -26,7 +28,8 @@ import dev.llamafit.tensor.Tensor;
  * <li>the outlier columns of X (fp32) are multiplied with the matching columns of W dequantised, 64 at a time, and added.
  * </ol>
  * A threshold of 0 or less (or +∞) turns step 1 off: plain vector-wise int8. Backward is dX = dY·W with W dequantised a
- * block of {@link #BACKWARD_BLOCK} columns at a time; there is no weight gradient (the base is frozen).
+ * block of {@link #BACKWARD_BLOCK} columns at a time (on oneDNN's bf16 view, under mixed precision: slabs of W rounded to
+ * bf16 and its bf16 matmul, {@code kernels.Bf16SourceGemm}); there is no weight gradient (the base is frozen).
  *
  * <p>Workspace, outside the ledger like the GEMM kernels' packing buffers: per thread, the codes of X (rows·in bytes), one
  * float per row, and a block of W (out·64 floats) with its X columns; grown on demand and kept by the thread. The int32
@@ -157,7 +160,11 @@ public final class Int8Linear implements Projection {
     public void backward(Kernels k, MemorySegment x, long xOff, MemorySegment dY, long dYOff, int rows,
                          MemorySegment dX, long dXOff, boolean accumulateDx, Tensor dWeight, Tensor dBias, MemorySegment gradScratch) {
         if (dWeight != null) throw new IllegalArgumentException("an int8 weight is frozen: it has no gradient (" + codes.name() + ")");
-        if (dX != null && rows > 0) {
+        if (dX != null && rows > 0 && k instanceof OneDnnKernels o && o.bf16Operands()) {
+            // Mixed precision on oneDNN's bf16 view: slabs of the dequantised W rounded to bf16 and its bf16 matmul
+            // (kernels.Bf16SourceGemm), as for NF4; fp32 runs keep the exact blocked path below.
+            o.gemm(false, rows, in, out, 1f, dY, dYOff, out, (PackSource) this::readDequantised, 0, in, accumulateDx ? 1f : 0f, dX, dXOff, in);
+        } else if (dX != null && rows > 0) {
             int blocks = (in + BACKWARD_BLOCK - 1) / BACKWARD_BLOCK;
             MemorySegment cb = codes.segment(), sc = scb.segment();
             Parallel.forRange(blocks, 1, (b0, b1) -> {
@@ -172,6 +179,18 @@ public final class Int8Linear implements Projection {
         }
         if (dBias != null)
             for (int r = 0; r < rows; r++) k.add(dBias.segment(), 0, dY, dYOff + (long) r * out, out);
+    }
+
+    /** W's dequantised values ({@link Int8#dequantize}), element by element in row-major order: a GEMM pack source. */
+    private void readDequantised(long index, int count, float[] dst, int off) {
+        MemorySegment cb = codes.segment(), sc = scb.segment();
+        long i = index, end = index + count;
+        while (i < end) {
+            int r = (int) (i / in);
+            long stop = Math.min(end, (long) (r + 1) * in);
+            float s = sc.getAtIndex(F32_LE, r);
+            for (; i < stop; i++) dst[off++] = Int8.dequantize(cb.get(ValueLayout.JAVA_BYTE, i), s);
+        }
     }
 
     /** Per-thread workspace, grown to the largest call seen (see the class comment). */
