@@ -129,10 +129,10 @@ final class BenchTrainCommand implements Callable<Integer> {
         DType half = prec == Technique.Precision.FP16 ? DType.F16 : prec == Technique.Precision.FP32 ? DType.F32 : DType.BF16;
         Technique.BaseDtype baseDtype = lora == null ? null
                 : half == DType.BF16 ? Technique.BaseDtype.BF16 : half == DType.F16 ? Technique.BaseDtype.FP16 : Technique.BaseDtype.FP32;
+        List<Quantization> bases = bases(lora != null, baseDtype);
         Map<String, Tensor> w = RandomModels.weights(c, ledger, 11, 0.02, lora == null && !pure ? DType.F32 : half);
         Map<String, Tensor> w32 = pure && lora == null && fp32Step ? RandomModels.weights(c, ledger, 11, 0.02) : w;
         Technique base = Technique.of(lora).withGradientCheckpointing(checkpointing, 1);
-        List<Quantization> bases = bases(lora != null, baseDtype);
         List<Technique.Attention> attentions = attention.stream().map(a -> Technique.parse(Technique.Attention.class, "--attention", a)).distinct().toList();
         // The asked step first; under bf16/fp16 also fp32, and the other attention when two are named, their steps
         // interleaved with the first's so that load from whoever else shares the machine hits all alike (the ratios
