@@ -30,6 +30,8 @@ import dev.llamafit.model.RandomModels;
 import dev.llamafit.model.TrainingStep;
 import dev.llamafit.optim.AdamW;
 import dev.llamafit.optim.Param;
+import dev.llamafit.quant.Quantization;
+import dev.llamafit.quant.QuantizedWeights;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Tensor;
 import dev.llamafit.tensor.TensorSpec;
@@ -90,6 +92,12 @@ final class BenchTrainCommand implements Callable<Integer> {
             + " the first's, for a same-run ratio (default: ${DEFAULT-VALUE}).")
     List<String> attention;
 
+    @Option(names = "--base-dtype", split = ",", description = "With --lora-r: the frozen base's storage, int8 or nf4 (its block"
+            + " linear layers quantised from the random weights, as on load), or the unquantised base (fp32/bf16/fp16, whichever"
+            + " --precision computes in); several (e.g. nf4,bf16): the first is the step measured, each other one is timed too,"
+            + " its steps interleaved with the first's, for a same-run ratio (default: the compute dtype).")
+    List<String> baseDtypes;
+
     @Option(names = "--json", description = "Print one JSON object.")
     boolean json;
 
@@ -121,6 +129,7 @@ final class BenchTrainCommand implements Callable<Integer> {
         DType half = prec == Technique.Precision.FP16 ? DType.F16 : prec == Technique.Precision.FP32 ? DType.F32 : DType.BF16;
         Technique.BaseDtype baseDtype = lora == null ? null
                 : half == DType.BF16 ? Technique.BaseDtype.BF16 : half == DType.F16 ? Technique.BaseDtype.FP16 : Technique.BaseDtype.FP32;
+        List<Quantization> bases = bases(lora != null, baseDtype);
         Map<String, Tensor> w = RandomModels.weights(c, ledger, 11, 0.02, lora == null && !pure ? DType.F32 : half);
         Map<String, Tensor> w32 = pure && lora == null && fp32Step ? RandomModels.weights(c, ledger, 11, 0.02) : w;
         Technique base = Technique.of(lora).withGradientCheckpointing(checkpointing, 1);
@@ -128,9 +137,12 @@ final class BenchTrainCommand implements Callable<Integer> {
         // The asked step first; under bf16/fp16 also fp32, and the other attention when two are named, their steps
         // interleaved with the first's so that load from whoever else shares the machine hits all alike (the ratios
         // are same-run ratios).
-        List<Variant> variants = new ArrayList<>(List.of(new Variant(prec, attentions.getFirst())));
-        if (prec != Technique.Precision.FP32 && fp32Step) variants.add(new Variant(Technique.Precision.FP32, attentions.getFirst()));
-        for (Technique.Attention a : attentions.subList(1, attentions.size())) variants.add(new Variant(prec, a));
+        Quantization q0 = bases.getFirst();
+        List<Variant> variants = new ArrayList<>(List.of(new Variant(prec, attentions.getFirst(), q0)));
+        if (prec != Technique.Precision.FP32 && fp32Step) variants.add(new Variant(Technique.Precision.FP32, attentions.getFirst(), q0));
+        for (Technique.Attention a : attentions.subList(1, attentions.size())) variants.add(new Variant(prec, a, q0));
+        int firstBase = variants.size();
+        for (Quantization q : bases.subList(1, bases.size())) variants.add(new Variant(prec, attentions.getFirst(), q));
         int fp32Index = prec != Technique.Precision.FP32 && fp32Step ? 1 : -1;
         double[] bestOf = new double[variants.size()];
         double[] lossOf = new double[variants.size()];
@@ -140,13 +152,21 @@ final class BenchTrainCommand implements Callable<Integer> {
         List<TrainingStep> runs = new ArrayList<>();
         List<AdamW> opts = new ArrayList<>();
         List<List<Param>> params16 = new ArrayList<>();
+        List<Tensor> quantised = new ArrayList<>();
         try {
             for (Variant v : variants) {
                 Technique.Precision p = v.precision();
                 Technique technique = new Technique(base.method(), base.lora(), p, baseDtype, base.optimizer(), checkpointing, 1, 1,
                         v.attention());
                 Map<String, Tensor> weights = p == Technique.Precision.FP32 ? w32 : w;
-                TrainingStep step = new TrainingStep(c, weights, k, ledger, batch, seqLen, technique, 5);
+                LlamaConfig cv = c;
+                if (v.base() != null) {
+                    // As io.ModelFolder quantises on load: each block linear layer's weight becomes bitsandbytes' tensors.
+                    technique = technique.withQuantization(v.base());
+                    cv = c.withQuantization(v.base());
+                    weights = quantise(c, weights, v.base(), ledger, quantised);
+                }
+                TrainingStep step = new TrainingStep(cv, weights, k, ledger, batch, seqLen, technique, 5);
                 runs.add(step);
                 opts.add(new AdamW(0.9, 0.999, 1e-8, 0.0, ledger));
                 List<Param> ps = new ArrayList<>();
@@ -187,6 +207,7 @@ final class BenchTrainCommand implements Callable<Integer> {
             opts.forEach(AdamW::close);
             w.values().forEach(Tensor::close);
             if (w32 != w) w32.values().forEach(Tensor::close);
+            quantised.forEach(Tensor::close);
         }
         long ledgerPeak = ledger.totalPeakBytes();
         long rss = ProcessMemory.peakRssBytes().orElse(-1); // before the GEMM calibration below, which is not training
@@ -228,7 +249,15 @@ final class BenchTrainCommand implements Callable<Integer> {
             o.put("fp32_tokens_per_s", BenchCommand.round(batch * seqLen / bestOf[fp32Index]));
             o.put("ratio_" + precision + "_vs_fp32", BenchCommand.round(bestOf[fp32Index] / best));
         }
-        for (int i = fp32Index > 0 ? 2 : 1; i < variants.size(); i++) {
+        if (lora != null) o.put("base_dtype", baseName(q0, baseDtype));
+        for (int i = firstBase; i < variants.size(); i++) {
+            String b = baseName(variants.get(i).base(), baseDtype);
+            o.put(b + "_base_step_seconds", BenchCommand.round(bestOf[i]));
+            o.put(b + "_base_tokens_per_s", BenchCommand.round(batch * seqLen / bestOf[i]));
+            o.put(b + "_base_loss", BenchCommand.round(lossOf[i]));
+            o.put("ratio_" + o.get("base_dtype") + "_vs_" + b + "_base", BenchCommand.round(bestOf[i] / best));
+        }
+        for (int i = fp32Index > 0 ? 2 : 1; i < firstBase; i++) {
             String a = Technique.name(variants.get(i).attention());
             o.put(a + "_step_seconds", BenchCommand.round(bestOf[i]));
             o.put(a + "_tokens_per_s", BenchCommand.round(batch * seqLen / bestOf[i]));
@@ -257,7 +286,12 @@ final class BenchTrainCommand implements Callable<Integer> {
             if (fp32Index > 0)
                 out.printf(Locale.ROOT, "  llamafit fp32 (same run, interleaved): %8.1f tokens/s   %s/fp32 %.2f×  (RSS above holds both steps)%n",
                         o.get("fp32_tokens_per_s"), precision, o.get("ratio_" + precision + "_vs_fp32"));
-            for (int i = fp32Index > 0 ? 2 : 1; i < variants.size(); i++) {
+            for (int i = firstBase; i < variants.size(); i++) {
+                String b = baseName(variants.get(i).base(), baseDtype);
+                out.printf(Locale.ROOT, "  llamafit on a %s base (same run, interleaved): %8.1f tokens/s   %s/%s %.2f×%n",
+                        b, o.get(b + "_base_tokens_per_s"), o.get("base_dtype"), b, o.get("ratio_" + o.get("base_dtype") + "_vs_" + b + "_base"));
+            }
+            for (int i = fp32Index > 0 ? 2 : 1; i < firstBase; i++) {
                 String a = Technique.name(variants.get(i).attention());
                 out.printf(Locale.ROOT, "  llamafit %s attention (same run, interleaved): %8.1f tokens/s   %s/%s %.2f×  (RSS above holds both steps)%n",
                         a, o.get(a + "_tokens_per_s"), o.get("attention"), a, o.get("ratio_" + o.get("attention") + "_vs_" + a));
@@ -273,8 +307,52 @@ final class BenchTrainCommand implements Callable<Integer> {
         return Main.OK;
     }
 
-    /** One step configuration timed in the bench: the asked one, and those interleaved with it for same-run ratios. */
-    private record Variant(Technique.Precision precision, Technique.Attention attention) {}
+    /**
+     * One step configuration timed in the bench: the asked one, and those interleaved with it for same-run ratios.
+     * {@code base}: the LoRA base's quantisation, or null for the unquantised base.
+     */
+    private record Variant(Technique.Precision precision, Technique.Attention attention, Quantization base) {}
+
+    /** --base-dtype as quantisations (null = the unquantised base in the compute dtype), first the measured one. */
+    private List<Quantization> bases(boolean lora, Technique.BaseDtype computeBase) {
+        if (baseDtypes == null || baseDtypes.isEmpty()) return java.util.Collections.singletonList(null);
+        if (!lora) throw new dev.llamafit.io.InputException("--base-dtype needs --lora-r > 0 (a frozen base); full fine-tuning trains the weights themselves");
+        List<Quantization> out = new ArrayList<>();
+        for (String b : baseDtypes) {
+            Quantization q = switch (b) {
+                case "int8" -> Quantization.int8(Quantization.DEFAULT_INT8_THRESHOLD);
+                case "nf4" -> Quantization.nf4(true);
+                default -> {
+                    if (!b.equals(Technique.name(computeBase)))
+                        throw new dev.llamafit.io.InputException("--base-dtype must be int8, nf4 or " + Technique.name(computeBase)
+                                + " (the unquantised base under --precision " + precision + "), got '" + b + "'");
+                    yield null;
+                }
+            };
+            if (!out.contains(q)) out.add(q);
+        }
+        return out;
+    }
+
+    private static String baseName(Quantization q, Technique.BaseDtype computeBase) {
+        return q == null ? Technique.name(computeBase) : q.kind() == Quantization.Kind.INT8 ? "int8" : "nf4";
+    }
+
+    /** {@code w} with every block linear layer's weight replaced by its quantised tensors (added to {@code owned}). */
+    private static Map<String, Tensor> quantise(LlamaConfig c, Map<String, Tensor> w, Quantization q, MemoryLedger ledger, List<Tensor> owned) {
+        Map<String, Tensor> out = new LinkedHashMap<>();
+        for (TensorSpec spec : ParameterLayout.of(c, DType.F32).specs()) {
+            if (!ParameterLayout.isQuantizable(spec)) {
+                out.put(spec.name(), w.get(spec.name()));
+                continue;
+            }
+            Map<String, Tensor> qt = QuantizedWeights.quantize(q, w.get(spec.name()), ledger,
+                    spec.name().substring(0, spec.name().length() - ".weight".length()));
+            owned.addAll(qt.values());
+            out.putAll(qt);
+        }
+        return out;
+    }
 
     private JsonNode torch(LlamaConfig c, int batch, boolean autocast) throws Exception {
         Path script = BenchCommand.scriptPath("torch_train.py");

@@ -65,6 +65,8 @@ public final class OneDnnKernels extends VectorKernels {
     private static final int L = SI.length();
     private static final VectorSpecies<Short> SS = VectorSpecies.of(short.class, VectorShape.forBitSize(L * 16));
     private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+    static final java.lang.foreign.ValueLayout.OfShort BF16_LE = java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(LE);
+    static final java.lang.foreign.ValueLayout.OfInt I32_LE = java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED.withOrder(LE);
 
     private final OneDnn dnnl;
     private final boolean nativeSgemm;
@@ -173,6 +175,28 @@ public final class OneDnnKernels extends VectorKernels {
         }
     }
 
+    /**
+     * The pack-source GEMM (an NF4 weight). In the bf16 view, a product big enough to gain goes to {@link Bf16SourceGemm}:
+     * A and slabs of the dequantised B rounded to bf16, oneDNN's bf16 matmul, as bitsandbytes computes QLoRA under a bf16
+     * compute dtype. Otherwise (fp32 runs, small products, heap segments) the Vector path, exact on the dequantised weight.
+     */
+    @Override
+    public void gemm(boolean transB, int m, int n, int k, float alpha, MemorySegment a, long aOff, int lda,
+                     PackSource b, long bOff, int ldb, float beta, MemorySegment c, long cOff, int ldc) {
+        if (!bf16Operands || 2L * m * n * k < MIN_BF16_FLOPS || Math.min(m, Math.min(n, k)) < MIN_BF16_SIDE
+                || !a.isNative() || !c.isNative()) {
+            super.gemm(transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+            return;
+        }
+        slice(a, aOff, m, k, lda, 4);
+        slice(c, cOff, m, n, ldc, 4);
+        Bf16SourceGemm.gemm(this, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+        nativeBf16.increment();
+    }
+
+    /** Whether this is the {@link #halfOperands halfOperands(BF16)} view, whose GEMMs run as bf16 matmuls. */
+    public boolean bf16Operands() { return bf16Operands; }
+
     /** How many GEMMs this {@link #halfOperands} view has run as native bf16 matmuls (0 for the plain kernels). */
     public long nativeBf16Gemms() { return nativeBf16.sum(); }
 
@@ -237,7 +261,7 @@ public final class OneDnnKernels extends VectorKernels {
     static final long MIN_FLOPS_PER_TASK = 1L << 22;
 
     /** One single-threaded matmul (the caller has checked the ranges); its primitive is cached per shape and layout. */
-    private void matmulStripe(boolean transA, boolean transB, int m, int n, int k, float alpha,
+    void matmulStripe(boolean transA, boolean transB, int m, int n, int k, float alpha,
                               MemorySegment a, long aOff, int lda, DType aType, MemorySegment b, long bOff, int ldb, DType bType,
                               float beta, MemorySegment c, long cOff, int ldc) {
         int es = aType.bytes();

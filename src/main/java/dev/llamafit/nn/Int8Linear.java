@@ -10,6 +10,8 @@ import java.nio.ByteOrder;
 import java.util.Map;
 
 import dev.llamafit.kernels.Kernels;
+import dev.llamafit.kernels.OneDnnKernels;
+import dev.llamafit.kernels.PackSource;
 import dev.llamafit.kernels.Parallel;
 import dev.llamafit.quant.Int8;
 import dev.llamafit.tensor.DType;
@@ -26,7 +28,8 @@ import dev.llamafit.tensor.Tensor;
  * <li>the outlier columns of X (fp32) are multiplied with the matching columns of W dequantised, 64 at a time, and added.
  * </ol>
  * A threshold of 0 or less (or +∞) turns step 1 off: plain vector-wise int8. Backward is dX = dY·W with W dequantised a
- * block of {@link #BACKWARD_BLOCK} columns at a time; there is no weight gradient (the base is frozen).
+ * block of {@link #BACKWARD_BLOCK} columns at a time (on oneDNN's bf16 view, under mixed precision: slabs of W rounded to
+ * bf16 and its bf16 matmul, {@code kernels.Bf16SourceGemm}); there is no weight gradient (the base is frozen).
  *
  * <p>Workspace, outside the ledger like the GEMM kernels' packing buffers: per thread, the codes of X (rows·in bytes), one
  * float per row, and a block of W (out·64 floats) with its X columns; grown on demand and kept by the thread. The int32
@@ -100,37 +103,77 @@ public final class Int8Linear implements Projection {
     @Override
     public void forwardColumns(Kernels k, MemorySegment x, long xOff, int rows, int from, int to, MemorySegment y, long yOff) {
         if (from < 0 || to > out || from > to) throw new IllegalArgumentException("columns [" + from + ", " + to + ") of " + out);
-        int n = to - from;
-        if (rows == 0 || n == 0) return;
+        if (rows == 0 || to == from) return;
+        forwardColumns(k, x, xOff, rows, from, to, y, yOff, quantise(x, xOff, rows, in, threshold));
+    }
+
+    /** X quantised for the int8 product: its outlier columns, their count, its codes [rows, in] and per-row absmax. */
+    private record QuantisedX(boolean[] outlier, int outliers, MemorySegment codes, float[] absmax) {}
+
+    /** X's outliers found and X quantised into the calling thread's workspace. */
+    private static QuantisedX quantise(MemorySegment x, long xOff, int rows, int in, float threshold) {
         Scratch s = SCRATCH.get();
-        s.ensure(rows, in, out);
+        s.ensure(rows, in);
         int outliers = Int8.outlierColumns(x, xOff, rows, in, threshold, s.outlier);
         Int8.quantizeRows(x, xOff, rows, in, s.outlier, s.codes, 0, s.absmax);
+        return new QuantisedX(s.outlier, outliers, s.codes, s.absmax);
+    }
+
+    /**
+     * {@link Projection#forwardFused} for int8 projections that share X and the threshold (q/k/v, gate/up): X is
+     * quantised once, then the same column tasks as the general loop run on it, so the result has the same bits; false
+     * (having done nothing) for any other set of projections.
+     */
+    static boolean forwardFused(Kernels k, MemorySegment x, long xOff, int rows, Projection[] ps, MemorySegment[] ys) {
+        if (rows == 0 || !(ps[0] instanceof Int8Linear first)) return false;
+        int total = 0;
+        for (Projection p : ps) {
+            if (!(p instanceof Int8Linear q) || q.in != first.in || Float.compare(q.threshold, first.threshold) != 0) return false;
+            total += q.out;
+        }
+        QuantisedX qx = quantise(x, xOff, rows, first.in, first.threshold);
+        Parallel.forRange(total, 64, (from, to) -> {
+            int base = 0;
+            for (int i = 0; i < ps.length; i++) {
+                Int8Linear p = (Int8Linear) ps[i];
+                int j0 = Math.max(from - base, 0), j1 = Math.min(to - base, p.out);
+                if (j0 < j1) p.forwardColumns(k, x, xOff, rows, j0, j1, ys[i], 0, qx);
+                base += p.out;
+            }
+        });
+        return true;
+    }
+
+    private void forwardColumns(Kernels k, MemorySegment x, long xOff, int rows, int from, int to, MemorySegment y, long yOff,
+                                QuantisedX qx) {
+        int n = to - from;
+        Scratch s = SCRATCH.get();
+        int outliers = qx.outliers();
         // int32 sums straight into y's columns, then each converted in place to its float value.
-        k.gemmI8(rows, n, in, s.codes, 0, in, codes.segment(), (long) from * in, in, y, yOff + from, out);
+        k.gemmI8(rows, n, in, qx.codes(), 0, in, codes.segment(), (long) from * in, in, y, yOff + from, out);
         MemorySegment sc = scb.segment();
         for (int r = 0; r < rows; r++) {
-            float rs = s.absmax[r] * Int8.INV127;
+            float rs = qx.absmax()[r] * Int8.INV127;
             long row = yOff + (long) r * out;
             for (int j = from; j < to; j++) {
                 int c = y.getAtIndex(I32_LE, row + j);
                 y.setAtIndex(F32_LE, row + j, c * rs * (sc.getAtIndex(F32_LE, j) * Int8.INV127));
             }
         }
-        if (outliers > 0) addOutliers(k, x, xOff, rows, from, to, y, yOff, s);
+        if (outliers > 0) addOutliers(k, x, xOff, rows, from, to, y, yOff, s, qx.outlier());
         if (bias != null)
             for (int r = 0; r < rows; r++) k.add(y, yOff + (long) r * out + from, bias.segment(), from, n);
     }
 
     /** y[:, from..to) += X[:, O] · W[from..to, O]ᵀ over the outlier columns O, a block of them at a time, in fp32. */
     private void addOutliers(Kernels k, MemorySegment x, long xOff, int rows, int from, int to, MemorySegment y, long yOff,
-                             Scratch s) {
+                             Scratch s, boolean[] outlier) {
         int n = to - from, b = BACKWARD_BLOCK;
         int[] cols = new int[b];
         int c = 0;
         while (c < in) {
             int nb = 0;
-            for (; c < in && nb < b; c++) if (s.outlier[c]) cols[nb++] = c;
+            for (; c < in && nb < b; c++) if (outlier[c]) cols[nb++] = c;
             if (nb == 0) break;
             s.ensureOutlierBlock(rows, n, nb);
             for (int r = 0; r < rows; r++)
@@ -157,7 +200,11 @@ public final class Int8Linear implements Projection {
     public void backward(Kernels k, MemorySegment x, long xOff, MemorySegment dY, long dYOff, int rows,
                          MemorySegment dX, long dXOff, boolean accumulateDx, Tensor dWeight, Tensor dBias, MemorySegment gradScratch) {
         if (dWeight != null) throw new IllegalArgumentException("an int8 weight is frozen: it has no gradient (" + codes.name() + ")");
-        if (dX != null && rows > 0) {
+        if (dX != null && rows > 0 && k instanceof OneDnnKernels o && o.bf16Operands()) {
+            // Mixed precision on oneDNN's bf16 view: slabs of the dequantised W rounded to bf16 and its bf16 matmul
+            // (kernels.Bf16SourceGemm), as for NF4; fp32 runs keep the exact blocked path below.
+            o.gemm(false, rows, in, out, 1f, dY, dYOff, out, (PackSource) this::readDequantised, 0, in, accumulateDx ? 1f : 0f, dX, dXOff, in);
+        } else if (dX != null && rows > 0) {
             int blocks = (in + BACKWARD_BLOCK - 1) / BACKWARD_BLOCK;
             MemorySegment cb = codes.segment(), sc = scb.segment();
             Parallel.forRange(blocks, 1, (b0, b1) -> {
@@ -174,13 +221,25 @@ public final class Int8Linear implements Projection {
             for (int r = 0; r < rows; r++) k.add(dBias.segment(), 0, dY, dYOff + (long) r * out, out);
     }
 
+    /** W's dequantised values ({@link Int8#dequantize}), element by element in row-major order: a GEMM pack source. */
+    private void readDequantised(long index, int count, float[] dst, int off) {
+        MemorySegment cb = codes.segment(), sc = scb.segment();
+        long i = index, end = index + count;
+        while (i < end) {
+            int r = (int) (i / in);
+            long stop = Math.min(end, (long) (r + 1) * in);
+            float s = sc.getAtIndex(F32_LE, r);
+            for (; i < stop; i++) dst[off++] = Int8.dequantize(cb.get(ValueLayout.JAVA_BYTE, i), s);
+        }
+    }
+
     /** Per-thread workspace, grown to the largest call seen (see the class comment). */
     private static final class Scratch {
         boolean[] outlier = new boolean[0];
         float[] absmax = new float[0];
         MemorySegment codes = MemorySegment.NULL, xo = MemorySegment.NULL, wo = MemorySegment.NULL;
 
-        void ensure(int rows, int in, int out) {
+        void ensure(int rows, int in) {
             if (outlier.length < in) outlier = new boolean[in];
             if (absmax.length < rows) absmax = new float[rows];
             codes = grow(codes, (long) rows * in);

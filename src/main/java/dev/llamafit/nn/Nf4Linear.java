@@ -17,6 +17,12 @@ import dev.llamafit.tensor.Tensor;
  * fp32 GEMM on the dequantised weight (bit for bit on the Vector backends). The weight is frozen: backward gives dX =
  * dY·W (W dequantised a packed panel at a time, the same way) and the bias gradient; asking for a weight gradient is a
  * caller's bug.
+ *
+ * <p>On oneDNN's bf16 view (mixed precision) the same call computes in bf16 instead, as bitsandbytes does with a bf16
+ * compute dtype: each task dequantises a slab of at most {@code Bf16SourceGemm.SLAB} = 128 rows (forward) or columns
+ * (backward) of W, rounded to bf16, into its own buffer and runs oneDNN's bf16 matmul on it. Workspace per thread:
+ * 128·k·2 bytes of W (k = in forward, out backward: 72 KiB for in = 288) plus one run of k floats, and the bf16 copy
+ * of X or dY (rows·k·2 bytes, as the view keeps for any fp32 operand); never the dequantised matrix.
  */
 public final class Nf4Linear implements Projection {
     private final Nf4Weight weight;

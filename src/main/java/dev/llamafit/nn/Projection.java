@@ -84,6 +84,7 @@ public sealed interface Projection permits Linear, Nf4Linear, Int8Linear {
             if (p.in() != in) throw new IllegalArgumentException("fused projections must share their input width");
             total += p.out();
         }
+        if (Int8Linear.forwardFused(k, x, xOff, rows, ps, ys)) return; // X quantised once for all of them
         Parallel.forRange(total, 64, (from, to) -> {
             int base = 0;
             for (int i = 0; i < ps.length; i++) {

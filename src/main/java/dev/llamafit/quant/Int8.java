@@ -6,6 +6,7 @@ import static dev.llamafit.tensor.Tensor.I16_LE;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
@@ -15,6 +16,10 @@ import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Shape;
 import dev.llamafit.tensor.Tensor;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
 
 /**
  * Vector-wise int8 quantisation as in LLM.int8() (Dettmers et al. 2022) and bitsandbytes' {@code Linear8bitLt}.
@@ -187,6 +192,15 @@ public final class Int8 {
      */
     public static void quantizeRows(MemorySegment x, long xOff, int rows, int cols, boolean[] outlier,
                                     MemorySegment codes, long codesOff, float[] absmax) {
+        boolean any = false;
+        for (int c = 0; c < cols; c++) any |= outlier[c];
+        if (!any) { // no outlier column (the common case): whole rows, vectorised, split over the pool
+            Parallel.forRange(rows, Math.max(1, (1 << 14) / Math.max(1, cols)), (r0, r1) -> {
+                for (int r = r0; r < r1; r++)
+                    absmax[r] = quantizeRow(x, (xOff + (long) r * cols) * 4, cols, codes, codesOff + (long) r * cols);
+            });
+            return;
+        }
         for (int r = 0; r < rows; r++) {
             long row = xOff + (long) r * cols, dst = codesOff + (long) r * cols;
             float max = 0f;
@@ -196,5 +210,31 @@ public final class Int8 {
                 codes.set(ValueLayout.JAVA_BYTE, dst + c, outlier[c] ? 0 : code(x.getAtIndex(F32_LE, row + c) * scale));
             absmax[r] = max;
         }
+    }
+
+    private static final VectorSpecies<Float> SF = FloatVector.SPECIES_PREFERRED;
+    private static final VectorSpecies<Byte> SB = VectorSpecies.of(byte.class, VectorShape.forBitSize(SF.length() * 8));
+    /** 1.5·2^23: adding and subtracting it rounds an fp32 of magnitude below 2^22 to an integer, ties to even (as rint). */
+    private static final float RINT = 0x1.8p23f;
+
+    /**
+     * One row of {@link #quantizeRows} without outlier columns: its absmax (NaN and ∞ propagate, as Math.max does) and
+     * codes, the same values as the scalar loop gives (clamping to ±127 before rounding equals rounding before it).
+     */
+    private static float quantizeRow(MemorySegment x, long x0, int cols, MemorySegment codes, long d0) {
+        int bound = SF.loopBound(cols), c = 0;
+        FloatVector mv = FloatVector.zero(SF);
+        for (; c < bound; c += SF.length())
+            mv = mv.max(FloatVector.fromMemorySegment(SF, x, x0 + 4L * c, ByteOrder.LITTLE_ENDIAN).abs());
+        float max = mv.reduceLanes(VectorOperators.MAX);
+        for (; c < cols; c++) max = Math.max(max, Math.abs(x.get(F32_LE, x0 + 4L * c)));
+        float scale = max == 0f || !Float.isFinite(max) ? 0f : scale(max);
+        c = 0;
+        for (; c < bound; c += SF.length()) {
+            FloatVector v = FloatVector.fromMemorySegment(SF, x, x0 + 4L * c, ByteOrder.LITTLE_ENDIAN).mul(scale).max(-127f).min(127f);
+            v.add(RINT).sub(RINT).convertShape(VectorOperators.F2B, SB, 0).intoMemorySegment(codes, d0 + c, ByteOrder.LITTLE_ENDIAN);
+        }
+        for (; c < cols; c++) codes.set(ValueLayout.JAVA_BYTE, d0 + c, code(x.get(F32_LE, x0 + 4L * c) * scale));
+        return max;
     }
 }

@@ -157,6 +157,36 @@ class Int8LinearTest {
     }
 
     @Test
+    void underBf16MixedPrecisionBackwardIsABf16MatmulOnOneDnn() {
+        Kernels plain = dev.llamafit.kernels.KernelBackends.get();
+        Kernels view = plain.halfOperands(DType.BF16);
+        org.junit.jupiter.api.Assumptions.assumeTrue(view instanceof dev.llamafit.kernels.OneDnnKernels && view != plain,
+                "no oneDNN bf16 matmul here");
+        dev.llamafit.kernels.OneDnnKernels k = (dev.llamafit.kernels.OneDnnKernels) view;
+        int rows = 64, in = 200, out = 300;
+        SplittableRandom rnd = new SplittableRandom(21);
+        MemorySegment wf = ARENA.allocate(4L * out * in), dY = ARENA.allocate(4L * rows * out);
+        for (long i = 0; i < (long) out * in; i++) wf.setAtIndex(F32_LE, i, (float) (rnd.nextGaussian() * 0.02));
+        for (long i = 0; i < (long) rows * out; i++) dY.setAtIndex(F32_LE, i, (float) rnd.nextGaussian());
+        Map<String, Tensor> q = dev.llamafit.quant.Int8.quantize(new Tensor("w", DType.F32, Shape.of(out, in), wf),
+                new dev.llamafit.memory.MemoryLedger(), "p");
+        Int8Linear p = Int8Linear.of(q, "p.weight", 6f);
+        MemorySegment deq = ARENA.allocate(4L * out * in);
+        dev.llamafit.quant.Int8.dequantizeBlock(q.get("p.weight").segment(), q.get("p.SCB").segment(), in, 0, out, 0, in, deq, 0, in);
+        Linear dense = new Linear(new Tensor("w'", DType.F32, Shape.of(out, in), deq), null);
+        MemorySegment want = ARENA.allocate(4L * rows * in), got = ARENA.allocate(4L * rows * in);
+        dense.backward(K, null, 0, dY, 0, rows, want, 0, false, null, null);
+        long before = k.nativeBf16Gemms();
+        p.backward(k, null, 0, dY, 0, rows, got, 0, false, null, null);
+        assertEquals(before + 1, k.nativeBf16Gemms(), "dX ran as a bf16 matmul");
+        // Both operands rounded to bf16 (relative 2^-9 each): within 2^-8 of Σ|dY·W| per element, which is at most
+        // out·max|dY|·max|W|; the random signs make the actual error far smaller, so bound by a tenth of that.
+        float[] w = want.toArray(F32_LE), g = got.toArray(F32_LE);
+        for (int i = 0; i < w.length; i++) assertEquals(w[i], g[i], 0.02 * Math.abs(w[i]) + 0.01, "dX[" + i + "]");
+        q.values().forEach(Tensor::close);
+    }
+
+    @Test
     void aNanInTheInputReachesItsRowOfTheOutput() {
         Layer l = layer(12);
         MemorySegment x = activations(13, new int[0], 0);

@@ -6,6 +6,7 @@ import static dev.llamafit.nn.TypedLinearTest.assertSameBits;
 import static dev.llamafit.nn.TypedLinearTest.floats;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -39,6 +40,10 @@ class Nf4LinearTest {
     }
 
     static void check(Kernels k, int rows, int in, int out, boolean dq, boolean sameBits) {
+        check(k, rows, in, out, dq, sameBits, 4e-6 * Math.max(in, out));
+    }
+
+    static void check(Kernels k, int rows, int in, int out, boolean dq, boolean sameBits, double tol) {
         MemoryLedger ledger = new MemoryLedger();
         try (Arena arena = Arena.ofShared()) {
             Tensor w = new Tensor("w", DType.F32, Shape.of(out, in), floats(arena, out * in, 11));
@@ -51,8 +56,7 @@ class Nf4LinearTest {
             nf4.weight().dequantize(deq);
             Linear dense = new Linear(new Tensor("w'", DType.F32, Shape.of(out, in), deq), bias);
             String what = k.name() + " rows=" + rows + " in=" + in + " out=" + out + (dq ? " dq" : "");
-            // Products of values ≤ 1 in magnitude, `in` or `out` of them summed: a relative fp32 summation bound.
-            double tol = 4e-6 * Math.max(in, out);
+            // tol: products of values ≤ 1 in magnitude, `in` or `out` of them summed: a relative fp32 summation bound.
 
             MemorySegment x = floats(arena, rows * in, 13), dY = floats(arena, rows * out, 14);
             MemorySegment y1 = arena.allocate(rows * out * 4L), y2 = arena.allocate(rows * out * 4L), y3 = arena.allocate(rows * out * 4L);
@@ -81,6 +85,24 @@ class Nf4LinearTest {
             else assertClose(dx2, dx1, rows * in, tol, "dX " + what);
             q.values().forEach(Tensor::close);
         }
+    }
+
+    @Test
+    void underBf16MixedPrecisionItComputesInBf16OnOneDnn() {
+        // The bf16 view (oneDNN with AVX-512 BF16) sends big enough products to its bf16 matmul, a slab of W dequantised
+        // to bf16 at a time, as bitsandbytes computes QLoRA: within bf16 rounding of the fp32 product on the dequantised
+        // weight, and through the native path (its counter moves).
+        Kernels plain = KernelBackends.get();
+        Kernels view = plain.halfOperands(DType.BF16);
+        org.junit.jupiter.api.Assumptions.assumeTrue(view instanceof dev.llamafit.kernels.OneDnnKernels && view != plain,
+                "no oneDNN bf16 matmul here");
+        dev.llamafit.kernels.OneDnnKernels k = (dev.llamafit.kernels.OneDnnKernels) view;
+        long before = k.nativeBf16Gemms();
+        // Values in [-1, 1], `in`/`out` terms: each product's relative error is at most about 2·2^-9 (both operands
+        // rounded), so the sum is off by at most 2^-8·Σ|x·w| ≤ 2^-8·n.
+        check(k, 200, 300, 260, true, false, 300 / 256.0);
+        assertTrue(k.nativeBf16Gemms() >= before + 4, "forward, fused forward and both dX ran as bf16 matmuls: "
+                + (k.nativeBf16Gemms() - before));
     }
 
     @Test

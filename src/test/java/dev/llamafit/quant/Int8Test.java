@@ -111,6 +111,37 @@ class Int8Test {
     }
 
     @Test
+    void vectorisedRowsGiveTheScalarCodes() {
+        // No outlier column: the vectorised path. Ties at .5 after scaling, a NaN row, an ∞ row, a subnormal absmax (an
+        // infinite scale, clamped), a zero row, and 150 columns (vector tails).
+        int rows = 40, cols = 150;
+        java.util.SplittableRandom rnd = new java.util.SplittableRandom(3);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment xs = arena.allocate(4L * rows * cols), codes = arena.allocate((long) rows * cols);
+            float[] x = new float[rows * cols];
+            for (int i = 0; i < x.length; i++) x[i] = (float) rnd.nextGaussian();
+            for (int c = 0; c < cols; c++) x[cols + c] = (c % 2 == 0 ? 127f : (c - 75) + 0.5f) * (c % 3 == 0 ? -1 : 1);
+            x[2 * cols + 7] = Float.NaN;
+            x[3 * cols + 100] = Float.NEGATIVE_INFINITY;
+            for (int c = 0; c < cols; c++) x[4 * cols + c] = c == 5 ? Float.MIN_NORMAL / 4 : 0f;
+            for (int c = 0; c < cols; c++) x[5 * cols + c] = 0f;
+            MemorySegment.copy(x, 0, xs, F32_LE, 0, x.length);
+            float[] absmax = new float[rows];
+            Int8.quantizeRows(xs, 0, rows, cols, new boolean[cols], codes, 0, absmax);
+            for (int r = 0; r < rows; r++) {
+                float max = 0f;
+                for (int c = 0; c < cols; c++) max = Math.max(max, Math.abs(x[r * cols + c]));
+                assertEquals(max, absmax[r], "absmax of row " + r);
+                float scale = max == 0f || !Float.isFinite(max) ? 0f : Int8.scale(max);
+                for (int c = 0; c < cols; c++) {
+                    byte want = (byte) Math.max(-127, Math.min(127, Math.rint(x[r * cols + c] * scale)));
+                    assertEquals(want, codes.get(ValueLayout.JAVA_BYTE, (long) r * cols + c), "row " + r + " column " + c);
+                }
+            }
+        }
+    }
+
+    @Test
     void dequantisationIsCodeTimesScbOver127() {
         assertEquals(127 * 0.5f * (1f / 127f), Int8.dequantize((byte) 127, 0.5f));
         assertEquals(-64 * 3f * (1f / 127f), Int8.dequantize((byte) -64, 3f));
