@@ -21,6 +21,7 @@ import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.LlamaModel;
 import dev.llamafit.model.ParameterLayout;
+import dev.llamafit.quant.Int8;
 import dev.llamafit.quant.Quantization;
 import dev.llamafit.quant.QuantizedWeights;
 import dev.llamafit.tensor.DType;
@@ -187,6 +188,21 @@ public final class ModelFolder implements AutoCloseable {
         String prefix = spec.name().substring(0, spec.name().length() - ".weight".length());
         long out = spec.shape().dim(0), in = spec.shape().dim(1);
         for (TensorSpec s : QuantizedWeights.specs(q, prefix, out, in)) {
+            if (s.name().endsWith("." + Int8.WEIGHT_FORMAT)) {
+                // Linear8bitLt's format byte: 0 ("row") is the only layout bitsandbytes still writes; transformers may
+                // leave it out of a saved folder, and then it is row.
+                Tensor format = Tensor.allocate(ledger, Category.WEIGHTS, s.name(), s.dtype(), s.shape());
+                owned.add(format);
+                Optional<Tensor> stored = source.find(s.name());
+                if (stored.isPresent()) {
+                    Tensor f = stored.get();
+                    if (f.dtype() != DType.U8 || f.elements() != 1 || f.getFloat(0) != Int8.FORMAT_ROW)
+                        throw InputException.at(source.fileOf(s.name()), "tensor " + s.name(), f.dtype().safetensorsName() + " " + f.shape()
+                                + (f.elements() == 1 ? " = " + f.getFloat(0) : "") + ": only the row layout (U8 scalar 0) is supported, as in bitsandbytes");
+                }
+                weights.put(s.name(), format);
+                continue;
+            }
             Tensor t = source.find(s.name()).orElseThrow(() -> InputException.at(dir,
                     "missing tensor " + s.name() + " of the " + q.describe() + " layer " + prefix + " (config.json's quantization_config implies "
                             + s.dtype().safetensorsName() + " " + s.shape() + ")"));

@@ -138,6 +138,21 @@ class QuantizedBaseTest {
                 "--quantize", "int8");
     }
 
+    @Test
+    void anInt8FolderWithoutItsFormatBytesLoadsAsRowLayout() throws IOException {
+        // transformers may save Linear8bitLt without weight_format; bitsandbytes accepts only the row layout (0).
+        Path model = SharedData.require("models/tinystories-656k");
+        Path int8 = convert(model, "int8", "--quantize", "int8");
+        Map<String, String> drop = new java.util.HashMap<>(), bad = new java.util.HashMap<>();
+        for (int l = 0; l < 2; l++)
+            for (String m : List.of("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"))
+                drop.put("model.layers." + l + "." + m + ".weight_format", "");
+        bad.put(Q + ".weight_format", "\u0001");
+        Path without = rewrite(int8, "without", drop);
+        assertArrayEquals(logits(int8, null), logits(without, null));
+        expect(2, "only the row layout", "generate", "--model", rewrite(int8, "col", bad).toString(), "--max-new-tokens", "1");
+    }
+
     private static void expect(int code, String part, String... args) {
         BadInputTest.Run r = BadInputTest.run(args);
         assertEquals(code, r.code(), String.join(" ", args) + "\n" + r.err() + r.out());
