@@ -60,7 +60,7 @@ public final class InferencePlanner {
                 Math.addExact(prefill.bytes(Category.WORKSPACE), Rope.tableBytes(c.headDim(), c.maxPositions())),
                 "per-thread attention scores [threads, T × capacity] + RoPE tables"));
         return new MemoryPlan(device, comps, List.of("inference: prompt " + promptLen + " + new tokens, KV capacity " + capacity,
-                "the JVM adds its own heap and code (not in the ledger): about " + ByteSize.format(224L << 20)
+                "the JVM adds its own heap and code (not in the ledger): about " + ByteSize.format(248L << 20)
                         + " (+12 MiB with the onednn kernel backend's native library)"));
     }
 

@@ -187,7 +187,7 @@ public final class Planner {
         if (!o.adapters())
             notes.add("while loading, full fine-tuning holds the mapped checkpoint and its owned copy at once (+"
                     + dev.llamafit.memory.ByteSize.format(base) + " of mapped, evictable page cache for F32 files)");
-        notes.add("the JVM adds its own heap, code and data (not in the ledger): about 224 MiB measured with the launcher's flags"
+        notes.add("the JVM adds its own heap, code and data (not in the ledger): about 248 MiB measured with the launcher's flags"
                 + " (+12 MiB with the onednn kernel backend's native library)");
         return new MemoryPlan(device, c, notes);
     }
