@@ -90,7 +90,7 @@ public final class Trainer {
         Tokenizer tokenizer = Tokenizers.load(o.model());
         LlamaConfig config = ModelFolder.readConfig(o.model());
         TrainingData data = TrainingData.load(o, dp.size(), tokenizer, config, log);
-        RunIdentity identity = RunIdentity.of(o);
+        RunIdentity identity = RunIdentity.of(o, dp.size());
         if (dp.leader()) Files.createDirectories(o.output());
         Path resumeFrom = o.resume() == null ? null : Checkpoints.resolve(o.resume());
         TrainerState resumed = resumeFrom == null ? null : TrainerState.read(resumeFrom);
