@@ -1,7 +1,10 @@
 // `llamafit train`: full fine-tuning with checkpoints, exact resume, metrics and a final Hugging Face folder.
 package dev.llamafit.cli;
 
+import java.io.OutputStream;
+import java.io.PrintStream;
 import java.io.PrintWriter;
+import java.io.Writer;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -10,6 +13,7 @@ import java.util.Map;
 import java.util.OptionalLong;
 import java.util.concurrent.Callable;
 
+import dev.llamafit.dist.Collectives;
 import dev.llamafit.io.AtomicFiles;
 import dev.llamafit.io.InputException;
 import dev.llamafit.io.Json;
@@ -80,6 +84,8 @@ final class TrainCommand implements Callable<Integer> {
     WeightDtype saveDtype;
     @Option(names = "--max-memory", description = "Stop before allocating if the plan exceeds this (default: physical RAM less 10%%), e.g. 8GiB.") String maxMemory;
     @Option(names = "--force", description = "Train even when the plan exceeds --max-memory.") boolean force;
+    @Option(names = "--zero", defaultValue = "0", description = "ZeRO stage of a data-parallel run under mpirun: 0 (plain data parallelism: "
+            + "replicated weights and optimizer, gradients summed across ranks); 1-3 are not implemented yet (default: ${DEFAULT-VALUE}).") int zero;
 
     @picocli.CommandLine.Mixin NonFiniteOption nonFinite;
     @picocli.CommandLine.Mixin QuantizeOptions quantize;
@@ -90,6 +96,15 @@ final class TrainCommand implements Callable<Integer> {
     }
 
     private Integer run() throws Exception {
+        if (zero < 0 || zero > 3) throw new InputException("--zero must be 0, 1, 2 or 3, got " + zero);
+        if (zero != 0) throw new InputException(Planner.notImplementedMessage(List.of("--zero " + zero)));
+        // Under mpirun each rank runs this command; without it this is the single process and nothing changes.
+        try (Collectives ranks = Collectives.open()) {
+            return ranks.abortOnFailure(() -> run(ranks));
+        }
+    }
+
+    private Integer run(Collectives ranks) throws Exception {
         // Flags become records here: what they cannot describe, or what the engine does not run, is bad input (exit 2).
         Quantization q = quantization();
         Technique.BaseDtype base = q != null ? null : baseDtype();
@@ -101,18 +116,26 @@ final class TrainCommand implements Callable<Integer> {
         TrainOptions o = Main.userInput(() -> new TrainOptions(model, data, output, steps, epochs, technique.batchSize, technique.seqLen, lr, schedule.name(),
                 warmup, weightDecay, maxGradNorm, evalEvery, saveEvery, resume, seed, evalData, evalSplit,
                 trainOnPrompt, skipBadRecords, t, adapter, resumeAnyway, WeightDtype.of(saveDtype), maxRecordBytes));
+        // Ranks other than 0 print nothing and leave the run folder to rank 0.
+        if (ranks.rank() != 0) return train(o, t, lora, ranks);
         // The output folder is checked and locked before anything is loaded, and stays locked until memory.json is written.
         try (OutputFolder.Lock lock = OutputFolder.lock(o.output(), "--output", System.out)) {
-            return train(o, t, lora);
+            return train(o, t, lora, ranks);
         }
     }
 
-    private Integer train(TrainOptions o, Technique t, LoraConfig lora) throws Exception {
-        PrintWriter out = spec.commandLine().getOut();
+    private Integer train(TrainOptions o, Technique t, LoraConfig lora, Collectives ranks) throws Exception {
+        boolean leader = ranks.rank() == 0;
+        PrintWriter out = leader ? spec.commandLine().getOut() : new PrintWriter(Writer.nullWriter());
+        PrintStream log = leader ? System.out : new PrintStream(OutputStream.nullOutputStream());
+        if (ranks.size() > 1)
+            out.printf("data-parallel: %d ranks (ZeRO stage 0), global batch %d × %d × %d = %d sequences per step (%s)%n", ranks.size(),
+                    ranks.size(), o.batchSize(), o.gradAccum(), (long) ranks.size() * o.effectiveBatch(), ranks.describe());
         long data = dataBytes(o, ModelFolder.readConfig(o.model()));
         MemoryPlan plan = gate(o, t, data, out);
         MemoryLedger ledger = MemoryLedger.global();
-        Trainer.Result r = new Trainer(o, KernelBackends.get(), ledger, System.out).run();
+        Trainer.Result r = new Trainer(o, KernelBackends.get(), ledger, log, ranks).run();
+        if (!leader) return Main.OK;
         out.printf(Locale.ROOT, "trained %d steps in %.1f s (%,d tokens): loss %.4f -> %.4f%s%n", r.steps(), r.seconds(), r.tokens(),
                 r.firstLoss(), r.lastLoss(), Double.isNaN(r.evalLoss()) ? "" : String.format(Locale.ROOT, ", eval loss %.4f", r.evalLoss()));
         out.printf("%s: %s%n", lora == null ? "final model" : "adapter", r.finalModel());

@@ -40,13 +40,22 @@ record RunIdentity(Map<String, String> fields) {
 
     /** The identity of the run {@code o} asks for; reads the data file in full and samples the model's weight files. */
     static RunIdentity of(TrainOptions o) {
+        return of(o, 1);
+    }
+
+    /**
+     * {@link #of(TrainOptions)} for a job of {@code ranks} data-parallel ranks: {@code batch_size} is the global batch
+     * (ranks × --batch-size), the unit of the checkpoint's data position, so a checkpoint resumes with any split of the
+     * same global batch and any other is a difference.
+     */
+    static RunIdentity of(TrainOptions o, int ranks) {
         Map<String, String> f = new LinkedHashMap<>();
         f.put("model", Fingerprints.model(o.model()));
         f.put("model_path", o.model().toString());
         f.put("data", dataFingerprint(o.data()));
         f.put("data_path", o.data().toString());
         f.put("seed", Long.toString(o.seed()));
-        f.put("batch_size", Integer.toString(o.batchSize()));
+        f.put("batch_size", Integer.toString(Math.multiplyExact(o.batchSize(), ranks)));
         f.put("seq_len", Integer.toString(o.seqLen()));
         Technique t = o.technique();
         f.put("grad_accum", Integer.toString(t.gradAccum()));

@@ -9,6 +9,8 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
+import dev.llamafit.dist.Collectives;
+import dev.llamafit.dist.SingleProcess;
 import dev.llamafit.io.InputException;
 import dev.llamafit.io.ModelFolder;
 import dev.llamafit.io.OutputFolder;
@@ -46,12 +48,27 @@ public final class Trainer {
     private final Kernels kernels;
     private final MemoryLedger ledger;
     private final PrintStream log;
+    private final DataParallel dp;
 
+    /** A run in this process alone. */
     public Trainer(TrainOptions options, Kernels kernels, MemoryLedger ledger, PrintStream log) {
+        this(options, kernels, ledger, log, new SingleProcess());
+    }
+
+    /**
+     * A run on rank {@code ranks.rank()} of a data-parallel job (ZeRO stage 0): --batch-size rows per rank, gradients and
+     * losses summed across ranks, replicated optimizer steps. Only rank 0 locks and writes the run folder (checkpoints,
+     * metrics.jsonl, final/ or adapter/); the caller gives the other ranks a quiet {@code log}.
+     */
+    public Trainer(TrainOptions options, Kernels kernels, MemoryLedger ledger, PrintStream log, Collectives ranks) {
         this.o = options;
         this.kernels = kernels;
         this.ledger = ledger;
         this.log = log;
+        this.dp = new DataParallel(ranks);
+        if (dp.distributed() && options.technique().precision() == Technique.Precision.BF16_PURE)
+            throw new InputException("--precision bf16-pure keeps bf16 gradients, which data-parallel training over several ranks does "
+                    + "not sum yet; use --precision bf16 (fp32 master weights and gradients) or run on one rank");
     }
 
     /**
@@ -60,6 +77,7 @@ public final class Trainer {
      * is still intact.
      */
     public Result run() throws IOException {
+        if (!dp.leader()) return runLocked(); // rank 0 holds the lock and is the only writer of the run folder
         try (OutputFolder.Lock lock = OutputFolder.lock(o.output(), "--output", log)) {
             Checkpoints.removeStaleTemporaries(lock);
             return runLocked();
@@ -71,9 +89,9 @@ public final class Trainer {
     private Result runLocked() throws IOException {
         Tokenizer tokenizer = Tokenizers.load(o.model());
         LlamaConfig config = ModelFolder.readConfig(o.model());
-        TrainingData data = TrainingData.load(o, tokenizer, config, log);
-        RunIdentity identity = RunIdentity.of(o);
-        Files.createDirectories(o.output());
+        TrainingData data = TrainingData.load(o, dp.size(), tokenizer, config, log);
+        RunIdentity identity = RunIdentity.of(o, dp.size());
+        if (dp.leader()) Files.createDirectories(o.output());
         Path resumeFrom = o.resume() == null ? null : Checkpoints.resolve(o.resume());
         TrainerState resumed = resumeFrom == null ? null : TrainerState.read(resumeFrom);
         Map<String, Object> accepted = resumed == null ? Map.of() : checkResume(resumeFrom, resumed, identity);
@@ -82,16 +100,19 @@ public final class Trainer {
         try (TrainableModel model = TrainableModel.open(o, config, resumeFrom, kernels, ledger);
              Optimizer optimizer = optimizer()) {
             model.loadAdapters(resumeFrom);
-            Batches batches = new Batches(data.train(), o.batchSize(), o.seqLen(), data.padId(), o.seed(), true);
+            // Every rank draws the global batch (size × --batch-size rows) and trains its slice of it.
+            Batches batches = new Batches(data.train(), Math.multiplyExact(o.batchSize(), dp.size()), o.seqLen(), data.padId(), o.seed(), true);
             if (resumed != null) restore(resumeFrom, resumed, model, optimizer, batches, data.totalSteps());
             LrSchedule schedule = LrSchedule.parse(o.schedule(), o.lr(), o.warmup(), data.totalSteps());
-            Metrics metrics = new Metrics(o.output(), resumed == null ? -1 : startStep);
-            if (!accepted.isEmpty()) metrics.record(new Metrics.Event("resume_mismatch_accepted", startStep, accepted));
+            Metrics metrics = dp.leader() ? new Metrics(o.output(), resumed == null ? -1 : startStep) : null;
+            if (!accepted.isEmpty() && dp.leader()) metrics.record(new Metrics.Event("resume_mismatch_accepted", startStep, accepted));
             TrainingLoop loop = new TrainingLoop(TrainingLoop.Settings.of(o), model, optimizer, batches, schedule, metrics, data,
-                    identity, ledger, log, scaler(resumed));
+                    identity, ledger, log, scaler(resumed), dp);
             loop.run(startStep);
-            Path finalDir = model.writeFinal();
-            metrics.plot();
+            Path finalDir = dp.leader() ? model.writeFinal() : null;
+            if (dp.leader()) metrics.plot();
+            // The job ends when rank 0 has written everything: no rank leaves while the run folder is incomplete.
+            if (dp.distributed()) dp.collectives.barrier();
             double secs = (System.nanoTime() - loop.t0) / 1e9;
             return new Result(data.totalSteps() - startStep, loop.firstLoss, loop.lastLoss, loop.lastEval, loop.tokensSeen, secs,
                     finalDir, ledger.snapshot());
@@ -157,6 +178,21 @@ public final class Trainer {
         if (state.totalSteps() >= 0 && state.totalSteps() != totalSteps)
             log.printf("note: the run was planned for %d steps and now has %d; the %s schedule follows the new length%n",
                     state.totalSteps(), totalSteps, o.schedule());
+    }
+
+    /**
+     * {@link #evaluate(TrainingStep, List, int, int, int)} over the ranks of a job: the examples in global batches of
+     * size × {@code batch}, this rank's rows of each, and the loss sums and tokens summed across ranks.
+     */
+    static TrainingStep.Loss evaluate(TrainingStep step, List<Example> examples, int batch, int seqLen, int padId, DataParallel dp) {
+        int global = Math.multiplyExact(batch, dp.size());
+        List<Example> mine = new java.util.ArrayList<>();
+        for (int start = 0; start < examples.size(); start += global)
+            for (int i = start + dp.rank() * batch; i < Math.min(examples.size(), start + (dp.rank() + 1) * batch); i++) mine.add(examples.get(i));
+        // A rank whose share is empty still takes part in the sums below.
+        TrainingStep.Loss local = mine.isEmpty() ? new TrainingStep.Loss(0, 0) : evaluate(step, mine, batch, seqLen, padId);
+        double[] sums = dp.sum(local.sum(), local.tokens());
+        return new TrainingStep.Loss(sums[0], (long) sums[1]);
     }
 
     /**

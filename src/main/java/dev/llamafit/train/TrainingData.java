@@ -29,8 +29,16 @@ record TrainingData(List<Example> train, List<Example> eval, int padId, long tot
         if (totalSteps < 1) throw new IllegalArgumentException("a run has at least one step, got " + totalSteps);
     }
 
-    /** Loads and tokenises the data of {@code o}; too little data for one batch is bad input. */
+    /** {@link #load(TrainOptions, int, Tokenizer, LlamaConfig, PrintStream)} for one process. */
     static TrainingData load(TrainOptions o, Tokenizer tokenizer, LlamaConfig config, PrintStream log) {
+        return load(o, 1, tokenizer, config, log);
+    }
+
+    /**
+     * Loads and tokenises the data of {@code o} for a job of {@code ranks} ranks, whose batch is ranks × --batch-size
+     * sequences (so an epoch has the steps of one process with that batch); too little data for one batch is bad input.
+     */
+    static TrainingData load(TrainOptions o, int ranks, Tokenizer tokenizer, LlamaConfig config, PrintStream log) {
         if (o.seqLen() > config.maxPositions())
             throw InputException.at(o.model().resolve("config.json"), "--seq-len " + o.seqLen()
                     + " exceeds the model's max_position_embeddings " + config.maxPositions());
@@ -48,11 +56,12 @@ record TrainingData(List<Example> train, List<Example> eval, int padId, long tot
             train = split.train();
             eval = split.eval();
         }
-        if (train.size() < o.batchSize())
+        int batch = Math.multiplyExact(o.batchSize(), ranks);
+        if (train.size() < batch)
             throw InputException.at(o.data(), "only " + train.size() + " training sequences, fewer than --batch-size "
-                    + o.batchSize() + " (lower --batch-size or --seq-len, or add data)");
+                    + o.batchSize() + (ranks > 1 ? " × " + ranks + " ranks" : "") + " (lower --batch-size or --seq-len, or add data)");
         int padId = tokenizer.eosId() >= 0 ? tokenizer.eosId() : 0;
-        long batchesPerEpoch = train.size() / o.batchSize();
+        long batchesPerEpoch = train.size() / batch;
         long totalSteps = o.steps() > 0 ? o.steps() : Math.max(1, (long) Math.ceil(o.epochs() * batchesPerEpoch / o.gradAccum()));
         return new TrainingData(train, eval, padId, totalSteps);
     }

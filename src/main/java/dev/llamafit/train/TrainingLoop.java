@@ -71,12 +71,13 @@ final class TrainingLoop {
     final MemoryLedger ledger;
     final PrintStream log;
     final LossScaler scaler; // null unless --precision fp16
+    final DataParallel dp; // the ranks of the job (one without mpirun); only its leader writes metrics and checkpoints
     final long t0 = System.nanoTime();
     double firstLoss = Double.NaN, lastLoss = Double.NaN, lastEval = Double.NaN;
     long tokensSeen;
 
     TrainingLoop(Settings settings, TrainableModel model, Optimizer optimizer, Batches batches, LrSchedule schedule, Metrics metrics,
-                 TrainingData data, RunIdentity identity, MemoryLedger ledger, PrintStream log, LossScaler scaler) {
+                 TrainingData data, RunIdentity identity, MemoryLedger ledger, PrintStream log, LossScaler scaler, DataParallel dp) {
         this.settings = settings;
         this.model = model;
         this.optimizer = optimizer;
@@ -88,6 +89,7 @@ final class TrainingLoop {
         this.ledger = ledger;
         this.log = log;
         this.scaler = scaler;
+        this.dp = dp;
     }
 
     void run(long startStep) throws IOException {
@@ -113,17 +115,18 @@ final class TrainingLoop {
             if (scaler != null) scaler.update(skipped);
             long done = s + 1;
             double seconds = (System.nanoTime() - stepStart) / 1e9;
-            long stepSeqTokens = settings.tokensPerStep();
+            long stepSeqTokens = settings.tokensPerStep() * dp.size();
             tokensSeen += stepSeqTokens;
             double evalLoss = Double.NaN;
             boolean last = done == total;
             if (!data.eval().isEmpty() && (last || settings.evalEvery() > 0 && done % settings.evalEvery() == 0)) {
-                evalLoss = Trainer.evaluate(model.step, data.eval(), settings.batchSize(), settings.seqLen(), data.padId()).mean();
+                evalLoss = (dp.distributed() ? Trainer.evaluate(model.step, data.eval(), settings.batchSize(), settings.seqLen(), data.padId(), dp)
+                        : Trainer.evaluate(model.step, data.eval(), settings.batchSize(), settings.seqLen(), data.padId())).mean();
                 lastEval = evalLoss;
             }
             if (Double.isNaN(firstLoss)) firstLoss = loss;
             lastLoss = loss;
-            metrics.record(new Metrics.Step(done, loss, lr, gradNorm, stepSeqTokens / seconds, evalLoss, lossScale, skipped));
+            if (dp.leader()) metrics.record(new Metrics.Step(done, loss, lr, gradNorm, stepSeqTokens / seconds, evalLoss, lossScale, skipped));
             progress.update(done, loss, lr, gradNorm, stepSeqTokens / seconds, evalLoss, ledger.totalCurrentBytes(), lossScale, skipped);
             if (skipped && scaler.consecutiveSkips() >= MAX_CONSECUTIVE_SKIPS)
                 throw new RunFailure("the fp16 gradients overflowed in " + scaler.consecutiveSkips() + " steps in a row up to step " + done
@@ -134,7 +137,7 @@ final class TrainingLoop {
             // A finite loss with a non-finite gradient has already poisoned this step's update: stop before it is saved.
             if (!skipped && !Double.isFinite(gradNorm))
                 throw new RunFailure("gradient norm became " + gradNorm + " at step " + done + "; stopping (lower --lr, or check the data)");
-            if (last || settings.saveEvery() > 0 && done % settings.saveEvery() == 0) save(done);
+            if (dp.leader() && (last || settings.saveEvery() > 0 && done % settings.saveEvery() == 0)) save(done);
         }
         progress.close();
     }
@@ -143,13 +146,17 @@ final class TrainingLoop {
      * One optimizer step's k micro-batches, with the loss normalised by the unmasked tokens of all of them and its
      * gradient multiplied by {@code lossScale} (1 without a scaler: the normaliser is then passed unchanged). Returns
      * the unscaled mean loss: the micro-batches' sums are token losses, whatever the normaliser.
+     *
+     * <p>Over several ranks each micro-batch is a global one, of which this rank trains its slice; the normaliser is the
+     * global batch's tokens, the gradients are summed across ranks before anything reads them (so clipping and the fp16
+     * overflow check see the global gradient), and so is the loss.
      */
     private double forwardBackward(float lossScale) {
         List<Batches.Batch> micro = new ArrayList<>(settings.gradAccum());
         long stepTokens = 0;
         for (int i = 0; i < settings.gradAccum(); i++) {
             Batches.Batch b = batches.next();
-            micro.add(b);
+            micro.add(dp.distributed() ? dp.slice(b, settings.batchSize()) : b);
             stepTokens += b.tokens();
         }
         model.step.zeroGradients();
@@ -158,6 +165,10 @@ final class TrainingLoop {
         // normalizer / scale: the step multiplies the loss gradient by 1/(normalizer/scale) = scale/normalizer.
         double scaledNormalizer = lossScale == 1 ? normalizer : normalizer / lossScale;
         for (Batches.Batch b : micro) lossSum += model.step.forwardBackward(b.inputIds(), b.labels(), scaledNormalizer).sum();
+        if (dp.distributed()) {
+            dp.sumGradients(model.params);
+            lossSum = dp.sum(lossSum)[0];
+        }
         return lossSum / normalizer;
     }
 

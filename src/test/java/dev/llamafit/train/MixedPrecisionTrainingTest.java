@@ -56,6 +56,7 @@ class MixedPrecisionTrainingTest {
     void checkpointsHoldFp32MastersAndTheLedgerMatchesThePlan(Technique.Precision p) throws IOException {
         Path run = tmp.resolve("run");
         java.io.StringWriter out = new java.io.StringWriter(), err = new java.io.StringWriter();
+        dev.llamafit.memory.MemoryLedger.global().resetPeaks(); // the measured peaks are this run's, not an earlier test's
         int code = dev.llamafit.cli.Main.run(new String[] {"train", "--model", SharedData.require("models/tinystories-656k").toString(),
                 "--data", SharedData.require("datasets/text/tinystories_sample.txt").toString(), "--output", run.toString(),
                 "--steps", "2", "--save-every", "2", "--batch-size", "2", "--seq-len", "32", "--precision", Technique.name(p)},

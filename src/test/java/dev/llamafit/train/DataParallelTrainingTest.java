@@ -1,0 +1,174 @@
+// ZeRO stage 0 over Open MPI: 2 ranks × batch 2 train as one process with batch 4 (losses, final weights), full and LoRA.
+package dev.llamafit.train;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+import java.io.File;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.TimeUnit;
+
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import dev.llamafit.cli.Main;
+import dev.llamafit.dist.OpenMpi;
+import dev.llamafit.io.safetensors.SafetensorsFile;
+import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.testing.SharedData;
+
+/**
+ * Needs Open MPI (apt-get install -y openmpi-bin libopenmpi-dev): without it the tests are skipped with the reason, or
+ * fail when CI=true. Each rank runs the real command line ({@code Main train}) in its own JVM under mpirun, one kernel
+ * thread each (2 cores hold 2 ranks); each rank's stdout and stderr are kept apart by {@code --output-filename}.
+ */
+class DataParallelTrainingTest {
+    @TempDir Path tmp;
+
+    static final double LOSS_TOLERANCE = 1e-5, WEIGHT_TOLERANCE = 1e-6;
+    static final long TIMEOUT_S = 240;
+
+    private static List<String> common(Path out, int batch, String... extra) {
+        List<String> a = new ArrayList<>(List.of("train", "--model", SharedData.require("models/tinystories-656k").toString(),
+                "--data", SharedData.require("datasets/text/tinystories_sample.txt").toString(), "--output", out.toString(),
+                "--steps", "20", "--batch-size", String.valueOf(batch), "--seq-len", "64", "--lr", "2e-3", "--warmup", "2",
+                "--weight-decay", "0.01", "--max-grad-norm", "1.0", "--seed", "7"));
+        a.addAll(List.of(extra));
+        return a;
+    }
+
+    @Test
+    void twoRanksOfBatchTwoTrainAsOneProcessOfBatchFour() throws Exception {
+        compare("full", "final/model.safetensors");
+    }
+
+    @Test
+    void loraOnTwoRanksTrainsAsOneProcessLikewise() throws Exception {
+        compare("lora", "adapter/adapter_model.safetensors", "--lora-r", "4", "--lora-alpha", "8");
+    }
+
+    private void compare(String name, String weights, String... extra) throws Exception {
+        Path mpirun = mpirun();
+        Path single = tmp.resolve(name + "-single"), ranks = tmp.resolve(name + "-ranks");
+        StringWriter out = new StringWriter(), err = new StringWriter();
+        int code;
+        try {
+            code = Main.run(common(single, 4, extra).toArray(String[]::new), new PrintWriter(out), new PrintWriter(err));
+        } finally {
+            MemoryLedger.global().resetPeaks(); // later tests in this JVM compare the global ledger's peaks with their own plans
+        }
+        assertEquals(0, code, err.toString());
+
+        Path logs = tmp.resolve(name + "-logs");
+        String merged = mpirunTrain(mpirun, common(ranks, 2, extra), logs);
+        String rank0 = rankFile(logs, 0, "stdout"), rank1 = rankFile(logs, 1, "stdout");
+        assertTrue(rank0.contains("data-parallel: 2 ranks (ZeRO stage 0), global batch 2 × 2 × 1 = 4 sequences per step"), merged);
+        assertTrue(rank0.contains("trained 20 steps"), merged);
+        assertEquals("", rank1.strip(), "rank 1 prints nothing: " + merged);
+
+        List<Metrics.Step> a = Metrics.read(single), b = Metrics.read(ranks);
+        assertEquals(20, a.size());
+        assertEquals(20, b.size(), "rank 0 alone writes metrics.jsonl, once per step");
+        double lossDiff = 0, normDiff = 0;
+        for (int i = 0; i < a.size(); i++) {
+            lossDiff = Math.max(lossDiff, rel(a.get(i).loss(), b.get(i).loss()));
+            normDiff = Math.max(normDiff, rel(a.get(i).gradNorm(), b.get(i).gradNorm()));
+        }
+        double weightDiff = maxRelativeWeightDifference(single.resolve(weights), ranks.resolve(weights));
+        System.out.printf(Locale.ROOT, "data-parallel %s: max relative difference loss %.3g, grad norm %.3g, final weights %.3g%n",
+                name, lossDiff, normDiff, weightDiff);
+        assertTrue(lossDiff <= LOSS_TOLERANCE, "per-step losses differ by " + lossDiff + " relative");
+        assertTrue(normDiff <= LOSS_TOLERANCE, "the clipped global gradient norms differ by " + normDiff + " relative");
+        assertTrue(weightDiff <= WEIGHT_TOLERANCE, "final weights differ by " + weightDiff + " relative");
+        // The run really trained: the weights moved from the start (the comparison is not of two untouched copies).
+        assertTrue(a.getFirst().loss() - a.getLast().loss() > 0.01, "loss fell: " + a.getFirst().loss() + " -> " + a.getLast().loss());
+        assertTrue(Files.isDirectory(ranks.resolve("checkpoints/step-00000020")), "rank 0 wrote the last checkpoint");
+    }
+
+    private static double rel(double x, double y) {
+        return Math.abs(x - y) / Math.max(Math.abs(x), 1e-30);
+    }
+
+    /** Over every tensor: ‖a − b‖ / ‖a‖ (so an entry that is near zero does not count alone), the largest. */
+    static double maxRelativeWeightDifference(Path a, Path b) {
+        double worst = 0;
+        try (SafetensorsFile fa = SafetensorsFile.open(a, new MemoryLedger()); SafetensorsFile fb = SafetensorsFile.open(b, new MemoryLedger())) {
+            assertEquals(fa.names(), fb.names());
+            for (String n : fa.names()) {
+                float[] x = fa.find(n).orElseThrow().toFloatArray(), y = fb.find(n).orElseThrow().toFloatArray();
+                double num = 0, den = 0;
+                for (int i = 0; i < x.length; i++) {
+                    num += (double) (x[i] - y[i]) * (x[i] - y[i]);
+                    den += (double) x[i] * x[i];
+                }
+                worst = Math.max(worst, Math.sqrt(num / Math.max(den, 1e-300)));
+            }
+        }
+        return worst;
+    }
+
+    static Path mpirun() {
+        Path found = null;
+        for (String dir : System.getenv().getOrDefault("PATH", "").split(File.pathSeparator))
+            if (!dir.isEmpty() && Files.isExecutable(Path.of(dir, "mpirun"))) { found = Path.of(dir, "mpirun"); break; }
+        String why = found == null ? "mpirun is not on the PATH" : OpenMpi.unavailableReason();
+        if (why != null) {
+            if ("true".equals(System.getenv("CI"))) fail(why + "; CI must have openmpi-bin and libopenmpi-dev installed");
+            Assumptions.abort(why + " (apt-get install -y openmpi-bin libopenmpi-dev)");
+        }
+        return found;
+    }
+
+    /** Runs `mpirun -np 2 java … Main ARGS`, each rank's output under {@code logs}; returns everything printed, for messages. */
+    private static String mpirunTrain(Path mpirun, List<String> args, Path logs) throws Exception {
+        List<String> cmd = new ArrayList<>(List.of(mpirun.toString(), "--oversubscribe", "--allow-run-as-root", "-np", "2",
+                "--output-filename", logs.toString(),
+                Path.of(System.getProperty("java.home"), "bin", "java").toString(), "--add-modules", "jdk.incubator.vector",
+                "--enable-native-access=ALL-UNNAMED", "-XX:+UseSerialGC", "-Xmx512m", "-Dllamafit.threads=1",
+                "-cp", System.getProperty("java.class.path"), Main.class.getName()));
+        cmd.addAll(args);
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
+        pb.environment().remove("OMPI_COMM_WORLD_SIZE");
+        Process p = pb.start();
+        byte[][] out = new byte[1][];
+        Thread reader = Thread.ofVirtual().start(() -> {
+            try {
+                out[0] = p.getInputStream().readAllBytes();
+            } catch (IOException e) {
+                out[0] = e.toString().getBytes();
+            }
+        });
+        if (!p.waitFor(TIMEOUT_S, TimeUnit.SECONDS)) {
+            p.descendants().forEach(ProcessHandle::destroyForcibly);
+            p.destroyForcibly();
+            reader.join(5000);
+            fail("mpirun -np 2 train still running after " + TIMEOUT_S + " s: " + (out[0] == null ? "" : new String(out[0])) + ranks(logs));
+        }
+        reader.join();
+        String merged = new String(out[0]) + ranks(logs);
+        assertEquals(0, p.exitValue(), merged);
+        return merged;
+    }
+
+    /** Each rank's stderr, for failure messages. */
+    private static String ranks(Path logs) throws IOException {
+        StringBuilder sb = new StringBuilder();
+        for (int r = 0; r < 2; r++) sb.append("\n--- rank ").append(r).append(" stderr:\n").append(rankFile(logs, r, "stderr"));
+        return sb.toString();
+    }
+
+    /** Open MPI 4's --output-filename layout: DIR/1/rank.R/stdout and stderr. */
+    static String rankFile(Path logs, int rank, String stream) throws IOException {
+        Path f = logs.resolve("1").resolve("rank." + rank).resolve(stream);
+        return Files.isRegularFile(f) ? Files.readString(f) : "";
+    }
+}
