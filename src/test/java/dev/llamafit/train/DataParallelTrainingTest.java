@@ -100,6 +100,29 @@ class DataParallelTrainingTest {
         assertTrue(java.util.Arrays.equals(Files.readAllBytes(a), Files.readAllBytes(b)), a + " and " + b + " differ (ZeRO stage 0 vs 1)");
     }
 
+    @Test
+    void loraUnderZeroStageOneTrainsAsOneProcessLikewise() throws Exception {
+        compare("lora-zero1", "adapter/adapter_model.safetensors", "--lora-r", "4", "--lora-alpha", "8", "--zero", "1");
+    }
+
+    /** What stage 1 does not shard yet is refused on every rank as bad input (exit 2), naming what to use instead. */
+    @Test
+    void zeroStageOneRefusesBlockQuantisedStateAndResume() throws Exception {
+        Path mpirun = mpirun();
+        String merged = mpirunTrainExpectingFailure(mpirun, common(tmp.resolve("r8"), 2, "--zero", "1", "--method", "lora", "--optimizer", "adamw8bit"),
+                tmp.resolve("r8-logs"));
+        assertTrue(merged.contains("--zero 1 shards fp32 optimizer state element by element; --optimizer adamw8bit"), merged);
+        merged = mpirunTrainExpectingFailure(mpirun, common(tmp.resolve("rr"), 2, "--zero", "1", "--resume", tmp.resolve("nowhere").toString()),
+                tmp.resolve("rr-logs"));
+        assertTrue(merged.contains("--resume with --zero 1 on 2 ranks is not implemented yet"), merged);
+    }
+
+    private static String mpirunTrainExpectingFailure(Path mpirun, List<String> args, Path logs) throws Exception {
+        Object[] r = mpirunRun(mpirun, args, logs);
+        assertEquals(2, (int) r[0], (String) r[1]);
+        return (String) r[1];
+    }
+
     private Path compare(String name, String weights, String... extra) throws Exception {
         Path mpirun = mpirun();
         Path single = tmp.resolve(name + "-single"), ranks = tmp.resolve(name + "-ranks");
@@ -176,6 +199,13 @@ class DataParallelTrainingTest {
 
     /** Runs `mpirun -np 2 java … Main ARGS`, each rank's output under {@code logs}; returns everything printed, for messages. */
     private static String mpirunTrain(Path mpirun, List<String> args, Path logs) throws Exception {
+        Object[] r = mpirunRun(mpirun, args, logs);
+        assertEquals(0, (int) r[0], (String) r[1]);
+        return (String) r[1];
+    }
+
+    /** As {@link #mpirunTrain}: {exit code, everything printed}. */
+    private static Object[] mpirunRun(Path mpirun, List<String> args, Path logs) throws Exception {
         List<String> cmd = new ArrayList<>(List.of(mpirun.toString(), "--oversubscribe", "--allow-run-as-root", "-np", "2",
                 "--output-filename", logs.toString(),
                 Path.of(System.getProperty("java.home"), "bin", "java").toString(), "--add-modules", "jdk.incubator.vector",
@@ -200,9 +230,7 @@ class DataParallelTrainingTest {
             fail("mpirun -np 2 train still running after " + TIMEOUT_S + " s: " + (out[0] == null ? "" : new String(out[0])) + ranks(logs));
         }
         reader.join();
-        String merged = new String(out[0]) + ranks(logs);
-        assertEquals(0, p.exitValue(), merged);
-        return merged;
+        return new Object[] {p.exitValue(), new String(out[0]) + ranks(logs)};
     }
 
     /** Each rank's stderr, for failure messages. */
