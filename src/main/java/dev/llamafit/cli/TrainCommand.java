@@ -85,7 +85,8 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--max-memory", description = "Stop before allocating if the plan exceeds this (default: physical RAM less 10%%), e.g. 8GiB.") String maxMemory;
     @Option(names = "--force", description = "Train even when the plan exceeds --max-memory.") boolean force;
     @Option(names = "--zero", defaultValue = "0", description = "ZeRO stage of a data-parallel run under mpirun: 0 (plain data parallelism: "
-            + "replicated weights and optimizer, gradients summed across ranks); 1-3 are not implemented yet (default: ${DEFAULT-VALUE}).") int zero;
+            + "replicated weights and optimizer, gradients summed across ranks) or 1 (each rank keeps the optimizer state of its shard "
+            + "of the weights only); 2 and 3 are not implemented yet (default: ${DEFAULT-VALUE}).") int zero;
 
     @picocli.CommandLine.Mixin NonFiniteOption nonFinite;
     @picocli.CommandLine.Mixin QuantizeOptions quantize;
@@ -97,7 +98,7 @@ final class TrainCommand implements Callable<Integer> {
 
     private Integer run() throws Exception {
         if (zero < 0 || zero > 3) throw new InputException("--zero must be 0, 1, 2 or 3, got " + zero);
-        if (zero != 0) throw new InputException(Planner.notImplementedMessage(List.of("--zero " + zero)));
+        if (zero > 1) throw new InputException(Planner.notImplementedMessage(List.of("--zero " + zero)));
         // Under mpirun each rank runs this command; without it this is the single process and nothing changes.
         try (Collectives ranks = Collectives.open()) {
             return ranks.abortOnFailure(() -> run(ranks));
@@ -129,12 +130,16 @@ final class TrainCommand implements Callable<Integer> {
         PrintWriter out = leader ? spec.commandLine().getOut() : new PrintWriter(Writer.nullWriter());
         PrintStream log = leader ? System.out : new PrintStream(OutputStream.nullOutputStream());
         if (ranks.size() > 1)
-            out.printf("data-parallel: %d ranks (ZeRO stage 0), global batch %d × %d × %d = %d sequences per step (%s)%n", ranks.size(),
+            out.printf("data-parallel: %d ranks (ZeRO stage %d), global batch %d × %d × %d = %d sequences per step (%s)%n", ranks.size(), zero,
                     ranks.size(), o.batchSize(), o.gradAccum(), (long) ranks.size() * o.effectiveBatch(), ranks.describe());
         long data = dataBytes(o, ModelFolder.readConfig(o.model()));
         MemoryPlan plan = gate(o, t, data, out);
         MemoryLedger ledger = MemoryLedger.global();
-        Trainer.Result r = new Trainer(o, KernelBackends.get(), ledger, log, ranks).run();
+        Trainer.Result r = new Trainer(o, KernelBackends.get(), ledger, log, ranks, zero).run();
+        // ZeRO-1's saving is per rank, and rank 1 and up print nothing on stdout: each rank states its own on stderr.
+        if (ranks.size() > 1 && zero == 1)
+            System.err.printf("rank %d of %d: optimizer state peak %d bytes (ZeRO stage 1: this rank's shard)%n", ranks.rank(), ranks.size(),
+                    r.memory().lines().get(Category.OPTIMIZER).peakBytes());
         if (!leader) return Main.OK;
         out.printf(Locale.ROOT, "trained %d steps in %.1f s (%,d tokens): loss %.4f -> %.4f%s%n", r.steps(), r.seconds(), r.tokens(),
                 r.firstLoss(), r.lastLoss(), Double.isNaN(r.evalLoss()) ? "" : String.format(Locale.ROOT, ", eval loss %.4f", r.evalLoss()));

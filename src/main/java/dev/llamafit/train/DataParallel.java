@@ -21,10 +21,17 @@ import dev.llamafit.tensor.DType;
  */
 final class DataParallel {
     final Collectives collectives;
+    /** The ZeRO stage: 0 replicates the optimizer state, 1 shards it ({@link OptimizerShards}). */
+    final int zero;
 
-    DataParallel(Collectives collectives) {
+    DataParallel(Collectives collectives, int zero) {
+        if (zero != 0 && zero != 1) throw new IllegalArgumentException("ZeRO stage " + zero + " is not implemented");
         this.collectives = collectives;
+        this.zero = zero;
     }
+
+    /** ZeRO stage 1 over more than one rank: the optimizer steps this rank's shards only. */
+    boolean shardsOptimizer() { return zero == 1 && distributed(); }
 
     int rank() { return collectives.rank(); }
 

@@ -52,7 +52,7 @@ public final class Trainer {
 
     /** A run in this process alone. */
     public Trainer(TrainOptions options, Kernels kernels, MemoryLedger ledger, PrintStream log) {
-        this(options, kernels, ledger, log, new SingleProcess());
+        this(options, kernels, ledger, log, new SingleProcess(), 0);
     }
 
     /**
@@ -60,15 +60,21 @@ public final class Trainer {
      * losses summed across ranks, replicated optimizer steps. Only rank 0 locks and writes the run folder (checkpoints,
      * metrics.jsonl, final/ or adapter/); the caller gives the other ranks a quiet {@code log}.
      */
-    public Trainer(TrainOptions options, Kernels kernels, MemoryLedger ledger, PrintStream log, Collectives ranks) {
+    public Trainer(TrainOptions options, Kernels kernels, MemoryLedger ledger, PrintStream log, Collectives ranks, int zero) {
         this.o = options;
         this.kernels = kernels;
         this.ledger = ledger;
         this.log = log;
-        this.dp = new DataParallel(ranks);
+        this.dp = new DataParallel(ranks, zero);
         if (dp.distributed() && options.technique().precision() == Technique.Precision.BF16_PURE)
             throw new InputException("--precision bf16-pure keeps bf16 gradients, which data-parallel training over several ranks does "
                     + "not sum yet; use --precision bf16 (fp32 master weights and gradients) or run on one rank");
+        if (dp.shardsOptimizer() && options.technique().optimizer() == Technique.Optimizer.ADAMW8BIT)
+            throw new InputException("--zero 1 shards fp32 optimizer state element by element; --optimizer adamw8bit quantises it in blocks, "
+                    + "which are not sharded yet: use --optimizer adamw, or --zero 0");
+        if (dp.shardsOptimizer() && options.resume() != null)
+            throw new InputException("--resume with --zero 1 on " + ranks.size() + " ranks is not implemented yet (the checkpoint holds the "
+                    + "whole optimizer state, which is not re-sharded on load): resume with --zero 0, or on one rank");
     }
 
     /**

@@ -72,6 +72,7 @@ final class TrainingLoop {
     final PrintStream log;
     final LossScaler scaler; // null unless --precision fp16
     final DataParallel dp; // the ranks of the job (one without mpirun); only its leader writes metrics and checkpoints
+    final OptimizerShards shards; // ZeRO stage 1 over several ranks, else null
     final long t0 = System.nanoTime();
     double firstLoss = Double.NaN, lastLoss = Double.NaN, lastEval = Double.NaN;
     long tokensSeen;
@@ -90,6 +91,7 @@ final class TrainingLoop {
         this.log = log;
         this.scaler = scaler;
         this.dp = dp;
+        this.shards = dp.shardsOptimizer() ? new OptimizerShards(dp.collectives, model.params) : null;
     }
 
     void run(long startStep) throws IOException {
@@ -109,7 +111,8 @@ final class TrainingLoop {
                 // unscale already summed the squares of the unscaled gradients: clip with that norm, not a second pass.
                 gradNorm = scaler == null ? GradClip.clipGlobalNorm(grads, settings.maxGradNorm())
                         : GradClip.clip(grads, settings.maxGradNorm(), gradNorm);
-                optimizer.step(model.params, lr);
+                if (shards != null) shards.step(optimizer, lr);
+                else optimizer.step(model.params, lr);
                 model.step.syncWorkingCopies(); // mixed precision: the GEMMs' 16-bit copies follow the fp32 masters
             }
             if (scaler != null) scaler.update(skipped);
@@ -137,7 +140,19 @@ final class TrainingLoop {
             // A finite loss with a non-finite gradient has already poisoned this step's update: stop before it is saved.
             if (!skipped && !Double.isFinite(gradNorm))
                 throw new RunFailure("gradient norm became " + gradNorm + " at step " + done + "; stopping (lower --lr, or check the data)");
-            if (dp.leader() && (last || settings.saveEvery() > 0 && done % settings.saveEvery() == 0)) save(done);
+            if (last || settings.saveEvery() > 0 && done % settings.saveEvery() == 0) {
+                if (shards == null) {
+                    if (dp.leader()) save(done, new ArrayList<>(optimizer.state().values()));
+                } else {
+                    // ZeRO-1: every rank sends its shards of the state; rank 0 writes them whole, an ordinary checkpoint.
+                    List<Tensor> whole = shards.gatherState(optimizer, ledger);
+                    try {
+                        if (dp.leader()) save(done, whole);
+                    } finally {
+                        for (Tensor t : whole) t.close();
+                    }
+                }
+            }
         }
         progress.close();
     }
@@ -172,11 +187,11 @@ final class TrainingLoop {
         return lossSum / normalizer;
     }
 
-    private void save(long done) throws IOException {
+    private void save(long done, List<Tensor> optimizerState) throws IOException {
         TrainerState state = new TrainerState(done, optimizer.steps(), batches.position(), settings.seed(), data.totalSteps(),
                 model.step.dropoutCalls(), identity, model.checkpointExtras(), scaler == null ? null : scaler.state());
         model.requireFinite("the checkpoint of step " + done);
-        Checkpoints.save(settings.output(), done, model.trainable(), new ArrayList<>(optimizer.state().values()), state.toJson());
+        Checkpoints.save(settings.output(), done, model.trainable(), optimizerState, state.toJson());
         metrics.plot();
     }
 }

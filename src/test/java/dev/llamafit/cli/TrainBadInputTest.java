@@ -114,8 +114,8 @@ class TrainBadInputTest {
         // A quantised base is frozen: full fine-tuning on it is refused, naming what to do.
         BadInputTest.assertBadInput(train(data, "--base-dtype", "nf4"), "--base-dtype nf4", "train adapters on it");
         BadInputTest.assertBadInput(train(data, "--method", "full", "--lora-r", "8"), "--lora-r 8", "--method is full");
-        // ZeRO stage 0 (plain data parallelism under mpirun) is the engine's; stages 1-3 are refused by name, as plan's other values.
-        for (String stage : new String[]{"1", "2", "3"})
+        // ZeRO stages 0 and 1 are the engine's; stages 2 and 3 are refused by name, as plan's other values.
+        for (String stage : new String[]{"2", "3"})
             BadInputTest.assertBadInput(train(data, "--zero", stage), "--zero " + stage + " is not implemented in the llamafit runtime yet");
         BadInputTest.assertBadInput(train(data, "--zero", "4"), "--zero must be 0, 1, 2 or 3, got 4");
         // Plan-only flags are not train's: a usage error (exit 2) that names the flag.
@@ -127,11 +127,13 @@ class TrainBadInputTest {
     }
 
     @Test
-    void zeroStageZeroWithoutMpirunIsTheSingleProcessRun() throws IOException {
+    void zeroStagesZeroAndOneWithoutMpirunAreTheSingleProcessRun() throws IOException {
         Path data = SharedData.require("datasets/text/tinystories_sample.txt");
-        BadInputTest.Run r = train(data, "--zero", "0");
-        assertEquals(0, r.code(), r.err());
-        assertTrue(r.out().contains("final model:") && !r.out().contains("data-parallel"), r.out());
+        for (String stage : new String[]{"0", "1"}) {
+            BadInputTest.Run r = train(data, "--zero", stage);
+            assertEquals(0, r.code(), r.err());
+            assertTrue(r.out().contains("final model:") && !r.out().contains("data-parallel"), r.out());
+        }
     }
 
     @Test
