@@ -70,19 +70,26 @@ public final class AdamW extends StoredStateOptimizer {
 
     public Config config() { return config; }
 
+    /**
+     * The update's scalars at step {@code t} (1-based) as torch/optim/adamw.py (_single_tensor_adamw) computes them: bias
+     * corrections and step size in double (Python floats), each rounded to float once. Shared with {@link AdamW8bit}.
+     */
+    static UpdateKernels.AdamCoefficients coefficients(Config config, double lr, long t, boolean decay) {
+        double bc1 = 1 - Math.pow(config.beta1(), t);
+        double bc2 = 1 - Math.pow(config.beta2(), t);
+        double stepSize = lr / bc1;
+        double wd = decay ? config.weightDecay() : 0.0;
+        return new UpdateKernels.AdamCoefficients((float) (1 - lr * wd), (float) config.beta1(), (float) (1 - config.beta1()),
+                (float) config.beta2(), (float) (1 - config.beta2()), (float) -stepSize, (float) Math.sqrt(bc2), (float) config.eps());
+    }
+
     @Override
     public void step(List<Param> params, double lr) {
         beginStep(params, lr);
         long t = steps + 1;
-        // torch/optim/adamw.py (_single_tensor_adamw): bias corrections and step size in Python floats.
-        double bc1 = 1 - Math.pow(config.beta1(), t);
-        double bc2 = 1 - Math.pow(config.beta2(), t);
-        double stepSize = lr / bc1;
         Kernels kernels = KernelBackends.get();
         for (Param p : params) {
-            double wd = p.decay() ? config.weightDecay() : 0.0;
-            var c = new UpdateKernels.AdamCoefficients((float) (1 - lr * wd), (float) config.beta1(), (float) (1 - config.beta1()),
-                    (float) config.beta2(), (float) (1 - config.beta2()), (float) -stepSize, (float) Math.sqrt(bc2), (float) config.eps());
+            var c = coefficients(config, lr, t, p.decay());
             Tensor[] s = store.of(p);
             var pv = p.value().segment();
             var g = p.grad().segment();

@@ -111,15 +111,9 @@ public final class AdamW8bit implements Optimizer {
         if (!(lr >= 0 && Double.isFinite(lr))) throw new IllegalArgumentException("learning rate must be finite and >= 0, got " + lr);
         checkParams(params);
         long t = steps + 1;
-        // As AdamW: bias corrections and step size in double, rounded to float once.
-        double bc1 = 1 - Math.pow(config.beta1(), t);
-        double bc2 = 1 - Math.pow(config.beta2(), t);
-        double stepSize = lr / bc1;
         Kernels kernels = KernelBackends.get();
         for (Param p : params) {
-            double wd = p.decay() ? config.weightDecay() : 0.0;
-            var c = new UpdateKernels.AdamCoefficients((float) (1 - lr * wd), (float) config.beta1(), (float) (1 - config.beta1()),
-                    (float) config.beta2(), (float) (1 - config.beta2()), (float) -stepSize, (float) Math.sqrt(bc2), (float) config.eps());
+            var c = AdamW.coefficients(config, lr, t, p.decay());
             State s = stateOf(p);
             MemorySegment pv = p.value().segment(), g = p.grad().segment();
             if (!s.quantized()) {

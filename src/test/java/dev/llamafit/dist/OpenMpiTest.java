@@ -7,14 +7,14 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
 import java.io.File;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
+
+import dev.llamafit.testing.Mpirun;
 
 /**
  * Needs Open MPI (apt-get install -y openmpi-bin libopenmpi-dev): without mpirun or libmpi.so.40 each test is skipped
@@ -24,20 +24,8 @@ class OpenMpiTest {
     /** Result of one mpirun: exit code, seconds, everything it printed. */
     record Run(int code, double seconds, String output) {}
 
-    static Path mpirun() {
-        Path found = null;
-        for (String dir : System.getenv().getOrDefault("PATH", "").split(File.pathSeparator))
-            if (!dir.isEmpty() && Files.isExecutable(Path.of(dir, "mpirun"))) { found = Path.of(dir, "mpirun"); break; }
-        String why = found == null ? "mpirun is not on the PATH" : OpenMpi.unavailableReason();
-        if (why != null) {
-            if ("true".equals(System.getenv("CI"))) fail(why + "; CI must have openmpi-bin and libopenmpi-dev installed");
-            Assumptions.abort(why + " (apt-get install -y openmpi-bin libopenmpi-dev)");
-        }
-        return found;
-    }
-
     static Run run(int ranks, String mode, long timeoutSeconds) throws Exception {
-        Path mpirun = mpirun();
+        Path mpirun = Mpirun.require();
         String cp = location(MpiSelfTest.class) + File.pathSeparator + location(Collectives.class);
         List<String> cmd = new ArrayList<>(List.of(mpirun.toString(), "--oversubscribe", "--allow-run-as-root", "-np", String.valueOf(ranks),
                 Path.of(System.getProperty("java.home"), "bin", "java").toString(), "--enable-native-access=ALL-UNNAMED",

@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
-import java.io.File;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.StringWriter;
@@ -16,14 +15,13 @@ import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.TimeUnit;
 
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 import dev.llamafit.cli.Main;
-import dev.llamafit.dist.OpenMpi;
 import dev.llamafit.io.safetensors.SafetensorsFile;
 import dev.llamafit.memory.MemoryLedger;
+import dev.llamafit.testing.Mpirun;
 import dev.llamafit.testing.SharedData;
 
 /**
@@ -89,7 +87,7 @@ class DataParallelTrainingTest {
 
         // Against stage 0 on the same 2 ranks the update is the same element-wise arithmetic: bit for bit.
         Path stage0 = tmp.resolve("zero0-ranks");
-        mpirunTrain(mpirun(), common(stage0, 2), tmp.resolve("zero0-logs"));
+        mpirunTrain(Mpirun.require(), common(stage0, 2), tmp.resolve("zero0-logs"));
         List<Metrics.Step> a = Metrics.read(stage0), b = Metrics.read(tmp.resolve("zero1-ranks"));
         for (int i = 0; i < a.size(); i++) assertEquals(a.get(i).loss(), b.get(i).loss(), "step " + (i + 1) + " loss, stage 0 vs 1");
         assertBytesEqual(stage0.resolve("final/model.safetensors"), tmp.resolve("zero1-ranks/final/model.safetensors"));
@@ -108,7 +106,7 @@ class DataParallelTrainingTest {
     /** What stage 1 does not shard yet is refused on every rank as bad input (exit 2), naming what to use instead. */
     @Test
     void zeroStageOneRefusesBlockQuantisedStateAndResume() throws Exception {
-        Path mpirun = mpirun();
+        Path mpirun = Mpirun.require();
         String merged = mpirunTrainExpectingFailure(mpirun, common(tmp.resolve("r8"), 2, "--zero", "1", "--method", "lora", "--optimizer", "adamw8bit"),
                 tmp.resolve("r8-logs"));
         assertTrue(merged.contains("--zero 1 shards fp32 optimizer state element by element; --optimizer adamw8bit"), merged);
@@ -124,7 +122,7 @@ class DataParallelTrainingTest {
     }
 
     private Path compare(String name, String weights, String... extra) throws Exception {
-        Path mpirun = mpirun();
+        Path mpirun = Mpirun.require();
         Path single = tmp.resolve(name + "-single"), ranks = tmp.resolve(name + "-ranks");
         StringWriter out = new StringWriter(), err = new StringWriter();
         int code;
@@ -183,18 +181,6 @@ class DataParallelTrainingTest {
             }
         }
         return worst;
-    }
-
-    static Path mpirun() {
-        Path found = null;
-        for (String dir : System.getenv().getOrDefault("PATH", "").split(File.pathSeparator))
-            if (!dir.isEmpty() && Files.isExecutable(Path.of(dir, "mpirun"))) { found = Path.of(dir, "mpirun"); break; }
-        String why = found == null ? "mpirun is not on the PATH" : OpenMpi.unavailableReason();
-        if (why != null) {
-            if ("true".equals(System.getenv("CI"))) fail(why + "; CI must have openmpi-bin and libopenmpi-dev installed");
-            Assumptions.abort(why + " (apt-get install -y openmpi-bin libopenmpi-dev)");
-        }
-        return found;
     }
 
     /** Runs `mpirun -np 2 java … Main ARGS`, each rank's output under {@code logs}; returns everything printed, for messages. */
