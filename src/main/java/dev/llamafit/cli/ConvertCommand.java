@@ -73,9 +73,10 @@ final class ConvertCommand implements Callable<Integer> {
         if (tokenizer != null) throw new InputException("--tokenizer applies to --from llama2c (a Hugging Face folder's tokenizer files are copied)");
         if (quantization.baseDtype != null) throw new InputException("convert names the format with --quantize, not --base-dtype");
         Quantization q = Main.userInput(() -> quantization.quantization(quantize));
-        if (ModelFolder.readConfig(input).quantization() != null)
+        Quantization stored = ModelFolder.readConfig(input).quantization();
+        if (stored != null)
             throw InputException.at(input.resolve("config.json"), "quantization_config", "the folder is quantised already ("
-                    + ModelFolder.readConfig(input).quantization().describe() + "); convert the unquantised model");
+                    + stored.describe() + "); convert the unquantised model");
         if (output.toAbsolutePath().normalize().equals(input.toAbsolutePath().normalize()))
             throw InputException.at(output, "the output folder must differ from the input folder (it is read while writing)");
         MemoryLedger ledger = MemoryLedger.global();

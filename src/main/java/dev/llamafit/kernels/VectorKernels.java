@@ -142,25 +142,8 @@ public sealed class VectorKernels implements Kernels permits OneDnnKernels {
     @Override
     public void softmax(MemorySegment x, long off, int len) {
         long base = off * 4;
-        FloatVector maxV = FloatVector.broadcast(S, Float.NEGATIVE_INFINITY);
+        float sum = expSum(x, off, len, max(x, off, len));
         int i = 0;
-        for (; i + L <= len; i += L) maxV = maxV.max(FloatVector.fromMemorySegment(S, x, base + i * 4L, LE));
-        float max = maxV.reduceLanes(VectorOperators.MAX);
-        for (; i < len; i++) max = Math.max(max, x.getAtIndex(F32_LE, off + i));
-        FloatVector sumV = FloatVector.zero(S);
-        i = 0;
-        for (; i + L <= len; i += L) {
-            FloatVector e = VectorMath.exp(FloatVector.fromMemorySegment(S, x, base + i * 4L, LE).sub(max));
-            e.intoMemorySegment(x, base + i * 4L, LE);
-            sumV = sumV.add(e);
-        }
-        float sum = VectorMath.sum(sumV);
-        for (; i < len; i++) {
-            float e = (float) Math.exp(x.getAtIndex(F32_LE, off + i) - max);
-            x.setAtIndex(F32_LE, off + i, e);
-            sum += e;
-        }
-        i = 0;
         for (; i + L <= len; i += L) {
             FloatVector.fromMemorySegment(S, x, base + i * 4L, LE).div(sum).intoMemorySegment(x, base + i * 4L, LE);
         }
