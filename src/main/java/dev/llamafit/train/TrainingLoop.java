@@ -91,10 +91,18 @@ final class TrainingLoop {
         this.log = log;
         this.scaler = scaler;
         this.dp = dp;
-        this.shards = dp.shardsOptimizer() ? new OptimizerShards(dp.collectives, model.params) : null;
+        this.shards = dp.shardsOptimizer() ? new OptimizerShards(dp.collectives, model.params, ledger) : null;
     }
 
     void run(long startStep) throws IOException {
+        try {
+            steps(startStep);
+        } finally {
+            if (shards != null) shards.close();
+        }
+    }
+
+    private void steps(long startStep) throws IOException {
         long total = data.totalSteps();
         Progress progress = new Progress(log, startStep, total);
         for (long s = startStep; s < total; s++) {
