@@ -151,8 +151,12 @@ async function initPlan() {
     configFileText = f ? await f.text() : '';
     replan();
   });
+  // Typing redraws at once ('input'); a select, a checkbox, or a field emptied at once ('change') too.
   for (const el of $('plan-form').querySelectorAll('input, select, textarea'))
-    if (el.type !== 'file') el.addEventListener(el.tagName === 'SELECT' || el.type === 'checkbox' ? 'change' : 'input', replan);
+    if (el.type !== 'file') {
+      el.addEventListener('change', replan);
+      if (el.tagName !== 'SELECT' && el.type !== 'checkbox') el.addEventListener('input', replan);
+    }
   $('plan-form').addEventListener('submit', e => e.preventDefault());
   replan();
 }
@@ -209,6 +213,7 @@ async function pollRun() {
     }
     if (m.entries.length) for (const c of run.charts) c.update('none');
     run.malformed.push(...m.malformed);
+    $('run-malformed').hidden = !run.malformed.length;
     if (run.malformed.length) {
       $('run-malformed').hidden = false;
       $('run-malformed').textContent = run.malformed.map(b => 'metrics.jsonl line ' + b.line + ' is malformed: ' + b.error + ' — ' + b.text).join('\n');
