@@ -149,6 +149,8 @@ class UiBrowserTest {
         assertTrue(el("plan-error").isDisplayed() && el("plan-error").getText().contains("seq"), el("plan-error").getText());
         type("seq-len", "512");
         waiting(10).until(d -> "done".equals(el("plan-result").getDomAttribute("data-state")));
+        el("seq-len").sendKeys(org.openqa.selenium.Keys.TAB);
+        driver.executeScript("window.scrollTo(0, 0)");
         Files.write(Path.of("docs", "ui-plan.png"), driver.getScreenshotAs(OutputType.BYTES));
     }
 
@@ -179,6 +181,7 @@ class UiBrowserTest {
         waiting(15).until(d -> points() == 100 && el("run-status").getText().equals("finished") && el("memory-note").getText().isEmpty());
         assertTrue(el("run-options").getText().contains("seq_len"), el("run-options").getText());
         assertTrue(el("run-malformed").getDomAttribute("hidden") != null, "no malformed line in a run's own metrics");
+        driver.executeScript("window.scrollTo(0, 0)");
         Files.write(Path.of("docs", "ui-runs.png"), driver.getScreenshotAs(OutputType.BYTES));
         // A line that is not a record shows as such; the page keeps the curve.
         Files.writeString(run.resolve("metrics.jsonl"), "{\"step\": oops\n", java.nio.file.StandardOpenOption.APPEND);
