@@ -31,7 +31,7 @@ import com.tngtech.archunit.library.dependencies.SlicesRuleDefinition;
 class ArchitectureTest {
     static final String ROOT = "dev.llamafit";
     static final List<String> ORDER = List.of("memory", "tensor", "kernels", "quant", "nn", "model", "io", "peft", "optim",
-            "plan", "plan.pytorch", "dist", "train", "demo", "cli");
+            "plan", "plan.pytorch", "dist", "train", "demo", "ui", "cli");
     /** The packages that train and run models; none of them may know about the PyTorch planner. */
     static final List<String> ENGINE = List.of("memory", "tensor", "kernels", "nn", "model", "peft", "optim", "io", "dist", "train");
 

@@ -21,7 +21,7 @@ import picocli.CommandLine.Command;
         description = "Fine-tune and run LLaMA-architecture models with measured memory-saving techniques.",
         subcommands = {DemoCommand.class, GenerateCommand.class, TrainCommand.class, PlanCommand.class, EvalCommand.class, TokenizeCommand.class,
                 InspectCommand.class, ConvertCommand.class, MergeCommand.class,
-                BenchCommand.class, CommandLine.HelpCommand.class})
+                BenchCommand.class, UiCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     public static final int OK = 0;
     public static final int RUNTIME_FAILURE = 1;

@@ -112,6 +112,9 @@ final class PlanCommand implements Callable<Integer> {
     /** A recommendation of either runtime's search, as printed. */
     record Advice(double slowdown, MemoryPlan plan, int gradAccum, List<String> steps) {}
 
+    /** What one `plan` computes, before it is printed or turned into JSON. */
+    record Outcome(Request req, MemoryPlan plan, Integer maxBatch, Integer maxSeqLen, List<Advice> recs, FormulaSeed seed) {}
+
     @Override
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
@@ -119,6 +122,39 @@ final class PlanCommand implements Callable<Integer> {
             listPresets(out);
             return Main.OK;
         }
+        if (json) out.println(Json.write(jsonObject(outcome())));
+        else {
+            Outcome o = outcome();
+            print(out, o.req(), o.plan(), o.maxBatch(), o.maxSeqLen(), o.recs(), o.seed(), inference, recommend);
+        }
+        return Main.OK;
+    }
+
+    /**
+     * The object `plan ARGS --json` prints, for {@code args} (--json itself may be left out): the one code path that
+     * the CLI and `llamafit ui`'s /api/plan share. Bad flags throw {@link InputException} with the message the CLI
+     * prints after "llamafit: error: ".
+     */
+    static Map<String, Object> json(List<String> args) {
+        PlanCommand c = new PlanCommand();
+        try {
+            new picocli.CommandLine(c).parseArgs(args.toArray(String[]::new));
+        } catch (picocli.CommandLine.ParameterException e) {
+            throw new InputException(e.getMessage(), e);
+        }
+        if (c.listPresets) throw new InputException("--list-presets prints a table, not a plan");
+        return c.jsonObject(c.outcome());
+    }
+
+    /** The JSON object of an outcome: the same for `plan --json` and the web page. */
+    Map<String, Object> jsonObject(Outcome o) {
+        Map<String, Object> j = toJson(o.req(), o.plan(), o.maxBatch(), o.maxSeqLen(), o.recs(), o.seed());
+        j.put("mode", inference ? "inference" : "training");
+        return j;
+    }
+
+    /** Checks the flags (all problems in one InputException) and plans. */
+    Outcome outcome() {
         if (model == null) throw new InputException("plan needs --model (a model folder, config.json or preset; see --list-presets)");
         LlamaConfig config = resolveModel(model);
         Request req;
@@ -213,12 +249,7 @@ final class PlanCommand implements Callable<Integer> {
                     : t.baseDtype() == Technique.BaseDtype.NF4 ? 0.5 : t.baseDtype().floatBytes();
             seed = FormulaSeed.of(PytorchProfile.counts(config).total(), bytes, config, req.seqLen());
         }
-        if (json) {
-            Map<String, Object> j = toJson(req, plan, mb, ml, recs, seed);
-            j.put("mode", inference ? "inference" : "training");
-            out.println(Json.write(j));
-        } else print(out, req, plan, mb, ml, recs, seed, inference, recommend);
-        return Main.OK;
+        return new Outcome(req, plan, mb, ml, recs, seed);
     }
 
     /** The runtimes `plan` can plan for. */

@@ -86,6 +86,29 @@ public final class Metrics {
         }
     }
 
+    /** What a run is and how long it will be, written when it starts: {@code llamafit ui} shows progress and options from it. */
+    public static final String RUN_INFO = "run.json";
+
+    /**
+     * Writes OUTPUT/run.json (atomically) as training starts at {@code startStep} of {@code totalSteps}: the run's
+     * identity fields, the schedule settings that are not part of it, and the start time. Nothing reads it back to train.
+     */
+    static void writeRunInfo(TrainOptions o, RunIdentity identity, long startStep, long totalSteps, int ranks) throws IOException {
+        Map<String, Object> options = new LinkedHashMap<>(identity.fields());
+        options.put("lr", o.lr());
+        options.put("schedule", o.schedule());
+        options.put("warmup", o.warmup());
+        options.put("eval_every", o.evalEvery());
+        options.put("save_every", o.saveEvery());
+        Map<String, Object> j = new LinkedHashMap<>();
+        j.put("total_steps", totalSteps);
+        j.put("start_step", startStep);
+        j.put("started_at_ms", System.currentTimeMillis());
+        j.put("ranks", ranks);
+        j.put("options", options);
+        AtomicFiles.writeString(o.output().resolve(RUN_INFO), Json.write(j) + "\n");
+    }
+
     private final Path file;
     private final Path plot;
     private final List<Entry> entries = new ArrayList<>();

@@ -111,6 +111,7 @@ public final class Trainer {
             if (resumed != null) restore(resumeFrom, resumed, model, optimizer, batches, data.totalSteps());
             LrSchedule schedule = LrSchedule.parse(o.schedule(), o.lr(), o.warmup(), data.totalSteps());
             Metrics metrics = dp.leader() ? new Metrics(o.output(), resumed == null ? -1 : startStep) : null;
+            if (dp.leader()) Metrics.writeRunInfo(o, identity, startStep, data.totalSteps(), dp.size()); // for `llamafit ui`
             if (!accepted.isEmpty() && dp.leader()) metrics.record(new Metrics.Event("resume_mismatch_accepted", startStep, accepted));
             TrainingLoop loop = new TrainingLoop(TrainingLoop.Settings.of(o), model, optimizer, batches, schedule, metrics, data,
                     identity, ledger, log, scaler(resumed), dp);
