@@ -86,7 +86,8 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--force", description = "Train even when the plan exceeds --max-memory.") boolean force;
     @Option(names = "--zero", defaultValue = "0", description = "ZeRO stage of a data-parallel run under mpirun: 0 (plain data parallelism: "
             + "replicated weights and optimizer, gradients summed across ranks) or 1 (each rank keeps the optimizer state of its shard "
-            + "of the weights only); 2 and 3 are not implemented yet (default: ${DEFAULT-VALUE}).") int zero;
+            + "of the weights only), 2 (gradients reduce-scattered into shards too) or 3 (weights sharded too, each block gathered "
+            + "before its forward and backward, the next one prefetched) (default: ${DEFAULT-VALUE}).") int zero;
 
     @picocli.CommandLine.Mixin NonFiniteOption nonFinite;
     @picocli.CommandLine.Mixin QuantizeOptions quantize;
@@ -98,7 +99,6 @@ final class TrainCommand implements Callable<Integer> {
 
     private Integer run() throws Exception {
         if (zero < 0 || zero > 3) throw new InputException("--zero must be 0, 1, 2 or 3, got " + zero);
-        if (zero > 1) throw new InputException(Planner.notImplementedMessage(List.of("--zero " + zero)));
         // Under mpirun each rank runs this command; without it this is the single process and nothing changes.
         try (Collectives ranks = Collectives.open()) {
             return ranks.abortOnFailure(() -> run(ranks));
