@@ -14,6 +14,7 @@ import java.util.OptionalLong;
 import java.util.concurrent.Callable;
 
 import dev.llamafit.dist.Collectives;
+import dev.llamafit.model.Sharding;
 import dev.llamafit.io.AtomicFiles;
 import dev.llamafit.io.InputException;
 import dev.llamafit.io.Json;
@@ -86,7 +87,8 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--force", description = "Train even when the plan exceeds --max-memory.") boolean force;
     @Option(names = "--zero", defaultValue = "0", description = "ZeRO stage of a data-parallel run under mpirun: 0 (plain data parallelism: "
             + "replicated weights and optimizer, gradients summed across ranks) or 1 (each rank keeps the optimizer state of its shard "
-            + "of the weights only); 2 and 3 are not implemented yet (default: ${DEFAULT-VALUE}).") int zero;
+            + "of the weights only), 2 (gradients reduce-scattered into shards too) or 3 (weights sharded too, each block gathered "
+            + "before its forward and backward, the next one prefetched) (default: ${DEFAULT-VALUE}).") int zero;
 
     @picocli.CommandLine.Mixin NonFiniteOption nonFinite;
     @picocli.CommandLine.Mixin QuantizeOptions quantize;
@@ -98,7 +100,6 @@ final class TrainCommand implements Callable<Integer> {
 
     private Integer run() throws Exception {
         if (zero < 0 || zero > 3) throw new InputException("--zero must be 0, 1, 2 or 3, got " + zero);
-        if (zero > 1) throw new InputException(Planner.notImplementedMessage(List.of("--zero " + zero)));
         // Under mpirun each rank runs this command; without it this is the single process and nothing changes.
         try (Collectives ranks = Collectives.open()) {
             return ranks.abortOnFailure(() -> run(ranks));
@@ -133,13 +134,22 @@ final class TrainCommand implements Callable<Integer> {
             out.printf("data-parallel: %d ranks (ZeRO stage %d), global batch %d × %d × %d = %d sequences per step (%s)%n", ranks.size(), zero,
                     ranks.size(), o.batchSize(), o.gradAccum(), (long) ranks.size() * o.effectiveBatch(), ranks.describe());
         long data = dataBytes(o, ModelFolder.readConfig(o.model()));
-        MemoryPlan plan = gate(o, t, data, out);
+        MemoryPlan plan = gate(o, t, data, out, new Sharding(ranks.size(), ranks.rank(), zero));
         MemoryLedger ledger = MemoryLedger.global();
-        Trainer.Result r = new Trainer(o, KernelBackends.get(), ledger, log, ranks, zero).run();
-        // ZeRO-1's saving is per rank, and rank 1 and up print nothing on stdout: each rank states its own on stderr.
-        if (ranks.size() > 1 && zero == 1)
-            System.err.printf("rank %d of %d: optimizer state peak %d bytes (ZeRO stage 1: this rank's shard)%n", ranks.rank(), ranks.size(),
-                    r.memory().lines().get(Category.OPTIMIZER).peakBytes());
+        Trainer trainer = new Trainer(o, KernelBackends.get(), ledger, log, ranks, zero);
+        Trainer.Result r = trainer.run();
+        // ZeRO's saving is per rank, and rank 1 and up print nothing on stdout: each rank states its own plan and ledger on stderr.
+        if (ranks.size() > 1) {
+            if (zero >= 1)
+                System.err.printf("rank %d of %d: optimizer state peak %d bytes (ZeRO stage %d: this rank's shard)%n", ranks.rank(), ranks.size(),
+                        r.memory().lines().get(Category.OPTIMIZER).peakBytes(), zero);
+            for (Category c : Category.values()) {
+                long peak = r.memory().lines().get(c).peakBytes(), planned = plan.categoryPeak(c);
+                if (peak > 0 || planned > 0)
+                    System.err.printf("rank %d of %d: memory %s planned %d measured %d bytes%n", ranks.rank(), ranks.size(), c.key(), planned, peak);
+            }
+            System.err.printf(Locale.ROOT, "rank %d of %d: collectives %.3f s in %d calls%n", ranks.rank(), ranks.size(), trainer.collectiveSeconds(), trainer.collectiveCalls());
+        }
         if (!leader) return Main.OK;
         out.printf(Locale.ROOT, "trained %d steps in %.1f s (%,d tokens): loss %.4f -> %.4f%s%n", r.steps(), r.seconds(), r.tokens(),
                 r.firstLoss(), r.lastLoss(), Double.isNaN(r.evalLoss()) ? "" : String.format(Locale.ROOT, ", eval loss %.4f", r.evalLoss()));
@@ -201,7 +211,7 @@ final class TrainCommand implements Callable<Integer> {
      * would fit when the plan exceeds --max-memory, unless --force. {@code data} is the planned token storage
      * ({@link #dataBytes}), which shares the memory limit with the JVM's baseline.
      */
-    private MemoryPlan gate(TrainOptions o, Technique t, long data, PrintWriter out) {
+    private MemoryPlan gate(TrainOptions o, Technique t, long data, PrintWriter out, Sharding sharding) {
         LlamaConfig config = ModelFolder.readConfig(o.model());
         if (o.seqLen() > config.maxPositions())
             throw InputException.at(o.model().resolve("config.json"), "--seq-len " + o.seqLen()
@@ -212,7 +222,7 @@ final class TrainCommand implements Callable<Integer> {
         // The tokenised corpus is heap, beside the JVM's own baseline: the device gets what both leave.
         Device device = Devices.cpu(Math.max(1, limit - jvmBaseline() - data), Parallel.threads());
         // The model's own limits (a rank above a matrix) are input errors too.
-        MemoryPlan plan = Main.userInput(() -> Planner.plan(config, t, o.batchSize(), o.seqLen(), device));
+        MemoryPlan plan = Main.userInput(() -> Planner.plan(config, t, o.batchSize(), o.seqLen(), device, sharding));
         out.printf("plan: %s peak (+ %s JVM baseline%s) against --max-memory %s%n", ByteSize.format(plan.devicePeakBytes()),
                 ByteSize.format(jvmBaseline()), data > 0 ? " + " + ByteSize.format(data) + " data" : "", ByteSize.format(limit));
         if (!plan.fits() && !force) {

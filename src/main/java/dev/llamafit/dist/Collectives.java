@@ -57,6 +57,32 @@ public interface Collectives extends AutoCloseable {
      */
     void allGather(MemorySegment shard, long count, MemorySegment out);
 
+    /** A collective in flight ({@link #allGatherAsync}); its buffers must stay untouched until it is done. */
+    interface Pending {
+        /** Advances it (Open MPI here makes progress only inside such calls) and says whether it is done. */
+        boolean test();
+
+        /** Returns when it is done. */
+        void await();
+    }
+
+    /** A collective that was done when it was started. */
+    Pending DONE = new Pending() {
+        @Override public boolean test() { return true; }
+        @Override public void await() {}
+    };
+
+    /**
+     * Starts an all-gather of padded shards: every rank's {@code out} ({@code shardCount} × size values) becomes the
+     * concatenation of all ranks' {@code shard}s ({@code shardCount} values each), padding included. Non-blocking where the
+     * transport can (MPI_Iallgather); the default does it at once. Collective: every rank starts the same ones in the
+     * same order as its other calls, and must drive it ({@link Pending#test}) or wait for it.
+     */
+    default Pending allGatherAsync(MemorySegment shard, long shardCount, MemorySegment out) {
+        allGather(shard, Math.multiplyExact(shardCount, (long) size()), out);
+        return DONE;
+    }
+
     /** Every rank's first {@code count} values of {@code data} become rank {@code root}'s. */
     void broadcast(MemorySegment data, long count, int root);
 

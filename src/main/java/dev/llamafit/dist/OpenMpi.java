@@ -45,7 +45,7 @@ public final class OpenMpi implements Collectives {
     record Binding(MethodHandle initThread, MethodHandle commRank, MethodHandle commSize, MethodHandle setErrhandler,
                    MethodHandle alltoall, MethodHandle allgather, MethodHandle allreduce, MethodHandle reduceScatterBlock,
                    MethodHandle bcast, MethodHandle barrier, MethodHandle finalizeFn, MethodHandle abortFn,
-                   MethodHandle libraryVersion, MemorySegment world, MemorySegment f32, MemorySegment sum,
+                   MethodHandle libraryVersion, MethodHandle iallgather, MethodHandle test, MethodHandle waitFn, MemorySegment world, MemorySegment f32, MemorySegment sum,
                    MemorySegment fatal) {
         static Binding load() {
             SymbolLookup mpi;
@@ -68,6 +68,9 @@ public final class OpenMpi implements Collectives {
                     bind(mpi, "MPI_Finalize"),
                     bind(mpi, "MPI_Abort", ADDRESS, JAVA_INT),
                     bind(mpi, "MPI_Get_library_version", ADDRESS, ADDRESS),
+                    bind(mpi, "MPI_Iallgather", ADDRESS, JAVA_INT, ADDRESS, ADDRESS, JAVA_INT, ADDRESS, ADDRESS, ADDRESS),
+                    bind(mpi, "MPI_Test", ADDRESS, ADDRESS, ADDRESS),
+                    bind(mpi, "MPI_Wait", ADDRESS, ADDRESS),
                     symbol(mpi, "ompi_mpi_comm_world"), symbol(mpi, "ompi_mpi_float"), symbol(mpi, "ompi_mpi_op_sum"),
                     symbol(mpi, "ompi_mpi_errors_are_fatal"));
         }
@@ -247,6 +250,61 @@ public final class OpenMpi implements Collectives {
             throw rethrow(t);
         } finally {
             arena.close();
+        }
+    }
+
+    /**
+     * MPI_Iallgather of padded shards straight from {@code shard} into {@code out}; the request completes only inside
+     * {@link Pending#test} (MPI_Test) or {@link Pending#await} (MPI_Wait), since this Open MPI makes no progress on its own.
+     */
+    @Override
+    public synchronized Pending allGatherAsync(MemorySegment shard, long shardCount, MemorySegment out) {
+        if (shardCount > Integer.MAX_VALUE) throw new IllegalArgumentException("a shard of " + shardCount + " values is above MPI's int count");
+        Collectives.checkFloats("allGatherAsync shard", shard, shardCount);
+        Collectives.checkFloats("allGatherAsync out", out, shardCount * size);
+        MemorySegment request = Arena.ofAuto().allocate(ADDRESS); // MPI_Request: a handle Open MPI writes, freed by the GC
+        try {
+            check((int) mpi.iallgather().invokeExact(shard, (int) shardCount, mpi.f32(), out, (int) shardCount, mpi.f32(), mpi.world(), request),
+                    "MPI_Iallgather");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+        return new Request(request);
+    }
+
+    /** An MPI_Request of this communicator; MPI_STATUS_IGNORE is NULL in Open MPI. */
+    private final class Request implements Pending {
+        private final MemorySegment handle;
+        private final MemorySegment flag = Arena.ofAuto().allocate(JAVA_INT);
+        private boolean done;
+
+        Request(MemorySegment handle) { this.handle = handle; }
+
+        @Override
+        public boolean test() {
+            synchronized (OpenMpi.this) {
+                if (done) return true;
+                try {
+                    check((int) mpi.test().invokeExact(handle, flag, MemorySegment.NULL), "MPI_Test");
+                } catch (Throwable t) {
+                    throw rethrow(t);
+                }
+                done = flag.get(JAVA_INT, 0) != 0;
+                return done;
+            }
+        }
+
+        @Override
+        public void await() {
+            synchronized (OpenMpi.this) {
+                if (done) return;
+                try {
+                    check((int) mpi.waitFn().invokeExact(handle, MemorySegment.NULL), "MPI_Wait");
+                } catch (Throwable t) {
+                    throw rethrow(t);
+                }
+                done = true;
+            }
         }
     }
 

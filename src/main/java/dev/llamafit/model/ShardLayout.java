@@ -50,6 +50,20 @@ public record ShardLayout(List<Unit> units, int ranks) {
         /** Elements rank {@code rank} owns: its shard less any padding past the unit's end (0 for a rank past it). */
         public long owned(int rank, int ranks) { return Math.min(elements(), from(rank, ranks) + shard(ranks)) - from(rank, ranks); }
 
+        /** Elements of the buffer an all-gather fills: every rank's padded shard, shard × ranks (views use the first elements()). */
+        public long gathered(int ranks) { return Math.multiplyExact(shard(ranks), (long) ranks); }
+
+        /** Per-tensor fp32 views of a flat buffer holding this unit (at least elements() values), by name, in flat order. */
+        public java.util.Map<String, dev.llamafit.tensor.Tensor> views(java.lang.foreign.MemorySegment flat) {
+            java.util.Map<String, dev.llamafit.tensor.Tensor> out = new java.util.LinkedHashMap<>();
+            for (int i = 0; i < specs.size(); i++) {
+                TensorSpec s = specs.get(i);
+                out.put(s.name(), new dev.llamafit.tensor.Tensor(s.name(), dev.llamafit.tensor.DType.F32, s.shape(),
+                        flat.asSlice(offsets[i] * Float.BYTES, s.elements() * Float.BYTES)));
+            }
+            return out;
+        }
+
         /** The parts of this unit's tensors that rank {@code rank} owns, in flat order. */
         public List<Piece> pieces(int rank, int ranks) {
             long lo = from(rank, ranks), hi = lo + owned(rank, ranks);
@@ -145,6 +159,27 @@ public record ShardLayout(List<Unit> units, int ranks) {
     public long largestBlock() {
         long n = 0;
         for (Unit u : units) if (u.layer() >= 0) n = Math.max(n, u.elements());
+        return n;
+    }
+
+    /** The largest unit's shard over this layout's ranks (a buffer one reduce-scatter or all-gather of any unit fits). */
+    public long largestShard() {
+        long n = 0;
+        for (Unit u : units) n = Math.max(n, u.shard(ranks));
+        return n;
+    }
+
+    /** The largest block unit's gathered size (shard × ranks): ZeRO-3's buffer for one gathered block. */
+    public long largestGatheredBlock() {
+        long n = 0;
+        for (Unit u : units) if (u.layer() >= 0) n = Math.max(n, u.gathered(ranks));
+        return n;
+    }
+
+    /** Block units. */
+    public int blocks() {
+        int n = 0;
+        for (Unit u : units) if (u.layer() >= 0) n++;
         return n;
     }
 

@@ -53,6 +53,7 @@ public final class TrainingStep implements AutoCloseable {
     private final TrainingLayout layout;
     private final Map<String, Tensor> gradients;
     private final Map<String, Tensor> adapters;  // LoRA A/B by PEFT name; empty for full fine-tuning
+    private final List<Tensor> owned;             // the adapters and gradients this step allocated (not supplied ones)
     private final long seed;
     private final Tensor sixteenBitWeight;       // a BF16/F16 base matrix, or null: full fine-tuning then cannot run
     private final DType half;                     // mixed precision's 16-bit type, or null (fp32)
@@ -71,6 +72,7 @@ public final class TrainingStep implements AutoCloseable {
     private final Attention attention;
     private final FlashAttention flash; // --attention flash, else null
     private final Block.Grads scratch;
+    private StepHooks hooks = StepHooks.NONE;
 
     /** Loss summed over the counted tokens, and their number. */
     public record Loss(double sum, long tokens) {
@@ -102,8 +104,27 @@ public final class TrainingStep implements AutoCloseable {
         this(layout, weights, k, ledger, 0);
     }
 
+    /**
+     * Storage the caller supplies instead of the step allocating it (views into ZeRO's flat buffers, say). The step
+     * neither frees nor zeroes it at construction; the caller keeps it alive while the step runs.
+     *
+     * @param adapters     LoRA A/B by PEFT key ({@link TrainingLayout#adapterSpecs()}), or null: the step allocates them
+     * @param initAdapters whether the step writes PEFT's initialisation into supplied adapters (false: the caller did)
+     * @param gradients    the gradients by name ({@link TrainingLayout#gradientSpecs()}), or null: the step allocates them;
+     *                     several names may share memory (a bucket) when hooks reduce them between blocks
+     */
+    public record Storage(Map<String, Tensor> adapters, boolean initAdapters, Map<String, Tensor> gradients) {
+        /** The step allocates everything. */
+        public static final Storage OWN = new Storage(null, true, null);
+    }
+
     /** @param seed LoRA initialisation and dropout masks (unused by full fine-tuning without dropout) */
     public TrainingStep(TrainingLayout layout, Map<String, Tensor> weights, Kernels k, MemoryLedger ledger, long seed) {
+        this(layout, weights, k, ledger, seed, Storage.OWN);
+    }
+
+    /** As above, with {@code storage} for what the caller supplies. */
+    public TrainingStep(TrainingLayout layout, Map<String, Tensor> weights, Kernels k, MemoryLedger ledger, long seed, Storage storage) {
         this.config = layout.config();
         // Mixed precision: every GEMM operand holds 16-bit values (rounded where produced), which a backend may exploit.
         this.kernels = layout.half() == null ? k : k.halfOperands(layout.half());
@@ -129,11 +150,13 @@ public final class TrainingStep implements AutoCloseable {
         this.sixteenBitWeight = halfWeight;
         this.half = layout.half();
         Map<String, Tensor> g = new LinkedHashMap<>(), ad = new LinkedHashMap<>();
+        List<Tensor> allocated = new ArrayList<>(); // what this step frees: supplied storage is the caller's
         Map<String, Tensor> computeWeights = new LinkedHashMap<>(weights), computeAdapters = ad;
         Rope r = null;
         try {
             for (TensorSpec spec : layout.adapterSpecs())
-                ad.put(spec.name(), Tensor.allocate(ledger, layout.trainableCategory(), spec.name(), spec.dtype(), spec.shape()));
+                ad.put(spec.name(), storage.adapters() != null ? supplied(storage.adapters(), spec)
+                        : own(allocated, Tensor.allocate(ledger, layout.trainableCategory(), spec.name(), spec.dtype(), spec.shape())));
             if (!layout.workingCopySpecs().isEmpty()) {
                 computeAdapters = new LinkedHashMap<>(ad); // bf16-pure: the adapters themselves; mixed: replaced by copies
                 for (TensorSpec spec : layout.workingCopySpecs()) {
@@ -151,20 +174,21 @@ public final class TrainingStep implements AutoCloseable {
                         throw new IllegalArgumentException("the technique stores the LoRA base as " + layout.technique().baseStorage()
                                 + ", but " + t + " is " + t.dtype() + " (name the base's dtype in Technique.baseDtype)");
             for (TensorSpec spec : layout.gradientSpecs())
-                g.put(spec.name(), Tensor.allocate(ledger, Category.GRADIENTS, spec.name(), spec.dtype(), spec.shape()));
+                g.put(spec.name(), storage.gradients() != null ? supplied(storage.gradients(), spec)
+                        : own(allocated, Tensor.allocate(ledger, Category.GRADIENTS, spec.name(), spec.dtype(), spec.shape())));
             for (ActivationLayout.Slot s : layout.slots())
                 buffers.put(s.spec().name(), Tensor.allocate(ledger, s.category(), s.spec().name(), s.spec().dtype(), s.spec().shape()));
             r = LlamaModel.newRope(config, ledger);
         } catch (RuntimeException e) {
-            ad.values().forEach(Tensor::close);
+            allocated.forEach(Tensor::close);
             working.values().forEach(Tensor::close);
-            g.values().forEach(Tensor::close);
             buffers.values().forEach(Tensor::close);
             throw e;
         }
+        this.owned = allocated;
         this.gradients = Collections.unmodifiableMap(g);
         this.adapters = Collections.unmodifiableMap(ad);
-        initAdapters();
+        if (storage.adapters() == null || storage.initAdapters()) initAdapters();
         syncWorkingCopies();
         this.rope = r;
         this.attention = new Attention(config.numHeads(), config.numKvHeads(), config.headDim(), config.slidingWindow(), half);
@@ -185,6 +209,21 @@ public final class TrainingStep implements AutoCloseable {
                 optSeg(TrainingLayout.WEIGHT_GRAD_SCRATCH));
     }
 
+    private static Tensor own(List<Tensor> allocated, Tensor t) {
+        allocated.add(t);
+        return t;
+    }
+
+    private static Tensor supplied(Map<String, Tensor> given, TensorSpec spec) {
+        Tensor t = given.get(spec.name());
+        if (t == null || t.dtype() != spec.dtype() || !t.shape().equals(spec.shape()))
+            throw new IllegalArgumentException("supplied storage for " + spec.name() + " is " + t + ", expected " + spec.dtype() + spec.shape());
+        return t;
+    }
+
+    /** Sets the hooks the next calls run ({@link StepHooks#NONE} for none). */
+    public void setHooks(StepHooks hooks) { this.hooks = java.util.Objects.requireNonNull(hooks, "hooks"); }
+
     private MemorySegment seg(String name) { return buffers.get(name).segment(); }
 
     private MemorySegment optSeg(String name) { return buffers.containsKey(name) ? buffers.get(name).segment() : null; }
@@ -195,11 +234,20 @@ public final class TrainingStep implements AutoCloseable {
      */
     private void initAdapters() {
         java.util.SplittableRandom rnd = new java.util.SplittableRandom(seed);
-        for (Tensor t : adapters.values()) {
-            if (t.name().contains(".lora_B.")) continue; // allocate() zero-fills
-            double bound = 1 / Math.sqrt(t.shape().dim(1));
-            for (long i = 0; i < t.elements(); i++) put(t, i, (float) ((rnd.nextDouble() * 2 - 1) * bound));
+        for (Tensor t : adapters.values()) initAdapter(t, rnd);
+    }
+
+    /**
+     * One adapter's initial values; {@code rnd} starts as {@code new SplittableRandom(seed)} and visits the adapters in
+     * {@link TrainingLayout#adapterSpecs()} order (what a caller that stores them elsewhere repeats).
+     */
+    public static void initAdapter(Tensor t, java.util.SplittableRandom rnd) {
+        if (t.name().contains(".lora_B.")) {
+            t.segment().fill((byte) 0);
+            return;
         }
+        double bound = 1 / Math.sqrt(t.shape().dim(1));
+        for (long i = 0; i < t.elements(); i++) put(t, i, (float) ((rnd.nextDouble() * 2 - 1) * bound));
     }
 
     /**
@@ -342,6 +390,7 @@ public final class TrainingStep implements AutoCloseable {
     public float[] logits(int[][] inputIds) {
         int n = layout.rows(), v = config.vocabSize();
         int[] ids = flatten(inputIds, "inputIds", layout.batch(), layout.seqLen());
+        hooks.beforeForward(false);
         MemorySegment xf = forwardToHead(ids, context(false), false);
         float[] out = new float[Math.multiplyExact(n, v)];
         loss.logits(kernels, xf, n, out, seg("loss_logits"));
@@ -364,6 +413,7 @@ public final class TrainingStep implements AutoCloseable {
         for (int l = 0; l < blocks.size(); l++) {
             // A checkpointed block's views point at the shared set, except x_in: only its input survives the next block.
             MemorySegment out = l + 1 < blocks.size() ? saved.get(l + 1).xIn() : seg("final.x");
+            hooks.beforeBlockForward(l, false);
             blocks.get(l).forward(ctx, saved.get(l), out);
             if (backward && !layout.checkpointed(l)) saved.get(l).save(kernels); // mixed precision: its 16-bit tensors
         }
@@ -379,6 +429,7 @@ public final class TrainingStep implements AutoCloseable {
         int[] ids = flatten(inputIds, "inputIds", b, t);
         int[] targets = flatten(labels, "labels", b, t);
         Block.Context ctx = context(backward);
+        hooks.beforeForward(backward);
         MemorySegment xf = forwardToHead(ids, ctx, backward);
         MemorySegment xFinal = seg("final.x"), invRms = seg("final.inv_rms");
         MemorySegment dXf = scratch.dXn();
@@ -393,11 +444,16 @@ public final class TrainingStep implements AutoCloseable {
         for (int l = blocks.size() - 1; l >= 0; l--) {
             // Recompute into the shared set; the output (already saved as the next block's input) goes to dXn,
             // scratch that this block's backward overwrites before reading.
-            if (layout.checkpointed(l)) blocks.get(l).forward(ctx, saved.get(l), scratch.dXn());
-            else saved.get(l).restore(kernels);
+            if (layout.checkpointed(l)) {
+                hooks.beforeBlockForward(l, true);
+                blocks.get(l).forward(ctx, saved.get(l), scratch.dXn());
+            } else saved.get(l).restore(kernels);
+            hooks.beforeBlockBackward(l);
             blocks.get(l).backward(ctx, saved.get(l), scratch, dX);
+            hooks.afterBlockBackward(l);
         }
         if (dEmbedding != null) embedding.backward(kernels, ids, dX, 0, dEmbedding, optSeg(TrainingLayout.WEIGHT_GRAD_SCRATCH));
+        hooks.afterBackward();
         return new Loss(r.sum(), r.tokens());
     }
 
@@ -415,8 +471,7 @@ public final class TrainingStep implements AutoCloseable {
     @Override
     public void close() {
         buffers.values().forEach(Tensor::close);
-        gradients.values().forEach(Tensor::close);
-        adapters.values().forEach(Tensor::close);
+        owned.forEach(Tensor::close);
         working.values().forEach(Tensor::close);
         rope.close();
     }

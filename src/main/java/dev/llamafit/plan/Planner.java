@@ -9,6 +9,8 @@ import dev.llamafit.model.ActivationLayout;
 import dev.llamafit.model.LinearModule;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.ParameterLayout;
+import dev.llamafit.model.ShardLayout;
+import dev.llamafit.model.Sharding;
 import dev.llamafit.model.Technique;
 import dev.llamafit.model.TrainingLayout;
 import dev.llamafit.tensor.DType;
@@ -34,6 +36,14 @@ public final class Planner {
      * the model cannot take.
      */
     public static MemoryPlan plan(LlamaConfig config, Technique technique, int batch, int seqLen, Device device) {
+        return plan(config, technique, batch, seqLen, device, Sharding.NONE);
+    }
+
+    /**
+     * The plan of one rank of a data-parallel run: {@code sharding} says the ranks, this rank and the ZeRO stage, and the
+     * trainable tensors' buffers are {@link Sharding}'s sizes over the same {@link ShardLayout} the engine allocates from.
+     */
+    public static MemoryPlan plan(LlamaConfig config, Technique technique, int batch, int seqLen, Device device, Sharding sharding) {
         List<String> missing = technique.notImplemented();
         if (!missing.isEmpty()) throw new IllegalArgumentException(notImplementedMessage(missing));
         if (!technique.adapters() && technique.baseDtype() != null)
@@ -44,7 +54,7 @@ public final class Planner {
         validate(config, technique, seqLen);
         checkTokens(batch, seqLen);
         try {
-            return llamafit(config, technique, batch, seqLen, device);
+            return llamafit(config, technique, batch, seqLen, device, sharding);
         } catch (ArithmeticException overflow) {
             throw tooLarge(batch, seqLen);
         }
@@ -98,11 +108,20 @@ public final class Planner {
                 (int) Math.min(TrainingLayout.DEFAULT_LOSS_CHUNK_ROWS, (long) batch * seqLen), t);
     }
 
-    private static MemoryPlan llamafit(LlamaConfig config, Technique o, int batch, int seqLen, Device device) {
+    private static MemoryPlan llamafit(LlamaConfig config, Technique o, int batch, int seqLen, Device device, Sharding sharding) {
         if (device.gpu())
             throw new IllegalArgumentException("the llamafit runtime trains on the CPU; plan a GPU with --runtime pytorch, or use --device cpu / --memory SIZE");
         TrainingLayout layout = layout(config, o, batch, seqLen, device);
         boolean mixed = o.precision().mixed(), pure = layout.pure();
+        // The engine's flat ZeRO buffers (train.ZeroState): full fine-tuning's fp32 (master) weights always, LoRA's
+        // adapters over several ranks; bf16-pure keeps its own tensors (and runs on one rank).
+        ShardLayout units = pure || o.adapters() && sharding.ranks() == 1 ? null
+                : ShardLayout.of(o.adapters() ? layout.adapterSpecs() : ParameterLayout.of(config, DType.F32).specs(), sharding.ranks());
+        String zero = units == null || sharding.effectiveStage() == 0 ? "" : " (ZeRO-" + sharding.effectiveStage() + ", rank "
+                + sharding.rank() + " of " + sharding.ranks() + ": " + switch (sharding.effectiveStage()) {
+                    case 1, 2 -> "whole values, optimizer state for this rank's shard of each unit";
+                    default -> "values, gradients and optimizer state for this rank's shard of each unit, + gathered buffers";
+                } + ")";
         List<Component> c = new ArrayList<>();
         long base = ParameterLayout.of(config, DType.F32).bytes();
         Technique.BaseDtype bd = o.baseStorage();
@@ -135,12 +154,13 @@ public final class Planner {
                     "owned bf16 copy of every matrix (2 B per parameter) + fp32 norm/bias vectors (well under 0.1% of the"
                             + " parameters; the norm kernels are fp32), no fp32 masters: Σ TrainingLayout.fullWeightSpecs"));
         } else {
-            c.add(Component.constant(mixed ? "master_weights" : "weights", Column.DEVICE, layout.trainableCategory(), base,
-                    "owned fp32 copy of every parameter (Trainer copies, then closes the mapping): Σ ParameterLayout"));
+            c.add(Component.constant(mixed ? "master_weights" : "weights", Column.DEVICE, layout.trainableCategory(),
+                    Math.multiplyExact(4L, sharding.valueElements(units)),
+                    "owned fp32 copy of every parameter, one flat buffer per unit (Trainer copies, then closes the mapping): Σ ParameterLayout" + zero));
         }
         if (o.adapters())
             c.add(Component.constant(mixed ? "master_weights.adapters" : "weights.adapters", Column.DEVICE, layout.trainableCategory(),
-                    sum(layout.adapterSpecs()), "LoRA A [r, in] + B [out, r] per targeted module, " + (pure ? "bf16" : "fp32")
+                    units == null ? sum(layout.adapterSpecs()) : Math.multiplyExact(4L, sharding.valueElements(units)), "LoRA A [r, in] + B [out, r] per targeted module, " + (pure ? "bf16" : "fp32")
                             + ": Σ TrainingLayout.adapterSpecs"));
         if (!layout.workingCopySpecs().isEmpty())
             c.add(Component.constant("weights.working_copies", Column.DEVICE, Category.WEIGHTS, sum(layout.workingCopySpecs()),
@@ -148,11 +168,14 @@ public final class Planner {
                             : Technique.name(o.precision()) + " copies of the trainable matrices" + (o.adapters() ? " (and of an fp32 base's)" : "")
                             + ", refreshed after every update, that the GEMMs read: Σ TrainingLayout.workingCopySpecs"));
         long gradients = sum(layout.gradientSpecs());
-        c.add(Component.constant("gradients", Column.DEVICE, Category.GRADIENTS, gradients,
-                (pure ? "bf16 for matrices, fp32 for vectors" : "fp32") + ", trainable tensors only, allocated once: Σ TrainingLayout.gradientSpecs"));
+        c.add(Component.constant("gradients", Column.DEVICE, Category.GRADIENTS,
+                units == null ? gradients : Math.multiplyExact(4L, sharding.gradientElements(units)),
+                (pure ? "bf16 for matrices, fp32 for vectors" : "fp32") + ", trainable tensors only, allocated once: Σ TrainingLayout.gradientSpecs"
+                        + (units != null && sharding.effectiveStage() >= 2 ? " (ZeRO-" + sharding.effectiveStage() + ": this rank's shard of each unit"
+                        + " + one block's bucket + the whole units outside the blocks)" : "")));
         // One state per kind in each parameter's dtype (optim.StateStore), so as many bytes per kind as the gradients.
         int kinds = o.optimizer() == Technique.Optimizer.SGD ? SGD_STATE_BYTES / 4 : ADAMW_STATE_BYTES / 4;
-        long optimizer = Math.multiplyExact(gradients, (long) kinds);
+        long optimizer = Math.multiplyExact(units == null ? gradients : Math.multiplyExact(4L, sharding.optimizerElements(units)), (long) kinds);
         // 8-bit AdamW sizes each trainable tensor's state itself (U8 codes + F32 absmax per block; small tensors fp32).
         if (o.optimizer() == Technique.Optimizer.ADAMW8BIT) {
             optimizer = 0;
@@ -166,6 +189,7 @@ public final class Planner {
                         : pure ? "AdamW m, v in each parameter's dtype: 4 B per bf16 matrix element, 8 B per fp32 vector element"
                         : (kinds * 4) + " B per trainable element (" + (kinds == 2 ? "AdamW m, v" : "SGD momentum") + ", fp32)"));
         long act = 0, ws = layout.ropeTableBytes();
+        if (units != null) ws = Math.addExact(ws, Math.multiplyExact(4L, sharding.workspaceElements(units)));
         for (ActivationLayout.Slot s : layout.slots()) {
             if (s.category() == Category.ACTIVATIONS) act = Math.addExact(act, s.bytes());
             else ws = Math.addExact(ws, s.bytes());
@@ -176,6 +200,7 @@ public final class Planner {
                         + (o.gradientCheckpointing() ? " (checkpointing: " + (o.checkpointEvery() == 1 ? "blocks keep" : "every " + o.checkpointEvery() + "-th block keeps") + " x_in only)" : "")));
         c.add(Component.constant("workspace", Column.DEVICE, Category.WORKSPACE, ws,
                 "per-thread attention scratch [threads, T²], loss chunk [rows, V], RoPE tables"
+                        + (units != null && sharding.effectiveStage() >= 1 ? ", ZeRO's staging shard [largest unit's shard]" : "")
                         + (pure ? ", fp32 weight-gradient scratch [largest trainable matrix] (bf16 gradients take each product with one rounding)" : "")));
         List<String> notes = new ArrayList<>();
         if (o.adapters() && o.quantization() != null)

@@ -21,17 +21,40 @@ import dev.llamafit.tensor.DType;
  */
 final class DataParallel {
     final Collectives collectives;
-    /** The ZeRO stage: 0 replicates the optimizer state, 1 shards it ({@link OptimizerShards}). */
+    /** The ZeRO stage: 0 replicates everything, 1 shards the optimizer state, 2 the gradients too, 3 the weights too ({@link ZeroState}). */
     final int zero;
+    /**
+     * ZeRO-3 starts the next block's all-gather while this one computes; off with {@code -Dllamafit.zero3.prefetch=false}
+     * (for benchmarks comparing the communication time).
+     */
+    final boolean prefetch = !"false".equals(System.getProperty(PREFETCH_PROPERTY));
+    /** The system property that turns ZeRO-3's prefetch off. */
+    public static final String PREFETCH_PROPERTY = "llamafit.zero3.prefetch";
+    private long collectiveNanos, collectiveCalls;
 
     DataParallel(Collectives collectives, int zero) {
-        if (zero != 0 && zero != 1) throw new IllegalArgumentException("ZeRO stage " + zero + " is not implemented");
+        if (zero < 0 || zero > 3) throw new IllegalArgumentException("ZeRO stage " + zero + " does not exist");
         this.collectives = collectives;
         this.zero = zero;
     }
 
-    /** ZeRO stage 1 over more than one rank: the optimizer steps this rank's shards only. */
-    boolean shardsOptimizer() { return zero == 1 && distributed(); }
+    /** ZeRO stage 1 or above over more than one rank: the optimizer steps this rank's shards only. */
+    boolean shardsOptimizer() { return zero >= 1 && distributed(); }
+
+    /** This rank's view of the sharding. */
+    dev.llamafit.model.Sharding sharding() { return new dev.llamafit.model.Sharding(size(), rank(), zero); }
+
+    /** Adds one collective's time as the calling thread saw it (blocked in it, or starting a non-blocking one). */
+    void countCollective(long nanos) {
+        collectiveNanos += nanos;
+        collectiveCalls++;
+    }
+
+    /** Seconds the training thread spent in collectives so far (gradient sums, reduce-scatters, gathers and their waits). */
+    double collectiveSeconds() { return collectiveNanos / 1e9; }
+
+    /** Collective calls counted by {@link #collectiveSeconds}. */
+    long collectiveCalls() { return collectiveCalls; }
 
     int rank() { return collectives.rank(); }
 
@@ -72,6 +95,15 @@ final class DataParallel {
      * through an all-gather, which moves bytes without arithmetic, so the sum is exact double arithmetic on every rank.
      */
     double[] sum(double... values) {
+        long t0 = System.nanoTime();
+        try {
+            return sumUncounted(values);
+        } finally {
+            countCollective(System.nanoTime() - t0);
+        }
+    }
+
+    private double[] sumUncounted(double... values) {
         int n = values.length, ranks = size();
         try (Arena arena = Arena.ofConfined()) {
             // A double is two fp32 slots; the collectives count fp32 values.

@@ -1,8 +1,8 @@
-// ZeRO stage 1: this rank steps the optimizer on its shard of every unit (ShardLayout), then all-gathers the updated weights.
+// ZeRO stages 1-3: this rank steps the optimizer on its shard of every unit (ShardLayout); stages 1-2 then all-gather the weights.
 package dev.llamafit.train;
 
+import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -15,57 +15,44 @@ import dev.llamafit.optim.Param;
 import dev.llamafit.tensor.DType;
 import dev.llamafit.tensor.Shape;
 import dev.llamafit.tensor.Tensor;
-import dev.llamafit.tensor.TensorSpec;
 
 /**
  * The trainable tensors are split as {@link ShardLayout} says: per unit (embed, each block, head) one flat range per rank.
  * The optimizer is handed views of this rank's {@link ShardLayout.Piece pieces} only (the tensors' names, flat shapes), so it
- * allocates its state for them alone: each rank's optimizer memory is its shard's, about 1/size of stage 0's. The
- * gradients are already the global sum on every rank, and AdamW and SGD are element-wise, so the updated pieces are bit
- * for bit stage 0's; the all-gather moves bytes without arithmetic, so every rank ends with the same weights stage 0
- * would have. A unit goes through two staging buffers filed under workspace (this rank's padded shard, and the gathered
- * unit), because its tensors are separate allocations.
+ * allocates its state for them alone: each rank's optimizer memory is its shard's, about 1/size of stage 0's. The pieces
+ * are views into {@link ZeroState}'s flat buffers: at stage 1 into the whole values and the all-reduced whole gradients,
+ * at stage 2 into the whole values and this rank's gradient shards, at stage 3 into the value and gradient shards. AdamW
+ * and SGD are element-wise, so the updated pieces are bit for bit what stage 0 computes from the same gradients; stages
+ * 1-2 then all-gather each unit (bytes moved without arithmetic), stage 3 leaves the shards for the next forward to gather.
  */
-final class OptimizerShards implements AutoCloseable {
+final class OptimizerShards {
     private final Collectives collectives;
+    private final ZeroState zero;
     private final ShardLayout layout;
-    private final Map<String, Param> byName = new LinkedHashMap<>();
     private final List<Param> shards = new ArrayList<>();
-    private final Tensor shardStage;  // one unit's padded shard
-    private final Tensor unitStage;   // one whole unit
 
-    OptimizerShards(Collectives collectives, List<Param> params, MemoryLedger ledger) {
+    /** @param decay whether weight decay applies to the tensor of each name */
+    OptimizerShards(Collectives collectives, ZeroState zero, java.util.function.Predicate<String> decay) {
         this.collectives = collectives;
-        List<TensorSpec> specs = new ArrayList<>();
-        for (Param p : params) {
-            if (p.value().dtype() != DType.F32)
-                throw new IllegalStateException("parameter " + p.name() + ": ZeRO stage 1 shards fp32 parameters, got " + p.value().dtype());
-            specs.add(new TensorSpec(p.name(), p.value().shape(), DType.F32, "trainable"));
-            byName.put(p.name(), p);
-        }
-        this.layout = ShardLayout.of(specs, collectives.size());
-        for (ShardLayout.Unit u : layout.units())
-            for (ShardLayout.Piece piece : u.pieces(collectives.rank(), collectives.size())) {
-                Param p = byName.get(piece.spec().name());
-                shards.add(new Param(p.name(), slice(p.value(), piece), slice(p.grad(), piece), p.decay()));
+        this.zero = zero;
+        this.layout = zero.layout;
+        int rank = collectives.rank(), size = collectives.size(), stage = zero.stage();
+        for (int i = 0; i < layout.units().size(); i++) {
+            ShardLayout.Unit u = layout.units().get(i);
+            long base = u.from(rank, size);
+            for (ShardLayout.Piece piece : u.pieces(rank, size)) {
+                Tensor value = stage >= 3 ? slice(zero.values[i], piece.shardOffset(), piece)
+                        : slice(zero.values[i], base + piece.shardOffset(), piece);
+                Tensor grad = stage >= 2 ? slice(zero.gradShards[i], piece.shardOffset(), piece)
+                        : slice(zero.grads[i], base + piece.shardOffset(), piece);
+                shards.add(new Param(piece.spec().name(), value, grad, decay.test(piece.spec().name())));
             }
-        long shard = 0, unit = 0;
-        for (ShardLayout.Unit u : layout.units()) {
-            shard = Math.max(shard, u.shard(collectives.size()));
-            unit = Math.max(unit, u.elements());
-        }
-        this.shardStage = Tensor.allocate(ledger, Category.WORKSPACE, "zero.shard_stage", DType.F32, Shape.of(shard));
-        try {
-            this.unitStage = Tensor.allocate(ledger, Category.WORKSPACE, "zero.unit_stage", DType.F32, Shape.of(unit));
-        } catch (RuntimeException e) {
-            shardStage.close();
-            throw e;
         }
     }
 
-    private static Tensor slice(Tensor t, ShardLayout.Piece piece) {
-        return new Tensor(t.name(), DType.F32, Shape.of(piece.length()),
-                t.segment().asSlice(piece.from() * Float.BYTES, piece.length() * Float.BYTES));
+    private static Tensor slice(Tensor flat, long at, ShardLayout.Piece piece) {
+        return new Tensor(piece.spec().name(), DType.F32, Shape.of(piece.length()),
+                flat.segment().asSlice(at * Float.BYTES, piece.length() * Float.BYTES));
     }
 
     /** The views this rank's optimizer steps. */
@@ -74,40 +61,12 @@ final class OptimizerShards implements AutoCloseable {
     /** The partition. */
     ShardLayout layout() { return layout; }
 
-    /** One optimizer step on this rank's shards, then every parameter gathered whole on every rank. */
+    /** One optimizer step on this rank's shards, then (stages 1-2) every unit gathered whole on every rank. */
     void step(Optimizer optimizer, double lr) {
         // Every rank must step (one step counter serves all its shards); only a model of scalars could leave one none.
         if (shards.isEmpty()) throw new IllegalStateException("rank " + collectives.rank() + " holds no shard of any parameter");
         optimizer.step(shards, lr);
-        for (ShardLayout.Unit u : layout.units()) gatherUnit(u, p -> byName.get(p.spec().name()).value(), (spec, whole) -> {
-            Tensor dst = byName.get(spec.name()).value();
-            java.lang.foreign.MemorySegment.copy(whole, 0, dst.segment(), 0, dst.bytes());
-        });
-    }
-
-    /** Where a piece's values come from, and what is done with each gathered tensor. */
-    private interface Source { Tensor of(ShardLayout.Piece piece); }
-    private interface Sink { void accept(TensorSpec spec, java.lang.foreign.MemorySegment whole); }
-
-    /**
-     * Collective: unit {@code u} gathered from every rank's pieces (a piece's values are {@code source}'s tensor at the
-     * piece's range: a whole tensor, or this rank's piece of it), then each of its tensors handed to {@code sink}.
-     */
-    private void gatherUnit(ShardLayout.Unit u, Source source, Sink sink) {
-        int rank = collectives.rank(), size = collectives.size();
-        var stage = shardStage.segment();
-        stage.fill((byte) 0); // the padding past the unit's end
-        for (ShardLayout.Piece piece : u.pieces(rank, size)) {
-            Tensor src = source.of(piece);
-            long srcFrom = src.elements() == piece.length() ? 0 : piece.from();
-            java.lang.foreign.MemorySegment.copy(src.segment(), srcFrom * Float.BYTES, stage, piece.shardOffset() * Float.BYTES,
-                    piece.length() * Float.BYTES);
-        }
-        collectives.allGather(stage, u.elements(), unitStage.segment());
-        for (int i = 0; i < u.specs().size(); i++) {
-            TensorSpec spec = u.specs().get(i);
-            sink.accept(spec, unitStage.segment().asSlice(u.offsets()[i] * Float.BYTES, spec.bytes()));
-        }
+        zero.afterUpdate();
     }
 
     /**
@@ -122,31 +81,33 @@ final class OptimizerShards implements AutoCloseable {
             String kind = key.substring(0, key.indexOf('/'));
             if (!kinds.contains(kind)) kinds.add(kind);
         }
+        int rank = collectives.rank(), size = collectives.size();
         List<Tensor> out = new ArrayList<>();
         try {
             for (String kind : kinds)
-                for (ShardLayout.Unit u : layout.units())
-                    gatherUnit(u, piece -> {
+                for (ShardLayout.Unit u : layout.units()) {
+                    var stage = zero.staging.segment();
+                    stage.fill((byte) 0); // the padding past the unit's end
+                    for (ShardLayout.Piece piece : u.pieces(rank, size)) {
                         Tensor part = state.get(kind + "/" + piece.spec().name());
                         if (part == null || part.dtype() != DType.F32 || part.elements() != piece.length())
                             throw new IllegalStateException("optimizer state " + kind + "/" + piece.spec().name() + " is not this rank's fp32 piece: " + part);
-                        return part;
-                    }, (spec, whole) -> {
-                        Tensor t = Tensor.allocate(ledger, Category.WORKSPACE, kind + "/" + spec.name(), DType.F32, spec.shape());
-                        out.add(t);
-                        java.lang.foreign.MemorySegment.copy(whole, 0, t.segment(), 0, t.bytes());
-                    });
+                        MemorySegment.copy(part.segment(), 0, stage, piece.shardOffset() * Float.BYTES, part.bytes());
+                    }
+                    try (Tensor whole = Tensor.allocate(ledger, Category.WORKSPACE, "zero.state_unit", DType.F32, Shape.of(u.gathered(size)))) {
+                        collectives.allGatherAsync(stage, u.shard(size), whole.segment()).await();
+                        for (Map.Entry<String, Tensor> e : u.views(whole.segment()).entrySet()) {
+                            Tensor t = Tensor.allocate(ledger, Category.WORKSPACE, kind + "/" + e.getKey(), DType.F32, e.getValue().shape());
+                            out.add(t);
+                            MemorySegment.copy(e.getValue().segment(), 0, t.segment(), 0, t.bytes());
+                        }
+                    }
+                }
         } catch (RuntimeException e) {
             out.forEach(Tensor::close);
             throw e;
         }
         // In parameter order, kind by kind (the order a stage-0 optimizer's state() has).
         return out;
-    }
-
-    @Override
-    public void close() {
-        shardStage.close();
-        unitStage.close();
     }
 }

@@ -20,6 +20,8 @@ import dev.llamafit.memory.Category;
 import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.model.LlamaConfig;
 import dev.llamafit.model.ParameterLayout;
+import dev.llamafit.model.ShardLayout;
+import dev.llamafit.model.TrainingLayout;
 import dev.llamafit.model.Technique;
 import dev.llamafit.model.TrainingStep;
 import dev.llamafit.optim.Param;
@@ -42,9 +44,15 @@ final class TrainableModel implements AutoCloseable {
     private final ModelFolder frozenBase;
     private final Map<String, Tensor> weights;
     private final List<Tensor> owned;
+    /** The trainable tensors' flat buffers (full fine-tuning in fp32 or mixed precision; LoRA's adapters over several ranks), else null. */
+    final ZeroState zero;
+    private final boolean leader;
+    private ZeroState.Gathered whole; // ZeRO-3 while a checkpoint or final/ is written: the trainable tensors gathered
 
     private TrainableModel(TrainOptions o, LlamaConfig config, MemoryLedger ledger, ModelFolder frozenBase,
-                           Map<String, Tensor> weights, List<Tensor> owned, TrainingStep step) {
+                           Map<String, Tensor> weights, List<Tensor> owned, TrainingStep step, ZeroState zero, boolean leader) {
+        this.zero = zero;
+        this.leader = leader;
         this.o = o;
         this.config = config;
         this.ledger = ledger;
@@ -57,6 +65,14 @@ final class TrainableModel implements AutoCloseable {
 
     /** Opens the model of {@code o}; with {@code checkpoint}, its trainable weights come from that checkpoint. */
     static TrainableModel open(TrainOptions o, LlamaConfig config, Path checkpoint, Kernels kernels, MemoryLedger ledger) {
+        return open(o, config, checkpoint, kernels, ledger, new DataParallel(new dev.llamafit.dist.SingleProcess(), 0));
+    }
+
+    /**
+     * As above, on a rank of {@code dp}: the trainable tensors live in {@link ZeroState}'s flat buffers, sharded as the
+     * ZeRO stage says, and the step runs its hooks (stages 2-3).
+     */
+    static TrainableModel open(TrainOptions o, LlamaConfig config, Path checkpoint, Kernels kernels, MemoryLedger ledger, DataParallel dp) {
         boolean lora = o.lora() != null;
         // A LoRA base is frozen: kept as the checkpoint stores it (a bf16/fp16 one mapped and used in place, never
         // widened) unless the technique names its dtype (--dtype; `train` names the checkpoint's own), then converted on
@@ -68,13 +84,39 @@ final class TrainableModel implements AutoCloseable {
                 : t.baseDtype() == null && t.precision() == Technique.Precision.FP32 ? null : baseDtype(t.baseStorage());
         ModelFolder frozenBase = lora ? ModelFolder.open(o.model(), ledger, kernels, base, t.quantization()) : null;
         Map<String, Tensor> weights = Map.of();
+        ZeroState zero = null;
+        TrainingStep step = null;
         try {
-            weights = lora ? frozenBase.weights() : loadWeights(o, config, checkpoint, kernels, ledger);
             LlamaConfig stepConfig = frozenBase != null ? frozenBase.config() : config; // a quantised base's config says so
-            TrainingStep step = new TrainingStep(stepConfig, weights, kernels, ledger, o.batchSize(), o.seqLen(), o.technique(), o.seed());
-            return new TrainableModel(o, config, ledger, frozenBase, weights, lora ? List.of() : new ArrayList<>(weights.values()), step);
+            TrainingLayout layout = TrainingLayout.of(stepConfig, o.batchSize(), o.seqLen(), o.technique());
+            boolean pure = t.precision() == Technique.Precision.BF16_PURE;
+            // Full fine-tuning's fp32 (master) weights are flat per unit always; LoRA's adapters when ranks share them.
+            if (!pure && (!lora || dp.distributed())) {
+                ShardLayout units = ShardLayout.of(lora ? layout.adapterSpecs() : ParameterLayout.of(config, DType.F32).specs(), dp.size());
+                zero = new ZeroState(dp.sharding(), units, dp.collectives, dp, kernels, layout.trainableCategory(), ledger);
+            }
+            TrainingStep.Storage storage = TrainingStep.Storage.OWN;
+            if (lora) {
+                weights = frozenBase.weights();
+                if (zero != null) storage = new TrainingStep.Storage(zero.valueViews(), zero.stage() < 3, zero.gradientViews());
+            } else if (zero != null) {
+                loadWeights(o, config, checkpoint, kernels, ledger, zero);
+                weights = zero.valueViews();
+                storage = new TrainingStep.Storage(null, false, zero.gradientViews());
+            } else weights = loadWeights(o, config, checkpoint, kernels, ledger);
+            step = new TrainingStep(layout, weights, kernels, ledger, o.seed(), storage);
+            if (lora && zero != null && zero.stage() >= 3) {
+                // The step did not initialise the adapters (their views alias the gathered buffers): the same stream, unit by unit.
+                java.util.SplittableRandom rnd = new java.util.SplittableRandom(o.seed());
+                zero.fillUnits((u, views) -> views.values().forEach(v -> TrainingStep.initAdapter(v, rnd)));
+            }
+            if (zero != null && zero.stage() >= 2) step.setHooks(zero);
+            return new TrainableModel(o, config, ledger, frozenBase, weights, lora || zero != null ? List.of() : new ArrayList<>(weights.values()),
+                    step, zero, dp.leader());
         } catch (RuntimeException e) {
-            if (!lora) weights.values().forEach(Tensor::close);
+            if (step != null) step.close();
+            if (!lora && zero == null) weights.values().forEach(Tensor::close);
+            if (zero != null) zero.close();
             if (frozenBase != null) frozenBase.close();
             throw e;
         }
@@ -93,8 +135,32 @@ final class TrainableModel implements AutoCloseable {
         };
     }
 
-    /** Trainable tensors in checkpoint order. */
-    List<Tensor> trainable() { return params.stream().map(Param::value).toList(); }
+    /** Trainable tensors in checkpoint order (ZeRO-3: only inside {@link #withWhole}). */
+    List<Tensor> trainable() {
+        if (zero != null && zero.stage() >= 3) {
+            if (whole == null) throw new IllegalStateException("ZeRO-3 holds shards of the trainable tensors: gather them (withWhole) first");
+            return new ArrayList<>(whole.tensors().values());
+        }
+        return params.stream().map(Param::value).toList();
+    }
+
+    /** What {@link #withWhole} runs. */
+    interface WithWhole<T> { T run() throws IOException; }
+
+    /**
+     * Runs {@code body} with the trainable tensors whole ({@link #trainable()}): under ZeRO-3 they are all-gathered into
+     * temporaries first (collective: every rank calls this), else as they are.
+     */
+    <T> T withWhole(WithWhole<T> body) throws IOException {
+        if (zero == null || zero.stage() < 3 || whole != null) return body.run();
+        whole = zero.gatherWhole(ledger);
+        try {
+            return body.run();
+        } finally {
+            whole.close();
+            whole = null;
+        }
+    }
 
     /**
      * Stops the run before {@code what} is written if an update made a trainable tensor NaN/Inf. The loss is checked
@@ -127,6 +193,9 @@ final class TrainableModel implements AutoCloseable {
     /** LoRA: the adapters to start from, read from --adapter (fresh runs) or from the checkpoint (resumed ones). */
     void loadAdapters(Path checkpoint) {
         if (!lora()) return;
+        if (zero != null && zero.stage() >= 3 && (checkpoint != null || o.adapter() != null))
+            throw new InputException("--zero 3 starts LoRA adapters from their initialisation only; --adapter and --resume are not"
+                    + " implemented with it yet: use --zero 2");
         if (checkpoint == null) {
             if (o.adapter() != null) loadAdapterFolder();
             return;
@@ -158,15 +227,22 @@ final class TrainableModel implements AutoCloseable {
      * else the full model as a Hugging Face folder. Returns its folder.
      */
     Path writeFinal() throws IOException {
+        // Collective under ZeRO-3 (the gather); rank 0 alone writes.
+        return withWhole(() -> leader ? writeFinalWhole() : null);
+    }
+
+    private Path writeFinalWhole() throws IOException {
         requireFinite("final/");
+        Map<String, Tensor> trained = new LinkedHashMap<>();
+        for (Tensor t : trainable()) trained.put(t.name(), t);
         if (lora()) {
             Path dir = o.output().resolve("adapter");
-            PeftAdapters.write(dir, o.lora(), step.adapterWeights(), o.model().toString());
+            PeftAdapters.write(dir, o.lora(), zero != null && zero.stage() >= 3 ? trained : step.adapterWeights(), o.model().toString());
             return dir;
         }
         Path dir = o.output().resolve("final");
         List<Tensor> toWrite = new ArrayList<>();
-        for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) toWrite.add(weights.get(spec.name()));
+        for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) toWrite.add(trained.get(spec.name()));
         // The trained weights are fp32 (bf16-pure: BF16 matrices); final/ keeps the base checkpoint's dtype unless
         // --save-dtype says otherwise, so an fp32 base's bf16-pure run writes its matrices widened to fp32.
         DType save = o.saveDtype() != null ? o.saveDtype() : ModelFolder.storedDtype(o.model(), step.kernels());
@@ -188,6 +264,7 @@ final class TrainableModel implements AutoCloseable {
             step.close();
         } finally {
             owned.forEach(Tensor::close);
+            if (zero != null) zero.close();
             if (frozenBase != null) frozenBase.close();
         }
     }
@@ -196,6 +273,23 @@ final class TrainableModel implements AutoCloseable {
      * Owned, writable copies of the base model's weights (or of a checkpoint's), filed under weights (master_weights when
      * mixed): fp32, except bf16-pure's matrices, BF16.
      */
+    /** The fp32 (master) weights of the base model or checkpoint into {@code zero}'s flat buffers (this rank's shards under ZeRO-3). */
+    private static void loadWeights(TrainOptions o, LlamaConfig config, Path checkpoint, Kernels kernels, MemoryLedger ledger, ZeroState zero) {
+        try (ModelFolder base = checkpoint == null ? ModelFolder.open(o.model(), ledger, kernels) : null;
+             SafetensorsFile ck = checkpoint == null ? null : Checkpoints.openFinite(checkpoint.resolve(Checkpoints.MODEL), ledger)) {
+            Map<String, Tensor> src = new LinkedHashMap<>();
+            for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) {
+                Tensor t = base != null ? base.weights().get(spec.name())
+                        : ck.find(spec.name()).orElseThrow(() -> InputException.at(checkpoint.resolve(Checkpoints.MODEL),
+                                "checkpoint lacks tensor " + spec.name()));
+                if (!t.shape().equals(spec.shape()) || t.dtype() != DType.F32)
+                    throw InputException.at(checkpoint, "tensor " + spec.name() + " is " + t.dtype() + t.shape() + ", expected F32" + spec.shape());
+                src.put(spec.name(), t);
+            }
+            zero.load(src);
+        }
+    }
+
     private static Map<String, Tensor> loadWeights(TrainOptions o, LlamaConfig config, Path checkpoint, Kernels kernels, MemoryLedger ledger) {
         Map<String, Tensor> out = new LinkedHashMap<>();
         boolean pure = o.technique().precision() == Technique.Precision.BF16_PURE;

@@ -49,6 +49,17 @@ public final class Trainer {
     private final MemoryLedger ledger;
     private final PrintStream log;
     private final DataParallel dp;
+    private double collectiveSeconds;
+    private long collectiveCalls;
+
+    /**
+     * After {@link #run}: seconds this rank's training thread spent in collectives (gradient sums and reduce-scatters,
+     * weight gathers, waits for ZeRO-3's prefetched gathers, loss sums); 0 on one rank. For `bench train`.
+     */
+    public double collectiveSeconds() { return collectiveSeconds; }
+
+    /** After {@link #run}: the collective calls {@link #collectiveSeconds} counts. */
+    public long collectiveCalls() { return collectiveCalls; }
 
     /** A run in this process alone. */
     public Trainer(TrainOptions options, Kernels kernels, MemoryLedger ledger, PrintStream log) {
@@ -69,11 +80,17 @@ public final class Trainer {
         if (dp.distributed() && options.technique().precision() == Technique.Precision.BF16_PURE)
             throw new InputException("--precision bf16-pure keeps bf16 gradients, which data-parallel training over several ranks does "
                     + "not sum yet; use --precision bf16 (fp32 master weights and gradients) or run on one rank");
+        if (dp.distributed() && zero >= 2 && options.technique().precision() == Technique.Precision.FP16)
+            throw new InputException("--zero " + zero + " with --precision fp16 is not implemented (the loss scaler checks whole gradients, "
+                    + "which stages 2-3 shard): use --precision bf16, or --zero 1");
+        if (dp.distributed() && zero >= 3 && options.technique().precision().mixed())
+            throw new InputException("--zero 3 with --precision " + (options.technique().precision() == Technique.Precision.FP16 ? "fp16" : "bf16")
+                    + " is not implemented (the 16-bit working copies of gathered weights are not sharded yet): use --zero 2, or --precision fp32");
         if (dp.shardsOptimizer() && options.technique().optimizer() == Technique.Optimizer.ADAMW8BIT)
-            throw new InputException("--zero 1 shards fp32 optimizer state element by element; --optimizer adamw8bit quantises it in blocks, "
+            throw new InputException("--zero " + zero + " shards fp32 optimizer state element by element; --optimizer adamw8bit quantises it in blocks, "
                     + "which are not sharded yet: use --optimizer adamw, or --zero 0");
         if (dp.shardsOptimizer() && options.resume() != null)
-            throw new InputException("--resume with --zero 1 on " + ranks.size() + " ranks is not implemented yet (the checkpoint holds the "
+            throw new InputException("--resume with --zero " + zero + " on " + ranks.size() + " ranks is not implemented yet (the checkpoint holds the "
                     + "whole optimizer state, which is not re-sharded on load): resume with --zero 0, or on one rank");
     }
 
@@ -103,7 +120,7 @@ public final class Trainer {
         Map<String, Object> accepted = resumed == null ? Map.of() : checkResume(resumeFrom, resumed, identity);
         long startStep = resumed == null ? 0 : resumed.step();
 
-        try (TrainableModel model = TrainableModel.open(o, config, resumeFrom, kernels, ledger);
+        try (TrainableModel model = TrainableModel.open(o, config, resumeFrom, kernels, ledger, dp);
              Optimizer optimizer = optimizer()) {
             model.loadAdapters(resumeFrom);
             // Every rank draws the global batch (size × --batch-size rows) and trains its slice of it.
@@ -116,11 +133,13 @@ public final class Trainer {
             TrainingLoop loop = new TrainingLoop(TrainingLoop.Settings.of(o), model, optimizer, batches, schedule, metrics, data,
                     identity, ledger, log, scaler(resumed), dp);
             loop.run(startStep);
-            Path finalDir = dp.leader() ? model.writeFinal() : null;
+            Path finalDir = model.writeFinal(); // collective under ZeRO-3; rank 0 writes, the others get null
             if (dp.leader()) metrics.plot();
             // The job ends when rank 0 has written everything: no rank leaves while the run folder is incomplete.
             if (dp.distributed()) dp.collectives.barrier();
             double secs = (System.nanoTime() - loop.t0) / 1e9;
+            collectiveSeconds = dp.collectiveSeconds();
+            collectiveCalls = dp.collectiveCalls();
             return new Result(data.totalSteps() - startStep, loop.firstLoss, loop.lastLoss, loop.lastEval, loop.tokensSeen, secs,
                     finalDir, ledger.snapshot());
         }
@@ -196,8 +215,10 @@ public final class Trainer {
         List<Example> mine = new java.util.ArrayList<>();
         for (int start = 0; start < examples.size(); start += global)
             for (int i = start + dp.rank() * batch; i < Math.min(examples.size(), start + (dp.rank() + 1) * batch); i++) mine.add(examples.get(i));
-        // A rank whose share is empty still takes part in the sums below.
-        TrainingStep.Loss local = mine.isEmpty() ? new TrainingStep.Loss(0, 0) : evaluate(step, mine, batch, seqLen, padId);
+        // A rank whose share is empty still takes part in the sums below. Under ZeRO-3 every forward gathers weights
+        // (collectives), so every rank runs as many batches as the fullest; the extra ones are masked and add nothing.
+        int batches = dp.zero >= 3 ? (examples.size() + global - 1) / global : -1;
+        TrainingStep.Loss local = mine.isEmpty() && batches <= 0 ? new TrainingStep.Loss(0, 0) : evaluate(step, mine, batch, seqLen, padId, batches);
         double[] sums = dp.sum(local.sum(), local.tokens());
         return new TrainingStep.Loss(sums[0], (long) sums[1]);
     }
@@ -207,9 +228,15 @@ public final class Trainer {
      * batch is filled with fully masked rows, which add no loss and no tokens.
      */
     public static TrainingStep.Loss evaluate(TrainingStep step, List<Example> examples, int batch, int seqLen, int padId) {
+        return evaluate(step, examples, batch, seqLen, padId, -1);
+    }
+
+    /** As above in exactly {@code batches} batches (masked past the examples), or as many as needed when negative. */
+    private static TrainingStep.Loss evaluate(TrainingStep step, List<Example> examples, int batch, int seqLen, int padId, int batches) {
         double sum = 0;
         long tokens = 0;
-        for (int start = 0; start < examples.size(); start += batch) {
+        int end = batches < 0 ? examples.size() : Math.multiplyExact(batches, batch);
+        for (int start = 0; start < end; start += batch) {
             int[][] ids = new int[batch][seqLen], labels = new int[batch][seqLen];
             for (int r = 0; r < batch; r++) {
                 java.util.Arrays.fill(ids[r], padId);

@@ -72,7 +72,7 @@ final class TrainingLoop {
     final PrintStream log;
     final LossScaler scaler; // null unless --precision fp16
     final DataParallel dp; // the ranks of the job (one without mpirun); only its leader writes metrics and checkpoints
-    final OptimizerShards shards; // ZeRO stage 1 over several ranks, else null
+    final OptimizerShards shards; // ZeRO stages 1-3 over several ranks, else null
     final long t0 = System.nanoTime();
     double firstLoss = Double.NaN, lastLoss = Double.NaN, lastEval = Double.NaN;
     long tokensSeen;
@@ -91,15 +91,28 @@ final class TrainingLoop {
         this.log = log;
         this.scaler = scaler;
         this.dp = dp;
-        this.shards = dp.shardsOptimizer() ? new OptimizerShards(dp.collectives, model.params, ledger) : null;
+        java.util.Map<String, Boolean> decay = new java.util.HashMap<>();
+        for (Param p : model.params) decay.put(p.name(), p.decay());
+        this.shards = dp.shardsOptimizer() ? new OptimizerShards(dp.collectives, model.zero, decay::get) : null;
     }
 
     void run(long startStep) throws IOException {
-        try {
-            steps(startStep);
-        } finally {
-            if (shards != null) shards.close();
-        }
+        steps(startStep);
+    }
+
+    /** The gradients clipping reads: every parameter's, or (ZeRO 2-3) this rank's shards, whose norm is summed across ranks. */
+    private List<Tensor> gradients() {
+        if (model.zero != null && dp.distributed()) return model.zero.gradientBuffers();
+        List<Tensor> grads = new ArrayList<>(model.params.size());
+        for (Param p : model.params) grads.add(p.grad());
+        return grads;
+    }
+
+    /** The global norm of the gradients: over ZeRO 2-3's shards, the squares summed across ranks. */
+    private double clip(List<Tensor> grads) {
+        if (model.zero == null || model.zero.stage() < 2) return GradClip.clipGlobalNorm(grads, settings.maxGradNorm());
+        double local = GradClip.globalNorm(grads);
+        return GradClip.clip(grads, settings.maxGradNorm(), Math.sqrt(dp.sum(local * local)[0]));
     }
 
     private void steps(long startStep) throws IOException {
@@ -109,16 +122,14 @@ final class TrainingLoop {
             long stepStart = System.nanoTime();
             double lossScale = scaler == null ? Double.NaN : scaler.scale();
             double loss = forwardBackward(scaler == null ? 1 : scaler.scale());
-            List<Tensor> grads = new ArrayList<>(model.params.size());
-            for (Param p : model.params) grads.add(p.grad());
+            List<Tensor> grads = gradients();
             // Unscale before clipping (GradScaler's order); a non-finite norm of the unscaled gradients is an overflow.
             double gradNorm = scaler == null ? Double.NaN : scaler.unscale(grads);
             boolean skipped = scaler != null && !Double.isFinite(gradNorm);
             double lr = schedule.lr(s);
             if (!skipped) {
                 // unscale already summed the squares of the unscaled gradients: clip with that norm, not a second pass.
-                gradNorm = scaler == null ? GradClip.clipGlobalNorm(grads, settings.maxGradNorm())
-                        : GradClip.clip(grads, settings.maxGradNorm(), gradNorm);
+                gradNorm = scaler == null ? clip(grads) : GradClip.clip(grads, settings.maxGradNorm(), gradNorm);
                 if (shards != null) shards.step(optimizer, lr);
                 else optimizer.step(model.params, lr);
                 model.step.syncWorkingCopies(); // mixed precision: the GEMMs' 16-bit copies follow the fp32 masters
@@ -151,6 +162,17 @@ final class TrainingLoop {
             if (last || settings.saveEvery() > 0 && done % settings.saveEvery() == 0) {
                 if (shards == null) {
                     if (dp.leader()) save(done, new ArrayList<>(optimizer.state().values()));
+                } else if (model.zero.stage() >= 3) {
+                    // ZeRO-3 holds shards of the weights too: every rank takes part in gathering them whole for rank 0.
+                    List<Tensor> whole = shards.gatherState(optimizer, ledger);
+                    try {
+                        model.withWhole(() -> {
+                            if (dp.leader()) save(done, whole);
+                            return null;
+                        });
+                    } finally {
+                        for (Tensor t : whole) t.close();
+                    }
                 } else {
                     // ZeRO-1: every rank sends its shards of the state; rank 0 writes them whole, an ordinary checkpoint.
                     List<Tensor> whole = shards.gatherState(optimizer, ledger);
@@ -182,14 +204,17 @@ final class TrainingLoop {
             micro.add(dp.distributed() ? dp.slice(b, settings.batchSize()) : b);
             stepTokens += b.tokens();
         }
-        model.step.zeroGradients();
+        if (model.zero != null) model.zero.zeroGradients();
+        else model.step.zeroGradients();
         double lossSum = 0;
         double normalizer = Math.max(1, stepTokens);
         // normalizer / scale: the step multiplies the loss gradient by 1/(normalizer/scale) = scale/normalizer.
         double scaledNormalizer = lossScale == 1 ? normalizer : normalizer / lossScale;
         for (Batches.Batch b : micro) lossSum += model.step.forwardBackward(b.inputIds(), b.labels(), scaledNormalizer).sum();
         if (dp.distributed()) {
-            dp.sumGradients(model.params);
+            // Stages 2-3 reduce-scattered each unit inside the backward (ZeroState's hooks); 0-1 sum whole units here.
+            if (model.zero == null) dp.sumGradients(model.params);
+            else if (model.zero.stage() < 2) model.zero.allReduceGradients();
             lossSum = dp.sum(lossSum)[0];
         }
         return lossSum / normalizer;

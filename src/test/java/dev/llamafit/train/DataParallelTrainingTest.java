@@ -1,4 +1,4 @@
-// ZeRO stage 0 over Open MPI: 2 ranks × batch 2 train as one process with batch 4 (losses, final weights), full and LoRA.
+// ZeRO stages 0-3 over Open MPI: 2 ranks × batch 2 train as one process with batch 4 (losses, final weights), full and LoRA; per-rank memory.
 package dev.llamafit.train;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -95,12 +95,115 @@ class DataParallelTrainingTest {
     }
 
     private static void assertBytesEqual(Path a, Path b) throws IOException {
-        assertTrue(java.util.Arrays.equals(Files.readAllBytes(a), Files.readAllBytes(b)), a + " and " + b + " differ (ZeRO stage 0 vs 1)");
+        assertTrue(java.util.Arrays.equals(Files.readAllBytes(a), Files.readAllBytes(b)), a + " and " + b + " differ");
     }
 
     @Test
     void loraUnderZeroStageOneTrainsAsOneProcessLikewise() throws Exception {
         compare("lora-zero1", "adapter/adapter_model.safetensors", "--lora-r", "4", "--lora-alpha", "8", "--zero", "1");
+    }
+
+    /**
+     * ZeRO stage 2: each block's gradients are reduce-scattered into this rank's shard right after its backward; the
+     * reduce-scatter's rank-order sums are the slice of stage 0's all-reduce, so with one micro-batch per step the run is
+     * stage 0's bit for bit.
+     */
+    @Test
+    void zeroStageTwoShardsTheGradientsAndTrainsAsOneProcess() throws Exception {
+        compare("zero2", "final/model.safetensors", "--zero", "2");
+        Path stage0 = tmp.resolve("zero0-ranks");
+        mpirunTrain(Mpirun.require(), common(stage0, 2), tmp.resolve("zero0-logs"));
+        assertBytesEqual(stage0.resolve("final/model.safetensors"), tmp.resolve("zero2-ranks/final/model.safetensors"));
+    }
+
+    /**
+     * ZeRO stage 3: the weights are sharded too and each block gathered before its forward and backward (prefetched while
+     * the one before computes); with and without gradient checkpointing (whose recompute gathers too) it trains as one process.
+     */
+    @Test
+    void zeroStageThreeShardsTheWeightsAndTrainsAsOneProcessWithAndWithoutCheckpointing() throws Exception {
+        compare("zero3", "final/model.safetensors", "--zero", "3", "--eval-split", "0.2", "--eval-every", "10");
+        compare("zero3-ckpt", "final/model.safetensors", "--zero", "3", "--eval-split", "0.2", "--eval-every", "10", "--gradient-checkpointing");
+        assertBytesEqual(tmp.resolve("zero3-ranks/final/model.safetensors"), tmp.resolve("zero3-ckpt-ranks/final/model.safetensors"));
+        // The evaluation forward gathers too, on every rank alike: the eval losses are one process's.
+        List<Metrics.Step> a = Metrics.read(tmp.resolve("zero3-single")), b = Metrics.read(tmp.resolve("zero3-ranks"));
+        assertTrue(Double.isFinite(a.getLast().evalLoss()), "evaluated");
+        assertTrue(rel(a.getLast().evalLoss(), b.getLast().evalLoss()) <= LOSS_TOLERANCE, a.getLast().evalLoss() + " vs " + b.getLast().evalLoss());
+    }
+
+    @Test
+    void loraUnderZeroStagesTwoAndThreeTrainsAsOneProcessLikewise() throws Exception {
+        compare("lora-zero2", "adapter/adapter_model.safetensors", "--lora-r", "4", "--lora-alpha", "8", "--zero", "2");
+        compare("lora-zero3", "adapter/adapter_model.safetensors", "--lora-r", "4", "--lora-alpha", "8", "--zero", "3");
+    }
+
+    /**
+     * Memory per rank, as the ZeRO paper's formulas say, with Ψ trainable fp32 elements, N ranks, and ShardLayout's units
+     * (shard s_u = ⌈Ψ_u / N⌉, so padding is included): weights 4Ψ (stages 1-2) or 4·Σs_u + gathered units outside the
+     * blocks + 2 gathered blocks (stage 3); gradients 4Ψ (stage 1) or 4·Σs_u + a block's bucket + the units outside the
+     * blocks (stages 2-3); AdamW 8 B per element this rank owns. Each rank's ledger equals its plan (the weights' peak
+     * holds the checkpoint's mapping once while loading, +4Ψ), and every stage's model states fall with N.
+     */
+    @Test
+    void perRankModelStateMemoryFallsAsZeroSaysAndEqualsThePlan() throws Exception {
+        Path mpirun = Mpirun.require();
+        dev.llamafit.model.LlamaConfig config = dev.llamafit.io.ModelFolder.readConfig(SharedData.require("models/tinystories-656k"));
+        List<dev.llamafit.tensor.TensorSpec> specs = dev.llamafit.model.ParameterLayout.of(config, dev.llamafit.tensor.DType.F32).specs();
+        long[] twoRanks = new long[4];
+        for (int n : new int[] {2, 4}) {
+            dev.llamafit.model.ShardLayout l = dev.llamafit.model.ShardLayout.of(specs, n);
+            long psi = l.elements(), outside = 0, outsideGathered = 0;
+            for (var u : l.units()) if (u.layer() < 0) {
+                outside += u.elements();
+                outsideGathered += u.gathered(n);
+            }
+            for (int stage = 1; stage <= 3; stage++) {
+                Path out = tmp.resolve("mem-" + n + "-" + stage), logs = tmp.resolve("mem-" + n + "-" + stage + "-logs");
+                List<String> args = common(out, 1, "--zero", String.valueOf(stage));
+                args.set(args.indexOf("--steps") + 1, "1");
+                args.set(args.indexOf("--warmup") + 1, "0");
+                Object[] r = mpirunRun(mpirun, args, logs, n);
+                assertEquals(0, (int) r[0], (String) r[1]);
+                for (int rank = 0; rank < n; rank++) {
+                    String err = rankFile(logs, rank, "stderr");
+                    long weights = 4 * (stage < 3 ? psi : l.shardElements() + outsideGathered + 2 * l.largestGatheredBlock());
+                    long gradients = 4 * (stage < 2 ? psi : l.shardElements() + l.largestBlock() + outside);
+                    long optimizer = 8 * l.owned(rank);
+                    assertEquals(weights + 4 * psi, measured(err, rank, n, "weights"), "weights (+ the mapping while loading), rank " + rank + ", stage " + stage + ", N " + n);
+                    assertEquals(weights, planned(err, rank, n, "weights"), "planned weights, rank " + rank);
+                    assertEquals(gradients, measured(err, rank, n, "gradients"), "gradients, rank " + rank + ", stage " + stage + ", N " + n);
+                    assertEquals(gradients, planned(err, rank, n, "gradients"));
+                    assertEquals(optimizer, measured(err, rank, n, "optimizer"), "optimizer, rank " + rank + ", stage " + stage + ", N " + n);
+                    assertEquals(optimizer, planned(err, rank, n, "optimizer"));
+                    assertEquals(planned(err, rank, n, "activations"), measured(err, rank, n, "activations"));
+                    long states = weights + gradients + optimizer;
+                    System.out.printf(Locale.ROOT, "ZeRO-%d on %d ranks, rank %d: model states %d bytes (weights %d, gradients %d, optimizer %d; Ψ = %d)%n",
+                            stage, n, rank, states, weights, gradients, optimizer, psi);
+                    // The units outside the blocks (embedding, head) stay whole in gradients (stages 2-3) and gathered
+                    // weights (stage 3); tinystories-656k's embedding is most of Ψ, so across stages only the sharded parts
+                    // fall here. With more ranks every stage holds less.
+                    if (n == 4) assertTrue(states < twoRanks[stage], "stage " + stage + " on 4 ranks holds less than on 2: " + states + " vs " + twoRanks[stage]);
+                    else twoRanks[stage] = Math.max(twoRanks[stage], states);
+                    assertTrue(optimizer < 8 * psi, "the optimizer state is a shard");
+                }
+            }
+        }
+    }
+
+    private static long measured(String err, int rank, int n, String category) { return memoryLine(err, rank, n, category)[1]; }
+
+    private static long planned(String err, int rank, int n, String category) { return memoryLine(err, rank, n, category)[0]; }
+
+    /** "rank R of N: memory CATEGORY planned P measured M bytes" from a rank's stderr. */
+    private static long[] memoryLine(String err, int rank, int n, String category) {
+        String prefix = "rank " + rank + " of " + n + ": memory " + category + " planned ";
+        for (String line : err.split("\n"))
+            if (line.startsWith(prefix)) {
+                String[] w = line.substring(prefix.length()).split(" ");
+                return new long[] {Long.parseLong(w[0]), Long.parseLong(w[2])};
+            }
+        fail("no '" + prefix + "' line in rank " + rank + "'s stderr:\n" + err);
+        return null;
     }
 
     /** What stage 1 does not shard yet is refused on every rank as bad input (exit 2), naming what to use instead. */
@@ -192,7 +295,11 @@ class DataParallelTrainingTest {
 
     /** As {@link #mpirunTrain}: {exit code, everything printed}. */
     private static Object[] mpirunRun(Path mpirun, List<String> args, Path logs) throws Exception {
-        List<String> cmd = new ArrayList<>(List.of(mpirun.toString(), "--oversubscribe", "--allow-run-as-root", "-np", "2",
+        return mpirunRun(mpirun, args, logs, 2);
+    }
+
+    private static Object[] mpirunRun(Path mpirun, List<String> args, Path logs, int ranks) throws Exception {
+        List<String> cmd = new ArrayList<>(List.of(mpirun.toString(), "--oversubscribe", "--allow-run-as-root", "-np", String.valueOf(ranks),
                 "--output-filename", logs.toString(),
                 Path.of(System.getProperty("java.home"), "bin", "java").toString(), "--add-modules", "jdk.incubator.vector",
                 "--enable-native-access=ALL-UNNAMED", "-XX:+UseSerialGC", "-Xmx512m", "-Dllamafit.threads=1",
@@ -213,16 +320,16 @@ class DataParallelTrainingTest {
             p.descendants().forEach(ProcessHandle::destroyForcibly);
             p.destroyForcibly();
             reader.join(5000);
-            fail("mpirun -np 2 train still running after " + TIMEOUT_S + " s: " + (out[0] == null ? "" : new String(out[0])) + ranks(logs));
+            fail("mpirun -np " + ranks + " train still running after " + TIMEOUT_S + " s: " + (out[0] == null ? "" : new String(out[0])) + ranks(logs, ranks));
         }
         reader.join();
-        return new Object[] {p.exitValue(), new String(out[0]) + ranks(logs)};
+        return new Object[] {p.exitValue(), new String(out[0]) + ranks(logs, ranks)};
     }
 
     /** Each rank's stderr, for failure messages. */
-    private static String ranks(Path logs) throws IOException {
+    private static String ranks(Path logs, int ranks) throws IOException {
         StringBuilder sb = new StringBuilder();
-        for (int r = 0; r < 2; r++) sb.append("\n--- rank ").append(r).append(" stderr:\n").append(rankFile(logs, r, "stderr"));
+        for (int r = 0; r < ranks; r++) sb.append("\n--- rank ").append(r).append(" stderr:\n").append(rankFile(logs, r, "stderr"));
         return sb.toString();
     }
 
