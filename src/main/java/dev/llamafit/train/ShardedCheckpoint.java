@@ -244,6 +244,22 @@ final class ShardedCheckpoint {
         }
     }
 
+    /**
+     * A sharded checkpoint's optimizer state whole, each entry of its tensor's shape (as a one-process checkpoint's
+     * optimizer.safetensors holds it), for tools and tests; the caller closes the tensors.
+     */
+    static Map<String, Tensor> consolidated(Path checkpoint, MemoryLedger ledger) {
+        Path file = checkpoint.resolve(DIR).resolve(PARTITION);
+        List<TensorSpec> specs = new ArrayList<>();
+        for (JsonNode u : JsonFields.required(Json.read(file), "units", file, ""))
+            for (JsonNode t : u.path("tensors")) {
+                long[] dims = new long[t.path("shape").size()];
+                for (int i = 0; i < dims.length; i++) dims[i] = t.path("shape").get(i).asLong();
+                specs.add(new TensorSpec(t.path("name").asText(), Shape.of(dims), DType.F32, "trainable"));
+            }
+        return load(checkpoint, ShardLayout.of(specs, 1), 0, false, ledger);
+    }
+
     /** Optimizer state read by unit ranges. */
     private interface Source extends AutoCloseable {
         List<String> kinds();

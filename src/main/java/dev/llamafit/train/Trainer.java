@@ -94,6 +94,8 @@ public final class Trainer {
         LlamaConfig config = ModelFolder.readConfig(o.model());
         TrainingData data = TrainingData.load(o, dp.size(), tokenizer, config, log);
         RunIdentity identity = RunIdentity.of(o, dp.size());
+        // Before anything is written or summed: ranks given other model, data or options stop here, named (exit 2).
+        StartupCheck.verify(dp.collectives, StartupCheck.fields(identity, o, dp.zero));
         if (dp.leader()) Files.createDirectories(o.output());
         Path resumeFrom = o.resume() == null ? null : Checkpoints.resolve(o.resume());
         TrainerState resumed = resumeFrom == null ? null : TrainerState.read(resumeFrom);
