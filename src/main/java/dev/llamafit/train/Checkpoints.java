@@ -84,7 +84,7 @@ public final class Checkpoints {
         Path tmp = parent.resolve("." + name + ".tmp-" + Long.toHexString(ThreadLocalRandom.current().nextLong()));
         try {
             Files.createDirectories(parent);
-            removeStaleTemporaries(parent);
+            removeStaleIn(parent);
             Files.createDirectory(tmp);
         } catch (IOException e) {
             throw OutputWriteException.of(operation, tmp, e);
@@ -107,13 +107,18 @@ public final class Checkpoints {
             if (e instanceof IOException io) throw OutputWriteException.of(operation, tmp, io);
             throw e;
         }
+        prune(parent);
+        return target;
+    }
+
+    /** Deletes all but the newest {@link #KEEP} complete checkpoints under {@code parent}. */
+    static void prune(Path parent) throws IOException {
         try {
             List<Path> all = list(parent);
             for (int i = 0; i < all.size() - KEEP; i++) deleteTree(all.get(i));
         } catch (IOException e) {
             throw OutputWriteException.of("deleting old checkpoints in", parent, e);
         }
-        return target;
     }
 
     /**
@@ -150,7 +155,8 @@ public final class Checkpoints {
         return Json.read(checkpoint.resolve(STATE));
     }
 
-    private static void removeStaleTemporaries(Path parent) throws IOException {
+    /** Removes temporary checkpoint folders (a killed save's) under {@code parent}; the caller holds the run folder's lock. */
+    static void removeStaleIn(Path parent) throws IOException {
         try (DirectoryStream<Path> ds = Files.newDirectoryStream(parent, ".step-*.tmp-*")) {
             for (Path p : ds) deleteTree(p);
         }
@@ -162,7 +168,7 @@ public final class Checkpoints {
      */
     public static void removeStaleTemporaries(OutputFolder.Lock lock) throws IOException {
         Path runDir = lock.folder();
-        if (Files.isDirectory(runDir.resolve(DIR))) removeStaleTemporaries(runDir.resolve(DIR));
+        if (Files.isDirectory(runDir.resolve(DIR))) removeStaleIn(runDir.resolve(DIR));
         for (String sub : new String[] {"", DIR, "final", "adapter"}) AtomicFiles.removeStaleTemporaries(runDir.resolve(sub));
     }
 

@@ -1,14 +1,10 @@
 // ZeRO stages 1-3: this rank steps the optimizer on its shard of every unit (ShardLayout); stages 1-2 then all-gather the weights.
 package dev.llamafit.train;
 
-import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 
 import dev.llamafit.dist.Collectives;
-import dev.llamafit.memory.Category;
-import dev.llamafit.memory.MemoryLedger;
 import dev.llamafit.model.ShardLayout;
 import dev.llamafit.optim.Optimizer;
 import dev.llamafit.optim.Param;
@@ -67,47 +63,5 @@ final class OptimizerShards {
         if (shards.isEmpty()) throw new IllegalStateException("rank " + collectives.rank() + " holds no shard of any parameter");
         optimizer.step(shards, lr);
         zero.afterUpdate();
-    }
-
-    /**
-     * The optimizer state whole, for a checkpoint: every entry "kind/param" gathered from the ranks' shards into a tensor
-     * of the parameter's shape, allocated under WORKSPACE (the checkpoint's temporary, not the optimizer's held state).
-     * Collective: every rank calls it at the same step; the caller closes the tensors.
-     */
-    List<Tensor> gatherState(Optimizer optimizer, MemoryLedger ledger) {
-        Map<String, Tensor> state = optimizer.state();
-        List<String> kinds = new ArrayList<>();
-        for (String key : state.keySet()) {
-            String kind = key.substring(0, key.indexOf('/'));
-            if (!kinds.contains(kind)) kinds.add(kind);
-        }
-        int rank = collectives.rank(), size = collectives.size();
-        List<Tensor> out = new ArrayList<>();
-        try {
-            for (String kind : kinds)
-                for (ShardLayout.Unit u : layout.units()) {
-                    var stage = zero.staging.segment();
-                    stage.fill((byte) 0); // the padding past the unit's end
-                    for (ShardLayout.Piece piece : u.pieces(rank, size)) {
-                        Tensor part = state.get(kind + "/" + piece.spec().name());
-                        if (part == null || part.dtype() != DType.F32 || part.elements() != piece.length())
-                            throw new IllegalStateException("optimizer state " + kind + "/" + piece.spec().name() + " is not this rank's fp32 piece: " + part);
-                        MemorySegment.copy(part.segment(), 0, stage, piece.shardOffset() * Float.BYTES, part.bytes());
-                    }
-                    try (Tensor whole = Tensor.allocate(ledger, Category.WORKSPACE, "zero.state_unit", DType.F32, Shape.of(u.gathered(size)))) {
-                        collectives.allGatherAsync(stage, u.shard(size), whole.segment()).await();
-                        for (Map.Entry<String, Tensor> e : u.views(whole.segment()).entrySet()) {
-                            Tensor t = Tensor.allocate(ledger, Category.WORKSPACE, kind + "/" + e.getKey(), DType.F32, e.getValue().shape());
-                            out.add(t);
-                            MemorySegment.copy(e.getValue().segment(), 0, t.segment(), 0, t.bytes());
-                        }
-                    }
-                }
-        } catch (RuntimeException e) {
-            out.forEach(Tensor::close);
-            throw e;
-        }
-        // In parameter order, kind by kind (the order a stage-0 optimizer's state() has).
-        return out;
     }
 }

@@ -89,9 +89,6 @@ public final class Trainer {
         if (dp.shardsOptimizer() && options.technique().optimizer() == Technique.Optimizer.ADAMW8BIT)
             throw new InputException("--zero " + zero + " shards fp32 optimizer state element by element; --optimizer adamw8bit quantises it in blocks, "
                     + "which are not sharded yet: use --optimizer adamw, or --zero 0");
-        if (dp.shardsOptimizer() && options.resume() != null)
-            throw new InputException("--resume with --zero " + zero + " on " + ranks.size() + " ranks is not implemented yet (the checkpoint holds the "
-                    + "whole optimizer state, which is not re-sharded on load): resume with --zero 0, or on one rank");
     }
 
     /**
@@ -114,6 +111,8 @@ public final class Trainer {
         LlamaConfig config = ModelFolder.readConfig(o.model());
         TrainingData data = TrainingData.load(o, dp.size(), tokenizer, config, log);
         RunIdentity identity = RunIdentity.of(o, dp.size());
+        // Before anything is written or summed: ranks given other model, data or options stop here, named (exit 2).
+        StartupCheck.verify(dp.collectives, StartupCheck.fields(identity, o, dp.zero));
         if (dp.leader()) Files.createDirectories(o.output());
         Path resumeFrom = o.resume() == null ? null : Checkpoints.resolve(o.resume());
         TrainerState resumed = resumeFrom == null ? null : TrainerState.read(resumeFrom);
@@ -187,7 +186,8 @@ public final class Trainer {
     private void restore(Path checkpoint, TrainerState state, TrainableModel model, Optimizer optimizer, Batches batches,
                          long totalSteps) {
         model.step.setDropoutCalls(state.dropoutCalls());
-        try (SafetensorsFile f = Checkpoints.openFinite(checkpoint.resolve(Checkpoints.OPTIMIZER), ledger)) {
+        if (dp.shardsOptimizer() || ShardedCheckpoint.isSharded(checkpoint)) restoreRepartitioned(checkpoint, state, model, optimizer);
+        else try (SafetensorsFile f = Checkpoints.openFinite(checkpoint.resolve(Checkpoints.OPTIMIZER), ledger)) {
             Map<String, Tensor> saved = new LinkedHashMap<>();
             for (String name : f.names()) saved.put(name, f.find(name).orElseThrow());
             try {
@@ -204,6 +204,26 @@ public final class Trainer {
         if (state.totalSteps() >= 0 && state.totalSteps() != totalSteps)
             log.printf("note: the run was planned for %d steps and now has %d; the %s schedule follows the new length%n",
                     state.totalSteps(), totalSteps, o.schedule());
+    }
+
+    /**
+     * The optimizer state of a sharded checkpoint, or for a sharded run, re-partitioned onto this job: this rank's pieces
+     * (ZeRO stage >= 1) or the whole state (one process, stage 0), whatever the number of ranks that wrote it.
+     */
+    private void restoreRepartitioned(Path checkpoint, TrainerState state, TrainableModel model, Optimizer optimizer) {
+        if (o.technique().optimizer() == Technique.Optimizer.ADAMW8BIT)
+            throw InputException.at(checkpoint, "--optimizer adamw8bit keeps block-quantised state, which is not re-partitioned across "
+                    + "ranks: resume with --optimizer adamw8bit on one process from a whole checkpoint, or use --optimizer adamw");
+        boolean flat = dp.shardsOptimizer();
+        var layout = ShardedCheckpoint.layoutOf(model.params, flat ? dp.size() : 1);
+        Map<String, Tensor> saved = ShardedCheckpoint.load(checkpoint, layout, flat ? dp.rank() : 0, flat, ledger);
+        try {
+            optimizer.loadState(saved, state.optimizerSteps());
+        } catch (IllegalArgumentException e) {
+            throw InputException.at(checkpoint, e.getMessage());
+        } finally {
+            saved.values().forEach(Tensor::close);
+        }
     }
 
     /**

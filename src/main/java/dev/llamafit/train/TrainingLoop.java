@@ -162,26 +162,7 @@ final class TrainingLoop {
             if (last || settings.saveEvery() > 0 && done % settings.saveEvery() == 0) {
                 if (shards == null) {
                     if (dp.leader()) save(done, new ArrayList<>(optimizer.state().values()));
-                } else if (model.zero.stage() >= 3) {
-                    // ZeRO-3 holds shards of the weights too: every rank takes part in gathering them whole for rank 0.
-                    List<Tensor> whole = shards.gatherState(optimizer, ledger);
-                    try {
-                        model.withWhole(() -> {
-                            if (dp.leader()) save(done, whole);
-                            return null;
-                        });
-                    } finally {
-                        for (Tensor t : whole) t.close();
-                    }
-                } else {
-                    // ZeRO-1: every rank sends its shards of the state; rank 0 writes them whole, an ordinary checkpoint.
-                    List<Tensor> whole = shards.gatherState(optimizer, ledger);
-                    try {
-                        if (dp.leader()) save(done, whole);
-                    } finally {
-                        for (Tensor t : whole) t.close();
-                    }
-                }
+                } else saveSharded(done);
             }
         }
         progress.close();
@@ -221,10 +202,28 @@ final class TrainingLoop {
     }
 
     private void save(long done, List<Tensor> optimizerState) throws IOException {
-        TrainerState state = new TrainerState(done, optimizer.steps(), batches.position(), settings.seed(), data.totalSteps(),
-                model.step.dropoutCalls(), identity, model.checkpointExtras(), scaler == null ? null : scaler.state());
         model.requireFinite("the checkpoint of step " + done);
-        Checkpoints.save(settings.output(), done, model.trainable(), optimizerState, state.toJson());
+        Checkpoints.save(settings.output(), done, model.trainable(), optimizerState, trainerState(done).toJson());
         metrics.plot();
+    }
+
+    /**
+     * ZeRO stage >= 1: every rank writes its own pieces of the optimizer state (no rank gathers the whole of it), rank 0
+     * the consolidated weights and, after every rank's file is on disk, the marker. Collective.
+     */
+    private void saveSharded(long done) throws IOException {
+        // ZeRO-3 holds shards of the weights too: every rank takes part in gathering them whole for rank 0's model file.
+        model.withWhole(() -> {
+            model.requireFinite("the checkpoint of step " + done);
+            ShardedCheckpoint.save(dp.collectives, settings.output(), done, shards.layout(), optimizer.state(),
+                    ShardedCheckpoint.replicated(model.trainable()), dp.leader() ? trainerState(done).toJson() : null);
+            return null;
+        });
+        if (dp.leader()) metrics.plot();
+    }
+
+    private TrainerState trainerState(long done) {
+        return new TrainerState(done, optimizer.steps(), batches.position(), settings.seed(), data.totalSteps(),
+                model.step.dropoutCalls(), identity, model.checkpointExtras(), scaler == null ? null : scaler.state());
     }
 }
