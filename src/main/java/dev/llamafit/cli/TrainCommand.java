@@ -32,6 +32,7 @@ import dev.llamafit.model.Technique;
 import dev.llamafit.quant.Quantization;
 import dev.llamafit.plan.Device;
 import dev.llamafit.plan.Devices;
+import dev.llamafit.plan.DiskOffloadPlan;
 import dev.llamafit.plan.MemoryPlan;
 import dev.llamafit.plan.Planner;
 import dev.llamafit.plan.Recommender;
@@ -88,6 +89,12 @@ final class TrainCommand implements Callable<Integer> {
             + "replicated weights and optimizer, gradients summed across ranks) or 1 (each rank keeps the optimizer state of its shard "
             + "of the weights only); 2 and 3 are not implemented yet (default: ${DEFAULT-VALUE}).") int zero;
 
+    @Option(names = "--offload", defaultValue = "none", paramLabel = "none|disk", description = "disk: keep the optimizer state in files under "
+            + "--offload-dir (one per rank), streamed through a window of --offload-window bytes each step (ZeRO-Infinity's NVMe tier); "
+            + "cpu means something only with a GPU backend and is refused (default: ${DEFAULT-VALUE}).") String offload;
+    @Option(names = "--offload-dir", paramLabel = "DIR", description = "With --offload disk: where the state files go (DIR/rank-00000/...; a fast local disk).") Path offloadDir;
+    @Option(names = "--offload-window", defaultValue = "64MiB", description = "With --offload disk: optimizer state in memory at once (default: ${DEFAULT-VALUE}).") String offloadWindow;
+
     @picocli.CommandLine.Mixin NonFiniteOption nonFinite;
     @picocli.CommandLine.Mixin QuantizeOptions quantize;
 
@@ -99,10 +106,30 @@ final class TrainCommand implements Callable<Integer> {
     private Integer run() throws Exception {
         if (zero < 0 || zero > 3) throw new InputException("--zero must be 0, 1, 2 or 3, got " + zero);
         if (zero > 1) throw new InputException(Planner.notImplementedMessage(List.of("--zero " + zero)));
+        diskOffload = diskOffload();
         // Under mpirun each rank runs this command; without it this is the single process and nothing changes.
         try (Collectives ranks = Collectives.open()) {
             return ranks.abortOnFailure(() -> run(ranks));
         }
+    }
+
+    private Trainer.DiskOffload diskOffload;
+
+    /** --offload, --offload-dir and --offload-window checked together; null without --offload disk. */
+    private Trainer.DiskOffload diskOffload() {
+        String kind = offload.toLowerCase(Locale.ROOT);
+        if (kind.equals("cpu"))
+            throw new InputException("--offload cpu moves state from a GPU to host memory, and llamafit trains on the CPU already: use --offload disk "
+                    + "--offload-dir DIR to keep the optimizer state on disk (plan --runtime pytorch still plans --offload cpu)");
+        if (!kind.equals("none") && !kind.equals("disk")) throw new InputException("--offload must be none or disk, got '" + offload + "'");
+        if (kind.equals("none")) {
+            if (offloadDir != null) throw new InputException("--offload-dir is where --offload disk keeps the optimizer state: add --offload disk");
+            return null;
+        }
+        if (offloadDir == null) throw new InputException("--offload disk needs --offload-dir DIR (a directory on a fast local disk)");
+        long window = Main.userInput(() -> ByteSize.parse(offloadWindow));
+        if (window < 1) throw new InputException("--offload-window must be > 0, got " + offloadWindow);
+        return new Trainer.DiskOffload(offloadDir, window);
     }
 
     private Integer run(Collectives ranks) throws Exception {
@@ -135,7 +162,7 @@ final class TrainCommand implements Callable<Integer> {
         long data = dataBytes(o, ModelFolder.readConfig(o.model()));
         MemoryPlan plan = gate(o, t, data, out);
         MemoryLedger ledger = MemoryLedger.global();
-        Trainer.Result r = new Trainer(o, KernelBackends.get(), ledger, log, ranks, zero).run();
+        Trainer.Result r = new Trainer(o, KernelBackends.get(), ledger, log, ranks, zero).withDiskOffload(diskOffload).run();
         // ZeRO-1's saving is per rank, and rank 1 and up print nothing on stdout: each rank states its own on stderr.
         if (ranks.size() > 1 && zero == 1)
             System.err.printf("rank %d of %d: optimizer state peak %d bytes (ZeRO stage 1: this rank's shard)%n", ranks.rank(), ranks.size(),
@@ -149,7 +176,7 @@ final class TrainCommand implements Callable<Integer> {
         Map<String, Long> plannedBy = new LinkedHashMap<>(), measuredBy = new LinkedHashMap<>();
         for (Category c : Category.values()) {
             long peak = r.memory().lines().get(c).peakBytes();
-            long planned = plan.categoryPeak(c);
+            long planned = c == Category.OFFLOADED_DISK ? plan.diskBytes() : plan.categoryPeak(c);
             if (peak > 0 || planned > 0) {
                 out.printf("  %-14s %12s %12s%n", c.key(), ByteSize.format(planned), ByteSize.format(peak));
                 plannedBy.put(c.key(), planned);
@@ -212,7 +239,9 @@ final class TrainCommand implements Callable<Integer> {
         // The tokenised corpus is heap, beside the JVM's own baseline: the device gets what both leave.
         Device device = Devices.cpu(Math.max(1, limit - jvmBaseline() - data), Parallel.threads());
         // The model's own limits (a rank above a matrix) are input errors too.
-        MemoryPlan plan = Main.userInput(() -> Planner.plan(config, t, o.batchSize(), o.seqLen(), device));
+        MemoryPlan planned = Main.userInput(() -> Planner.plan(config, t, o.batchSize(), o.seqLen(), device));
+        MemoryPlan plan = diskOffload == null ? planned
+                : Main.userInput(() -> DiskOffloadPlan.of(planned, config, t, o.batchSize(), o.seqLen(), diskOffload.windowBytes()));
         out.printf("plan: %s peak (+ %s JVM baseline%s) against --max-memory %s%n", ByteSize.format(plan.devicePeakBytes()),
                 ByteSize.format(jvmBaseline()), data > 0 ? " + " + ByteSize.format(data) + " data" : "", ByteSize.format(limit));
         if (!plan.fits() && !force) {
