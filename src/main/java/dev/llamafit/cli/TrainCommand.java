@@ -95,6 +95,9 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--offload-dir", paramLabel = "DIR", description = "With --offload disk: where the state files go (DIR/rank-00000/...; a fast local disk).") Path offloadDir;
     @Option(names = "--offload-window", defaultValue = "64MiB", description = "With --offload disk: optimizer state in memory at once (default: ${DEFAULT-VALUE}).") String offloadWindow;
 
+    @Option(names = "--workers", paramLabel = "N", description = "Start N data-parallel ranks on this machine: runs mpirun -np N with this "
+            + "command (Open MPI; --batch-size is per rank). Under mpirun, leave it out.") Integer workers;
+
     @picocli.CommandLine.Mixin NonFiniteOption nonFinite;
     @picocli.CommandLine.Mixin QuantizeOptions quantize;
 
@@ -107,6 +110,8 @@ final class TrainCommand implements Callable<Integer> {
         if (zero < 0 || zero > 3) throw new InputException("--zero must be 0, 1, 2 or 3, got " + zero);
         if (zero > 1) throw new InputException(Planner.notImplementedMessage(List.of("--zero " + zero)));
         diskOffload = diskOffload();
+        int launch = Workers.toLaunch(workers, System.getenv("OMPI_COMM_WORLD_SIZE"));
+        if (launch > 0) return Workers.launch(launch, spec.root().commandLine().getParseResult().originalArgs());
         // Under mpirun each rank runs this command; without it this is the single process and nothing changes.
         try (Collectives ranks = Collectives.open()) {
             return ranks.abortOnFailure(() -> run(ranks));
