@@ -34,6 +34,7 @@ import dev.llamafit.plan.MemoryPlan;
 import dev.llamafit.plan.Metric;
 import dev.llamafit.plan.Phase;
 import dev.llamafit.plan.Planner;
+import dev.llamafit.plan.DiskOffloadPlan;
 import dev.llamafit.plan.Recommender;
 import dev.llamafit.plan.pytorch.FormulaSeed;
 import dev.llamafit.plan.pytorch.GpuDevices;
@@ -59,7 +60,8 @@ final class PlanCommand implements Callable<Integer> {
     @Option(names = "--base-dtype", description = "Frozen LoRA base storage (pytorch runtime): fp32, bf16, fp16 (as loaded), int8 or nf4 (default: the compute dtype).") String baseDtype;
     @Option(names = "--zero", defaultValue = "0", description = "ZeRO stage 0..3 (pytorch runtime) (default: ${DEFAULT-VALUE}).") int zero;
     @Option(names = "--workers", defaultValue = "1", description = "Data-parallel workers / GPUs (pytorch runtime) (default: ${DEFAULT-VALUE}).") int workers;
-    @Option(names = "--offload", defaultValue = "none", description = "none, or (pytorch runtime) cpu or disk (default: ${DEFAULT-VALUE}).") String offload;
+    @Option(names = "--offload", defaultValue = "none", description = "none, disk (both runtimes; llamafit: the optimizer state, as train --offload disk), or cpu (pytorch runtime) (default: ${DEFAULT-VALUE}).") String offload;
+    @Option(names = "--offload-window", defaultValue = "64MiB", description = "With --offload disk (llamafit runtime): optimizer state in memory at once, as train's (default: ${DEFAULT-VALUE}).") String offloadWindow;
     @Option(names = "--runtime", description = "llamafit (CPU) or pytorch (CUDA); default: pytorch for a GPU device, else llamafit.") String runtime;
     @Option(names = "--attention", description = "eager or flash (default: flash).") String attention;
     @Option(names = "--stack", defaultValue = "hf", description = "PyTorch stack conventions (pytorch runtime): hf or torchtune (default: ${DEFAULT-VALUE}).") String stack;
@@ -196,7 +198,9 @@ final class PlanCommand implements Callable<Integer> {
             if (inference && weightsDtype != null && weightsDtype != Technique.BaseDtype.FP32) pytorchOnly.add("--base-dtype " + Technique.name(weightsDtype));
             if (zero != 0) pytorchOnly.add("--zero " + zero);
             if (workers != 1) pytorchOnly.add("--workers " + workers);
-            if (!offload.equalsIgnoreCase("none")) pytorchOnly.add("--offload " + offload);
+            // The engine offloads the optimizer state to disk (train --offload disk); cpu offload needs a GPU backend.
+            boolean engineDisk = offload.equalsIgnoreCase("disk") && !inference;
+            if (!offload.equalsIgnoreCase("none") && !engineDisk) pytorchOnly.add("--offload " + offload);
             if (optimizerInBackward) pytorchOnly.add("optimizer in backward");
             if (pagedOptimizer) pytorchOnly.add("paged optimizer states");
             if (activationOffload) pytorchOnly.add("activation offloading");
@@ -223,6 +227,7 @@ final class PlanCommand implements Callable<Integer> {
             if (!errors.isEmpty() || t == null) throw new InputException(String.join("; ", errors));
             req = new Request(false, t, technique.batchSize, technique.seqLen, null);
             planner = inference ? (b, len) -> InferencePlanner.plan(config, b, len, maxNewTokens, dev, t.attention())
+                    : engineDisk ? (b, len) -> DiskOffloadPlan.of(Planner.plan(config, t, b, len, dev), config, t, b, len, offloadWindowBytes())
                     : (b, len) -> Planner.plan(config, t, b, len, dev);
         } else {
             if (dev != null && !dev.gpu())
@@ -250,6 +255,12 @@ final class PlanCommand implements Callable<Integer> {
             seed = FormulaSeed.of(PytorchProfile.counts(config).total(), bytes, config, req.seqLen());
         }
         return new Outcome(req, plan, mb, ml, recs, seed);
+    }
+
+    private long offloadWindowBytes() {
+        long w = Main.userInput(() -> dev.llamafit.memory.ByteSize.parse(offloadWindow));
+        if (w < 1) throw new IllegalArgumentException("--offload-window must be > 0, got " + offloadWindow);
+        return w;
     }
 
     /** The runtimes `plan` can plan for. */

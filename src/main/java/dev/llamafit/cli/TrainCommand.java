@@ -33,6 +33,7 @@ import dev.llamafit.model.Technique;
 import dev.llamafit.quant.Quantization;
 import dev.llamafit.plan.Device;
 import dev.llamafit.plan.Devices;
+import dev.llamafit.plan.DiskOffloadPlan;
 import dev.llamafit.plan.MemoryPlan;
 import dev.llamafit.plan.Planner;
 import dev.llamafit.plan.Recommender;
@@ -90,6 +91,15 @@ final class TrainCommand implements Callable<Integer> {
             + "of the weights only), 2 (gradients reduce-scattered into shards too) or 3 (weights sharded too, each block gathered "
             + "before its forward and backward, the next one prefetched) (default: ${DEFAULT-VALUE}).") int zero;
 
+    @Option(names = "--offload", defaultValue = "none", paramLabel = "none|disk", description = "disk: keep the optimizer state in files under "
+            + "--offload-dir (one per rank), streamed through a window of --offload-window bytes each step (ZeRO-Infinity's NVMe tier); "
+            + "cpu means something only with a GPU backend and is refused (default: ${DEFAULT-VALUE}).") String offload;
+    @Option(names = "--offload-dir", paramLabel = "DIR", description = "With --offload disk: where the state files go (DIR/rank-00000/...; a fast local disk).") Path offloadDir;
+    @Option(names = "--offload-window", defaultValue = "64MiB", description = "With --offload disk: optimizer state in memory at once (default: ${DEFAULT-VALUE}).") String offloadWindow;
+
+    @Option(names = "--workers", paramLabel = "N", description = "Start N data-parallel ranks on this machine: runs mpirun -np N with this "
+            + "command (Open MPI; --batch-size is per rank). Under mpirun, leave it out.") Integer workers;
+
     @picocli.CommandLine.Mixin NonFiniteOption nonFinite;
     @picocli.CommandLine.Mixin QuantizeOptions quantize;
 
@@ -100,10 +110,32 @@ final class TrainCommand implements Callable<Integer> {
 
     private Integer run() throws Exception {
         if (zero < 0 || zero > 3) throw new InputException("--zero must be 0, 1, 2 or 3, got " + zero);
+        diskOffload = diskOffload();
+        int launch = Workers.toLaunch(workers, System.getenv("OMPI_COMM_WORLD_SIZE"));
+        if (launch > 0) return Workers.launch(launch, spec.root().commandLine().getParseResult().originalArgs());
         // Under mpirun each rank runs this command; without it this is the single process and nothing changes.
         try (Collectives ranks = Collectives.open()) {
             return ranks.abortOnFailure(() -> run(ranks));
         }
+    }
+
+    private Trainer.DiskOffload diskOffload;
+
+    /** --offload, --offload-dir and --offload-window checked together; null without --offload disk. */
+    private Trainer.DiskOffload diskOffload() {
+        String kind = offload.toLowerCase(Locale.ROOT);
+        if (kind.equals("cpu"))
+            throw new InputException("--offload cpu moves state from a GPU to host memory, and llamafit trains on the CPU already: use --offload disk "
+                    + "--offload-dir DIR to keep the optimizer state on disk (plan --runtime pytorch still plans --offload cpu)");
+        if (!kind.equals("none") && !kind.equals("disk")) throw new InputException("--offload must be none or disk, got '" + offload + "'");
+        if (kind.equals("none")) {
+            if (offloadDir != null) throw new InputException("--offload-dir is where --offload disk keeps the optimizer state: add --offload disk");
+            return null;
+        }
+        if (offloadDir == null) throw new InputException("--offload disk needs --offload-dir DIR (a directory on a fast local disk)");
+        long window = Main.userInput(() -> ByteSize.parse(offloadWindow));
+        if (window < 1) throw new InputException("--offload-window must be > 0, got " + offloadWindow);
+        return new Trainer.DiskOffload(offloadDir, window);
     }
 
     private Integer run(Collectives ranks) throws Exception {
@@ -136,7 +168,7 @@ final class TrainCommand implements Callable<Integer> {
         long data = dataBytes(o, ModelFolder.readConfig(o.model()));
         MemoryPlan plan = gate(o, t, data, out, new Sharding(ranks.size(), ranks.rank(), zero));
         MemoryLedger ledger = MemoryLedger.global();
-        Trainer trainer = new Trainer(o, KernelBackends.get(), ledger, log, ranks, zero);
+        Trainer trainer = new Trainer(o, KernelBackends.get(), ledger, log, ranks, zero).withDiskOffload(diskOffload);
         Trainer.Result r = trainer.run();
         // ZeRO's saving is per rank, and rank 1 and up print nothing on stdout: each rank states its own plan and ledger on stderr.
         if (ranks.size() > 1) {
@@ -159,7 +191,7 @@ final class TrainCommand implements Callable<Integer> {
         Map<String, Long> plannedBy = new LinkedHashMap<>(), measuredBy = new LinkedHashMap<>();
         for (Category c : Category.values()) {
             long peak = r.memory().lines().get(c).peakBytes();
-            long planned = plan.categoryPeak(c);
+            long planned = c == Category.OFFLOADED_DISK ? plan.diskBytes() : plan.categoryPeak(c);
             if (peak > 0 || planned > 0) {
                 out.printf("  %-14s %12s %12s%n", c.key(), ByteSize.format(planned), ByteSize.format(peak));
                 plannedBy.put(c.key(), planned);
@@ -222,7 +254,9 @@ final class TrainCommand implements Callable<Integer> {
         // The tokenised corpus is heap, beside the JVM's own baseline: the device gets what both leave.
         Device device = Devices.cpu(Math.max(1, limit - jvmBaseline() - data), Parallel.threads());
         // The model's own limits (a rank above a matrix) are input errors too.
-        MemoryPlan plan = Main.userInput(() -> Planner.plan(config, t, o.batchSize(), o.seqLen(), device, sharding));
+        MemoryPlan planned = Main.userInput(() -> Planner.plan(config, t, o.batchSize(), o.seqLen(), device, sharding));
+        MemoryPlan plan = diskOffload == null ? planned
+                : Main.userInput(() -> DiskOffloadPlan.of(planned, config, t, o.batchSize(), o.seqLen(), diskOffload.windowBytes(), sharding));
         out.printf("plan: %s peak (+ %s JVM baseline%s) against --max-memory %s%n", ByteSize.format(plan.devicePeakBytes()),
                 ByteSize.format(jvmBaseline()), data > 0 ? " + " + ByteSize.format(data) + " data" : "", ByteSize.format(limit));
         if (!plan.fits() && !force) {

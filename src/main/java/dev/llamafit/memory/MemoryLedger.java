@@ -34,7 +34,7 @@ public final class MemoryLedger {
         Arena arena = Arena.ofShared();
         MemorySegment segment = arena.allocate(Math.max(bytes, 1), ALIGNMENT);
         record(category, bytes, false);
-        return new Buffer(this, category, label, segment.asSlice(0, bytes), arena, bytes, false);
+        return new Buffer(this, category, label, segment.asSlice(0, bytes), arena, bytes, false, true);
     }
 
     /** Maps a read-only region of a file and records it under {@code category} as mapped. */
@@ -42,23 +42,37 @@ public final class MemoryLedger {
         Arena arena = Arena.ofShared();
         MemorySegment segment = channel.map(FileChannel.MapMode.READ_ONLY, offset, bytes, arena);
         record(category, bytes, true);
-        return new Buffer(this, category, label, segment, arena, bytes, true);
+        return new Buffer(this, category, label, segment, arena, bytes, true, true);
     }
 
-    private synchronized void record(Category category, long bytes, boolean mapped) {
+    /**
+     * Records {@code bytes} of a file that holds engine state off memory (e.g. optimizer state offloaded to disk) under
+     * {@code category}: counted and peaked in that category, but not in the totals, which are memory. The returned
+     * buffer has no memory ({@link Buffer#segment()} is empty); closing it removes the record, not the file.
+     */
+    public Buffer recordFile(Category category, String label, long bytes) {
+        if (bytes < 0) throw new IllegalArgumentException("negative file size for " + label + ": " + bytes);
+        record(category, bytes, false, false);
+        return new Buffer(this, category, label, MemorySegment.NULL, null, bytes, false, false);
+    }
+
+    private void record(Category category, long bytes, boolean mapped) { record(category, bytes, mapped, true); }
+
+    private synchronized void record(Category category, long bytes, boolean mapped, boolean memory) {
         int i = category.ordinal();
         currentBytes[i] = Math.addExact(currentBytes[i], bytes);
         if (mapped) mappedBytes[i] = Math.addExact(mappedBytes[i], bytes);
         peakBytes[i] = Math.max(peakBytes[i], currentBytes[i]);
+        if (!memory) return;
         totalCurrentBytes = Math.addExact(totalCurrentBytes, bytes);
         totalPeakBytes = Math.max(totalPeakBytes, totalCurrentBytes);
     }
 
-    synchronized void release(Category category, long bytes, boolean mapped) {
+    synchronized void release(Category category, long bytes, boolean mapped, boolean memory) {
         int i = category.ordinal();
         currentBytes[i] -= bytes;
         if (mapped) mappedBytes[i] -= bytes;
-        totalCurrentBytes -= bytes;
+        if (memory) totalCurrentBytes -= bytes;
     }
 
     public synchronized long currentBytes(Category c) { return currentBytes[c.ordinal()]; }
@@ -102,9 +116,12 @@ public final class MemoryLedger {
         private final Arena arena;
         private final long bytes;
         private final boolean mapped;
+        private final boolean memory; // false for a file's bytes (recordFile): not in the ledger's totals
         private boolean closed;
 
-        Buffer(MemoryLedger ledger, Category category, String label, MemorySegment segment, Arena arena, long bytes, boolean mapped) {
+        Buffer(MemoryLedger ledger, Category category, String label, MemorySegment segment, Arena arena, long bytes, boolean mapped,
+               boolean memory) {
+            this.memory = memory;
             this.ledger = ledger;
             this.category = category;
             this.label = label;
@@ -128,8 +145,8 @@ public final class MemoryLedger {
         public synchronized void close() {
             if (closed) return;
             closed = true;
-            arena.close();
-            ledger.release(category, bytes, mapped);
+            if (arena != null) arena.close();
+            ledger.release(category, bytes, mapped, memory);
         }
     }
 }

@@ -13,7 +13,7 @@ import dev.llamafit.tensor.Tensor;
  * which is the same number when every parameter steps every time), so a parameter that appears after the first
  * step is rejected rather than given a silently wrong bias correction.
  */
-public sealed interface Optimizer extends AutoCloseable permits StoredStateOptimizer, AdamW8bit {
+public sealed interface Optimizer extends AutoCloseable permits StoredStateOptimizer, AdamW8bit, OffloadedOptimizer {
     /** One update of every parameter from its gradient, at learning rate {@code lr}. Gradients are not modified. */
     void step(List<Param> params, double lr);
 

@@ -55,6 +55,12 @@ public final class Sgd extends StoredStateOptimizer {
 
     public Config config() { return config; }
 
+    /** The update's scalars, as torch/optim/sgd.py passes them to the kernel. Shared with {@link OffloadedOptimizer}. */
+    static UpdateKernels.SgdCoefficients coefficients(Config config, double lr, boolean decay, boolean first) {
+        return new UpdateKernels.SgdCoefficients((float) (decay ? config.weightDecay() : 0.0), (float) config.momentum(),
+                (float) (1 - config.dampening()), config.nesterov(), first, (float) -lr);
+    }
+
     @Override
     public void step(List<Param> params, double lr) {
         beginStep(params, lr);
@@ -66,8 +72,7 @@ public final class Sgd extends StoredStateOptimizer {
         for (Param p : params) {
             // torch/optim/sgd.py (_single_tensor_sgd): a parameter's first step clones d into the buffer.
             boolean first = useMomentum && store.isNew(p);
-            var c = new UpdateKernels.SgdCoefficients((float) (p.decay() ? config.weightDecay() : 0.0), (float) config.momentum(),
-                    (float) (1 - config.dampening()), config.nesterov(), first, (float) -lr);
+            var c = coefficients(config, lr, p.decay(), first);
             var pv = p.value().segment();
             var g = p.grad().segment();
             var buf = useMomentum ? store.of(p)[0].segment() : null;

@@ -29,6 +29,7 @@ import dev.llamafit.optim.AdamW;
 import dev.llamafit.optim.AdamW8bit;
 import dev.llamafit.optim.LossScaler;
 import dev.llamafit.optim.LrSchedule;
+import dev.llamafit.optim.OffloadedOptimizer;
 import dev.llamafit.optim.Optimizer;
 import dev.llamafit.optim.Sgd;
 import dev.llamafit.tensor.Tensor;
@@ -60,6 +61,28 @@ public final class Trainer {
 
     /** After {@link #run}: the collective calls {@link #collectiveSeconds} counts. */
     public long collectiveCalls() { return collectiveCalls; }
+    private DiskOffload offload; // --offload disk, or null: the optimizer state in memory
+
+    /** --offload disk: the optimizer state in files under {@code dir} (DIR/rank-NNNNN), at most {@code windowBytes} in memory. */
+    public record DiskOffload(Path dir, long windowBytes) {
+        public DiskOffload {
+            if (dir == null) throw new IllegalArgumentException("--offload disk needs --offload-dir DIR");
+            if (windowBytes < 1) throw new IllegalArgumentException("--offload-window must be > 0, got " + windowBytes);
+        }
+    }
+
+    /**
+     * This run's optimizer state lives on disk ({@link OffloadedOptimizer}); fp32 AdamW or SGD state only (under mixed
+     * precision the fp32 master weights stay in memory). Returns this trainer.
+     */
+    public Trainer withDiskOffload(DiskOffload offload) {
+        if (offload != null && o.technique().optimizer() == Technique.Optimizer.ADAMW8BIT)
+            throw new InputException("--offload disk streams fp32 optimizer state; --optimizer adamw8bit keeps 8-bit blocks in memory: use --optimizer adamw or sgd");
+        if (offload != null && o.technique().precision() == Technique.Precision.BF16_PURE)
+            throw new InputException("--offload disk streams fp32 optimizer state; --precision bf16-pure keeps bf16 state: use --precision bf16 or fp32");
+        this.offload = offload;
+        return this;
+    }
 
     /** A run in this process alone. */
     public Trainer(TrainOptions options, Kernels kernels, MemoryLedger ledger, PrintStream log) {
@@ -154,6 +177,14 @@ public final class Trainer {
     }
 
     private Optimizer optimizer() {
+        if (offload != null) {
+            Path dir = OffloadedOptimizer.rankDir(offload.dir(), dp.rank());
+            return switch (o.technique().optimizer()) {
+                case ADAMW -> OffloadedOptimizer.adamW(new AdamW.Config(0.9, 0.999, 1e-8, o.weightDecay()), dir, offload.windowBytes(), ledger);
+                case SGD -> OffloadedOptimizer.sgd(new Sgd.Config(0.9, o.weightDecay(), 0, false), dir, offload.windowBytes(), ledger);
+                case ADAMW8BIT -> throw new IllegalStateException("refused in withDiskOffload");
+            };
+        }
         return switch (o.technique().optimizer()) {
             case ADAMW -> new AdamW(0.9, 0.999, 1e-8, o.weightDecay(), ledger);
             case ADAMW8BIT -> new AdamW8bit(0.9, 0.999, 1e-8, o.weightDecay(), ledger);

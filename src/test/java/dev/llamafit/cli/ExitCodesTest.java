@@ -83,10 +83,10 @@ class ExitCodesTest {
     void trainHelpListsOnlyWhatTrainDoes() {
         BadInputTest.Run train = BadInputTest.run("train", "--help");
         assertEquals(0, train.code(), train.err());
-        // --zero is train's since data-parallel training (stage 0) runs under mpirun; --workers and --offload stay plan's.
-        for (String absent : new String[]{"--workers", "--offload"})
+        // --zero, --workers and --offload are train's since data-parallel training and disk offload run; these stay plan's.
+        for (String absent : new String[]{"--sharding", "--activation-offload", "--runtime"})
             assertFalse(train.out().contains(absent), absent + " in train --help:\n" + train.out());
-        for (String present : new String[]{"--method", "--lora-r", "--lora-targets", "--optimizer", "--gradient-checkpointing", "--batch-size", "--seq-len", "--grad-accum", "--precision", "bf16-pure", "adamw8bit", "--base-dtype", "qlora", "--int8-threshold", "--zero"})
+        for (String present : new String[]{"--method", "--lora-r", "--lora-targets", "--optimizer", "--gradient-checkpointing", "--batch-size", "--seq-len", "--grad-accum", "--precision", "bf16-pure", "adamw8bit", "--base-dtype", "qlora", "--int8-threshold", "--zero", "--workers", "--offload-dir"})
             assertTrue(train.out().contains(present), present + " missing from train --help");
         BadInputTest.Run plan = BadInputTest.run("plan", "--help");
         assertEquals(0, plan.code(), plan.err());

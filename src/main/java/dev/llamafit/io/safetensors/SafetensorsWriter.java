@@ -205,6 +205,9 @@ public final class SafetensorsWriter {
             MemorySegment chunk = segment.asSlice(at, len);
             if (direct) {
                 writeAll(channel, chunk.asByteBuffer());
+                // A read-only file mapping (e.g. offloaded optimizer state) need not stay resident once written: dropping
+                // its pages from this process (they stay in the page cache) keeps a checkpoint from adding it to the RSS.
+                if (chunk.isMapped() && chunk.isReadOnly()) chunk.unload();
             } else {
                 MemorySegment.copy(chunk, 0, MemorySegment.ofArray(staging), 0, len);
                 writeAll(channel, ByteBuffer.wrap(staging, 0, len));
