@@ -167,6 +167,13 @@ final class TrainCommand implements Callable<Integer> {
                     ranks.size(), o.batchSize(), o.gradAccum(), (long) ranks.size() * o.effectiveBatch(), ranks.describe());
         long data = dataBytes(o, ModelFolder.readConfig(o.model()));
         MemoryPlan plan = gate(o, t, data, out, new Sharding(ranks.size(), ranks.rank(), zero));
+        // The plan beside the run from its start, for readers of a run in progress (llamafit ui); memory.json adds the measured peaks at the end.
+        if (leader) {
+            Map<String, Long> planned = new LinkedHashMap<>();
+            for (Category c : Category.values()) if (plan.categoryPeak(c) > 0) planned.put(c.key(), plan.categoryPeak(c));
+            AtomicFiles.writeString(o.output().resolve(PLAN_REPORT), Json.write(Map.of("planned_bytes", planned,
+                    "planned_total_bytes", plan.devicePeakBytes())) + "\n");
+        }
         MemoryLedger ledger = MemoryLedger.global();
         Trainer trainer = new Trainer(o, KernelBackends.get(), ledger, log, ranks, zero).withDiskOffload(diskOffload);
         Trainer.Result r = trainer.run();
@@ -226,6 +233,9 @@ final class TrainCommand implements Callable<Integer> {
 
     /** Planned vs measured memory of the run, in the run folder. */
     static final String MEMORY_REPORT = "memory.json";
+
+    /** The run's plan by category, written when it starts (memory.json repeats it with the measured peaks at the end). */
+    static final String PLAN_REPORT = "plan.json";
 
     /**
      * What the JVM itself holds beyond the ledger (heap, code, metadata, the tokenizer and data), with the launcher's

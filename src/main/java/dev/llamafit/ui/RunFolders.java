@@ -27,6 +27,8 @@ import dev.llamafit.train.Metrics;
 final class RunFolders {
     /** memory.json, which `train` writes beside metrics.jsonl when the run ends (TrainCommand.MEMORY_REPORT). */
     static final String MEMORY_REPORT = "memory.json";
+    /** plan.json, the planned bytes by category that `train` writes when the run starts (TrainCommand.PLAN_REPORT). */
+    static final String PLAN_REPORT = "plan.json";
 
     /** A path a request may not read (HTTP 403), or that names nothing there (404). */
     static final class Refused extends RuntimeException {
@@ -135,11 +137,12 @@ final class RunFolders {
         return total > 0 && step >= total ? "finished" : "stopped";
     }
 
-    /** Everything the page shows of one run but its metrics: summary, run.json, memory.json, checkpoints. */
+    /** Everything the page shows of one run but its metrics: summary, run.json, memory.json, plan.json, checkpoints. */
     Map<String, Object> details(Path run) throws IOException {
         Map<String, Object> m = summary(run);
         m.put("run_info", readJson(run.resolve(Metrics.RUN_INFO)));
         m.put("memory", readJson(run.resolve(MEMORY_REPORT)));
+        m.put("plan", readJson(run.resolve(PLAN_REPORT)));
         List<String> checkpoints = new ArrayList<>();
         Path dir = run.resolve(Checkpoints.DIR);
         if (Files.isDirectory(dir))

@@ -243,15 +243,18 @@ function drawRunDetails(d) {
   const opts = d.run_info ? Object.assign({ total_steps: d.run_info.total_steps, ranks: d.run_info.ranks }, d.run_info.options) : {};
   for (const [k, v] of Object.entries(opts)) { const tr = tbody.insertRow(); tr.insertCell().textContent = k; tr.insertCell().textContent = v; }
   if (!d.run_info) tbody.insertRow().insertCell().textContent = 'no run.json (a run started before llamafit ui existed)';
-  const mem = d.memory;
-  if (mem && !run.memoryShown) {
-    run.memoryShown = true;
+  // The plan from the start (plan.json); the measured peaks once the run has ended (memory.json).
+  const mem = d.memory || (d.plan && Object.assign({ measured_peak_bytes: {}, measured_total_peak_bytes: 0 }, d.plan));
+  const shown = d.memory ? 'measured' : 'planned';
+  if (mem && run.memoryShown !== shown) {
+    run.memoryShown = shown;
+    if (run.memChart) run.memChart.destroy();
     const cats = [...new Set([...Object.keys(mem.planned_bytes || {}), ...Object.keys(mem.measured_peak_bytes || {})])];
     run.memChart = new Chart($('chart-memory'), { type: 'bar', data: { labels: cats.concat(['total']), datasets: [
       { label: 'planned', backgroundColor: '#4e79a7', data: cats.map(c => (mem.planned_bytes[c] || 0) / 2 ** 20).concat([mem.planned_total_bytes / 2 ** 20]) },
       { label: 'measured peak', backgroundColor: '#f28e2b', data: cats.map(c => (mem.measured_peak_bytes[c] || 0) / 2 ** 20).concat([mem.measured_total_peak_bytes / 2 ** 20]) }] },
       options: { maintainAspectRatio: false, plugins: { title: { display: true, text: 'memory by category: planned vs measured (MiB)' } } } });
-    $('memory-note').textContent = '';
+    $('memory-note').textContent = d.memory ? '' : 'measured peaks (memory.json) are written when the run ends';
   } else if (!mem) $('memory-note').textContent = 'planned vs measured memory (memory.json) is written when the run ends';
 }
 

@@ -176,6 +176,9 @@ class UiBrowserTest {
         double seconds = (System.nanoTime() - t0) / 1e9;
         assertTrue(seconds <= 5.0, seconds + " s");
         assertEquals("100", el("run-total").getText(), "the progress names the run's total steps (run.json)");
+        String note = el("memory-note").getText(); // read before asking whether the run is over: then it was shown while running
+        if (!training.isDone())
+            assertTrue(note.startsWith("measured peaks"), "a running run shows its plan (plan.json) before the measured peaks: " + note);
         assertEquals(Main.OK, training.join(), err.toString());
         System.err.println("UiBrowserTest: training done after " + (System.nanoTime() - tStart) / 1e9 + " s");
         waiting(15).until(d -> points() == 100 && el("run-status").getText().equals("finished") && el("memory-note").getText().isEmpty());

@@ -104,7 +104,11 @@ class WorkersOffloadTest {
             assertEquals(Double.doubleToLongBits(c.get(i).loss()), Double.doubleToLongBits(b.get(i).loss()), "step " + (i + 1) + ", offloaded vs in memory");
         }
         assertArrayEquals(Files.readAllBytes(ranks.resolve("final/model.safetensors")), Files.readAllBytes(workers.resolve("final/model.safetensors")));
-        Path step = Path.of("checkpoints/step-00000020", Checkpoints.OPTIMIZER);
-        assertArrayEquals(Files.readAllBytes(ranks.resolve(step)), Files.readAllBytes(workers.resolve(step)), "the gathered optimizer state");
+        // Each rank's shard of the optimizer state (ZeRO-1 checkpoints are sharded), file by file.
+        Path zero = Path.of("checkpoints/step-00000020", "zero");
+        for (int r = 0; r < 2; r++) {
+            Path shard = zero.resolve(ShardedCheckpoint.rankFile(r, 2));
+            assertArrayEquals(Files.readAllBytes(ranks.resolve(shard)), Files.readAllBytes(workers.resolve(shard)), "rank " + r + "'s optimizer state");
+        }
     }
 }
