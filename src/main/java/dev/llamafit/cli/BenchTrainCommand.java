@@ -52,13 +52,13 @@ final class BenchTrainCommand implements Callable<Integer> {
     @Option(names = "--shape", defaultValue = "stories15M", description = "stories15M (B 8) or stories42M (B 4) (default: ${DEFAULT-VALUE}).")
     String shape;
 
-    @Option(names = "--batch-size", description = "Sequences per step (default: 8 for stories15M, 4 for stories42M).")
+    @Option(names = "--batch-size", description = "Sequences per step (default: 8 for stories15M, 4 for stories42M; with --workers: 4 per rank).")
     Integer batchSize;
 
     @Option(names = "--seq-len", defaultValue = "256", description = "Tokens per sequence (default: ${DEFAULT-VALUE}).")
     int seqLen;
 
-    @Option(names = "--steps", defaultValue = "3", description = "Timed steps after one warm-up step; the best is reported (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--steps", defaultValue = "3", description = "Timed steps after one warm-up step; the best is reported (with --workers: their median) (default: ${DEFAULT-VALUE}).")
     int steps;
 
     @Option(names = "--reference", defaultValue = "torch", description = "torch or none (default: ${DEFAULT-VALUE}).")
@@ -101,8 +101,34 @@ final class BenchTrainCommand implements Callable<Integer> {
     @Option(names = "--json", description = "Print one JSON object.")
     boolean json;
 
+    @Option(names = "--workers", paramLabel = "N", description = "Train --model on --data with N ranks through mpirun instead (as train --workers"
+            + " N does), once per --zero stage: global tokens/s (median of the --steps after a warm-up step), each rank's seconds per step in"
+            + " collectives (max and mean over ranks) and their share of the step, and each rank's ledger peak against its plan. No PyTorch reference.")
+    Integer workers;
+
+    @Option(names = "--zero", split = ",", defaultValue = "0", description = "With --workers: ZeRO stages, e.g. 0,1,2,3; the first is the"
+            + " baseline of the tokens/s ratios (default: ${DEFAULT-VALUE}).")
+    List<Integer> zero;
+
+    @Option(names = "--prefetch", split = ",", defaultValue = "on", description = "With --workers and ZeRO-3: on, off or on,off (stage 3 run"
+            + " with and without the next block's all-gather prefetched, for the communication ratio) (default: ${DEFAULT-VALUE}).")
+    List<String> prefetch;
+
+    @Option(names = "--model", description = "With --workers: the Hugging Face model folder the ranks train (e.g. ../shared/models/tinystories-656k).")
+    Path model;
+
+    @Option(names = "--data", description = "With --workers: training text (default: a generated corpus of short sentences).")
+    Path data;
+
+    @Option(names = "--repeat", defaultValue = "1", description = "With --workers: jobs per variant, the variants taking turns (default: ${DEFAULT-VALUE}).")
+    int repeat;
+
     @Override
     public Integer call() throws Exception {
+        if (workers != null) return new BenchTrainWorkers(this).run();
+        for (String o : List.of("--zero", "--prefetch", "--model", "--data", "--repeat"))
+            if (spec.commandLine().getParseResult().hasMatchedOption(o))
+                throw new dev.llamafit.io.InputException(o + " is for the multi-rank bench: add --workers N");
         // A random-weight model's context is only the RoPE tables' length: a longer --seq-len extends it.
         LlamaConfig c = RandomModels.byName(shape);
         if (seqLen < 2) throw new dev.llamafit.io.InputException("--seq-len must be >= 2, got " + seqLen);

@@ -179,15 +179,23 @@ final class TrainCommand implements Callable<Integer> {
         Trainer.Result r = trainer.run();
         // ZeRO's saving is per rank, and rank 1 and up print nothing on stdout: each rank states its own plan and ledger on stderr.
         if (ranks.size() > 1) {
+            // One write for the whole report, so that mpirun does not interleave another rank's lines into the middle of a line.
+            StringBuilder rep = new StringBuilder();
+            String who = "rank " + ranks.rank() + " of " + ranks.size() + ": ";
             if (zero >= 1)
-                System.err.printf("rank %d of %d: optimizer state peak %d bytes (ZeRO stage %d: this rank's shard)%n", ranks.rank(), ranks.size(),
-                        r.memory().lines().get(Category.OPTIMIZER).peakBytes(), zero);
+                rep.append(who).append(String.format("optimizer state peak %d bytes (ZeRO stage %d: this rank's shard)%n",
+                        r.memory().lines().get(Category.OPTIMIZER).peakBytes(), zero));
             for (Category c : Category.values()) {
                 long peak = r.memory().lines().get(c).peakBytes(), planned = plan.categoryPeak(c);
-                if (peak > 0 || planned > 0)
-                    System.err.printf("rank %d of %d: memory %s planned %d measured %d bytes%n", ranks.rank(), ranks.size(), c.key(), planned, peak);
+                if (peak > 0 || planned > 0) rep.append(who).append(String.format("memory %s planned %d measured %d bytes%n", c.key(), planned, peak));
             }
-            System.err.printf(Locale.ROOT, "rank %d of %d: collectives %.3f s in %d calls%n", ranks.rank(), ranks.size(), trainer.collectiveSeconds(), trainer.collectiveCalls());
+            rep.append(who).append(String.format("memory total planned %d measured %d bytes%n", plan.devicePeakBytes(), r.memory().totalPeakBytes()));
+            rep.append(who).append(String.format(Locale.ROOT, "collectives %.3f s in %d calls%n", trainer.collectiveSeconds(), trainer.collectiveCalls()));
+            // For `bench train --workers`: the steps after the first (which warms the JIT up), and the collectives within them.
+            rep.append(who).append(String.format(Locale.ROOT, "after the first step: %d steps in %.6f s, collectives %.6f s%n",
+                    trainer.warmSteps(), trainer.warmStepSeconds(), trainer.warmCollectiveSeconds()));
+            System.err.print(rep);
+            System.err.flush();
         }
         if (!leader) return Main.OK;
         out.printf(Locale.ROOT, "trained %d steps in %.1f s (%,d tokens): loss %.4f -> %.4f%s%n", r.steps(), r.seconds(), r.tokens(),

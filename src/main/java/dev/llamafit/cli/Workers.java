@@ -51,6 +51,11 @@ final class Workers {
 
     /** The mpirun command line for {@code n} ranks of this program with {@code args}. */
     static List<String> command(Path mpirun, int n, List<String> args, String launcher, int cores, boolean root) {
+        return command(mpirun, n, args, launcher, cores, root, List.of());
+    }
+
+    /** The same, each rank's JVM also given {@code jvmOptions} (e.g. -Dllamafit.zero3.prefetch=false, for `bench train --workers`). */
+    static List<String> command(Path mpirun, int n, List<String> args, String launcher, int cores, boolean root, List<String> jvmOptions) {
         List<String> cmd = new ArrayList<>(List.of(mpirun.toString()));
         if (n > cores) cmd.add("--oversubscribe");
         if (root) cmd.add("--allow-run-as-root");
@@ -58,21 +63,23 @@ final class Workers {
         boolean threadsSet = System.getProperty("llamafit.threads") != null;
         int threads = Math.max(1, cores / n);
         if (launcher != null) {
-            if (!threadsSet) cmd.addAll(List.of("-x", "LLAMAFIT_JAVA_OPTS=" + (System.getenv().getOrDefault("LLAMAFIT_JAVA_OPTS", "")
-                    + " -Dllamafit.threads=" + threads).strip()));
+            String opts = (System.getenv().getOrDefault("LLAMAFIT_JAVA_OPTS", "") + (threadsSet ? "" : " -Dllamafit.threads=" + threads)
+                    + " " + String.join(" ", jvmOptions)).strip();
+            if (!threadsSet || !jvmOptions.isEmpty()) cmd.addAll(List.of("-x", "LLAMAFIT_JAVA_OPTS=" + opts));
             cmd.add(launcher);
         } else {
             cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
             cmd.addAll(ManagementFactory.getRuntimeMXBean().getInputArguments());
             if (!threadsSet) cmd.add("-Dllamafit.threads=" + threads);
+            cmd.addAll(jvmOptions);
             cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName()));
         }
         cmd.addAll(withoutWorkers(args));
         return cmd;
     }
 
-    /** Starts mpirun with {@code n} ranks running {@code args} (the whole command line, minus --workers) and waits; its exit code. */
-    static int launch(int n, List<String> args) throws Exception {
+    /** This machine's mpirun command for {@code n} ranks running {@code args} (minus --workers), with {@code jvmOptions} for each rank. */
+    static List<String> command(int n, List<String> args, List<String> jvmOptions) {
         Path mpirun = null;
         for (String dir : System.getenv().getOrDefault("PATH", "").split(File.pathSeparator))
             if (!dir.isEmpty() && Files.isExecutable(Path.of(dir, "mpirun"))) { mpirun = Path.of(dir, "mpirun"); break; }
@@ -81,8 +88,13 @@ final class Workers {
                     + "openmpi-bin libopenmpi-dev) or run with --workers 1");
         String launcher = System.getenv(LAUNCHER_ENV);
         if (launcher != null && !Files.isExecutable(Path.of(launcher))) launcher = null;
-        List<String> cmd = command(mpirun, n, args, launcher, Runtime.getRuntime().availableProcessors(),
-                "root".equals(System.getProperty("user.name")));
+        return command(mpirun, n, args, launcher, Runtime.getRuntime().availableProcessors(),
+                "root".equals(System.getProperty("user.name")), jvmOptions);
+    }
+
+    /** Starts mpirun with {@code n} ranks running {@code args} (the whole command line, minus --workers) and waits; its exit code. */
+    static int launch(int n, List<String> args) throws Exception {
+        List<String> cmd = command(n, args, List.of());
         ProcessBuilder pb = new ProcessBuilder(cmd).inheritIO();
         pb.environment().remove("OMPI_COMM_WORLD_SIZE");
         Process p = pb.start();

@@ -52,6 +52,8 @@ public final class Trainer {
     private final DataParallel dp;
     private double collectiveSeconds;
     private long collectiveCalls;
+    private long warmSteps;
+    private double warmSeconds, warmCollectiveSeconds;
 
     /**
      * After {@link #run}: seconds this rank's training thread spent in collectives (gradient sums and reduce-scatters,
@@ -61,6 +63,18 @@ public final class Trainer {
 
     /** After {@link #run}: the collective calls {@link #collectiveSeconds} counts. */
     public long collectiveCalls() { return collectiveCalls; }
+
+    /** The system property that turns ZeRO-3's prefetch off when "false" (for `bench train --workers`). */
+    public static final String ZERO3_PREFETCH_PROPERTY = DataParallel.PREFETCH_PROPERTY;
+
+    /** After {@link #run}: the steps after this run's first one (which warms the JIT up), timed below. */
+    public long warmSteps() { return warmSteps; }
+
+    /** After {@link #run}: this rank's seconds in those steps (forward, backward, clipping, optimizer; not evals or saves). */
+    public double warmStepSeconds() { return warmSeconds; }
+
+    /** After {@link #run}: of {@link #warmStepSeconds}, the seconds spent in collectives. */
+    public double warmCollectiveSeconds() { return warmCollectiveSeconds; }
     private DiskOffload offload; // --offload disk, or null: the optimizer state in memory
 
     /** --offload disk: the optimizer state in files under {@code dir} (DIR/rank-NNNNN), at most {@code windowBytes} in memory. */
@@ -155,6 +169,9 @@ public final class Trainer {
             TrainingLoop loop = new TrainingLoop(TrainingLoop.Settings.of(o), model, optimizer, batches, schedule, metrics, data,
                     identity, ledger, log, scaler(resumed), dp);
             loop.run(startStep);
+            warmSteps = loop.warmSteps;
+            warmSeconds = loop.warmSeconds;
+            warmCollectiveSeconds = loop.warmCollectiveSeconds;
             Path finalDir = model.writeFinal(); // collective under ZeRO-3; rank 0 writes, the others get null
             if (dp.leader()) metrics.plot();
             // The job ends when rank 0 has written everything: no rank leaves while the run folder is incomplete.

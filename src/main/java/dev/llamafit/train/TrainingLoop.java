@@ -76,6 +76,9 @@ final class TrainingLoop {
     final long t0 = System.nanoTime();
     double firstLoss = Double.NaN, lastLoss = Double.NaN, lastEval = Double.NaN;
     long tokensSeen;
+    // Steps after this run's first (which also warms the JIT up): their seconds and the collectives' share, for `bench train --workers`.
+    long warmSteps;
+    double warmSeconds, warmCollectiveSeconds;
 
     TrainingLoop(Settings settings, TrainableModel model, Optimizer optimizer, Batches batches, LrSchedule schedule, Metrics metrics,
                  TrainingData data, RunIdentity identity, MemoryLedger ledger, PrintStream log, LossScaler scaler, DataParallel dp) {
@@ -120,6 +123,7 @@ final class TrainingLoop {
         Progress progress = new Progress(log, startStep, total);
         for (long s = startStep; s < total; s++) {
             long stepStart = System.nanoTime();
+            double collectivesBefore = dp.collectiveSeconds();
             double lossScale = scaler == null ? Double.NaN : scaler.scale();
             double loss = forwardBackward(scaler == null ? 1 : scaler.scale());
             List<Tensor> grads = gradients();
@@ -137,6 +141,11 @@ final class TrainingLoop {
             if (scaler != null) scaler.update(skipped);
             long done = s + 1;
             double seconds = (System.nanoTime() - stepStart) / 1e9;
+            if (s > startStep) {
+                warmSteps++;
+                warmSeconds += seconds;
+                warmCollectiveSeconds += dp.collectiveSeconds() - collectivesBefore;
+            }
             long stepSeqTokens = settings.tokensPerStep() * dp.size();
             tokensSeen += stepSeqTokens;
             double evalLoss = Double.NaN;
