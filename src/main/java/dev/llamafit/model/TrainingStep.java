@@ -58,6 +58,7 @@ public final class TrainingStep implements AutoCloseable {
     private final Tensor sixteenBitWeight;       // a BF16/F16 base matrix, or null: full fine-tuning then cannot run
     private final DType half;                     // mixed precision's 16-bit type, or null (fp32)
     private final Map<Tensor, Tensor> working = new LinkedHashMap<>(); // mixed precision: fp32 master → 16-bit working copy
+    private final Map<String, Tensor> copies = new LinkedHashMap<>();  // every working copy by name (masters elsewhere too)
     private long calls;                           // forwardBackward calls so far: each draws fresh dropout masks
     private final Map<String, Tensor> buffers = new LinkedHashMap<>();
     private final Embedding embedding;
@@ -113,9 +114,14 @@ public final class TrainingStep implements AutoCloseable {
      * @param gradients    the gradients by name ({@link TrainingLayout#gradientSpecs()}), or null: the step allocates them;
      *                     several names may share memory (a bucket) when hooks reduce them between blocks
      */
-    public record Storage(Map<String, Tensor> adapters, boolean initAdapters, Map<String, Tensor> gradients) {
+    public record Storage(Map<String, Tensor> adapters, boolean initAdapters, Map<String, Tensor> gradients, boolean mastersElsewhere) {
         /** The step allocates everything. */
         public static final Storage OWN = new Storage(null, true, null);
+
+        /** With every fp32 master among the weights. */
+        public Storage(Map<String, Tensor> adapters, boolean initAdapters, Map<String, Tensor> gradients) {
+            this(adapters, initAdapters, gradients, false);
+        }
     }
 
     /** @param seed LoRA initialisation and dropout masks (unused by full fine-tuning without dropout) */
@@ -135,6 +141,9 @@ public final class TrainingStep implements AutoCloseable {
             // An int8/NF4 matrix is bitsandbytes' tensors under its name, which its projection checks (Projection.of).
             if (config.quantization() != null && ParameterLayout.isQuantizable(spec)) continue;
             Tensor t = weights.get(spec.name());
+            // Masters kept elsewhere (ZeRO's shards): only those the forward reads in fp32 are given; the caller fills
+            // the working copies of the others (workingCopies()).
+            if (t == null && storage.mastersElsewhere() && layout.half() != null && !layout.pure() && spec.shape().rank() == 2) continue;
             if (t == null) throw new IllegalArgumentException("missing weight " + spec.name());
             // A frozen base (LoRA, or a step used only for forwardLoss) may keep its matrices in BF16/F16, read in place;
             // full fine-tuning updates weights and needs them F32 (forwardBackward refuses otherwise). Vectors are F32.
@@ -162,7 +171,8 @@ public final class TrainingStep implements AutoCloseable {
                 for (TensorSpec spec : layout.workingCopySpecs()) {
                     Tensor master = ad.containsKey(spec.name()) ? ad.get(spec.name()) : weights.get(spec.name());
                     Tensor copy = Tensor.allocate(ledger, Category.WEIGHTS, spec.name(), half, spec.shape());
-                    working.put(master, copy);
+                    copies.put(spec.name(), copy);
+                    if (master != null) working.put(master, copy);
                     (ad.containsKey(spec.name()) ? computeAdapters : computeWeights).put(spec.name(), copy);
                 }
             }
@@ -181,7 +191,7 @@ public final class TrainingStep implements AutoCloseable {
             r = LlamaModel.newRope(config, ledger);
         } catch (RuntimeException e) {
             allocated.forEach(Tensor::close);
-            working.values().forEach(Tensor::close);
+            copies.values().forEach(Tensor::close);
             buffers.values().forEach(Tensor::close);
             throw e;
         }
@@ -269,6 +279,12 @@ public final class TrainingStep implements AutoCloseable {
             else kernels.f32ToF16(master.segment(), 0, copy.segment(), 0, copy.elements());
         }
     }
+
+    /**
+     * The 16-bit working copies by name. With {@link Storage#mastersElsewhere()} those of matrices whose masters were
+     * not given are the caller's to fill, rounding each fp32 value as {@link #syncWorkingCopies()} does.
+     */
+    public Map<String, Tensor> workingCopies() { return Collections.unmodifiableMap(copies); }
 
     /** Element i of an F32 or BF16 (bf16-pure) adapter ← v, rounded to nearest even for BF16. */
     private static void put(Tensor t, long i, float v) {
@@ -472,7 +488,7 @@ public final class TrainingStep implements AutoCloseable {
     public void close() {
         buffers.values().forEach(Tensor::close);
         owned.forEach(Tensor::close);
-        working.values().forEach(Tensor::close);
+        copies.values().forEach(Tensor::close);
         rope.close();
     }
 }

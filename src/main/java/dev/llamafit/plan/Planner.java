@@ -113,13 +113,17 @@ public final class Planner {
             throw new IllegalArgumentException("the llamafit runtime trains on the CPU; plan a GPU with --runtime pytorch, or use --device cpu / --memory SIZE");
         TrainingLayout layout = layout(config, o, batch, seqLen, device);
         boolean mixed = o.precision().mixed(), pure = layout.pure();
+        // Full fine-tuning's mixed-precision values are masters of the working copies, which ZeRO stages 1-2 shard too.
+        sharding = sharding.withMasters(mixed && !pure && !o.adapters());
         // The engine's flat ZeRO buffers (train.ZeroState): full fine-tuning's fp32 (master) weights always, LoRA's
         // adapters over several ranks; bf16-pure keeps its own tensors (and runs on one rank).
         ShardLayout units = pure || o.adapters() && sharding.ranks() == 1 ? null
                 : ShardLayout.of(o.adapters() ? layout.adapterSpecs() : ParameterLayout.of(config, DType.F32).specs(), sharding.ranks());
         String zero = units == null || sharding.effectiveStage() == 0 ? "" : " (ZeRO-" + sharding.effectiveStage() + ", rank "
                 + sharding.rank() + " of " + sharding.ranks() + ": " + switch (sharding.effectiveStage()) {
-                    case 1, 2 -> "whole values, optimizer state for this rank's shard of each unit";
+                    case 1, 2 -> sharding.shardsMasters()
+                            ? "this rank's shard of each unit's masters + whole fp32 copies of the embedding and the norm/bias vectors (read in fp32), optimizer state for the shard"
+                            : "whole values, optimizer state for this rank's shard of each unit";
                     default -> "values, gradients and optimizer state for this rank's shard of each unit, + gathered buffers";
                 } + ")";
         List<Component> c = new ArrayList<>();
@@ -200,7 +204,8 @@ public final class Planner {
                         + (o.gradientCheckpointing() ? " (checkpointing: " + (o.checkpointEvery() == 1 ? "blocks keep" : "every " + o.checkpointEvery() + "-th block keeps") + " x_in only)" : "")));
         c.add(Component.constant("workspace", Column.DEVICE, Category.WORKSPACE, ws,
                 "per-thread attention scratch [threads, T²], loss chunk [rows, V], RoPE tables"
-                        + (units != null && sharding.effectiveStage() >= 1 ? ", ZeRO's staging shard [largest unit's shard]" : "")
+                        + (units != null && sharding.effectiveStage() >= 1 ? ", ZeRO's staging shard [largest unit's shard"
+                                + (sharding.shardsMasters() ? ", or one chunk of the masters' all-gather" : "") + "]" : "")
                         + (pure ? ", fp32 weight-gradient scratch [largest trainable matrix] (bf16 gradients take each product with one rounding)" : "")));
         List<String> notes = new ArrayList<>();
         if (o.adapters() && o.quantization() != null)

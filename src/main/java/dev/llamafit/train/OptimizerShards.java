@@ -37,7 +37,7 @@ final class OptimizerShards {
             ShardLayout.Unit u = layout.units().get(i);
             long base = u.from(rank, size);
             for (ShardLayout.Piece piece : u.pieces(rank, size)) {
-                Tensor value = stage >= 3 ? slice(zero.values[i], piece.shardOffset(), piece)
+                Tensor value = zero.valuesSharded() ? slice(zero.values[i], piece.shardOffset(), piece)
                         : slice(zero.values[i], base + piece.shardOffset(), piece);
                 Tensor grad = stage >= 2 ? slice(zero.gradShards[i], piece.shardOffset(), piece)
                         : slice(zero.grads[i], base + piece.shardOffset(), piece);

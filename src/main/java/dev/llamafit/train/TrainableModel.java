@@ -93,7 +93,9 @@ final class TrainableModel implements AutoCloseable {
             // Full fine-tuning's fp32 (master) weights are flat per unit always; LoRA's adapters when ranks share them.
             if (!pure && (!lora || dp.distributed())) {
                 ShardLayout units = ShardLayout.of(lora ? layout.adapterSpecs() : ParameterLayout.of(config, DType.F32).specs(), dp.size());
-                zero = new ZeroState(dp.sharding(), units, dp.collectives, dp, kernels, layout.trainableCategory(), ledger);
+                // Full fine-tuning's mixed-precision values are masters of the working copies: stages 1-2 shard them too.
+                zero = new ZeroState(dp.sharding().withMasters(!lora && t.precision().mixed()), units, dp.collectives, dp, kernels,
+                        layout.trainableCategory(), ledger);
             }
             TrainingStep.Storage storage = TrainingStep.Storage.OWN;
             if (lora) {
@@ -102,7 +104,8 @@ final class TrainableModel implements AutoCloseable {
             } else if (zero != null) {
                 loadWeights(o, config, checkpoint, kernels, ledger, zero);
                 weights = zero.valueViews();
-                storage = new TrainingStep.Storage(null, false, zero.gradientViews());
+                // Sharded masters: the step gets the tensors read in fp32 only; ZeroState fills the matrices' working copies.
+                storage = new TrainingStep.Storage(null, false, zero.gradientViews(), zero.shardsMasters());
             } else weights = loadWeights(o, config, checkpoint, kernels, ledger);
             step = new TrainingStep(layout, weights, kernels, ledger, o.seed(), storage);
             if (lora && zero != null && zero.stage() >= 3) {
@@ -110,6 +113,7 @@ final class TrainableModel implements AutoCloseable {
                 java.util.SplittableRandom rnd = new java.util.SplittableRandom(o.seed());
                 zero.fillUnits((u, views) -> views.values().forEach(v -> TrainingStep.initAdapter(v, rnd)));
             }
+            if (zero != null && zero.shardsMasters()) zero.useWorkingCopies(step.workingCopies(), step.kernels());
             if (zero != null && zero.stage() >= 2) step.setHooks(zero);
             return new TrainableModel(o, config, ledger, frozenBase, weights, lora || zero != null ? List.of() : new ArrayList<>(weights.values()),
                     step, zero, dp.leader());
@@ -135,10 +139,10 @@ final class TrainableModel implements AutoCloseable {
         };
     }
 
-    /** Trainable tensors in checkpoint order (ZeRO-3: only inside {@link #withWhole}). */
+    /** Trainable tensors in checkpoint order (ZeRO-3 and sharded masters: only inside {@link #withWhole}). */
     List<Tensor> trainable() {
-        if (zero != null && zero.stage() >= 3) {
-            if (whole == null) throw new IllegalStateException("ZeRO-3 holds shards of the trainable tensors: gather them (withWhole) first");
+        if (zero != null && zero.valuesSharded()) {
+            if (whole == null) throw new IllegalStateException("this rank holds shards of the trainable tensors: gather them (withWhole) first");
             return new ArrayList<>(whole.tensors().values());
         }
         return params.stream().map(Param::value).toList();
@@ -148,11 +152,11 @@ final class TrainableModel implements AutoCloseable {
     interface WithWhole<T> { T run() throws IOException; }
 
     /**
-     * Runs {@code body} with the trainable tensors whole ({@link #trainable()}): under ZeRO-3 they are all-gathered into
-     * temporaries first (collective: every rank calls this), else as they are.
+     * Runs {@code body} with the trainable tensors whole ({@link #trainable()}): under ZeRO-3 and with sharded masters they
+     * are all-gathered into temporaries first (collective: every rank calls this), else as they are.
      */
     <T> T withWhole(WithWhole<T> body) throws IOException {
-        if (zero == null || zero.stage() < 3 || whole != null) return body.run();
+        if (zero == null || !zero.valuesSharded() || whole != null) return body.run();
         whole = zero.gatherWhole(ledger);
         try {
             return body.run();
@@ -184,7 +188,11 @@ final class TrainableModel implements AutoCloseable {
         } else {
             for (TensorSpec spec : ParameterLayout.of(config, DType.F32).specs()) {
                 boolean decay = !spec.component().equals("norm") && !spec.name().endsWith(".bias");
-                out.add(new Param(spec.name(), weights.get(spec.name()), step.gradients().get(spec.name()), decay));
+                Tensor grad = step.gradients().get(spec.name()), value = weights.get(spec.name());
+                // Sharded masters: a matrix has no whole fp32 value on this rank. OptimizerShards steps the shards, and
+                // trainable() gathers, so here only the name, shape and decay are read: the gradient view stands in.
+                if (value == null && zero != null && zero.shardsMasters()) value = grad;
+                out.add(new Param(spec.name(), value, grad, decay));
             }
         }
         return out;

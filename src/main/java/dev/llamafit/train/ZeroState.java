@@ -35,6 +35,13 @@ import dev.llamafit.tensor.Tensor;
  * </ul>
  * Rank-order sums make a reduce-scatter exactly the slice of stage 0's all-reduce, so stage 2 differs from stage 0 only
  * in the order of the micro-batches' additions and of the norm's sum of squares.
+ *
+ * <p>Sharded masters ({@link Sharding#shardsMasters()}: stages 1-2, full fine-tuning under mixed precision): the values
+ * are this rank's padded shard of every unit's fp32 masters, plus whole fp32 copies of the tensors the forward reads in
+ * fp32 ({@link Sharding#readInFp32}), which are all the step is given as weights. After each update every unit is
+ * all-gathered in chunks through the staging buffer and each chunk goes where the forward reads it: rounded into the
+ * step's 16-bit working copies (the same kernel call as {@code syncWorkingCopies}, element-wise, so bit for bit), copied
+ * into the fp32 copies. No whole fp32 matrix exists on any rank.
  */
 final class ZeroState implements StepHooks, AutoCloseable {
     final Sharding sharding;
@@ -43,8 +50,11 @@ final class ZeroState implements StepHooks, AutoCloseable {
     private final DataParallel dp;
     private final Kernels kernels;
     private final int stage;
+    private final boolean shardedMasters;
+    private Map<String, Tensor> workingCopies; // sharded masters: the step's 16-bit copies, filled by publish()
+    private Kernels roundKernels;               // ... with the step's own rounding
     private final List<Tensor> allocated = new ArrayList<>();
-    final Tensor[] values;      // stage < 3: the whole unit; stage 3: this rank's padded shard
+    final Tensor[] values;      // stage < 3: the whole unit; stage 3 and sharded masters: this rank's padded shard
     private final Tensor[] gathered;  // stage 3: the whole unit outside the blocks (padded), null for blocks
     private final Tensor[] blockBufs; // stage 3: gathered blocks, layer l in l mod 2
     final Tensor[] grads;       // stage < 2: the whole unit; stages 2-3: units outside the blocks only
@@ -71,6 +81,7 @@ final class ZeroState implements StepHooks, AutoCloseable {
         this.dp = dp;
         this.kernels = kernels;
         this.stage = sharding.effectiveStage();
+        this.shardedMasters = sharding.shardsMasters();
         int n = layout.units().size(), ranks = sharding.ranks();
         values = new Tensor[n];
         gathered = new Tensor[n];
@@ -89,11 +100,17 @@ final class ZeroState implements StepHooks, AutoCloseable {
                 for (int b = 0; b < blocks.length; b++)
                     blocks[b] = alloc(ledger, trainable, "zero.gathered_block." + b, layout.largestGatheredBlock());
             if (stage >= 2) bkt = alloc(ledger, Category.GRADIENTS, "zero.grad_bucket", layout.largestBlock());
-            if (stage >= 1) stg = alloc(ledger, Category.WORKSPACE, "zero.staging", layout.largestShard());
+            if (stage >= 1) stg = alloc(ledger, Category.WORKSPACE, "zero.staging", sharding.workspaceElements(layout));
             for (int i = 0; i < n; i++) {
                 ShardLayout.Unit u = layout.units().get(i);
                 if (u.layer() >= 0) unitOfLayer[u.layer()] = i;
-                if (stage < 3) {
+                if (shardedMasters) {
+                    values[i] = alloc(ledger, trainable, "zero.master_shard." + u.name(), u.shard(ranks));
+                    for (dev.llamafit.tensor.TensorSpec s : u.specs())
+                        if (Sharding.readInFp32(s))
+                            valueViews.put(s.name(), new Tensor(s.name(), DType.F32, s.shape(),
+                                    alloc(ledger, trainable, "zero.fp32." + s.name(), s.elements()).segment()));
+                } else if (stage < 3) {
                     values[i] = alloc(ledger, trainable, "zero.values." + u.name(), u.elements());
                     valueViews.putAll(u.views(values[i].segment()));
                 } else {
@@ -132,6 +149,23 @@ final class ZeroState implements StepHooks, AutoCloseable {
 
     int stage() { return stage; }
 
+    /** Whether this rank holds only its shard of the values (stage 3, or sharded masters): whole ones are gathered ({@link #gatherWhole}). */
+    boolean valuesSharded() { return stage >= 3 || shardedMasters; }
+
+    /** Sharded masters: each rank keeps its shard of the fp32 masters; the step is given only those read in fp32. */
+    boolean shardsMasters() { return shardedMasters; }
+
+    /**
+     * Sharded masters: the step's 16-bit working copies by name, which every update (and this call) fills from the
+     * gathered masters, rounding with {@code kernels} (the step's). Collective.
+     */
+    void useWorkingCopies(Map<String, Tensor> copies, Kernels kernels) {
+        if (!shardedMasters) throw new IllegalStateException("the masters are not sharded");
+        this.workingCopies = Map.copyOf(copies);
+        this.roundKernels = kernels;
+        publish();
+    }
+
     // ---- values ----
 
     /**
@@ -140,6 +174,7 @@ final class ZeroState implements StepHooks, AutoCloseable {
      * weights and adapters, and LoRA's initialisation, with no whole copy of the model at once.
      */
     void fillUnits(java.util.function.BiConsumer<ShardLayout.Unit, Map<String, Tensor>> fill) {
+        if (shardedMasters) throw new IllegalStateException("sharded masters are filled by load() only");
         int rank = sharding.rank(), ranks = sharding.ranks();
         invalidate();
         for (int i = 0; i < values.length; i++) {
@@ -158,6 +193,17 @@ final class ZeroState implements StepHooks, AutoCloseable {
 
     /** {@link #fillUnits} from whole tensors by name (any float dtype). */
     void load(Map<String, Tensor> whole) {
+        if (shardedMasters) {
+            // This rank's pieces into its shards (padding zero), the tensors read in fp32 whole; publish() makes the rest.
+            int rank = sharding.rank(), ranks = sharding.ranks();
+            for (int i = 0; i < values.length; i++) {
+                values[i].segment().fill((byte) 0);
+                for (ShardLayout.Piece p : layout.units().get(i).pieces(rank, ranks))
+                    copy(whole.get(p.spec().name()), p.from(), values[i], p.shardOffset(), p.length());
+            }
+            for (Tensor dst : valueViews.values()) copy(whole.get(dst.name()), 0, dst, 0, dst.elements());
+            return;
+        }
         fillUnits((u, views) -> {
             for (Tensor dst : views.values()) copy(whole.get(dst.name()), 0, dst, 0, dst.elements());
         });
@@ -175,6 +221,10 @@ final class ZeroState implements StepHooks, AutoCloseable {
      * gathered buffers are stale.
      */
     void afterUpdate() {
+        if (shardedMasters) {
+            publish();
+            return;
+        }
         if (stage >= 3) {
             invalidate();
             return;
@@ -190,6 +240,46 @@ final class ZeroState implements StepHooks, AutoCloseable {
             collectives.allGather(s, u.elements(), values[i].segment());
         }
         dp.countCollective(System.nanoTime() - t0);
+    }
+
+    /**
+     * Sharded masters: every unit all-gathered in chunks of {@link Sharding#gatherChunk} elements per rank into the
+     * staging buffer, each chunk's elements rounded into their working copies and copied into their fp32 copies.
+     */
+    private void publish() {
+        if (workingCopies == null) throw new IllegalStateException("no working copies to fill (useWorkingCopies)");
+        int ranks = sharding.ranks();
+        long chunk = sharding.gatherChunk(layout);
+        MemorySegment out = staging.segment();
+        for (int i = 0; i < values.length; i++) {
+            ShardLayout.Unit u = layout.units().get(i);
+            long s = u.shard(ranks);
+            for (long k = 0; k < s; k += chunk) {
+                long n = Math.min(chunk, s - k), t0 = System.nanoTime();
+                // Each rank's elements [k, k + n) of its shard: rank r's land at out[r·n ...], unit elements r·s + k on.
+                collectives.allGather(values[i].segment().asSlice(k * Float.BYTES, n * Float.BYTES), n * ranks, out);
+                dp.countCollective(System.nanoTime() - t0);
+                for (int r = 0; r < ranks; r++) deliver(u, r * s + k, out, r * n, n);
+            }
+        }
+    }
+
+    /** Unit {@code u}'s flat elements [from, from + n) (past its end: padding, dropped), held in {@code buf} at {@code at}. */
+    private void deliver(ShardLayout.Unit u, long from, MemorySegment buf, long at, long n) {
+        long to = Math.min(from + n, u.elements());
+        for (int j = 0; j < u.specs().size(); j++) {
+            dev.llamafit.tensor.TensorSpec spec = u.specs().get(j);
+            long off = u.offsets()[j], a = Math.max(from, off), b = Math.min(to, off + spec.elements());
+            if (a >= b) continue;
+            long src = at + (a - from), dst = a - off, m = b - a;
+            Tensor copy = workingCopies.get(spec.name());
+            if (copy != null) {
+                if (copy.dtype() == DType.BF16) roundKernels.f32ToBf16(buf, src, copy.segment(), dst, m);
+                else roundKernels.f32ToF16(buf, src, copy.segment(), dst, m);
+            }
+            Tensor fp32 = valueViews.get(spec.name());
+            if (fp32 != null) MemorySegment.copy(buf, src * Float.BYTES, fp32.segment(), dst * Float.BYTES, m * Float.BYTES);
+        }
     }
 
     /** Forgets what the gathered buffers hold (their units changed), after any gather still in flight ends. */
@@ -323,11 +413,11 @@ final class ZeroState implements StepHooks, AutoCloseable {
     // ---- whole tensors, for checkpoints and final/ ----
 
     /**
-     * Stage 3: every trainable tensor whole, gathered unit by unit into buffers filed under workspace (a checkpoint's
+     * Stage 3 and sharded masters: every trainable tensor whole, gathered unit by unit into buffers filed under workspace (a checkpoint's
      * temporaries), views by name in layout order. Collective. Stages 0-2 return the value views themselves.
      */
     Gathered gatherWhole(MemoryLedger ledger) {
-        if (stage < 3) return new Gathered(List.of(), valueViews);
+        if (!valuesSharded()) return new Gathered(List.of(), valueViews);
         invalidate();
         List<Tensor> bufs = new ArrayList<>();
         Map<String, Tensor> views = new LinkedHashMap<>();
