@@ -58,6 +58,18 @@ public record Sharding(int ranks, int rank, int stage, boolean masters) {
     }
 
     /**
+     * Elements gathered whole (workspace temporaries, one per unit, padded) while a checkpoint's model file or final/ is
+     * written, when this rank holds only shards of the values (stage 3, or {@link #shardsMasters()}); else 0.
+     */
+    public long saveGatherElements(ShardLayout l) {
+        check(l);
+        if (effectiveStage() < 3 && !shardsMasters()) return 0;
+        long n = 0;
+        for (ShardLayout.Unit u : l.units()) n = Math.addExact(n, u.gathered(ranks));
+        return n;
+    }
+
+    /**
      * Under {@link #shardsMasters()}: each rank's elements per all-gather of a unit's masters, so that one gather
      * (chunk × ranks) fits the staging shard: ⌊largest shard / ranks⌋, at least 1.
      */

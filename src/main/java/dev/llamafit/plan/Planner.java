@@ -207,6 +207,11 @@ public final class Planner {
                         + (units != null && sharding.effectiveStage() >= 1 ? ", ZeRO's staging shard [largest unit's shard"
                                 + (sharding.shardsMasters() ? ", or one chunk of the masters' all-gather" : "") + "]" : "")
                         + (pure ? ", fp32 weight-gradient scratch [largest trainable matrix] (bf16 gradients take each product with one rounding)" : "")));
+        long saveGather = units == null ? 0 : Math.multiplyExact(4L, sharding.saveGatherElements(units));
+        if (saveGather > 0)
+            c.add(Component.constant("workspace.save_gather", Column.DEVICE, Category.WORKSPACE, saveGather,
+                    "while a checkpoint's model.safetensors or final/ is written, every unit gathered whole into fp32 temporaries"
+                            + " (this rank holds only shards of the values): Σ units' ⌈n/ranks⌉ × ranks × 4 B"));
         List<String> notes = new ArrayList<>();
         if (o.adapters() && o.quantization() != null)
             notes.add("while loading, the checkpoint's mapping is held as well (a matrix is quantised from it, then the mapping is"

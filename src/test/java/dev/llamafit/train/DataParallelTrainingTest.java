@@ -193,6 +193,8 @@ class DataParallelTrainingTest {
                     assertEquals(optimizer, measured(err, rank, n, "optimizer"), "optimizer, rank " + rank + ", stage " + stage + ", N " + n);
                     assertEquals(optimizer, planned(err, rank, n, "optimizer"));
                     assertEquals(planned(err, rank, n, "activations"), measured(err, rank, n, "activations"));
+                    // Staging, and at stage 3 the units gathered whole while the final checkpoint is written.
+                    assertEquals(planned(err, rank, n, "workspace"), measured(err, rank, n, "workspace"), "workspace, rank " + rank + ", stage " + stage);
                     long states = weights + gradients + optimizer;
                     System.out.printf(Locale.ROOT, "ZeRO-%d on %d ranks, rank %d: model states %d bytes (weights %d, gradients %d, optimizer %d; Ψ = %d)%n",
                             stage, n, rank, states, weights, gradients, optimizer, psi);
@@ -262,7 +264,7 @@ class DataParallelTrainingTest {
                 String e = rankFile(logs, rank, "stderr");
                 assertEquals(masters, measured(e, rank, 2, "master_weights"), "master_weights, rank " + rank + ", stage " + stage);
                 assertEquals(masters, planned(e, rank, 2, "master_weights"), "planned master_weights, rank " + rank);
-                for (String category : List.of("gradients", "optimizer", "activations"))
+                for (String category : List.of("gradients", "optimizer", "activations", "workspace"))
                     assertEquals(planned(e, rank, 2, category), measured(e, rank, 2, category), category + ", rank " + rank + ", stage " + stage);
                 assertTrue(masters < unsharded, masters + " vs " + unsharded);
             }
